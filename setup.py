@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="stedi_assets",
+    version="0.1.0",
+    description="STEDI Human Balance Analytics lakehouse as a Dagster asset graph",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(exclude=["stedi_assets_tests*"]),
+    package_data={"stedi_assets": ["sample_data/**/*.json"]},
+    include_package_data=True,
+    install_requires=[
+        # The integrations pin dagster exactly; keep the four in lock step.
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-aws==0.29.27",
+        "dagster-pyspark==0.29.27",
+        "pyspark>=4.0,<5",
+        "pandas>=2.2",
+        "pyarrow>=18",
+        "duckdb==1.5.6",
+        "boto3>=1.34",
+        "click>=8.1",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "moto[server]>=5.0",
+            "matplotlib>=3.8",
+        ],
+    },
+    entry_points={"console_scripts": ["stedi = stedi_assets.cli:main"]},
+)

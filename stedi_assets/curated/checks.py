@@ -1,0 +1,95 @@
+"""Curated-zone audits: the ML table pairs one customer's readings and names no one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from stedi_assets.audit import Rule, table_audit
+from stedi_assets.engine import Relation
+from stedi_assets.tables import (
+    ACCELEROMETER_TRUSTED,
+    CUSTOMER_CURATED,
+    DIRECT_IDENTIFIERS,
+    MACHINE_LEARNING_CURATED,
+    STEP_TRAINER_TRUSTED,
+)
+
+EMAIL_UNIQUE = "email_unique"
+HAS_ACCELEROMETER_DATA = "has_accelerometer_data"
+SAME_CUSTOMER = "same_customer"
+NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
+NO_DUPLICATE_ROWS = "no_duplicate_rows"
+
+
+def _identifier_columns(relations: Mapping[str, Relation]) -> pa.Table:
+    table = relations[MACHINE_LEARNING_CURATED.name]
+    schema = table.schema if isinstance(table, pa.Table) else table.file_schema()
+    found = sorted(n for n in schema.names if n.lower() in {i.lower() for i in DIRECT_IDENTIFIERS})
+    return pa.table({"column": pa.array(found, pa.string())})
+
+
+customer_curated_audit = table_audit(
+    CUSTOMER_CURATED,
+    [
+        Rule(
+            EMAIL_UNIQUE,
+            "One row per e-mail.",
+            sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
+        ),
+        Rule(
+            HAS_ACCELEROMETER_DATA,
+            "Every customer has at least one accelerometer_trusted reading.",
+            sql="""
+            SELECT c.email FROM customer_curated AS c
+            WHERE NOT EXISTS (SELECT 1 FROM accelerometer_trusted AS a WHERE a.user = c.email)
+            """,
+        ),
+    ],
+    reads=[ACCELEROMETER_TRUSTED],
+)
+
+machine_learning_curated_audit = table_audit(
+    MACHINE_LEARNING_CURATED,
+    [
+        Rule(
+            SAME_CUSTOMER,
+            "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
+            "curated customer, taken at the same time.",
+            sql="""
+            SELECT m.subject_id, m.sensorReadingTime FROM machine_learning_curated AS m
+            WHERE NOT EXISTS (
+                SELECT 1 FROM customer_curated AS c
+                WHERE c.subject_id = m.subject_id
+                  AND EXISTS (
+                      SELECT 1 FROM step_trainer_trusted AS s
+                      WHERE s.serialNumber = c.serialNumber
+                        AND s.sensorReadingTime = m.sensorReadingTime
+                        AND s.distanceFromObject IS NOT DISTINCT FROM m.distanceFromObject)
+                  AND EXISTS (
+                      SELECT 1 FROM accelerometer_trusted AS a
+                      WHERE a.user = c.email
+                        AND a.timestamp = m.sensorReadingTime
+                        AND a.x IS NOT DISTINCT FROM m.x
+                        AND a.y IS NOT DISTINCT FROM m.y
+                        AND a.z IS NOT DISTINCT FROM m.z)
+            )
+            """,
+        ),
+        Rule(
+            NO_DIRECT_IDENTIFIERS,
+            "No column holds a name, e-mail, phone number or birthday.",
+            evaluate=_identifier_columns,
+        ),
+        Rule(
+            NO_DUPLICATE_ROWS,
+            "No row appears twice.",
+            sql="""
+            SELECT subject_id, sensorReadingTime, COUNT(*) AS copies FROM machine_learning_curated
+            GROUP BY subject_id, sensorReadingTime, distanceFromObject, x, y, z HAVING COUNT(*) > 1
+            """,
+        ),
+    ],
+    reads=[CUSTOMER_CURATED, STEP_TRAINER_TRUSTED, ACCELEROMETER_TRUSTED],
+)

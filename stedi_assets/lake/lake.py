@@ -1,0 +1,172 @@
+"""Versioned tables with write-audit-publish.
+
+A table lives at `<lake>/<source>/<zone>/`. Each write goes to a version folder of its own,
+`<location>/v_<version>/part-00000.parquet`, with a `_manifest.json` written last. Readers
+never list folders: they read the pointer `<location>/_current.json`, a single object
+replaced in one PUT (or rename), naming the published version and its files. So a reader
+sees the old or the new table, never a half-written one, on a file system and on S3 alike.
+A staged version becomes visible only when `publish` moves the pointer to it, which the
+audit step does after every blocking rule has passed; a version that fails its audit is
+deleted, so its records never stay in a trusted or curated location.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stedi_assets.lake.store import Store, read_parquet, write_parquet
+from stedi_assets.tables import TABLES, Table
+
+POINTER = "_current.json"
+MANIFEST = "_manifest.json"
+DATA_FILE = "part-00000.parquet"
+
+
+class TableNotPublishedError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One immutable version of a table: what readers, engines and checks receive."""
+
+    table: Table
+    version: str
+    files: tuple[str, ...]  # store keys
+    rows: int
+    store: Store
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def location(self) -> str:
+        """The folder that holds exactly this version: the Glue/Athena table location."""
+        return self.store.uri(_version_prefix(self.table, self.version)) + "/"
+
+    def local_paths(self) -> list[str] | None:
+        paths = [self.store.local_path(k) for k in self.files]
+        return None if any(p is None for p in paths) else paths  # type: ignore[return-value]
+
+    def to_arrow(self) -> pa.Table:
+        return read_parquet(self.store, list(self.files), self.table.arrow_schema)
+
+    def file_schema(self) -> pa.Schema:
+        """The schema actually written in the Parquet files, not the one the contract wants."""
+        local = self.store.local_path(self.files[0])
+        return pq.read_schema(local if local is not None else pa.BufferReader(self.store.read(self.files[0])))
+
+    def describe(self) -> dict[str, Any]:
+        return {"version": self.version, "files": list(self.files), "rows": self.rows}
+
+
+def _version_prefix(table: Table, version: str) -> str:
+    return f"{table.location}/v_{version}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Lake:
+    def __init__(self, store: Store, keep_versions: int = 3):
+        if keep_versions < 2:
+            raise ValueError("keep_versions must be at least 2 so that a rollback target exists")
+        self.store = store
+        self.keep_versions = keep_versions
+
+    def uri(self) -> str:
+        return self.store.uri()
+
+    # -- write ---------------------------------------------------------------------------
+    def stage(self, table: Table, data: pa.Table, version: str) -> LakeTable:
+        """Write `data` as a new, unpublished version of `table`, conformed to its contract."""
+        data = data.select(table.column_names).cast(table.arrow_schema)
+        prefix = _version_prefix(table, version)
+        self.store.delete_prefix(prefix)  # a retried step rewrites its own version from scratch
+        key = f"{prefix}/{DATA_FILE}"
+        write_parquet(self.store, key, data)
+        manifest = {"table": table.name, "version": version, "files": [key], "rows": data.num_rows, "staged_at": _now()}
+        self.store.write(f"{prefix}/{MANIFEST}", json.dumps(manifest).encode())
+        return LakeTable(table, version, (key,), data.num_rows, self.store)
+
+    def staged(self, table: Table, version: str) -> LakeTable | None:
+        key = f"{_version_prefix(table, version)}/{MANIFEST}"
+        if not self.store.exists(key):
+            return None
+        manifest = json.loads(self.store.read(key))
+        return LakeTable(table, version, tuple(manifest["files"]), manifest["rows"], self.store)
+
+    def publish(self, staged: LakeTable) -> None:
+        """Make `staged` the current version; keep the previous ones for rollback."""
+        pointer = self._pointer(staged.table)
+        if pointer and pointer["version"] == staged.version:
+            return
+        history = []
+        if pointer:
+            history = [_entry(pointer)] + pointer.get("history", [])
+        entry = {**staged.describe(), "published_at": _now()}
+        kept, expired = history[: self.keep_versions - 1], history[self.keep_versions - 1 :]
+        self._write_pointer(staged.table, {**entry, "history": kept})
+        for old in expired:
+            if old["version"] != staged.version:
+                self.store.delete_prefix(_version_prefix(staged.table, old["version"]))
+
+    def discard(self, staged: LakeTable) -> None:
+        """Delete a version that failed its audit (never the published one)."""
+        pointer = self._pointer(staged.table)
+        if pointer and staged.version in {pointer["version"], *(h["version"] for h in pointer.get("history", []))}:
+            return
+        self.store.delete_prefix(_version_prefix(staged.table, staged.version))
+
+    def rollback(self, table: Table) -> LakeTable:
+        """Point `table` back at its previous published version."""
+        pointer = self._pointer(table)
+        if not pointer or not pointer.get("history"):
+            raise TableNotPublishedError(f"{table.name} has no previous version to roll back to")
+        previous, *older = pointer["history"]
+        self._write_pointer(table, {**previous, "published_at": _now(), "history": older + [_entry(pointer)]})
+        return self.current(table)
+
+    # -- read ----------------------------------------------------------------------------
+    def current(self, table: Table) -> LakeTable:
+        pointer = self._pointer(table)
+        if pointer is None:
+            raise TableNotPublishedError(
+                f"{table.name} has no published version at {self.store.uri(table.location)}: materialize it first"
+            )
+        return LakeTable(table, pointer["version"], tuple(pointer["files"]), pointer["rows"], self.store)
+
+    def history(self, table: Table) -> list[dict[str, Any]]:
+        """The published versions, newest (current) first."""
+        pointer = self._pointer(table)
+        return [] if pointer is None else [_entry(pointer)] + pointer.get("history", [])
+
+    def published_tables(self) -> dict[str, LakeTable]:
+        out = {}
+        for table in TABLES.values():
+            try:
+                out[table.name] = self.current(table)
+            except TableNotPublishedError:
+                continue
+        return out
+
+    def _pointer(self, table: Table) -> dict[str, Any] | None:
+        key = f"{table.location}/{POINTER}"
+        if not self.store.exists(key):
+            return None
+        return json.loads(self.store.read(key))
+
+    def _write_pointer(self, table: Table, pointer: dict[str, Any]) -> None:
+        self.store.write(f"{table.location}/{POINTER}", json.dumps(pointer, indent=1).encode())
+
+
+def _entry(pointer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pointer.items() if k != "history"}

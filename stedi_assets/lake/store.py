@@ -1,0 +1,109 @@
+"""Object stores under the lake and the sources: a local folder, or S3.
+
+Only whole-object operations are used (put, get, list, delete), so the same lake logic runs
+on a file system and on S3, where there is no rename and no append."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class Store(Protocol):
+    """Keys are `/`-separated paths relative to the store's root."""
+
+    def uri(self, key: str = "") -> str: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def read(self, key: str) -> bytes: ...
+    def write(self, key: str, data: bytes) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def local_path(self, key: str) -> str | None: ...
+
+
+class LocalStore:
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def uri(self, key: str = "") -> str:
+        return str(self._path(key))
+
+    def local_path(self, key: str) -> str | None:
+        return str(self._path(key))
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if base.is_file():
+            return [prefix]
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def write(self, key: str, data: bytes) -> None:
+        # Write beside the target, then rename over it: a reader sees the old or the new
+        # object, never a torn one (the same guarantee an S3 PUT gives).
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def open_store(uri: str) -> Store:
+    """The store for a lake or source location: `s3://bucket/prefix` or a folder."""
+    if uri.startswith("s3://"):
+        from stedi_assets.lake.s3_store import S3Store
+
+        return S3Store.from_uri(uri)
+    return LocalStore(uri)
+
+
+def write_parquet(store: Store, key: str, table: pa.Table) -> None:
+    local = store.local_path(key)
+    if local is not None:
+        # Stream straight to a temp file and rename: no second copy of a large table in memory.
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{local}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, local)
+        return
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    store.write(key, buffer.getvalue())
+
+
+def read_parquet(store: Store, keys: list[str], schema: pa.Schema) -> pa.Table:
+    tables = []
+    for key in keys:
+        local = store.local_path(key)
+        source = local if local is not None else pa.BufferReader(store.read(key))
+        tables.append(pq.read_table(source, schema=schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()

@@ -1,0 +1,80 @@
+"""Landing: the raw JSON of each source as a typed table, and a rejects table beside it."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pyarrow as pa
+
+from stedi_assets.landing.json_lines import parse_files
+from stedi_assets.landing.source import LandingSource
+from stedi_assets.tables import (
+    ACCELEROMETER_LANDING,
+    ACCELEROMETER_LANDING_REJECTS,
+    CUSTOMER_LANDING,
+    CUSTOMER_LANDING_REJECTS,
+    STEP_TRAINER_LANDING,
+    STEP_TRAINER_LANDING_REJECTS,
+    Table,
+)
+
+KINDS = {"python", "parquet"}
+
+
+def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDefinition:
+    required = ", ".join(c.name for c in table.columns if c.required)
+
+    @dg.multi_asset(
+        name=f"load_{table.name}",
+        group_name="landing",
+        outs={
+            table.name: dg.AssetOut(description=description, kinds=KINDS),
+            rejects.name: dg.AssetOut(
+                description=(
+                    f"Lines of the {table.source} landing files that did not become a {table.name} row "
+                    f"(not JSON, missing {required}, or a value of the wrong type), with file, line number, "
+                    "raw text and reason."
+                ),
+                kinds=KINDS,
+            ),
+        },
+    )
+    def _landing(context: dg.AssetExecutionContext, source: LandingSource) -> Iterator[dg.Output]:
+        batch = parse_files(source.read_all(table.source), table)
+        accounted = _distinct_lines(batch.rows, batch.rejects)
+        if batch.files_parsed_exactly:
+            context.log.warning(f"{table.source}: files with bad lines: {', '.join(batch.files_parsed_exactly)}")
+        counts = {
+            "files": batch.files,
+            "lines_read": batch.lines_read,
+            "rows": batch.rows.num_rows,
+            "rejects": batch.rejects.num_rows,
+            "lines_accounted": accounted,
+            "source": dg.MetadataValue.path(source.store().uri(table.source)),
+        }
+        yield dg.Output(batch.rows, output_name=table.name, metadata=counts)
+        yield dg.Output(batch.rejects, output_name=rejects.name, metadata=counts)
+
+    return _landing
+
+
+def _distinct_lines(*tables: pa.Table) -> int:
+    keys = pa.concat_tables([t.select(["source_file", "source_line"]) for t in tables])
+    return keys.group_by(["source_file", "source_line"]).aggregate([]).num_rows
+
+
+customer_landing = landing_asset(
+    CUSTOMER_LANDING,
+    CUSTOMER_LANDING_REJECTS,
+    "Every customer record of the landing zone, consenting or not, typed, with its source file and line.",
+)
+accelerometer_landing = landing_asset(
+    ACCELEROMETER_LANDING,
+    ACCELEROMETER_LANDING_REJECTS,
+    "Every accelerometer reading of the landing zone (user = customer e-mail), typed, with its source file and line.",
+)
+step_trainer_landing = landing_asset(
+    STEP_TRAINER_LANDING,
+    STEP_TRAINER_LANDING_REJECTS,
+    "Every step trainer reading of the landing zone (keyed by device serial number), typed, with its source file and line.",
+)

@@ -1,0 +1,256 @@
+"""Typed landing tables from line-delimited JSON, with a rejects record for every bad line.
+
+A file is parsed in two ways that agree on every input:
+- fast: pyarrow's vectorised JSON reader against the table's contract, used when the file is
+  clean enough that each non-blank line yields exactly one row (the usual case);
+- exact: line by line in Python, for files with malformed lines, wrongly typed values or several
+  objects on one line, so each problem gets its file, line number, raw text and reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from stedi_assets.tables import Column, Table
+
+REJECT_SCHEMA = pa.schema(
+    [("source_file", pa.string()), ("source_line", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
+)
+
+
+@dataclass
+class ParsedFile:
+    rows: pa.Table
+    rejects: pa.Table
+    lines_read: int  # non-blank lines; blank ones carry no record
+    exact_path: bool = False
+
+
+@dataclass
+class LandingBatch:
+    rows: pa.Table
+    rejects: pa.Table
+    files: int = 0
+    lines_read: int = 0
+    files_parsed_exactly: list[str] = field(default_factory=list)
+
+
+def parse_file(data: bytes, source_file: str, table: Table) -> ParsedFile:
+    data_columns = [c for c in table.columns if c.name not in ("source_file", "source_line")]
+    fast = _parse_fast(data, source_file, table, data_columns)
+    if fast is not None:
+        return fast
+    return _parse_exact(data, source_file, table, data_columns)
+
+
+def parse_files(files: Iterable[tuple[str, bytes]], table: Table) -> LandingBatch:
+    batch_rows, batch_rejects = [], []
+    out = LandingBatch(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table())
+    for source_file, data in files:
+        parsed = parse_file(data, source_file, table)
+        batch_rows.append(parsed.rows)
+        batch_rejects.append(parsed.rejects)
+        out.files += 1
+        out.lines_read += parsed.lines_read
+        if parsed.exact_path:
+            out.files_parsed_exactly.append(source_file)
+    if batch_rows:
+        out.rows = pa.concat_tables(batch_rows)
+        out.rejects = pa.concat_tables(batch_rejects)
+    return out
+
+
+def count_lines(data: bytes) -> int:
+    """Non-blank lines, counted the way both parsers count them."""
+    return sum(1 for line in data.split(b"\n") if line.strip())
+
+
+# -- fast path ---------------------------------------------------------------------------------
+def _parse_fast(data: bytes, source_file: str, table: Table, columns: list[Column]) -> ParsedFile | None:
+    try:
+        lines = pc.split_pattern(pa.array([data], pa.large_binary()), b"\n").flatten().cast(pa.large_string())
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    non_blank = pc.invert(pc.match_substring_regex(lines, r"^\s*$"))
+    line_numbers = pc.add(pc.indices_nonzero(non_blank), 1).cast(pa.int64())
+    if len(line_numbers) == 0:
+        return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
+    options = pa_json.ParseOptions(
+        explicit_schema=pa.schema([(c.name, c.type) for c in columns]), unexpected_field_behavior="infer"
+    )
+    try:
+        parsed = pa_json.read_json(io.BytesIO(data), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if parsed.num_rows != len(line_numbers):
+        return None  # several objects on a line: only the exact path can number them
+    values = {}
+    for column in columns:
+        merged = _case_insensitive_column(parsed, column)
+        if merged is None:
+            return None
+        values[column.name] = merged
+    values["source_file"] = pa.array([source_file] * parsed.num_rows, pa.string())
+    values["source_line"] = line_numbers
+    rows = pa.table(values, schema=table.arrow_schema)
+
+    missing = _missing_required_mask(rows, columns)
+    if not pc.any(missing).as_py():
+        return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
+    bad = rows.filter(missing)
+    reasons = [_missing_reason(r, columns) for r in bad.select([c.name for c in columns if c.required]).to_pylist()]
+    rejects = pa.table(
+        {
+            "source_file": bad["source_file"],
+            "source_line": bad["source_line"],
+            "raw": pc.utf8_trim_whitespace(pc.take(pc.filter(lines, non_blank), pc.indices_nonzero(missing))).cast(pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+        },
+        schema=REJECT_SCHEMA,
+    )
+    return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)
+
+
+def _case_insensitive_column(parsed: pa.Table, column: Column) -> pa.ChunkedArray | None:
+    """The column under its canonical name, filled from any other spelling of it."""
+    merged = parsed[column.name]
+    for name in parsed.column_names:
+        if name != column.name and name.lower() == column.name.lower():
+            try:
+                merged = pc.coalesce(merged, parsed[name].cast(column.type, safe=True))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+            if not _same_kind(parsed[name].type, column.type):
+                return None  # e.g. a number under a text column: let the exact path reject it
+    return merged
+
+
+def _same_kind(actual: pa.DataType, wanted: pa.DataType) -> bool:
+    if pa.types.is_null(actual):
+        return True
+    if pa.types.is_string(wanted):
+        return pa.types.is_string(actual)
+    if pa.types.is_integer(wanted):
+        return pa.types.is_integer(actual)
+    return pa.types.is_integer(actual) or pa.types.is_floating(actual)
+
+
+def _missing_required_mask(rows: pa.Table, columns: list[Column]) -> pa.ChunkedArray:
+    mask = None
+    for column in columns:
+        if column.required:
+            is_null = pc.is_null(rows[column.name])
+            mask = is_null if mask is None else pc.or_(mask, is_null)
+    return mask if mask is not None else pa.chunked_array([pa.array([False] * rows.num_rows)])
+
+
+def _missing_reason(row: dict[str, Any], columns: list[Column]) -> str:
+    missing = [c.name for c in columns if c.required and row.get(c.name) is None]
+    return "missing required field " + ", ".join(missing)
+
+
+# -- exact path --------------------------------------------------------------------------------
+_DECODER = json.JSONDecoder()
+
+
+def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Column]) -> ParsedFile:
+    records: dict[str, list[Any]] = {c.name: [] for c in table.columns}
+    rejects: dict[str, list[Any]] = {f.name: [] for f in REJECT_SCHEMA}
+    lines_read = 0
+
+    def reject(line_number: int, raw: str, reason: str) -> None:
+        rejects["source_file"].append(source_file)
+        rejects["source_line"].append(line_number)
+        rejects["raw"].append(raw)
+        rejects["reason"].append(reason)
+
+    for line_number, raw_bytes in enumerate(data.split(b"\n"), start=1):
+        if not raw_bytes.strip():
+            continue
+        lines_read += 1
+        try:
+            line = raw_bytes.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            reject(line_number, raw_bytes.decode("utf-8", "replace").strip(), f"not valid UTF-8: {error.reason}")
+            continue
+        try:
+            objects = _split_objects(line)
+        except ValueError as error:
+            reject(line_number, line, f"not JSON: {error}")
+            continue
+        for obj, text in objects:
+            problem = _typed_record(obj, columns)
+            if isinstance(problem, str):
+                reject(line_number, text, problem)
+                continue
+            for name, value in problem.items():
+                records[name].append(value)
+            records["source_file"].append(source_file)
+            records["source_line"].append(line_number)
+    return ParsedFile(
+        pa.table(records, schema=table.arrow_schema),
+        pa.table(rejects, schema=REJECT_SCHEMA),
+        lines_read,
+        exact_path=True,
+    )
+
+
+def _split_objects(line: str) -> list[tuple[Any, str]]:
+    """Every JSON value on the line (`{...}{...}` included), with its own text."""
+    out, pos = [], 0
+    while pos < len(line):
+        try:
+            value, end = _DECODER.raw_decode(line, pos)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{error.msg} at column {error.colno}") from None
+        out.append((value, line[pos:end]))
+        pos = end
+        while pos < len(line) and line[pos].isspace():
+            pos += 1
+    return out
+
+
+def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
+    """The record's values under canonical names, or the reason it is rejected."""
+    if not isinstance(obj, dict):
+        return f"not a JSON object but {type(obj).__name__}"
+    out: dict[str, Any] = {}
+    missing = []
+    for column in columns:
+        value = _field(obj, column.name)
+        if value is None:
+            if column.required:
+                missing.append(column.name)
+            out[column.name] = None
+            continue
+        if not _has_type(value, column.type):
+            return f"{column.name} has {type(value).__name__} value {json.dumps(value)[:40]}, expected {column.athena_type}"
+        out[column.name] = float(value) if pa.types.is_floating(column.type) else value
+    if missing:
+        return "missing required field " + ", ".join(missing)
+    return out
+
+
+def _field(obj: dict[str, Any], name: str) -> Any:
+    """The canonical spelling first, then any other spelling: the same order as the fast path."""
+    if obj.get(name) is not None:
+        return obj[name]
+    return next((v for k, v in obj.items() if k.lower() == name.lower() and v is not None), None)
+
+
+def _has_type(value: Any, wanted: pa.DataType) -> bool:
+    if isinstance(value, bool):
+        return False
+    if pa.types.is_string(wanted):
+        return isinstance(value, str)
+    if pa.types.is_integer(wanted):
+        return isinstance(value, int) and -(2**63) <= value < 2**63
+    return isinstance(value, (int, float))

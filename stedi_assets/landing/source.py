@@ -1,0 +1,45 @@
+"""Where the raw JSON arrives: a folder or `s3://bucket/prefix` holding one folder per source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from stedi_assets.lake.store import Store, open_store
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+class NoLandingFilesError(FileNotFoundError):
+    pass
+
+
+class LandingSource(dg.ConfigurableResource):
+    """The landing zone: `<root>/<source>/...` holds line-delimited JSON files at any depth.
+    The files are only ever read."""
+
+    root: str
+
+    def store(self) -> Store:
+        return open_store(self.root)
+
+    def files(self, source: str) -> list[str]:
+        """The JSON files of one source, as keys relative to the root, in a stable order."""
+        keys = [k for k in self.store().list(source + "/") if _is_json(k)]
+        if not keys:
+            raise NoLandingFilesError(
+                f"no landing files for {source}: {self.store().uri(source)}/ holds no "
+                f"{'/'.join(JSON_SUFFIXES)} files (STEDI_SOURCE={self.root})"
+            )
+        return keys
+
+    def read_all(self, source: str) -> Iterator[tuple[str, bytes]]:
+        store = self.store()
+        for key in self.files(source):
+            yield key, store.read(key)
+
+
+def _is_json(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return not name.startswith((".", "_")) and name.lower().endswith(JSON_SUFFIXES)

@@ -1,0 +1,148 @@
+"""The column contract of every lake table: one definition feeds the landing parser, the
+Parquet schema, the UI's table schema and the Athena/Glue DDL, so they cannot drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pyarrow as pa
+
+_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    description: str
+    required: bool = False  # a landing record without it is rejected
+
+    @property
+    def athena_type(self) -> str:
+        return _ATHENA_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    source: str  # customer, accelerometer, step_trainer, machine_learning
+    zone: str  # landing, landing_rejects, trusted, curated
+    columns: tuple[Column, ...]
+    unique_key: tuple[str, ...] = field(default=())
+
+    @property
+    def location(self) -> str:
+        """Where the table lives below the lake root: the seeds' `<source>/<zone>/` layout."""
+        return f"{self.source}/{self.zone}"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.type) for c in self.columns])
+
+    @property
+    def table_schema(self) -> dg.TableSchema:
+        return dg.TableSchema(
+            columns=[
+                dg.TableColumn(c.name, c.athena_type, description=c.description)
+                for c in self.columns
+            ]
+        )
+
+
+def _lineage() -> tuple[Column, ...]:
+    return (
+        Column("source_file", pa.string(), "Landing file the record came from, relative to STEDI_SOURCE"),
+        Column("source_line", pa.int64(), "1-based line number of the record in its landing file"),
+    )
+
+
+_CUSTOMER = (
+    Column("customerName", pa.string(), "Full name (direct identifier)"),
+    Column("email", pa.string(), "E-mail address; the customer key (direct identifier)", required=True),
+    Column("phone", pa.string(), "Phone number (direct identifier)"),
+    Column("birthDay", pa.string(), "Date of birth, yyyy-mm-dd (direct identifier)"),
+    Column("serialNumber", pa.string(), "Serial number of the customer's step trainer"),
+    Column("registrationDate", pa.int64(), "Registration time, epoch ms"),
+    Column("lastUpdateDate", pa.int64(), "Last update of this record, epoch ms"),
+    Column("shareWithResearchAsOfDate", pa.int64(), "Research consent since, epoch ms; null = no consent"),
+    Column("shareWithPublicAsOfDate", pa.int64(), "Public sharing consent since, epoch ms"),
+    Column("shareWithFriendsAsOfDate", pa.int64(), "Friends sharing consent since, epoch ms"),
+)
+_ACCELEROMETER = (
+    Column("user", pa.string(), "E-mail of the customer who owns the phone", required=True),
+    Column("timestamp", pa.int64(), "Reading time, epoch ms", required=True),
+    Column("x", pa.float64(), "Acceleration along x"),
+    Column("y", pa.float64(), "Acceleration along y"),
+    Column("z", pa.float64(), "Acceleration along z"),
+)
+_STEP_TRAINER = (
+    Column("sensorReadingTime", pa.int64(), "Reading time, epoch ms", required=True),
+    Column("serialNumber", pa.string(), "Serial number of the step trainer", required=True),
+    Column("distanceFromObject", pa.int64(), "Distance measured by the sensor"),
+)
+_REJECTS = (
+    Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
+    Column("source_line", pa.int64(), "1-based line number in that file"),
+    Column("raw", pa.string(), "The rejected text, as it was"),
+    Column("reason", pa.string(), "Why it was rejected"),
+)
+SUBJECT_ID = Column(
+    "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the e-mail with STEDI_SUBJECT_KEY"
+)
+
+CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + _lineage())
+ACCELEROMETER_LANDING = Table("accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + _lineage())
+STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + _lineage())
+CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
+ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
+STEP_TRAINER_LANDING_REJECTS = Table("step_trainer_landing_rejects", "step_trainer", "landing_rejects", _REJECTS)
+
+CUSTOMER_TRUSTED = Table("customer_trusted", "customer", "trusted", _CUSTOMER, unique_key=("email",))
+ACCELEROMETER_TRUSTED = Table(
+    "accelerometer_trusted", "accelerometer", "trusted", _ACCELEROMETER, unique_key=("user", "timestamp", "x", "y", "z")
+)
+STEP_TRAINER_TRUSTED = Table(
+    "step_trainer_trusted", "step_trainer", "trusted", _STEP_TRAINER, unique_key=("serialNumber", "sensorReadingTime")
+)
+CUSTOMER_CURATED = Table(
+    "customer_curated", "customer", "curated", _CUSTOMER + (SUBJECT_ID,), unique_key=("email",)
+)
+MACHINE_LEARNING_CURATED = Table(
+    "machine_learning_curated",
+    "machine_learning",
+    "curated",
+    (
+        SUBJECT_ID,
+        Column("sensorReadingTime", pa.int64(), "Reading time of both sensors, epoch ms"),
+        Column("distanceFromObject", pa.int64(), "Step trainer distance"),
+        Column("x", pa.float64(), "Acceleration along x"),
+        Column("y", pa.float64(), "Acceleration along y"),
+        Column("z", pa.float64(), "Acceleration along z"),
+    ),
+    unique_key=("subject_id", "sensorReadingTime", "distanceFromObject", "x", "y", "z"),
+)
+
+# Columns that name a person; none may reach the machine-learning table.
+DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        CUSTOMER_LANDING,
+        ACCELEROMETER_LANDING,
+        STEP_TRAINER_LANDING,
+        CUSTOMER_LANDING_REJECTS,
+        ACCELEROMETER_LANDING_REJECTS,
+        STEP_TRAINER_LANDING_REJECTS,
+        CUSTOMER_TRUSTED,
+        ACCELEROMETER_TRUSTED,
+        STEP_TRAINER_TRUSTED,
+        CUSTOMER_CURATED,
+        MACHINE_LEARNING_CURATED,
+    )
+}

@@ -1,0 +1,88 @@
+"""Trusted-zone audits: only consenting customers, and no reading counted twice."""
+
+from __future__ import annotations
+
+from stedi_assets.audit import Rule, table_audit
+from stedi_assets.tables import ACCELEROMETER_TRUSTED, CUSTOMER_CURATED, CUSTOMER_TRUSTED, STEP_TRAINER_TRUSTED
+
+CONSENT_PRESENT = "consent_present"
+EMAIL_UNIQUE_NOT_NULL = "email_unique_not_null"
+USER_IS_TRUSTED_CUSTOMER = "user_is_trusted_customer"
+READING_UNIQUE = "reading_unique"
+READING_KEY_UNIQUE = "reading_key_unique"
+SERIAL_BELONGS_TO_CURATED_CUSTOMER = "serial_belongs_to_curated_customer"
+
+customer_trusted_audit = table_audit(
+    CUSTOMER_TRUSTED,
+    [
+        Rule(
+            CONSENT_PRESENT,
+            "Every customer has a research-consent date.",
+            sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL",
+        ),
+        Rule(
+            EMAIL_UNIQUE_NOT_NULL,
+            "One row per e-mail, and no row without one.",
+            sql="""
+            SELECT email, COUNT(*) AS copies FROM customer_trusted
+            GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
+            """,
+        ),
+    ],
+)
+
+accelerometer_trusted_audit = table_audit(
+    ACCELEROMETER_TRUSTED,
+    [
+        Rule(
+            USER_IS_TRUSTED_CUSTOMER,
+            "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
+            "was taken at or after that customer's consent date).",
+            sql="""
+            SELECT a.user, a.timestamp FROM accelerometer_trusted AS a
+            WHERE NOT EXISTS (
+                SELECT 1 FROM customer_trusted AS c
+                WHERE c.email = a.user
+                  AND (NOT {since_consent} OR a.timestamp >= c.shareWithResearchAsOfDate)
+            )
+            """,
+        ),
+        Rule(
+            READING_UNIQUE,
+            "No reading appears twice.",
+            sql="""
+            SELECT user, timestamp, x, y, z, COUNT(*) AS copies FROM accelerometer_trusted
+            GROUP BY user, timestamp, x, y, z HAVING COUNT(*) > 1
+            """,
+        ),
+    ],
+    reads=[CUSTOMER_TRUSTED],
+)
+
+step_trainer_trusted_audit = table_audit(
+    STEP_TRAINER_TRUSTED,
+    [
+        Rule(
+            READING_KEY_UNIQUE,
+            "(serialNumber, sensorReadingTime) is unique.",
+            sql="""
+            SELECT serialNumber, sensorReadingTime, COUNT(*) AS copies FROM step_trainer_trusted
+            GROUP BY serialNumber, sensorReadingTime HAVING COUNT(*) > 1
+            """,
+        ),
+        Rule(
+            SERIAL_BELONGS_TO_CURATED_CUSTOMER,
+            "Every reading's serial number belongs to a customer_curated customer (and, under "
+            "since_consent, was taken at or after that customer's consent date).",
+            sql="""
+            SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM customer_curated AS c
+                WHERE c.serialNumber = s.serialNumber
+                  AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+            )
+            """,
+        ),
+    ],
+    reads=[CUSTOMER_CURATED],
+)

@@ -1,0 +1,41 @@
+"""The trusted-zone rules, each one SQL text that DuckDB and Spark SQL both run.
+
+`{since_consent}` is TRUE under the `since_consent` policy: readings taken before the
+customer's research-consent date are then kept out as well."""
+
+# One row per e-mail, the most recently updated record winning (ties: the later landing
+# line), and only then the consent filter, so a later withdrawal of consent is honoured.
+CUSTOMER_TRUSTED = """
+SELECT customerName, email, phone, birthDay, serialNumber, registrationDate, lastUpdateDate,
+       shareWithResearchAsOfDate, shareWithPublicAsOfDate, shareWithFriendsAsOfDate
+FROM (
+    SELECT *, ROW_NUMBER() OVER (
+        PARTITION BY email
+        ORDER BY lastUpdateDate DESC NULLS LAST, source_file DESC, source_line DESC
+    ) AS recency
+    FROM customer_landing
+) AS latest
+WHERE recency = 1 AND shareWithResearchAsOfDate IS NOT NULL
+"""
+
+# A reading delivered twice is one reading.
+ACCELEROMETER_TRUSTED = """
+SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z
+FROM accelerometer_landing AS a
+WHERE EXISTS (
+    SELECT 1 FROM customer_trusted AS c
+    WHERE c.email = a.user
+      AND (NOT {since_consent} OR a.timestamp >= c.shareWithResearchAsOfDate)
+)
+"""
+
+# EXISTS, not JOIN: a serial number shared by several customers must not multiply readings.
+STEP_TRAINER_TRUSTED = """
+SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject
+FROM step_trainer_landing AS s
+WHERE EXISTS (
+    SELECT 1 FROM customer_curated AS c
+    WHERE c.serialNumber = s.serialNumber
+      AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+)
+"""
