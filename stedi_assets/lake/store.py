@@ -64,6 +64,7 @@ class LocalStore:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the lake from other readers
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -45,14 +45,22 @@ def step_trainer_trusted(
     context: dg.AssetExecutionContext,
     step_trainer_landing: LakeTable,
     customer_curated: LakeTable,
+    customer_landing: LakeTable,
+    accelerometer_trusted: LakeTable,
     engine: SqlEngineResource,
     privacy: PrivacyPolicy,
 ) -> pa.Table:
     """Step trainer readings whose serial number belongs to a customer_curated customer (under
-    `since_consent`, taken at or after that customer's consent date), never multiplied by
-    customers who share a serial number."""
+    `since_consent`, taken at or after that customer's consent date). On a serial number that
+    other customers were also registered with, a reading counts only if that customer's phone
+    recorded at the same moment; readings are never multiplied by shared serial numbers."""
     context.add_output_metadata({"consent_policy": privacy.consent_policy.value})
     return engine.engine().query(
         privacy.render(rules.STEP_TRAINER_TRUSTED),
-        {"step_trainer_landing": step_trainer_landing, "customer_curated": customer_curated},
+        {
+            "step_trainer_landing": step_trainer_landing,
+            "customer_curated": customer_curated,
+            "customer_landing": customer_landing,
+            "accelerometer_trusted": accelerometer_trusted,
+        },
     )

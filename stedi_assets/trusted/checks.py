@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from stedi_assets.audit import Rule, table_audit
-from stedi_assets.tables import ACCELEROMETER_TRUSTED, CUSTOMER_CURATED, CUSTOMER_TRUSTED, STEP_TRAINER_TRUSTED
+from stedi_assets.tables import (
+    ACCELEROMETER_TRUSTED,
+    CUSTOMER_CURATED,
+    CUSTOMER_LANDING,
+    CUSTOMER_TRUSTED,
+    STEP_TRAINER_TRUSTED,
+)
+from stedi_assets.trusted import rules
 
 CONSENT_PRESENT = "consent_present"
 EMAIL_UNIQUE_NOT_NULL = "email_unique_not_null"
@@ -38,14 +45,7 @@ accelerometer_trusted_audit = table_audit(
             USER_IS_TRUSTED_CUSTOMER,
             "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
             "was taken at or after that customer's consent date).",
-            sql="""
-            SELECT a.user, a.timestamp FROM accelerometer_trusted AS a
-            WHERE NOT EXISTS (
-                SELECT 1 FROM customer_trusted AS c
-                WHERE c.email = a.user
-                  AND (NOT {since_consent} OR a.timestamp >= c.shareWithResearchAsOfDate)
-            )
-            """,
+            sql=f"SELECT a.user, a.timestamp FROM accelerometer_trusted AS a WHERE NOT {rules.ACCELEROMETER_READING_CONSENTED}",
         ),
         Rule(
             READING_UNIQUE,
@@ -72,17 +72,14 @@ step_trainer_trusted_audit = table_audit(
         ),
         Rule(
             SERIAL_BELONGS_TO_CURATED_CUSTOMER,
-            "Every reading's serial number belongs to a customer_curated customer (and, under "
-            "since_consent, was taken at or after that customer's consent date).",
-            sql="""
-            SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s
-            WHERE NOT EXISTS (
-                SELECT 1 FROM customer_curated AS c
-                WHERE c.serialNumber = s.serialNumber
-                  AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
-            )
-            """,
+            "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
+            "the reading is from after that customer's consent date; on a serial number shared with "
+            "other customers, that customer's phone recorded at the same moment).",
+            sql=(
+                "SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
+                f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
+            ),
         ),
     ],
-    reads=[CUSTOMER_CURATED],
+    reads=[CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED],
 )

@@ -1,7 +1,8 @@
 """The trusted-zone rules, each one SQL text that DuckDB and Spark SQL both run.
 
 `{since_consent}` is TRUE under the `since_consent` policy: readings taken before the
-customer's research-consent date are then kept out as well."""
+customer's research-consent date are then kept out as well. Each membership rule is a
+predicate, used once to build the table and once more by its audit on what was written."""
 
 # One row per e-mail, the most recently updated record winning (ties: the later landing
 # line), and only then the consent filter, so a later withdrawal of consent is honoured.
@@ -18,24 +19,47 @@ FROM (
 WHERE recency = 1 AND shareWithResearchAsOfDate IS NOT NULL
 """
 
-# A reading delivered twice is one reading.
-ACCELEROMETER_TRUSTED = """
-SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z
-FROM accelerometer_landing AS a
-WHERE EXISTS (
+# Accelerometer reading `a` belongs to a trusted customer.
+ACCELEROMETER_READING_CONSENTED = """
+EXISTS (
     SELECT 1 FROM customer_trusted AS c
     WHERE c.email = a.user
       AND (NOT {since_consent} OR a.timestamp >= c.shareWithResearchAsOfDate)
 )
 """
 
-# EXISTS, not JOIN: a serial number shared by several customers must not multiply readings.
-STEP_TRAINER_TRUSTED = """
-SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject
-FROM step_trainer_landing AS s
-WHERE EXISTS (
+# Step trainer reading `s` belongs to the curated customer registered to its serial number.
+# A serial number re-used by several customers (the production system did that) does not
+# say whose a reading is: it then counts only when that customer's phone recorded at the
+# same moment, so no reading of a non-consenting co-owner gets in.
+STEP_TRAINER_READING_CONSENTED = """
+EXISTS (
     SELECT 1 FROM customer_curated AS c
     WHERE c.serialNumber = s.serialNumber
       AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+      AND (
+          NOT EXISTS (
+              SELECT 1 FROM customer_landing AS other
+              WHERE other.serialNumber = s.serialNumber AND other.email <> c.email
+          )
+          OR EXISTS (
+              SELECT 1 FROM accelerometer_trusted AS a
+              WHERE a.user = c.email AND a.timestamp = s.sensorReadingTime
+          )
+      )
 )
+"""
+
+# A reading delivered twice is one reading.
+ACCELEROMETER_TRUSTED = f"""
+SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z
+FROM accelerometer_landing AS a
+WHERE {ACCELEROMETER_READING_CONSENTED}
+"""
+
+# EXISTS, not JOIN: a serial number shared by several customers must not multiply readings.
+STEP_TRAINER_TRUSTED = f"""
+SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject
+FROM step_trainer_landing AS s
+WHERE {STEP_TRAINER_READING_CONSENTED}
 """

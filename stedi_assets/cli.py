@@ -1,0 +1,103 @@
+"""The `stedi` command: query the lake, generate source data, roll a table back."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import click
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from stedi_assets.engine.duckdb_engine import DuckDBEngine
+from stedi_assets.generate import GenerateOptions, generate
+from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.store import open_store
+from stedi_assets.settings import Settings
+from stedi_assets.tables import TABLES
+
+FORMATS = ("table", "csv", "json")
+
+
+def _lake(lake: str | None) -> Lake:
+    return Lake(open_store(lake or Settings.from_env().lake))
+
+
+@click.group()
+def main() -> None:
+    """STEDI lakehouse tools. Settings come from the STEDI_* environment variables."""
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--lake", help="Lake root; default: STEDI_LAKE.")
+def sql(query: str, fmt: str, lake: str | None) -> None:
+    """Run QUERY over the current version of every published table (rejects included)."""
+    tables = _lake(lake).published_tables()
+    if not tables:
+        raise click.ClickException(f"no published tables in {_lake(lake).uri()}: materialize the assets first")
+    try:
+        result = DuckDBEngine().query(query, tables)
+    except Exception as error:  # DuckDB's own message names the problem
+        raise click.ClickException(str(error)) from None
+    click.echo(render(result, fmt), nl=False)
+
+
+def render(result: pa.Table, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result.to_pylist(), default=str) + "\n"
+    if fmt == "csv":
+        out = io.BytesIO()
+        pa_csv.write_csv(result, out)
+        return out.getvalue().decode()
+    cells = [result.column_names] + [["NULL" if v is None else str(v) for v in row.values()] for row in result.to_pylist()]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(result.column_names))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({result.num_rows} row{'s' if result.num_rows != 1 else ''})\n"
+
+
+@main.command("generate")
+@click.argument("out", required=False)
+@click.option("--scale", type=float, default=1.0, show_default=True, help="1 = the course data's size (956 customers).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--duplicate-emails", type=int, default=0, show_default=True, help="Customers listed twice.")
+@click.option("--reused-serials", type=int, default=0, show_default=True, help="Serial numbers given to two customers.")
+@click.option("--dirty-lines", is_flag=True, help="Add a file with every kind of bad landing line.")
+def generate_command(
+    out: str | None, scale: float, seed: int, duplicate_emails: int, reused_serials: int, dirty_lines: bool
+) -> None:
+    """Write synthetic landing data to OUT (default: STEDI_SOURCE) in the source layout."""
+    target = out or Settings.from_env().source
+    options = GenerateOptions(
+        scale=scale, seed=seed, duplicate_emails=duplicate_emails, reused_serials=reused_serials, dirty_lines=dirty_lines
+    )
+    counts = generate(open_store(target), options)
+    click.echo(
+        f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and "
+        f"{counts.step_trainer} step trainer records to {target}"
+    )
+
+
+@main.command()
+@click.argument("table", type=click.Choice(sorted(TABLES)))
+@click.option("--lake", help="Lake root; default: STEDI_LAKE.")
+def rollback(table: str, lake: str | None) -> None:
+    """Point TABLE back at its previous published version."""
+    current = _lake(lake).rollback(TABLES[table])
+    click.echo(f"{table} now at version {current.version} ({current.rows} rows)")
+
+
+@main.command()
+@click.argument("table", type=click.Choice(sorted(TABLES)))
+@click.option("--lake", help="Lake root; default: STEDI_LAKE.")
+def versions(table: str, lake: str | None) -> None:
+    """List TABLE's published versions, current first."""
+    for entry in _lake(lake).history(TABLES[table]):
+        click.echo(f"{entry['version']}  {entry['rows']:>10} rows  published {entry['published_at']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

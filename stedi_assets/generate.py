@@ -1,0 +1,144 @@
+"""Synthetic STEDI landing data in the STEDI_SOURCE layout, with the real data's traps.
+
+At scale 1 the shape is the course data's: 956 customers (about half without a research
+consent key), 30 step trainer readings per customer and 1 to 3 accelerometer readings at
+each of those times (81 thousand rows). Its traps: the consent key is *missing* (not null)
+for non-consenting customers, several accelerometer rows share a (user, timestamp), reading
+times collide across customers, and many readings were taken before the consent date.
+Optional traps: customers listed twice (an older record, with or without consent), and
+serial numbers re-used across customers.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from stedi_assets.lake.store import Store
+
+CUSTOMERS_PER_SCALE = 956
+STEP_READINGS_PER_CUSTOMER = 30
+BASE_TIME_MS = 1_655_560_000_000  # June 2022, like the course data
+_FIRST_NAMES = ("Santosh", "Ben", "Frank", "Sarah", "Jerry", "Lyn", "Bobby", "Liz", "Don", "Jacob", "Chris", "Trevor")
+_LAST_NAMES = ("Clayton", "Khatib", "Doshi", "Lincoln", "Wu", "Jones", "Staples", "Huey", "Mitra", "Hansen", "Davis")
+_TRIPLES = np.array([(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)], dtype=float)
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    scale: float = 1.0
+    seed: int = 0
+    consent_share: float = 0.5
+    null_consent_share: float = 0.02  # consent key present but null: still no consent
+    duplicate_emails: int = 0
+    reused_serials: int = 0
+    dirty_lines: bool = False  # add one line of every kind the landing parser must reject or tolerate
+    files_per_source: tuple[int, int, int] = (1, 9, 3)  # customer, accelerometer, step trainer
+
+    @property
+    def customers(self) -> int:
+        return max(1, round(CUSTOMERS_PER_SCALE * self.scale))
+
+
+@dataclass(frozen=True)
+class GeneratedCounts:
+    customer: int
+    accelerometer: int
+    step_trainer: int
+
+
+def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> GeneratedCounts:
+    rng = np.random.default_rng(options.seed)
+    n = options.customers
+    ids = np.arange(n)
+    registered = BASE_TIME_MS + np.sort(rng.integers(0, 5_000_000, n))
+    consents = rng.random(n) < options.consent_share
+    null_consent = ~consents & (rng.random(n) < options.null_consent_share)
+    # Consent is given some time after registration, often after the first readings.
+    consent_at = registered + rng.integers(0, 60_000, n)
+    serials = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in ids]
+    if options.reused_serials:
+        donors = rng.choice(n, size=min(options.reused_serials, n // 2), replace=False)
+        for receiver, donor in zip(rng.choice(np.setdiff1d(ids, donors), size=len(donors), replace=False), donors):
+            serials[receiver] = serials[donor]
+    emails = [f"{_FIRST_NAMES[i % len(_FIRST_NAMES)]}.{_LAST_NAMES[(i // 7) % len(_LAST_NAMES)]}{i}@test.com" for i in ids]
+
+    customer_lines = [_customer_line(i, emails[i], serials[i], registered[i], consent_at[i], consents[i], null_consent[i], rng) for i in ids]
+    for i in rng.choice(n, size=min(options.duplicate_emails, n), replace=False):
+        # An older record of the same customer; the newer one must win.
+        customer_lines.append(
+            _customer_line(i, emails[i], serials[i], registered[i], consent_at[i], not consents[i], False, rng, age_ms=86_400_000)
+        )
+
+    # Reading times: 30 per customer from a session start on a 100 ms grid, so that times
+    # collide across customers as they do in the course data.
+    starts = registered + rng.integers(0, 600, n) * 100
+    steps = rng.integers(1, 40, (n, STEP_READINGS_PER_CUSTOMER)) * 100
+    times = starts[:, None] + np.cumsum(steps, axis=1)
+    distances = rng.integers(180, 300, (n, STEP_READINGS_PER_CUSTOMER))
+    step_lines = [
+        f'{{"sensorReadingTime":{t},"serialNumber":"{serials[i]}","distanceFromObject":{d}}}'
+        for i in ids
+        for t, d in zip(times[i].tolist(), distances[i].tolist())
+    ]
+
+    per_time = rng.choice([1, 2, 3], p=[0.003, 0.16, 0.837], size=(n, STEP_READINGS_PER_CUSTOMER))
+    accelerometer_lines = []
+    for i in ids:
+        for t, k in zip(times[i].tolist(), per_time[i].tolist()):
+            for x, y, z in _TRIPLES[rng.choice(len(_TRIPLES), size=k, replace=False)].tolist():
+                accelerometer_lines.append(f'{{"user":"{emails[i]}","timestamp":{t},"x":{x},"y":{y},"z":{z}}}')
+
+    files_c, files_a, files_s = options.files_per_source
+    _write(store, "customer", customer_lines, files_c, rng)
+    _write(store, "accelerometer", accelerometer_lines, files_a, rng)
+    _write(store, "step_trainer", step_lines, files_s, rng)
+    if options.dirty_lines:
+        store.write("accelerometer/landing/late/accelerometer-dirty.json", DIRTY_ACCELEROMETER.encode())
+    return GeneratedCounts(len(customer_lines), len(accelerometer_lines), len(step_lines))
+
+
+# Every kind of line the landing zone must survive: CRLF, blank lines, two objects on a line,
+# other spellings of field names, and four kinds of reject. Two rows, five rejects.
+DIRTY_ACCELEROMETER = (
+    '{"User":"Ben.Khatib@test.com","TimeStamp":1655564440170,"x":1,"y":0,"z":-1}\r\n'
+    "\r\n"
+    '{"user":"Ben.Khatib@test.com","timestamp":1655564440171,"x":0,"y":0,"z":1}{"user":"Ben.Khatib@test.com"}\n'
+    "   \n"
+    "this is not json\n"
+    '{"user":"Ben.Khatib@test.com","timestamp":"yesterday","x":0,"y":0,"z":0}\n'
+    '["a", "list"]\n'
+    '{"user":"Ben.Khatib@test.com","timestamp":1655564440172,"x":0,\n'
+)
+
+
+def _customer_line(i, email, serial, registered, consent_at, consents, null_consent, rng, age_ms=0) -> str:
+    record = {
+        "customerName": email.split("@")[0].replace(".", " ").rstrip("0123456789"),
+        "email": email,
+        "phone": "8015551212",
+        "birthDay": f"{1930 + i % 70}-01-01",
+        "serialNumber": serial,
+        "registrationDate": int(registered),
+        "lastUpdateDate": int(registered) + 1000 - age_ms,
+    }
+    if consents:
+        record["shareWithResearchAsOfDate"] = int(consent_at)
+    elif null_consent:
+        record["shareWithResearchAsOfDate"] = None
+    if rng.random() < 0.5:
+        record["shareWithPublicAsOfDate"] = int(registered)
+    if rng.random() < 0.5:
+        record["shareWithFriendsAsOfDate"] = int(registered)
+    return json.dumps(record)
+
+
+def _write(store: Store, source: str, lines: list[str], files: int, rng: np.random.Generator) -> None:
+    store.delete_prefix(f"{source}/landing")
+    order = rng.permutation(len(lines))  # files are not sorted by customer, as in the real data
+    for part, chunk in enumerate(np.array_split(order, max(1, files))):
+        body = "\n".join(lines[j] for j in chunk.tolist())
+        store.write(f"{source}/landing/{source}-{BASE_TIME_MS + part}.json", (body + "\n").encode())
