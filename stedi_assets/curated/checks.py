@@ -30,34 +30,29 @@ def _identifier_columns(relations: Mapping[str, Relation]) -> pa.Table:
     return pa.table({"column": pa.array(found, pa.string())})
 
 
-customer_curated_audit = table_audit(
-    CUSTOMER_CURATED,
-    [
-        Rule(
-            EMAIL_UNIQUE,
-            "One row per e-mail.",
-            sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
-        ),
-        Rule(
-            HAS_ACCELEROMETER_DATA,
-            "Every customer has at least one accelerometer_trusted reading.",
-            sql="""
+CUSTOMER_CURATED_RULES = [
+    Rule(
+        EMAIL_UNIQUE,
+        "One row per e-mail.",
+        sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
+    ),
+    Rule(
+        HAS_ACCELEROMETER_DATA,
+        "Every customer has at least one accelerometer_trusted reading.",
+        sql="""
             SELECT c.email FROM customer_curated AS c
             WHERE NOT EXISTS (SELECT 1 FROM accelerometer_trusted AS a WHERE a.user = c.email)
             """,
-        ),
-    ],
-    reads=[ACCELEROMETER_TRUSTED],
-)
+    ),
+]
+customer_curated_audit = table_audit(CUSTOMER_CURATED, CUSTOMER_CURATED_RULES, reads=[ACCELEROMETER_TRUSTED])
 
-machine_learning_curated_audit = table_audit(
-    MACHINE_LEARNING_CURATED,
-    [
-        Rule(
-            SAME_CUSTOMER,
-            "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
-            "curated customer, taken at the same time.",
-            sql="""
+MACHINE_LEARNING_CURATED_RULES = [
+    Rule(
+        SAME_CUSTOMER,
+        "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
+        "curated customer, taken at the same time.",
+        sql="""
             SELECT m.subject_id, m.sensorReadingTime FROM machine_learning_curated AS m
             WHERE NOT EXISTS (
                 SELECT 1 FROM customer_curated AS c
@@ -76,20 +71,23 @@ machine_learning_curated_audit = table_audit(
                         AND a.z IS NOT DISTINCT FROM m.z)
             )
             """,
-        ),
-        Rule(
-            NO_DIRECT_IDENTIFIERS,
-            "No column holds a name, e-mail, phone number or birthday.",
-            evaluate=_identifier_columns,
-        ),
-        Rule(
-            NO_DUPLICATE_ROWS,
-            "No row appears twice.",
-            sql="""
+    ),
+    Rule(
+        NO_DIRECT_IDENTIFIERS,
+        "No column holds a name, e-mail, phone number or birthday.",
+        evaluate=_identifier_columns,
+    ),
+    Rule(
+        NO_DUPLICATE_ROWS,
+        "No row appears twice.",
+        sql="""
             SELECT subject_id, sensorReadingTime, COUNT(*) AS copies FROM machine_learning_curated
             GROUP BY subject_id, sensorReadingTime, distanceFromObject, x, y, z HAVING COUNT(*) > 1
             """,
-        ),
-    ],
+    ),
+]
+machine_learning_curated_audit = table_audit(
+    MACHINE_LEARNING_CURATED,
+    MACHINE_LEARNING_CURATED_RULES,
     reads=[CUSTOMER_CURATED, STEP_TRAINER_TRUSTED, ACCELEROMETER_TRUSTED],
 )

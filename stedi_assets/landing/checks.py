@@ -23,7 +23,7 @@ from stedi_assets.tables import (
 LINES_ACCOUNTED_FOR = "lines_accounted_for"
 
 
-def _lines_accounted_for(table: Table, rejects: Table) -> Rule:
+def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     return Rule(
         LINES_ACCOUNTED_FOR,
         f"Each landing file's non-blank lines, counted again from the source, all appear in {table.name} "
@@ -48,7 +48,7 @@ def _lines_accounted_for(table: Table, rejects: Table) -> Rule:
     )
 
 
-def _source_lines(table: Table) -> Callable[[LandingSource], Mapping[str, pa.Table]]:
+def source_lines(table: Table) -> Callable[[LandingSource], Mapping[str, pa.Table]]:
     def relations(source: LandingSource) -> Mapping[str, pa.Table]:
         counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]
         return {
@@ -63,9 +63,9 @@ def _source_lines(table: Table) -> Callable[[LandingSource], Mapping[str, pa.Tab
 def _landing_audit(table: Table, rejects: Table) -> dg.AssetChecksDefinition:
     return table_audit(
         table,
-        [_lines_accounted_for(table, rejects)],
+        [lines_accounted_for(table, rejects)],
         also_publishes=[rejects],
-        extra_relations=_source_lines(table),
+        extra_relations=source_lines(table),
     )
 
 

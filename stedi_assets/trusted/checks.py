@@ -19,67 +19,63 @@ READING_UNIQUE = "reading_unique"
 READING_KEY_UNIQUE = "reading_key_unique"
 SERIAL_BELONGS_TO_CURATED_CUSTOMER = "serial_belongs_to_curated_customer"
 
-customer_trusted_audit = table_audit(
-    CUSTOMER_TRUSTED,
-    [
-        Rule(
-            CONSENT_PRESENT,
-            "Every customer has a research-consent date.",
-            sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL",
-        ),
-        Rule(
-            EMAIL_UNIQUE_NOT_NULL,
-            "One row per e-mail, and no row without one.",
-            sql="""
+CUSTOMER_TRUSTED_RULES = [
+    Rule(
+        CONSENT_PRESENT,
+        "Every customer has a research-consent date.",
+        sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL",
+    ),
+    Rule(
+        EMAIL_UNIQUE_NOT_NULL,
+        "One row per e-mail, and no row without one.",
+        sql="""
             SELECT email, COUNT(*) AS copies FROM customer_trusted
             GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
             """,
-        ),
-    ],
-)
+    ),
+]
+customer_trusted_audit = table_audit(CUSTOMER_TRUSTED, CUSTOMER_TRUSTED_RULES)
 
-accelerometer_trusted_audit = table_audit(
-    ACCELEROMETER_TRUSTED,
-    [
-        Rule(
-            USER_IS_TRUSTED_CUSTOMER,
-            "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
-            "was taken at or after that customer's consent date).",
-            sql=f"SELECT a.user, a.timestamp FROM accelerometer_trusted AS a WHERE NOT {rules.ACCELEROMETER_READING_CONSENTED}",
-        ),
-        Rule(
-            READING_UNIQUE,
-            "No reading appears twice.",
-            sql="""
+ACCELEROMETER_TRUSTED_RULES = [
+    Rule(
+        USER_IS_TRUSTED_CUSTOMER,
+        "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
+        "was taken at or after that customer's consent date).",
+        sql=f"SELECT a.user, a.timestamp FROM accelerometer_trusted AS a WHERE NOT {rules.ACCELEROMETER_READING_CONSENTED}",
+    ),
+    Rule(
+        READING_UNIQUE,
+        "No reading appears twice.",
+        sql="""
             SELECT user, timestamp, x, y, z, COUNT(*) AS copies FROM accelerometer_trusted
             GROUP BY user, timestamp, x, y, z HAVING COUNT(*) > 1
             """,
-        ),
-    ],
-    reads=[CUSTOMER_TRUSTED],
-)
+    ),
+]
+accelerometer_trusted_audit = table_audit(ACCELEROMETER_TRUSTED, ACCELEROMETER_TRUSTED_RULES, reads=[CUSTOMER_TRUSTED])
 
-step_trainer_trusted_audit = table_audit(
-    STEP_TRAINER_TRUSTED,
-    [
-        Rule(
-            READING_KEY_UNIQUE,
-            "(serialNumber, sensorReadingTime) is unique.",
-            sql="""
+STEP_TRAINER_TRUSTED_RULES = [
+    Rule(
+        READING_KEY_UNIQUE,
+        "(serialNumber, sensorReadingTime) is unique.",
+        sql="""
             SELECT serialNumber, sensorReadingTime, COUNT(*) AS copies FROM step_trainer_trusted
             GROUP BY serialNumber, sensorReadingTime HAVING COUNT(*) > 1
             """,
+    ),
+    Rule(
+        SERIAL_BELONGS_TO_CURATED_CUSTOMER,
+        "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
+        "the reading is from after that customer's consent date; on a serial number shared with "
+        "other customers, that customer's phone recorded at the same moment).",
+        sql=(
+            "SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
+            f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
         ),
-        Rule(
-            SERIAL_BELONGS_TO_CURATED_CUSTOMER,
-            "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
-            "the reading is from after that customer's consent date; on a serial number shared with "
-            "other customers, that customer's phone recorded at the same moment).",
-            sql=(
-                "SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
-                f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
-            ),
-        ),
-    ],
+    ),
+]
+step_trainer_trusted_audit = table_audit(
+    STEP_TRAINER_TRUSTED,
+    STEP_TRAINER_TRUSTED_RULES,
     reads=[CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED],
 )
