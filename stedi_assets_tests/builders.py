@@ -1,0 +1,38 @@
+"""Small hand-made tables for rule tests, conformed to the contracts."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from stedi_assets.engine.duckdb_engine import DuckDBEngine
+from stedi_assets.privacy import PrivacyPolicy
+from stedi_assets.settings import ConsentPolicy
+from stedi_assets.tables import Table
+
+
+def table(contract: Table, *rows: dict) -> pa.Table:
+    """`rows` with every contract column present (missing ones null), in contract types."""
+    filled = [{**{c: None for c in contract.column_names}, **row} for row in rows]
+    return pa.Table.from_pylist(filled, schema=contract.arrow_schema)
+
+
+def customer(email: str, serial: str, consent: int | None, updated: int = 0, line: int = 1, **more) -> dict:
+    return {
+        "customerName": email.split("@")[0],
+        "email": email,
+        "phone": "8015551212",
+        "birthDay": "1990-01-01",
+        "serialNumber": serial,
+        "registrationDate": 0,
+        "lastUpdateDate": updated,
+        "shareWithResearchAsOfDate": consent,
+        "source_file": "customer/landing/c.json",
+        "source_line": line,
+        **more,
+    }
+
+
+def run(sql: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations: pa.Table) -> list[dict]:
+    """The rule's rows, sorted, as the DuckDB engine computes them."""
+    result = DuckDBEngine().query(PrivacyPolicy(consent_policy=policy).render(sql), relations)
+    return sorted(result.to_pylist(), key=lambda r: [str(v) for v in r.values()])

@@ -1,0 +1,136 @@
+"""The landing parser on hand-made files: every kind of line, and both paths agreeing."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from stedi_assets.landing.json_lines import _parse_exact, count_lines, parse_file, parse_files
+from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING
+
+A = ACCELEROMETER_LANDING
+DATA_COLUMNS = [c for c in A.columns if c.name not in ("source_file", "source_line")]
+
+
+def parse(text: str | bytes, table=A):
+    data = text.encode() if isinstance(text, str) else text
+    return parse_file(data, "accelerometer/landing/f.json", table)
+
+
+def test_clean_file_takes_the_fast_path_with_line_numbers():
+    parsed = parse('{"user":"a@x","timestamp":1,"x":1,"y":0,"z":-1}\n\n{"user":"b@x","timestamp":2,"x":0.5,"y":0,"z":0}\n')
+    assert not parsed.exact_path
+    assert parsed.rows.to_pylist() == [
+        {"user": "a@x", "timestamp": 1, "x": 1.0, "y": 0.0, "z": -1.0, "source_file": "accelerometer/landing/f.json", "source_line": 1},
+        {"user": "b@x", "timestamp": 2, "x": 0.5, "y": 0.0, "z": 0.0, "source_file": "accelerometer/landing/f.json", "source_line": 3},
+    ]
+    assert parsed.lines_read == 2
+    assert parsed.rows.schema == A.arrow_schema
+
+
+def test_crlf_and_whitespace_lines_are_tolerated():
+    parsed = parse('{"user":"a@x","timestamp":1}\r\n \t\r\n\r\n{"user":"b@x","timestamp":2}\r\n')
+    assert [r["source_line"] for r in parsed.rows.to_pylist()] == [1, 4]
+    assert parsed.rejects.num_rows == 0
+
+
+def test_field_names_match_case_insensitively_under_one_spelling():
+    parsed = parse('{"USER":"a@x","TimeStamp":7,"X":1}\n{"user":"b@x","timestamp":8}\n')
+    rows = parsed.rows.to_pylist()
+    assert [(r["user"], r["timestamp"], r["x"]) for r in rows] == [("a@x", 7, 1.0), ("b@x", 8, None)]
+    step = parse('{"serialnumber":"s-1","SENSORREADINGTIME":5,"distancefromobject":200}\n', STEP_TRAINER_LANDING)
+    assert step.rows.select(["serialNumber", "sensorReadingTime", "distanceFromObject"]).to_pylist() == [
+        {"serialNumber": "s-1", "sensorReadingTime": 5, "distanceFromObject": 200}
+    ]
+
+
+def test_several_objects_on_one_line_share_its_line_number():
+    parsed = parse('{"user":"a@x","timestamp":1}{"user":"b@x","timestamp":2} {"user":"c@x","timestamp":3}\n')
+    assert parsed.exact_path
+    assert [(r["user"], r["source_line"]) for r in parsed.rows.to_pylist()] == [("a@x", 1), ("b@x", 1), ("c@x", 1)]
+    assert parsed.lines_read == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("not json at all", "not JSON: Expecting value at column 1"),
+        ('{"user":"a@x","timestamp":1', "not JSON: Expecting ',' delimiter at column 28"),
+        ('{"timestamp":1,"x":1}', "missing required field user"),
+        ('{"user":"a@x"}', "missing required field timestamp"),
+        ('{"user":null,"timestamp":null}', "missing required field user, timestamp"),
+        ('{"user":"a@x","timestamp":"yesterday"}', 'timestamp has str value "yesterday", expected bigint'),
+        ('{"user":"a@x","timestamp":1.5}', "timestamp has float value 1.5, expected bigint"),
+        ('{"user":"a@x","timestamp":1,"x":true}', "x has bool value true, expected double"),
+        ('{"user":42,"timestamp":1}', "user has int value 42, expected string"),
+        ('["a@x", 1]', "not a JSON object but list"),
+    ],
+)
+def test_each_bad_line_is_rejected_with_file_line_raw_text_and_reason(line: str, reason: str):
+    parsed = parse('{"user":"ok@x","timestamp":1}\n' + line + "\n")
+    assert parsed.rows.num_rows == 1
+    assert parsed.rejects.to_pylist() == [
+        {"source_file": "accelerometer/landing/f.json", "source_line": 2, "raw": line, "reason": reason}
+    ]
+
+
+def test_a_broken_second_object_rejects_only_that_object():
+    parsed = parse('{"user":"a@x","timestamp":1}{"user":"b@x"}\n')
+    assert [r["user"] for r in parsed.rows.to_pylist()] == ["a@x"]
+    assert parsed.rejects.to_pylist()[0]["raw"] == '{"user":"b@x"}'
+
+
+def test_invalid_utf8_is_a_reject_not_a_crash():
+    parsed = parse(b'{"user":"a@x","timestamp":1}\n{"user":"\xff\xfe","timestamp":2}\n')
+    assert parsed.rows.num_rows == 1
+    assert parsed.rejects["reason"][0].as_py().startswith("not valid UTF-8")
+    assert parsed.rejects["source_line"][0].as_py() == 2
+
+
+def test_empty_and_blank_files_give_empty_tables():
+    for text in ("", "\n\n", "\r\n  \r\n"):
+        parsed = parse(text)
+        assert (parsed.rows.num_rows, parsed.rejects.num_rows, parsed.lines_read) == (0, 0, 0)
+
+
+def test_missing_required_field_on_the_fast_path_keeps_line_numbers_exact():
+    parsed = parse('{"user":"a@x","timestamp":1}\n\n{"user":"b@x"}\n{"user":"c@x","timestamp":3}\n')
+    assert not parsed.exact_path
+    assert [r["source_line"] for r in parsed.rows.to_pylist()] == [1, 4]
+    assert parsed.rejects.to_pylist() == [
+        {"source_file": "accelerometer/landing/f.json", "source_line": 3, "raw": '{"user":"b@x"}', "reason": "missing required field timestamp"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"user":"a@x","timestamp":1,"x":1,"y":2,"z":3}\n{"user":"b@x","timestamp":2,"x":-1.5}\n',
+        '{"User":"a@x","TIMESTAMP":1}\r\n\r\n{"user":"b@x","timestamp":2,"extra":"ignored"}\n',
+        '{"user":"a@x","timestamp":1}\n{"timestamp":2}\n   \n{"user":"c@x","timestamp":3,"z":null}',
+    ],
+)
+def test_fast_and_exact_paths_agree(text: str):
+    fast = parse(text)
+    exact = _parse_exact(text.encode(), "accelerometer/landing/f.json", A, DATA_COLUMNS)
+    assert not fast.exact_path
+    assert fast.rows.equals(exact.rows)
+    assert fast.rejects.to_pylist() == exact.rejects.to_pylist()
+    assert fast.lines_read == exact.lines_read
+
+
+def test_every_line_is_a_row_or_a_reject_across_files():
+    files = [
+        ("customer/a.json", b'{"email":"a@x","registrationDate":1}\n{"email":"b@x"}{"phone":"1"}\n'),
+        ("customer/b.json", b'\n{"email":"c@x","shareWithResearchAsOfDate":"soon"}\nnope\n'),
+    ]
+    batch = parse_files(files, CUSTOMER_LANDING)
+    assert batch.rows.column("email").to_pylist() == ["a@x", "b@x"]
+    assert batch.rejects.select(["source_file", "source_line"]).to_pylist() == [
+        {"source_file": "customer/a.json", "source_line": 2},
+        {"source_file": "customer/b.json", "source_line": 2},
+        {"source_file": "customer/b.json", "source_line": 3},
+    ]
+    assert batch.lines_read == sum(count_lines(d) for _, d in files) == 4
+    lines = {(r["source_file"], r["source_line"]) for t in (batch.rows, batch.rejects) for r in t.select(["source_file", "source_line"]).to_pylist()}
+    assert len(lines) == batch.lines_read

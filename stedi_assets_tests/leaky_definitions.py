@@ -1,0 +1,10 @@
+"""A deliberately broken deployment for the tests: customer_trusted forgets the consent
+filter, the kind of bug the blocking checks exist to stop. Loaded with `dagster -f`."""
+
+from stedi_assets.trusted import rules
+
+rules.CUSTOMER_TRUSTED = rules.CUSTOMER_TRUSTED.replace("AND shareWithResearchAsOfDate IS NOT NULL", "")
+
+from stedi_assets import defs  # noqa: E402  (after the sabotage, on purpose)
+
+__all__ = ["defs"]

@@ -1,0 +1,158 @@
+"""Every blocking rule catches what it guards against, with evidence, and passes clean data."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from stedi_assets import defs
+from stedi_assets.audit import Rule, evaluate
+from stedi_assets.curated import checks as curated
+from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.landing.checks import lines_accounted_for
+from stedi_assets.privacy import PrivacyPolicy
+from stedi_assets.settings import ConsentPolicy
+from stedi_assets.tables import (
+    ACCELEROMETER_TRUSTED,
+    CUSTOMER_CURATED,
+    CUSTOMER_LANDING,
+    CUSTOMER_LANDING_REJECTS,
+    CUSTOMER_TRUSTED,
+    MACHINE_LEARNING_CURATED,
+    STEP_TRAINER_TRUSTED,
+)
+from stedi_assets.trusted import checks as trusted
+from stedi_assets_tests.builders import customer, table
+
+SINCE = ConsentPolicy.SINCE_CONSENT
+
+
+def check(rules: list[Rule], name: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations):
+    rule = next(r for r in rules if r.name == name)
+    return evaluate(rule, relations, SqlEngineResource(), PrivacyPolicy(consent_policy=policy))
+
+
+def test_every_check_is_blocking_and_loaded_into_defs():
+    names = {(k.asset_key.path[-1], k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert names == {
+        ("customer_landing", "lines_accounted_for"),
+        ("accelerometer_landing", "lines_accounted_for"),
+        ("step_trainer_landing", "lines_accounted_for"),
+        ("customer_trusted", "consent_present"),
+        ("customer_trusted", "email_unique_not_null"),
+        ("accelerometer_trusted", "user_is_trusted_customer"),
+        ("accelerometer_trusted", "reading_unique"),
+        ("customer_curated", "email_unique"),
+        ("customer_curated", "has_accelerometer_data"),
+        ("step_trainer_trusted", "reading_key_unique"),
+        ("step_trainer_trusted", "serial_belongs_to_curated_customer"),
+        ("machine_learning_curated", "same_customer"),
+        ("machine_learning_curated", "no_direct_identifiers"),
+        ("machine_learning_curated", "no_duplicate_rows"),
+    }
+    specs = [s for c in defs.asset_checks or [] for s in c.check_specs]
+    assert len(specs) == 14 and all(s.blocking for s in specs)
+
+
+def test_customer_trusted_rules():
+    leaked = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5), customer("no@x", "s2", None), customer("ok@x", "s1", 5))
+    consent = check(trusted.CUSTOMER_TRUSTED_RULES, trusted.CONSENT_PRESENT, customer_trusted=leaked)
+    assert (consent.violations, consent.sample) == (1, [{"email": "no***@x"}])  # identifiers masked in evidence
+    unique = check(trusted.CUSTOMER_TRUSTED_RULES, trusted.EMAIL_UNIQUE_NOT_NULL, customer_trusted=leaked)
+    assert (unique.violations, unique.sample) == (1, [{"email": "ok***@x", "copies": 2}])
+    clean = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5))
+    assert all(check(trusted.CUSTOMER_TRUSTED_RULES, r.name, customer_trusted=clean).passed for r in trusted.CUSTOMER_TRUSTED_RULES)
+
+
+def test_accelerometer_trusted_rules_under_both_policies():
+    customers = table(CUSTOMER_TRUSTED, customer("a@x", "s1", consent=100))
+    readings = table(
+        ACCELEROMETER_TRUSTED,
+        {"user": "a@x", "timestamp": 50, "x": 0.0, "y": 0.0, "z": 0.0},
+        {"user": "stranger@x", "timestamp": 150, "x": 0.0, "y": 0.0, "z": 0.0},
+    )
+    inputs = dict(accelerometer_trusted=readings, customer_trusted=customers)
+    rules = trusted.ACCELEROMETER_TRUSTED_RULES
+    assert check(rules, trusted.USER_IS_TRUSTED_CUSTOMER, **inputs).violations == 1
+    since = check(rules, trusted.USER_IS_TRUSTED_CUSTOMER, SINCE, **inputs)
+    assert since.violations == 2  # the reading from before consent counts too
+    twice = table(ACCELEROMETER_TRUSTED, *[{"user": "a@x", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0}] * 2)
+    assert check(rules, trusted.READING_UNIQUE, accelerometer_trusted=twice).violations == 1
+
+
+def test_step_trainer_trusted_rules():
+    curated_customers = table(CUSTOMER_CURATED, customer("a@x", "s1", consent=100))
+    readings = table(
+        STEP_TRAINER_TRUSTED,
+        {"serialNumber": "s1", "sensorReadingTime": 200, "distanceFromObject": 1},
+        {"serialNumber": "s1", "sensorReadingTime": 200, "distanceFromObject": 2},
+        {"serialNumber": "s9", "sensorReadingTime": 300, "distanceFromObject": 3},
+    )
+    inputs = dict(
+        step_trainer_trusted=readings,
+        customer_curated=curated_customers,
+        customer_landing=table(CUSTOMER_LANDING, customer("a@x", "s1", consent=100)),
+        accelerometer_trusted=table(ACCELEROMETER_TRUSTED),
+    )
+    rules = trusted.STEP_TRAINER_TRUSTED_RULES
+    unique = check(rules, trusted.READING_KEY_UNIQUE, **inputs)
+    assert (unique.violations, unique.sample) == (1, [{"serialNumber": "s1", "sensorReadingTime": 200, "copies": 2}])
+    owner = check(rules, trusted.SERIAL_BELONGS_TO_CURATED_CUSTOMER, **inputs)
+    assert (owner.violations, owner.sample) == (1, [{"serialNumber": "s9", "sensorReadingTime": 300}])
+
+
+def test_customer_curated_rules():
+    customers = table(CUSTOMER_CURATED, customer("a@x", "s1", 1), customer("a@x", "s1", 1), customer("idle@x", "s2", 1))
+    readings = table(ACCELEROMETER_TRUSTED, {"user": "a@x", "timestamp": 5, "x": 0.0, "y": 0.0, "z": 0.0})
+    rules = curated.CUSTOMER_CURATED_RULES
+    assert check(rules, curated.EMAIL_UNIQUE, customer_curated=customers).violations == 1
+    idle = check(rules, curated.HAS_ACCELEROMETER_DATA, customer_curated=customers, accelerometer_trusted=readings)
+    assert idle.sample == [{"email": "id***@x"}]
+
+
+def test_machine_learning_curated_rules_catch_a_cross_customer_pair():
+    customers = table(
+        CUSTOMER_CURATED,
+        customer("a@x", "s-a", 1, subject_id="subject-a"),
+        customer("b@x", "s-b", 1, subject_id="subject-b"),
+    )
+    steps = table(STEP_TRAINER_TRUSTED, {"serialNumber": "s-a", "sensorReadingTime": 1000, "distanceFromObject": 10})
+    readings = table(
+        ACCELEROMETER_TRUSTED,
+        {"user": "a@x", "timestamp": 1000, "x": 1.0, "y": 0.0, "z": 0.0},
+        {"user": "b@x", "timestamp": 1000, "x": 0.0, "y": 0.0, "z": 1.0},
+    )
+    ml = table(
+        MACHINE_LEARNING_CURATED,
+        {"subject_id": "subject-a", "sensorReadingTime": 1000, "distanceFromObject": 10, "x": 1.0, "y": 0.0, "z": 0.0},
+        # a's step trainer reading with b's phone: what a timestamp-only join produces
+        {"subject_id": "subject-a", "sensorReadingTime": 1000, "distanceFromObject": 10, "x": 0.0, "y": 0.0, "z": 1.0},
+    )
+    inputs = dict(machine_learning_curated=ml, customer_curated=customers, step_trainer_trusted=steps, accelerometer_trusted=readings)
+    rules = curated.MACHINE_LEARNING_CURATED_RULES
+    same = check(rules, curated.SAME_CUSTOMER, **inputs)
+    assert (same.violations, same.sample) == (1, [{"subject_id": "subject-a", "sensorReadingTime": 1000}])
+    assert check(rules, curated.NO_DUPLICATE_ROWS, **inputs).passed
+    doubled = pa.concat_tables([ml.slice(0, 1), ml.slice(0, 1)])
+    assert check(rules, curated.NO_DUPLICATE_ROWS, machine_learning_curated=doubled).violations == 1
+
+
+def test_no_direct_identifiers_reads_the_written_columns():
+    rules = curated.MACHINE_LEARNING_CURATED_RULES
+    clean = table(MACHINE_LEARNING_CURATED)
+    assert check(rules, curated.NO_DIRECT_IDENTIFIERS, machine_learning_curated=clean).passed
+    leaky = clean.append_column("Email", pa.array([], pa.string())).append_column("phone", pa.array([], pa.string()))
+    found = check(rules, curated.NO_DIRECT_IDENTIFIERS, machine_learning_curated=leaky)
+    assert (found.violations, found.sample) == (2, [{"column": "Email"}, {"column": "phone"}])
+
+
+def test_lines_accounted_for_finds_a_lost_line():
+    rule = lines_accounted_for(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
+    rows = table(CUSTOMER_LANDING, customer("a@x", "s", 1, line=1), customer("b@x", "s", 1, line=1), customer("c@x", "s", 1, line=3))
+    rejects = table(CUSTOMER_LANDING_REJECTS, {"source_file": "customer/landing/c.json", "source_line": 4, "raw": "?", "reason": "r"})
+    source = pa.table({"source_file": ["customer/landing/c.json", "customer/landing/gone.json"], "lines_read": pa.array([4, 2], pa.int64())})
+    result = evaluate(rule, {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": source}, SqlEngineResource(), PrivacyPolicy())
+    assert result.violations == 2
+    assert sorted(result.sample, key=lambda r: r["source_file"]) == [
+        {"source_file": "customer/landing/c.json", "lines_read": 4, "lines_accounted": 3},
+        {"source_file": "customer/landing/gone.json", "lines_read": 2, "lines_accounted": 0},
+    ]

@@ -1,0 +1,133 @@
+"""Each trusted-zone rule on hand-made inputs, traps included."""
+
+from __future__ import annotations
+
+from stedi_assets.settings import ConsentPolicy
+from stedi_assets.tables import (
+    ACCELEROMETER_LANDING,
+    CUSTOMER_CURATED,
+    CUSTOMER_LANDING,
+    CUSTOMER_TRUSTED,
+    STEP_TRAINER_LANDING,
+)
+from stedi_assets.trusted import rules
+from stedi_assets_tests.builders import customer, run, table
+from stedi_assets.tables import ACCELEROMETER_TRUSTED
+
+SINCE = ConsentPolicy.SINCE_CONSENT
+
+
+def test_customer_trusted_keeps_only_customers_with_a_consent_date():
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("yes@x", "s1", consent=100),
+        customer("missing@x", "s2", consent=None),  # key absent in the JSON: null here
+        customer("zero@x", "s3", consent=0),  # epoch 0 is a date, not a missing one
+    )
+    assert [r["email"] for r in run(rules.CUSTOMER_TRUSTED, customer_landing=landing)] == ["yes@x", "zero@x"]
+
+
+def test_customer_trusted_latest_record_wins_so_withdrawn_consent_is_honoured():
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("withdrew@x", "s1", consent=100, updated=1, line=1),
+        customer("withdrew@x", "s1", consent=None, updated=2, line=2),
+        customer("joined@x", "s2", consent=None, updated=1, line=3),
+        customer("joined@x", "s2", consent=300, updated=5, line=4),
+    )
+    rows = run(rules.CUSTOMER_TRUSTED, customer_landing=landing)
+    assert [(r["email"], r["shareWithResearchAsOfDate"]) for r in rows] == [("joined@x", 300)]
+
+
+def test_customer_trusted_breaks_ties_deterministically_by_landing_line():
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("tie@x", "old-serial", consent=100, updated=7, line=1),
+        customer("tie@x", "new-serial", consent=100, updated=7, line=2),
+    )
+    for _ in range(3):
+        assert [r["serialNumber"] for r in run(rules.CUSTOMER_TRUSTED, customer_landing=landing)] == ["new-serial"]
+
+
+def _trusted(*customers: dict):
+    return table(CUSTOMER_TRUSTED, *customers)
+
+
+def test_accelerometer_trusted_keeps_readings_of_trusted_users_once():
+    trusted = _trusted(customer("a@x", "s1", consent=100))
+    landing = table(
+        ACCELEROMETER_LANDING,
+        {"user": "a@x", "timestamp": 50, "x": 1.0, "y": 0.0, "z": 0.0},
+        {"user": "a@x", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0},
+        {"user": "a@x", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0, "source_line": 9},  # delivered twice
+        {"user": "a@x", "timestamp": 150, "x": 0.0, "y": 1.0, "z": 0.0},  # same time, other reading
+        {"user": "stranger@x", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0},
+    )
+    rows = run(rules.ACCELEROMETER_TRUSTED, accelerometer_landing=landing, customer_trusted=trusted)
+    assert [(r["user"], r["timestamp"], r["x"]) for r in rows] == [("a@x", 150, 0.0), ("a@x", 150, 1.0), ("a@x", 50, 1.0)]
+    since = run(rules.ACCELEROMETER_TRUSTED, SINCE, accelerometer_landing=landing, customer_trusted=trusted)
+    assert [(r["timestamp"], r["x"]) for r in since] == [(150, 0.0), (150, 1.0)]
+
+
+def test_step_trainer_trusted_follows_the_serial_to_a_curated_customer():
+    curated = table(CUSTOMER_CURATED, customer("a@x", "s1", consent=100), customer("b@x", "s2", consent=100))
+    landing_customers = table(
+        CUSTOMER_LANDING, customer("a@x", "s1", consent=100), customer("b@x", "s2", consent=100), customer("c@x", "s3", consent=None)
+    )
+    readings = table(
+        STEP_TRAINER_LANDING,
+        {"serialNumber": "s1", "sensorReadingTime": 50, "distanceFromObject": 1},
+        {"serialNumber": "s1", "sensorReadingTime": 150, "distanceFromObject": 2},
+        {"serialNumber": "s1", "sensorReadingTime": 150, "distanceFromObject": 2, "source_line": 5},
+        {"serialNumber": "s3", "sensorReadingTime": 150, "distanceFromObject": 3},
+    )
+    inputs = dict(
+        step_trainer_landing=readings,
+        customer_curated=curated,
+        customer_landing=landing_customers,
+        accelerometer_trusted=table(ACCELEROMETER_TRUSTED),
+    )
+    assert [(r["serialNumber"], r["sensorReadingTime"]) for r in run(rules.STEP_TRAINER_TRUSTED, **inputs)] == [
+        ("s1", 150),
+        ("s1", 50),
+    ]
+    assert [r["sensorReadingTime"] for r in run(rules.STEP_TRAINER_TRUSTED, SINCE, **inputs)] == [150]
+
+
+def test_step_trainer_trusted_on_a_shared_serial_keeps_only_the_consenting_owners_readings():
+    # s1 was registered to a@x (consented) and to b@x (did not): a reading on s1 counts only
+    # where a@x's phone recorded at the same time.
+    curated = table(CUSTOMER_CURATED, customer("a@x", "s1", consent=100))
+    landing_customers = table(CUSTOMER_LANDING, customer("a@x", "s1", consent=100), customer("b@x", "s1", consent=None))
+    readings = table(
+        STEP_TRAINER_LANDING,
+        {"serialNumber": "s1", "sensorReadingTime": 200, "distanceFromObject": 1},  # a@x's session
+        {"serialNumber": "s1", "sensorReadingTime": 900, "distanceFromObject": 2},  # b@x's session
+    )
+    accelerometer = table(ACCELEROMETER_TRUSTED, {"user": "a@x", "timestamp": 200, "x": 0.0, "y": 0.0, "z": 1.0})
+    rows = run(
+        rules.STEP_TRAINER_TRUSTED,
+        step_trainer_landing=readings,
+        customer_curated=curated,
+        customer_landing=landing_customers,
+        accelerometer_trusted=accelerometer,
+    )
+    assert [r["sensorReadingTime"] for r in rows] == [200]
+
+
+def test_step_trainer_trusted_is_not_multiplied_by_customers_sharing_a_serial():
+    curated = table(CUSTOMER_CURATED, customer("a@x", "s1", consent=100), customer("b@x", "s1", consent=100))
+    readings = table(STEP_TRAINER_LANDING, {"serialNumber": "s1", "sensorReadingTime": 200, "distanceFromObject": 1})
+    accelerometer = table(
+        ACCELEROMETER_TRUSTED,
+        {"user": "a@x", "timestamp": 200, "x": 0.0, "y": 0.0, "z": 1.0},
+        {"user": "b@x", "timestamp": 200, "x": 1.0, "y": 0.0, "z": 1.0},
+    )
+    rows = run(
+        rules.STEP_TRAINER_TRUSTED,
+        step_trainer_landing=readings,
+        customer_curated=curated,
+        customer_landing=table(CUSTOMER_LANDING, customer("a@x", "s1", consent=100), customer("b@x", "s1", consent=100)),
+        accelerometer_trusted=accelerometer,
+    )
+    assert len(rows) == 1
