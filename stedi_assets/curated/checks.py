@@ -52,23 +52,21 @@ MACHINE_LEARNING_CURATED_RULES = [
         SAME_CUSTOMER,
         "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
         "curated customer, taken at the same time.",
+        # One subquery joining customer, step trainer and phone reading: Spark SQL cannot
+        # resolve `m` from a subquery nested inside another.
         sql="""
             SELECT m.subject_id, m.sensorReadingTime FROM machine_learning_curated AS m
             WHERE NOT EXISTS (
                 SELECT 1 FROM customer_curated AS c
+                JOIN step_trainer_trusted AS s ON s.serialNumber = c.serialNumber
+                JOIN accelerometer_trusted AS a ON a.user = c.email
                 WHERE c.subject_id = m.subject_id
-                  AND EXISTS (
-                      SELECT 1 FROM step_trainer_trusted AS s
-                      WHERE s.serialNumber = c.serialNumber
-                        AND s.sensorReadingTime = m.sensorReadingTime
-                        AND s.distanceFromObject IS NOT DISTINCT FROM m.distanceFromObject)
-                  AND EXISTS (
-                      SELECT 1 FROM accelerometer_trusted AS a
-                      WHERE a.user = c.email
-                        AND a.timestamp = m.sensorReadingTime
-                        AND a.x IS NOT DISTINCT FROM m.x
-                        AND a.y IS NOT DISTINCT FROM m.y
-                        AND a.z IS NOT DISTINCT FROM m.z)
+                  AND s.sensorReadingTime = m.sensorReadingTime
+                  AND s.distanceFromObject IS NOT DISTINCT FROM m.distanceFromObject
+                  AND a.timestamp = m.sensorReadingTime
+                  AND a.x IS NOT DISTINCT FROM m.x
+                  AND a.y IS NOT DISTINCT FROM m.y
+                  AND a.z IS NOT DISTINCT FROM m.z
             )
             """,
     ),

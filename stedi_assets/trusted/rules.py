@@ -32,21 +32,26 @@ EXISTS (
 # A serial number re-used by several customers (the production system did that) does not
 # say whose a reading is: it then counts only when that customer's phone recorded at the
 # same moment, so no reading of a non-consenting co-owner gets in.
+# Written as two EXISTS, each subquery referring only to the query right around it: Spark
+# SQL cannot resolve a reference two levels out (`s` from inside a subquery of `c`).
 STEP_TRAINER_READING_CONSENTED = """
-EXISTS (
-    SELECT 1 FROM customer_curated AS c
-    WHERE c.serialNumber = s.serialNumber
-      AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
-      AND (
-          NOT EXISTS (
+(
+    EXISTS (
+        SELECT 1 FROM customer_curated AS c
+        WHERE c.serialNumber = s.serialNumber
+          AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND NOT EXISTS (
               SELECT 1 FROM customer_landing AS other
-              WHERE other.serialNumber = s.serialNumber AND other.email <> c.email
+              WHERE other.serialNumber = c.serialNumber AND other.email <> c.email
           )
-          OR EXISTS (
-              SELECT 1 FROM accelerometer_trusted AS a
-              WHERE a.user = c.email AND a.timestamp = s.sensorReadingTime
-          )
-      )
+    )
+    OR EXISTS (
+        SELECT 1 FROM customer_curated AS c
+        JOIN accelerometer_trusted AS a ON a.user = c.email
+        WHERE c.serialNumber = s.serialNumber
+          AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND a.timestamp = s.sensorReadingTime
+    )
 )
 """
 
