@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from dataclasses import replace
 
 import click
 import pyarrow as pa
@@ -12,7 +13,10 @@ import pyarrow.csv as pa_csv
 
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.generate import GenerateOptions, generate
-from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.aws import AwsAccess, AwsRequestError
+from stedi_assets.lake.ddl import lake_ddl
+from stedi_assets.lake.lake import Lake, TableNotPublishedError
+from stedi_assets.lake.resource import LakeResource
 from stedi_assets.lake.store import open_store
 from stedi_assets.settings import Settings
 from stedi_assets.tables import TABLES
@@ -21,10 +25,19 @@ FORMATS = ("table", "csv", "json")
 
 
 def _lake(lake: str | None) -> Lake:
-    return Lake(open_store(lake or Settings.from_env().lake))
+    settings = Settings.from_env()
+    return LakeResource.from_settings(replace(settings, lake=lake or settings.lake)).lake()
 
 
-@click.group()
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (AwsRequestError, TableNotPublishedError) as error:  # the message says it all; a traceback adds nothing
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """STEDI lakehouse tools. Settings come from the STEDI_* environment variables."""
 
@@ -70,11 +83,12 @@ def generate_command(
     out: str | None, scale: float, seed: int, duplicate_emails: int, reused_serials: int, dirty_lines: bool
 ) -> None:
     """Write synthetic landing data to OUT (default: STEDI_SOURCE) in the source layout."""
-    target = out or Settings.from_env().source
+    settings = Settings.from_env()
+    target = out or settings.source
     options = GenerateOptions(
         scale=scale, seed=seed, duplicate_emails=duplicate_emails, reused_serials=reused_serials, dirty_lines=dirty_lines
     )
-    counts = generate(open_store(target), options)
+    counts = generate(open_store(target, AwsAccess.from_settings(settings)), options)
     click.echo(
         f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and "
         f"{counts.step_trainer} step trainer records to {target}"
@@ -97,6 +111,15 @@ def versions(table: str, lake: str | None) -> None:
     """List TABLE's published versions, current first."""
     for entry in _lake(lake).history(TABLES[table]):
         click.echo(f"{entry['version']}  {entry['rows']:>10} rows  published {entry['published_at']}")
+
+
+@main.command()
+@click.option("--lake", help="Lake root, usually s3://bucket/prefix; default: STEDI_LAKE.")
+@click.option("--database", help="Athena database; default: STEDI_GLUE_DATABASE, else stedi.")
+def ddl(lake: str | None, database: str | None) -> None:
+    """Print Athena CREATE EXTERNAL TABLE statements for every table, from the column
+    contracts, each at the folder of its published version (see lake/ddl.py)."""
+    click.echo(lake_ddl(_lake(lake), database or Settings.from_env().glue_database or "stedi"), nl=False)
 
 
 if __name__ == "__main__":

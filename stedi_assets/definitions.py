@@ -9,6 +9,8 @@ import dagster as dg
 from stedi_assets.curated import assets as curated_assets
 from stedi_assets.curated import checks as curated_checks
 from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.engine.spark_engine import local_spark
+from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.io_manager import ParquetLakeIOManager
 from stedi_assets.lake.resource import LakeResource
 from stedi_assets.landing import assets as landing_assets
@@ -30,13 +32,18 @@ lakehouse_job = dg.define_asset_job(
 
 
 def resources_for(settings: Settings) -> Mapping[str, object]:
-    """The deployment is the lake and source URIs: a folder, or `s3://` (see lake/store.py)."""
-    lake = LakeResource(root=settings.lake)
+    """The deployment is the lake and source URIs: a folder, or `s3://` (see lake/store.py),
+    and on S3 the optional Glue catalog (lake/glue.py)."""
+    lake = LakeResource.from_settings(settings)
     return {
         "lake": lake,
         "io_manager": ParquetLakeIOManager(lake=lake),
-        "source": LandingSource(root=settings.source),
-        "engine": SqlEngineResource(kind=settings.engine),
+        "source": LandingSource(
+            root=settings.source,
+            prefixes=dict(settings.source_prefixes),
+            aws=AwsAccess.from_settings(settings, anonymous=settings.source_anonymous),
+        ),
+        "engine": SqlEngineResource(kind=settings.engine, spark=local_spark()),
         "privacy": PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=settings.subject_key),
     }
 

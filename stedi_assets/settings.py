@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from stedi_assets.tables import TABLES
+
+LANDING_SOURCES = tuple(t.source for t in TABLES.values() if t.zone == "landing")
 SAMPLE_SOURCE = Path(__file__).parent / "sample_data"
 DEFAULT_LAKE = "stedi_lake"
 DEVELOPMENT_SUBJECT_KEY = "stedi-development-subject-key-NOT-FOR-PRODUCTION"
@@ -27,6 +30,11 @@ class Settings:
     consent_policy: ConsentPolicy
     subject_key: str
     engine: str = "duckdb"
+    source_anonymous: bool = False  # read an s3:// source unsigned, e.g. a public bucket
+    source_prefixes: Mapping[str, str] = field(default_factory=dict)  # source -> its folder under STEDI_SOURCE
+    glue_database: str | None = None  # register every published table in this Glue database
+    s3_max_attempts: int = 5
+    s3_timeout_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -43,4 +51,44 @@ class Settings:
             consent_policy=consent_policy,
             subject_key=env.get("STEDI_SUBJECT_KEY") or DEVELOPMENT_SUBJECT_KEY,
             engine=env.get("STEDI_ENGINE") or "duckdb",
+            source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
+            source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
+            glue_database=env.get("STEDI_GLUE_DATABASE") or None,
+            s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
+            s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "false").strip().lower()
+    if value not in {"true", "1", "yes", "false", "0", "no"}:
+        raise ValueError(f"{name}={env[name]!r} is not true or false")
+    return value in {"true", "1", "yes"}
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = type(default)(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number") from None
+    if number <= 0:
+        raise ValueError(f"{name}={value!r} must be positive")
+    return number
+
+
+def _source_prefixes(value: str) -> dict[str, str]:
+    """`customer=customers,accelerometer=accelerometer`: the folder of each source under
+    STEDI_SOURCE, for buckets laid out otherwise than `<source>/` (the course bucket)."""
+    prefixes = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        source, _, folder = pair.partition("=")
+        source, folder = source.strip(), folder.strip().strip("/")
+        if source not in LANDING_SOURCES or not folder:
+            raise ValueError(
+                f"STEDI_SOURCE_PREFIXES: {pair!r} is not <source>=<folder> with a source among {', '.join(LANDING_SOURCES)}"
+            )
+        prefixes[source] = folder
+    return prefixes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -67,6 +67,12 @@ class LakeTable:
         return {"version": self.version, "files": list(self.files), "rows": self.rows}
 
 
+class Catalog(Protocol):
+    """A metastore told of every publish and rollback (the Glue Data Catalog, for Athena)."""
+
+    def publish(self, version: LakeTable) -> None: ...
+
+
 def _version_prefix(table: Table, version: str) -> str:
     return f"{table.location}/v_{version}"
 
@@ -76,11 +82,12 @@ def _now() -> str:
 
 
 class Lake:
-    def __init__(self, store: Store, keep_versions: int = 3):
+    def __init__(self, store: Store, keep_versions: int = 3, catalog: Catalog | None = None):
         if keep_versions < 2:
             raise ValueError("keep_versions must be at least 2 so that a rollback target exists")
         self.store = store
         self.keep_versions = keep_versions
+        self.catalog = catalog
 
     def uri(self) -> str:
         return self.store.uri()
@@ -108,6 +115,8 @@ class Lake:
         """Make `staged` the current version; keep the previous ones for rollback."""
         pointer = self._pointer(staged.table)
         if pointer and pointer["version"] == staged.version:
+            if self.catalog is not None:  # a re-executed audit heals a catalog update that failed
+                self.catalog.publish(staged)
             return
         history = []
         if pointer:
@@ -142,7 +151,7 @@ class Lake:
             raise TableNotPublishedError(
                 f"{table.name} has no published version at {self.store.uri(table.location)}: materialize it first"
             )
-        return LakeTable(table, pointer["version"], tuple(pointer["files"]), pointer["rows"], self.store)
+        return self._version(table, pointer)
 
     def history(self, table: Table) -> list[dict[str, Any]]:
         """The published versions, newest (current) first."""
@@ -165,7 +174,15 @@ class Lake:
         return json.loads(self.store.read(key))
 
     def _write_pointer(self, table: Table, pointer: dict[str, Any]) -> None:
+        """Publish: the one place a table's current version changes (publish and rollback).
+        The catalog follows the pointer, and before `publish` expires any old version, so
+        it never names a deleted one."""
         self.store.write(f"{table.location}/{POINTER}", json.dumps(pointer, indent=1).encode())
+        if self.catalog is not None:
+            self.catalog.publish(self._version(table, pointer))
+
+    def _version(self, table: Table, pointer: dict[str, Any]) -> LakeTable:
+        return LakeTable(table, pointer["version"], tuple(pointer["files"]), pointer["rows"], self.store)
 
 
 def _entry(pointer: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stedi_assets.lake.aws import AwsAccess
+
 
 class Store(Protocol):
     """Keys are `/`-separated paths relative to the store's root."""
@@ -78,12 +80,13 @@ class LocalStore:
             path.unlink(missing_ok=True)
 
 
-def open_store(uri: str) -> Store:
-    """The store for a lake or source location: `s3://bucket/prefix` or a folder."""
+def open_store(uri: str, access: AwsAccess | None = None) -> Store:
+    """The store for a lake or source location: `s3://bucket/prefix` (reached with `access`,
+    default retries and timeouts if None) or a folder."""
     if uri.startswith("s3://"):
         from stedi_assets.lake.s3_store import S3Store
 
-        return S3Store.from_uri(uri)
+        return S3Store.from_uri(uri, access)
     return LocalStore(uri)
 
 

@@ -50,7 +50,7 @@ def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDe
             "rows": batch.rows.num_rows,
             "rejects": batch.rejects.num_rows,
             "lines_accounted": accounted,
-            "source": dg.MetadataValue.path(source.store().uri(table.source)),
+            "source": dg.MetadataValue.path(source.location(table.source)),
         }
         yield dg.Output(batch.rows, output_name=table.name, metadata=counts)
         yield dg.Output(batch.rejects, output_name=rejects.name, metadata=counts)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.store import Store, open_store
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -17,22 +18,31 @@ class NoLandingFilesError(FileNotFoundError):
 
 class LandingSource(dg.ConfigurableResource):
     """The landing zone: `<root>/<source>/...` holds line-delimited JSON files at any depth.
-    The files are only ever read."""
+    `prefixes` names another folder for a source (the course bucket has `customers/`); `aws`
+    may read an S3 source unsigned (a public bucket). The files are only ever read."""
 
     root: str
+    prefixes: dict[str, str] = {}
+    aws: AwsAccess = AwsAccess()
 
     def store(self) -> Store:
-        return open_store(self.root)
+        return open_store(self.root, self.aws)
+
+    def location(self, source: str) -> str:
+        return self.store().uri(self._folder(source))
 
     def files(self, source: str) -> list[str]:
         """The JSON files of one source, as keys relative to the root, in a stable order."""
-        keys = [k for k in self.store().list(source + "/") if _is_json(k)]
+        keys = [k for k in self.store().list(self._folder(source) + "/") if _is_json(k)]
         if not keys:
             raise NoLandingFilesError(
-                f"no landing files for {source}: {self.store().uri(source)}/ holds no "
-                f"{'/'.join(JSON_SUFFIXES)} files (STEDI_SOURCE={self.root})"
+                f"no landing files for {source}: {self.location(source)}/ holds no "
+                f"{'/'.join(JSON_SUFFIXES)} files (STEDI_SOURCE={self.root}, STEDI_SOURCE_PREFIXES)"
             )
         return keys
+
+    def _folder(self, source: str) -> str:
+        return self.prefixes.get(source, source)
 
     def read_all(self, source: str) -> Iterator[tuple[str, bytes]]:
         store = self.store()

@@ -1,0 +1,107 @@
+"""The lake or the landing zone on S3, or on any S3-compatible store (MinIO, Ceph, R2).
+
+Keys live under `s3://bucket/prefix/`. Each call is one whole-object request: a PUT replaces
+an object atomically and S3 reads are strongly consistent, which is all the lake's
+write-audit-publish needs (lake/lake.py). botocore retries transient failures with backoff;
+a call that still fails raises `AwsRequestError` naming the bucket and key."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+
+from stedi_assets.lake.aws import AwsAccess, AwsRequestError
+from stedi_assets.lake.s3_client import error_code, reported
+
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
+# A body cut off after the response headers arrived: botocore has already returned, so the
+# retry is ours.
+_BODY_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
+
+
+class S3Store:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", max_attempts: int = 5):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.max_attempts = max_attempts
+
+    @classmethod
+    def from_uri(cls, uri: str, access: AwsAccess | None = None) -> S3Store:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValueError(f"{uri!r} names no bucket: use s3://bucket/prefix")
+        access = access or AwsAccess()
+        return cls(access.client("s3"), bucket, prefix, access.max_attempts)
+
+    def _key(self, key: str) -> str:
+        return "/".join(part for part in (self.prefix, key) if part)
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def local_path(self, key: str) -> str | None:
+        return None
+
+    def _reported(self, action: str, key: str):
+        return reported(f"S3 {action}", self.uri(key), self.max_attempts)
+
+    def list(self, prefix: str) -> list[str]:
+        """Every object at `prefix` or below the folder `prefix/`, relative to the root."""
+        base = self._key(prefix)
+        folder = base if not base or base.endswith("/") else base + "/"
+        root = self.prefix + "/" if self.prefix else ""
+        keys = []
+        with self._reported("LIST", prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    # Skip the empty "folder/" markers consoles create, and siblings like v_12 of v_1.
+                    if not key.endswith("/") and (key == base or key.startswith(folder)):
+                        keys.append(key[len(root) :])
+        return sorted(keys)
+
+    def read(self, key: str) -> bytes:
+        with self._reported("GET", key):
+            attempt = 1
+            while True:
+                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+                try:
+                    return body.read()
+                except _BODY_ERRORS:
+                    if attempt == self.max_attempts:
+                        raise
+                    time.sleep(random.random() * 0.05 * 2**attempt)  # botocore's jittered backoff
+                    attempt += 1
+
+    def write(self, key: str, data: bytes) -> None:
+        with self._reported("PUT", key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def exists(self, key: str) -> bool:
+        with self._reported("HEAD", key):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            except ClientError as error:
+                if error_code(error) in {"404", "NoSuchKey"}:
+                    return False
+                raise
+        return True
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = self.list(prefix)
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            with self._reported("DELETE", batch[0]):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True},
+                )
+            if response.get("Errors"):
+                failed = response["Errors"][0]
+                raise AwsRequestError(
+                    f"S3 DELETE s3://{self.bucket}/{failed['Key']} failed: {failed.get('Code')}: {failed.get('Message')}"
+                )
