@@ -1,6 +1,6 @@
-"""boto3 clients made as dagster-aws's S3Resource makes them (a session on the standard AWS
-chain, dagster-aws's retry config), plus timeouts; and failed calls turned into errors that
-name the bucket and key (or Glue table) and never carry a secret."""
+"""boto3 clients through dagster-aws's S3Resource, with the timeouts and the attempt bound the
+lake needs; and failed calls turned into errors that name the bucket and key (or Glue table)
+and never carry a secret."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ from typing import Any
 import boto3
 import botocore
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, NoCredentialsError
-from dagster_aws.utils import construct_boto_client_retry_config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+)
+from dagster_aws.s3 import S3Resource
 
 from stedi_assets.lake.aws import AwsRequestError
 
@@ -38,17 +45,45 @@ _AUTH_HINT = (
 )
 
 
+class BoundedS3Resource(S3Resource):
+    """dagster-aws's S3Resource, plus: connect and read timeouts, so a stalled call fails and
+    is retried instead of hanging; `max_attempts` bounding every call, the first included
+    (S3Resource hands it to botocore as the number of *retries*); and clients of other
+    services (Glue) made the same way. Left unset, profile, region, endpoint and keys come
+    from the standard AWS chain."""
+
+    timeout_seconds: float = 30.0
+
+    def get_client(self) -> Any:
+        return self.client("s3")
+
+    def client(self, service: str) -> Any:
+        # botocore "standard" retries: throttling, 5xx and connection errors, with jittered
+        # exponential backoff and a retry quota.
+        config = Config(
+            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
+            connect_timeout=self.timeout_seconds,
+            read_timeout=self.timeout_seconds,
+        )
+        if self.use_unsigned_session:
+            config = config.merge(Config(signature_version=botocore.UNSIGNED))
+        return boto3.session.Session(profile_name=self.profile_name).client(
+            service,
+            # botocore reads AWS_DEFAULT_REGION only; the AWS CLI and other SDKs read AWS_REGION.
+            region_name=self.region_name or os.environ.get("AWS_REGION") or None,
+            endpoint_url=self.endpoint_url,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=config,
+        )
+
+
 def new_client(service: str, max_attempts: int, timeout_seconds: float, anonymous: bool) -> Any:
-    # dagster-aws's config: botocore "standard" retries (throttling, 5xx, connection errors,
-    # jittered exponential backoff, a retry quota), at most max_attempts calls in all.
-    config = construct_boto_client_retry_config(max_attempts).merge(
-        Config(connect_timeout=timeout_seconds, read_timeout=timeout_seconds)
-    )
-    if anonymous:
-        config = config.merge(Config(signature_version=botocore.UNSIGNED))
-    # botocore itself reads AWS_DEFAULT_REGION only; the AWS CLI and other SDKs read AWS_REGION.
-    region = os.environ.get("AWS_REGION") or None
-    return boto3.session.Session().client(service, region_name=region, config=config)
+    resource = BoundedS3Resource(max_attempts=max_attempts, timeout_seconds=timeout_seconds, use_unsigned_session=anonymous)
+    return resource.client(service)
 
 
 # One client per process and setting: making one parses the service model (a fraction of a
@@ -82,8 +117,8 @@ def _describe(error: Exception, max_attempts: int) -> str:
         text = f"no AWS credentials found ({_AUTH_HINT}; a public source bucket needs STEDI_SOURCE_ANONYMOUS=true)"
     else:
         text = str(error)
-        if isinstance(error, (ConnectionError, HTTPClientError)):
-            attempts = max_attempts  # botocore retries these until it runs out of attempts
+        if isinstance(error, (ConnectionError, HTTPClientError, IncompleteReadError)):
+            attempts = max_attempts  # retried (by botocore, or S3Store.read for a body) until out of attempts
     if attempts > 1:
         return f" after {attempts} attempts (STEDI_S3_MAX_ATTEMPTS): {text}"
     return f": {text}"

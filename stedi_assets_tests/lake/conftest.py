@@ -1,0 +1,44 @@
+"""Fixtures of the S3 tests: one moto server for the session, a fault proxy per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from stedi_assets.lake.s3_client import shared_client
+from stedi_assets_tests.lake.fault_proxy import FaultProxy
+from stedi_assets_tests.lake.s3_server import MotoServer, aws_env
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    # The developer's own AWS settings (a profile, a region) must not leak into the tests:
+    # every process gets its AWS_* variables from aws_env() only.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            patch.delenv(name)
+        with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+            yield server
+
+
+@pytest.fixture
+def fault_proxy(s3_server: MotoServer) -> Iterator[FaultProxy]:
+    with FaultProxy(s3_server.port, stall_seconds=4.0) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def aws_via(monkeypatch: pytest.MonkeyPatch):
+    """Point this process's AWS clients at an endpoint (fresh clients: the cache is cleared)."""
+
+    def point(endpoint: str) -> dict[str, str]:
+        env = aws_env(endpoint)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        shared_client.cache_clear()
+        return env
+
+    yield point
+    shared_client.cache_clear()

@@ -1,0 +1,166 @@
+"""A fault-injecting reverse proxy on 127.0.0.1 between the code under test and an S3 server.
+
+Point AWS_ENDPOINT_URL at the proxy; it relays every request to the server unless a `Fault`
+matches it (method, and a substring of the path), in which case it answers with an error
+status, drops the connection in the middle of the upload, stalls past the client's timeout,
+or cuts the response body short. It also records each request's method, path and whether it
+was signed, so tests can see what the client actually sent."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_ERRORS = {
+    500: ("InternalError", "We encountered an internal error. Please try again."),
+    503: ("SlowDown", "Please reduce your request rate."),
+}
+
+
+@dataclass
+class Fault:
+    kind: str  # "error", "drop" (mid-upload), "stall" (past the timeout), "truncate" (response body)
+    path: str = ""  # a substring of the request path
+    method: str | None = None
+    times: int | None = 1  # None: every matching request, for good
+    status: int = 500
+    injected: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.times is not None and self.injected >= self.times:
+            return False
+        return (self.method is None or self.method == method) and self.path in path
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    signed: bool
+
+
+@dataclass
+class FaultProxy:
+    upstream_port: int
+    stall_seconds: float = 5.0
+    faults: list[Fault] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Relay)
+        self._server.daemon_threads = True  # a stalled handler must not hold up the shutdown
+        self._server.proxy = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FaultProxy:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def inject(self, *faults: Fault) -> list[Fault]:
+        with self._lock:
+            self.faults = list(faults)
+            self.seen = []
+        return list(faults)
+
+    def _fault_for(self, method: str, path: str, signed: bool) -> Fault | None:
+        with self._lock:
+            self.seen.append(Seen(method, path, signed))
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.injected += 1
+                    return fault
+        return None
+
+
+class _Relay(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # keep the test output clean
+        pass
+
+    def do_GET(self) -> None:
+        self._relay()
+
+    do_PUT = do_POST = do_HEAD = do_DELETE = do_GET
+
+    def _relay(self) -> None:
+        proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
+        fault = proxy._fault_for(self.command, self.path, "Authorization" in self.headers)
+        length = int(self.headers.get("Content-Length") or 0)
+        if fault is not None and fault.kind == "drop":
+            self.rfile.read(length // 2)
+            return self._hang_up()
+        body = self._read_body(length)
+        if fault is not None and fault.kind == "stall":
+            time.sleep(proxy.stall_seconds)
+            return self._hang_up()
+        if fault is not None and fault.kind == "error":
+            return self._send_error(fault.status)
+        status, headers, payload = self._forward(proxy.upstream_port, body)
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if fault is not None and fault.kind == "truncate":
+            self.wfile.write(payload[: len(payload) // 2])
+            return self._hang_up()
+        self.wfile.write(payload)
+
+    def _read_body(self, length: int) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(length)
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
+
+    def _forward(self, port: int, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            # Same Host header and body as the client sent: its signature stays valid.
+            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                if name.lower() not in {"transfer-encoding", "content-length", "connection"}:
+                    upstream.putheader(name, value)
+            upstream.putheader("Content-Length", str(len(body)))
+            upstream.endheaders(body)
+            response = upstream.getresponse()
+            payload = response.read()
+            skip = {"transfer-encoding", "connection"} | ({"content-length"} if self.command != "HEAD" else set())
+            headers = [(k, v) for k, v in response.getheaders() if k.lower() not in skip]
+            if self.command != "HEAD":
+                headers.append(("Content-Length", str(len(payload))))
+            return response.status, headers, payload
+        finally:
+            upstream.close()
+
+    def _send_error(self, status: int) -> None:
+        code, message = _ERRORS[status]
+        body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body.encode())
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
