@@ -1,15 +1,22 @@
-"""Fixtures of the S3 tests: one moto server for the session, a fault proxy per test."""
+"""Fixtures of the S3 tests: one moto server and one lakehouse on S3 for the session, a
+fault proxy per test."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from stedi_assets.lake.s3_client import shared_client
+from stedi_assets_tests.conftest import Lakehouse
 from stedi_assets_tests.lake.fault_proxy import FaultProxy
-from stedi_assets_tests.lake.s3_server import MotoServer, aws_env
+from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, upload
+
+SOURCE_BUCKET = "stedi-source"
+LAKE_BUCKET = "stedi-lake"
+GLUE_DATABASE = "stedi_test"
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +49,22 @@ def aws_via(monkeypatch: pytest.MonkeyPatch):
 
     yield point
     shared_client.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def s3_lakehouse(s3_server: MotoServer, reference_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Lakehouse:
+    """The real STEDI data uploaded to S3 and the whole graph run once on it through the CLI,
+    with the lake on S3 and every table registered in Glue."""
+    client = s3_server.client("s3")
+    upload(client, reference_data, SOURCE_BUCKET, "reference")
+    ensure_bucket(client, LAKE_BUCKET)
+    lakehouse = Lakehouse(
+        tmp_path_factory.mktemp("s3_lakehouse"),
+        f"s3://{SOURCE_BUCKET}/reference",  # type: ignore[arg-type]  # an S3 URI, not a folder
+        STEDI_LAKE=f"s3://{LAKE_BUCKET}/reference",
+        STEDI_GLUE_DATABASE=GLUE_DATABASE,
+        **aws_env(s3_server.url),
+    )
+    lakehouse.materialize("*")
+    return lakehouse
+

@@ -14,6 +14,9 @@ from typing import Any
 
 import boto3
 
+from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.s3_store import S3Store
+
 REGION = "us-east-1"
 ACCESS_KEY = "AKIASTEDITESTKEY0001"
 SECRET_KEY = "stedi-test-secret-7f3c9a"
@@ -89,13 +92,29 @@ class MotoServer:
         urllib.request.urlopen(request, timeout=10).close()
 
 
+def ensure_bucket(client: Any, bucket: str) -> None:
+    if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=bucket)
+
+
 def upload(client: Any, folder: Path, bucket: str, prefix: str, rename: dict[str, str] | None = None) -> int:
     """Copy every file under `folder` to `s3://bucket/prefix/`, renaming top-level folders."""
-    if not any(b["Name"] == bucket for b in client.list_buckets().get("Buckets", [])):
-        client.create_bucket(Bucket=bucket)
+    ensure_bucket(client, bucket)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     for path in files:
         top, _, rest = path.relative_to(folder).as_posix().partition("/")
         key = "/".join(filter(None, (prefix, (rename or {}).get(top, top), rest)))
         client.upload_file(str(path), bucket, key)
     return len(files)
+
+
+def lake_at(server: MotoServer, uri: str) -> Lake:
+    """The lake at `s3://bucket/prefix`, read in this process straight from the server."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return Lake(S3Store(server.client("s3"), bucket, prefix))
+
+
+def glue_tables(server: MotoServer, database: str) -> dict[str, dict]:
+    """Every table of a Glue database, by name."""
+    pages = server.client("glue").get_paginator("get_tables").paginate(DatabaseName=database)
+    return {t["Name"]: t for page in pages for t in page["TableList"]}

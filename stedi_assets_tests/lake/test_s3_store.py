@@ -12,7 +12,7 @@ from stedi_assets.lake.aws import AwsRequestError
 from stedi_assets.lake.s3_client import new_client
 from stedi_assets.lake.s3_store import S3Store
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy
-from stedi_assets_tests.lake.s3_server import SECRET_KEY, MotoServer
+from stedi_assets_tests.lake.s3_server import SECRET_KEY, MotoServer, ensure_bucket
 
 pytestmark = pytest.mark.s3
 
@@ -24,9 +24,7 @@ DATA = os.urandom(256 * 1024)  # big enough that a dropped upload is cut in the 
 @pytest.fixture
 def store(s3_server: MotoServer, fault_proxy: FaultProxy, aws_via) -> S3Store:
     """A fresh prefix, reached through the fault proxy with 3 attempts and a 2 s timeout."""
-    raw = s3_server.client("s3")
-    if BUCKET not in {b["Name"] for b in raw.list_buckets()["Buckets"]}:
-        raw.create_bucket(Bucket=BUCKET)
+    ensure_bucket(s3_server.client("s3"), BUCKET)
     aws_via(fault_proxy.url)
     return S3Store(new_client("s3", ATTEMPTS, 2.0, False), BUCKET, f"run-{uuid.uuid4().hex}/lake", ATTEMPTS)
 
