@@ -69,9 +69,16 @@ class SparkEngine:
 
 def _frame(session: SparkSession, relation: Relation) -> DataFrame:
     if isinstance(relation, pa.Table):
-        return session.createDataFrame(relation)
+        return _from_arrow(session, relation)
     if (paths := relation.local_paths()) is not None:
         return session.read.parquet(*paths)
     # Remote lake: Spark reads the Arrow table the store fetched, as DuckDB does, so no
     # Hadoop S3 connector or credentials of its own are needed.
-    return session.createDataFrame(relation.to_arrow())
+    return _from_arrow(session, relation.to_arrow())
+
+
+def _from_arrow(session: SparkSession, table: pa.Table) -> DataFrame:
+    # PySpark silently drops every row after an empty record batch in the Arrow stream it
+    # sends to the JVM, and tables concatenated from many files often hold empty chunks.
+    batches = [batch for batch in table.to_batches() if batch.num_rows]
+    return session.createDataFrame(pa.Table.from_batches(batches, table.schema))

@@ -1,0 +1,197 @@
+"""DuckDB and Spark agree: every zone rule and every SQL check, run on both engines over the
+same inputs, returns the same rows, on the bundled sample and on the real STEDI data; and the
+whole graph run on Spark publishes the same tables as on DuckDB."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from stedi_assets import defs
+from stedi_assets.audit import evaluate
+from stedi_assets.curated import checks as curated_checks
+from stedi_assets.curated import rules as curated_rules
+from stedi_assets.engine import Relation, SqlEngine
+from stedi_assets.engine.duckdb_engine import DuckDBEngine
+from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.engine.spark_engine import SparkEngine
+from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.store import LocalStore
+from stedi_assets.landing import checks as landing_checks
+from stedi_assets.landing.json_lines import parse_files
+from stedi_assets.landing.source import LandingSource
+from stedi_assets.privacy import PrivacyPolicy
+from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy
+from stedi_assets.tables import (
+    ACCELEROMETER_LANDING,
+    ACCELEROMETER_LANDING_REJECTS,
+    CUSTOMER_CURATED,
+    CUSTOMER_LANDING,
+    CUSTOMER_LANDING_REJECTS,
+    STEP_TRAINER_LANDING,
+    STEP_TRAINER_LANDING_REJECTS,
+    SUBJECT_ID,
+    TABLES,
+)
+from stedi_assets.trusted import checks as trusted_checks
+from stedi_assets.trusted import rules as trusted_rules
+from stedi_assets_tests.conftest import IN_CI
+from stedi_assets_tests.test_reference_counts import REFERENCE
+
+pytestmark = pytest.mark.spark
+POLICIES = pytest.mark.parametrize("policy", list(ConsentPolicy), ids=lambda p: p.value)
+SPARK_BANNER = "Spark's default log4j profile"  # what a starting Spark JVM prints on stderr
+
+LANDING = {
+    CUSTOMER_LANDING: CUSTOMER_LANDING_REJECTS,
+    ACCELEROMETER_LANDING: ACCELEROMETER_LANDING_REJECTS,
+    STEP_TRAINER_LANDING: STEP_TRAINER_LANDING_REJECTS,
+}
+# Each zone table's rule, in the order the asset graph builds them.
+ZONE_RULES = {
+    "customer_trusted": trusted_rules.CUSTOMER_TRUSTED,
+    "accelerometer_trusted": trusted_rules.ACCELEROMETER_TRUSTED,
+    "customer_curated": curated_rules.CUSTOMER_CURATED,
+    "step_trainer_trusted": trusted_rules.STEP_TRAINER_TRUSTED,
+    "machine_learning_curated": curated_rules.MACHINE_LEARNING_CURATED,
+}
+CHECK_RULES = {
+    **{table.name: [landing_checks.lines_accounted_for(table, rejects)] for table, rejects in LANDING.items()},
+    "customer_trusted": trusted_checks.CUSTOMER_TRUSTED_RULES,
+    "accelerometer_trusted": trusted_checks.ACCELEROMETER_TRUSTED_RULES,
+    "step_trainer_trusted": trusted_checks.STEP_TRAINER_TRUSTED_RULES,
+    "customer_curated": curated_checks.CUSTOMER_CURATED_RULES,
+    "machine_learning_curated": curated_checks.MACHINE_LEARNING_CURATED_RULES,
+}
+
+
+@pytest.fixture(scope="session")
+def spark() -> SparkEngine:
+    """One Spark session for the whole test run: the JVM takes seconds to start."""
+    if shutil.which("java") is None:
+        message = "the Spark engine needs Java 17 on PATH"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return SparkEngine.shared()
+
+
+@functools.cache
+def zone_tables(source: Path, policy: ConsentPolicy) -> dict[str, pa.Table]:
+    """Every table of the lakehouse on `source`: landing parsed, then each zone rule on DuckDB."""
+    landing = LandingSource(root=str(source))
+    tables = {}
+    for table, rejects in LANDING.items():
+        batch = parse_files(landing.read_all(table.source), table)
+        tables[table.name], tables[rejects.name] = batch.rows, batch.rejects
+    privacy = PrivacyPolicy(consent_policy=policy)
+    for name, sql in ZONE_RULES.items():
+        rows = DuckDBEngine().query(privacy.render(sql), tables)
+        if name == CUSTOMER_CURATED.name:  # as the asset does: the pseudonym is Python, not SQL
+            rows = rows.append_column(SUBJECT_ID.name, privacy.subject_ids(rows["email"]))
+        tables[name] = rows.select(TABLES[name].column_names).cast(TABLES[name].arrow_schema)
+    return tables
+
+
+def staged(tables: dict[str, pa.Table], root: Path) -> dict[str, Relation]:
+    """The tables as Parquet versions in a lake, so both engines read files, as in a run."""
+    lake = Lake(LocalStore(root))
+    return {name: lake.stage(TABLES[name], data, version="agree") for name, data in tables.items() if name in TABLES}
+
+
+def on_both(spark: SqlEngine, sql: str, relations: dict[str, Relation]) -> tuple[list[dict], list[dict]]:
+    """The rows of `sql` on DuckDB and on Spark, sorted, after checking both have one schema."""
+    used = {name: r for name, r in relations.items() if re.search(rf"\b{name}\b", sql)}
+    duck, on_spark = DuckDBEngine().query(sql, used), spark.query(sql, used)
+    assert on_spark.schema.equals(duck.schema), f"{on_spark.schema}\n!=\n{duck.schema}"
+    return _sorted(duck), _sorted(on_spark)
+
+
+def _sorted(result: pa.Table) -> list[dict]:
+    return sorted(result.to_pylist(), key=lambda row: [repr(v) for v in row.values()])
+
+
+def broken(tables: dict[str, pa.Table], audited: str, source: Path) -> dict[str, pa.Table]:
+    """The relations for `audited`'s audit, with `audited` replaced by a table that breaks
+    every rule of it, so that the engines are compared on violations, not on empty results:
+    a landing table with lines lost; a trusted or curated one with its upstream's rejected
+    rows let through and some rows repeated; the ML table with readings altered."""
+    if audited in {t.name for t in LANDING}:
+        bad = tables[audited].slice(3)
+        lines = landing_checks.source_lines(TABLES[audited])(LandingSource(root=str(source)))
+        return {**tables, **lines, audited: bad}
+    upstream = {
+        "customer_trusted": "customer_landing",
+        "customer_curated": "customer_landing",
+        "accelerometer_trusted": "accelerometer_landing",
+        "step_trainer_trusted": "step_trainer_landing",
+    }
+    if audited in upstream:
+        bad = tables[upstream[audited]]
+    else:
+        ml = tables[audited]
+        bad = ml.set_column(ml.schema.get_field_index("x"), "x", pc.add(ml["x"], 0.5))
+    return {**tables, audited: pa.concat_tables([bad, bad.slice(0, 10)])}
+
+
+def test_every_check_rule_is_compared():
+    declared = {(key.asset_key.path[-1], key.name) for key in defs.resolve_asset_graph().asset_check_keys}
+    assert {(table, rule.name) for table, rules in CHECK_RULES.items() for rule in rules} == declared
+
+
+@POLICIES
+def test_zone_rules_agree_on_the_sample(spark, policy, tmp_path):
+    inputs = staged(zone_tables(SAMPLE_SOURCE, policy), tmp_path)
+    for name, sql in ZONE_RULES.items():
+        duck, on_spark = on_both(spark, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
+        assert duck and on_spark == duck, name
+
+
+@POLICIES
+def test_check_rules_agree_on_the_sample_where_they_find_violations(spark, policy):
+    privacy = PrivacyPolicy(consent_policy=policy)
+    tables = zone_tables(SAMPLE_SOURCE, policy)
+    for audited, rules in CHECK_RULES.items():
+        relations = broken(tables, audited, SAMPLE_SOURCE)
+        for rule in (r for r in rules if r.sql is not None):  # the others are Python, one for both
+            duck, on_spark = on_both(spark, privacy.render(rule.sql), relations)
+            assert duck and on_spark == duck, (audited, rule.name)
+            # The audit step's own query (count and sample in one pass) through the resource.
+            outcome = evaluate(rule, relations, SqlEngineResource(kind="spark"), privacy)
+            assert outcome.violations == len(duck), (audited, rule.name)
+
+
+@pytest.mark.reference
+@POLICIES
+def test_zone_rules_agree_on_the_reference_data(spark, policy, reference_data, tmp_path):
+    inputs = staged(zone_tables(reference_data, policy), tmp_path)
+    counts = {}
+    for name, sql in ZONE_RULES.items():
+        duck, on_spark = on_both(spark, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
+        assert on_spark == duck, name
+        counts[name] = len(on_spark)
+    assert counts == {name: REFERENCE[policy][name] for name in ZONE_RULES}
+
+
+def test_whole_graph_on_spark_publishes_what_duckdb_does(lakehouse_factory):
+    on_duckdb = lakehouse_factory(SAMPLE_SOURCE)
+    on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark")
+    assert SPARK_BANNER not in on_duckdb.materialize().stderr
+    assert SPARK_BANNER in on_spark.materialize().stderr
+    for table in TABLES.values():
+        duck, spark = (Lake(LocalStore(house.lake)).current(table) for house in (on_duckdb, on_spark))
+        assert spark.rows == duck.rows, table.name
+        assert _sorted(spark.to_arrow()) == _sorted(duck.to_arrow()), table.name
+    assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"]).rows > 0
+
+
+def test_spark_keeps_every_row_of_an_arrow_table_with_empty_chunks(spark):
+    rows = pa.record_batch({"n": pa.array([1, 2], pa.int64())})
+    chunked = pa.Table.from_batches([rows.slice(0, 0), rows, rows.slice(0, 0), rows])
+    assert spark.query("SELECT n FROM t", {"t": chunked})["n"].to_pylist() == [1, 2, 1, 2]
