@@ -40,7 +40,7 @@ _AUTH_CODES = frozenset(
     }
 )
 _AUTH_HINT = (
-    "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the instance role) "
+    "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the instance role) "
     "and their permissions"
 )
 
@@ -112,9 +112,9 @@ def _describe(error: Exception, max_attempts: int) -> str:
         text = f"{code}: {error.response.get('Error', {}).get('Message') or 'no message'}"
         attempts += error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
         if code in _AUTH_CODES:
-            text += f" ({_AUTH_HINT})"
+            text += f"; {_AUTH_HINT}"
     elif isinstance(error, NoCredentialsError):
-        text = f"no AWS credentials found ({_AUTH_HINT}; a public source bucket needs STEDI_SOURCE_ANONYMOUS=true)"
+        text = f"no AWS credentials found; {_AUTH_HINT} (a public source bucket needs STEDI_SOURCE_ANONYMOUS=true)"
     else:
         text = str(error)
         if isinstance(error, (ConnectionError, HTTPClientError, IncompleteReadError)):

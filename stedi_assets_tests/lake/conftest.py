@@ -20,14 +20,19 @@ GLUE_DATABASE = "stedi_test"
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    # The developer's own AWS settings (a profile, a region) must not leak into the tests:
-    # every process gets its AWS_* variables from aws_env() only.
+def no_aws_settings() -> Iterator[None]:
+    """The developer's own AWS settings (a profile, a region) must not leak into the tests:
+    every process gets its AWS_* variables from aws_env() only."""
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("AWS_")]:
             patch.delenv(name)
-        with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-            yield server
+        yield
+
+
+@pytest.fixture(scope="session")
+def s3_server(no_aws_settings: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A fault-injecting reverse proxy on 127.0.0.1 between the code under test and an S3 server.
 
 Point AWS_ENDPOINT_URL at the proxy; it relays every request to the server unless a `Fault`
-matches it (method, and a substring of the path), in which case it answers with an error
+matches it (method, substrings of the path and operation), in which case it answers with an error
 status, drops the connection in the middle of the upload, stalls past the client's timeout,
 or cuts the response body short. It also records each request's method, path and whether it
 was signed, so tests can see what the client actually sent."""
@@ -9,6 +9,7 @@ was signed, so tests can see what the client actually sent."""
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 import time
@@ -26,14 +27,15 @@ class Fault:
     kind: str  # "error", "drop" (mid-upload), "stall" (past the timeout), "truncate" (response body)
     path: str = ""  # a substring of the request path
     method: str | None = None
+    target: str = ""  # a substring of the X-Amz-Target header: the operation of a JSON service (Glue)
     times: int | None = 1  # None: every matching request, for good
     status: int = 500
     injected: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, target: str) -> bool:
         if self.times is not None and self.injected >= self.times:
             return False
-        return (self.method is None or self.method == method) and self.path in path
+        return (self.method is None or self.method == method) and self.path in path and self.target in target
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,11 @@ class FaultProxy:
             self.seen = []
         return list(faults)
 
-    def _fault_for(self, method: str, path: str, signed: bool) -> Fault | None:
+    def _fault_for(self, method: str, path: str, target: str, signed: bool) -> Fault | None:
         with self._lock:
             self.seen.append(Seen(method, path, signed))
             for fault in self.faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, target):
                     fault.injected += 1
                     return fault
         return None
@@ -94,7 +96,7 @@ class _Relay(BaseHTTPRequestHandler):
 
     def _relay(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
-        fault = proxy._fault_for(self.command, self.path, "Authorization" in self.headers)
+        fault = proxy._fault_for(self.command, self.path, self.headers.get("X-Amz-Target", ""), "Authorization" in self.headers)
         length = int(self.headers.get("Content-Length") or 0)
         if fault is not None and fault.kind == "drop":
             self.rfile.read(length // 2)
@@ -150,9 +152,13 @@ class _Relay(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int) -> None:
         code, message = _ERRORS[status]
-        body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
+        if "X-Amz-Target" in self.headers:  # a JSON-protocol service: Glue
+            content_type, body = "application/x-amz-json-1.1", json.dumps({"__type": code, "message": message})
+        else:
+            content_type = "application/xml"
+            body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
         self.send_response(status)
-        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":

@@ -88,7 +88,9 @@ class MotoServer:
 
     def require_signed_requests(self) -> None:
         """From now on every request must be signed by a known IAM user's key (moto's auth)."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0", method="POST")
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+        )
         urllib.request.urlopen(request, timeout=10).close()
 
 

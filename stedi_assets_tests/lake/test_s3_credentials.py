@@ -1,0 +1,80 @@
+"""Credentials: only the standard AWS chain, and the secret never shows, even when wrong.
+
+A moto server of its own, with signature checking on: every request must be signed with the
+secret of a known IAM user's key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stedi_assets.settings import SAMPLE_SOURCE
+from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
+from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, upload
+
+pytestmark = pytest.mark.s3
+
+WRONG_SECRET = "stedi-wrong-secret-0c4e1b"
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+@pytest.fixture(scope="module")
+def signed_only(no_aws_settings: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MotoServer, str, str]]:
+    """The server, and the key id and secret of its one IAM user."""
+    with MotoServer(tmp_path_factory.mktemp("moto_auth") / "moto.log") as server:
+        iam = server.client("iam")
+        iam.create_user(UserName="stedi")
+        iam.put_user_policy(UserName="stedi", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+        key = iam.create_access_key(UserName="stedi")["AccessKey"]
+        s3 = server.client("s3")
+        upload(s3, SAMPLE_SOURCE, SOURCE_BUCKET, "sample")
+        ensure_bucket(s3, LAKE_BUCKET)
+        server.require_signed_requests()
+        yield server, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def _lakehouse(tmp_path: Path, server: MotoServer, key_id: str, secret: str) -> Lakehouse:
+    return Lakehouse(
+        tmp_path,
+        f"s3://{SOURCE_BUCKET}/sample",  # type: ignore[arg-type]  # an S3 URI, not a folder
+        STEDI_LAKE=f"s3://{LAKE_BUCKET}/credentials",
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),  # keep the run's event log and metadata to search
+        **aws_env(server.url, key_id, secret),
+    )
+
+
+def _stored_text(folder: Path) -> str:
+    return "".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
+
+
+def test_the_right_key_runs_and_its_secret_is_nowhere(signed_only, tmp_path: Path) -> None:
+    server, key_id, secret = signed_only
+    (tmp_path / "dagster_home").mkdir()
+    lakehouse = _lakehouse(tmp_path, server, key_id, secret)
+    result = lakehouse.materialize("group:landing")
+    assert lakehouse.count("customer_landing") > 0
+    assert secret not in result.stdout + result.stderr
+    assert secret not in _stored_text(tmp_path / "dagster_home")
+
+
+def test_a_wrong_secret_fails_clearly_without_showing_it(signed_only, tmp_path: Path) -> None:
+    server, key_id, secret = signed_only
+    (tmp_path / "dagster_home").mkdir()
+    lakehouse = _lakehouse(tmp_path, server, key_id, WRONG_SECRET)
+
+    run = lakehouse.materialize("group:landing", check=False)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"S3 LIST s3://{SOURCE_BUCKET}/sample/customer/ failed: SignatureDoesNotMatch" in output
+    assert "check the AWS credentials" in output
+
+    query = run_cli(["stedi", "sql", "SELECT 1"], lakehouse.env, tmp_path, check=False)
+    assert query.returncode == 1
+    assert "check the AWS credentials" in query.stderr and "Traceback" not in query.stderr
+
+    for text in (output, query.stdout + query.stderr, _stored_text(tmp_path / "dagster_home")):
+        assert WRONG_SECRET not in text and secret not in text
