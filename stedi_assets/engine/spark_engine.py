@@ -78,7 +78,7 @@ def _frame(session: SparkSession, relation: Relation) -> DataFrame:
 
 
 def _from_arrow(session: SparkSession, table: pa.Table) -> DataFrame:
-    # PySpark silently drops every row after an empty record batch in the Arrow stream it
-    # sends to the JVM, and tables concatenated from many files often hold empty chunks.
+    # PySpark 4 silently loses rows of an Arrow table that holds empty record batches, and
+    # tables concatenated from many files often do: send only the batches with rows.
     batches = [batch for batch in table.to_batches() if batch.num_rows]
     return session.createDataFrame(pa.Table.from_batches(batches, table.schema))
