@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
 from stedi_assets.tables import DIRECT_IDENTIFIERS
+
+# `(NOT {since_consent} OR <condition>)`: the policy's one clause in the rules.
+_POLICY_CLAUSE = re.compile(r"\(NOT \{since_consent\} OR ([^()]*)\)")
 
 
 class PrivacyPolicy(dg.ConfigurableResource):
@@ -27,7 +31,10 @@ class PrivacyPolicy(dg.ConfigurableResource):
         return self.subject_key == DEVELOPMENT_SUBJECT_KEY
 
     def render(self, sql: str) -> str:
-        """A rule's SQL with the consent policy filled in."""
+        """A rule's SQL with the consent policy filled in. The policy clause becomes its
+        condition or TRUE, not `NOT FALSE OR ...`: DuckDB does not fold that away, and it turns
+        a correlated EXISTS into a join several times slower."""
+        sql = _POLICY_CLAUSE.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
         return sql.replace("{since_consent}", "TRUE" if self.since_consent else "FALSE")
 
     def subject_ids(self, emails: pa.Array | pa.ChunkedArray) -> pa.Array:
