@@ -4,7 +4,9 @@
 from collections.abc import Iterator
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stedi_assets.landing.json_lines import parse_files
 from stedi_assets.landing.source import LandingSource
@@ -59,8 +61,17 @@ def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDe
 
 
 def _distinct_lines(*tables: pa.Table) -> int:
+    """Distinct (source_file, source_line) pairs, counted by sorting integer keys: a hash
+    aggregate over millions of string pairs takes seconds where this takes a fraction."""
     keys = pa.concat_tables([t.select(["source_file", "source_line"]) for t in tables])
-    return keys.group_by(["source_file", "source_line"]).aggregate([]).num_rows
+    if keys.num_rows == 0:
+        return 0
+    files = pc.dictionary_encode(keys["source_file"])  # one dictionary for every chunk
+    file_ids = np.concatenate([chunk.indices.to_numpy() for chunk in files.chunks])
+    lines = keys["source_line"].to_numpy()
+    order = np.lexsort((lines, file_ids))
+    file_ids, lines = file_ids[order], lines[order]
+    return 1 + int(np.count_nonzero((file_ids[1:] != file_ids[:-1]) | (lines[1:] != lines[:-1])))
 
 
 customer_landing = landing_asset(
