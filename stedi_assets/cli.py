@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 import pyarrow as pa
@@ -120,6 +122,30 @@ def ddl(lake: str | None, database: str | None) -> None:
     """Print Athena CREATE EXTERNAL TABLE statements for every table, from the column
     contracts, each at the folder of its published version (see lake/ddl.py)."""
     click.echo(lake_ddl(_lake(lake), database or Settings.from_env().glue_database or "stedi"), nl=False)
+
+
+@main.command()
+@click.option("--scales", default="real,1,10,100", show_default=True, help="'real' (the real data) and/or generator scales.")
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per system and scale.")
+@click.option("--out", type=click.Path(file_okay=False), default="bench_results", show_default=True)
+@click.option("--real", "real_source", help="The real STEDI data; default: STEDI_REFERENCE_DATA, else ../shared/data/stedi.")
+@click.option("--systems", default="ours,baseline,floor", show_default=True, help="Which of ours, baseline, floor to run.")
+def bench(scales: str, runs: int, out: str, real_source: str | None, systems: str) -> None:
+    """Time ours, the seeds' jobs on Spark and a Dagster floor on the same data (see bench/)."""
+    # Imported here: the other commands need neither the runner nor matplotlib.
+    from stedi_assets.bench.report import machine, markdown, summarize, write_report
+    from stedi_assets.bench.runner import SYSTEMS, run_benchmark
+
+    chosen = [s.strip() for s in systems.split(",") if s.strip()]
+    if unknown := set(chosen) - set(SYSTEMS):
+        raise click.BadParameter(f"unknown: {', '.join(sorted(unknown))}", param_hint="--systems")
+    real = Path(real_source or os.environ.get("STEDI_REFERENCE_DATA") or "../shared/data/stedi")
+    host = machine()
+    results = run_benchmark([s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo)
+    summary = summarize(results, runs, host)
+    click.echo(markdown(summary))
+    for kind, path in write_report(summary, Path(out)).items():
+        click.echo(f"{kind}: {path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""Wall time and peak memory of a command's whole process tree.
+
+Peak memory is sampled, not taken from one process: while the command runs, every
+`interval` seconds the resident set sizes (field `rss` of
+`/proc/<pid>/stat`) of it and of every process descended from it are added up; the
+largest sum is the peak. That counts a JVM that Spark starts beside the Python driver, and
+the dagster CLI's children, the way the machine sees them. Linux only (it reads /proc).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    wall_seconds: float
+    peak_rss_bytes: int
+    returncode: int
+
+
+def measure(
+    command: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike[str], log: Path, interval: float = 0.2
+) -> Measurement:
+    """Run `command` to its end, its output going to `log`, sampling its tree's memory."""
+    peak = 0
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(list(command), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(process.pid))
+                done.wait(interval)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        returncode = process.wait()
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    return Measurement(wall, peak, returncode)
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of `root` and all its descendants, now."""
+    children: dict[int, list[int]] = {}
+    pages: dict[int, int] = {}
+    for name in os.listdir(PROC):
+        if not name.isdigit():
+            continue
+        try:
+            stat = (PROC / name / "stat").read_bytes()
+        except OSError:  # the process ended while we looked
+            continue
+        # Fields after the command name, which may itself hold spaces and parentheses:
+        # state, ppid, ... rss (the 24th field of proc(5), in pages).
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        pid = int(name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        pages[pid] = int(fields[21])
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += pages.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total * PAGE_SIZE

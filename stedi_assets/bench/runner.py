@@ -1,0 +1,159 @@
+"""`stedi bench`: the lakehouse, the seeds' Spark jobs and a Dagster floor, timed on the same data.
+
+For each scale, the source data is the real STEDI data (`real`) or what `stedi generate`
+writes at that scale (kept under `<out>/data/` and reused by later benchmarks). Each run then
+times, one after the other on the same machine:
+- `ours`: `dagster asset materialize -m stedi_assets --select '*'`, every asset and check,
+  into a fresh lake, as a user runs it;
+- `baseline`: the seeds' five Glue jobs as Spark SQL on local PySpark (seeds_baseline.py);
+- `floor`: eight trivial assets through the same CLI and executor (floor.py).
+Wall time and the peak memory of each command's process tree are measured from outside
+(measure.py); medians over the runs go to the report (report.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from stedi_assets.bench.measure import Measurement, measure
+from stedi_assets.landing.json_lines import count_lines
+from stedi_assets.landing.source import JSON_SUFFIXES
+
+SOURCES = ("customer", "accelerometer", "step_trainer")
+SYSTEMS = ("ours", "baseline", "floor")
+REAL = "real"
+GENERATE_SEED = 1
+
+
+@dataclass
+class ScaleResult:
+    """One scale's data and the measurements of every system on it."""
+
+    scale: str
+    source: str
+    json_bytes: int
+    rows: dict[str, int]
+    runs: dict[str, list[dict]] = field(default_factory=dict)
+
+    @property
+    def input_rows(self) -> int:
+        return sum(self.rows.values())
+
+    def median(self, system: str, metric: str) -> float:
+        return statistics.median(run[metric] for run in self.runs[system])
+
+    def summary(self) -> dict:
+        out = {**asdict(self), "input_rows": self.input_rows, "medians": {}}
+        for system in self.runs:
+            wall = self.median(system, "wall_seconds")
+            out["medians"][system] = {
+                "wall_seconds": wall,
+                "peak_rss_bytes": self.median(system, "peak_rss_bytes"),
+                "rows_per_second": self.input_rows / wall,
+            }
+        return out
+
+
+def bin_command(name: str) -> str:
+    """A console script of the environment this runs in (dagster, stedi), as a user calls it."""
+    return str(Path(sys.executable).parent / name)
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This environment without any STEDI_* setting of the caller, plus `settings`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **settings}
+
+
+def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[[str], None]) -> Path:
+    """The landing data of a scale: the real data, or `stedi generate`'s, made once and reused."""
+    if scale == REAL:
+        if not (real_source / "customer").is_dir():
+            raise FileNotFoundError(f"real STEDI data not found at {real_source}")
+        return real_source
+    target = data_dir / f"scale-{scale}"
+    marker = target / "_generated.json"
+    command = [bin_command("stedi"), "generate", str(target), "--scale", scale, "--seed", str(GENERATE_SEED)]
+    if marker.is_file() and json.loads(marker.read_text()).get("command") == command[2:]:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    log(f"generating scale {scale} into {target}")
+    generated = measure(command, clean_env(), target.parent, target.parent / f"generate-{scale}.log")
+    _check(generated, f"stedi generate --scale {scale}", target.parent / f"generate-{scale}.log")
+    marker.write_text(json.dumps({"command": command[2:], "wall_seconds": generated.wall_seconds}))
+    return target
+
+
+def source_shape(source: Path) -> tuple[int, dict[str, int]]:
+    """Bytes of landing JSON, and its non-blank lines (records) per source."""
+    total, rows = 0, {}
+    for name in SOURCES:
+        files = [p for p in sorted((source / name).rglob("*")) if p.is_file() and p.name.lower().endswith(JSON_SUFFIXES)]
+        total += sum(p.stat().st_size for p in files)
+        rows[name] = sum(count_lines(p.read_bytes()) for p in files)
+    return total, rows
+
+
+def commands(source: Path, work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each system's command and environment, writing under `work`."""
+    dagster = bin_command("dagster")
+    return {
+        "ours": (
+            [dagster, "asset", "materialize", "-m", "stedi_assets", "--select", "*"],
+            clean_env(STEDI_SOURCE=str(source), STEDI_LAKE=str(work / "lake"), STEDI_ENGINE="duckdb"),
+        ),
+        "baseline": (
+            [sys.executable, "-m", "stedi_assets.bench.seeds_baseline", str(source), str(work / "seeds")],
+            clean_env(),
+        ),
+        "floor": ([dagster, "asset", "materialize", "-m", "stedi_assets.bench.floor", "--select", "*"], clean_env()),
+    }
+
+
+def run_benchmark(
+    scales: Sequence[str],
+    runs: int,
+    out: Path,
+    real_source: Path,
+    systems: Sequence[str] = SYSTEMS,
+    log: Callable[[str], None] = print,
+) -> list[ScaleResult]:
+    """Measure every system `runs` times at every scale; the runs of one scale interleave the
+    systems, so that a noisy moment of the machine hits them alike."""
+    out = out.resolve()
+    logs, work = out / "logs", out / "work"
+    logs.mkdir(parents=True, exist_ok=True)
+    results = []
+    for scale in scales:
+        source = prepare_source(scale, out / "data", real_source.resolve(), log)
+        json_bytes, rows = source_shape(source)
+        result = ScaleResult(scale, str(source), json_bytes, rows, {s: [] for s in systems})
+        for run in range(1, runs + 1):
+            for system in systems:
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True)
+                command, env = commands(source, work)[system]
+                log_file = logs / f"{scale}-{system}-{run}.log"
+                measured = measure(command, env, work, log_file)
+                _check(measured, f"{system} at scale {scale}", log_file)
+                result.runs[system].append({"wall_seconds": measured.wall_seconds, "peak_rss_bytes": measured.peak_rss_bytes})
+                log(
+                    f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "
+                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB"
+                )
+        shutil.rmtree(work, ignore_errors=True)
+        results.append(result)
+    return results
+
+
+def _check(measured: Measurement, what: str, log_file: Path) -> None:
+    if measured.returncode != 0:
+        tail = log_file.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{what} exited {measured.returncode} (log: {log_file}):\n{tail}")
