@@ -1,0 +1,93 @@
+"""The report's arithmetic: medians, ratios, targets and the capacity estimate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stedi_assets.bench.report import GIB, markdown, summarize, write_report
+from stedi_assets.bench.runner import ScaleResult
+
+MIB = 2**20
+HOST = {
+    "cpus": 2,
+    "cpu_model": "test cpu",
+    "memory_bytes": 24 * GIB,
+    "platform": "test",
+    "python": "3.11",
+    "versions": {"dagster": "x"},
+    "load_average": (0.0, 0.0, 0.0),
+}
+
+
+def scale(name: str, accelerometer: int, ours: list[float], baseline: list[float], floor: list[float], ours_mib: list[int]) -> ScaleResult:
+    result = ScaleResult(name, f"/data/{name}", accelerometer * 100, {"customer": 10, "accelerometer": accelerometer, "step_trainer": 90})
+    result.runs = {
+        "ours": [{"wall_seconds": s, "peak_rss_bytes": m * MIB} for s, m in zip(ours, ours_mib)],
+        "baseline": [{"wall_seconds": s, "peak_rss_bytes": 1000 * MIB} for s in baseline],
+        "floor": [{"wall_seconds": s, "peak_rss_bytes": 200 * MIB} for s in floor],
+    }
+    return result
+
+
+@pytest.fixture
+def summary() -> dict:
+    results = [
+        # real: ours 6 s, floor 4 s (1.5x), baseline 30 s (5x): both met.
+        scale("real", 80_000, [6, 7, 5], [30, 29, 31], [4, 4, 5], [300, 310, 305]),
+        scale("10", 800_000, [10, 11, 9], [40, 40, 40], [4, 4, 4], [500, 500, 500]),
+        # 100x: 2x faster only (not met); time 9x for 10x the data, memory 5.5x.
+        scale("100", 8_000_000, [90, 80, 100], [180, 180, 180], [4, 4, 4], [2700, 2750, 2800]),
+    ]
+    return summarize(results, 3, HOST)
+
+
+def test_medians_and_ratios(summary):
+    real = summary["scales"][0]
+    assert real["medians"]["ours"]["wall_seconds"] == 6
+    assert real["medians"]["ours"]["peak_rss_bytes"] == 305 * MIB
+    assert real["medians"]["ours"]["rows_per_second"] == pytest.approx(80_100 / 6)
+    assert real["ratios"]["time_ours_over_baseline"] == pytest.approx(6 / 30)
+    assert real["ratios"]["time_ours_over_floor"] == pytest.approx(6 / 4)
+    assert real["ratios"]["memory_ours_over_baseline"] == pytest.approx(305 / 1000)
+
+
+def test_targets(summary):
+    met = {t["target"]: (round(t["measured"], 3), t["met"]) for t in summary["targets"]}
+    assert met == {
+        "real data: ours / Dagster floor, time": (1.5, True),
+        "real data: speed-up over the Spark baseline": (5.0, True),
+        "100x: speed-up over the Spark baseline": (2.0, False),
+        "100x: peak memory of ours": (round(2750 * MIB / GIB, 3), True),
+        "10x -> 100x: time growth / data growth": (0.9, True),
+        "10x -> 100x: memory growth / data growth": (0.55, True),
+    }
+
+
+def test_targets_of_scales_not_run_are_not_measured():
+    only = summarize([scale("1", 80_000, [5], [20], [4], [300])], 1, HOST)
+    assert [t["met"] for t in only["targets"]] == [None] * 6
+    assert only["capacity"] is None
+
+
+def test_capacity_extrapolates_the_memory_per_million_rows(summary):
+    capacity = summary["capacity"]
+    per_million = (2750 - 500) * MIB / 7.2
+    assert capacity["bytes_per_million_accelerometer_rows"] == pytest.approx(per_million)
+    rows = 8_000_000 + (24 * GIB - 2750 * MIB) / per_million * 1e6
+    assert capacity["largest_accelerometer_rows"] == pytest.approx(rows)
+    assert capacity["largest_scale"] == pytest.approx(rows / 80_000)
+
+
+def test_markdown_and_files(summary, tmp_path: Path):
+    text = markdown(summary)
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| scale | accelerometer rows |")
+    assert [row.split(" | ")[0] for row in table[1:4]] == ["| real", "| 10", "| 100"]
+    assert "| 100x: speed-up over the Spark baseline | 2.00x | >= 3x | NO |" in text
+    paths = write_report(summary, tmp_path)
+    assert json.loads(paths["json"].read_text())["targets"] == summary["targets"]
+    assert paths["markdown"].read_text() == text
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
