@@ -26,6 +26,8 @@ setup(
             "pytest>=8",
             "moto[server]>=5.0",
             "matplotlib>=3.8",
+            # The UI test drives Debian's chromium through its chromium-driver (no browser download).
+            "selenium>=4.20",
         ],
     },
     entry_points={"console_scripts": ["stedi = stedi_assets.cli:main"]},
