@@ -1,0 +1,354 @@
+"""The Dagster UI, driven as a user drives it: a real `dagster dev` and a real headless Chromium.
+
+One test walks the path a user takes: open the lineage view, see the three zones and their
+tables, press *Materialize all*, wait for the run, then read the ML table's row count and its
+blocking checks in the UI, and confirm the lake really was written.
+
+Driver: Selenium with Debian's `chromium` and `chromium-driver` (built from the same source,
+so their versions always match; nothing is downloaded at run time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from stedi_assets_tests.conftest import IN_CI, REPO
+
+pytestmark = pytest.mark.browser
+
+GROUPS = {
+    "landing": {"customer_landing", "accelerometer_landing", "step_trainer_landing"},
+    "trusted": {"customer_trusted", "accelerometer_trusted", "step_trainer_trusted"},
+    "curated": {"customer_curated", "machine_learning_curated"},
+}
+ML_CHECKS = ("same_customer", "no_direct_identifiers", "no_duplicate_rows")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # the CI machine runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1200",
+)
+SERVER_START_TIMEOUT = 120  # dagster dev: webserver, daemon and the code server's import
+RUN_TIMEOUT = 120  # the sample lakehouse run takes about ten seconds here
+UI_TIMEOUT = 30  # any one page or element
+
+
+def _unavailable(reason: str) -> None:
+    """Outside CI a machine without a browser skips; in CI that is a broken setup."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the UI test must run)")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Browser:
+    chromium: str
+    chromedriver: str
+
+
+@pytest.fixture
+def browser_binaries() -> Browser:
+    chromium = shutil.which("chromium")
+    chromedriver = shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        _unavailable("Debian's chromium and chromium-driver are needed: apt-get install chromium chromium-driver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        _unavailable("selenium is not installed: pip install -e '.[dev]'")
+    return Browser(chromium, chromedriver)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM the process group (dagster dev's webserver, daemon, code server and run
+    workers, or chromedriver and its Chromium), then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; children in the group may linger a moment.
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A runner started in the background ignores SIGINT, and children inherit that; `dagster
+    dev` then ignores SIGTERM too (it handles SIGTERM as it handles SIGINT) and could only be
+    killed. Let the child start with the default handler, so it shuts down cleanly."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class DagsterUI:
+    """A running `dagster dev` and its GraphQL API."""
+
+    def __init__(self, url: str, process: subprocess.Popen, log: Path, lake: Path):
+        self.url = url
+        self.process = process
+        self.log = log
+        self.lake = lake
+
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def graphql(self, query: str, **variables) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.load(response)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def wait_until_loaded(self, timeout: float) -> None:
+        """Until the webserver answers and the `stedi` code location has loaded its defs."""
+        query = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+            locationOrLoadError { __typename ... on PythonError { message stack } } } } } }"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"dagster dev exited {self.process.returncode}\n{self.log_tail()}")
+            try:
+                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                entries = []  # not serving yet
+            for entry in entries:
+                loaded = entry["locationOrLoadError"]
+                if entry["loadStatus"] != "LOADED" or not loaded:
+                    continue
+                if loaded["__typename"] == "PythonError":
+                    stack = "".join(loaded["stack"])
+                    raise AssertionError(f"definitions failed to load in the webserver:\n{loaded['message']}{stack}")
+                if loaded["__typename"] == "RepositoryLocation":
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"dagster dev did not serve the stedi location within {timeout}s\n{self.log_tail()}")
+
+    def wait_for_run(self, run_id: str, timeout: float) -> str:
+        query = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            status = self.graphql(query, id=run_id)["runOrError"].get("status")
+            if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"run {run_id} still {status} after {timeout}s\n{self.log_tail()}")
+
+
+@pytest.fixture
+def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]:
+    """`dagster dev` from the repo's workspace.yaml, as the README says, on a free port, with
+    its own instance and lake in tmp_path and the bundled sample as the source."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # The test's instance: no telemetry, and no first-visit newsletter dialog over the page.
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    lake = tmp_path / "lake"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}  # STEDI_SOURCE unset
+    env.update(DAGSTER_HOME=str(home), STEDI_LAKE=str(lake))
+    port = _free_port()
+    log = tmp_path / "dagster_dev.log"
+    dagster = Path(sys.executable).parent / "dagster"
+    with log.open("wb") as out, _sigint_not_ignored():
+        process = subprocess.Popen(
+            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so teardown reaches every child
+        )
+    ui = DagsterUI(f"http://127.0.0.1:{port}", process, log, lake)
+    try:
+        ui.wait_until_loaded(SERVER_START_TIMEOUT)
+        yield ui
+    finally:
+        _stop_group(process)
+
+
+@pytest.fixture
+def driver(tmp_path: Path, browser_binaries: Browser):
+    """Headless Chromium through Debian's chromedriver; the last page is saved on teardown."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_binaries.chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium_profile'}")
+    service = Service(
+        browser_binaries.chromedriver,  # a given path: Selenium Manager never downloads anything
+        log_output=str(tmp_path / "chromedriver.log"),
+        popen_kw={"start_new_session": True},
+    )
+    chrome = webdriver.Chrome(options=options, service=service)
+    try:
+        yield chrome
+    finally:
+        with contextlib.suppress(Exception):  # a dead browser has no page to save
+            chrome.save_screenshot(str(tmp_path / "last_page.png"))
+        try:
+            chrome.quit()
+        finally:
+            if service.process is not None:
+                _stop_group(service.process, grace=5)
+
+
+def _wait(driver, condition, message: str, timeout: float = UI_TIMEOUT):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition, message)
+
+
+def _body_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def _wait_for_text(driver, pattern: str, message: str) -> re.Match:
+    """Poll the page's visible text until `pattern` matches; returns the match."""
+    return _wait(driver, lambda d: re.search(pattern, _body_text(d)), message)
+
+
+def _sidebar_tree(driver) -> dict[str, list[str]]:
+    """Expand every group in the lineage view's sidebar and read which assets each holds."""
+    from selenium.webdriver.common.by import By
+
+    for group in GROUPS:
+        # The row holds the disclosure arrow and a button labelled with the group's name.
+        toggle = "button[.//*[@aria-label='arrow_drop_down']]"
+        arrow = f"//*[@title='{group}']/ancestor::*[{toggle}][1]/{toggle}"
+        _wait(driver, lambda d: d.find_element(By.XPATH, arrow), f"sidebar row of group {group}").click()
+    members = set().union(*GROUPS.values())
+    _wait(
+        driver,
+        lambda d: members <= {e.get_attribute("title") for e in d.find_elements(By.XPATH, "//*[@title]")},
+        "the sidebar to list every zone table",
+    )
+    # The sidebar is a virtualized list of rows, `data-index` in order: a group, then its assets.
+    tree: dict[str, list[str]] = {}
+    current: list[str] = []
+    rows = driver.find_elements(By.XPATH, "//*[@data-index][.//*[@title]]")
+    for row in sorted(rows, key=lambda r: int(r.get_attribute("data-index"))):
+        title = row.find_element(By.XPATH, ".//*[@title]").get_attribute("title")
+        if row.find_elements(By.XPATH, ".//*[@aria-label='asset_group']"):
+            current = tree.setdefault(title, [])
+        else:
+            current.append(title)
+    return tree
+
+
+def test_materialize_all_from_the_ui(dagster_ui: DagsterUI, driver, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+
+    # The lineage view: one node per zone in the graph, and each zone's tables in the sidebar.
+    driver.get(f"{dagster_ui.url}/asset-groups")
+    group_node = "//*[local-name()='foreignObject'][contains(@class, 'group')]//*[@data-tooltip='{}']"
+    for group in GROUPS:
+        _wait(driver, lambda d: d.find_element(By.XPATH, group_node.format(group)), f"graph node of group {group}")
+    tree = _sidebar_tree(driver)
+    for group, tables in GROUPS.items():
+        assert tables <= set(tree.get(group, [])), f"group {group} lists {tree.get(group)}, not all of {sorted(tables)}"
+
+    # Materialize all; the toast names the run it launched.
+    materialize_all = (By.XPATH, "//button[normalize-space()='Materialize all']")
+    _wait(driver, expected_conditions.element_to_be_clickable(materialize_all), "Materialize all").click()
+    toast_link = (By.XPATH, "//a[starts-with(@href, '/runs/')]")
+    link = _wait(driver, expected_conditions.presence_of_element_located(toast_link), "the 'Launched run' toast")
+    run_id = link.get_attribute("href").rsplit("/runs/", 1)[1]
+    # dagster dev's daemon dequeues the run and the default launcher runs it in a subprocess.
+    status = dagster_ui.wait_for_run(run_id, RUN_TIMEOUT)
+    assert status == "SUCCESS", f"run {run_id} ended {status}\n{dagster_ui.log_tail()}"
+    driver.get(f"{dagster_ui.url}/runs/{run_id}")
+    _wait_for_text(driver, r"\bSuccess\b", f"run page of {run_id} to show Success")
+
+    # The lake: the ML table was published by that run.
+    pointer = json.loads((dagster_ui.lake / "machine_learning" / "curated" / "_current.json").read_text())
+    assert pointer["version"] == run_id
+    rows = pointer["rows"]
+    assert rows > 0
+    assert sum(pq.read_metadata(dagster_ui.lake / f).num_rows for f in pointer["files"]) == rows
+
+    # The asset's page shows that materialization and its row count...
+    driver.get(f"{dagster_ui.url}/assets/machine_learning_curated")
+    shown = _wait_for_text(driver, r"Row count\s+([\d,]+)", "the row count of machine_learning_curated")
+    assert int(shown.group(1).replace(",", "")) == rows
+    driver.get(f"{dagster_ui.url}/assets/machine_learning_curated?view=events")
+    _wait_for_text(driver, rf"Materialized in run {run_id[:8]}", f"the materialization of run {run_id}")
+
+    # ...and every blocking check passed.
+    driver.get(f"{dagster_ui.url}/assets/machine_learning_curated?view=checks")
+    _wait_for_text(driver, rf"Checks \({len(ML_CHECKS)}\)", "the checks tab")
+    for check in ML_CHECKS:
+        _wait_for_text(driver, rf"{check}\s+Succeeded", f"check {check} to show Succeeded")
+        driver.find_element(By.XPATH, f"//*[normalize-space()='{check}']").click()
+        passed = rf"(?s){check}\s+Execute\b.*?Evaluation result\s+Passed\b.*?violations\s+0\b"
+        _wait_for_text(driver, passed, f"check {check}'s latest evaluation to show Passed, 0 violations")
+
+    # The whole graph, every group expanded, for a person to look at.
+    driver.get(f"{dagster_ui.url}/asset-groups")
+    _wait(driver, lambda d: d.find_element(By.XPATH, group_node.format("curated")), "the lineage graph")
+    driver.find_elements(By.XPATH, "//*[@aria-label='settings']")[-1].click()  # the graph's own settings
+    expand_all = (By.XPATH, "//*[@role='menuitem'][contains(., 'Expand all groups')]")
+    _wait(driver, expected_conditions.element_to_be_clickable(expand_all), "Expand all groups").click()
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)  # close the menu, it would hide a corner
+    asset_node = "//*[local-name()='foreignObject'][not(contains(@class, 'group'))]//*[normalize-space()='{}']"
+    for table in ("customer_landing", "customer_trusted", "customer_curated"):  # short names: never truncated
+        _wait(driver, lambda d: d.find_element(By.XPATH, asset_node.format(table)), f"graph node of {table}")
+    _wait(driver, lambda d: not d.find_elements(By.XPATH, "//*[@role='menu']"), "the settings menu to close")
+    screenshot = tmp_path / "lineage.png"
+    assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+    print(f"lineage screenshot: {screenshot}")
