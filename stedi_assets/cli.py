@@ -141,7 +141,10 @@ def bench(scales: str, runs: int, out: str, real_source: str | None, systems: st
         raise click.BadParameter(f"unknown: {', '.join(sorted(unknown))}", param_hint="--systems")
     real = Path(real_source or os.environ.get("STEDI_REFERENCE_DATA") or "../shared/data/stedi")
     host = machine()
-    results = run_benchmark([s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo)
+    try:
+        results = run_benchmark([s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo)
+    except (FileNotFoundError, RuntimeError) as error:  # no real data, or a run that failed
+        raise click.ClickException(str(error)) from None
     summary = summarize(results, runs, host)
     click.echo(markdown(summary))
     for kind, path in write_report(summary, Path(out)).items():
