@@ -143,7 +143,13 @@ def run_benchmark(
                 log_file = logs / f"{scale}-{system}-{run}.log"
                 measured = measure(command, env, work, log_file)
                 _check(measured, f"{system} at scale {scale}", log_file)
-                result.runs[system].append({"wall_seconds": measured.wall_seconds, "peak_rss_bytes": measured.peak_rss_bytes})
+                result.runs[system].append(
+                    {
+                        "wall_seconds": measured.wall_seconds,
+                        "peak_rss_bytes": measured.peak_rss_bytes,
+                        "load_average_1m": os.getloadavg()[0],  # how busy the machine was meanwhile
+                    }
+                )
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "
                     f"{measured.peak_rss_bytes / 2**20:8.0f} MiB"
