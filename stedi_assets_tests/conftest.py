@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,6 +30,21 @@ def reference_data() -> Path:
             pytest.fail(message)  # in CI a missing reference folder is a failure, not a skip
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """The Spark engine on its one local session, for every Spark test of the run: the JVM
+    takes seconds to start."""
+    if shutil.which("java") is None:
+        message = "the Spark engine needs Java 17 on PATH"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    # Imported here: PySpark loads only in the runs that use it.
+    from stedi_assets.engine.spark_engine import SparkEngine
+
+    return SparkEngine.shared()
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
@@ -14,7 +14,7 @@ class SqlEngineResource(dg.ConfigurableResource):
     kind: Literal["duckdb", "spark"] = "duckdb"
     # The dagster-pyspark session `spark` runs on; lazy, so no JVM starts unless a rule runs
     # on it. Its `spark_config` can point at a cluster. None: SparkEngine's local session.
-    spark: Optional[LazyPySparkResource] = None
+    spark: LazyPySparkResource | None = None
 
     def engine(self) -> SqlEngine:
         if self.kind == "spark":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +20,6 @@ from stedi_assets.curated import rules as curated_rules
 from stedi_assets.engine import Relation, SqlEngine
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.engine.resource import SqlEngineResource
-from stedi_assets.engine.spark_engine import SparkEngine
 from stedi_assets.lake.lake import Lake
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.landing import checks as landing_checks
@@ -41,7 +40,6 @@ from stedi_assets.tables import (
 )
 from stedi_assets.trusted import checks as trusted_checks
 from stedi_assets.trusted import rules as trusted_rules
-from stedi_assets_tests.conftest import IN_CI
 from stedi_assets_tests.test_reference_counts import REFERENCE
 
 pytestmark = pytest.mark.spark
@@ -69,17 +67,6 @@ CHECK_RULES = {
     "customer_curated": curated_checks.CUSTOMER_CURATED_RULES,
     "machine_learning_curated": curated_checks.MACHINE_LEARNING_CURATED_RULES,
 }
-
-
-@pytest.fixture(scope="session")
-def spark() -> SparkEngine:
-    """One Spark session for the whole test run: the JVM takes seconds to start."""
-    if shutil.which("java") is None:
-        message = "the Spark engine needs Java 17 on PATH"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return SparkEngine.shared()
 
 
 @functools.cache
@@ -146,21 +133,21 @@ def test_every_check_rule_is_compared():
 
 
 @POLICIES
-def test_zone_rules_agree_on_the_sample(spark, policy, tmp_path):
+def test_zone_rules_agree_on_the_sample(spark_engine, policy, tmp_path):
     inputs = staged(zone_tables(SAMPLE_SOURCE, policy), tmp_path)
     for name, sql in ZONE_RULES.items():
-        duck, on_spark = on_both(spark, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
+        duck, on_spark = on_both(spark_engine, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
         assert duck and on_spark == duck, name
 
 
 @POLICIES
-def test_check_rules_agree_on_the_sample_where_they_find_violations(spark, policy):
+def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine, policy):
     privacy = PrivacyPolicy(consent_policy=policy)
     tables = zone_tables(SAMPLE_SOURCE, policy)
     for audited, rules in CHECK_RULES.items():
         relations = broken(tables, audited, SAMPLE_SOURCE)
         for rule in (r for r in rules if r.sql is not None):  # the others are Python, one for both
-            duck, on_spark = on_both(spark, privacy.render(rule.sql), relations)
+            duck, on_spark = on_both(spark_engine, privacy.render(rule.sql), relations)
             assert duck and on_spark == duck, (audited, rule.name)
             # The audit step's own query (count and sample in one pass) through the resource.
             outcome = evaluate(rule, relations, SqlEngineResource(kind="spark"), privacy)
@@ -169,21 +156,24 @@ def test_check_rules_agree_on_the_sample_where_they_find_violations(spark, polic
 
 @pytest.mark.reference
 @POLICIES
-def test_zone_rules_agree_on_the_reference_data(spark, policy, reference_data, tmp_path):
+def test_zone_rules_agree_on_the_reference_data(spark_engine, policy, reference_data, tmp_path):
     inputs = staged(zone_tables(reference_data, policy), tmp_path)
     counts = {}
     for name, sql in ZONE_RULES.items():
-        duck, on_spark = on_both(spark, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
+        duck, on_spark = on_both(spark_engine, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
         assert on_spark == duck, name
         counts[name] = len(on_spark)
     assert counts == {name: REFERENCE[policy][name] for name in ZONE_RULES}
 
 
+@pytest.mark.usefixtures("spark_engine")  # Java present, or a skip saying so
 def test_whole_graph_on_spark_publishes_what_duckdb_does(lakehouse_factory):
     on_duckdb = lakehouse_factory(SAMPLE_SOURCE)
     on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark")
-    assert SPARK_BANNER not in on_duckdb.materialize().stderr
-    assert SPARK_BANNER in on_spark.materialize().stderr
+    with ThreadPoolExecutor(2) as pool:  # DuckDB's run fits in the time the JVM takes to start
+        on_duckdb_run, on_spark_run = pool.map(lambda house: house.materialize(), (on_duckdb, on_spark))
+    assert SPARK_BANNER not in on_duckdb_run.stderr
+    assert SPARK_BANNER in on_spark_run.stderr
     for table in TABLES.values():
         duck, spark = (Lake(LocalStore(house.lake)).current(table) for house in (on_duckdb, on_spark))
         assert spark.rows == duck.rows, table.name
@@ -191,7 +181,7 @@ def test_whole_graph_on_spark_publishes_what_duckdb_does(lakehouse_factory):
     assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"]).rows > 0
 
 
-def test_spark_keeps_every_row_of_an_arrow_table_with_empty_chunks(spark):
+def test_spark_keeps_every_row_of_an_arrow_table_with_empty_chunks(spark_engine):
     rows = pa.record_batch({"n": pa.array([1, 2], pa.int64())})
     chunked = pa.Table.from_batches([rows.slice(0, 0), rows, rows.slice(0, 0), rows])
-    assert spark.query("SELECT n FROM t", {"t": chunked})["n"].to_pylist() == [1, 2, 1, 2]
+    assert spark_engine.query("SELECT n FROM t", {"t": chunked})["n"].to_pylist() == [1, 2, 1, 2]
