@@ -63,7 +63,7 @@ def table_audit(
             asset=table.name,
             description=rule.description,
             blocking=True,
-            additional_deps=[t.name for t in (*also_publishes, *reads)],
+            additional_deps=[t.name for t in reads],
         )
         for rule in rules
     ]

@@ -91,7 +91,8 @@ def test_a_privacy_violation_is_stopped_and_the_previous_table_stays(sample_sour
     lakehouse.materialize("*")
     before, published = versions(lakehouse), snapshot(lakehouse)
     non_consenting = {
-        r["email"] for r in lakehouse.sql("SELECT email FROM customer_landing WHERE shareWithResearchAsOfDate IS NULL")
+        r["email"]
+        for r in lakehouse.sql("SELECT email FROM customer_landing EXCEPT SELECT email FROM customer_trusted")
     }
     assert non_consenting
 

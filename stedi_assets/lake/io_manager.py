@@ -25,7 +25,7 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(
             {
                 **table_metadata(staged, obj),
-                "status": "staged; published once its blocking checks pass",
+                "publication": f"staged; audit_{table.name} publishes this version if every blocking check passes",
             }
         )
 

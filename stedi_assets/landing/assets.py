@@ -1,13 +1,14 @@
 """Landing: the raw JSON of each source as a typed table, and a rejects table beside it."""
 
 
-from collections.abc import Iterator
+from collections import Counter
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stedi_assets.lake.resource import LakeResource
 from stedi_assets.landing.json_lines import parse_files
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
@@ -26,36 +27,37 @@ KINDS = {"python", "parquet"}
 def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDefinition:
     required = ", ".join(c.name for c in table.columns if c.required)
 
-    @dg.multi_asset(
-        name=f"load_{table.name}",
+    @dg.asset(
+        name=table.name,
         group_name="landing",
-        outs={
-            table.name: dg.AssetOut(description=description, kinds=KINDS),
-            rejects.name: dg.AssetOut(
-                description=(
-                    f"Lines of the {table.source} landing files that did not become a {table.name} row "
-                    f"(not JSON, missing {required}, or a value of the wrong type), with file, line number, "
-                    "raw text and reason."
-                ),
-                kinds=KINDS,
-            ),
-        },
+        kinds=KINDS,
+        description=(
+            f"{description} Lines that cannot become a row (not JSON, missing {required}, or a value of "
+            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason; "
+            "the two are staged together and published together by the landing audit."
+        ),
     )
-    def _landing(context: dg.AssetExecutionContext, source: LandingSource) -> Iterator[dg.Output]:
+    def _landing(context: dg.AssetExecutionContext, source: LandingSource, lake: LakeResource) -> pa.Table:
         batch = parse_files(source.read_all(table.source), table)
-        accounted = _distinct_lines(batch.rows, batch.rejects)
+        # The rejects are a by-product of the same parse, not a separately selectable asset:
+        # `key:customer_landing+` must always rebuild a landing table and its rejects together.
+        staged_rejects = lake.lake().stage(rejects, batch.rejects, version=context.run.run_id)
         if batch.files_parsed_exactly:
             context.log.warning(f"{table.source}: files with bad lines: {', '.join(batch.files_parsed_exactly)}")
-        counts = {
-            "files": batch.files,
-            "lines_read": batch.lines_read,
-            "rows": batch.rows.num_rows,
-            "rejects": batch.rejects.num_rows,
-            "lines_accounted": accounted,
-            "source": dg.MetadataValue.path(source.location(table.source)),
-        }
-        yield dg.Output(batch.rows, output_name=table.name, metadata=counts)
-        yield dg.Output(batch.rejects, output_name=rejects.name, metadata=counts)
+        reasons = Counter(batch.rejects["reason"].to_pylist())
+        context.add_output_metadata(
+            {
+                "files": batch.files,
+                "lines_read": batch.lines_read,
+                "rows": batch.rows.num_rows,
+                "rejects": batch.rejects.num_rows,
+                "lines_accounted": _distinct_lines(batch.rows, batch.rejects),
+                "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
+                "rejects_location": dg.MetadataValue.path(staged_rejects.location),
+                "source": dg.MetadataValue.path(source.location(table.source)),
+            }
+        )
+        return batch.rows
 
     return _landing
 
