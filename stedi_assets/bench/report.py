@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+import matplotlib  # imported up front: a missing plotter should fail before the runs, not after
+
 from stedi_assets.bench.runner import REAL, ScaleResult
 
 MIB = 2**20
@@ -169,8 +171,6 @@ def _num(value: float | None) -> str:
 
 def plot(summary: dict, path: Path) -> None:
     """Wall time and peak memory against accelerometer rows, ours vs the Spark baseline."""
-    import matplotlib
-
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
