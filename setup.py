@@ -16,6 +16,7 @@ setup(
         "dagster-pyspark==0.29.27",
         "pyspark>=4.0,<5",
         "pandas>=2.2",
+        "numpy>=1.26",  # imported directly: the generator and the landing parser
         "pyarrow>=18",
         "duckdb==1.5.6",
         "boto3>=1.34",
