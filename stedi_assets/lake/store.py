@@ -104,10 +104,25 @@ def write_parquet(store: Store, key: str, table: pa.Table) -> None:
     store.write(key, buffer.getvalue())
 
 
+def arrow_buffer(data: bytes) -> pa.Buffer:
+    """`data` copied into memory that Arrow owns, for Arrow's readers to read from.
+
+    Never hand Arrow the Python object itself (`pa.BufferReader(data)`, `io.BytesIO(data)`):
+    the readers (pq.read_table, pyarrow.json) work on Arrow's thread pools, and a pool thread
+    can drop the last reference to its input after the call has returned. Releasing a Python
+    object takes the GIL, and a thread that asks for the GIL while the interpreter shuts down
+    is ended by Python inside that C++ destructor: std::terminate, "terminate called without
+    an active exception", SIGABRT after the process has done its work (`stedi sql` on an S3
+    lake). Memory from Arrow's own pool is freed without Python, on any thread, at any time."""
+    buffer = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buffer).write(data)
+    return buffer
+
+
 def read_parquet(store: Store, keys: list[str], schema: pa.Schema) -> pa.Table:
     tables = []
     for key in keys:
         local = store.local_path(key)
-        source = local if local is not None else pa.BufferReader(store.read(key))
+        source = local if local is not None else pa.BufferReader(arrow_buffer(store.read(key)))
         tables.append(pq.read_table(source, schema=schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()

@@ -9,7 +9,6 @@ A file is parsed in two ways that agree on every input:
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from stedi_assets.lake.store import arrow_buffer
 from stedi_assets.tables import Column, Table
 
 REJECT_SCHEMA = pa.schema(
@@ -96,7 +96,7 @@ def _parse_fast(data: bytes, source_file: str, table: Table, columns: list[Colum
         explicit_schema=pa.schema([(c.name, c.type) for c in columns]), unexpected_field_behavior="infer"
     )
     try:
-        parsed = pa_json.read_json(io.BytesIO(data), parse_options=options)
+        parsed = pa_json.read_json(pa.BufferReader(arrow_buffer(data)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if parsed.num_rows != len(line_numbers):
