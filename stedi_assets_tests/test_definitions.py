@@ -51,7 +51,7 @@ def test_every_materialization_records_rows_schema_and_a_masked_preview(sample_r
         assert columns == TABLES[name].column_names
         assert "preview" in metadata
     landing = materializations["accelerometer_landing"].materialization.metadata
-    assert landing["lines_read"].value == landing["lines_accounted"].value == landing["rows"].value + 4
+    assert landing["lines_read"].value == landing["rows"].value + 4
     assert landing["rejects"].value == 5  # the sample's dirty file: one line holds a row and a reject
     assert sum(landing["reject_reasons"].value.values()) == 5
     preview = materializations["customer_trusted"].materialization.metadata["preview"].value

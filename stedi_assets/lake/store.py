@@ -119,6 +119,16 @@ def arrow_buffer(data: bytes) -> pa.Buffer:
     return buffer
 
 
+def read_buffer(store: Store, key: str) -> pa.Buffer:
+    """An object's bytes in memory that Arrow owns: read straight into it from a local file,
+    copied once from a download."""
+    local = store.local_path(key)
+    if local is not None:
+        with pa.memory_map(local) as f:
+            return f.read_buffer()
+    return arrow_buffer(store.read(key))
+
+
 def read_parquet(store: Store, keys: list[str], schema: pa.Schema) -> pa.Table:
     tables = []
     for key in keys:

@@ -4,9 +4,7 @@
 from collections import Counter
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from stedi_assets.lake.resource import LakeResource
 from stedi_assets.landing.json_lines import parse_files
@@ -51,7 +49,6 @@ def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDe
                 "lines_read": batch.lines_read,
                 "rows": batch.rows.num_rows,
                 "rejects": batch.rejects.num_rows,
-                "lines_accounted": _distinct_lines(batch.rows, batch.rejects),
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
                 "rejects_location": dg.MetadataValue.path(staged_rejects.location),
                 "source": dg.MetadataValue.path(source.location(table.source)),
@@ -60,20 +57,6 @@ def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDe
         return batch.rows
 
     return _landing
-
-
-def _distinct_lines(*tables: pa.Table) -> int:
-    """Distinct (source_file, source_line) pairs, counted by sorting integer keys: a hash
-    aggregate over millions of string pairs takes seconds where this takes a fraction."""
-    keys = pa.concat_tables([t.select(["source_file", "source_line"]) for t in tables])
-    if keys.num_rows == 0:
-        return 0
-    files = pc.dictionary_encode(keys["source_file"])  # one dictionary for every chunk
-    file_ids = np.concatenate([chunk.indices.to_numpy() for chunk in files.chunks])
-    lines = keys["source_line"].to_numpy()
-    order = np.lexsort((lines, file_ids))
-    file_ids, lines = file_ids[order], lines[order]
-    return 1 + int(np.count_nonzero((file_ids[1:] != file_ids[:-1]) | (lines[1:] != lines[:-1])))
 
 
 customer_landing = landing_asset(

@@ -10,7 +10,6 @@ A file is parsed in two ways that agree on every input:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,15 +44,15 @@ class LandingBatch:
     files_parsed_exactly: list[str] = field(default_factory=list)
 
 
-def parse_file(data: bytes, source_file: str, table: Table) -> ParsedFile:
+def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
     data_columns = [c for c in table.columns if c.name not in ("source_file", "source_line")]
     fast = _parse_fast(data, source_file, table, data_columns)
     if fast is not None:
         return fast
-    return _parse_exact(data, source_file, table, data_columns)
+    return _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns)
 
 
-def parse_files(files: Iterable[tuple[str, bytes]], table: Table) -> LandingBatch:
+def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch:
     batch_rows, batch_rejects = [], []
     out = LandingBatch(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table())
     for source_file, data in files:
@@ -70,33 +69,65 @@ def parse_files(files: Iterable[tuple[str, bytes]], table: Table) -> LandingBatc
     return out
 
 
-# A blank line between two others; `bytes.strip()`'s whitespace, which is what "blank" means here.
-_INNER_BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*(?=\n)")
+Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arrow memory
+
+# `bytes.strip()`'s whitespace: a line of nothing else is blank and carries no record.
+_IS_WHITESPACE = np.zeros(256, dtype=bool)
+_IS_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+_SLICE = 1 << 22
 
 
-def count_lines(data: bytes) -> int:
-    """Non-blank lines, counted the way both parsers count them, without a Python loop per line."""
-    first_end = data.find(b"\n")
-    if first_end < 0:
-        return 1 if data.strip() else 0
-    blank = len(_INNER_BLANK_LINE.findall(data))
-    blank += not data[:first_end].strip()
-    blank += not data[data.rfind(b"\n") + 1 :].strip()
-    return data.count(b"\n") + 1 - blank
+def non_blank_line_numbers(data: Data) -> np.ndarray:
+    """1-based numbers of the lines that hold more than whitespace, counted the way both
+    parsers count them, with array operations rather than a Python loop per line."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    if view.size == 0:
+        return np.empty(0, dtype=np.int64)
+    # In slices, so the temporary masks stay small: a mask as large as the file costs more to
+    # allocate than to compute.
+    newlines = np.concatenate(
+        [np.flatnonzero(view[i : i + _SLICE] == ord("\n")) + i for i in range(0, view.size, _SLICE)]
+    )
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.append(newlines, view.size)  # exclusive; the last line ends with the data
+    # A line can only be blank if it is empty or starts with whitespace: usually none do, and
+    # only those few are looked at whole.
+    maybe_blank = np.flatnonzero((starts == ends) | _IS_WHITESPACE[view[np.minimum(starts, view.size - 1)]])
+    blank = maybe_blank[~_has_content(view, starts[maybe_blank], ends[maybe_blank])]
+    return np.delete(np.arange(1, starts.size + 1, dtype=np.int64), blank)
+
+
+def _has_content(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether each non-overlapping, ordered range [start, end) of `view` holds a non-whitespace byte."""
+    out = np.zeros(starts.size, dtype=bool)
+    filled = starts < ends
+    if not filled.any():
+        return out
+    content = np.empty(view.size + 1, dtype=bool)  # one spare slot: reduceat's indices must be < size
+    np.take(~_IS_WHITESPACE, view, out=content[:-1])
+    content[-1] = False
+    bounds = np.column_stack((starts[filled], ends[filled])).ravel()
+    out[filled] = np.logical_or.reduceat(content, bounds)[::2]
+    return out
+
+
+def count_lines(data: Data) -> int:
+    """Non-blank lines: the records a file holds, as both parsers number them."""
+    return int(non_blank_line_numbers(data).size)
 
 
 # -- fast path ---------------------------------------------------------------------------------
-def _parse_fast(data: bytes, source_file: str, table: Table, columns: list[Column]) -> ParsedFile | None:
+def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column]) -> ParsedFile | None:
     if not _is_utf8(data):
         return None
-    line_numbers = _non_blank_line_numbers(data)
+    line_numbers = pa.array(non_blank_line_numbers(data))
     if len(line_numbers) == 0:
         return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
     options = pa_json.ParseOptions(
         explicit_schema=pa.schema([(c.name, c.type) for c in columns]), unexpected_field_behavior="infer"
     )
     try:
-        parsed = pa_json.read_json(pa.BufferReader(arrow_buffer(data)), parse_options=options)
+        parsed = pa_json.read_json(pa.BufferReader(_arrow_owned(data)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if parsed.num_rows != len(line_numbers):
@@ -115,14 +146,13 @@ def _parse_fast(data: bytes, source_file: str, table: Table, columns: list[Colum
     if not pc.any(missing).as_py():
         return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
     bad = rows.filter(missing)
-    lines = _lines(data)
-    non_blank = pc.invert(pc.match_substring_regex(lines, r"^\s*$"))
+    raw = pc.take(_lines(data), pc.subtract(bad["source_line"], 1))
     reasons = [_missing_reason(r, columns) for r in bad.select([c.name for c in columns if c.required]).to_pylist()]
     rejects = pa.table(
         {
             "source_file": bad["source_file"],
             "source_line": bad["source_line"],
-            "raw": pc.utf8_trim_whitespace(pc.take(pc.filter(lines, non_blank), pc.indices_nonzero(missing))).cast(pa.string()),
+            "raw": pc.utf8_trim_whitespace(raw).cast(pa.string()),
             "reason": pa.array(reasons, pa.string()),
         },
         schema=REJECT_SCHEMA,
@@ -130,28 +160,25 @@ def _parse_fast(data: bytes, source_file: str, table: Table, columns: list[Colum
     return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)
 
 
-def _is_utf8(data: bytes) -> bool:
-    if data.isascii():  # the usual case, checked at memory speed
+def _arrow_owned(data: Data) -> pa.Buffer:
+    return data if isinstance(data, pa.Buffer) else arrow_buffer(data)
+
+
+def _is_utf8(data: Data) -> bool:
+    if np.frombuffer(data, dtype=np.uint8).max(initial=0) < 0x80:  # ASCII, the usual case
         return True
     try:
-        data.decode("utf-8")
+        memoryview(data).tobytes().decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
 
 
-def _lines(data: bytes) -> pa.Array:
-    return pc.split_pattern(pa.array([data], pa.large_binary()), b"\n").flatten().cast(pa.large_string())
-
-
-def _non_blank_line_numbers(data: bytes) -> pa.Array:
-    """1-based numbers of the lines that hold more than whitespace."""
-    lines = count_lines(data)
-    if lines == data.count(b"\n") + (not data.endswith(b"\n")):
-        # No blank line (but perhaps a final newline): the usual case, without splitting.
-        return pa.array(np.arange(1, lines + 1, dtype=np.int64))
-    non_blank = pc.invert(pc.match_substring_regex(_lines(data), r"^\s*$"))
-    return pc.add(pc.indices_nonzero(non_blank), 1).cast(pa.int64())
+def _lines(data: Data) -> pa.Array:
+    """Every line of the file, blank ones included: index = line number - 1."""
+    buffer = _arrow_owned(data)
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, buffer.size], pa.int64()).buffers()[1], buffer])
+    return pc.split_pattern(whole, b"\n").flatten().cast(pa.large_string())
 
 
 def _case_insensitive_column(parsed: pa.Table, column: Column) -> pa.ChunkedArray | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import dagster as dg
+import pyarrow as pa
 
 from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.store import Store, open_store
+from stedi_assets.lake.store import Store, open_store, read_buffer
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
@@ -44,10 +45,10 @@ class LandingSource(dg.ConfigurableResource):
     def _folder(self, source: str) -> str:
         return self.prefixes.get(source, source)
 
-    def read_all(self, source: str) -> Iterator[tuple[str, bytes]]:
+    def read_all(self, source: str) -> Iterator[tuple[str, pa.Buffer]]:
         store = self.store()
         for key in self.files(source):
-            yield key, store.read(key)
+            yield key, read_buffer(store, key)
 
 
 def _is_json(key: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from stedi_assets.landing.json_lines import _parse_exact, count_lines, parse_file, parse_files
+from stedi_assets.landing.json_lines import _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
 from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING
 
 A = ACCELEROMETER_LANDING
@@ -91,6 +91,16 @@ def test_empty_and_blank_files_give_empty_tables():
     for text in ("", "\n\n", "\r\n  \r\n"):
         parsed = parse(text)
         assert (parsed.rows.num_rows, parsed.rejects.num_rows, parsed.lines_read) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"x", b"\n", b" ", b"x\n", b"\nx", b"x\n\n\ny", b"x\r\n\r\n \t\x0b\x0c\ny\n  z  \n", b"\n \n\t", b"a\nb\n \n"],
+)
+def test_non_blank_lines_are_numbered_as_split_and_strip_would(data: bytes):
+    expected = [n for n, line in enumerate(data.split(b"\n"), start=1) if line.strip()]
+    assert non_blank_line_numbers(data).tolist() == expected
+    assert non_blank_line_numbers(pa.py_buffer(data)).tolist() == expected
 
 
 def test_missing_required_field_on_the_fast_path_keeps_line_numbers_exact():
