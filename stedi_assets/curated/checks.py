@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 
 from stedi_assets.audit import Rule, table_audit
+from stedi_assets.curated import rules
 from stedi_assets.engine import Relation
 from stedi_assets.tables import (
     ACCELEROMETER_TRUSTED,
@@ -52,22 +53,13 @@ MACHINE_LEARNING_CURATED_RULES = [
         SAME_CUSTOMER,
         "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
         "curated customer, taken at the same time.",
-        # One subquery joining customer, step trainer and phone reading: Spark SQL cannot
-        # resolve `m` from a subquery nested inside another.
-        sql="""
-            SELECT m.subject_id, m.sensorReadingTime FROM machine_learning_curated AS m
-            WHERE NOT EXISTS (
-                SELECT 1 FROM customer_curated AS c
-                JOIN step_trainer_trusted AS s ON s.serialNumber = c.serialNumber
-                JOIN accelerometer_trusted AS a ON a.user = c.email
-                WHERE c.subject_id = m.subject_id
-                  AND s.sensorReadingTime = m.sensorReadingTime
-                  AND s.distanceFromObject IS NOT DISTINCT FROM m.distanceFromObject
-                  AND a.timestamp = m.sensorReadingTime
-                  AND a.x IS NOT DISTINCT FROM m.x
-                  AND a.y IS NOT DISTINCT FROM m.y
-                  AND a.z IS NOT DISTINCT FROM m.z
-            )
+        # What was written, less every pairing the rule allows: nothing may remain.
+        sql=f"""
+            SELECT subject_id, sensorReadingTime FROM (
+                SELECT {", ".join(MACHINE_LEARNING_CURATED.column_names)} FROM machine_learning_curated
+                EXCEPT
+                {rules.MACHINE_LEARNING_CURATED}
+            ) AS unexplained
             """,
     ),
     Rule(

@@ -30,10 +30,10 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
         f"or {rejects.name}: nothing is lost.",
         sql=f"""
         WITH accounted AS (
-            SELECT source_file, COUNT(*) AS lines_accounted
+            SELECT source_file, COUNT(DISTINCT source_line) AS lines_accounted
             FROM (
                 SELECT source_file, source_line FROM {table.name}
-                UNION
+                UNION ALL
                 SELECT source_file, source_line FROM {rejects.name}
             ) AS line
             GROUP BY source_file

@@ -28,28 +28,35 @@ EXISTS (
 )
 """
 
-# Step trainer reading `s` belongs to the curated customer registered to its serial number.
-# A serial number re-used by several customers (the production system did that) does not
-# say whose a reading is: it then counts only when that customer's phone recorded at the
-# same moment, so no reading of a non-consenting co-owner gets in.
+# Customer `c`'s serial number is registered to someone else as well (the production system
+# re-used serial numbers): it then does not say whose a reading is.
+SERIAL_SHARED = """
+EXISTS (
+    SELECT 1 FROM customer_landing AS other
+    WHERE other.serialNumber = c.serialNumber AND other.email <> c.email
+)
+"""
+
+# Step trainer reading `s` belongs to the curated customer registered to its serial number;
+# on a shared serial number, only when that customer's phone recorded at the same moment, so
+# no reading of a non-consenting co-owner gets in. The second branch is limited to shared
+# serial numbers, where it decides, so that only their customers' phone readings are joined.
 # Written as two EXISTS, each subquery referring only to the query right around it: Spark
 # SQL cannot resolve a reference two levels out (`s` from inside a subquery of `c`).
-STEP_TRAINER_READING_CONSENTED = """
+STEP_TRAINER_READING_CONSENTED = f"""
 (
     EXISTS (
         SELECT 1 FROM customer_curated AS c
         WHERE c.serialNumber = s.serialNumber
-          AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
-          AND NOT EXISTS (
-              SELECT 1 FROM customer_landing AS other
-              WHERE other.serialNumber = c.serialNumber AND other.email <> c.email
-          )
+          AND (NOT {{since_consent}} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND NOT {SERIAL_SHARED}
     )
     OR EXISTS (
         SELECT 1 FROM customer_curated AS c
         JOIN accelerometer_trusted AS a ON a.user = c.email
         WHERE c.serialNumber = s.serialNumber
-          AND (NOT {since_consent} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND (NOT {{since_consent}} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND {SERIAL_SHARED}
           AND a.timestamp = s.sensorReadingTime
     )
 )
