@@ -1,7 +1,8 @@
 """Versioned tables with write-audit-publish.
 
 A table lives at `<lake>/<source>/<zone>/`. Each write goes to a version folder of its own,
-`<location>/v_<version>/part-00000.parquet`, with a `_manifest.json` written last. Readers
+`<location>/v_<version>/part-00000.parquet` (and `part-00001`... for a large table), with a
+`_manifest.json` written last. Readers
 never list folders: they read the pointer `<location>/_current.json`, a single object
 replaced in one PUT (or rename), naming the published version and its files. So a reader
 sees the old or the new table, never a half-written one, on a file system and on S3 alike.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +28,8 @@ from stedi_assets.tables import TABLES, Table
 
 POINTER = "_current.json"
 MANIFEST = "_manifest.json"
-DATA_FILE = "part-00000.parquet"
+# Parquet encoding runs on one core per file: a large table is written as several files at once.
+ROWS_PER_FILE = 2_000_000
 
 
 class TableNotPublishedError(LookupError):
@@ -99,11 +103,15 @@ class Lake:
         data = data.select(table.column_names).cast(table.arrow_schema)
         prefix = _version_prefix(table, version)
         self.store.delete_prefix(prefix)  # a retried step rewrites its own version from scratch
-        key = f"{prefix}/{DATA_FILE}"
-        write_parquet(self.store, key, data)
-        manifest = {"table": table.name, "version": version, "files": [key], "rows": data.num_rows, "staged_at": _now()}
+        parts = {
+            f"{prefix}/part-{i:05d}.parquet": data.slice(offset, ROWS_PER_FILE)
+            for i, offset in enumerate(range(0, max(data.num_rows, 1), ROWS_PER_FILE))
+        }
+        with ThreadPoolExecutor(min(len(parts), os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda part: write_parquet(self.store, *part), parts.items()))
+        manifest = {"table": table.name, "version": version, "files": list(parts), "rows": data.num_rows, "staged_at": _now()}
         self.store.write(f"{prefix}/{MANIFEST}", json.dumps(manifest).encode())
-        return LakeTable(table, version, (key,), data.num_rows, self.store)
+        return LakeTable(table, version, tuple(parts), data.num_rows, self.store)
 
     def staged(self, table: Table, version: str) -> LakeTable | None:
         key = f"{_version_prefix(table, version)}/{MANIFEST}"
