@@ -8,8 +8,7 @@ import dagster as dg
 
 from stedi_assets.curated import assets as curated_assets
 from stedi_assets.curated import checks as curated_checks
-from stedi_assets.engine.resource import SqlEngineResource
-from stedi_assets.engine.spark_engine import local_spark
+from stedi_assets.engine.resource import DuckDBEngineResource, SqlEngineResource
 from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.io_manager import ParquetLakeIOManager
 from stedi_assets.lake.resource import LakeResource
@@ -43,9 +42,17 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
             prefixes=dict(settings.source_prefixes),
             aws=AwsAccess.from_settings(settings, anonymous=settings.source_anonymous),
         ),
-        "engine": SqlEngineResource(kind=settings.engine, spark=local_spark()),
+        "engine": _engine(settings),
         "privacy": PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=settings.subject_key),
     }
+
+
+def _engine(settings: Settings) -> SqlEngineResource:
+    if settings.engine == "spark":
+        from stedi_assets.engine.spark_engine import SparkEngineResource  # pyspark only when chosen
+
+        return SparkEngineResource()
+    return DuckDBEngineResource()
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

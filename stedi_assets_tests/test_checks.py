@@ -7,7 +7,7 @@ import pyarrow as pa
 from stedi_assets import defs
 from stedi_assets.audit import Rule, evaluate
 from stedi_assets.curated import checks as curated
-from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.engine.resource import DuckDBEngineResource
 from stedi_assets.landing.checks import lines_accounted_for
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import ConsentPolicy
@@ -28,7 +28,7 @@ SINCE = ConsentPolicy.SINCE_CONSENT
 
 def check(rules: list[Rule], name: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations):
     rule = next(r for r in rules if r.name == name)
-    return evaluate(rule, relations, SqlEngineResource(), PrivacyPolicy(consent_policy=policy))
+    return evaluate(rule, relations, DuckDBEngineResource(), PrivacyPolicy(consent_policy=policy))
 
 
 def test_every_check_is_blocking_and_loaded_into_defs():
@@ -150,7 +150,7 @@ def test_lines_accounted_for_finds_a_lost_line():
     rows = table(CUSTOMER_LANDING, customer("a@x", "s", 1, line=1), customer("b@x", "s", 1, line=1), customer("c@x", "s", 1, line=3))
     rejects = table(CUSTOMER_LANDING_REJECTS, {"source_file": "customer/landing/c.json", "source_line": 4, "raw": "?", "reason": "r"})
     source = pa.table({"source_file": ["customer/landing/c.json", "customer/landing/gone.json"], "lines_read": pa.array([4, 2], pa.int64())})
-    result = evaluate(rule, {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": source}, SqlEngineResource(), PrivacyPolicy())
+    result = evaluate(rule, {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": source}, DuckDBEngineResource(), PrivacyPolicy())
     assert result.violations == 2
     assert sorted(result.sample, key=lambda r: r["source_file"]) == [
         {"source_file": "customer/landing/c.json", "lines_read": 4, "lines_accounted": 3},

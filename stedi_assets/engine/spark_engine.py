@@ -10,6 +10,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
 
 from stedi_assets.engine import Relation
+from stedi_assets.engine.resource import SqlEngineResource
 
 # What a rule's result depends on, so it is set on every query's session whatever the
 # deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
@@ -38,6 +39,17 @@ LOCAL_SPARK_CONFIG = {
 def local_spark() -> LazyPySparkResource:
     """dagster-pyspark's session resource for one machine; no JVM starts until it is used."""
     return LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)
+
+
+class SparkEngineResource(SqlEngineResource):
+    """The Spark engine on dagster-pyspark's session resource `spark` (lazy: no JVM starts
+    unless a rule runs on it), whose `spark_config` can point at a cluster; None: this
+    process's local session."""
+
+    spark: LazyPySparkResource | None = None
+
+    def engine(self) -> SparkEngine:
+        return SparkEngine(self.spark.spark_session) if self.spark else SparkEngine.shared()
 
 
 class SparkEngine:

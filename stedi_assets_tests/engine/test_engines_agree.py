@@ -19,7 +19,7 @@ from stedi_assets.curated import checks as curated_checks
 from stedi_assets.curated import rules as curated_rules
 from stedi_assets.engine import Relation, SqlEngine
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
-from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.engine.spark_engine import SparkEngineResource
 from stedi_assets.lake.lake import Lake
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.landing import checks as landing_checks
@@ -150,7 +150,7 @@ def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine
             duck, on_spark = on_both(spark_engine, privacy.render(rule.sql), relations)
             assert duck and on_spark == duck, (audited, rule.name)
             # The audit step's own query (count and sample in one pass) through the resource.
-            outcome = evaluate(rule, relations, SqlEngineResource(kind="spark"), privacy)
+            outcome = evaluate(rule, relations, SparkEngineResource(), privacy)
             assert outcome.violations == len(duck), (audited, rule.name)
 
 
