@@ -48,6 +48,19 @@ class Outcome:
         return self.violations == 0
 
 
+def duplicates(table: str, columns: Sequence[str], report: Sequence[str] | None = None) -> str:
+    """SQL for the rows of `table` whose `columns` occur more than once, with `report` (default
+    `columns`) and the number of copies. Grouping millions of wide rows is what a uniqueness
+    rule costs; grouping one hash of them first is cheaper, and then only rows whose hash
+    repeats are grouped exactly, so a hash collision is never taken for a duplicate."""
+    key = ", ".join(columns)
+    return f"""
+        SELECT {", ".join(report or columns)}, COUNT(*) AS copies FROM {table}
+        WHERE hash({key}) IN (SELECT hash({key}) FROM {table} GROUP BY hash({key}) HAVING COUNT(*) > 1)
+        GROUP BY {key} HAVING COUNT(*) > 1
+        """
+
+
 def table_audit(
     table: Table,
     rules: Sequence[Rule],

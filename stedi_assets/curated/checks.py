@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from stedi_assets.audit import Rule, table_audit
+from stedi_assets.audit import Rule, duplicates, table_audit
 from stedi_assets.curated import rules
 from stedi_assets.engine import Relation
 from stedi_assets.tables import (
@@ -70,10 +70,9 @@ MACHINE_LEARNING_CURATED_RULES = [
     Rule(
         NO_DUPLICATE_ROWS,
         "No row appears twice.",
-        sql="""
-            SELECT subject_id, sensorReadingTime, COUNT(*) AS copies FROM machine_learning_curated
-            GROUP BY subject_id, sensorReadingTime, distanceFromObject, x, y, z HAVING COUNT(*) > 1
-            """,
+        sql=duplicates(
+            MACHINE_LEARNING_CURATED.name, MACHINE_LEARNING_CURATED.column_names, report=["subject_id", "sensorReadingTime"]
+        ),
     ),
 ]
 machine_learning_curated_audit = table_audit(

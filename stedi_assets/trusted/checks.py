@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stedi_assets.audit import Rule, table_audit
+from stedi_assets.audit import Rule, duplicates, table_audit
 from stedi_assets.tables import (
     ACCELEROMETER_TRUSTED,
     CUSTOMER_CURATED,
@@ -46,10 +46,7 @@ ACCELEROMETER_TRUSTED_RULES = [
     Rule(
         READING_UNIQUE,
         "No reading appears twice.",
-        sql="""
-            SELECT user, timestamp, x, y, z, COUNT(*) AS copies FROM accelerometer_trusted
-            GROUP BY user, timestamp, x, y, z HAVING COUNT(*) > 1
-            """,
+        sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
     ),
 ]
 accelerometer_trusted_audit = table_audit(ACCELEROMETER_TRUSTED, ACCELEROMETER_TRUSTED_RULES, reads=[CUSTOMER_TRUSTED])
