@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import duckdb
@@ -12,19 +13,28 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@functools.cache
+def _database() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory database. It holds no tables: each query's inputs are
+    temporary views of its own cursor, gone when the query ends."""
+    return duckdb.connect()
+
+
 class DuckDBEngine:
-    """The local engine: an in-memory DuckDB per query, reading Parquet where it lies."""
+    """The local engine: DuckDB in this process, reading Parquet where it lies."""
 
     name = "duckdb"
 
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
-        with duckdb.connect() as con:
+        # A cursor is a connection of its own to the shared database, ~100x cheaper to open
+        # than a new database (about 8 ms, paid by every rule and check).
+        with _database().cursor() as con:
             for name, relation in relations.items():
                 if isinstance(relation, pa.Table):
                     con.register(name, relation)
                 elif (paths := relation.local_paths()) is not None:
                     files = ", ".join(_sql_string(p) for p in paths)
-                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}])")
+                    con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])")
                 else:  # remote lake: DuckDB reads the Arrow table the store fetched
                     con.register(name, relation.to_arrow())
             return con.sql(sql).to_arrow_table()
