@@ -2,13 +2,13 @@
 
 A table lives at `<lake>/<source>/<zone>/`. Each write goes to a version folder of its own,
 `<location>/v_<version>/part-00000.parquet` (and `part-00001`... for a large table), with a
-`_manifest.json` written last. Readers
-never list folders: they read the pointer `<location>/_current.json`, a single object
-replaced in one PUT (or rename), naming the published version and its files. So a reader
-sees the old or the new table, never a half-written one, on a file system and on S3 alike.
-A staged version becomes visible only when `publish` moves the pointer to it, which the
-audit step does after every blocking rule has passed; a version that fails its audit is
-deleted, so its records never stay in a trusted or curated location.
+`_manifest.json` written last. Readers never list folders: they read the pointer
+`<location>/_current.json`, a single object replaced in one PUT (or rename), naming the
+published version and its files. So a reader sees the old or the new table, never a
+half-written one, on a file system and on S3 alike. A staged version becomes visible only
+when `publish` moves the pointer to it, which the audit step does after every blocking rule
+has passed; a version that fails its audit is deleted, so its records never stay in a
+trusted or curated location.
 """
 
 from __future__ import annotations

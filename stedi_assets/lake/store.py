@@ -120,8 +120,9 @@ def arrow_buffer(data: bytes) -> pa.Buffer:
 
 
 def read_buffer(store: Store, key: str) -> pa.Buffer:
-    """An object's bytes in memory that Arrow owns: read straight into it from a local file,
-    copied once from a download."""
+    """An object's bytes in memory that Arrow owns, for Arrow to read from. A local file is
+    memory-mapped: no copy and no fresh memory to fault in, which cost more than parsing
+    (about 1.5 s per GB on our machines). A download is copied once."""
     local = store.local_path(key)
     if local is not None:
         with pa.memory_map(local) as f:
