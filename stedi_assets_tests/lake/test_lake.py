@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
+from stedi_assets.lake import lake as lake_module
 from stedi_assets.lake.lake import Lake, TableNotPublishedError
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.tables import ACCELEROMETER_TRUSTED
@@ -46,6 +47,18 @@ def test_the_table_location_holds_exactly_one_version(lake, tmp_path):
     folder = tmp_path / "lake" / "accelerometer" / "trusted" / "v_run1"
     assert current.location == str(folder) + "/"
     assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", "part-00000.parquet"]
+
+
+def test_a_large_table_is_staged_as_several_parts_read_back_in_order(lake, tmp_path, monkeypatch):
+    monkeypatch.setattr(lake_module, "ROWS_PER_FILE", 2)
+    lake.publish(lake.stage(T, readings(1, 2, 3, 4, 5), version="run1"))
+    folder = tmp_path / "lake" / "accelerometer" / "trusted" / "v_run1"
+    parts = ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", *parts]
+    current = lake.current(T)
+    assert current.files == tuple(f"accelerometer/trusted/v_run1/{p}" for p in parts)
+    assert current.rows == 5
+    assert current.to_arrow().column("timestamp").to_pylist() == [1, 2, 3, 4, 5]
 
 
 def test_discarding_a_failed_version_deletes_it_and_keeps_the_published_one(lake, tmp_path):
