@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -16,11 +17,14 @@ from pathlib import Path
 import matplotlib  # imported up front: a missing plotter should fail before the runs, not after
 
 from stedi_assets.bench.runner import REAL, ScaleResult
+from stedi_assets.tables import TABLES
 
 MIB = 2**20
 GIB = 2**30
 MEMORY_LIMIT_100X = 4 * GIB
 NAMES = {"ours": "ours (dagster + DuckDB)", "baseline": "seeds' jobs on Spark", "floor": "Dagster floor"}
+STARTUP = "start-up and Dagster"
+PHASES = ("landing", "trusted", "curated", "checks", STARTUP)
 
 
 def machine() -> dict:
@@ -56,10 +60,23 @@ def summarize(results: Sequence[ScaleResult], runs: int, host: dict) -> dict:
         if "ours" in medians and "floor" in medians:
             ratios["time_ours_over_floor"] = medians["ours"]["wall_seconds"] / medians["floor"]["wall_seconds"]
         scale["ratios"] = ratios
+        ours = scale["runs"].get("ours", [])
+        if ours and all("step_seconds" in run for run in ours):
+            scale["ours_phase_seconds"] = {p: statistics.median(phases(run)[p] for run in ours) for p in PHASES}
     summary = {"machine": host, "runs": runs, "scales": scales}
     summary["targets"] = targets(summary)
     summary["capacity"] = capacity(summary)
     return summary
+
+
+def phases(run: dict) -> dict[str, float]:
+    """A run of ours split by zone: the times of its asset steps, of its audit steps (the
+    checks), and the rest of the wall time (starting Python and Dagster, the run's events)."""
+    out = dict.fromkeys(PHASES, 0.0)
+    for step, seconds in run["step_seconds"].items():
+        out["checks" if step.startswith("audit_") else TABLES[step].zone] += seconds
+    out[STARTUP] = run["wall_seconds"] - sum(run["step_seconds"].values())
+    return out
 
 
 def _scale(summary: dict, name: str) -> dict | None:
@@ -149,6 +166,16 @@ def markdown(summary: dict) -> str:
         cells += [f"{m[s]['rows_per_second']:,.0f}" for s in systems if s != "floor"]
         cells += [_num(r.get(k)) for k in ("time_ours_over_baseline", "time_ours_over_floor", "memory_ours_over_baseline")]
         lines.append("| " + " | ".join(cells) + " |")
+    if broken_down := [s for s in summary["scales"] if "ours_phase_seconds" in s]:
+        lines += [
+            "",
+            "Where ours spends its time, in seconds (medians; checks: the audit steps):",
+            "",
+            "| scale | " + " | ".join(PHASES) + " |",
+            "|" + "---|" * (len(PHASES) + 1),
+        ]
+        for scale in broken_down:
+            lines.append(f"| {scale['scale']} | " + " | ".join(f"{scale['ours_phase_seconds'][p]:.1f}" for p in PHASES) + " |")
     lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
     for t in summary["targets"]:
         limit = f"{'<=' if t['at_most'] else '>='} {t['limit']:g}{t['unit']}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stedi_assets.bench.report import GIB, markdown, summarize, write_report
-from stedi_assets.bench.runner import ScaleResult
+from stedi_assets.bench.runner import ScaleResult, step_seconds
 
 MIB = 2**20
 HOST = {
@@ -91,3 +91,39 @@ def test_markdown_and_files(summary, tmp_path: Path):
     assert json.loads(paths["json"].read_text())["targets"] == summary["targets"]
     assert paths["markdown"].read_text() == text
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_step_times_are_read_from_the_run_log_in_every_format_dagster_writes():
+    log = (
+        'x - STEP_SUCCESS - Finished execution of step "customer_landing" in 8.3ms.\n'
+        'x - STEP_SUCCESS - Finished execution of step "audit_customer_landing" in 533ms.\n'
+        'x - STEP_SUCCESS - Finished execution of step "customer_trusted" in 5.31s.\n'
+        'x - STEP_SUCCESS - Finished execution of step "customer_curated" in 4m52s.\n'
+        'x - STEP_SUCCESS - Finished execution of step "machine_learning_curated" in 1h4m.\n'
+        'x - STEP_START - Started execution of step "step_trainer_trusted".\n'
+    )
+    assert step_seconds(log) == pytest.approx(
+        {
+            "customer_landing": 0.0083,
+            "audit_customer_landing": 0.533,
+            "customer_trusted": 5.31,
+            "customer_curated": 292.0,
+            "machine_learning_curated": 3840.0,
+        }
+    )
+
+
+def test_ours_is_split_by_zone_and_the_rest_is_start_up():
+    steps = {"customer_landing": 1.0, "accelerometer_landing": 2.0, "audit_customer_landing": 0.5, "customer_trusted": 0.25, "machine_learning_curated": 0.75}
+    result = scale("100", 8_000_000, [10, 20, 12], [30, 30, 30], [4, 4, 4], [100, 100, 100])
+    for run in result.runs["ours"]:
+        run["step_seconds"] = steps
+    (summarized,) = summarize([result], 3, HOST)["scales"]
+    assert summarized["ours_phase_seconds"] == {
+        "landing": 3.0,
+        "trusted": 0.25,
+        "curated": 0.75,
+        "checks": 0.5,
+        "start-up and Dagster": 12 - 4.5,  # the median run's wall time less its steps
+    }
+    assert "| 100 | 3.0 | 0.2 | 0.8 | 0.5 | 7.5 |" in markdown(summarize([result], 3, HOST))
