@@ -22,6 +22,8 @@ import pyarrow.json as pa_json
 from stedi_assets.lake.store import arrow_buffer
 from stedi_assets.tables import Column, Table
 
+Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arrow memory
+
 REJECT_SCHEMA = pa.schema(
     [("source_file", pa.string()), ("source_line", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
 )
@@ -68,8 +70,6 @@ def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch
         out.rejects = pa.concat_tables(batch_rejects)
     return out
 
-
-Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arrow memory
 
 # `bytes.strip()`'s whitespace: a line of nothing else is blank and carries no record.
 _IS_WHITESPACE = np.zeros(256, dtype=bool)
