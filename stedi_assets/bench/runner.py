@@ -25,7 +25,7 @@ from pathlib import Path
 
 from stedi_assets.bench.measure import Measurement, measure
 from stedi_assets.landing.json_lines import count_lines
-from stedi_assets.landing.source import JSON_SUFFIXES
+from stedi_assets.landing.source import LandingSource
 
 SOURCES = ("customer", "accelerometer", "step_trainer")
 SYSTEMS = ("ours", "baseline", "floor")
@@ -105,12 +105,14 @@ def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[
 
 
 def source_shape(source: Path) -> tuple[int, dict[str, int]]:
-    """Bytes of landing JSON, and its non-blank lines (records) per source."""
-    total, rows = 0, {}
+    """Bytes of landing JSON, and its non-blank lines (records) per source: the files the
+    landing assets read, counted as they count them."""
+    landing = LandingSource(root=str(source))
+    total, rows = 0, dict.fromkeys(SOURCES, 0)
     for name in SOURCES:
-        files = [p for p in sorted((source / name).rglob("*")) if p.is_file() and p.name.lower().endswith(JSON_SUFFIXES)]
-        total += sum(p.stat().st_size for p in files)
-        rows[name] = sum(count_lines(p.read_bytes()) for p in files)
+        for _, data in landing.read_all(name):
+            total += data.size
+            rows[name] += count_lines(data)
     return total, rows
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stedi_assets.lake.store import Store, arrow_buffer, read_parquet, write_parquet
+from stedi_assets.lake.store import Store, read_buffer, read_parquet, write_parquet
 from stedi_assets.tables import TABLES, Table
 
 POINTER = "_current.json"
@@ -64,9 +64,7 @@ class LakeTable:
 
     def file_schema(self) -> pa.Schema:
         """The schema actually written in the Parquet files, not the one the contract wants."""
-        local = self.store.local_path(self.files[0])
-        source = local if local is not None else pa.BufferReader(arrow_buffer(self.store.read(self.files[0])))
-        return pq.read_schema(source)
+        return pq.read_schema(pa.BufferReader(read_buffer(self.store, self.files[0])))
 
     def describe(self) -> dict[str, Any]:
         return {"version": self.version, "files": list(self.files), "rows": self.rows}

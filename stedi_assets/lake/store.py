@@ -131,9 +131,5 @@ def read_buffer(store: Store, key: str) -> pa.Buffer:
 
 
 def read_parquet(store: Store, keys: list[str], schema: pa.Schema) -> pa.Table:
-    tables = []
-    for key in keys:
-        local = store.local_path(key)
-        source = local if local is not None else pa.BufferReader(arrow_buffer(store.read(key)))
-        tables.append(pq.read_table(source, schema=schema))
+    tables = [pq.read_table(pa.BufferReader(read_buffer(store, key)), schema=schema) for key in keys]
     return pa.concat_tables(tables) if tables else schema.empty_table()
