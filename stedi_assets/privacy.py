@@ -12,8 +12,8 @@ import pyarrow as pa
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
 from stedi_assets.tables import DIRECT_IDENTIFIERS
 
-# `(NOT {since_consent} OR <condition>)`: the policy's one clause in the rules.
-_POLICY_CLAUSE = re.compile(r"\(NOT \{since_consent\} OR ([^()]*)\)")
+# `{since_consent: <condition>}`: the consent policy's clause in a rule.
+_SINCE_CONSENT = re.compile(r"\{since_consent:\s*([^{}]+?)\s*\}")
 
 
 class PrivacyPolicy(dg.ConfigurableResource):
@@ -31,11 +31,11 @@ class PrivacyPolicy(dg.ConfigurableResource):
         return self.subject_key == DEVELOPMENT_SUBJECT_KEY
 
     def render(self, sql: str) -> str:
-        """A rule's SQL with the consent policy filled in. The policy clause becomes its
-        condition or TRUE, not `NOT FALSE OR ...`: DuckDB does not fold that away, and it turns
-        a correlated EXISTS into a join several times slower."""
-        sql = _POLICY_CLAUSE.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
-        return sql.replace("{since_consent}", "TRUE" if self.since_consent else "FALSE")
+        """A rule's SQL under this policy: each `{since_consent: <condition>}` becomes the
+        condition, or TRUE under `any`. A literal TRUE, not a policy flag in the SQL
+        (`NOT FALSE OR ...`): DuckDB does not fold that away, and it turns a correlated EXISTS
+        into a join several times slower."""
+        return _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
 
     def subject_ids(self, emails: pa.Array | pa.ChunkedArray) -> pa.Array:
         """HMAC-SHA256 of each e-mail: stable across runs, not reversible without the key."""

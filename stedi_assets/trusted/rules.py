@@ -1,7 +1,8 @@
 """The trusted-zone rules, each one SQL text that DuckDB and Spark SQL both run.
 
-`{since_consent}` is TRUE under the `since_consent` policy: readings taken before the
-customer's research-consent date are then kept out as well. Each membership rule is a
+`{since_consent: <condition>}` is the consent policy's clause (PrivacyPolicy.render): the
+condition under the `since_consent` policy, so readings taken before the customer's
+research-consent date are kept out as well, and TRUE under `any`. Each membership rule is a
 predicate, used once to build the table and once more by its audit on what was written."""
 
 # One row per e-mail, the most recently updated record winning (ties: the later landing
@@ -24,7 +25,7 @@ ACCELEROMETER_READING_CONSENTED = """
 EXISTS (
     SELECT 1 FROM customer_trusted AS c
     WHERE c.email = a.user
-      AND (NOT {since_consent} OR a.timestamp >= c.shareWithResearchAsOfDate)
+      AND {since_consent: a.timestamp >= c.shareWithResearchAsOfDate}
 )
 """
 
@@ -48,14 +49,14 @@ STEP_TRAINER_READING_CONSENTED = f"""
     EXISTS (
         SELECT 1 FROM customer_curated AS c
         WHERE c.serialNumber = s.serialNumber
-          AND (NOT {{since_consent}} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
           AND NOT {SERIAL_SHARED}
     )
     OR EXISTS (
         SELECT 1 FROM customer_curated AS c
         JOIN accelerometer_trusted AS a ON a.user = c.email
         WHERE c.serialNumber = s.serialNumber
-          AND (NOT {{since_consent}} OR s.sensorReadingTime >= c.shareWithResearchAsOfDate)
+          AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
           AND {SERIAL_SHARED}
           AND a.timestamp = s.sensorReadingTime
     )

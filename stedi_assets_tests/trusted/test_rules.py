@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import ConsentPolicy
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
@@ -131,3 +132,17 @@ def test_step_trainer_trusted_is_not_multiplied_by_customers_sharing_a_serial():
         accelerometer_trusted=accelerometer,
     )
     assert len(rows) == 1
+
+
+def test_the_consent_clause_renders_as_its_condition_or_true():
+    for sql, condition in (
+        (rules.ACCELEROMETER_TRUSTED, "(a.timestamp >= c.shareWithResearchAsOfDate)"),
+        (rules.STEP_TRAINER_TRUSTED, "(s.sensorReadingTime >= c.shareWithResearchAsOfDate)"),
+    ):
+        since_consent = PrivacyPolicy(consent_policy=SINCE).render(sql)
+        anytime = PrivacyPolicy(consent_policy=ConsentPolicy.ANY).render(sql)
+        for rendered in (since_consent, anytime):
+            assert "{" not in rendered and "since_consent" not in rendered
+        assert condition in since_consent
+        # A literal TRUE, not `NOT FALSE OR ...`, which DuckDB plans as a slow join.
+        assert "shareWithResearchAsOfDate" not in anytime and "AND TRUE" in anytime
