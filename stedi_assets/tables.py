@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pyarrow as pa
 
-_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string"}
+# A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
+# Parquet, it is one string per file instead of a copy per row. Readers still see text.
+FILE_NAME = pa.dictionary(pa.int32(), pa.string())
+_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", FILE_NAME: "string"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Table:
 
 def _lineage() -> tuple[Column, ...]:
     return (
-        Column("source_file", pa.string(), "Landing file the record came from, relative to STEDI_SOURCE"),
+        Column("source_file", FILE_NAME, "Landing file the record came from, relative to STEDI_SOURCE"),
         Column("source_line", pa.int64(), "1-based line number of the record in its landing file"),
     )
 

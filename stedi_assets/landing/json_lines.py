@@ -138,7 +138,9 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         if merged is None:
             return None
         values[column.name] = merged
-    values["source_file"] = pa.repeat(pa.scalar(source_file, pa.string()), parsed.num_rows)
+    values["source_file"] = pa.DictionaryArray.from_arrays(
+        np.zeros(parsed.num_rows, dtype=np.int32), pa.array([source_file], pa.string())
+    )
     values["source_line"] = line_numbers
     rows = pa.table(values, schema=table.arrow_schema)
 
@@ -150,7 +152,7 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     reasons = [_missing_reason(r, columns) for r in bad.select([c.name for c in columns if c.required]).to_pylist()]
     rejects = pa.table(
         {
-            "source_file": bad["source_file"],
+            "source_file": bad["source_file"].cast(pa.string()),
             "source_line": bad["source_line"],
             "raw": pc.utf8_trim_whitespace(raw).cast(pa.string()),
             "reason": pa.array(reasons, pa.string()),
