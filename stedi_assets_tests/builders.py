@@ -16,6 +16,12 @@ def table(contract: Table, *rows: dict) -> pa.Table:
     return pa.Table.from_pylist(filled, schema=contract.arrow_schema)
 
 
+def sorted_rows(data: pa.Table) -> list[dict]:
+    """The rows in a fixed order, for comparing tables whatever their row order and types
+    (pyarrow cannot sort a dictionary column such as a landing table's source_file)."""
+    return sorted(data.to_pylist(), key=lambda row: [repr(v) for v in row.values()])
+
+
 def customer(email: str, serial: str, consent: int | None, updated: int = 0, line: int = 1, **more) -> dict:
     return {
         "customerName": email.split("@")[0],

@@ -11,6 +11,7 @@ import pytest
 from stedi_assets.lake.lake import Lake, LakeTable
 from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets.tables import CUSTOMER_TRUSTED, TABLES
+from stedi_assets_tests.builders import sorted_rows
 from stedi_assets_tests.conftest import Lakehouse
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy
@@ -88,5 +89,4 @@ def test_a_lasting_fault_fails_the_run_and_keeps_the_published_table(
 
 def _rows(lake: Lake, table, entry: dict):
     version = LakeTable(table, entry["version"], tuple(entry["files"]), entry["rows"], lake.store)
-    data = version.to_arrow()
-    return data.sort_by([(c, "ascending") for c in data.column_names])
+    return sorted_rows(version.to_arrow())
