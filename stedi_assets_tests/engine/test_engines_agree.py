@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,29 +18,28 @@ from stedi_assets import defs
 from stedi_assets.audit import evaluate
 from stedi_assets.curated import checks as curated_checks
 from stedi_assets.curated import rules as curated_rules
+from stedi_assets.definitions import build_definitions
 from stedi_assets.engine import Relation, SqlEngine
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.engine.spark_engine import SparkEngineResource
 from stedi_assets.lake.lake import Lake
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.landing import checks as landing_checks
-from stedi_assets.landing.json_lines import parse_files
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy
+from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy, Settings
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
     ACCELEROMETER_LANDING_REJECTS,
-    CUSTOMER_CURATED,
     CUSTOMER_LANDING,
     CUSTOMER_LANDING_REJECTS,
     STEP_TRAINER_LANDING,
     STEP_TRAINER_LANDING_REJECTS,
-    SUBJECT_ID,
     TABLES,
 )
 from stedi_assets.trusted import checks as trusted_checks
 from stedi_assets.trusted import rules as trusted_rules
+from stedi_assets_tests.builders import sorted_rows
 from stedi_assets_tests.test_reference_counts import REFERENCE
 
 pytestmark = pytest.mark.spark
@@ -69,27 +69,22 @@ CHECK_RULES = {
 }
 
 
-@functools.cache
-def zone_tables(source: Path, policy: ConsentPolicy) -> dict[str, pa.Table]:
-    """Every table of the lakehouse on `source`: landing parsed, then each zone rule on DuckDB."""
-    landing = LandingSource(root=str(source))
-    tables = {}
-    for table, rejects in LANDING.items():
-        batch = parse_files(landing.read_all(table.source), table)
-        tables[table.name], tables[rejects.name] = batch.rows, batch.rejects
-    privacy = PrivacyPolicy(consent_policy=policy)
-    for name, sql in ZONE_RULES.items():
-        rows = DuckDBEngine().query(privacy.render(sql), tables)
-        if name == CUSTOMER_CURATED.name:  # as the asset does: the pseudonym is Python, not SQL
-            rows = rows.append_column(SUBJECT_ID.name, privacy.subject_ids(rows["email"]))
-        tables[name] = rows.select(TABLES[name].column_names).cast(TABLES[name].arrow_schema)
-    return tables
+@pytest.fixture(scope="session")
+def published(tmp_path_factory) -> Callable[[Path, ConsentPolicy], dict[str, Relation]]:
+    """Every table of the lakehouse on a source under a policy, as the job publishes it: the
+    assets themselves build them (in process, on DuckDB), so the engines are compared on what
+    users get."""
 
+    @functools.cache
+    def run(source: Path, policy: ConsentPolicy) -> dict[str, Relation]:
+        lake = tmp_path_factory.mktemp("lake")
+        settings = Settings.from_env(
+            {"STEDI_SOURCE": str(source), "STEDI_LAKE": str(lake), "STEDI_CONSENT_POLICY": policy.value}
+        )
+        assert build_definitions(settings).resolve_job_def("stedi_lakehouse").execute_in_process().success
+        return {name: Lake(LocalStore(lake)).current(table) for name, table in TABLES.items()}
 
-def staged(tables: dict[str, pa.Table], root: Path) -> dict[str, Relation]:
-    """The tables as Parquet versions in a lake, so both engines read files, as in a run."""
-    lake = Lake(LocalStore(root))
-    return {name: lake.stage(TABLES[name], data, version="agree") for name, data in tables.items() if name in TABLES}
+    return run
 
 
 def on_both(spark: SqlEngine, sql: str, relations: dict[str, Relation]) -> tuple[list[dict], list[dict]]:
@@ -97,20 +92,16 @@ def on_both(spark: SqlEngine, sql: str, relations: dict[str, Relation]) -> tuple
     used = {name: r for name, r in relations.items() if re.search(rf"\b{name}\b", sql)}
     duck, on_spark = DuckDBEngine().query(sql, used), spark.query(sql, used)
     assert on_spark.schema.equals(duck.schema), f"{on_spark.schema}\n!=\n{duck.schema}"
-    return _sorted(duck), _sorted(on_spark)
+    return sorted_rows(duck), sorted_rows(on_spark)
 
 
-def _sorted(result: pa.Table) -> list[dict]:
-    return sorted(result.to_pylist(), key=lambda row: [repr(v) for v in row.values()])
-
-
-def broken(tables: dict[str, pa.Table], audited: str, source: Path) -> dict[str, pa.Table]:
+def broken(tables: dict[str, Relation], audited: str, source: Path) -> dict[str, Relation]:
     """The relations for `audited`'s audit, with `audited` replaced by a table that breaks
     every rule of it, so that the engines are compared on violations, not on empty results:
     a landing table with lines lost; a trusted or curated one with its upstream's rejected
     rows let through and some rows repeated; the ML table with readings altered."""
     if audited in {t.name for t in LANDING}:
-        bad = tables[audited].slice(3)
+        bad = tables[audited].to_arrow().slice(3)
         lines = landing_checks.source_lines(TABLES[audited])(LandingSource(root=str(source)))
         return {**tables, **lines, audited: bad}
     upstream = {
@@ -120,9 +111,9 @@ def broken(tables: dict[str, pa.Table], audited: str, source: Path) -> dict[str,
         "step_trainer_trusted": "step_trainer_landing",
     }
     if audited in upstream:
-        bad = tables[upstream[audited]]
+        bad = tables[upstream[audited]].to_arrow()
     else:
-        ml = tables[audited]
+        ml = tables[audited].to_arrow()
         bad = ml.set_column(ml.schema.get_field_index("x"), "x", pc.add(ml["x"], 0.5))
     return {**tables, audited: pa.concat_tables([bad, bad.slice(0, 10)])}
 
@@ -133,17 +124,17 @@ def test_every_check_rule_is_compared():
 
 
 @POLICIES
-def test_zone_rules_agree_on_the_sample(spark_engine, policy, tmp_path):
-    inputs = staged(zone_tables(SAMPLE_SOURCE, policy), tmp_path)
+def test_zone_rules_agree_on_the_sample(spark_engine, policy, published):
+    inputs = published(SAMPLE_SOURCE, policy)
     for name, sql in ZONE_RULES.items():
         duck, on_spark = on_both(spark_engine, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
         assert duck and on_spark == duck, name
 
 
 @POLICIES
-def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine, policy):
+def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine, policy, published):
     privacy = PrivacyPolicy(consent_policy=policy)
-    tables = zone_tables(SAMPLE_SOURCE, policy)
+    tables = published(SAMPLE_SOURCE, policy)
     for audited, rules in CHECK_RULES.items():
         relations = broken(tables, audited, SAMPLE_SOURCE)
         for rule in (r for r in rules if r.sql is not None):  # the others are Python, one for both
@@ -156,8 +147,8 @@ def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine
 
 @pytest.mark.reference
 @POLICIES
-def test_zone_rules_agree_on_the_reference_data(spark_engine, policy, reference_data, tmp_path):
-    inputs = staged(zone_tables(reference_data, policy), tmp_path)
+def test_zone_rules_agree_on_the_reference_data(spark_engine, policy, reference_data, published):
+    inputs = published(reference_data, policy)
     counts = {}
     for name, sql in ZONE_RULES.items():
         duck, on_spark = on_both(spark_engine, PrivacyPolicy(consent_policy=policy).render(sql), inputs)
@@ -177,7 +168,7 @@ def test_whole_graph_on_spark_publishes_what_duckdb_does(lakehouse_factory):
     for table in TABLES.values():
         duck, spark = (Lake(LocalStore(house.lake)).current(table) for house in (on_duckdb, on_spark))
         assert spark.rows == duck.rows, table.name
-        assert _sorted(spark.to_arrow()) == _sorted(duck.to_arrow()), table.name
+        assert sorted_rows(spark.to_arrow()) == sorted_rows(duck.to_arrow()), table.name
     assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"]).rows > 0
 
 
