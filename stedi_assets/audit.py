@@ -107,8 +107,6 @@ def table_audit(
                 store.publish(candidate)
             else:
                 store.discard(candidate)
-        if passed:
-            context.log.info(f"published {', '.join(f'{n} version {c.version}' for n, c in candidates.items())}")
         for outcome in outcomes:
             yield dg.AssetCheckResult(
                 check_name=outcome.rule.name,
