@@ -104,7 +104,9 @@ def table_audit(
         passed = all(o.passed for o in outcomes)
         for candidate in candidates.values():
             if passed:
-                store.publish(candidate)
+                orphans = store.publish(candidate)
+                if orphans:
+                    context.log.warning(f"{candidate.name}: deleted versions staged by runs that never audited them: {orphans}")
             else:
                 store.discard(candidate)
         for outcome in outcomes:

@@ -8,7 +8,8 @@ published version and its files. So a reader sees the old or the new table, neve
 half-written one, on a file system and on S3 alike. A staged version becomes visible only
 when `publish` moves the pointer to it, which the audit step does after every blocking rule
 has passed; a version that fails its audit is deleted, so its records never stay in a
-trusted or curated location.
+trusted or curated location. Nor does a version whose run ended before its audit (a crash,
+a killed process): the next publish of that table deletes it (`collect_orphans`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from stedi_assets.lake.store import Store, read_buffer, read_parquet, write_parq
 from stedi_assets.tables import TABLES, Table
 
 POINTER = "_current.json"
+# A version that no pointer names and that nothing has written to for this long was staged
+# by a run that never audited it. A live run audits its version within minutes of staging
+# it, and another run's fresh version, still to be audited, must be left alone.
+ORPHAN_AGE = dt.timedelta(hours=24)
 MANIFEST = "_manifest.json"
 # Parquet encoding runs on one core per file: a large table is written as several files at once.
 ROWS_PER_FILE = 2_000_000
@@ -118,13 +123,14 @@ class Lake:
         manifest = json.loads(self.store.read(key))
         return LakeTable(table, version, tuple(manifest["files"]), manifest["rows"], self.store)
 
-    def publish(self, staged: LakeTable) -> None:
-        """Make `staged` the current version; keep the previous ones for rollback."""
+    def publish(self, staged: LakeTable) -> list[str]:
+        """Make `staged` the current version; keep the previous ones for rollback. Returns the
+        orphaned versions this deleted (see `collect_orphans`)."""
         pointer = self._pointer(staged.table)
         if pointer and pointer["version"] == staged.version:
             if self.catalog is not None:  # a re-executed audit heals a catalog update that failed
                 self.catalog.publish(staged)
-            return
+            return []
         history = []
         if pointer:
             history = [_entry(pointer)] + pointer.get("history", [])
@@ -134,6 +140,26 @@ class Lake:
         for old in expired:
             if old["version"] != staged.version:
                 self.store.delete_prefix(_version_prefix(staged.table, old["version"]))
+        return self.collect_orphans(staged.table)
+
+    def collect_orphans(self, table: Table, older_than: dt.timedelta = ORPHAN_AGE) -> list[str]:
+        """Delete the versions of `table` that the pointer does not name (neither current nor
+        history) and that nothing has written to for `older_than`; return their names."""
+        named = {entry["version"] for entry in self.history(table)}
+        unnamed = {
+            key.removeprefix(f"{table.location}/").split("/", 1)[0].removeprefix("v_")
+            for key in self.store.list(f"{table.location}/")
+            if key.startswith(f"{table.location}/v_")
+        } - named
+        cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+        orphans = []
+        for version in sorted(unnamed):
+            prefix = _version_prefix(table, version)
+            written = self.store.modified(prefix)
+            if written is not None and written < cutoff:
+                self.store.delete_prefix(prefix)
+                orphans.append(version)
+        return orphans
 
     def discard(self, staged: LakeTable) -> None:
         """Delete a version that failed its audit (never the published one)."""

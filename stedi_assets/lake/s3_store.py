@@ -7,6 +7,7 @@ a call that still fails raises `AwsRequestError` naming the bucket and key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from typing import Any
@@ -51,18 +52,27 @@ class S3Store:
 
     def list(self, prefix: str) -> list[str]:
         """Every object at `prefix` or below the folder `prefix/`, relative to the root."""
+        return sorted(self._objects(prefix))
+
+    def modified(self, prefix: str) -> dt.datetime | None:
+        """When an object at `prefix` or below was last written; None if there is none."""
+        return max(self._objects(prefix).values(), default=None)
+
+    def _objects(self, prefix: str) -> dict[str, dt.datetime]:
+        """The objects at `prefix` or below the folder `prefix/`, relative to the root, with
+        their last-modified times."""
         base = self._key(prefix)
         folder = base if not base or base.endswith("/") else base + "/"
         root = self.prefix + "/" if self.prefix else ""
-        keys = []
+        objects = {}
         with self._reported("LIST", prefix):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     # Skip the empty "folder/" markers consoles create, and siblings like v_12 of v_1.
                     if not key.endswith("/") and (key == base or key.startswith(folder)):
-                        keys.append(key[len(root) :])
-        return sorted(keys)
+                        objects[key[len(root) :]] = item["LastModified"]
+        return objects
 
     def read(self, key: str) -> bytes:
         with self._reported("GET", key):

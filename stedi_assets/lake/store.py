@@ -5,6 +5,7 @@ on a file system and on S3, where there is no rename and no append."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import shutil
@@ -23,6 +24,7 @@ class Store(Protocol):
 
     def uri(self, key: str = "") -> str: ...
     def list(self, prefix: str) -> list[str]: ...
+    def modified(self, prefix: str) -> dt.datetime | None: ...
     def read(self, key: str) -> bytes: ...
     def write(self, key: str, data: bytes) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
@@ -50,6 +52,11 @@ class LocalStore:
         if not base.is_dir():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def modified(self, prefix: str) -> dt.datetime | None:
+        """When an object at `prefix` or below was last written; None if there is none."""
+        times = [self._path(key).stat().st_mtime for key in self.list(prefix)]
+        return dt.datetime.fromtimestamp(max(times), dt.timezone.utc) if times else None
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import time
 
 import pyarrow as pa
 import pytest
@@ -101,3 +104,19 @@ def test_the_pointer_names_its_files_so_readers_never_list_folders(lake, tmp_pat
     pointer = json.loads((tmp_path / "lake" / "accelerometer" / "trusted" / "_current.json").read_text())
     assert pointer["files"] == ["accelerometer/trusted/v_run1/part-00000.parquet"]
     assert lake.current(T).to_arrow().num_rows == 1
+
+
+def test_a_version_whose_run_never_audited_it_is_deleted_by_the_next_publish_once_old(lake, tmp_path):
+    lake.publish(lake.stage(T, readings(1), version="run1"))
+    lake.stage(T, readings(666), version="crashed")  # its run died before the audit
+    lake.stage(T, readings(7), version="running")  # another run's, still to be audited
+    folder = tmp_path / "lake" / "accelerometer" / "trusted"
+    long_ago = time.time() - lake_module.ORPHAN_AGE.total_seconds() - 60
+    for path in (folder / "v_crashed").rglob("*"):
+        os.utime(path, (long_ago, long_ago))
+
+    assert lake.publish(lake.stage(T, readings(2), version="run2")) == ["crashed"]
+    assert sorted(p.name for p in folder.iterdir()) == ["_current.json", "v_run1", "v_run2", "v_running"]
+    assert [h["version"] for h in lake.history(T)] == ["run2", "run1"]
+    assert lake.collect_orphans(T, older_than=dt.timedelta(0)) == ["running"]  # named versions stay
+    assert sorted(p.name for p in folder.iterdir()) == ["_current.json", "v_run1", "v_run2"]
