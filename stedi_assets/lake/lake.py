@@ -28,13 +28,13 @@ from stedi_assets.lake.store import Store, read_buffer, read_parquet, write_parq
 from stedi_assets.tables import TABLES, Table
 
 POINTER = "_current.json"
+MANIFEST = "_manifest.json"
+# Parquet encoding runs on one core per file: a large table is written as several files at once.
+ROWS_PER_FILE = 2_000_000
 # A version that no pointer names and that nothing has written to for this long was staged
 # by a run that never audited it. A live run audits its version within minutes of staging
 # it, and another run's fresh version, still to be audited, must be left alone.
 ORPHAN_AGE = dt.timedelta(hours=24)
-MANIFEST = "_manifest.json"
-# Parquet encoding runs on one core per file: a large table is written as several files at once.
-ROWS_PER_FILE = 2_000_000
 
 
 class TableNotPublishedError(LookupError):
