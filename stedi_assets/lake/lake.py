@@ -140,12 +140,16 @@ class Lake:
         for old in expired:
             if old["version"] != staged.version:
                 self.store.delete_prefix(_version_prefix(staged.table, old["version"]))
-        return self.collect_orphans(staged.table)
+        return self.collect_orphans(staged.table, named={staged.version, *(old["version"] for old in kept)})
 
-    def collect_orphans(self, table: Table, older_than: dt.timedelta = ORPHAN_AGE) -> list[str]:
+    def collect_orphans(
+        self, table: Table, older_than: dt.timedelta = ORPHAN_AGE, named: set[str] | None = None
+    ) -> list[str]:
         """Delete the versions of `table` that the pointer does not name (neither current nor
-        history) and that nothing has written to for `older_than`; return their names."""
-        named = {entry["version"] for entry in self.history(table)}
+        history) and that nothing has written to for `older_than`; return their names.
+        `named`: the versions of a pointer the caller has just written, so it is not read again."""
+        if named is None:
+            named = {entry["version"] for entry in self.history(table)}
         unnamed = {
             key.removeprefix(f"{table.location}/").split("/", 1)[0].removeprefix("v_")
             for key in self.store.list(f"{table.location}/")
