@@ -13,29 +13,37 @@ import click
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from stedi_assets.engine.duckdb_engine import DuckDBEngine
+from stedi_assets.definitions import aws_access, engine_resource, lake_resource
 from stedi_assets.generate import GenerateOptions, generate
-from stedi_assets.lake.aws import AwsAccess, AwsRequestError
 from stedi_assets.lake.ddl import lake_ddl
-from stedi_assets.lake.lake import Lake, TableNotPublishedError
-from stedi_assets.lake.resource import LakeResource
+from stedi_assets.lake.delta import Lake
+from stedi_assets.lake.errors import LakeError
+from stedi_assets.lake.legacy import migrate_lake
 from stedi_assets.lake.store import open_store
+from stedi_assets.lakehouse import AUDITS, query, refusal, rollback
+from stedi_assets.landing.source import LandingSource
+from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import Settings
 from stedi_assets.tables import TABLES
 
 FORMATS = ("table", "csv", "json")
+LAKE_OPTION = click.option("--lake", help="Lake root; default: STEDI_LAKE.")
+
+
+def _settings(lake: str | None = None) -> Settings:
+    settings = Settings.from_env()
+    return replace(settings, lake=lake or settings.lake)
 
 
 def _lake(lake: str | None) -> Lake:
-    settings = Settings.from_env()
-    return LakeResource.from_settings(replace(settings, lake=lake or settings.lake)).lake()
+    return lake_resource(_settings(lake)).lake()
 
 
 class _Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (AwsRequestError, TableNotPublishedError) as error:  # the message says it all; a traceback adds nothing
+        except (LakeError, ValueError) as error:  # the message says it all; a traceback adds nothing
             raise click.ClickException(str(error)) from None
 
 
@@ -45,19 +53,12 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("query")
+@click.argument("sql_query", metavar="QUERY")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--lake", help="Lake root; default: STEDI_LAKE.")
-def sql(query: str, fmt: str, lake: str | None) -> None:
-    """Run QUERY over the current version of every published table (rejects included)."""
-    tables = _lake(lake).published_tables()
-    if not tables:
-        raise click.ClickException(f"no published tables in {_lake(lake).uri()}: materialize the assets first")
-    try:
-        result = DuckDBEngine().query(query, tables)
-    except Exception as error:  # DuckDB's own message names the problem
-        raise click.ClickException(str(error)) from None
-    click.echo(render(result, fmt), nl=False)
+@LAKE_OPTION
+def sql(sql_query: str, fmt: str, lake: str | None) -> None:
+    """Run QUERY over the current version of the published tables it names (rejects included)."""
+    click.echo(render(query(_lake(lake), sql_query), fmt), nl=False)
 
 
 def render(result: pa.Table, fmt: str) -> str:
@@ -90,38 +91,87 @@ def generate_command(
     options = GenerateOptions(
         scale=scale, seed=seed, duplicate_emails=duplicate_emails, reused_serials=reused_serials, dirty_lines=dirty_lines
     )
-    counts = generate(open_store(target, AwsAccess.from_settings(settings)), options)
+    counts = generate(open_store(target, aws_access(settings)), options)
     click.echo(
         f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and "
         f"{counts.step_trainer} step trainer records to {target}"
     )
 
 
-@main.command()
-@click.argument("table", type=click.Choice(sorted(TABLES)))
-@click.option("--lake", help="Lake root; default: STEDI_LAKE.")
-def rollback(table: str, lake: str | None) -> None:
-    """Point TABLE back at its previous published version."""
-    current = _lake(lake).rollback(TABLES[table])
-    click.echo(f"{table} now at version {current.version} ({current.rows} rows)")
+@main.command("rollback")
+@click.argument("table", type=click.Choice(sorted(AUDITS)))
+@click.option("--to", "to_version", type=click.IntRange(min=0), help="The version to restore; default: the one before the current.")
+@LAKE_OPTION
+def rollback_command(table: str, to_version: int | None, lake: str | None) -> None:
+    """Restore an earlier version of TABLE as a new commit, only if it passes the table's
+    blocking rules against today's upstream tables; otherwise refuse and change nothing."""
+    settings = _settings(lake)
+    privacy = PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=settings.subject_key)
+    source = LandingSource(root=settings.source, prefixes=dict(settings.source_prefixes), aws=aws_access(settings, settings.source_anonymous))
+    result = rollback(lake_resource(settings).lake(), table, engine_resource(settings), privacy, source, to_version)
+    if result.refused:
+        raise click.ClickException(refusal(result))
+    assert result.restored is not None
+    click.echo(
+        f"{table} restored to version {result.target.version} as version {result.restored.version} "
+        f"({result.restored.rows} rows); every blocking rule passed"
+    )
 
 
 @main.command()
 @click.argument("table", type=click.Choice(sorted(TABLES)))
-@click.option("--lake", help="Lake root; default: STEDI_LAKE.")
+@LAKE_OPTION
 def versions(table: str, lake: str | None) -> None:
-    """List TABLE's published versions, current first."""
-    for entry in _lake(lake).history(TABLES[table]):
-        click.echo(f"{entry['version']}  {entry['rows']:>10} rows  published {entry['published_at']}")
+    """List TABLE's versions, newest first: when, which run, and what its audit found."""
+    for commit in _lake(lake).history(TABLES[table].spec):
+        info = commit.info
+        rules = ", ".join(f"{rule} {n}" for rule, n in info.get("rules", {}).items()) or "-"
+        origin = f"restore of {info['restored_version']}, " if "restored_version" in info else ""
+        click.echo(
+            f"{commit.version:>4}  {commit.timestamp:%Y-%m-%d %H:%M:%S}  {commit.operation:<12} "
+            f"{origin}run {info.get('run_id', '-')}  policy {info.get('consent_policy', '-')}  rules: {rules}"
+        )
 
 
 @main.command()
-@click.option("--lake", help="Lake root, usually s3://bucket/prefix; default: STEDI_LAKE.")
+@click.argument("tables", nargs=-1, type=click.Choice(sorted(TABLES)))
+@click.option("--retain-hours", type=click.IntRange(min=0), default=168, show_default=True, help="Keep every file a version younger than this needs.")
+@click.option("--apply", is_flag=True, help="Delete the files; without it, only list them.")
+@LAKE_OPTION
+def vacuum(tables: tuple[str, ...], retain_hours: int, apply: bool, lake: str | None) -> None:
+    """List (or with --apply delete) the data files of TABLES (default: all) that no version
+    younger than --retain-hours needs, and files no commit ever named."""
+    store = _lake(lake)
+    for name in tables or sorted(TABLES):
+        try:
+            files = store.vacuum(TABLES[name].spec, retain_hours, apply=apply)
+        except LakeError as error:
+            click.echo(f"{name}: {error}")
+            continue
+        verb = "deleted" if apply else "would delete"
+        click.echo(f"{name}: {verb} {len(files)} file{'s' if len(files) != 1 else ''}")
+        for path in files:
+            click.echo(f"  {path}")
+
+
+@main.command()
+@LAKE_OPTION
 @click.option("--database", help="Athena database; default: STEDI_GLUE_DATABASE, else stedi.")
 def ddl(lake: str | None, database: str | None) -> None:
-    """Print Athena CREATE EXTERNAL TABLE statements for every table, from the column
-    contracts, each at the folder of its published version (see lake/ddl.py)."""
-    click.echo(lake_ddl(_lake(lake), database or Settings.from_env().glue_database or "stedi"), nl=False)
+    """Print Athena CREATE EXTERNAL TABLE statements for every table: Delta tables at their
+    fixed locations (see lake/ddl.py)."""
+    specs = [t.spec for t in TABLES.values()]
+    click.echo(lake_ddl(_lake(lake), specs, database or Settings.from_env().glue_database or "stedi"), nl=False)
+
+
+@main.command()
+@click.option("--apply", is_flag=True, help="Convert; without it, only say what would be converted.")
+@LAKE_OPTION
+def migrate(apply: bool, lake: str | None) -> None:
+    """Convert a lake written by the versioned-Parquet layout: each table's current version
+    becomes its first Delta version, and the old version folders are deleted."""
+    for line in migrate_lake(_lake(lake), [t.spec for t in TABLES.values()], apply=apply):
+        click.echo(line)
 
 
 @main.command()

@@ -7,47 +7,76 @@ from collections.abc import Mapping
 import dagster as dg
 
 from stedi_assets.curated import assets as curated_assets
-from stedi_assets.curated import checks as curated_checks
 from stedi_assets.engine.resource import DuckDBEngineResource, SqlEngineResource
+from stedi_assets.io_manager import DeltaLakeIOManager
 from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.io_manager import ParquetLakeIOManager
+from stedi_assets.lake.glue import GlueCatalog
 from stedi_assets.lake.resource import LakeResource
 from stedi_assets.landing import assets as landing_assets
-from stedi_assets.landing import checks as landing_checks
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.settings import Settings
+from stedi_assets.settings import SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
 from stedi_assets.trusted import assets as trusted_assets
-from stedi_assets.trusted import checks as trusted_checks
 
+# Each asset's step builds, audits and publishes its table, with its blocking checks
+# declared on the asset itself (publishing.py): loading the assets loads the checks.
 ZONE_ASSETS = (landing_assets, trusted_assets, curated_assets)
-ZONE_CHECKS = (landing_checks, trusted_checks, curated_checks)
 
 lakehouse_job = dg.define_asset_job(
     "stedi_lakehouse",
     selection=dg.AssetSelection.all(),
-    description="Materializes every zone table, landing -> trusted -> curated, with all blocking audits.",
+    description="Materializes every zone table, landing -> trusted -> curated, each audited by its blocking checks.",
 )
 
 
+def aws_access(settings: Settings, anonymous: bool = False) -> AwsAccess:
+    return AwsAccess(max_attempts=settings.s3_max_attempts, timeout_seconds=settings.s3_timeout_seconds, anonymous=anonymous)
+
+
+def lake_resource(settings: Settings) -> LakeResource:
+    """The lake root (a folder or `s3://`, see lake/store.py), and on S3 the optional Glue
+    catalog (lake/glue.py)."""
+    aws = aws_access(settings)
+    catalog = None
+    if settings.glue_database:
+        if not settings.lake.startswith("s3://"):
+            raise ValueError(
+                f"STEDI_GLUE_DATABASE={settings.glue_database} registers tables on S3, "
+                f"but STEDI_LAKE={settings.lake} is not an s3:// location"
+            )
+        catalog = GlueCatalog(database=settings.glue_database, aws=aws)
+    return LakeResource(
+        root=settings.lake,
+        aws=aws,
+        catalog=catalog,
+        allow_unconditional_writes=settings.s3_allow_unsafe_commits,
+        unconditional_writes_setting=f"{UNSAFE_COMMITS_VARIABLE}=true",
+    )
+
+
+def privacy_policy(settings: Settings) -> PrivacyPolicy:
+    # The secret reaches the resource through dg.EnvVar, so the UI shows the variable's name,
+    # never its value. The development default is no secret.
+    key = dg.EnvVar(SUBJECT_KEY_VARIABLE) if settings.subject_key_is_set else settings.subject_key
+    return PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=key)
+
+
 def resources_for(settings: Settings) -> Mapping[str, object]:
-    """The deployment is the lake and source URIs: a folder, or `s3://` (see lake/store.py),
-    and on S3 the optional Glue catalog (lake/glue.py)."""
-    lake = LakeResource.from_settings(settings)
+    lake = lake_resource(settings)
     return {
         "lake": lake,
-        "io_manager": ParquetLakeIOManager(lake=lake),
+        "io_manager": DeltaLakeIOManager(lake=lake),
         "source": LandingSource(
             root=settings.source,
             prefixes=dict(settings.source_prefixes),
-            aws=AwsAccess.from_settings(settings, anonymous=settings.source_anonymous),
+            aws=aws_access(settings, anonymous=settings.source_anonymous),
         ),
-        "engine": _engine(settings),
-        "privacy": PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=settings.subject_key),
+        "engine": engine_resource(settings),
+        "privacy": privacy_policy(settings),
     }
 
 
-def _engine(settings: Settings) -> SqlEngineResource:
+def engine_resource(settings: Settings) -> SqlEngineResource:
     if settings.engine == "spark":
         from stedi_assets.engine.spark_engine import SparkEngineResource  # pyspark only when chosen
 
@@ -58,8 +87,6 @@ def _engine(settings: Settings) -> SqlEngineResource:
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ZONE_ASSETS),
-        # load_assets_from_modules does not pick up checks.
-        asset_checks=dg.load_asset_checks_from_modules(ZONE_CHECKS),
         jobs=[lakehouse_job],
         resources=resources_for(settings),
         # One process: DuckDB already uses every core, and a subprocess per step would cost

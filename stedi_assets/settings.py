@@ -14,6 +14,9 @@ LANDING_SOURCES = tuple(t.source for t in TABLES.values() if t.zone == "landing"
 SAMPLE_SOURCE = Path(__file__).parent / "sample_data"
 DEFAULT_LAKE = "stedi_lake"
 DEVELOPMENT_SUBJECT_KEY = "stedi-development-subject-key-NOT-FOR-PRODUCTION"
+SUBJECT_KEY_VARIABLE = "STEDI_SUBJECT_KEY"
+UNSAFE_COMMITS_VARIABLE = "STEDI_S3_ALLOW_UNSAFE_COMMITS"
+ENGINES = ("duckdb", "spark")
 
 
 class ConsentPolicy(str, enum.Enum):
@@ -35,6 +38,11 @@ class Settings:
     glue_database: str | None = None  # register every published table in this Glue database
     s3_max_attempts: int = 5
     s3_timeout_seconds: float = 30.0
+    s3_allow_unsafe_commits: bool = False  # write to a store that ignores conditional PUTs
+
+    @property
+    def subject_key_is_set(self) -> bool:
+        return self.subject_key != DEVELOPMENT_SUBJECT_KEY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,17 +53,21 @@ class Settings:
         except ValueError:
             allowed = ", ".join(p.value for p in ConsentPolicy)
             raise ValueError(f"STEDI_CONSENT_POLICY={policy!r} is not one of: {allowed}") from None
+        engine = (env.get("STEDI_ENGINE") or "duckdb").strip().lower()
+        if engine not in ENGINES:
+            raise ValueError(f"STEDI_ENGINE={env.get('STEDI_ENGINE')!r} is not one of: {', '.join(ENGINES)}")
         return cls(
             source=env.get("STEDI_SOURCE") or str(SAMPLE_SOURCE),
             lake=env.get("STEDI_LAKE") or DEFAULT_LAKE,
             consent_policy=consent_policy,
-            subject_key=env.get("STEDI_SUBJECT_KEY") or DEVELOPMENT_SUBJECT_KEY,
-            engine=env.get("STEDI_ENGINE") or "duckdb",
+            subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
+            engine=engine,
             source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
             source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
             glue_database=env.get("STEDI_GLUE_DATABASE") or None,
             s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
+            s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
         )
 
 

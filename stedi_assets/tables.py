@@ -1,5 +1,6 @@
 """The column contract of every lake table: one definition feeds the landing parser, the
-Parquet schema, the UI's table schema and the Athena/Glue DDL, so they cannot drift."""
+Delta schema (with each column's description as its comment), the UI's table schema and the
+Glue catalog, so they cannot drift."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 import pyarrow as pa
+
+from stedi_assets.lake.delta import TableSpec
 
 # A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
@@ -46,6 +49,15 @@ class Table:
     @property
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, c.type) for c in self.columns])
+
+    @property
+    def spec(self) -> TableSpec:
+        """The table as the lake stores it: location and columns, descriptions as comments."""
+        return TableSpec(
+            self.name,
+            self.location,
+            pa.schema([pa.field(c.name, c.type, metadata={"comment": c.description}) for c in self.columns]),
+        )
 
     @property
     def table_schema(self) -> dg.TableSchema:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from stedi_assets.audit import Rule, duplicates, table_audit
+from stedi_assets.audit import Audit, Rule, duplicates
 from stedi_assets.curated import rules
 from stedi_assets.engine import Relation
 from stedi_assets.tables import (
@@ -25,58 +25,63 @@ NO_DUPLICATE_ROWS = "no_duplicate_rows"
 
 
 def _identifier_columns(relations: Mapping[str, Relation]) -> pa.Table:
+    """Columns of the table, as readers see them, named like a direct identifier."""
     table = relations[MACHINE_LEARNING_CURATED.name]
-    schema = table.schema if isinstance(table, pa.Table) else table.file_schema()
+    schema = table.schema if isinstance(table, pa.Table) else table.dataset().schema
     found = sorted(n for n in schema.names if n.lower() in {i.lower() for i in DIRECT_IDENTIFIERS})
     return pa.table({"column": pa.array(found, pa.string())})
 
 
-CUSTOMER_CURATED_RULES = [
-    Rule(
-        EMAIL_UNIQUE,
-        "One row per e-mail.",
-        sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
-    ),
-    Rule(
-        HAS_ACCELEROMETER_DATA,
-        "Every customer has at least one accelerometer_trusted reading.",
-        sql="""
-            SELECT c.email FROM customer_curated AS c
-            WHERE NOT EXISTS (SELECT 1 FROM accelerometer_trusted AS a WHERE a.user = c.email)
-            """,
-    ),
-]
-customer_curated_audit = table_audit(CUSTOMER_CURATED, CUSTOMER_CURATED_RULES, reads=[ACCELEROMETER_TRUSTED])
-
-MACHINE_LEARNING_CURATED_RULES = [
-    Rule(
-        SAME_CUSTOMER,
-        "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
-        "curated customer, taken at the same time.",
-        # What was written, less every pairing the rule allows: nothing may remain.
-        sql=f"""
-            SELECT subject_id, sensorReadingTime FROM (
-                SELECT {", ".join(MACHINE_LEARNING_CURATED.column_names)} FROM machine_learning_curated
-                EXCEPT
-                {rules.MACHINE_LEARNING_CURATED}
-            ) AS unexplained
-            """,
-    ),
-    Rule(
-        NO_DIRECT_IDENTIFIERS,
-        "No column holds a name, e-mail, phone number or birthday.",
-        evaluate=_identifier_columns,
-    ),
-    Rule(
-        NO_DUPLICATE_ROWS,
-        "No row appears twice.",
-        sql=duplicates(
-            MACHINE_LEARNING_CURATED.name, MACHINE_LEARNING_CURATED.column_names, report=["subject_id", "sensorReadingTime"]
+CUSTOMER_CURATED_AUDIT = Audit(
+    CUSTOMER_CURATED,
+    (
+        Rule(
+            EMAIL_UNIQUE,
+            "One row per e-mail.",
+            sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
+        ),
+        Rule(
+            HAS_ACCELEROMETER_DATA,
+            "Every customer has at least one accelerometer_trusted reading.",
+            sql="""
+                SELECT c.email FROM customer_curated AS c
+                WHERE NOT EXISTS (SELECT 1 FROM accelerometer_trusted AS a WHERE a.user = c.email)
+                """,
         ),
     ),
-]
-machine_learning_curated_audit = table_audit(
+    reads=(ACCELEROMETER_TRUSTED,),
+)
+
+MACHINE_LEARNING_CURATED_AUDIT = Audit(
     MACHINE_LEARNING_CURATED,
-    MACHINE_LEARNING_CURATED_RULES,
-    reads=[CUSTOMER_CURATED, STEP_TRAINER_TRUSTED, ACCELEROMETER_TRUSTED],
+    (
+        Rule(
+            SAME_CUSTOMER,
+            "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
+            "curated customer, taken at the same time.",
+            # What was built, less every pairing the rule allows: nothing may remain.
+            sql=f"""
+                SELECT subject_id, sensorReadingTime FROM (
+                    SELECT {", ".join(MACHINE_LEARNING_CURATED.column_names)} FROM machine_learning_curated
+                    EXCEPT
+                    {rules.MACHINE_LEARNING_CURATED}
+                ) AS unexplained
+                """,
+        ),
+        Rule(
+            NO_DIRECT_IDENTIFIERS,
+            "No column holds a name, e-mail, phone number or birthday.",
+            evaluate=_identifier_columns,
+        ),
+        Rule(
+            NO_DUPLICATE_ROWS,
+            "No row appears twice.",
+            sql=duplicates(
+                MACHINE_LEARNING_CURATED.name,
+                MACHINE_LEARNING_CURATED.column_names,
+                report=["subject_id", "sensorReadingTime"],
+            ),
+        ),
+    ),
+    reads=(CUSTOMER_CURATED, STEP_TRAINER_TRUSTED, ACCELEROMETER_TRUSTED),
 )

@@ -8,9 +8,10 @@ from typing import Protocol, Union
 
 import pyarrow as pa
 
-from stedi_assets.lake.lake import LakeTable
+from stedi_assets.lake.delta import Snapshot
 
-Relation = Union[LakeTable, pa.Table]
+# A published version of a lake table, or a table in memory (e.g. one a step is auditing).
+Relation = Union[Snapshot, pa.Table]
 
 
 class SqlEngine(Protocol):

@@ -21,7 +21,7 @@ def _database() -> duckdb.DuckDBPyConnection:
 
 
 class DuckDBEngine:
-    """The local engine: DuckDB in this process, reading Parquet where it lies."""
+    """The local engine: DuckDB in this process, reading a version's Parquet files where they lie."""
 
     name = "duckdb"
 
@@ -35,6 +35,6 @@ class DuckDBEngine:
                 elif (paths := relation.local_paths()) is not None:
                     files = ", ".join(_sql_string(p) for p in paths)
                     con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])")
-                else:  # remote lake: DuckDB reads the Arrow table the store fetched
-                    con.register(name, relation.to_arrow())
+                else:  # remote lake: DuckDB scans the version's files through delta-rs, in batches
+                    con.register(name, relation.dataset())
             return con.sql(sql).to_arrow_table()

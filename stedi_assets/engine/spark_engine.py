@@ -82,10 +82,11 @@ class SparkEngine:
 def _frame(session: SparkSession, relation: Relation) -> DataFrame:
     if isinstance(relation, pa.Table):
         return _from_arrow(session, relation)
+    # A local lake: the version's data files, as delta-rs lists them, read where they lie.
+    # A remote one: the Arrow table delta-rs fetched, so Spark needs no Hadoop S3 connector
+    # or credentials of its own.
     if (paths := relation.local_paths()) is not None:
         return session.read.parquet(*paths)
-    # Remote lake: Spark reads the Arrow table the store fetched, as DuckDB does, so no
-    # Hadoop S3 connector or credentials of its own are needed.
     return _from_arrow(session, relation.to_arrow())
 
 

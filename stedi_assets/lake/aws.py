@@ -9,13 +9,6 @@ from typing import Any
 
 import dagster as dg
 
-from stedi_assets.settings import Settings
-
-
-class AwsRequestError(RuntimeError):
-    """An S3 or Glue call that failed for good: not retryable, or out of attempts. The message
-    names the bucket and key (or Glue table) and carries no secret."""
-
 
 class AwsAccess(dg.Config):
     """Bounded retries with backoff for transient errors (throttling, 5xx, dropped or stalled
@@ -25,13 +18,17 @@ class AwsAccess(dg.Config):
     timeout_seconds: float = 30.0
     anonymous: bool = False  # unsigned requests: reads of a public bucket without credentials
 
-    @classmethod
-    def from_settings(cls, settings: Settings, anonymous: bool = False) -> AwsAccess:
-        return cls(max_attempts=settings.s3_max_attempts, timeout_seconds=settings.s3_timeout_seconds, anonymous=anonymous)
-
     def client(self, service: str) -> Any:
         """A shared boto3 client for `service` (s3, glue) with these settings."""
         # dagster-aws and boto3 cost seconds to import: only a lake or source on S3 pays it.
         from stedi_assets.lake.s3_client import shared_client
 
         return shared_client(service, self.max_attempts, self.timeout_seconds, self.anonymous)
+
+    def storage_options(self) -> dict[str, str]:
+        """The same access for delta-rs, which has an S3 client of its own: the endpoint, region
+        and credentials that botocore's chain resolved (so a profile, SSO or an instance role
+        work exactly as for boto3), and the same attempts and timeouts."""
+        from stedi_assets.lake.s3_client import delta_storage_options
+
+        return delta_storage_options(self.client("s3"), self.max_attempts, self.timeout_seconds)

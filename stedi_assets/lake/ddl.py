@@ -1,41 +1,29 @@
-"""Athena DDL for the lake's tables, generated from the column contracts in tables.py (the
-seeds kept hand-written `.sql` files, which drifted from the data)."""
+"""Athena DDL for Delta tables: Athena reads a Delta table's schema and current version from
+its log, so a table needs only its location (and never a new statement after a commit)."""
 
 from __future__ import annotations
 
-from stedi_assets.lake.lake import Lake, TableNotPublishedError
-from stedi_assets.tables import TABLES, Table
+from collections.abc import Sequence
 
-COMMENT_LIMIT = 255  # Glue's limit on a column comment
-
-
-def catalog_columns(table: Table) -> list[tuple[str, str, str]]:
-    """(name, type, comment) of each column as Athena and Glue know it: names in lower case,
-    as Athena stores them; Parquet columns are matched to them ignoring case."""
-    return [(c.name.lower(), c.athena_type, c.description[:COMMENT_LIMIT]) for c in table.columns]
+from stedi_assets.lake.delta import Lake, TableSpec
 
 
-def create_table(table: Table, location: str, database: str) -> str:
-    columns = ",\n".join(f"  `{name}` {kind} COMMENT {_string(comment)}" for name, kind, comment in catalog_columns(table))
+def create_table(spec: TableSpec, location: str, database: str) -> str:
+    comment = f"-- {spec.description}\n" if spec.description else ""
     return (
-        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{table.name}` (\n{columns}\n)\n"
-        f"STORED AS PARQUET\nLOCATION {_string(location)}\nTBLPROPERTIES ('classification' = 'parquet');\n"
+        f"{comment}CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{spec.name}`\n"
+        f"LOCATION {_string(location.rstrip('/') + '/')}\nTBLPROPERTIES ('table_type' = 'DELTA');\n"
     )
 
 
-def lake_ddl(lake: Lake, database: str) -> str:
-    """A statement per table, at the folder of its published version. A table not published
-    yet gets its root folder and a warning: that folder will hold every kept version, which
-    Athena would read all at once, so run `stedi ddl` again once it is published."""
+def lake_ddl(lake: Lake, specs: Sequence[TableSpec], database: str) -> str:
+    """A statement per table, at its root folder. A table not yet committed gets a warning:
+    Athena cannot create a Delta table over a folder without a log."""
+    published = lake.published(specs)
     statements = []
-    for table in TABLES.values():
-        try:
-            location = lake.current(table).location
-            note = ""
-        except TableNotPublishedError:
-            location = lake.store.uri(table.location) + "/"
-            note = f"-- {table.name} is not published yet: LOCATION is its root folder; rerun once published.\n"
-        statements.append(note + create_table(table, location, database))
+    for spec in specs:
+        note = "" if spec.name in published else f"-- {spec.name} is not published yet: materialize it before running this.\n"
+        statements.append(note + create_table(spec, lake.uri(spec.location), database))
     return "\n".join(statements)
 
 

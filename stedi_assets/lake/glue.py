@@ -1,44 +1,40 @@
-"""The Glue Data Catalog entry of every table, kept at its published version for Athena."""
+"""The Glue Data Catalog entry of every table: registered once, as a Delta table at its fixed
+location, so Athena reads each table's current version from its Delta log by itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
 from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.ddl import catalog_columns
-from stedi_assets.lake.lake import LakeTable
+from stedi_assets.lake.delta import TableSpec
 
-PARQUET_SERDE = {
-    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
-}
+COMMENT_LIMIT = 255  # Glue's limit on a column comment
+_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string"}
 
 
 class GlueCatalog(dg.ConfigurableResource):
-    """On (STEDI_GLUE_DATABASE) only for a lake on S3. After each publish and rollback it
-    creates the database if needed and creates or updates the table: columns and types from
-    the contract, location the folder of the published version. That folder holds the data
-    file and `_manifest.json`, which Athena skips (names starting with `_`), so a query reads
-    exactly the published version; and the switch is one UpdateTable call."""
+    """On (STEDI_GLUE_DATABASE) only for a lake on S3. When the lake creates a table, this
+    creates the database if needed and the table, with `table_type = DELTA` at the table's
+    root: Athena then reads the Delta log for the current version, so a commit, a restore or
+    a vacuum needs no catalog update at all."""
 
     database: str
     aws: AwsAccess = AwsAccess()
 
-    def publish(self, version: LakeTable) -> None:
+    def register(self, spec: TableSpec, uri: str) -> None:
         from stedi_assets.lake.s3_client import reported  # boto3 only when Glue is on
 
-        with reported("Glue update of", f"{self.database}.{version.name}", self.aws.max_attempts):
+        with reported("Glue registration of", f"{self.database}.{spec.name}", self.aws.max_attempts):
             glue = self.aws.client("glue")
             self._ensure_database(glue)
-            table = table_input(version)
+            table = table_input(spec, uri)
             try:
-                # SkipArchive: the lake keeps its own versions; Glue's would pile up, one per run.
-                glue.update_table(DatabaseName=self.database, TableInput=table, SkipArchive=True)
-            except glue.exceptions.EntityNotFoundException:
                 glue.create_table(DatabaseName=self.database, TableInput=table)
+            except glue.exceptions.AlreadyExistsException:
+                glue.update_table(DatabaseName=self.database, TableInput=table, SkipArchive=True)
 
     def _ensure_database(self, glue: Any) -> None:
         try:
@@ -50,24 +46,29 @@ class GlueCatalog(dg.ConfigurableResource):
                 pass  # another step created it meanwhile
 
 
-def table_input(version: LakeTable) -> dict[str, Any]:
-    """The Glue definition of `version`'s table, pointing at exactly that version."""
-    if not version.location.startswith("s3://"):
-        raise ValueError(f"Glue registers S3 locations only, not {version.location}: put STEDI_LAKE on s3://")
+def catalog_columns(spec: TableSpec) -> list[tuple[str, str, str]]:
+    """(name, type, comment) of each column as Athena and Glue know it: names in lower case,
+    as Athena stores them."""
+    schema = spec.storage_schema
+    return [
+        (f.name.lower(), _ATHENA_TYPES[f.type], (f.metadata or {}).get(b"comment", b"").decode()[:COMMENT_LIMIT])
+        for f in schema
+    ]
+
+
+def table_input(spec: TableSpec, uri: str) -> dict[str, Any]:
+    """The Glue definition of a Delta table at `uri`. The columns are for people browsing
+    the catalog; Athena takes the schema from the Delta log."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"Glue registers S3 locations only, not {uri}: put STEDI_LAKE on s3://")
     return {
-        "Name": version.name,
+        "Name": spec.name,
+        "Description": spec.description[:2048],
         "TableType": "EXTERNAL_TABLE",
-        "Parameters": {
-            "classification": "parquet",
-            "EXTERNAL": "TRUE",
-            "stedi_version": version.version,
-            "stedi_rows": str(version.rows),
-        },
-        # The contracts have no partition columns: every table is one version folder.
+        "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "spark.sql.sources.provider": "delta"},
         "PartitionKeys": [],
         "StorageDescriptor": {
-            "Columns": [{"Name": n, "Type": t, "Comment": c} for n, t, c in catalog_columns(version.table)],
-            "Location": version.location,
-            **PARQUET_SERDE,
+            "Columns": [{"Name": n, "Type": t, "Comment": c} for n, t, c in catalog_columns(spec)],
+            "Location": uri.rstrip("/") + "/",
         },
     }

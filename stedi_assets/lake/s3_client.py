@@ -23,7 +23,7 @@ from botocore.exceptions import (
 )
 from dagster_aws.s3 import S3Resource
 
-from stedi_assets.lake.aws import AwsRequestError
+from stedi_assets.lake.errors import AwsRequestError
 
 # Codes for which the usual cause is the caller's credentials or permissions.
 _AUTH_CODES = frozenset(
@@ -122,3 +122,33 @@ def _describe(error: Exception, max_attempts: int) -> str:
     if attempts > 1:
         return f" after {attempts} attempts (STEDI_S3_MAX_ATTEMPTS): {text}"
     return f": {text}"
+
+
+def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float) -> dict[str, str]:
+    """delta-rs's storage options for the endpoint, region and credentials `client` resolved
+    through botocore's chain, with the same bound on attempts and the same timeouts."""
+    options = {
+        "AWS_REGION": client.meta.region_name or "us-east-1",
+        "max_retries": str(max(max_attempts - 1, 0)),
+        "timeout": f"{timeout_seconds:g}s",
+        "connect_timeout": f"{timeout_seconds:g}s",
+    }
+    endpoint = client.meta.endpoint_url
+    if endpoint and not _is_aws_endpoint(endpoint):
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    credentials = boto3.session.Session().get_credentials()  # the chain the clients use
+    if credentials is None:
+        raise AwsRequestError(f"S3 access to the lake failed: no AWS credentials found; {_AUTH_HINT}")
+    frozen = credentials.get_frozen_credentials()
+    options["AWS_ACCESS_KEY_ID"] = frozen.access_key
+    options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
+    if frozen.token:
+        options["AWS_SESSION_TOKEN"] = frozen.token
+    return options
+
+
+def _is_aws_endpoint(endpoint: str) -> bool:
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+import uuid
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, IncompleteReadError
 
-from stedi_assets.lake.aws import AwsAccess, AwsRequestError
+from stedi_assets.lake.aws import AwsAccess
+from stedi_assets.lake.errors import AwsRequestError, UnsafeStoreError
 from stedi_assets.lake.s3_client import error_code, reported
 
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
@@ -53,10 +55,6 @@ class S3Store:
     def list(self, prefix: str) -> list[str]:
         """Every object at `prefix` or below the folder `prefix/`, relative to the root."""
         return sorted(self._objects(prefix))
-
-    def modified(self, prefix: str) -> dt.datetime | None:
-        """When an object at `prefix` or below was last written; None if there is none."""
-        return max(self._objects(prefix).values(), default=None)
 
     def _objects(self, prefix: str) -> dict[str, dt.datetime]:
         """The objects at `prefix` or below the folder `prefix/`, relative to the root, with
@@ -115,3 +113,37 @@ class S3Store:
                 raise AwsRequestError(
                     f"S3 DELETE s3://{self.bucket}/{failed['Key']} failed: {failed.get('Code')}: {failed.get('Message')}"
                 )
+
+    def require_conditional_writes(self, override: str) -> None:
+        """Refuse a store that ignores `If-None-Match: *` on PUT, which Delta commits rely on
+        (delta-rs writes each log entry that way): PUT a scratch key twice, conditionally;
+        the second must be refused. Checked once per bucket and process."""
+        if (self.client.meta.endpoint_url, self.bucket) in _CONDITIONAL_WRITES_CHECKED:
+            return
+        key = self._key(f"_stedi_probe/{uuid.uuid4()}")
+        endpoint = self.client.meta.endpoint_url
+        try:
+            with self._reported("conditional PUT", key.removeprefix(self.prefix + "/")):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=b"1", IfNoneMatch="*")
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=b"2", IfNoneMatch="*")
+                except ClientError as error:
+                    if error_code(error) not in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
+                        raise
+                else:
+                    raise UnsafeStoreError(
+                        f"the S3 store at {endpoint} (bucket {self.bucket}) accepted a second conditional PUT of "
+                        f"{key}: it ignores If-None-Match, so two Delta commits of one table version could both "
+                        f"succeed and one would be lost silently. Refusing to write. Use a store that supports "
+                        f"conditional writes (AWS S3, MinIO, R2, recent Ceph), or set {override} if only one "
+                        "writer ever runs at a time"
+                    )
+        finally:
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            except (ClientError, BotoCoreError):
+                pass
+        _CONDITIONAL_WRITES_CHECKED.add((endpoint, self.bucket))
+
+
+_CONDITIONAL_WRITES_CHECKED: set[tuple[str, str]] = set()

@@ -1,11 +1,12 @@
 """Object stores under the lake and the sources: a local folder, or S3.
 
-Only whole-object operations are used (put, get, list, delete), so the same lake logic runs
-on a file system and on S3, where there is no rename and no append."""
+The landing zone is read through them, and the lake's data files are written through them
+(its Delta log through delta-rs). Only whole-object operations are used (put, get, list,
+delete), so the same code runs on a file system and on S3, where there is no rename and no
+append."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import os
 import shutil
@@ -24,7 +25,6 @@ class Store(Protocol):
 
     def uri(self, key: str = "") -> str: ...
     def list(self, prefix: str) -> list[str]: ...
-    def modified(self, prefix: str) -> dt.datetime | None: ...
     def read(self, key: str) -> bytes: ...
     def write(self, key: str, data: bytes) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
@@ -52,11 +52,6 @@ class LocalStore:
         if not base.is_dir():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-
-    def modified(self, prefix: str) -> dt.datetime | None:
-        """When an object at `prefix` or below was last written; None if there is none."""
-        times = [self._path(key).stat().st_mtime for key in self.list(prefix)]
-        return dt.datetime.fromtimestamp(max(times), dt.timezone.utc) if times else None
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -97,18 +92,19 @@ def open_store(uri: str, access: AwsAccess | None = None) -> Store:
     return LocalStore(uri)
 
 
-def write_parquet(store: Store, key: str, table: pa.Table) -> None:
+def write_parquet(store: Store, key: str, table: pa.Table) -> int:
+    """Write `table` as a zstd Parquet file at `key`; return its size in bytes."""
     local = store.local_path(key)
     if local is not None:
-        # Stream straight to a temp file and rename: no second copy of a large table in memory.
+        # Straight to the file: no second copy of a large table in memory. Until a commit
+        # names it, no reader looks at it, so it needs no temporary name.
         Path(local).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{local}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, local)
-        return
+        pq.write_table(table, local, compression="zstd")
+        return os.path.getsize(local)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     store.write(key, buffer.getvalue())
+    return buffer.tell()
 
 
 def arrow_buffer(data: bytes) -> pa.Buffer:
@@ -135,8 +131,3 @@ def read_buffer(store: Store, key: str) -> pa.Buffer:
         with pa.memory_map(local) as f:
             return f.read_buffer()
     return arrow_buffer(store.read(key))
-
-
-def read_parquet(store: Store, keys: list[str], schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(pa.BufferReader(read_buffer(store, key)), schema=schema) for key in keys]
-    return pa.concat_tables(tables) if tables else schema.empty_table()

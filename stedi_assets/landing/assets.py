@@ -1,76 +1,69 @@
 """Landing: the raw JSON of each source as a typed table, and a rejects table beside it."""
 
+from __future__ import annotations
 
 from collections import Counter
 
 import dagster as dg
-import pyarrow as pa
 
-from stedi_assets.lake.resource import LakeResource
-from stedi_assets.landing.json_lines import parse_files
-from stedi_assets.landing.source import LandingSource
-from stedi_assets.tables import (
-    ACCELEROMETER_LANDING,
-    ACCELEROMETER_LANDING_REJECTS,
-    CUSTOMER_LANDING,
-    CUSTOMER_LANDING_REJECTS,
-    STEP_TRAINER_LANDING,
-    STEP_TRAINER_LANDING_REJECTS,
-    Table,
-)
+from stedi_assets.audit import Audit
+from stedi_assets.landing import checks
+from stedi_assets.landing.json_lines import count_lines, parse_files
+from stedi_assets.publishing import AssetStep, Build, audited_asset
 
-KINDS = {"python", "parquet"}
+KINDS = {"python", "delta"}
 
 
-def landing_asset(table: Table, rejects: Table, description: str) -> dg.AssetsDefinition:
+def landing_asset(audit: Audit, description: str) -> dg.AssetsDefinition:
+    table, rejects = audit.table, audit.companion
+    assert rejects is not None
     required = ", ".join(c.name for c in table.columns if c.required)
 
-    @dg.asset(
-        name=table.name,
-        group_name="landing",
+    @audited_asset(
+        audit,
+        group="landing",
         kinds=KINDS,
         description=(
             f"{description} Lines that cannot become a row (not JSON, missing {required}, or a value of "
-            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason; "
-            "the two are staged together and published together by the landing audit."
+            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason. "
+            f"The two are built, audited and published together, {rejects.name} first, and readers pair "
+            f"them by the version {table.name}'s commit names."
         ),
     )
-    def _landing(context: dg.AssetExecutionContext, source: LandingSource, lake: LakeResource) -> pa.Table:
-        batch = parse_files(source.read_all(table.source), table)
-        # The rejects are a by-product of the same parse, not a separately selectable asset:
-        # `key:customer_landing+` must always rebuild a landing table and its rejects together.
-        staged_rejects = lake.lake().stage(rejects, batch.rejects, version=context.run.run_id)
+    def _landing(step: AssetStep) -> Build:
+        files = list(step.source.read_all(table.source))
+        batch = parse_files(files, table)
+        # Counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
+        line_counts = [(key, count_lines(data)) for key, data in files]
         if batch.files_parsed_exactly:
-            context.log.warning(f"{table.source}: files with bad lines: {', '.join(batch.files_parsed_exactly)}")
+            step.context.log.warning(f"{table.source}: files with bad lines: {', '.join(batch.files_parsed_exactly)}")
         reasons = Counter(batch.rejects["reason"].to_pylist())
-        context.add_output_metadata(
-            {
+        return Build(
+            batch.rows,
+            companion=batch.rejects,
+            relations={"source_lines": checks.source_lines(line_counts)},
+            metadata={
                 "files": batch.files,
                 "lines_read": batch.lines_read,
                 "rows": batch.rows.num_rows,
                 "rejects": batch.rejects.num_rows,
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
-                "rejects_location": dg.MetadataValue.path(staged_rejects.location),
-                "source": dg.MetadataValue.path(source.location(table.source)),
-            }
+                "source": dg.MetadataValue.path(step.source.location(table.source)),
+            },
         )
-        return batch.rows
 
     return _landing
 
 
 customer_landing = landing_asset(
-    CUSTOMER_LANDING,
-    CUSTOMER_LANDING_REJECTS,
+    checks.CUSTOMER_LANDING_AUDIT,
     "Every customer record of the landing zone, consenting or not, typed, with its source file and line.",
 )
 accelerometer_landing = landing_asset(
-    ACCELEROMETER_LANDING,
-    ACCELEROMETER_LANDING_REJECTS,
+    checks.ACCELEROMETER_LANDING_AUDIT,
     "Every accelerometer reading of the landing zone (user = customer e-mail), typed, with its source file and line.",
 )
 step_trainer_landing = landing_asset(
-    STEP_TRAINER_LANDING,
-    STEP_TRAINER_LANDING_REJECTS,
+    checks.STEP_TRAINER_LANDING_AUDIT,
     "Every step trainer reading of the landing zone (keyed by device serial number), typed, with its source file and line.",
 )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import dagster as dg
 import pyarrow as pa
 
-from stedi_assets.audit import Rule, table_audit
+from stedi_assets.audit import Audit, Rule
 from stedi_assets.landing.json_lines import count_lines
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
@@ -26,7 +25,7 @@ LINES_ACCOUNTED_FOR = "lines_accounted_for"
 def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     return Rule(
         LINES_ACCOUNTED_FOR,
-        f"Each landing file's non-blank lines, counted again from the source, all appear in {table.name} "
+        f"Each landing file's non-blank lines, counted apart from the parse, all appear in {table.name} "
         f"or {rejects.name}: nothing is lost.",
         sql=f"""
         WITH accounted AS (
@@ -48,27 +47,26 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     )
 
 
-def source_lines(table: Table) -> Callable[[LandingSource], Mapping[str, pa.Table]]:
+def source_lines(counts: list[tuple[str, int]]) -> pa.Table:
+    """The `source_lines` relation of the rule: each landing file and its non-blank lines."""
+    return pa.table(
+        {"source_file": pa.array([k for k, _ in counts], pa.string()), "lines_read": pa.array([n for _, n in counts], pa.int64())}
+    )
+
+
+def recount(table: Table) -> Callable[[LandingSource], Mapping[str, pa.Table]]:
+    """The line counts read again from the source, for judging a published landing table."""
+
     def relations(source: LandingSource) -> Mapping[str, pa.Table]:
-        counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]
-        return {
-            "source_lines": pa.table(
-                {"source_file": [k for k, _ in counts], "lines_read": pa.array([n for _, n in counts], pa.int64())}
-            )
-        }
+        return {"source_lines": source_lines([(key, count_lines(data)) for key, data in source.read_all(table.source)])}
 
     return relations
 
 
-def _landing_audit(table: Table, rejects: Table) -> dg.AssetChecksDefinition:
-    return table_audit(
-        table,
-        [lines_accounted_for(table, rejects)],
-        also_publishes=[rejects],
-        extra_relations=source_lines(table),
-    )
+def _landing_audit(table: Table, rejects: Table) -> Audit:
+    return Audit(table, (lines_accounted_for(table, rejects),), companion=rejects, from_source=recount(table))
 
 
-customer_landing_audit = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
-accelerometer_landing_audit = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS)
-step_trainer_landing_audit = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS)
+CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
+ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS)
+STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS)

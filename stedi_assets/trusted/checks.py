@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stedi_assets.audit import Rule, duplicates, table_audit
+from stedi_assets.audit import Audit, Rule, duplicates
 from stedi_assets.tables import (
     ACCELEROMETER_TRUSTED,
     CUSTOMER_CURATED,
@@ -19,60 +19,64 @@ READING_UNIQUE = "reading_unique"
 READING_KEY_UNIQUE = "reading_key_unique"
 SERIAL_BELONGS_TO_CURATED_CUSTOMER = "serial_belongs_to_curated_customer"
 
-CUSTOMER_TRUSTED_RULES = [
-    Rule(
-        CONSENT_PRESENT,
-        "Every customer has a research-consent date.",
-        sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL",
-    ),
-    Rule(
-        EMAIL_UNIQUE_NOT_NULL,
-        "One row per e-mail, and no row without one.",
-        sql="""
-            SELECT email, COUNT(*) AS copies FROM customer_trusted
-            GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
-            """,
-    ),
-]
-customer_trusted_audit = table_audit(CUSTOMER_TRUSTED, CUSTOMER_TRUSTED_RULES)
-
-ACCELEROMETER_TRUSTED_RULES = [
-    Rule(
-        USER_IS_TRUSTED_CUSTOMER,
-        "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
-        "was taken at or after that customer's consent date).",
-        sql=f"SELECT a.user, a.timestamp FROM accelerometer_trusted AS a WHERE NOT {rules.ACCELEROMETER_READING_CONSENTED}",
-    ),
-    Rule(
-        READING_UNIQUE,
-        "No reading appears twice.",
-        sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
-    ),
-]
-accelerometer_trusted_audit = table_audit(ACCELEROMETER_TRUSTED, ACCELEROMETER_TRUSTED_RULES, reads=[CUSTOMER_TRUSTED])
-
-STEP_TRAINER_TRUSTED_RULES = [
-    Rule(
-        READING_KEY_UNIQUE,
-        "(serialNumber, sensorReadingTime) is unique.",
-        sql="""
-            SELECT serialNumber, sensorReadingTime, COUNT(*) AS copies FROM step_trainer_trusted
-            GROUP BY serialNumber, sensorReadingTime HAVING COUNT(*) > 1
-            """,
-    ),
-    Rule(
-        SERIAL_BELONGS_TO_CURATED_CUSTOMER,
-        "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
-        "the reading is from after that customer's consent date; on a serial number shared with "
-        "other customers, that customer's phone recorded at the same moment).",
-        sql=(
-            "SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
-            f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
+CUSTOMER_TRUSTED_AUDIT = Audit(
+    CUSTOMER_TRUSTED,
+    (
+        Rule(
+            CONSENT_PRESENT,
+            "Every customer has a research-consent date.",
+            sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL",
+        ),
+        Rule(
+            EMAIL_UNIQUE_NOT_NULL,
+            "One row per e-mail, and no row without one.",
+            sql="""
+                SELECT email, COUNT(*) AS copies FROM customer_trusted
+                GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
+                """,
         ),
     ),
-]
-step_trainer_trusted_audit = table_audit(
+)
+
+ACCELEROMETER_TRUSTED_AUDIT = Audit(
+    ACCELEROMETER_TRUSTED,
+    (
+        Rule(
+            USER_IS_TRUSTED_CUSTOMER,
+            "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
+            "was taken at or after that customer's consent date).",
+            sql=f"SELECT a.user, a.timestamp FROM accelerometer_trusted AS a WHERE NOT {rules.ACCELEROMETER_READING_CONSENTED}",
+        ),
+        Rule(
+            READING_UNIQUE,
+            "No reading appears twice.",
+            sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
+        ),
+    ),
+    reads=(CUSTOMER_TRUSTED,),
+)
+
+STEP_TRAINER_TRUSTED_AUDIT = Audit(
     STEP_TRAINER_TRUSTED,
-    STEP_TRAINER_TRUSTED_RULES,
-    reads=[CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED],
+    (
+        Rule(
+            READING_KEY_UNIQUE,
+            "(serialNumber, sensorReadingTime) is unique.",
+            sql="""
+                SELECT serialNumber, sensorReadingTime, COUNT(*) AS copies FROM step_trainer_trusted
+                GROUP BY serialNumber, sensorReadingTime HAVING COUNT(*) > 1
+                """,
+        ),
+        Rule(
+            SERIAL_BELONGS_TO_CURATED_CUSTOMER,
+            "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
+            "the reading is from after that customer's consent date; on a serial number shared with "
+            "other customers, that customer's phone recorded at the same moment).",
+            sql=(
+                "SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
+                f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
+            ),
+        ),
+    ),
+    reads=(CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED),
 )

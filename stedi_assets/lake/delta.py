@@ -1,0 +1,371 @@
+"""Delta Lake tables with write-audit-publish, on a folder or on S3.
+
+A table lives at `<lake>/<location>/` as a Delta table: Parquet data files and the
+`_delta_log/` of commits. Athena, Spark, DuckDB, Polars and delta-rs read it without this
+code. Each version is written in two steps:
+
+- `stage` writes the data files beside the others. No commit names them, so no Delta reader
+  sees them;
+- `commit` makes them the table's next version in one atomic commit that replaces every
+  file of the previous one, and records in the commit info what the caller says stands
+  behind it (run, audits, policy). `discard` deletes staged files that will not be
+  committed.
+
+So a reader sees the old version or the new one, never a half-written one, and a version
+becomes visible only when its caller commits it. Commits are conditional writes of the next
+log entry: of two writers, one wins and the other fails, so no commit is lost silently.
+
+The lake keeps the reader protocol at 1 (no deletion vectors, no column mapping, no
+timestamp types without time zone), so every engine reads its tables, and its file
+statistics are row counts only: the log never holds a name or an e-mail address.
+
+Example:
+
+    >>> lake = Lake(LocalStore("/tmp/lake"))
+    >>> spec = TableSpec("readings", "readings/trusted", pa.schema([("t", pa.int64())]))
+    >>> snapshot = lake.commit(lake.stage(spec, pa.table({"t": [1, 2]})), {"run_id": "r1"})
+    >>> snapshot.version, snapshot.rows
+    (0, 2)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pa_ds
+
+from stedi_assets.lake.errors import DamagedTableError, LakeError, LegacyLayoutError, TableNotPublishedError
+from stedi_assets.lake.store import Store, write_parquet
+
+# Parquet encoding runs on one core per file: a large table is written as several files at once.
+ROWS_PER_FILE = 2_000_000
+LOG = "_delta_log"
+INFO_KEY = "stedi"  # our part of each commit's info
+# The layout Delta tables replaced: a pointer per table naming its current version folder.
+LEGACY_POINTER = "_current.json"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the lake needs to know of a table: its name, its folder below the lake root and
+    its columns. Arrow field metadata `comment` becomes the Delta column comment."""
+
+    name: str
+    location: str
+    schema: pa.Schema
+    description: str = ""
+
+    @property
+    def storage_schema(self) -> pa.Schema:
+        """The schema as stored: dictionary columns as their values (Delta has no dictionary
+        type; Parquet still dictionary-encodes them)."""
+        return pa.schema(
+            [
+                pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type, metadata=f.metadata)
+                for f in self.schema
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One entry of a table's history."""
+
+    version: int
+    timestamp: dt.datetime
+    operation: str
+    info: Mapping[str, Any]  # what our writer recorded; {} for commits of other writers
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "committed_at": self.timestamp.isoformat(timespec="seconds"),
+            "operation": self.operation,
+            **self.info,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One committed version of a table: what readers, engines and checks receive."""
+
+    spec: TableSpec
+    uri: str  # the table's root
+    version: int
+    files: tuple[str, ...]  # absolute URIs of its data files
+    rows: int
+    info: Mapping[str, Any]
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def local_paths(self) -> list[str] | None:
+        """The data files as local paths, or None on a remote store."""
+        if self.uri.startswith("s3://"):
+            return None
+        return [f.removeprefix("file://") for f in self.files]
+
+    def dataset(self) -> pa_ds.Dataset:
+        """The version's data files (as its Delta log lists them) as a pyarrow dataset,
+        scanned lazily, in batches, by DuckDB or Arrow. On S3 through Arrow's own S3 client:
+        delta-rs's dataset reads through a filesystem written in Python, whose calls from
+        Arrow's threads can abort the interpreter at exit."""
+        paths = self.local_paths()
+        if paths is not None:
+            return pa_ds.dataset(paths, schema=self.spec.storage_schema, format="parquet")
+        return pa_ds.dataset(
+            [f.removeprefix("s3://") for f in self.files],
+            schema=self.spec.storage_schema,
+            format="parquet",
+            filesystem=arrow_s3(self.storage_options),
+        )
+
+    def to_arrow(self) -> pa.Table:
+        return self.dataset().to_table()
+
+
+@dataclass
+class Staged:
+    """Data files written for the next version of a table, named by no commit yet. `data` is
+    the table they hold, as it was written."""
+
+    spec: TableSpec
+    files: list[str]  # keys in the store
+    data: pa.Table
+    actions: list[Any]  # deltalake AddAction per file
+
+
+class Lake:
+    """The Delta tables under one root. `storage_options` are delta-rs's (S3 access);
+    `catalog` is told of every table the lake creates; `before_write` runs once before the
+    first write (the conditional-write probe of an S3 store)."""
+
+    def __init__(
+        self,
+        store: Store,
+        storage_options: Mapping[str, str] | None = None,
+        catalog: Any | None = None,
+        before_write: Callable[[], None] | None = None,
+    ):
+        self.store = store
+        self.storage_options = dict(storage_options or {})
+        self.catalog = catalog
+        self._before_write = before_write
+
+    def uri(self, location: str = "") -> str:
+        return self.store.uri(location)
+
+    def _open(self, spec: TableSpec, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        uri = self.uri(spec.location)
+        try:
+            return DeltaTable(uri, version=version, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            if self.store.exists(f"{spec.location}/{LEGACY_POINTER}"):
+                raise LegacyLayoutError(
+                    f"{spec.name} at {uri} was written by the versioned-Parquet layout, not as a Delta table: "
+                    "run `stedi migrate --apply` to commit each table's current version as its first Delta "
+                    "version, or delete the lake folder and materialize again"
+                ) from None
+            raise TableNotPublishedError(f"{spec.name} has no published version at {uri}: materialize it first") from None
+        except Exception as error:
+            if version is not None and "version" in str(error).lower():
+                raise TableNotPublishedError(f"{spec.name} has no version {version} at {uri}: {error}") from None
+            raise DamagedTableError(f"{spec.name} at {uri} cannot be read: {error}") from None
+
+    # -- write ---------------------------------------------------------------------------
+    def stage(self, spec: TableSpec, data: pa.Table) -> Staged:
+        """Write `data`, conformed to the spec, as data files no commit names yet."""
+        from deltalake.transaction import AddAction
+
+        if self._before_write is not None:
+            self._before_write()
+            self._before_write = None
+        data = data.select(spec.schema.names).cast(spec.schema)
+        run = uuid.uuid4()
+        parts = {
+            f"{spec.location}/part-{i:05d}-{run}.zstd.parquet": data.slice(offset, ROWS_PER_FILE)
+            for i, offset in enumerate(range(0, max(data.num_rows, 1), ROWS_PER_FILE))
+        }
+        staged = Staged(spec, list(parts), data, [])
+        try:
+            with ThreadPoolExecutor(min(len(parts), os.cpu_count() or 1)) as pool:
+                sizes = list(pool.map(lambda part: write_parquet(self.store, *part), parts.items()))
+        except BaseException:
+            self.discard(staged)
+            raise
+        now = int(time.time() * 1000)
+        staged.actions = [
+            AddAction(key.rsplit("/", 1)[1], size, {}, now, True, json.dumps(_stats(part)))
+            for (key, part), size in zip(parts.items(), sizes)
+        ]
+        return staged
+
+    def commit(
+        self, staged: Staged, info: Mapping[str, Any], companions: Sequence[Snapshot] = ()
+    ) -> Snapshot:
+        """Make `staged` the table's next version, replacing the current one, with `info` in
+        the commit. `companions`: versions of other tables that belong with this one (a
+        landing table's rejects), recorded so that readers pair them (`companion`)."""
+        from deltalake import DeltaTable, Schema
+        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+
+        spec = staged.spec
+        recorded = {**info, **({"companions": {c.name: c.version for c in companions}} if companions else {})}
+        properties = CommitProperties(custom_metadata={INFO_KEY: recorded})
+        uri = self.uri(spec.location)
+        options = self.storage_options or None
+        schema = Schema.from_arrow(spec.storage_schema)
+        try:
+            if DeltaTable.is_deltatable(uri, storage_options=options):
+                DeltaTable(uri, storage_options=options).create_write_transaction(
+                    staged.actions, mode="overwrite", schema=schema, commit_properties=properties
+                )
+            else:
+                create_table_with_add_actions(
+                    uri,
+                    schema,
+                    staged.actions,
+                    mode="error",
+                    name=spec.name,
+                    description=spec.description or None,
+                    # Other writers (Spark) should not collect column bounds either.
+                    configuration={"delta.dataSkippingNumIndexedCols": "0"},
+                    storage_options=options,
+                    commit_properties=properties,
+                )
+                if self.catalog is not None:
+                    self.catalog.register(spec, uri)
+        except BaseException as error:
+            self.discard(staged)
+            if isinstance(error, Exception) and not isinstance(error, LakeError):
+                raise LakeError(f"commit of {spec.name} at {uri} failed, nothing was published: {error}") from error
+            raise
+        return self.current(spec)
+
+    def discard(self, staged: Staged) -> None:
+        """Delete staged files that will not be committed."""
+        for key in staged.files:
+            self.store.delete_prefix(key)
+
+    def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any]) -> Snapshot:
+        """Make an earlier version current again, as a new commit (Delta restore): the
+        history keeps the versions in between."""
+        from deltalake.transaction import CommitProperties
+
+        self._open(spec).restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}))
+        return self.current(spec)
+
+    def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False) -> list[str]:
+        """The files no version younger than `retain_hours` needs, and files no commit ever
+        named (staged by a run that died); deleted only with `apply` (default: a dry run)."""
+        return sorted(
+            self._open(spec).vacuum(
+                retention_hours=retain_hours, dry_run=not apply, enforce_retention_duration=False, full=True
+            )
+        )
+
+    # -- read ----------------------------------------------------------------------------
+    def current(self, spec: TableSpec) -> Snapshot:
+        return self._snapshot(spec, self._open(spec))
+
+    def at(self, spec: TableSpec, version: int) -> Snapshot:
+        return self._snapshot(spec, self._open(spec, version))
+
+    def companion(self, snapshot: Snapshot, spec: TableSpec) -> Snapshot:
+        """The version of `spec` committed together with `snapshot` (see `commit`)."""
+        version = snapshot.info.get("companions", {}).get(spec.name)
+        if version is None:
+            raise TableNotPublishedError(f"{snapshot.name} version {snapshot.version} names no version of {spec.name}")
+        return self.at(spec, version)
+
+    def history(self, spec: TableSpec, limit: int | None = None) -> list[Commit]:
+        """The table's commits, newest first."""
+        return [_commit(entry) for entry in self._open(spec).history(limit)]
+
+    def published(self, specs: Sequence[TableSpec]) -> dict[str, Snapshot]:
+        """The current version of each table that has one."""
+        out = {}
+        for spec in specs:
+            try:
+                out[spec.name] = self.current(spec)
+            except TableNotPublishedError:
+                continue
+        return out
+
+    def _snapshot(self, spec: TableSpec, table: Any) -> Snapshot:
+        actions = pa.table(table.get_add_actions(flatten=True))
+        rows = pc.sum(actions["num_records"]).as_py() if actions.num_rows else 0
+        return Snapshot(
+            spec,
+            table.table_uri.rstrip("/"),
+            table.version(),
+            tuple(table.file_uris()),
+            int(rows or 0),
+            self._info(spec, table.version()),
+            self.storage_options,
+        )
+
+    def _info(self, spec: TableSpec, version: int) -> Mapping[str, Any]:
+        """Our part of a version's commit info, read from its log entry (gone once the log
+        is cleaned up past a checkpoint: then {}). A restore commit records the version it
+        restored; the info that stands behind the data is that version's."""
+        key = f"{spec.location}/{LOG}/{version:020d}.json"
+        try:
+            lines = self.store.read(key).decode().splitlines()
+        except (FileNotFoundError, LakeError):
+            return {}
+        for line in lines:
+            action = json.loads(line)
+            if "commitInfo" in action:
+                return action["commitInfo"].get(INFO_KEY) or {}
+        return {}
+
+
+def arrow_s3(options: Mapping[str, str]) -> Any:
+    """Arrow's S3 filesystem with the access delta-rs was given (lake/aws.py)."""
+    from pyarrow import fs
+
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    return fs.S3FileSystem(
+        access_key=options.get("AWS_ACCESS_KEY_ID"),
+        secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=options.get("AWS_SESSION_TOKEN"),
+        region=options.get("AWS_REGION"),
+        endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
+        scheme="http" if endpoint and endpoint.startswith("http://") else "https",
+        retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=int(options.get("max_retries", "4")) + 1),
+        connect_timeout=float(options.get("connect_timeout", "30s").rstrip("s")),
+        request_timeout=float(options.get("timeout", "30s").rstrip("s")),
+    )
+
+
+def _commit(entry: Mapping[str, Any]) -> Commit:
+    return Commit(
+        version=int(entry["version"]),
+        timestamp=dt.datetime.fromtimestamp(entry["timestamp"] / 1000, dt.timezone.utc),
+        operation=str(entry.get("operation", "")),
+        info=entry.get(INFO_KEY) or {},
+    )
+
+
+def _stats(data: pa.Table) -> dict[str, Any]:
+    """Delta file statistics: the row count only. Column bounds would copy names and e-mail
+    addresses into the log, and bounds for some columns only are worse than none: delta-rs
+    1.6 turns a column without bounds into bounds of null in its pyarrow datasets, so a
+    filtered scan (DuckDB, Polars) of such a file returns no rows."""
+    return {"numRecords": data.num_rows}

@@ -1,0 +1,153 @@
+"""The lakehouse as its users see it: every table's published version for queries, its
+history, and rollbacks that are audited like any other publish."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from stedi_assets.audit import Audit, Outcome, failures
+from stedi_assets.curated.checks import CUSTOMER_CURATED_AUDIT, MACHINE_LEARNING_CURATED_AUDIT
+from stedi_assets.engine.duckdb_engine import DuckDBEngine
+from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.errors import DamagedTableError, LakeError, TableNotPublishedError
+from stedi_assets.landing.checks import (
+    ACCELEROMETER_LANDING_AUDIT,
+    CUSTOMER_LANDING_AUDIT,
+    STEP_TRAINER_LANDING_AUDIT,
+)
+from stedi_assets.landing.source import LandingSource
+from stedi_assets.privacy import PrivacyPolicy
+from stedi_assets.tables import TABLES, Table
+from stedi_assets.trusted.checks import ACCELEROMETER_TRUSTED_AUDIT, CUSTOMER_TRUSTED_AUDIT, STEP_TRAINER_TRUSTED_AUDIT
+
+AUDITS: dict[str, Audit] = {
+    audit.table.name: audit
+    for audit in (
+        CUSTOMER_LANDING_AUDIT,
+        ACCELEROMETER_LANDING_AUDIT,
+        STEP_TRAINER_LANDING_AUDIT,
+        CUSTOMER_TRUSTED_AUDIT,
+        ACCELEROMETER_TRUSTED_AUDIT,
+        STEP_TRAINER_TRUSTED_AUDIT,
+        CUSTOMER_CURATED_AUDIT,
+        MACHINE_LEARNING_CURATED_AUDIT,
+    )
+}
+# A companion (a landing table's rejects) is read at the version its table's commit names.
+COMPANIONS: dict[str, Audit] = {a.companion.name: a for a in AUDITS.values() if a.companion is not None}
+
+
+class QueryError(LakeError):
+    pass
+
+
+def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
+    """The published version of each named table that has one; a rejects table at the
+    version its landing table names, so the pair always comes from one run."""
+    out = {}
+    for name in names:
+        table = TABLES[name]
+        try:
+            if name in COMPANIONS:
+                owner = lake.current(COMPANIONS[name].table.spec)
+                out[name] = lake.companion(owner, table.spec)
+            else:
+                out[name] = lake.current(table.spec)
+        except TableNotPublishedError:
+            continue
+    return out
+
+
+def query(lake: Lake, sql: str) -> pa.Table:
+    """`sql` over the published tables it names. Only those are opened, so a damaged table
+    fails the queries that read it, with its name, and no other."""
+    try:
+        names = [n for n in duckdb.get_table_names(sql) if n in TABLES]
+    except duckdb.Error as error:
+        raise QueryError(str(error)) from None
+    relations = published(lake, names)
+    if missing := [n for n in names if n not in relations]:
+        raise QueryError(f"not published yet in {lake.uri()}: {', '.join(missing)}; materialize the assets first")
+    try:
+        return DuckDBEngine().query(sql, relations)
+    except Exception as error:  # DuckDB's or Arrow's message names the problem
+        message = str(error)
+        damaged = [s.name for s in relations.values() if any(f.removeprefix("file://") in message or f in message for f in s.files)]
+        if damaged:
+            raise DamagedTableError(f"{', '.join(damaged)} cannot be read (a data file is damaged): {message}") from None
+        raise QueryError(message) from None
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    table: Table
+    target: Snapshot
+    outcomes: list[Outcome]
+    restored: Snapshot | None  # None: refused
+
+    @property
+    def refused(self) -> bool:
+        return self.restored is None
+
+
+def rollback(
+    lake: Lake,
+    name: str,
+    engine: SqlEngineResource,
+    privacy: PrivacyPolicy,
+    source: LandingSource,
+    to_version: int | None = None,
+) -> RollbackResult:
+    """Restore an earlier version of `name` as a new commit, only if it passes the table's
+    blocking rules against today's upstream tables (and, for a landing table, today's
+    source): a rollback is a publish, so it can never bring back what today's rules forbid,
+    such as the readings of a customer who has withdrawn consent since. Default target: the
+    version before the current one."""
+    if name in COMPANIONS:
+        raise LakeError(f"{name} is published with {COMPANIONS[name].table.name}: roll that table back instead")
+    audit = AUDITS[name]
+    current = lake.current(audit.table.spec)
+    target_version = current.version - 1 if to_version is None else to_version
+    if current.version == 0:
+        raise TableNotPublishedError(f"{name} has only one version: there is nothing to roll back to")
+    if not 0 <= target_version < current.version:
+        raise TableNotPublishedError(
+            f"{name} is at version {current.version}: roll back to one of versions 0 to {current.version - 1}"
+        )
+    target = lake.at(audit.table.spec, target_version)
+    relations: dict[str, Any] = {**published(lake, [t.name for t in audit.reads]), name: target}
+    companion = None
+    if audit.companion is not None:
+        companion = lake.companion(target, audit.companion.spec)
+        relations[audit.companion.name] = companion
+    if audit.from_source is not None:
+        relations.update(audit.from_source(source))
+    outcomes = audit.judge(relations, engine, privacy)
+    if not all(o.passed for o in outcomes):
+        return RollbackResult(audit.table, target, outcomes, None)
+    info: Mapping[str, Any] = {
+        **target.info,
+        "restored_version": target.version,
+        "rules": {o.rule.name: o.violations for o in outcomes},
+        "consent_policy": privacy.consent_policy.value,
+        "published_by": "stedi rollback",
+    }
+    if companion is not None:
+        assert audit.companion is not None
+        if lake.current(audit.companion.spec).version != companion.version:
+            companion = lake.restore(audit.companion.spec, companion.version, info)
+        info = {**info, "companions": {audit.companion.name: companion.version}}
+    return RollbackResult(audit.table, target, outcomes, lake.restore(audit.table.spec, target.version, info))
+
+
+def refusal(result: RollbackResult) -> str:
+    return (
+        f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "
+        f"({failures(result.outcomes)}); nothing was changed"
+    )
