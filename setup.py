@@ -19,6 +19,8 @@ setup(
         "numpy>=1.26",  # imported directly: the generator and the landing parser
         "pyarrow>=18",
         "duckdb==1.5.6",
+        # The lake's table format: every table is a Delta table (reader protocol 1).
+        "deltalake==1.6.6",
         "boto3>=1.34",
         "click>=8.1",
     ],
@@ -26,6 +28,8 @@ setup(
         "dev": [
             "pytest>=8",
             "moto[server]>=5.0",
+            # The tests read the lake with Polars too: Delta tables need no code of ours.
+            "polars>=1.0",
             "matplotlib>=3.8",
             # The UI test drives Debian's chromium through its chromium-driver (no browser download).
             "selenium>=4.20",

@@ -21,6 +21,7 @@ checks against the materialization that produced it, and publishes nothing.
 
 
 import inspect
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.tables import Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
+MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
 
 
 @dataclass
@@ -155,7 +157,9 @@ def audited_asset(
                 context, snapshots, context.resources.engine, context.resources.privacy, context.resources.source
             )
             if dg.AssetKey(table.name) in context.selected_asset_keys:
-                yield from _publish(step, audit, build(step))
+                started = time.perf_counter()
+                built = build(step)
+                yield from _publish(step, audit, built, build_seconds=time.perf_counter() - started)
             else:
                 yield from _judge_published(step, audit)
 
@@ -164,16 +168,20 @@ def audited_asset(
     return decorator
 
 
-def _publish(step: AssetStep, audit: Audit, built: Build):
+def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     table, context = audit.table, step.context
+    started = time.perf_counter()
     data = conform(table, built.data)
     companion = conform(audit.companion, built.companion) if audit.companion and built.companion is not None else None
     relations = {**step.inputs, **built.relations, table.name: data}
     if audit.companion is not None and companion is not None:
         relations[audit.companion.name] = companion
     outcomes = audit.judge(relations, step.engine, step.privacy)
+    audit_seconds = time.perf_counter() - started
     candidate = Candidate(table, audit, data, companion, outcomes)
+    started = time.perf_counter()
     yield dg.Output(candidate, output_name=table.name, metadata=dict(built.metadata))
+    write_seconds = time.perf_counter() - started
     for outcome in outcomes:
         if _selected(context, table, outcome):
             yield _result(table, outcome, published=candidate.passed)
@@ -190,12 +198,17 @@ def _publish(step: AssetStep, audit: Audit, built: Build):
         "rules": {o.rule.name: o.violations for o in outcomes},
         "consent_policy": step.privacy.consent_policy.value,
     }
+    started = time.perf_counter()
     try:
         snapshot = candidate.commit(lake, info)
     except BaseException:
         candidate.discard(lake)
         raise
-    context.log.info(f"{table.name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows)")
+    context.log.info(
+        f"{table.name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows); "
+        f"build {build_seconds:.3f} s, audit {audit_seconds:.3f} s, write {write_seconds:.3f} s, "
+        f"commit {time.perf_counter() - started:.3f} s"
+    )
 
 
 def _judge_published(step: AssetStep, audit: Audit):
@@ -251,16 +264,22 @@ def _materialization_of(
     context: dg.AssetExecutionContext, table: Table, snapshot: Snapshot
 ) -> AssetCheckEvaluationTargetMaterializationData | None:
     """The materialization that produced `snapshot` (by the run id in its commit), if this
-    Dagster instance recorded it."""
+    Dagster instance recorded it: among the asset's materializations, newest first (storage
+    ids as the asset index numbers them, which is what check targets refer to)."""
     run_id = snapshot.info.get("run_id")
     if not run_id:
         return None
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(table.name), run_ids=[run_id]), limit=1
-    ).records
-    if not records:
-        return None
-    record = records[0]
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
-    )
+    cursor = None
+    for _ in range(MATERIALIZATION_PAGES):
+        page = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(table.name)), limit=100, cursor=cursor
+        )
+        for record in page.records:
+            if record.run_id == run_id:
+                return AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=run_id, timestamp=record.timestamp
+                )
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return None

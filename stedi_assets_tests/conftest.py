@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -80,8 +81,12 @@ class Lakehouse:
     def count(self, table: str) -> int:
         return self.sql(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
 
-    def pointer(self, location: str) -> dict:
-        return json.loads((self.lake / location / "_current.json").read_text())
+    def delta(self, location: str) -> DeltaTable:
+        """A table of the lake as delta-rs alone reads it, without our code."""
+        return DeltaTable(str(self.lake / location))
+
+    def version(self, location: str) -> int:
+        return self.delta(location).version()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 from stedi_assets import defs
@@ -26,7 +28,7 @@ from stedi_assets_tests.builders import customer, table
 SINCE = ConsentPolicy.SINCE_CONSENT
 
 
-def check(rules: list[Rule], name: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations):
+def check(rules: Sequence[Rule], name: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations):
     rule = next(r for r in rules if r.name == name)
     return evaluate(rule, relations, DuckDBEngineResource(), PrivacyPolicy(consent_policy=policy))
 
@@ -49,18 +51,18 @@ def test_every_check_is_blocking_and_loaded_into_defs():
         ("machine_learning_curated", "no_direct_identifiers"),
         ("machine_learning_curated", "no_duplicate_rows"),
     }
-    specs = [s for c in defs.asset_checks or [] for s in c.check_specs]
+    specs = [s for a in defs.assets or [] for s in a.check_specs]  # declared on each table's asset
     assert len(specs) == 14 and all(s.blocking for s in specs)
 
 
 def test_customer_trusted_rules():
     leaked = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5), customer("no@x", "s2", None), customer("ok@x", "s1", 5))
-    consent = check(trusted.CUSTOMER_TRUSTED_RULES, trusted.CONSENT_PRESENT, customer_trusted=leaked)
+    consent = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, trusted.CONSENT_PRESENT, customer_trusted=leaked)
     assert (consent.violations, consent.sample) == (1, [{"email": "no***@x"}])  # identifiers masked in evidence
-    unique = check(trusted.CUSTOMER_TRUSTED_RULES, trusted.EMAIL_UNIQUE_NOT_NULL, customer_trusted=leaked)
+    unique = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, trusted.EMAIL_UNIQUE_NOT_NULL, customer_trusted=leaked)
     assert (unique.violations, unique.sample) == (1, [{"email": "ok***@x", "copies": 2}])
     clean = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5))
-    assert all(check(trusted.CUSTOMER_TRUSTED_RULES, r.name, customer_trusted=clean).passed for r in trusted.CUSTOMER_TRUSTED_RULES)
+    assert all(check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, r.name, customer_trusted=clean).passed for r in trusted.CUSTOMER_TRUSTED_AUDIT.rules)
 
 
 def test_accelerometer_trusted_rules_under_both_policies():
@@ -71,7 +73,7 @@ def test_accelerometer_trusted_rules_under_both_policies():
         {"user": "stranger@x", "timestamp": 150, "x": 0.0, "y": 0.0, "z": 0.0},
     )
     inputs = dict(accelerometer_trusted=readings, customer_trusted=customers)
-    rules = trusted.ACCELEROMETER_TRUSTED_RULES
+    rules = trusted.ACCELEROMETER_TRUSTED_AUDIT.rules
     assert check(rules, trusted.USER_IS_TRUSTED_CUSTOMER, **inputs).violations == 1
     since = check(rules, trusted.USER_IS_TRUSTED_CUSTOMER, SINCE, **inputs)
     assert since.violations == 2  # the reading from before consent counts too
@@ -93,7 +95,7 @@ def test_step_trainer_trusted_rules():
         customer_landing=table(CUSTOMER_LANDING, customer("a@x", "s1", consent=100)),
         accelerometer_trusted=table(ACCELEROMETER_TRUSTED),
     )
-    rules = trusted.STEP_TRAINER_TRUSTED_RULES
+    rules = trusted.STEP_TRAINER_TRUSTED_AUDIT.rules
     unique = check(rules, trusted.READING_KEY_UNIQUE, **inputs)
     assert (unique.violations, unique.sample) == (1, [{"serialNumber": "s1", "sensorReadingTime": 200, "copies": 2}])
     owner = check(rules, trusted.SERIAL_BELONGS_TO_CURATED_CUSTOMER, **inputs)
@@ -103,7 +105,7 @@ def test_step_trainer_trusted_rules():
 def test_customer_curated_rules():
     customers = table(CUSTOMER_CURATED, customer("a@x", "s1", 1), customer("a@x", "s1", 1), customer("idle@x", "s2", 1))
     readings = table(ACCELEROMETER_TRUSTED, {"user": "a@x", "timestamp": 5, "x": 0.0, "y": 0.0, "z": 0.0})
-    rules = curated.CUSTOMER_CURATED_RULES
+    rules = curated.CUSTOMER_CURATED_AUDIT.rules
     assert check(rules, curated.EMAIL_UNIQUE, customer_curated=customers).violations == 1
     idle = check(rules, curated.HAS_ACCELEROMETER_DATA, customer_curated=customers, accelerometer_trusted=readings)
     assert idle.sample == [{"email": "id***@x"}]
@@ -128,7 +130,7 @@ def test_machine_learning_curated_rules_catch_a_cross_customer_pair():
         {"subject_id": "subject-a", "sensorReadingTime": 1000, "distanceFromObject": 10, "x": 0.0, "y": 0.0, "z": 1.0},
     )
     inputs = dict(machine_learning_curated=ml, customer_curated=customers, step_trainer_trusted=steps, accelerometer_trusted=readings)
-    rules = curated.MACHINE_LEARNING_CURATED_RULES
+    rules = curated.MACHINE_LEARNING_CURATED_AUDIT.rules
     same = check(rules, curated.SAME_CUSTOMER, **inputs)
     assert (same.violations, same.sample) == (1, [{"subject_id": "subject-a", "sensorReadingTime": 1000}])
     assert check(rules, curated.NO_DUPLICATE_ROWS, **inputs).passed
@@ -137,7 +139,7 @@ def test_machine_learning_curated_rules_catch_a_cross_customer_pair():
 
 
 def test_no_direct_identifiers_reads_the_written_columns():
-    rules = curated.MACHINE_LEARNING_CURATED_RULES
+    rules = curated.MACHINE_LEARNING_CURATED_AUDIT.rules
     clean = table(MACHINE_LEARNING_CURATED)
     assert check(rules, curated.NO_DIRECT_IDENTIFIERS, machine_learning_curated=clean).passed
     leaky = clean.append_column("Email", pa.array([], pa.string())).append_column("phone", pa.array([], pa.string()))

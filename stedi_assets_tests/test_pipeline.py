@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -10,7 +14,7 @@ import pytest
 
 from stedi_assets.landing.json_lines import count_lines
 from stedi_assets.settings import SAMPLE_SOURCE
-from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.conftest import REPO, Lakehouse, run_cli
 
 LEAKY_DEFINITIONS = Path(__file__).with_name("leaky_definitions.py")
 LOCATIONS = {
@@ -35,8 +39,8 @@ DOWNSTREAM_OF_CUSTOMER_TRUSTED = {
 }
 
 
-def versions(lakehouse: Lakehouse) -> dict[str, str]:
-    return {t: lakehouse.pointer(loc)["version"] for t, loc in LOCATIONS.items()}
+def versions(lakehouse: Lakehouse) -> dict[str, int]:
+    return {t: lakehouse.version(loc) for t, loc in LOCATIONS.items()}
 
 
 def snapshot(lakehouse: Lakehouse) -> dict[str, list]:
@@ -140,3 +144,95 @@ def test_a_source_without_files_is_an_error_naming_the_folder(tmp_path, lakehous
     result = lakehouse_factory(empty).materialize("customer_landing", check=False)
     assert result.returncode != 0
     assert f"no landing files for customer: {empty / 'customer'}/" in result.stdout + result.stderr
+
+
+def withdraw_consent(source: Path, email: str, after: int) -> None:
+    """A later record for `email` without `shareWithResearchAsOfDate`: consent withdrawn."""
+    record = {"customerName": "Withdrawn", "email": email, "phone": "8015550000", "birthDay": "1990-01-01",
+              "serialNumber": "withdrawn-serial", "registrationDate": after, "lastUpdateDate": after + 1}
+    (source / "customer" / "landing" / "withdrawal.json").write_text(json.dumps(record) + "\n")
+
+
+def test_a_rollback_never_republishes_what_todays_rules_forbid(sample_source, lakehouse_factory):
+    """A customer withdraws consent and a run removes them: rolling the trusted and curated
+    tables back to the versions that still hold their readings is refused, with the rule and
+    the count; a rollback that passes today's rules is a new commit."""
+    lakehouse = lakehouse_factory(sample_source)
+    lakehouse.materialize("*")
+    [who] = lakehouse.sql(
+        "SELECT c.email, COUNT(*) AS readings, (SELECT COUNT(*) FROM machine_learning_curated m "
+        "WHERE m.subject_id = c.subject_id) AS ml_rows FROM customer_curated c "
+        "JOIN accelerometer_trusted a ON a.user = c.email GROUP BY c.email, c.subject_id "
+        "HAVING ml_rows > 0 ORDER BY c.email LIMIT 1"
+    )
+    [latest] = lakehouse.sql("SELECT MAX(lastUpdateDate) AS t FROM customer_landing")
+    withdraw_consent(sample_source, who["email"], latest["t"])
+    lakehouse.materialize("*")
+    assert lakehouse.sql(f"SELECT COUNT(*) AS n FROM accelerometer_trusted WHERE user = '{who['email']}'") == [{"n": 0}]
+    before = versions(lakehouse)
+
+    for table, rule, count in (
+        ("accelerometer_trusted", "user_is_trusted_customer", who["readings"]),
+        ("machine_learning_curated", "same_customer", who["ml_rows"]),
+    ):
+        refused = run_cli(["stedi", "rollback", table], lakehouse.env, lakehouse.root, check=False)
+        assert refused.returncode != 0
+        assert f"rollback of {table} to version 0 refused" in refused.stderr
+        assert f"{rule}: {count} violation" in refused.stderr
+    assert versions(lakehouse) == before  # nothing changed
+
+    allowed = run_cli(["stedi", "rollback", "accelerometer_landing", "--to", "0"], lakehouse.env, lakehouse.root)
+    assert "accelerometer_landing restored to version 0 as version 2" in allowed.stdout
+    history = run_cli(["stedi", "versions", "accelerometer_landing"], lakehouse.env, lakehouse.root).stdout.splitlines()
+    assert "RESTORE" in history[0] and "restore of 0" in history[0] and "lines_accounted_for 0" in history[0]
+    # Its rejects went back with it: to the version that landing version 0 named.
+    assert lakehouse.delta("accelerometer/landing_rejects").history(1)[0]["stedi"]["restored_version"] == 0
+
+
+def test_a_damaged_table_fails_only_the_queries_that_read_it(sample_source, lakehouse_factory):
+    lakehouse = lakehouse_factory(sample_source)
+    lakehouse.materialize("*")
+    [data_file] = [f.removeprefix("file://") for f in lakehouse.delta("step_trainer/trusted").file_uris()]
+    Path(data_file).write_bytes(Path(data_file).read_bytes()[:100])  # truncated
+    assert lakehouse.count("customer_trusted") > 0
+    broken = run_cli(["stedi", "sql", "SELECT COUNT(*) FROM step_trainer_trusted"], lakehouse.env, lakehouse.root, check=False)
+    assert broken.returncode != 0
+    assert "step_trainer_trusted cannot be read" in broken.stderr
+
+
+def test_an_unknown_engine_fails_the_run_with_the_setting_named(sample_source, lakehouse_factory):
+    result = lakehouse_factory(sample_source).materialize("*", check=False, STEDI_ENGINE="nope")
+    assert result.returncode != 0
+    assert "STEDI_ENGINE='nope' is not one of: duckdb, spark" in result.stdout + result.stderr
+
+
+def test_two_runs_at_once_on_one_lake_lose_no_commit(sample_source, lakehouse_factory, tmp_path):
+    """Two CLI runs of the whole graph at the same time, on the project's Dagster instance
+    configuration: each table's steps take turns (one pool per table), every commit lands,
+    and the tables are those of a single run."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
+    lakehouse = lakehouse_factory(sample_source, DAGSTER_HOME=str(home))
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "stedi_assets", "--select", "*"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **lakehouse.env}
+    runs = [subprocess.Popen(command, env=env, cwd=lakehouse.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    for table, location in LOCATIONS.items():
+        commits = lakehouse.delta(location).history()
+        assert len(commits) == 2, table
+        assert len({c["stedi"]["run_id"] for c in commits}) == 2, table
+    single = lakehouse_factory(sample_source)
+    single.materialize("*")
+    assert snapshot(lakehouse) == snapshot(single)
+
+
+def test_delta_rs_alone_reads_what_stedi_sql_reads(sample_source, lakehouse_factory):
+    lakehouse = lakehouse_factory(sample_source)
+    lakehouse.materialize("*")
+    for table, location in LOCATIONS.items():
+        delta = lakehouse.delta(location)
+        assert delta.protocol().min_reader_version == 1, table
+        if not table.endswith("_rejects"):  # a rejects table is read at the version its landing table names
+            assert delta.to_pyarrow_table().num_rows == lakehouse.count(table), table

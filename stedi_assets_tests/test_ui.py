@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
+from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets_tests.conftest import IN_CI, REPO
 
 pytestmark = pytest.mark.browser
@@ -127,11 +128,12 @@ def _sigint_not_ignored() -> Iterator[None]:
 class DagsterUI:
     """A running `dagster dev` and its GraphQL API."""
 
-    def __init__(self, url: str, process: subprocess.Popen, log: Path, lake: Path):
+    def __init__(self, url: str, process: subprocess.Popen, log: Path, lake: Path, source: Path):
         self.url = url
         self.process = process
         self.log = log
         self.lake = lake
+        self.source = source
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -189,11 +191,12 @@ def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]
     its own instance and lake in tmp_path and the bundled sample as the source."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # The test's instance: no telemetry, and no first-visit newsletter dialog over the page.
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    # The project's instance settings, and no first-visit newsletter dialog over the page.
+    (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text() + "\nnux:\n  enabled: false\n")
     lake = tmp_path / "lake"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}  # STEDI_SOURCE unset
-    env.update(DAGSTER_HOME=str(home), STEDI_LAKE=str(lake))
+    source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "source"))  # the bundled sample, free to edit
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}
+    env.update(DAGSTER_HOME=str(home), STEDI_LAKE=str(lake), STEDI_SOURCE=str(source))
     port = _free_port()
     log = tmp_path / "dagster_dev.log"
     dagster = Path(sys.executable).parent / "dagster"
@@ -207,7 +210,7 @@ def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so teardown reaches every child
         )
-    ui = DagsterUI(f"http://127.0.0.1:{port}", process, log, lake)
+    ui = DagsterUI(f"http://127.0.0.1:{port}", process, log, lake, source)
     try:
         ui.wait_until_loaded(SERVER_START_TIMEOUT)
         yield ui
@@ -289,6 +292,21 @@ def _sidebar_tree(driver) -> dict[str, list[str]]:
     return tree
 
 
+def _materialize_all(driver, dagster_ui: DagsterUI) -> tuple[str, str]:
+    """Press Materialize all on the lineage view; the run's id and how it ended."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    driver.get(f"{dagster_ui.url}/asset-groups")
+    materialize_all = (By.XPATH, "//button[normalize-space()='Materialize all']")
+    _wait(driver, expected_conditions.element_to_be_clickable(materialize_all), "Materialize all").click()
+    toast_link = (By.XPATH, "//a[starts-with(@href, '/runs/')]")
+    link = _wait(driver, expected_conditions.presence_of_element_located(toast_link), "the 'Launched run' toast")
+    run_id = link.get_attribute("href").rsplit("/runs/", 1)[1]
+    # dagster dev's daemon dequeues the run and the default launcher runs it in a subprocess.
+    return run_id, dagster_ui.wait_for_run(run_id, RUN_TIMEOUT)
+
+
 def test_materialize_all_from_the_ui(dagster_ui: DagsterUI, driver, tmp_path: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -304,23 +322,16 @@ def test_materialize_all_from_the_ui(dagster_ui: DagsterUI, driver, tmp_path: Pa
         assert tables <= set(tree.get(group, [])), f"group {group} lists {tree.get(group)}, not all of {sorted(tables)}"
 
     # Materialize all; the toast names the run it launched.
-    materialize_all = (By.XPATH, "//button[normalize-space()='Materialize all']")
-    _wait(driver, expected_conditions.element_to_be_clickable(materialize_all), "Materialize all").click()
-    toast_link = (By.XPATH, "//a[starts-with(@href, '/runs/')]")
-    link = _wait(driver, expected_conditions.presence_of_element_located(toast_link), "the 'Launched run' toast")
-    run_id = link.get_attribute("href").rsplit("/runs/", 1)[1]
-    # dagster dev's daemon dequeues the run and the default launcher runs it in a subprocess.
-    status = dagster_ui.wait_for_run(run_id, RUN_TIMEOUT)
+    run_id, status = _materialize_all(driver, dagster_ui)
     assert status == "SUCCESS", f"run {run_id} ended {status}\n{dagster_ui.log_tail()}"
     driver.get(f"{dagster_ui.url}/runs/{run_id}")
     _wait_for_text(driver, r"\bSuccess\b", f"run page of {run_id} to show Success")
 
     # The lake: the ML table was published by that run.
-    pointer = json.loads((dagster_ui.lake / "machine_learning" / "curated" / "_current.json").read_text())
-    assert pointer["version"] == run_id
-    rows = pointer["rows"]
+    ml = DeltaTable(str(dagster_ui.lake / "machine_learning" / "curated"))
+    assert ml.history(1)[0]["stedi"]["run_id"] == run_id
+    rows = ml.to_pyarrow_table().num_rows
     assert rows > 0
-    assert sum(pq.read_metadata(dagster_ui.lake / f).num_rows for f in pointer["files"]) == rows
 
     # The asset's page shows that materialization and its row count...
     driver.get(f"{dagster_ui.url}/assets/machine_learning_curated")
@@ -352,3 +363,51 @@ def test_materialize_all_from_the_ui(dagster_ui: DagsterUI, driver, tmp_path: Pa
     screenshot = tmp_path / "lineage.png"
     assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     print(f"lineage screenshot: {screenshot}")
+
+
+def test_a_failed_audit_shows_its_failed_check_on_the_materialization_it_judged(dagster_ui: DagsterUI, driver, tmp_path: Path):
+    """A step trainer reading delivered twice with two distances: the run fails
+    `reading_key_unique`. The UI shows the failed check on that run's materialization, whose
+    metadata says it was not published, and the published table is the previous one."""
+    from selenium.webdriver.common.by import By
+
+    good_run, status = _materialize_all(driver, dagster_ui)
+    assert status == "SUCCESS", dagster_ui.log_tail()
+    trusted = DeltaTable(str(dagster_ui.lake / "step_trainer" / "trusted"))
+    published_version, published_rows = trusted.version(), trusted.to_pyarrow_table()
+    reading = published_rows.slice(0, 1).to_pylist()[0]
+    (dagster_ui.source / "step_trainer" / "landing" / "late.json").write_text(
+        json.dumps({**reading, "distanceFromObject": 9999}) + "\n"
+    )
+
+    failed_run, status = _materialize_all(driver, dagster_ui)
+    assert status == "FAILURE"
+    # The published table is unchanged: same version, same rows.
+    after = DeltaTable(str(dagster_ui.lake / "step_trainer" / "trusted"))
+    assert after.version() == published_version
+    assert after.to_pyarrow_table().equals(published_rows)
+
+    # The asset's latest materialization is the failed run's, and says it was not published.
+    driver.get(f"{dagster_ui.url}/assets/step_trainer_trusted?view=events")
+    _wait_for_text(driver, rf"Materialized in run {failed_run[:8]}", f"the materialization of run {failed_run}")
+    _wait_for_text(driver, r"(?s)published\s+false", "the materialization's metadata: published false")
+    _wait_for_text(driver, r"FAILED reading_key_unique \(1\)", "the materialization's audit verdict")
+
+    # Its checks tab shows the failed rule, with the evidence, on that materialization.
+    driver.get(f"{dagster_ui.url}/assets/step_trainer_trusted?view=checks")
+    _wait_for_text(driver, r"reading_key_unique\s+Failed", "check reading_key_unique to show Failed")
+    driver.find_element(By.XPATH, "//*[normalize-space()='reading_key_unique']").click()
+    failed = r"(?s)reading_key_unique\s+Execute\b.*?Evaluation result\s+Failed\b.*?violations\s+1\b"
+    _wait_for_text(driver, failed, "the failed evaluation with 1 violation")
+    # The evaluation the page shows targets the failed run's own materialization.
+    checks = dagster_ui.graphql(
+        """{ assetNodeOrError(assetKey: {path: ["step_trainer_trusted"]}) { ... on AssetNode {
+             assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization {
+               runId status evaluation { targetMaterialization { runId } } } } } } } } }"""
+    )["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    latest = {c["name"]: c["executionForLatestMaterialization"] for c in checks}["reading_key_unique"]
+    assert latest["status"] == "FAILED" and latest["runId"] == failed_run
+    assert latest["evaluation"]["targetMaterialization"]["runId"] == failed_run
+    screenshot = tmp_path / "failed_audit.png"
+    assert driver.save_screenshot(str(screenshot))
+    print(f"failed audit screenshot: {screenshot}")

@@ -74,6 +74,14 @@ def step_seconds(log: str) -> dict[str, float]:
     }
 
 
+_AUDITED = re.compile(r" - (?P<step>\w+) - \w+: committed as Delta version .*?; build [0-9.]+ s, audit (?P<audit>[0-9.]+) s")
+
+
+def audit_seconds(log: str) -> dict[str, float]:
+    """The time each step spent judging its rules, from the line it logs when it commits."""
+    return {m["step"]: float(m["audit"]) for m in _AUDITED.finditer(log)}
+
+
 def bin_command(name: str) -> str:
     """A console script of the environment this runs in (dagster, stedi), as a user calls it."""
     return str(Path(sys.executable).parent / name)
@@ -164,7 +172,9 @@ def run_benchmark(
                     "load_average_1m": os.getloadavg()[0],  # how busy the machine was meanwhile
                 }
                 if system == "ours":
-                    record["step_seconds"] = step_seconds(log_file.read_text(errors="replace"))
+                    text = log_file.read_text(errors="replace")
+                    record["step_seconds"] = step_seconds(text)
+                    record["audit_seconds"] = audit_seconds(text)
                 result.runs[system].append(record)
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "

@@ -11,7 +11,7 @@ import pytest
 
 from stedi_assets.bench.seeds_baseline import JOBS, run_jobs
 from stedi_assets.definitions import build_definitions
-from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.settings import Settings
 from stedi_assets.tables import CUSTOMER_CURATED, MACHINE_LEARNING_CURATED
@@ -61,7 +61,7 @@ def test_ours_differs_from_the_baseline_by_the_cross_customer_rows(seeds_output,
     con.execute(f"CREATE VIEW seeds_ml AS SELECT * FROM {_parquet(seeds_output['machine_learning_curated'])}")
     con.execute(f"CREATE VIEW seeds_customer AS SELECT * FROM {_parquet(seeds_output['customer_curated'])}")
     for table in (MACHINE_LEARNING_CURATED, CUSTOMER_CURATED):
-        files = ", ".join(f"'{p}'" for p in our_lake.current(table).local_paths())
+        files = ", ".join(f"'{p}'" for p in our_lake.current(table.spec).local_paths())
         con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet([{files}])")
     # A seeds row pairs the step trainer's owner with whoever's phone recorded at that time.
     owner = "seeds_ml AS m JOIN seeds_customer AS c ON c.serialNumber = m.serialNumber"

@@ -22,7 +22,8 @@ from stedi_assets.definitions import build_definitions
 from stedi_assets.engine import Relation, SqlEngine
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.engine.spark_engine import SparkEngineResource
-from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.delta import Lake
+from stedi_assets import lakehouse
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.landing import checks as landing_checks
 from stedi_assets.landing.source import LandingSource
@@ -61,11 +62,11 @@ ZONE_RULES = {
 }
 CHECK_RULES = {
     **{table.name: [landing_checks.lines_accounted_for(table, rejects)] for table, rejects in LANDING.items()},
-    "customer_trusted": trusted_checks.CUSTOMER_TRUSTED_RULES,
-    "accelerometer_trusted": trusted_checks.ACCELEROMETER_TRUSTED_RULES,
-    "step_trainer_trusted": trusted_checks.STEP_TRAINER_TRUSTED_RULES,
-    "customer_curated": curated_checks.CUSTOMER_CURATED_RULES,
-    "machine_learning_curated": curated_checks.MACHINE_LEARNING_CURATED_RULES,
+    "customer_trusted": trusted_checks.CUSTOMER_TRUSTED_AUDIT.rules,
+    "accelerometer_trusted": trusted_checks.ACCELEROMETER_TRUSTED_AUDIT.rules,
+    "step_trainer_trusted": trusted_checks.STEP_TRAINER_TRUSTED_AUDIT.rules,
+    "customer_curated": curated_checks.CUSTOMER_CURATED_AUDIT.rules,
+    "machine_learning_curated": curated_checks.MACHINE_LEARNING_CURATED_AUDIT.rules,
 }
 
 
@@ -82,7 +83,7 @@ def published(tmp_path_factory) -> Callable[[Path, ConsentPolicy], dict[str, Rel
             {"STEDI_SOURCE": str(source), "STEDI_LAKE": str(lake), "STEDI_CONSENT_POLICY": policy.value}
         )
         assert build_definitions(settings).resolve_job_def("stedi_lakehouse").execute_in_process().success
-        return {name: Lake(LocalStore(lake)).current(table) for name, table in TABLES.items()}
+        return lakehouse.published(Lake(LocalStore(lake)), TABLES)
 
     return run
 
@@ -102,7 +103,7 @@ def broken(tables: dict[str, Relation], audited: str, source: Path) -> dict[str,
     rows let through and some rows repeated; the ML table with readings altered."""
     if audited in {t.name for t in LANDING}:
         bad = tables[audited].to_arrow().slice(3)
-        lines = landing_checks.source_lines(TABLES[audited])(LandingSource(root=str(source)))
+        lines = landing_checks.recount(TABLES[audited])(LandingSource(root=str(source)))
         return {**tables, **lines, audited: bad}
     upstream = {
         "customer_trusted": "customer_landing",
@@ -166,10 +167,10 @@ def test_whole_graph_on_spark_publishes_what_duckdb_does(lakehouse_factory):
     assert SPARK_BANNER not in on_duckdb_run.stderr
     assert SPARK_BANNER in on_spark_run.stderr
     for table in TABLES.values():
-        duck, spark = (Lake(LocalStore(house.lake)).current(table) for house in (on_duckdb, on_spark))
+        duck, spark = (lakehouse.published(Lake(LocalStore(house.lake)), [table.name])[table.name] for house in (on_duckdb, on_spark))
         assert spark.rows == duck.rows, table.name
         assert sorted_rows(spark.to_arrow()) == sorted_rows(duck.to_arrow()), table.name
-    assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"]).rows > 0
+    assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"].spec).rows > 0
 
 
 def test_spark_keeps_every_row_of_an_arrow_table_with_empty_chunks(spark_engine):

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.s3_store import S3Store
 
 REGION = "us-east-1"
