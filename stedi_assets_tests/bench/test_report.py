@@ -57,10 +57,10 @@ def test_medians_and_ratios(summary):
 def test_targets(summary):
     met = {t["target"]: (round(t["measured"], 3), t["met"]) for t in summary["targets"]}
     assert met == {
-        "real data: ours / Dagster floor, time": (1.5, True),
+        "real data: ours / Dagster floor, time": (1.5, False),  # the target: at most 1.25
         "real data: speed-up over the Spark baseline": (5.0, True),
         "100x: speed-up over the Spark baseline": (2.0, False),
-        "100x: peak memory of ours": (round(2750 * MIB / GIB, 3), True),
+        "100x: peak memory of ours": (round(2750 * MIB / GIB, 3), False),  # the target: at most 2 GiB
         "10x -> 100x: time growth / data growth": (0.9, True),
         "10x -> 100x: memory growth / data growth": (0.55, True),
     }
