@@ -26,7 +26,7 @@ from stedi_assets.privacy import PrivacyPolicy, mask
 from stedi_assets.tables import Table
 
 SAMPLE_SIZE = 10
-Evaluator = Callable[[Mapping[str, Relation]], pa.Table]
+Evaluator = Callable[[Mapping[str, Relation], PrivacyPolicy], pa.Table]
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,10 @@ class Audit:
         ]
 
     def judge(
-        self, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy
+        self, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy, as_of: int
     ) -> list[Outcome]:
-        return [evaluate(rule, relations, engine, privacy) for rule in self.rules]
+        """Every rule, judging consent as of `as_of` (epoch ms)."""
+        return [evaluate(rule, relations, engine, privacy, as_of) for rule in self.rules]
 
 
 def failures(outcomes: Sequence[Outcome]) -> str:
@@ -99,14 +100,17 @@ def duplicates(table: str, columns: Sequence[str], report: Sequence[str] | None 
         """
 
 
-def evaluate(rule: Rule, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy) -> Outcome:
+def evaluate(
+    rule: Rule, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy, as_of: int | None = None
+) -> Outcome:
     if rule.evaluate is not None:
-        offending = rule.evaluate(relations)
+        offending = rule.evaluate(relations, privacy)
         count, sample = offending.num_rows, offending.slice(0, SAMPLE_SIZE)
     else:
         assert rule.sql is not None
         # One pass gives the count and the sample; a passing rule costs a single scan.
-        sql = f"SELECT *, COUNT(*) OVER () AS violations_total FROM ({privacy.render(rule.sql)}) AS v LIMIT {SAMPLE_SIZE}"
+        rendered = privacy.render(rule.sql, as_of)
+        sql = f"SELECT *, COUNT(*) OVER () AS violations_total FROM ({rendered}) AS v LIMIT {SAMPLE_SIZE}"
         result = engine.engine().query(sql, relations)
         count = result["violations_total"][0].as_py() if result.num_rows else 0
         sample = result.drop_columns(["violations_total"])

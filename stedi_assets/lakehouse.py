@@ -22,8 +22,8 @@ from stedi_assets.landing.checks import (
     STEP_TRAINER_LANDING_AUDIT,
 )
 from stedi_assets.landing.source import LandingSource
-from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.tables import TABLES, Table
+from stedi_assets.privacy import PrivacyPolicy, now_ms
+from stedi_assets.tables import REJECTS_OF, TABLES, Table
 from stedi_assets.trusted.checks import ACCELEROMETER_TRUSTED_AUDIT, CUSTOMER_TRUSTED_AUDIT, STEP_TRAINER_TRUSTED_AUDIT
 
 AUDITS: dict[str, Audit] = {
@@ -39,8 +39,8 @@ AUDITS: dict[str, Audit] = {
         MACHINE_LEARNING_CURATED_AUDIT,
     )
 }
-# A companion (a landing table's rejects) is read at the version its table's commit names.
-COMPANIONS: dict[str, Audit] = {a.companion.name: a for a in AUDITS.values() if a.companion is not None}
+# A landing table's rejects are read at the version its commit names.
+OWNERS: dict[str, Table] = {rejects.name: TABLES[landing] for landing, rejects in REJECTS_OF.items()}
 
 
 class QueryError(LakeError):
@@ -54,9 +54,8 @@ def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
     for name in names:
         table = TABLES[name]
         try:
-            if name in COMPANIONS:
-                owner = lake.current(COMPANIONS[name].table.spec)
-                out[name] = lake.companion(owner, table.spec)
+            if name in OWNERS:
+                out[name] = lake.companion(lake.current(OWNERS[name].spec), table.spec)
             else:
                 out[name] = lake.current(table.spec)
         except TableNotPublishedError:
@@ -109,8 +108,8 @@ def rollback(
     source): a rollback is a publish, so it can never bring back what today's rules forbid,
     such as the readings of a customer who has withdrawn consent since. Default target: the
     version before the current one."""
-    if name in COMPANIONS:
-        raise LakeError(f"{name} is published with {COMPANIONS[name].table.name}: roll that table back instead")
+    if name in OWNERS:
+        raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
     current = lake.current(audit.table.spec)
     target_version = current.version - 1 if to_version is None else to_version
@@ -121,14 +120,15 @@ def rollback(
             f"{name} is at version {current.version}: roll back to one of versions 0 to {current.version - 1}"
         )
     target = lake.at(audit.table.spec, target_version)
-    relations: dict[str, Any] = {**published(lake, [t.name for t in audit.reads]), name: target}
+    reads = [t.name for t in audit.reads]
+    relations: dict[str, Any] = {**published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]), name: target}
     companion = None
     if audit.companion is not None:
         companion = lake.companion(target, audit.companion.spec)
         relations[audit.companion.name] = companion
     if audit.from_source is not None:
         relations.update(audit.from_source(source))
-    outcomes = audit.judge(relations, engine, privacy)
+    outcomes = audit.judge(relations, engine, privacy, now_ms())
     if not all(o.passed for o in outcomes):
         return RollbackResult(audit.table, target, outcomes, None)
     info: Mapping[str, Any] = {

@@ -5,15 +5,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 
 import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
-from stedi_assets.tables import DIRECT_IDENTIFIERS
+from stedi_assets.tables import PERSONAL
 
 # `{since_consent: <condition>}`: the consent policy's clause in a rule.
 _SINCE_CONSENT = re.compile(r"\{since_consent:\s*([^{}]+?)\s*\}")
+# `{as_of}`: the moment a rule judges consent at, epoch ms (consent dated later is no consent yet).
+AS_OF = "{as_of}"
+
+
+def email_key(column: str) -> str:
+    """SQL for the key an e-mail address is compared by, everywhere: trimmed of spaces and
+    lower-cased, so ` ANGIE.HUEY@TEST.COM ` is angie.huey@test.com. Landing keeps the spelling
+    as it came; every comparison, the subject id and an erasure request use this key, and
+    only this one definition of it (the CLI normalizes what a user types with the same SQL)."""
+    return f"lower(trim({column}))"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class PrivacyPolicy(dg.ConfigurableResource):
@@ -30,25 +45,40 @@ class PrivacyPolicy(dg.ConfigurableResource):
     def uses_development_key(self) -> bool:
         return self.subject_key == DEVELOPMENT_SUBJECT_KEY
 
-    def render(self, sql: str) -> str:
-        """A rule's SQL under this policy: each `{since_consent: <condition>}` becomes the
-        condition, or TRUE under `any`. A literal TRUE, not a policy flag in the SQL
-        (`NOT FALSE OR ...`): DuckDB does not fold that away, and it turns a correlated EXISTS
-        into a join several times slower."""
-        return _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
+    def render(self, sql: str, as_of: int | None = None) -> str:
+        """A rule's SQL under this policy, judging consent as of `as_of` (epoch ms; default:
+        now): each `{since_consent: <condition>}` becomes the condition, or TRUE under `any`,
+        and `{as_of}` the moment. A literal TRUE, not a policy flag in the SQL (`NOT FALSE OR
+        ...`): DuckDB does not fold that away, and it turns a correlated EXISTS into a join
+        several times slower."""
+        rendered = _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
+        return rendered.replace(AS_OF, str(now_ms() if as_of is None else as_of))
 
-    def subject_ids(self, emails: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """HMAC-SHA256 of each e-mail: stable across runs, not reversible without the key."""
+    def subject_ids(self, email_keys: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """HMAC-SHA256 of each e-mail key (`email_key`): stable across runs and spellings, not
+        reversible without the key."""
         key = self.subject_key.encode()
         return pa.array(
-            [None if e is None else hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in emails.to_pylist()],
+            [None if e is None else hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in email_keys.to_pylist()],
             pa.string(),
         )
 
 
 def mask(column: str, value: object) -> object:
-    """Shows enough of a direct identifier to find it, not enough to read it."""
-    if column not in DIRECT_IDENTIFIERS or not isinstance(value, str):
+    """Shows enough of a personal value to find it, not enough to read it: two characters
+    and the e-mail domain (`an***@test.com`, `An***`); a raw line only by its length."""
+    if column not in PERSONAL or not isinstance(value, str):
         return value
+    if column == "raw":
+        return f"<{len(value)} characters>"
     local, at, domain = value.partition("@")
     return f"{local[:2]}***{at}{domain}"
+
+
+_EMAIL_LIKE = re.compile(r"[^\s\"'@,;:<>()\[\]{}]+@[^\s\"'@,;:<>()\[\]{}]+")
+
+
+def scrub(text: str) -> str:
+    """`text` with anything shaped like an e-mail address masked, for free text that goes to
+    Dagster (reject reasons quote the values they reject)."""
+    return _EMAIL_LIKE.sub(lambda m: mask("email", m[0]), text)  # type: ignore[arg-type]

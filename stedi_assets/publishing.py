@@ -37,8 +37,8 @@ from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Lake, Snapshot, Staged
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.landing.source import LandingSource
-from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.tables import Table
+from stedi_assets.privacy import PrivacyPolicy, now_ms
+from stedi_assets.tables import REJECTS_OF, Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
 MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
@@ -57,17 +57,20 @@ class Build:
 
 @dataclass(frozen=True)
 class AssetStep:
-    """What a build function works with: the published upstream tables and the resources."""
+    """What a build function works with: the published upstream tables (a landing table's
+    rejects with it, at the version it names), the resources, and the moment the step judges
+    consent at, the same for building and auditing."""
 
     context: dg.AssetExecutionContext
     inputs: Mapping[str, Snapshot]
     engine: SqlEngineResource
     privacy: PrivacyPolicy
     source: LandingSource
+    as_of: int = field(default_factory=now_ms)
 
     def query(self, sql: str, *inputs: str) -> pa.Table:
         """A rule's SQL under the consent policy, over the named inputs."""
-        return self.engine.engine().query(self.privacy.render(sql), {name: self.inputs[name] for name in inputs})
+        return self.engine.engine().query(self.privacy.render(sql, self.as_of), {name: self.inputs[name] for name in inputs})
 
 
 @dataclass
@@ -153,8 +156,13 @@ def audited_asset(
             pool=f"stedi_{table.name}",
         )
         def _step(context: dg.AssetExecutionContext, **snapshots: Snapshot):
+            lake = context.resources.lake.lake()
             step = AssetStep(
-                context, snapshots, context.resources.engine, context.resources.privacy, context.resources.source
+                context,
+                {**snapshots, **with_rejects(lake, snapshots)},
+                context.resources.engine,
+                context.resources.privacy,
+                context.resources.source,
             )
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()
@@ -168,6 +176,15 @@ def audited_asset(
     return decorator
 
 
+def with_rejects(lake: Lake, snapshots: Mapping[str, Snapshot]) -> dict[str, Snapshot]:
+    """The rejects of each landing table among `snapshots`, at the version it names."""
+    return {
+        REJECTS_OF[name].name: lake.companion(snapshot, REJECTS_OF[name].spec)
+        for name, snapshot in snapshots.items()
+        if name in REJECTS_OF
+    }
+
+
 def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     table, context = audit.table, step.context
     started = time.perf_counter()
@@ -176,7 +193,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     relations = {**step.inputs, **built.relations, table.name: data}
     if audit.companion is not None and companion is not None:
         relations[audit.companion.name] = companion
-    outcomes = audit.judge(relations, step.engine, step.privacy)
+    outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of)
     audit_seconds = time.perf_counter() - started
     candidate = Candidate(table, audit, data, companion, outcomes)
     started = time.perf_counter()
@@ -225,7 +242,7 @@ def _judge_published(step: AssetStep, audit: Audit):
     if audit.from_source is not None:
         relations.update(audit.from_source(step.source))
     target = _materialization_of(context, table, published)
-    for outcome in audit.judge(relations, step.engine, step.privacy):
+    for outcome in audit.judge(relations, step.engine, step.privacy, step.as_of):
         if _selected(context, table, outcome):
             result = _result(table, outcome, published=True, version=published.version)
             yield dg.AssetCheckEvaluation(

@@ -103,8 +103,10 @@ _STEP_TRAINER = (
 _REJECTS = (
     Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
     Column("source_line", pa.int64(), "1-based line number in that file"),
-    Column("raw", pa.string(), "The rejected text, as it was"),
+    Column("raw", pa.string(), "The rejected text, as it was (direct identifiers possible)"),
     Column("reason", pa.string(), "Why it was rejected"),
+    Column("named_email", pa.string(), "The e-mail address the line still names (email or user), if any (direct identifier)"),
+    Column("named_serial", pa.string(), "The step trainer serial number the line still names, if any"),
 )
 SUBJECT_ID = Column(
     "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the e-mail with STEDI_SUBJECT_KEY"
@@ -143,7 +145,17 @@ MACHINE_LEARNING_CURATED = Table(
 )
 
 # Columns that name a person; none may reach the machine-learning table.
-DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
+DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay", "named_email"})
+# Columns that lead to a person: masked wherever Dagster shows a value (metadata, previews,
+# check evidence, logs), like the direct identifiers.
+PERSONAL = DIRECT_IDENTIFIERS | {"serialNumber", "named_serial", "raw"}
+
+# Each landing table's rejects: built, judged and published with it, read at the version it names.
+REJECTS_OF: dict[str, Table] = {
+    CUSTOMER_LANDING.name: CUSTOMER_LANDING_REJECTS,
+    ACCELEROMETER_LANDING.name: ACCELEROMETER_LANDING_REJECTS,
+    STEP_TRAINER_LANDING.name: STEP_TRAINER_LANDING_REJECTS,
+}
 
 TABLES: dict[str, Table] = {
     t.name: t

@@ -7,7 +7,7 @@ import pyarrow as pa
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import ConsentPolicy
-from stedi_assets.tables import Table
+from stedi_assets.tables import REJECTS_OF, Table
 
 
 def table(contract: Table, *rows: dict) -> pa.Table:
@@ -38,7 +38,13 @@ def customer(email: str, serial: str, consent: int | None, updated: int = 0, lin
     }
 
 
-def run(sql: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations: pa.Table) -> list[dict]:
-    """The rule's rows, sorted, as the DuckDB engine computes them."""
-    result = DuckDBEngine().query(PrivacyPolicy(consent_policy=policy).render(sql), relations)
+def with_rejects(relations: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """`relations`, with an empty rejects table for each landing table that has none."""
+    empty = {rejects.name: table(rejects) for landing, rejects in REJECTS_OF.items() if landing in relations}
+    return {**empty, **relations}
+
+
+def run(sql: str, policy: ConsentPolicy = ConsentPolicy.ANY, as_of: int | None = None, **relations: pa.Table) -> list[dict]:
+    """The rule's rows, sorted, as the DuckDB engine computes them (consent as of `as_of`, default now)."""
+    result = DuckDBEngine().query(PrivacyPolicy(consent_policy=policy).render(sql, as_of), with_rejects(relations))
     return sorted(result.to_pylist(), key=lambda r: [str(v) for v in r.values()])

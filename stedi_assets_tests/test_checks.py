@@ -23,14 +23,14 @@ from stedi_assets.tables import (
     STEP_TRAINER_TRUSTED,
 )
 from stedi_assets.trusted import checks as trusted
-from stedi_assets_tests.builders import customer, table
+from stedi_assets_tests.builders import customer, table, with_rejects
 
 SINCE = ConsentPolicy.SINCE_CONSENT
 
 
 def check(rules: Sequence[Rule], name: str, policy: ConsentPolicy = ConsentPolicy.ANY, **relations):
     rule = next(r for r in rules if r.name == name)
-    return evaluate(rule, relations, DuckDBEngineResource(), PrivacyPolicy(consent_policy=policy))
+    return evaluate(rule, with_rejects(relations), DuckDBEngineResource(), PrivacyPolicy(consent_policy=policy))
 
 
 def test_every_check_is_blocking_and_loaded_into_defs():
@@ -40,6 +40,7 @@ def test_every_check_is_blocking_and_loaded_into_defs():
         ("accelerometer_landing", "lines_accounted_for"),
         ("step_trainer_landing", "lines_accounted_for"),
         ("customer_trusted", "consent_present"),
+        ("customer_trusted", "consent_unambiguous"),
         ("customer_trusted", "email_unique_not_null"),
         ("accelerometer_trusted", "user_is_trusted_customer"),
         ("accelerometer_trusted", "reading_unique"),
@@ -52,7 +53,7 @@ def test_every_check_is_blocking_and_loaded_into_defs():
         ("machine_learning_curated", "no_duplicate_rows"),
     }
     specs = [s for a in defs.assets or [] for s in a.check_specs]  # declared on each table's asset
-    assert len(specs) == 14 and all(s.blocking for s in specs)
+    assert len(specs) == 15 and all(s.blocking for s in specs)
 
 
 def test_customer_trusted_rules():
@@ -62,7 +63,13 @@ def test_customer_trusted_rules():
     unique = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, trusted.EMAIL_UNIQUE_NOT_NULL, customer_trusted=leaked)
     assert (unique.violations, unique.sample) == (1, [{"email": "ok***@x", "copies": 2}])
     clean = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5))
-    assert all(check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, r.name, customer_trusted=clean).passed for r in trusted.CUSTOMER_TRUSTED_AUDIT.rules)
+    landing = table(CUSTOMER_LANDING, customer("ok@x", "s1", 5))
+    rules = trusted.CUSTOMER_TRUSTED_AUDIT.rules
+    assert all(check(rules, r.name, customer_trusted=clean, customer_landing=landing).passed for r in rules)
+    # A trusted row whose landing records do not give consent unambiguously: a later record withdraws it.
+    withdrawn = table(CUSTOMER_LANDING, customer("ok@x", "s1", 5, updated=1), customer("OK@x ", "s1", None, updated=2))
+    doubt = check(rules, trusted.CONSENT_UNAMBIGUOUS, customer_trusted=clean, customer_landing=withdrawn)
+    assert (doubt.violations, doubt.sample) == (1, [{"email": "ok***@x", "verdict": "no consent"}])
 
 
 def test_accelerometer_trusted_rules_under_both_policies():
@@ -97,9 +104,9 @@ def test_step_trainer_trusted_rules():
     )
     rules = trusted.STEP_TRAINER_TRUSTED_AUDIT.rules
     unique = check(rules, trusted.READING_KEY_UNIQUE, **inputs)
-    assert (unique.violations, unique.sample) == (1, [{"serialNumber": "s1", "sensorReadingTime": 200, "copies": 2}])
+    assert (unique.violations, unique.sample) == (1, [{"serialNumber": "s1***", "sensorReadingTime": 200, "copies": 2}])
     owner = check(rules, trusted.SERIAL_BELONGS_TO_CURATED_CUSTOMER, **inputs)
-    assert (owner.violations, owner.sample) == (1, [{"serialNumber": "s9", "sensorReadingTime": 300}])
+    assert (owner.violations, owner.sample) == (1, [{"serialNumber": "s9***", "sensorReadingTime": 300}])  # serials masked
 
 
 def test_customer_curated_rules():

@@ -190,7 +190,7 @@ def test_a_partial_selection_builds_and_judges_only_what_it_selects(sandbox):
         defs.assets, selection=dg.AssetSelection.assets("customer_trusted"), resources=defs.resources, instance=sandbox.instance
     )
     assert result.success
-    assert {e.check_name for e in evaluations(sandbox.instance, result.run_id)} == {"consent_present", "email_unique_not_null"}
+    assert {e.check_name for e in evaluations(sandbox.instance, result.run_id)} == {"consent_present", "consent_unambiguous", "email_unique_not_null"}
     assert sandbox.version("customer/trusted") == before["customer/trusted"] + 1
     assert sandbox.version("accelerometer/trusted") == before["accelerometer/trusted"]
     assert sandbox.version("machine_learning/curated") == before["machine_learning/curated"]

@@ -9,10 +9,11 @@ import pyarrow as pa
 from stedi_assets.audit import Audit, Rule, duplicates
 from stedi_assets.curated import rules
 from stedi_assets.engine import Relation
+from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.tables import (
     ACCELEROMETER_TRUSTED,
     CUSTOMER_CURATED,
-    DIRECT_IDENTIFIERS,
+    PERSONAL,
     MACHINE_LEARNING_CURATED,
     STEP_TRAINER_TRUSTED,
 )
@@ -24,11 +25,12 @@ NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
 NO_DUPLICATE_ROWS = "no_duplicate_rows"
 
 
-def _identifier_columns(relations: Mapping[str, Relation]) -> pa.Table:
-    """Columns of the table, as readers see them, named like a direct identifier."""
+def _identifier_columns(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
+    """Columns of the table, as readers see them, named like a direct identifier or a device
+    id (a serial number leads straight back to the customer record)."""
     table = relations[MACHINE_LEARNING_CURATED.name]
     schema = table.schema if isinstance(table, pa.Table) else table.dataset().schema
-    found = sorted(n for n in schema.names if n.lower() in {i.lower() for i in DIRECT_IDENTIFIERS})
+    found = sorted(n for n in schema.names if n.lower() in {i.lower() for i in PERSONAL})
     return pa.table({"column": pa.array(found, pa.string())})
 
 
@@ -70,7 +72,7 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
         ),
         Rule(
             NO_DIRECT_IDENTIFIERS,
-            "No column holds a name, e-mail, phone number or birthday.",
+            "No column holds a name, e-mail, phone number, birthday or serial number.",
             evaluate=_identifier_columns,
         ),
         Rule(

@@ -9,6 +9,8 @@ import dagster as dg
 from stedi_assets.audit import Audit
 from stedi_assets.landing import checks
 from stedi_assets.landing.json_lines import count_lines, parse_files
+from stedi_assets.landing.named import with_named_keys
+from stedi_assets.privacy import scrub
 from stedi_assets.publishing import AssetStep, Build, audited_asset
 
 KINDS = {"python", "delta"}
@@ -25,7 +27,8 @@ def landing_asset(audit: Audit, description: str) -> dg.AssetsDefinition:
         kinds=KINDS,
         description=(
             f"{description} Lines that cannot become a row (not JSON, missing {required}, or a value of "
-            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason. "
+            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason, "
+            "and the e-mail address and serial number the line still names, which count for privacy. "
             f"The two are built, audited and published together, {rejects.name} first, and readers pair "
             f"them by the version {table.name}'s commit names."
         ),
@@ -37,10 +40,11 @@ def landing_asset(audit: Audit, description: str) -> dg.AssetsDefinition:
         line_counts = [(key, count_lines(data)) for key, data in files]
         if batch.files_parsed_exactly:
             step.context.log.warning(f"{table.source}: files with bad lines: {', '.join(batch.files_parsed_exactly)}")
-        reasons = Counter(batch.rejects["reason"].to_pylist())
+        rejects = with_named_keys(batch.rejects)
+        reasons = Counter(scrub(reason) for reason in rejects["reason"].to_pylist())
         return Build(
             batch.rows,
-            companion=batch.rejects,
+            companion=rejects,
             relations={"source_lines": checks.source_lines(line_counts)},
             metadata={
                 "files": batch.files,

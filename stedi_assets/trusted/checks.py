@@ -13,6 +13,7 @@ from stedi_assets.tables import (
 from stedi_assets.trusted import rules
 
 CONSENT_PRESENT = "consent_present"
+CONSENT_UNAMBIGUOUS = "consent_unambiguous"
 EMAIL_UNIQUE_NOT_NULL = "email_unique_not_null"
 USER_IS_TRUSTED_CUSTOMER = "user_is_trusted_customer"
 READING_UNIQUE = "reading_unique"
@@ -24,8 +25,14 @@ CUSTOMER_TRUSTED_AUDIT = Audit(
     (
         Rule(
             CONSENT_PRESENT,
-            "Every customer has a research-consent date.",
-            sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL",
+            "Every customer has a research-consent date, at or before the run.",
+            sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL OR shareWithResearchAsOfDate > {as_of}",
+        ),
+        Rule(
+            CONSENT_UNAMBIGUOUS,
+            "Every customer's landing records unambiguously give consent: the latest can be told "
+            "and agree, and no rejected customer line names the e-mail.",
+            sql=rules.CUSTOMER_CONSENT_IN_DOUBT,
         ),
         Rule(
             EMAIL_UNIQUE_NOT_NULL,
@@ -36,6 +43,7 @@ CUSTOMER_TRUSTED_AUDIT = Audit(
                 """,
         ),
     ),
+    reads=(CUSTOMER_LANDING,),
 )
 
 ACCELEROMETER_TRUSTED_AUDIT = Audit(

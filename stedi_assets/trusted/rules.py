@@ -1,40 +1,114 @@
 """The trusted-zone rules, each one SQL text that DuckDB and Spark SQL both run.
 
+Consent in doubt means out. A customer is one e-mail key (`email_key`: trimmed, lower-cased);
+they are trusted only if their latest record unambiguously gives research consent dated at or
+before the run (`{as_of}`). Records that cannot be ordered (one of several has no
+`lastUpdateDate`), latest records that disagree on consent, consent dated after the run, and an
+e-mail that a rejected customer line names (a withdrawal written as `false` or `""` is such a
+line) all mean no consent, each counted by reason (`CUSTOMERS_HELD_OUT`).
+
 `{since_consent: <condition>}` is the consent policy's clause (PrivacyPolicy.render): the
 condition under the `since_consent` policy, so readings taken before the customer's
 research-consent date are kept out as well, and TRUE under `any`. Each membership rule is a
-predicate, used once to build the table and once more by its audit on what was written."""
+predicate, used once to build the table and once more by its audit on what was built."""
 
-# One row per e-mail, the most recently updated record winning (ties: the later landing
-# line), and only then the consent filter, so a later withdrawal of consent is honoured.
-CUSTOMER_TRUSTED = """
-SELECT customerName, email, phone, birthDay, serialNumber, registrationDate, lastUpdateDate,
-       shareWithResearchAsOfDate, shareWithPublicAsOfDate, shareWithFriendsAsOfDate
+from stedi_assets.privacy import email_key
+
+# From the trusted zone on, an e-mail is its key: one spelling per customer.
+CUSTOMER_COLUMNS = (
+    "customerName, email_key AS email, phone, birthDay, serialNumber, registrationDate, lastUpdateDate, "
+    "shareWithResearchAsOfDate, shareWithPublicAsOfDate, shareWithFriendsAsOfDate"
+)
+CONSENTED = "consented"
+NO_CONSENT = "no consent"
+
+# The consent verdict of every customer of customer_landing, one row per e-mail key: the
+# CTEs `latest` (each customer's records at their latest update) and `consent` (the verdict:
+# CONSENTED, NO_CONSENT, or why consent is in doubt).
+_CONSENT_VERDICT = f"""
+WITH record AS (
+    SELECT *, {email_key("email")} AS email_key FROM customer_landing
+),
+customer AS (
+    SELECT email_key, COUNT(*) AS records, COUNT(lastUpdateDate) AS dated, MAX(lastUpdateDate) AS latest_update
+    FROM record GROUP BY email_key
+),
+latest AS (
+    SELECT r.* FROM record AS r JOIN customer AS c ON c.email_key = r.email_key
+    WHERE r.lastUpdateDate = c.latest_update OR c.latest_update IS NULL
+),
+latest_consent AS (
+    SELECT email_key,
+           MAX(shareWithResearchAsOfDate) AS consent_date,
+           COUNT(DISTINCT shareWithResearchAsOfDate)
+             + MAX(CASE WHEN shareWithResearchAsOfDate IS NULL THEN 1 ELSE 0 END) AS consent_values
+    FROM latest GROUP BY email_key
+),
+named AS (
+    SELECT DISTINCT {email_key("named_email")} AS email_key FROM customer_landing_rejects WHERE named_email IS NOT NULL
+),
+consent AS (
+    SELECT c.email_key,
+           CASE
+               WHEN c.email_key = '' THEN 'no usable e-mail address'
+               WHEN n.email_key IS NOT NULL THEN 'a rejected customer line names the e-mail'
+               WHEN c.records > 1 AND c.dated < c.records THEN 'records cannot be ordered: one has no lastUpdateDate'
+               WHEN v.consent_values > 1 THEN 'latest records disagree on consent'
+               WHEN v.consent_date IS NULL THEN '{NO_CONSENT}'
+               WHEN v.consent_date > {{as_of}} THEN 'consent dated after the run'
+               ELSE '{CONSENTED}'
+           END AS verdict
+    FROM customer AS c
+    JOIN latest_consent AS v ON v.email_key = c.email_key
+    LEFT JOIN named AS n ON n.email_key = c.email_key
+)
+"""
+
+# One row per consenting customer: their latest record (ties between records that agree on
+# consent: the later landing line).
+CUSTOMER_TRUSTED = f"""{_CONSENT_VERDICT}
+SELECT {CUSTOMER_COLUMNS}
 FROM (
-    SELECT *, ROW_NUMBER() OVER (
-        PARTITION BY email
-        ORDER BY lastUpdateDate DESC NULLS LAST, source_file DESC, source_line DESC
+    SELECT l.*, ROW_NUMBER() OVER (
+        PARTITION BY l.email_key ORDER BY l.source_file DESC, l.source_line DESC
     ) AS recency
-    FROM customer_landing
-) AS latest
-WHERE recency = 1 AND shareWithResearchAsOfDate IS NOT NULL
+    FROM latest AS l JOIN consent AS k ON k.email_key = l.email_key
+    WHERE k.verdict = '{CONSENTED}'
+) AS winner
+WHERE recency = 1
+"""
+
+# Customers held out because their consent is in doubt (not those who simply gave none), and why.
+CUSTOMERS_HELD_OUT = f"""{_CONSENT_VERDICT}
+SELECT email_key, verdict AS reason FROM consent WHERE verdict NOT IN ('{CONSENTED}', '{NO_CONSENT}')
+"""
+
+# Rows of customer_trusted whose consent the landing records do not unambiguously give.
+CUSTOMER_CONSENT_IN_DOUBT = f"""{_CONSENT_VERDICT}
+SELECT t.email, COALESCE(k.verdict, 'not in customer_landing') AS verdict
+FROM customer_trusted AS t LEFT JOIN consent AS k ON k.email_key = {email_key("t.email")}
+WHERE k.verdict IS NULL OR k.verdict <> '{CONSENTED}'
 """
 
 # Accelerometer reading `a` belongs to a trusted customer.
-ACCELEROMETER_READING_CONSENTED = """
+ACCELEROMETER_READING_CONSENTED = f"""
 EXISTS (
     SELECT 1 FROM customer_trusted AS c
-    WHERE c.email = a.user
-      AND {since_consent: a.timestamp >= c.shareWithResearchAsOfDate}
+    WHERE {email_key("c.email")} = {email_key("a.user")}
+      AND {{since_consent: a.timestamp >= c.shareWithResearchAsOfDate}}
 )
 """
 
 # Customer `c`'s serial number is registered to someone else as well (the production system
-# re-used serial numbers): it then does not say whose a reading is.
-SERIAL_SHARED = """
-EXISTS (
-    SELECT 1 FROM customer_landing AS other
-    WHERE other.serialNumber = c.serialNumber AND other.email <> c.email
+# re-used serial numbers), or named by a rejected customer line (whose owner is unknown): it
+# then does not say whose a reading is.
+SERIAL_SHARED = f"""
+(
+    EXISTS (
+        SELECT 1 FROM customer_landing AS other
+        WHERE other.serialNumber = c.serialNumber AND {email_key("other.email")} <> {email_key("c.email")}
+    )
+    OR EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE r.named_serial = c.serialNumber)
 )
 """
 
@@ -54,7 +128,7 @@ STEP_TRAINER_READING_CONSENTED = f"""
     )
     OR EXISTS (
         SELECT 1 FROM customer_curated AS c
-        JOIN accelerometer_trusted AS a ON a.user = c.email
+        JOIN accelerometer_trusted AS a ON {email_key("a.user")} = {email_key("c.email")}
         WHERE c.serialNumber = s.serialNumber
           AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
           AND {SERIAL_SHARED}
@@ -63,9 +137,9 @@ STEP_TRAINER_READING_CONSENTED = f"""
 )
 """
 
-# A reading delivered twice is one reading.
+# A reading delivered twice is one reading, whatever the spelling of its e-mail.
 ACCELEROMETER_TRUSTED = f"""
-SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z
+SELECT DISTINCT {email_key("a.user")} AS user, a.timestamp, a.x, a.y, a.z
 FROM accelerometer_landing AS a
 WHERE {ACCELEROMETER_READING_CONSENTED}
 """

@@ -8,6 +8,7 @@ from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
     CUSTOMER_CURATED,
     CUSTOMER_LANDING,
+    CUSTOMER_LANDING_REJECTS,
     CUSTOMER_TRUSTED,
     STEP_TRAINER_LANDING,
 )
@@ -146,3 +147,105 @@ def test_the_consent_clause_renders_as_its_condition_or_true():
         assert condition in since_consent
         # A literal TRUE, not `NOT FALSE OR ...`, which DuckDB plans as a slow join.
         assert "shareWithResearchAsOfDate" not in anytime and "AND TRUE" in anytime
+
+
+# -- consent in doubt means out ----------------------------------------------------------------
+NOW = 1_700_000_000_000
+
+
+def _trusted_emails(landing, rejects=None, as_of: int = NOW) -> list[str]:
+    relations = {"customer_landing": landing}
+    if rejects is not None:
+        relations["customer_landing_rejects"] = rejects
+    return [r["email"] for r in run(rules.CUSTOMER_TRUSTED, as_of=as_of, **relations)]
+
+
+def _held_out(landing, rejects=None, as_of: int = NOW) -> dict[str, str]:
+    relations = {"customer_landing": landing}
+    if rejects is not None:
+        relations["customer_landing_rejects"] = rejects
+    return {r["email_key"]: r["reason"] for r in run(rules.CUSTOMERS_HELD_OUT, as_of=as_of, **relations)}
+
+
+def test_a_withdrawal_without_last_update_date_keeps_the_customer_out():
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("a@x", "s1", consent=100, updated=5, line=1),
+        customer("a@x", "s1", consent=None, updated=None, line=2),  # a later withdrawal, undated
+        customer("b@x", "s2", consent=100, updated=None, line=3),  # one record: nothing to order
+    )
+    assert _trusted_emails(landing) == ["b@x"]
+    assert _held_out(landing) == {"a@x": "records cannot be ordered: one has no lastUpdateDate"}
+
+
+def test_a_rejected_line_naming_the_email_keeps_the_customer_out():
+    """`"shareWithResearchAsOfDate": false` or `""` is rejected at landing; the old consenting
+    record must not stand."""
+    landing = table(CUSTOMER_LANDING, customer("a@x", "s1", consent=100, updated=5), customer("b@x", "s2", consent=100))
+    rejects = table(
+        CUSTOMER_LANDING_REJECTS,
+        {"source_file": "c.json", "source_line": 9, "raw": '{"email":" A@X ","shareWithResearchAsOfDate":false}',
+         "reason": "wrong type", "named_email": " A@X "},
+    )
+    assert _trusted_emails(landing, rejects) == ["b@x"]
+    assert _held_out(landing, rejects) == {"a@x": "a rejected customer line names the e-mail"}
+
+
+def test_latest_records_that_disagree_on_consent_keep_the_customer_out_whatever_the_file_names():
+    for first, second in (("a.json", "b.json"), ("b.json", "a.json")):
+        landing = table(
+            CUSTOMER_LANDING,
+            customer("a@x", "s1", consent=100, updated=7, source_file=first),
+            customer("a@x", "s1", consent=None, updated=7, source_file=second),
+        )
+        assert _trusted_emails(landing) == []
+        assert _held_out(landing) == {"a@x": "latest records disagree on consent"}
+
+
+def test_consent_dated_after_the_run_is_no_consent_yet():
+    future = 4_102_444_800_000  # 2100-01-01
+    landing = table(CUSTOMER_LANDING, customer("a@x", "s1", consent=future), customer("b@x", "s2", consent=NOW))
+    assert _trusted_emails(landing) == ["b@x"]  # consent dated exactly at the run counts
+    assert _held_out(landing) == {"a@x": "consent dated after the run"}
+    assert _trusted_emails(landing, as_of=future) == ["a@x", "b@x"]
+
+
+def test_emails_are_compared_trimmed_and_case_folded():
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("angie.huey@test.com", "s1", consent=100, updated=1),
+        customer(" ANGIE.HUEY@TEST.COM ", "s1", consent=None, updated=2),  # withdraws under another spelling
+        customer("Bo@Test.com", "s2", consent=100),
+    )
+    trusted = run(rules.CUSTOMER_TRUSTED, as_of=NOW, customer_landing=landing)
+    assert [r["email"] for r in trusted] == ["bo@test.com"]  # stored as its key
+    readings = table(
+        ACCELEROMETER_LANDING,
+        {"user": " BO@test.com", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0},  # a case variant: kept
+        {"user": "bo@test.com", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0},  # the same reading
+        {"user": "angie.huey@test.com", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0},
+    )
+    kept = run(rules.ACCELEROMETER_TRUSTED, accelerometer_landing=readings, customer_trusted=table(CUSTOMER_TRUSTED, *trusted))
+    assert [(r["user"], r["timestamp"]) for r in kept] == [("bo@test.com", 150)]
+
+
+def test_a_serial_named_by_a_rejected_customer_line_is_treated_as_shared():
+    """The co-owner's own record was rejected (one non-UTF-8 byte in the name): their serial
+    number still counts, so readings need the consenting owner's phone at the same moment."""
+    curated = table(CUSTOMER_CURATED, customer("a@x", "s1", consent=100))
+    landing_customers = table(CUSTOMER_LANDING, customer("a@x", "s1", consent=100))
+    rejects = table(
+        CUSTOMER_LANDING_REJECTS,
+        {"source_file": "c.json", "source_line": 2, "raw": '{"customerName":"B\ufffd","email":"b@x","serialNumber":"s1"}',
+         "reason": "not valid UTF-8", "named_email": "b@x", "named_serial": "s1"},
+    )
+    readings = table(
+        STEP_TRAINER_LANDING,
+        {"serialNumber": "s1", "sensorReadingTime": 50, "distanceFromObject": 1},  # a's phone recorded then
+        {"serialNumber": "s1", "sensorReadingTime": 60, "distanceFromObject": 2},  # nobody's phone: b's?
+    )
+    phone = table(ACCELEROMETER_TRUSTED, {"user": "a@x", "timestamp": 50, "x": 0.0, "y": 0.0, "z": 0.0})
+    inputs = dict(step_trainer_landing=readings, customer_curated=curated, customer_landing=landing_customers, accelerometer_trusted=phone)
+    assert [r["sensorReadingTime"] for r in run(rules.STEP_TRAINER_TRUSTED, **inputs)] == [50, 60]  # without the reject
+    kept = run(rules.STEP_TRAINER_TRUSTED, customer_landing_rejects=rejects, **inputs)
+    assert [r["sensorReadingTime"] for r in kept] == [50]

@@ -1,0 +1,174 @@
+"""The right to erasure: requests recorded by keyed hash, and every table kept clear of them.
+
+`stedi forget EMAIL` appends to the lake table `erasure_requests` the person's *erasure key*
+(HMAC-SHA256 of their e-mail key with STEDI_SUBJECT_KEY, which is also their `subject_id`)
+and the request time; never the e-mail itself. From then on every run of the graph:
+
+- drops them at landing: their customer records, the readings under their e-mail, the step
+  trainer readings of serial numbers only they own, and rejected lines that name them (not
+  stored in the rejects either), counted in the landing asset's metadata;
+- judges every table with a blocking rule that no row belongs to an erased person, so
+  nothing can bring them back, re-ingesting the same source files included;
+- purges each table's history after the first commit that follows a request (a vacuum that
+  keeps only the new version), so no old version holds them. The Delta log never held their
+  values: its file statistics are row counts only, and commit info holds no personal value.
+
+The serial numbers only erased people own are found by the customer landing step, from the
+records it drops, and recorded as keyed hashes in its commit info, where the step trainer
+landing step (which reads customer_landing) takes them from.
+
+Erasure keys depend on STEDI_SUBJECT_KEY: every request records a fingerprint of the key
+(`key_id`), and a run with another key refuses to start instead of letting erased people back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stedi_assets.engine import Relation
+from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.errors import LakeError, TableNotPublishedError
+from stedi_assets.privacy import PrivacyPolicy, email_key, now_ms
+from stedi_assets.tables import ERASURE_REQUESTS
+
+EMAIL, SERIAL, SUBJECT = "email", "serial", "subject"
+ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info that lists them
+
+
+class SubjectKeyChangedError(LakeError):
+    pass
+
+
+def key_id(privacy: PrivacyPolicy) -> str:
+    """A fingerprint of the subject key: tells which key made an erasure key, reveals nothing."""
+    return hmac.new(privacy.subject_key.encode(), b"stedi erasure key id", hashlib.sha256).hexdigest()[:16]
+
+
+def erasure_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[str, str]:
+    """Each distinct e-mail as written -> its erasure key (the HMAC of its `email_key`),
+    normalized by the same SQL as every rule."""
+    distinct = sorted({v for v in values if v is not None})
+    if not distinct:
+        return {}
+    table = pa.table({"value": pa.array(distinct, pa.string())})
+    keys = duckdb.sql(f"SELECT value, {email_key('value')} AS email_key FROM table").arrow()
+    subjects = privacy.subject_ids(keys["email_key"])
+    return dict(zip(keys["value"].to_pylist(), subjects.to_pylist()))
+
+
+def serial_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[str, str]:
+    """Each distinct serial number -> its keyed hash."""
+    distinct = sorted({v for v in values if v is not None})
+    return dict(zip(distinct, privacy.subject_ids(pa.array(distinct, pa.string())).to_pylist()))
+
+
+@dataclass(frozen=True)
+class Erasures:
+    """The erasure requests in force: the people's erasure keys, the latest request time, and
+    the keyed hashes of the serial numbers only erased people own (once the customer landing
+    step has found them)."""
+
+    subjects: frozenset[str] = frozenset()
+    requested_until: int = 0
+    serials: frozenset[str] = field(default=frozenset())
+
+    def __bool__(self) -> bool:
+        return bool(self.subjects)
+
+    def with_serials(self, serials: Iterable[str]) -> Erasures:
+        return Erasures(self.subjects, self.requested_until, frozenset(serials))
+
+    def relations(self) -> dict[str, pa.Table]:
+        """The requests as relations for the rules (`not_erased`)."""
+        return {
+            "erasures": pa.table({"erasure_key": pa.array(sorted(self.subjects), pa.string())}),
+            "erased_serial_keys": pa.table({"serial_key": pa.array(sorted(self.serials), pa.string())}),
+        }
+
+    @classmethod
+    def from_relations(cls, relations: Mapping[str, Relation]) -> Erasures:
+        def keys(name: str, column: str) -> frozenset[str]:
+            table = relations.get(name)
+            return frozenset(table[column].to_pylist()) if isinstance(table, pa.Table) else frozenset()
+
+        return cls(keys("erasures", "erasure_key"), 0, keys("erased_serial_keys", "serial_key"))
+
+    def dropping(self, table: pa.Table, column: str, kind: str, privacy: PrivacyPolicy) -> pa.ChunkedArray | pa.Array:
+        """The mask of `table`'s rows whose `column` names an erased person: an e-mail
+        (`EMAIL`), a serial number only erased people own (`SERIAL`), or an erasure key
+        itself (`SUBJECT`: a subject_id)."""
+        values = table[column]
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(pa.string())
+        if kind == SUBJECT:
+            erased = sorted(self.subjects)
+        else:
+            keyed = (erasure_keys if kind == EMAIL else serial_keys)(values.unique().to_pylist(), privacy)
+            wanted = self.subjects if kind == EMAIL else self.serials
+            erased = [value for value, key in keyed.items() if key in wanted]
+        if not erased:
+            return pa.array([False] * table.num_rows)
+        return pc.fill_null(pc.is_in(values, value_set=pa.array(erased, pa.string())), False)
+
+
+def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
+    """The requests recorded in the lake (none if there is no table yet)."""
+    try:
+        requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
+    except TableNotPublishedError:
+        return Erasures()
+    if requests.num_rows == 0:
+        return Erasures()
+    if set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
+        raise SubjectKeyChangedError(
+            "erasure requests in the lake were recorded under another STEDI_SUBJECT_KEY: with this key the erased "
+            "people would come back. Run with the key they were recorded under, or record them again with "
+            "`stedi forget` under the new key and rebuild the lake"
+        )
+    return Erasures(frozenset(requests["erasure_key"].to_pylist()), int(pc.max(requests["requested_at"]).as_py()))
+
+
+def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
+    """Append erasure requests for `emails` (only their keys and the time); returns how many
+    people were not requested before."""
+    keys = sorted(set(erasure_keys(emails, privacy).values()) - load(lake, privacy).subjects)
+    if not keys:
+        return 0
+    now = now_ms()
+    rows = pa.table(
+        {
+            "erasure_key": pa.array(keys, pa.string()),
+            "requested_at": pa.array([now] * len(keys), pa.int64()),
+            "key_id": pa.array([key_id(privacy)] * len(keys), pa.string()),
+        }
+    )
+    lake.commit(lake.stage(ERASURE_REQUESTS.spec, rows), {"requests": len(keys)}, mode="append")
+    return len(keys)
+
+
+def erased_serials(snapshot: Snapshot | None) -> frozenset[str]:
+    """The serial keys a customer landing version recorded as owned only by erased people."""
+    return frozenset(snapshot.info.get(ERASED_SERIALS, [])) if snapshot is not None else frozenset()
+
+
+def not_erased(table: str, column: str, kind: str):
+    """A rule's evaluator: the rows of `table` whose `column` names an erased person (see
+    `Erasures.dropping`), by the relations `erasures` and `erased_serial_keys`."""
+
+    def evaluate(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
+        erasures = Erasures.from_relations(relations)
+        relation = relations[table]
+        data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
+        if not erasures or data.num_rows == 0:
+            return pa.table({column: pa.array([], pa.string())})
+        found = data.filter(erasures.dropping(data, column, kind, privacy)).select([column])
+        return found.cast(pa.schema([pa.field(column, pa.string())]))
+
+    return evaluate
