@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, mask
 from stedi_assets.tables import Table
@@ -61,7 +62,7 @@ class Audit:
     rules: tuple[Rule, ...]
     reads: tuple[Table, ...] = ()
     companion: Table | None = None
-    from_source: Callable[[LandingSource], Mapping[str, pa.Table]] | None = None
+    from_source: Callable[[LandingSource, Snapshot], Mapping[str, pa.Table]] | None = None
 
     def check_specs(self) -> list[dg.AssetCheckSpec]:
         return [

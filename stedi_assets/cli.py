@@ -13,6 +13,7 @@ import click
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from stedi_assets import erasure
 from stedi_assets.definitions import aws_access, engine_resource, lake_resource
 from stedi_assets.generate import GenerateOptions, generate
 from stedi_assets.lake.ddl import lake_ddl
@@ -37,6 +38,13 @@ def _settings(lake: str | None = None) -> Settings:
 
 def _lake(lake: str | None) -> Lake:
     return lake_resource(_settings(lake)).lake()
+
+
+def _privacy(settings: Settings) -> PrivacyPolicy:
+    """The privacy settings with the subject key itself: outside Dagster no EnvVar resolves it."""
+    return PrivacyPolicy(
+        consent_policy=settings.consent_policy, subject_key=settings.subject_key, retention_hours=settings.retention_hours
+    )
 
 
 class _Commands(click.Group):
@@ -106,7 +114,7 @@ def rollback_command(table: str, to_version: int | None, lake: str | None) -> No
     """Restore an earlier version of TABLE as a new commit, only if it passes the table's
     blocking rules against today's upstream tables; otherwise refuse and change nothing."""
     settings = _settings(lake)
-    privacy = PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=settings.subject_key)
+    privacy = _privacy(settings)
     source = LandingSource(root=settings.source, prefixes=dict(settings.source_prefixes), aws=aws_access(settings, settings.source_anonymous))
     result = rollback(lake_resource(settings).lake(), table, engine_resource(settings), privacy, source, to_version)
     if result.refused:
@@ -122,15 +130,39 @@ def rollback_command(table: str, to_version: int | None, lake: str | None) -> No
 @click.argument("table", type=click.Choice(sorted(TABLES)))
 @LAKE_OPTION
 def versions(table: str, lake: str | None) -> None:
-    """List TABLE's versions, newest first: when, which run, and what its audit found."""
-    for commit in _lake(lake).history(TABLES[table].spec):
+    """List TABLE's versions, newest first: when, which run, what its audit found, and
+    whether it is still kept (its files are there, so a rollback can restore it)."""
+    store, spec = _lake(lake), TABLES[table].spec
+    history = store.history(spec)
+    for commit in history:
         info = commit.info
         rules = ", ".join(f"{rule} {n}" for rule, n in info.get("rules", {}).items()) or "-"
         origin = f"restore of {info['restored_version']}, " if "restored_version" in info else ""
+        kept = "current" if commit is history[0] else "kept" if store.restorable(spec, commit.version) else "gone"
         click.echo(
-            f"{commit.version:>4}  {commit.timestamp:%Y-%m-%d %H:%M:%S}  {commit.operation:<12} "
+            f"{commit.version:>4}  {commit.timestamp:%Y-%m-%d %H:%M:%S}  {kept:<7}  {commit.operation:<12} "
             f"{origin}run {info.get('run_id', '-')}  policy {info.get('consent_policy', '-')}  rules: {rules}"
         )
+
+
+@main.command()
+@click.argument("emails", nargs=-1)
+@click.option("--file", "from_file", type=click.File("r"), help="One e-mail address a line ('-': standard input).")
+@LAKE_OPTION
+def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
+    """Request the erasure of each person by EMAIL: the lake records only their erasure key
+    (a keyed hash of the trimmed, lower-cased address) and the time. The next run of the
+    graph removes every row of theirs from every table and the earlier versions that held
+    them (see erasure.py)."""
+    given = [*emails, *((line.strip() for line in from_file if line.strip()) if from_file else ())]
+    if not given:
+        raise click.UsageError("name at least one e-mail address, or --file")
+    settings = _settings(lake)
+    new = erasure.record(lake_resource(settings).lake(), _privacy(settings), given)
+    click.echo(
+        f"recorded {new} new erasure request{'s' if new != 1 else ''}; the next run of the graph removes "
+        "every row of theirs from every table, and the earlier versions that hold them"
+    )
 
 
 @main.command()

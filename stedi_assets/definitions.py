@@ -58,7 +58,7 @@ def privacy_policy(settings: Settings) -> PrivacyPolicy:
     # The secret reaches the resource through dg.EnvVar, so the UI shows the variable's name,
     # never its value. The development default is no secret.
     key = dg.EnvVar(SUBJECT_KEY_VARIABLE) if settings.subject_key_is_set else settings.subject_key
-    return PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=key)
+    return PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=key, retention_hours=settings.retention_hours)
 
 
 def resources_for(settings: Settings) -> Mapping[str, object]:

@@ -32,6 +32,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stedi_assets.audit import Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
@@ -57,8 +58,9 @@ def erasure_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[s
     distinct = sorted({v for v in values if v is not None})
     if not distinct:
         return {}
-    table = pa.table({"value": pa.array(distinct, pa.string())})
-    keys = duckdb.sql(f"SELECT value, {email_key('value')} AS email_key FROM table").arrow()
+    with duckdb.connect() as con:
+        con.register("spelled", pa.table({"value": pa.array(distinct, pa.string())}))
+        keys = con.sql(f"SELECT value, {email_key('value')} AS email_key FROM spelled").to_arrow_table()
     subjects = privacy.subject_ids(keys["email_key"])
     return dict(zip(keys["value"].to_pylist(), subjects.to_pylist()))
 
@@ -114,7 +116,7 @@ class Erasures:
             wanted = self.subjects if kind == EMAIL else self.serials
             erased = [value for value, key in keyed.items() if key in wanted]
         if not erased:
-            return pa.array([False] * table.num_rows)
+            return pa.array([False] * table.num_rows, pa.bool_())
         return pc.fill_null(pc.is_in(values, value_set=pa.array(erased, pa.string())), False)
 
 
@@ -158,17 +160,86 @@ def erased_serials(snapshot: Snapshot | None) -> frozenset[str]:
     return frozenset(snapshot.info.get(ERASED_SERIALS, [])) if snapshot is not None else frozenset()
 
 
-def not_erased(table: str, column: str, kind: str):
-    """A rule's evaluator: the rows of `table` whose `column` names an erased person (see
-    `Erasures.dropping`), by the relations `erasures` and `erased_serial_keys`."""
+# The column a kind of personal value is reported under in a rule's evidence (masked there).
+_EVIDENCE = {EMAIL: "email", SERIAL: "serialNumber", SUBJECT: "subject_id"}
+NO_ERASED_PERSON = "no_erased_person"
+
+
+def not_erased(*columns: tuple[str, str, str]) -> Rule:
+    """The blocking rule that no row belongs to an erased person: for each (table, column,
+    kind), the rows whose `column` names one (see `Erasures.dropping`), by the relations
+    `erasures` and `erased_serial_keys`."""
+    kinds = {kind for _, _, kind in columns}
+    assert len(kinds) == 1, "one kind of value per rule, reported under one column"
+    evidence = _EVIDENCE[kinds.pop()]
 
     def evaluate(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
         erasures = Erasures.from_relations(relations)
-        relation = relations[table]
-        data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
-        if not erasures or data.num_rows == 0:
-            return pa.table({column: pa.array([], pa.string())})
-        found = data.filter(erasures.dropping(data, column, kind, privacy)).select([column])
-        return found.cast(pa.schema([pa.field(column, pa.string())]))
+        found: list[pa.Table] = []
+        for table, column, kind in columns if erasures else ():
+            relation = relations[table]
+            data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
+            hits = data.filter(erasures.dropping(data, column, kind, privacy))[column].cast(pa.string())
+            found.append(pa.table({"table": pa.array([table] * len(hits), pa.string()), evidence: hits}))
+        return pa.concat_tables(found) if found else pa.table({"table": pa.array([], pa.string()), evidence: pa.array([], pa.string())})
 
-    return evaluate
+    names = ", ".join(sorted({table for table, _, _ in columns}))
+    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=evaluate)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """What a landing step kept of its parse once erased people are left out, and what it
+    left out: lines per file (neither rows nor rejects) and, for customers, the keyed hashes
+    of serial numbers that only erased people own."""
+
+    rows: pa.Table
+    rejects: pa.Table
+    lines: dict[str, int]
+    serials: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(self.lines.values())
+
+
+def leave_out(
+    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, rejects_column: str, kind: str
+) -> LeftOut:
+    """Leave out of a landing parse the rows and rejected lines that name an erased person:
+    `column` of the rows, `rejects_column` of the rejects, compared as `kind`."""
+    if not erasures:
+        return LeftOut(rows, rejects, {}, [])
+    row_mask = erasures.dropping(rows, column, kind, privacy)
+    reject_mask = erasures.dropping(rejects, rejects_column, kind, privacy)
+    kept_rows, dropped_rows = rows.filter(pc.invert(row_mask)), rows.filter(row_mask)
+    kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
+    lines = _lines_left_out(
+        [dropped_rows, dropped_rejects], [kept_rows, kept_rejects]
+    ) if dropped_rows.num_rows or dropped_rejects.num_rows else {}
+    serials: list[str] = []
+    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices
+        theirs = set(dropped_rows["serialNumber"].to_pylist()) | set(dropped_rejects["named_serial"].to_pylist())
+        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | set(kept_rejects["named_serial"].to_pylist())
+        serials = sorted(serial_keys(theirs - others, privacy).values())
+    return LeftOut(kept_rows, kept_rejects, lines, serials)
+
+
+def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:
+    """Lines (per file) of the dropped rows and rejects that no kept row or reject shares."""
+    def lines(tables: list[pa.Table]) -> pa.Table:
+        return pa.concat_tables(
+            [t.select(["source_file", "source_line"]).cast(pa.schema([("source_file", pa.string()), ("source_line", pa.int64())])) for t in tables]
+        )
+
+    with duckdb.connect() as con:
+        con.register("dropped", lines(dropped))
+        con.register("kept", lines(kept))
+        result = con.sql(
+            """
+            SELECT d.source_file, COUNT(*) AS n FROM (SELECT DISTINCT source_file, source_line FROM dropped) AS d
+            WHERE NOT EXISTS (SELECT 1 FROM kept AS k WHERE k.source_file = d.source_file AND k.source_line = d.source_line)
+            GROUP BY d.source_file
+            """
+        ).fetchall()
+    return {file: int(n) for file, n in result}

@@ -23,7 +23,8 @@ from stedi_assets.landing.checks import (
 )
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.tables import REJECTS_OF, TABLES, Table
+from stedi_assets import erasure
+from stedi_assets.tables import CUSTOMER_LANDING, REJECTS_OF, TABLES, Table
 from stedi_assets.trusted.checks import ACCELEROMETER_TRUSTED_AUDIT, CUSTOMER_TRUSTED_AUDIT, STEP_TRAINER_TRUSTED_AUDIT
 
 AUDITS: dict[str, Audit] = {
@@ -105,9 +106,10 @@ def rollback(
 ) -> RollbackResult:
     """Restore an earlier version of `name` as a new commit, only if it passes the table's
     blocking rules against today's upstream tables (and, for a landing table, today's
-    source): a rollback is a publish, so it can never bring back what today's rules forbid,
-    such as the readings of a customer who has withdrawn consent since. Default target: the
-    version before the current one."""
+    source) and today's erasure requests: a rollback is a publish, so it can never bring back
+    what today's rules forbid, such as the readings of a customer who has withdrawn consent
+    or been erased since. Never past the retention window. Default target: the version
+    before the current one."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
@@ -120,6 +122,13 @@ def rollback(
             f"{name} is at version {current.version}: roll back to one of versions 0 to {current.version - 1}"
         )
     target = lake.at(audit.table.spec, target_version)
+    window = now_ms() - privacy.retention_hours * 3_600_000
+    committed = lake.commit_time(audit.table.spec, target_version + 1)  # when the target was replaced
+    if committed is not None and committed < window or not lake.restorable(audit.table.spec, target_version):
+        raise LakeError(
+            f"{name} version {target_version} is past the retention window (STEDI_RETENTION_HOURS="
+            f"{privacy.retention_hours}): it left the history and cannot be restored"
+        )
     reads = [t.name for t in audit.reads]
     relations: dict[str, Any] = {**published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]), name: target}
     companion = None
@@ -127,7 +136,10 @@ def rollback(
         companion = lake.companion(target, audit.companion.spec)
         relations[audit.companion.name] = companion
     if audit.from_source is not None:
-        relations.update(audit.from_source(source))
+        relations.update(audit.from_source(source, target))
+    erasures = erasure.load(lake, privacy)
+    serials_from = target if name == CUSTOMER_LANDING.name else relations.get(CUSTOMER_LANDING.name)
+    relations.update(erasures.with_serials(erasure.erased_serials(serials_from)).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
     if not all(o.passed for o in outcomes):
         return RollbackResult(audit.table, target, outcomes, None)

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import pyarrow as pa
 
-from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
+from stedi_assets.settings import DEFAULT_RETENTION_HOURS, DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
 from stedi_assets.tables import PERSONAL
 
 # `{since_consent: <condition>}`: the consent policy's clause in a rule.
@@ -32,10 +32,13 @@ def now_ms() -> int:
 
 
 class PrivacyPolicy(dg.ConfigurableResource):
-    """Which readings of consenting customers may be used, and the secret of the subject key."""
+    """Which readings of consenting customers may be used, the secret of the subject key,
+    and how long personal data of replaced versions is kept."""
 
     consent_policy: ConsentPolicy = ConsentPolicy.ANY
     subject_key: str = DEVELOPMENT_SUBJECT_KEY
+    # How long a replaced version stays in a table's history (and can be rolled back to).
+    retention_hours: int = DEFAULT_RETENTION_HOURS
 
     @property
     def since_consent(self) -> bool:

@@ -38,7 +38,9 @@ from stedi_assets.lake.delta import Lake, Snapshot, Staged
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.tables import REJECTS_OF, Table
+from stedi_assets import erasure
+from stedi_assets.erasure import Erasures
+from stedi_assets.tables import CUSTOMER_LANDING, REJECTS_OF, Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
 MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
@@ -53,6 +55,7 @@ class Build:
     companion: pa.Table | None = None
     relations: Mapping[str, pa.Table] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)  # more for the commit info
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class AssetStep:
     engine: SqlEngineResource
     privacy: PrivacyPolicy
     source: LandingSource
+    erasures: Erasures = Erasures()
     as_of: int = field(default_factory=now_ms)
 
     def query(self, sql: str, *inputs: str) -> pa.Table:
@@ -156,13 +160,18 @@ def audited_asset(
             pool=f"stedi_{table.name}",
         )
         def _step(context: dg.AssetExecutionContext, **snapshots: Snapshot):
-            lake = context.resources.lake.lake()
+            lake, privacy = context.resources.lake.lake(), context.resources.privacy
+            try:
+                erasures = erasure.load(lake, privacy)
+            except erasure.SubjectKeyChangedError as error:
+                raise dg.Failure(description=str(error)) from None
             step = AssetStep(
                 context,
                 {**snapshots, **with_rejects(lake, snapshots)},
                 context.resources.engine,
-                context.resources.privacy,
+                privacy,
                 context.resources.source,
+                erasures.with_serials(erasure.erased_serials(snapshots.get(CUSTOMER_LANDING.name))),
             )
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()
@@ -190,7 +199,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     started = time.perf_counter()
     data = conform(table, built.data)
     companion = conform(audit.companion, built.companion) if audit.companion and built.companion is not None else None
-    relations = {**step.inputs, **built.relations, table.name: data}
+    relations = {**step.inputs, **step.erasures.relations(), **built.relations, table.name: data}
     if audit.companion is not None and companion is not None:
         relations[audit.companion.name] = companion
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of)
@@ -214,18 +223,54 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         "rows": data.num_rows,
         "rules": {o.rule.name: o.violations for o in outcomes},
         "consent_policy": step.privacy.consent_policy.value,
+        ERASURES_APPLIED: step.erasures.requested_until,
+        **built.info,
     }
     started = time.perf_counter()
+    previous = _current_or_none(lake, table)
     try:
         snapshot = candidate.commit(lake, info)
     except BaseException:
         candidate.discard(lake)
         raise
+    committed = time.perf_counter() - started
     context.log.info(
         f"{table.name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows); "
         f"build {build_seconds:.3f} s, audit {audit_seconds:.3f} s, write {write_seconds:.3f} s, "
-        f"commit {time.perf_counter() - started:.3f} s"
+        f"commit {committed:.3f} s"
     )
+    _forget_history(context, lake, audit, step, previous)
+
+
+ERASURES_APPLIED = "erasures_applied"  # the newest erasure request a version was built with
+# Files a run that died left behind, and no commit names, are deleted once this old: a
+# younger one may be another writer's, still to be committed.
+UNTRACKED_FILE_HOURS = 1
+
+
+def _current_or_none(lake: Lake, table: Table) -> Snapshot | None:
+    try:
+        return lake.current(table.spec)
+    except TableNotPublishedError:
+        return None
+
+
+def _forget_history(
+    context: dg.AssetExecutionContext, lake: Lake, audit: Audit, step: AssetStep, previous: Snapshot | None
+) -> None:
+    """After a commit: older versions leave the history once they are STEDI_RETENTION_HOURS
+    old; all of them at once after the first commit that applied a new erasure request, so no
+    old version keeps an erased person (time travel to before the erasure is gone)."""
+    specs = [audit.table.spec] + ([audit.companion.spec] if audit.companion is not None else [])
+    purge = previous is not None and step.erasures.requested_until > previous.info.get(ERASURES_APPLIED, 0)
+    for spec in specs:
+        if purge:
+            gone = lake.vacuum(spec, 0, apply=True, untracked=False) + lake.vacuum(spec, UNTRACKED_FILE_HOURS, apply=True)
+            context.log.info(f"{spec.name}: erasure applied; deleted every earlier version ({len(gone)} files)")
+        else:
+            gone = lake.vacuum(spec, step.privacy.retention_hours, apply=True)
+            if gone:
+                context.log.info(f"{spec.name}: {len(gone)} files past the {step.privacy.retention_hours} h retention deleted")
 
 
 def _judge_published(step: AssetStep, audit: Audit):
@@ -236,11 +281,13 @@ def _judge_published(step: AssetStep, audit: Audit):
         published = lake.current(table.spec)
     except TableNotPublishedError as error:
         raise dg.Failure(description=f"{error}; there is nothing to check yet") from None
-    relations: dict[str, Any] = {**step.inputs, table.name: published}
+    relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: published}
     if audit.companion is not None:
         relations[audit.companion.name] = lake.companion(published, audit.companion.spec)
     if audit.from_source is not None:
-        relations.update(audit.from_source(step.source))
+        relations.update(audit.from_source(step.source, published))
+    if table.name == CUSTOMER_LANDING.name:  # the serial keys only erased people own: from its commit
+        relations.update(step.erasures.with_serials(erasure.erased_serials(published)).relations())
     target = _materialization_of(context, table, published)
     for outcome in audit.judge(relations, step.engine, step.privacy, step.as_of):
         if _selected(context, table, outcome):

@@ -17,6 +17,7 @@ DEVELOPMENT_SUBJECT_KEY = "stedi-development-subject-key-NOT-FOR-PRODUCTION"
 SUBJECT_KEY_VARIABLE = "STEDI_SUBJECT_KEY"
 UNSAFE_COMMITS_VARIABLE = "STEDI_S3_ALLOW_UNSAFE_COMMITS"
 ENGINES = ("duckdb", "spark")
+DEFAULT_RETENTION_HOURS = 168
 
 
 class ConsentPolicy(str, enum.Enum):
@@ -39,6 +40,7 @@ class Settings:
     s3_max_attempts: int = 5
     s3_timeout_seconds: float = 30.0
     s3_allow_unsafe_commits: bool = False  # write to a store that ignores conditional PUTs
+    retention_hours: int = DEFAULT_RETENTION_HOURS  # replaced versions are vacuumed once this old
 
     @property
     def subject_key_is_set(self) -> bool:
@@ -68,6 +70,7 @@ class Settings:
             s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
             s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
+            retention_hours=_hours(env, "STEDI_RETENTION_HOURS", DEFAULT_RETENTION_HOURS),
         )
 
 
@@ -89,6 +92,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if number <= 0:
         raise ValueError(f"{name}={value!r} must be positive")
     return number
+
+
+def _hours(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    if not value.strip().isdigit():
+        raise ValueError(f"{name}={value!r} is not a whole number of hours (0 or more)")
+    return int(value)
 
 
 def _source_prefixes(value: str) -> dict[str, str]:

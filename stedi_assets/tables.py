@@ -144,6 +144,19 @@ MACHINE_LEARNING_CURATED = Table(
     unique_key=("subject_id", "sensorReadingTime", "distanceFromObject", "x", "y", "z"),
 )
 
+# Written by `stedi forget`, read by every step: keyed hashes only, never an e-mail (erasure.py).
+ERASURE_REQUESTS = Table(
+    "erasure_requests",
+    "privacy",
+    "erasure_requests",
+    (
+        Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's e-mail key with STEDI_SUBJECT_KEY (= their subject_id)"),
+        Column("requested_at", pa.int64(), "When the erasure was requested, epoch ms"),
+        Column("key_id", pa.string(), "Fingerprint of the STEDI_SUBJECT_KEY the erasure key was made with"),
+    ),
+    unique_key=("erasure_key",),
+)
+
 # Columns that name a person; none may reach the machine-learning table.
 DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay", "named_email"})
 # Columns that lead to a person: masked wherever Dagster shows a value (metadata, previews,
@@ -171,5 +184,6 @@ TABLES: dict[str, Table] = {
         STEP_TRAINER_TRUSTED,
         CUSTOMER_CURATED,
         MACHINE_LEARNING_CURATED,
+        ERASURE_REQUESTS,
     )
 }

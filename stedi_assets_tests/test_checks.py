@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from stedi_assets import defs
+from stedi_assets import defs, erasure
 from stedi_assets.audit import Rule, evaluate
 from stedi_assets.curated import checks as curated
 from stedi_assets.engine.resource import DuckDBEngineResource
-from stedi_assets.landing.checks import lines_accounted_for
+from stedi_assets.landing.checks import lines_accounted_for, source_lines
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import ConsentPolicy
 from stedi_assets.tables import (
@@ -51,9 +51,13 @@ def test_every_check_is_blocking_and_loaded_into_defs():
         ("machine_learning_curated", "same_customer"),
         ("machine_learning_curated", "no_direct_identifiers"),
         ("machine_learning_curated", "no_duplicate_rows"),
+        *((table, "no_erased_person") for table in (
+            "customer_landing", "accelerometer_landing", "step_trainer_landing", "customer_trusted",
+            "accelerometer_trusted", "step_trainer_trusted", "customer_curated", "machine_learning_curated",
+        )),
     }
     specs = [s for a in defs.assets or [] for s in a.check_specs]  # declared on each table's asset
-    assert len(specs) == 15 and all(s.blocking for s in specs)
+    assert len(specs) == 23 and all(s.blocking for s in specs)
 
 
 def test_customer_trusted_rules():
@@ -158,10 +162,27 @@ def test_lines_accounted_for_finds_a_lost_line():
     rule = lines_accounted_for(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
     rows = table(CUSTOMER_LANDING, customer("a@x", "s", 1, line=1), customer("b@x", "s", 1, line=1), customer("c@x", "s", 1, line=3))
     rejects = table(CUSTOMER_LANDING_REJECTS, {"source_file": "customer/landing/c.json", "source_line": 4, "raw": "?", "reason": "r"})
-    source = pa.table({"source_file": ["customer/landing/c.json", "customer/landing/gone.json"], "lines_read": pa.array([4, 2], pa.int64())})
+    source = source_lines([("customer/landing/c.json", 4), ("customer/landing/gone.json", 2)])
     result = evaluate(rule, {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": source}, DuckDBEngineResource(), PrivacyPolicy())
     assert result.violations == 2
     assert sorted(result.sample, key=lambda r: r["source_file"]) == [
-        {"source_file": "customer/landing/c.json", "lines_read": 4, "lines_accounted": 3},
-        {"source_file": "customer/landing/gone.json", "lines_read": 2, "lines_accounted": 0},
+        {"source_file": "customer/landing/c.json", "lines_read": 4, "lines_erased": 0, "lines_accounted": 3},
+        {"source_file": "customer/landing/gone.json", "lines_read": 2, "lines_erased": 0, "lines_accounted": 0},
     ]
+    # Lines left out because they name an erased person are accounted for, as such.
+    erased = source_lines([("customer/landing/c.json", 4), ("customer/landing/gone.json", 2)], {"customer/landing/c.json": 1, "customer/landing/gone.json": 2})
+    relations = {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": erased}
+    assert evaluate(rule, relations, DuckDBEngineResource(), PrivacyPolicy()).passed
+
+
+def test_no_erased_person_finds_the_rows_of_an_erased_person_whatever_the_spelling():
+    privacy = PrivacyPolicy()
+    erased = erasure.Erasures(frozenset(erasure.erasure_keys(["gone@x"], privacy).values()), 1)
+    rule = erasure.not_erased(("customer_trusted", "email", erasure.EMAIL))
+    customers = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5), customer(" GONE@x", "s2", 5))
+    found = evaluate(rule, {"customer_trusted": customers, **erased.relations()}, DuckDBEngineResource(), privacy)
+    assert (found.violations, found.sample) == (1, [{"table": "customer_trusted", "email": " G***@x"}])
+    assert evaluate(rule, {"customer_trusted": customers}, DuckDBEngineResource(), privacy).passed  # none requested
+    ml = table(MACHINE_LEARNING_CURATED, {"subject_id": next(iter(erased.subjects)), "sensorReadingTime": 1})
+    by_subject = erasure.not_erased(("machine_learning_curated", "subject_id", erasure.SUBJECT))
+    assert evaluate(by_subject, {"machine_learning_curated": ml, **erased.relations()}, DuckDBEngineResource(), privacy).violations == 1

@@ -64,7 +64,7 @@ def test_every_materialization_records_rows_schema_and_a_masked_preview(sample_r
 
 def test_every_check_passes_with_its_evidence(sample_run):
     evaluations = sample_run.get_asset_check_evaluations()
-    assert len(evaluations) == 15
+    assert len(evaluations) == 23
     for evaluation in evaluations:
         assert evaluation.passed, evaluation
         assert evaluation.metadata["violations"].value == 0

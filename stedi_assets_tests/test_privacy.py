@@ -8,11 +8,13 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
 from stedi_assets.definitions import build_definitions
-from stedi_assets.settings import Settings
+from stedi_assets.settings import SAMPLE_SOURCE, Settings
+from stedi_assets_tests.conftest import REPO, run_cli
 
 FUTURE = 4_102_444_800_000  # 2100-01-01
 
@@ -92,3 +94,97 @@ def test_consent_in_doubt_keeps_each_customer_out_and_is_counted_by_reason(real_
     assert not {r["sensorReadingTime"] for r in step.to_pylist()} & {1_600_000_000_000 + i for i in range(30)}
     readings = table(lake, "accelerometer/trusted").to_pylist()
     assert sum(r["user"] == variant["email"].lower() and r["timestamp"] < 1_600_000_000_000 for r in readings) == 5
+
+
+def counts(lakehouse, where: dict[str, str]) -> dict[str, int]:
+    """The rows of each table that match its condition, in one `stedi sql` call."""
+    query = " UNION ALL ".join(f"SELECT '{t}' AS t, COUNT(*) AS n FROM {t} WHERE {w}" for t, w in where.items())
+    return {row["t"]: row["n"] for row in lakehouse.sql(query)}
+
+
+def every_value_under(folder: Path) -> bytes:
+    """Every file under `folder`: Parquet decoded to its values, anything else as it is."""
+    chunks = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        chunks.append(path.read_bytes())
+        if path.suffix == ".parquet":
+            chunks.append(repr(pq.read_table(path).to_pylist()).encode())
+    return b"\n".join(chunks)
+
+
+@pytest.mark.reference
+def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakehouse_factory, tmp_path):
+    """Two runs, then `stedi forget` one consenting customer who has ML rows, then one run:
+    every table loses exactly that customer's rows, and nothing under the lake nor in the
+    Dagster instance holds their e-mail, name or serial number. Re-ingesting the same source
+    files never brings them back."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
+    lakehouse = lakehouse_factory(real_copy, DAGSTER_HOME=str(home))
+    lakehouse.materialize("*")
+    lakehouse.materialize("*")
+    [person] = lakehouse.sql(
+        "SELECT c.email, c.customerName, c.serialNumber, c.subject_id FROM customer_curated c "
+        "WHERE EXISTS (SELECT 1 FROM machine_learning_curated m WHERE m.subject_id = c.subject_id) ORDER BY c.email LIMIT 1"
+    )
+    key = person["email"]
+    theirs = {
+        "customer_landing": f"lower(trim(email)) = '{key}'",
+        "accelerometer_landing": f"lower(trim(user)) = '{key}'",
+        "step_trainer_landing": f"serialNumber = '{person['serialNumber']}'",
+        "customer_trusted": f"email = '{key}'",
+        "accelerometer_trusted": f"user = '{key}'",
+        "customer_curated": f"email = '{key}'",
+        "step_trainer_trusted": f"serialNumber = '{person['serialNumber']}'",
+        "machine_learning_curated": f"subject_id = '{person['subject_id']}'",
+    }
+    before = counts(lakehouse, {t: "TRUE" for t in theirs})
+    their_rows = counts(lakehouse, theirs)
+    assert all(their_rows.values()), their_rows
+
+    said = run_cli(["stedi", "forget", f" {key.upper()} "], lakehouse.env, lakehouse.root)
+    assert "recorded 1 new erasure request" in said.stdout and key not in said.stdout
+    [request] = lakehouse.sql("SELECT * FROM erasure_requests")
+    assert request["erasure_key"] == person["subject_id"] and set(request) == {"erasure_key", "requested_at", "key_id"}
+    lakehouse.materialize("*")
+
+    after = counts(lakehouse, {t: "TRUE" for t in theirs})
+    assert after == {t: before[t] - their_rows[t] for t in theirs}
+    rejects = ("customer_landing_rejects", "accelerometer_landing_rejects", "step_trainer_landing_rejects")
+    assert counts(lakehouse, {t: "TRUE" for t in rejects}) == dict.fromkeys(rejects, 0)
+    secrets = [person["email"].encode(), person["customerName"].encode(), person["serialNumber"].encode()]
+    spelled = next(c["email"] for c in customers(real_copy) if c["email"].lower() == key)
+    secrets.append(spelled.encode())
+    lake_bytes = every_value_under(lakehouse.lake)
+    instance_bytes = every_value_under(home)
+    for secret in secrets:
+        assert secret not in lake_bytes, secret
+        assert secret not in instance_bytes, secret
+    # Time travel to before the erasure is gone: no version but the current one is kept.
+    history = run_cli(["stedi", "versions", "customer_trusted"], lakehouse.env, lakehouse.root).stdout.splitlines()
+    assert "current" in history[0] and all(" gone " in line for line in history[1:])
+
+    # The same source files again: still gone.
+    lakehouse.materialize("*")
+    assert counts(lakehouse, {t: "TRUE" for t in theirs}) == after
+    refused = run_cli(["stedi", "rollback", "machine_learning_curated", "--to", "0"], lakehouse.env, lakehouse.root, check=False)
+    assert refused.returncode != 0 and "past the retention window" in refused.stderr
+
+
+def test_versions_leave_the_history_after_the_retention_period(lakehouse_factory, tmp_path):
+    """STEDI_RETENTION_HOURS=0: each run deletes the versions it replaced, so a withdrawn
+    customer's data leaves the history at once; a rollback past the window is refused."""
+    source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "sample"))
+    kept = lakehouse_factory(source)
+    kept.materialize("customer_landing")
+    kept.materialize("customer_landing")
+    assert [line.split()[3] for line in run_cli(["stedi", "versions", "customer_landing"], kept.env, kept.root).stdout.splitlines()] == ["current", "kept"]
+
+    brief = lakehouse_factory(source, STEDI_RETENTION_HOURS="0")
+    brief.materialize("customer_landing")
+    brief.materialize("customer_landing")
+    lines = run_cli(["stedi", "versions", "customer_landing"], brief.env, brief.root).stdout.splitlines()
+    assert [line.split()[3] for line in lines] == ["current", "gone"]
+    refused = run_cli(["stedi", "rollback", "customer_landing"], brief.env, brief.root, check=False)
+    assert refused.returncode != 0 and "past the retention window (STEDI_RETENTION_HOURS=0)" in refused.stderr

@@ -173,7 +173,7 @@ def test_checks_run_alone_judge_the_published_version_and_publish_nothing(sandbo
     assert not checks_only.get_asset_materialization_events()  # nothing built
     assert sandbox.version("step_trainer/trusted") == version  # nothing published
     judged = evaluations(sandbox.instance, checks_only.run_id)
-    assert {e.check_name for e in judged} == {"reading_key_unique", "serial_belongs_to_curated_customer"}
+    assert {e.check_name for e in judged} == {"reading_key_unique", "serial_belongs_to_curated_customer", "no_erased_person"}
     published_storage_id = materialization_storage_id(sandbox.instance, good.run_id, "step_trainer_trusted")
     for evaluation in judged:
         assert evaluation.passed
@@ -190,7 +190,7 @@ def test_a_partial_selection_builds_and_judges_only_what_it_selects(sandbox):
         defs.assets, selection=dg.AssetSelection.assets("customer_trusted"), resources=defs.resources, instance=sandbox.instance
     )
     assert result.success
-    assert {e.check_name for e in evaluations(sandbox.instance, result.run_id)} == {"consent_present", "consent_unambiguous", "email_unique_not_null"}
+    assert {e.check_name for e in evaluations(sandbox.instance, result.run_id)} == {"consent_present", "consent_unambiguous", "email_unique_not_null", "no_erased_person"}
     assert sandbox.version("customer/trusted") == before["customer/trusted"] + 1
     assert sandbox.version("accelerometer/trusted") == before["accelerometer/trusted"]
     assert sandbox.version("machine_learning/curated") == before["machine_learning/curated"]

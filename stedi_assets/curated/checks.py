@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 
 from stedi_assets.audit import Audit, Rule, duplicates
+from stedi_assets.erasure import EMAIL, SUBJECT, not_erased
 from stedi_assets.curated import rules
 from stedi_assets.engine import Relation
 from stedi_assets.privacy import PrivacyPolicy
@@ -50,6 +51,7 @@ CUSTOMER_CURATED_AUDIT = Audit(
                 WHERE NOT EXISTS (SELECT 1 FROM accelerometer_trusted AS a WHERE a.user = c.email)
                 """,
         ),
+        not_erased((CUSTOMER_CURATED.name, "email", EMAIL)),
     ),
     reads=(ACCELEROMETER_TRUSTED,),
 )
@@ -84,6 +86,7 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
                 report=["subject_id", "sensorReadingTime"],
             ),
         ),
+        not_erased((MACHINE_LEARNING_CURATED.name, "subject_id", SUBJECT)),
     ),
     reads=(CUSTOMER_CURATED, STEP_TRAINER_TRUSTED, ACCELEROMETER_TRUSTED),
 )

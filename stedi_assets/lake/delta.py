@@ -216,11 +216,16 @@ class Lake:
         return staged
 
     def commit(
-        self, staged: Staged, info: Mapping[str, Any], companions: Sequence[Snapshot] = ()
+        self,
+        staged: Staged,
+        info: Mapping[str, Any],
+        companions: Sequence[Snapshot] = (),
+        mode: str = "overwrite",
     ) -> Snapshot:
-        """Make `staged` the table's next version, replacing the current one, with `info` in
-        the commit. `companions`: versions of other tables that belong with this one (a
-        landing table's rejects), recorded so that readers pair them (`companion`)."""
+        """Make `staged` the table's next version, replacing the current one (or, with
+        `mode="append"`, adding to it), with `info` in the commit. `companions`: versions of
+        other tables that belong with this one (a landing table's rejects), recorded so that
+        readers pair them (`companion`)."""
         from deltalake import DeltaTable, Schema
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
@@ -233,7 +238,7 @@ class Lake:
         try:
             if DeltaTable.is_deltatable(uri, storage_options=options):
                 DeltaTable(uri, storage_options=options).create_write_transaction(
-                    staged.actions, mode="overwrite", schema=schema, commit_properties=properties
+                    staged.actions, mode=mode, schema=schema, commit_properties=properties
                 )
             else:
                 create_table_with_add_actions(
@@ -270,14 +275,21 @@ class Lake:
         self._open(spec).restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}))
         return self.current(spec)
 
-    def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False) -> list[str]:
-        """The files no version younger than `retain_hours` needs, and files no commit ever
-        named (staged by a run that died); deleted only with `apply` (default: a dry run)."""
-        return sorted(
-            self._open(spec).vacuum(
-                retention_hours=retain_hours, dry_run=not apply, enforce_retention_duration=False, full=True
-            )
+    def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
+        """The files of versions replaced more than `retain_hours` ago, and (`untracked`)
+        files no commit ever named that are as old (staged by a run that died: a younger one
+        may be another writer's, about to be committed); deleted only with `apply` (default:
+        a dry run)."""
+        files = sorted(
+            self._open(spec).vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
         )
+        if apply:
+            # Deleted here rather than by delta-rs, which would add two commits (VACUUM START,
+            # VACUUM END) to every vacuum: versions without data, that would push the one
+            # that stands behind the data out of `current`.
+            for name in files:
+                self.store.delete_prefix(f"{spec.location}/{name}")
+        return files
 
     # -- read ----------------------------------------------------------------------------
     def current(self, spec: TableSpec) -> Snapshot:
@@ -292,6 +304,24 @@ class Lake:
         if version is None:
             raise TableNotPublishedError(f"{snapshot.name} version {snapshot.version} names no version of {spec.name}")
         return self.at(spec, version)
+
+    def restorable(self, spec: TableSpec, version: int) -> bool:
+        """Whether every data file of `version` is still there (vacuum deletes the files of
+        versions past the retention window, and of all earlier versions after an erasure)."""
+        try:
+            snapshot = self.at(spec, version)
+        except (TableNotPublishedError, DamagedTableError):
+            return False
+        # Data files lie at the table's root (the lake writes no partitions).
+        return all(self.store.exists(f"{spec.location}/{f.rsplit('/', 1)[1]}") for f in snapshot.files)
+
+    def commit_time(self, spec: TableSpec, version: int) -> int | None:
+        """When `version` was committed (epoch ms), from its log entry; None if unknown."""
+        for line in self._log_entry(spec, version):
+            action = json.loads(line)
+            if "commitInfo" in action:
+                return action["commitInfo"].get("timestamp")
+        return None
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first."""
@@ -324,16 +354,18 @@ class Lake:
         """Our part of a version's commit info, read from its log entry (gone once the log
         is cleaned up past a checkpoint: then {}). A restore commit records the version it
         restored; the info that stands behind the data is that version's."""
-        key = f"{spec.location}/{LOG}/{version:020d}.json"
-        try:
-            lines = self.store.read(key).decode().splitlines()
-        except (FileNotFoundError, LakeError):
-            return {}
-        for line in lines:
+        for line in self._log_entry(spec, version):
             action = json.loads(line)
             if "commitInfo" in action:
                 return action["commitInfo"].get(INFO_KEY) or {}
         return {}
+
+    def _log_entry(self, spec: TableSpec, version: int) -> list[str]:
+        key = f"{spec.location}/{LOG}/{version:020d}.json"
+        try:
+            return self.store.read(key).decode().splitlines()
+        except (FileNotFoundError, LakeError):
+            return []
 
 
 def arrow_s3(options: Mapping[str, str]) -> Any:

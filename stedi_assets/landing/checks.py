@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 import pyarrow as pa
 
 from stedi_assets.audit import Audit, Rule
+from stedi_assets.erasure import EMAIL, SERIAL, not_erased
+from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing.json_lines import count_lines
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
@@ -26,7 +28,7 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     return Rule(
         LINES_ACCOUNTED_FOR,
         f"Each landing file's non-blank lines, counted apart from the parse, all appear in {table.name} "
-        f"or {rejects.name}: nothing is lost.",
+        f"or {rejects.name}, but the lines of erased people: nothing is lost.",
         sql=f"""
         WITH accounted AS (
             SELECT source_file, COUNT(DISTINCT source_line) AS lines_accounted
@@ -39,34 +41,47 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
         )
         SELECT COALESCE(s.source_file, a.source_file) AS source_file,
                COALESCE(s.lines_read, 0) AS lines_read,
+               COALESCE(s.lines_erased, 0) AS lines_erased,
                COALESCE(a.lines_accounted, 0) AS lines_accounted
         FROM source_lines AS s
         FULL OUTER JOIN accounted AS a ON a.source_file = s.source_file
-        WHERE COALESCE(s.lines_read, 0) <> COALESCE(a.lines_accounted, 0)
+        WHERE COALESCE(s.lines_read, 0) - COALESCE(s.lines_erased, 0) <> COALESCE(a.lines_accounted, 0)
         """,
     )
 
 
-def source_lines(counts: list[tuple[str, int]]) -> pa.Table:
-    """The `source_lines` relation of the rule: each landing file and its non-blank lines."""
+ERASED_LINES = "erased_lines"  # the key of a landing commit's info: lines left out, by file
+
+
+def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None = None) -> pa.Table:
+    """The `source_lines` relation of the rule: each landing file, its non-blank lines, and
+    how many of them were left out because they name an erased person."""
+    erased = erased or {}
     return pa.table(
-        {"source_file": pa.array([k for k, _ in counts], pa.string()), "lines_read": pa.array([n for _, n in counts], pa.int64())}
+        {
+            "source_file": pa.array([k for k, _ in counts], pa.string()),
+            "lines_read": pa.array([n for _, n in counts], pa.int64()),
+            "lines_erased": pa.array([erased.get(k, 0) for k, _ in counts], pa.int64()),
+        }
     )
 
 
-def recount(table: Table) -> Callable[[LandingSource], Mapping[str, pa.Table]]:
-    """The line counts read again from the source, for judging a published landing table."""
+def recount(table: Table) -> Callable[[LandingSource, Snapshot], Mapping[str, pa.Table]]:
+    """The line counts read again from the source, for judging a published landing version
+    (with the erased lines its commit recorded)."""
 
-    def relations(source: LandingSource) -> Mapping[str, pa.Table]:
-        return {"source_lines": source_lines([(key, count_lines(data)) for key, data in source.read_all(table.source)])}
+    def relations(source: LandingSource, published: Snapshot) -> Mapping[str, pa.Table]:
+        counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]
+        return {"source_lines": source_lines(counts, published.info.get(ERASED_LINES, {}))}
 
     return relations
 
 
-def _landing_audit(table: Table, rejects: Table) -> Audit:
-    return Audit(table, (lines_accounted_for(table, rejects),), companion=rejects, from_source=recount(table))
+def _landing_audit(table: Table, rejects: Table, column: str, rejects_column: str, kind: str) -> Audit:
+    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, rejects_column, kind)))
+    return Audit(table, rules, companion=rejects, from_source=recount(table))
 
 
-CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
-ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS)
-STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS)
+CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, "email", "named_email", EMAIL)
+ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS, "user", "named_email", EMAIL)
+STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS, "serialNumber", "named_serial", SERIAL)

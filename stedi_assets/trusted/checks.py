@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stedi_assets.audit import Audit, Rule, duplicates
+from stedi_assets.erasure import EMAIL, SERIAL, not_erased
 from stedi_assets.tables import (
     ACCELEROMETER_TRUSTED,
     CUSTOMER_CURATED,
@@ -42,6 +43,7 @@ CUSTOMER_TRUSTED_AUDIT = Audit(
                 GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
                 """,
         ),
+        not_erased((CUSTOMER_TRUSTED.name, "email", EMAIL)),
     ),
     reads=(CUSTOMER_LANDING,),
 )
@@ -60,6 +62,7 @@ ACCELEROMETER_TRUSTED_AUDIT = Audit(
             "No reading appears twice.",
             sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
         ),
+        not_erased((ACCELEROMETER_TRUSTED.name, "user", EMAIL)),
     ),
     reads=(CUSTOMER_TRUSTED,),
 )
@@ -85,6 +88,7 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
                 f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
             ),
         ),
+        not_erased((STEP_TRAINER_TRUSTED.name, "serialNumber", SERIAL)),
     ),
     reads=(CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED),
 )
