@@ -3,7 +3,9 @@ filter, the kind of bug the blocking checks exist to stop. Loaded with `dagster 
 
 from stedi_assets.trusted import rules
 
-rules.CUSTOMER_TRUSTED = rules.CUSTOMER_TRUSTED.replace("AND shareWithResearchAsOfDate IS NOT NULL", "")
+LEAK = "WHERE k.verdict = 'consented'"
+assert LEAK in rules.CUSTOMER_TRUSTED, "the sabotage no longer applies: update it with the rule"
+rules.CUSTOMER_TRUSTED = rules.CUSTOMER_TRUSTED.replace(LEAK, "WHERE TRUE")
 
 from stedi_assets import defs  # noqa: E402  (after the sabotage, on purpose)
 
