@@ -19,6 +19,7 @@ setup(
         "numpy>=1.26",  # imported directly: the generator and the landing parser
         "pyarrow>=18",
         "duckdb==1.5.6",
+        "deltalake==1.6.6",
         "boto3>=1.34",
         "click>=8.1",
     ],
@@ -26,6 +27,8 @@ setup(
         "dev": [
             "pytest>=8",
             "moto[server]>=5.0",
+            # The S3 tests read the lake with Polars too, as a reader that shares no code with ours.
+            "polars>=1.0",
             "matplotlib>=3.8",
             # The UI test drives Debian's chromium through its chromium-driver (no browser download).
             "selenium>=4.20",
