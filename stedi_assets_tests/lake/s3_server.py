@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.s3_store import S3Store
 
 REGION = "us-east-1"
@@ -86,6 +86,17 @@ class MotoServer:
             region_name=REGION,
         ).client(service, endpoint_url=self.url)
 
+    def storage_options(self, endpoint: str | None = None) -> dict[str, str]:
+        """delta-rs's (and Polars') options for reaching the server (or `endpoint`, a proxy
+        in front of it) directly, written out by hand: not through the code under test."""
+        return {
+            "AWS_ENDPOINT_URL": endpoint or self.url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
+
     def require_signed_requests(self) -> None:
         """From now on every request must be signed by a known IAM user's key (moto's auth)."""
         request = urllib.request.Request(
@@ -113,7 +124,14 @@ def upload(client: Any, folder: Path, bucket: str, prefix: str, rename: dict[str
 def lake_at(server: MotoServer, uri: str) -> Lake:
     """The lake at `s3://bucket/prefix`, read in this process straight from the server."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return Lake(S3Store(server.client("s3"), bucket, prefix))
+    return Lake(S3Store(server.client("s3"), bucket, prefix), storage_options=server.storage_options())
+
+
+def keys(server: MotoServer, uri: str) -> list[str]:
+    """Every object key at `s3://bucket/prefix/` and below, as `s3://` URIs."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    pages = server.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+    return sorted(f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", []))
 
 
 def glue_tables(server: MotoServer, database: str) -> dict[str, dict]:
