@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import time
 import urllib.parse
 import uuid
@@ -51,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
 
-from stedi_assets.lake.delta_errors import describe, is_request_error
+from stedi_assets.lake.delta_errors import describe, is_request_error, is_transport_error
 from stedi_assets.lake.errors import (
     AwsRequestError,
     DamagedTableError,
@@ -261,10 +262,12 @@ class Lake:
 
         If the commit fails, the staged files are deleted, unless the log shows that it
         landed after all (then this returns as if it had succeeded) or the log cannot be read
-        (then they are kept, and the error says so). A catalog is told of the table after
-        its commit; if that fails the commit stands and the error says so."""
-        from deltalake import DeltaTable, Schema
-        from deltalake.exceptions import TableNotFoundError
+        (then they are kept, and the error says so). A commit whose request timed out or lost
+        its connection, and did not land, is tried again while no other writer has committed
+        meanwhile (delta-rs does not retry those itself: it cannot tell whether the
+        conditional PUT was made), up to `max_retries` times. A catalog is told of the table
+        after its commit; if that fails the commit stands and the error says so."""
+        from deltalake import Schema
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
         spec = staged.spec
@@ -276,53 +279,60 @@ class Lake:
         options = self.storage_options or None
         schema = Schema.from_arrow(spec.storage_schema)
         failed = f"commit of {spec.name} at {uri} failed, nothing was published"
+        attempts = int(self.storage_options.get("max_retries", "0")) + 1
         try:
             self._writing()
-            try:
-                table = DeltaTable(uri, storage_options=options)
-            except TableNotFoundError:
-                table = None
+            table = self._latest(uri)
         except BaseException as error:
             self.discard(staged)
             raise self._wrapped(failed, error) from error
         base = table.version() if table is not None else -1
-        try:
-            if table is not None:
-                table.create_write_transaction(
-                    staged.actions, mode="overwrite", schema=schema, commit_properties=properties
-                )
-            else:
-                create_table_with_add_actions(
-                    uri,
-                    schema,
-                    staged.actions,
-                    mode="error",
-                    name=spec.name,
-                    description=spec.description or None,
-                    # Other writers (Spark) should not collect column bounds either.
-                    configuration={"delta.dataSkippingNumIndexedCols": "0"},
-                    storage_options=options,
-                    commit_properties=properties,
-                )
-        except BaseException as error:
+        for attempt in range(1, attempts + 1):
             try:
-                landed = self._landed(staged, base)
-            except Exception:
-                landed = None
-            if landed is None:
-                staged.state = "kept"
-                if not isinstance(error, Exception):
-                    raise
-                raise LakeError(
-                    f"commit of {spec.name} at {uri} failed ({describe(error)}), and its log could not be read "
-                    "back to tell whether it landed: its staged data files are kept (`stedi vacuum` deletes "
-                    "them if no commit names them)"
-                ) from error
-            if not landed:
+                if table is not None:
+                    table.create_write_transaction(
+                        staged.actions, mode="overwrite", schema=schema, commit_properties=properties
+                    )
+                else:
+                    create_table_with_add_actions(
+                        uri,
+                        schema,
+                        staged.actions,
+                        mode="error",
+                        name=spec.name,
+                        description=spec.description or None,
+                        # Other writers (Spark) should not collect column bounds either.
+                        configuration={"delta.dataSkippingNumIndexedCols": "0"},
+                        storage_options=options,
+                        commit_properties=properties,
+                    )
+                break
+            except BaseException as error:
+                try:
+                    landed, latest = self._landed(staged, base)
+                except Exception:
+                    landed, latest = None, None
+                if landed is None:
+                    staged.state = "kept"
+                    if not isinstance(error, Exception):
+                        raise
+                    raise LakeError(
+                        f"commit of {spec.name} at {uri} failed ({describe(error)}), and its log could not be "
+                        "read back to tell whether it landed: its staged data files are kept (`stedi vacuum` "
+                        "deletes them if no commit names them)"
+                    ) from error
+                if landed:
+                    # In the log although delta-rs reported it failed: the response was lost,
+                    # and the retry of the conditional PUT was refused by the entry it had made.
+                    break
+                if attempt < attempts and latest == base and is_transport_error(error):
+                    time.sleep(random.random() * 0.1 * 2**attempt)
+                    table = self._latest(uri)
+                    continue
                 self.discard(staged)
+                if attempt > 1 and isinstance(error, Exception):
+                    failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
                 raise self._wrapped(failed, error) from error
-            # The commit is in the log although delta-rs reported it failed: its response was
-            # lost, and the retry of the conditional PUT was refused by the entry it had made.
         staged.state = "committed"
         if self.catalog is not None:
             try:
@@ -334,23 +344,28 @@ class Lake:
                 ) from error
         return self.current(spec)
 
-    def _landed(self, staged: Staged, base: int) -> bool:
-        """Whether a commit after version `base` names the staged files."""
+    def _latest(self, uri: str) -> Any:
+        """The table at its latest version, or None if there is no table yet."""
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        names = {action.path for action in staged.actions}
         try:
-            latest = DeltaTable(self.uri(staged.spec.location), storage_options=self.storage_options or None).version()
+            return DeltaTable(uri, storage_options=self.storage_options or None)
         except TableNotFoundError:
-            return False
+            return None
+
+    def _landed(self, staged: Staged, base: int) -> tuple[bool, int]:
+        """Whether a commit after version `base` names the staged files; and the latest version."""
+        table = self._latest(self.uri(staged.spec.location))
+        latest = table.version() if table is not None else -1
+        names = {action.path for action in staged.actions}
         for version in range(base + 1, latest + 1):
             entry = self.store.read(f"{staged.spec.location}/{LOG}/{version:020d}.json").decode()
             for line in entry.splitlines():
                 add = json.loads(line).get("add")
                 if add and urllib.parse.unquote(add["path"]) in names:
-                    return True
-        return False
+                    return True, latest
+        return False, latest
 
     def discard(self, staged: Staged) -> None:
         """Delete staged files that will not be committed; never files a commit names

@@ -51,6 +51,16 @@ def is_request_error(error: BaseException) -> bool:
     return "Error performing" in text or "Generic S3 error" in text or "S3 error" in text
 
 
+_TRANSPORT = ("operation timed out", "error sending request", "connection closed", "connection reset", "broken pipe")
+
+
+def is_transport_error(error: BaseException) -> bool:
+    """A request that got no answer (timed out, connection lost): the store may or may not
+    have acted on it."""
+    text = flatten(str(error)).lower()
+    return "error performing" in text and not _STATUS.search(text) and any(t in text for t in _TRANSPORT)
+
+
 def describe(error: BaseException, bucket: str | None = None, secrets: Iterable[str] = ()) -> str:
     """`error` in one line: `S3 GET s3://bucket/key failed after 5 attempts
     (STEDI_S3_MAX_ATTEMPTS): 500 InternalError: ...`, or delta-rs's own message, flattened,
