@@ -34,6 +34,7 @@ class Fault:
     path: str = ""  # a substring of the request path
     method: str | None = None
     target: str = ""  # a substring of the X-Amz-Target header: the operation of a JSON service (Glue)
+    agent: str = ""  # a substring of the User-Agent: "object_store" (delta-rs), "Boto3", "aws-sdk-cpp" (Arrow)
     times: int | None = 1  # None: every matching request, for good
     status: int = 500
     injected: int = 0
@@ -52,10 +53,15 @@ class Fault:
         if self.kind == "hold" and self.times:
             self._barrier = threading.Barrier(self.times)
 
-    def matches(self, method: str, path: str, target: str) -> bool:
+    def matches(self, method: str, path: str, target: str, agent: str = "") -> bool:
         if self.times is not None and self.injected >= self.times:
             return False
-        return (self.method is None or self.method == method) and self.path in path and self.target in target
+        return (
+            (self.method is None or self.method == method)
+            and self.path in path
+            and self.target in target
+            and self.agent.lower() in agent.lower()
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Seen:
     path: str
     signed: bool
     headers: tuple[tuple[str, str], ...] = ()  # as the client sent them, before any stripping
+    at: float = 0.0  # time.monotonic() on arrival
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -107,9 +114,10 @@ class FaultProxy:
 
     def _fault_for(self, method: str, path: str, target: str, signed: bool, headers: tuple) -> Fault | None:
         with self._lock:
-            self.seen.append(Seen(method, path, signed, headers))
+            self.seen.append(Seen(method, path, signed, headers, time.monotonic()))
+            agent = next((v for k, v in headers if k.lower() == "user-agent"), "")
             for fault in self.faults:
-                if fault.matches(method, path, target):
+                if fault.matches(method, path, target, agent):
                     fault.injected += 1
                     return fault
         return None
@@ -117,6 +125,9 @@ class FaultProxy:
 
 class _Relay(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each response can wait
+    # for the client's delayed ACK (tens of milliseconds, hundreds of requests per run).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # keep the test output clean
         pass
@@ -176,6 +187,8 @@ class _Relay(BaseHTTPRequestHandler):
         upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
             # Same Host header and body as the client sent: its signature stays valid.
+            upstream.connect()
+            upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             strip = self.server.proxy.strip  # type: ignore[attr-defined]
             for name, value in self.headers.items():

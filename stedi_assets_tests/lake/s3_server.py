@@ -42,8 +42,20 @@ def aws_env(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str = SECRE
     }
 
 
+# moto's server, with TCP_NODELAY on its sockets: werkzeug writes a response's headers and
+# body separately, and without it each response can wait for the client's delayed ACK (a run
+# on the sample took 17.5 s instead of 7 s, most of it waiting).
+_MOTO_MAIN = """
+import sys
+import werkzeug.serving
+werkzeug.serving.WSGIRequestHandler.disable_nagle_algorithm = True
+from moto.server import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 class MotoServer:
-    """`moto_server` on a free port; `log` receives its request log."""
+    """moto's server on a free port; `log` receives its request log."""
 
     def __init__(self, log: Path, **env: str):
         self.port = free_port()
@@ -53,7 +65,7 @@ class MotoServer:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> MotoServer:
-        command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        command = [sys.executable, "-c", _MOTO_MAIN, "-H", "127.0.0.1", "-p", str(self.port)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
