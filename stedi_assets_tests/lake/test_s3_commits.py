@@ -19,6 +19,7 @@ from deltalake import DeltaTable, write_deltalake
 from stedi_assets.lake import s3_store
 from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.errors import LakeError, UnsafeStoreError
+from stedi_assets.lake.resource import LakeResource
 from stedi_assets.lake.s3_client import new_client
 from stedi_assets.lake.s3_store import S3Store
 from stedi_assets.settings import SAMPLE_SOURCE, UNSAFE_COMMITS_VARIABLE
@@ -198,3 +199,25 @@ def test_without_conditional_puts_concurrent_appends_vanish_silently(
     assert results == ["ok"] * 6
     assert len(table.history()) == 2  # version 0 and one of the six
     assert len(table.to_pyarrow_table()) == 2
+
+
+def test_a_rollback_and_a_vacuum_that_deletes_are_refused_too(
+    s3_server: MotoServer, stripping_proxy: FaultProxy, aws_via
+) -> None:
+    """Every write probes first, not only a stage; a dry-run vacuum writes nothing and may run."""
+    ensure_bucket(s3_server.client("s3"), LAKE_BUCKET)
+    aws_via(stripping_proxy.url)
+    root = f"s3://{LAKE_BUCKET}/refused-{uuid.uuid4().hex[:8]}"
+    unsafe = LakeResource(root=root, allow_unconditional_writes=True).lake()
+    for i in range(2):
+        unsafe.commit(unsafe.stage(SPEC, pa.table({"t": [i]})), {"run_id": f"r{i}"})
+
+    lake = LakeResource(root=root, unconditional_writes_setting="X=true").lake()
+    assert lake.vacuum(SPEC, retain_hours=0) != []  # a dry run lists version 0's file
+    with pytest.raises(UnsafeStoreError, match="X=true"):
+        lake.restore(SPEC, 0, {"published_by": "test"})
+    with pytest.raises(UnsafeStoreError, match="X=true"):
+        LakeResource(root=root, unconditional_writes_setting="X=true").lake().vacuum(SPEC, retain_hours=0, apply=True)
+    table = DeltaTable(f"{root}/{SPEC.location}", storage_options=s3_server.storage_options())
+    assert table.version() == 1 and len(table.file_uris()) == 1
+    assert len([k for k in keys(s3_server, f"{root}/{SPEC.location}") if k.endswith(".parquet")]) == 2

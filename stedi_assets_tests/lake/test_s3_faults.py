@@ -132,10 +132,6 @@ LASTING = {
         Fault("stall", method="PUT", path=LOG, times=None),
         ["S3 PUT", "/_delta_log/", f"({ATTEMPTS} commit attempts, STEDI_S3_MAX_ATTEMPTS)", "operation timed out"],
     ),
-    "delta-rs log read stall": (
-        Fault("stall", method="GET", path=LOG, agent=DELTA_RS, times=None),
-        ["S3 GET", "/_delta_log/", AFTER_ATTEMPTS, "operation timed out"],
-    ),
     "boto3 data file PUT 500": (
         Fault("error", method="PUT", path=f"{CUSTOMER_TRUSTED.location}/part-", times=None),
         ["S3 PUT", "/part-", AFTER_ATTEMPTS, "InternalError"],

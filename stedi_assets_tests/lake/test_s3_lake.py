@@ -64,8 +64,9 @@ def test_rollback_shows_in_sql_and_versions(s3_server: MotoServer, s3_lakehouse:
     previous = lake.current(spec)
 
     s3_lakehouse.materialize(name, STEDI_CONSENT_POLICY=ConsentPolicy.SINCE_CONSENT.value)
-    assert lake.current(spec).version == previous.version + 1
-    assert s3_lakehouse.count(name) == REFERENCE[ConsentPolicy.SINCE_CONSENT][name]
+    changed = lake.current(spec)
+    assert changed.version == previous.version + 1
+    assert changed.to_arrow().num_rows == REFERENCE[ConsentPolicy.SINCE_CONSENT][name]
 
     out = run_cli(["stedi", "rollback", name], s3_lakehouse.env, s3_lakehouse.root).stdout
     assert f"restored to version {previous.version} as version {previous.version + 2}" in out
@@ -104,7 +105,7 @@ def test_stedi_sql_on_s3_exits_cleanly(s3_lakehouse: Lakehouse) -> None:
     """Arrow's S3 threads must not abort the interpreter at exit ("terminate called without
     an active exception", SIGABRT after the output): see store.arrow_buffer, Snapshot.dataset."""
     query = "SELECT (SELECT COUNT(*) FROM machine_learning_curated) + (SELECT COUNT(*) FROM accelerometer_landing) AS n"
-    for _ in range(5):
+    for _ in range(3):
         result = run_cli(["stedi", "sql", query], s3_lakehouse.env, s3_lakehouse.root, check=False)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "terminate called" not in result.stderr
