@@ -156,7 +156,8 @@ class Staged:
     """Data files written for the next version of a table, named by no commit yet. `data` is
     the table they hold, as it was written. `state`: "staged"; "committed" (a commit names
     the files: never to be deleted); "kept" (a commit failed and whether it landed could not
-    be told: left for `vacuum`, which deletes them only if no commit names them);
+    be told: left for `vacuum`, which deletes them, once old enough, only if no commit names
+    them);
     "discarded" (deleted)."""
 
     spec: TableSpec
@@ -318,8 +319,8 @@ class Lake:
                         raise
                     raise LakeError(
                         f"commit of {spec.name} at {uri} failed ({describe(error)}), and its log could not be "
-                        "read back to tell whether it landed: its staged data files are kept (`stedi vacuum` "
-                        "deletes them if no commit names them)"
+                        "read back to tell whether it landed: its staged data files are kept (`stedi vacuum "
+                        "--apply` deletes them once older than --retain-hours, if no commit names them)"
                     ) from error
                 if landed:
                     # In the log although delta-rs reported it failed: the response was lost,
