@@ -58,21 +58,27 @@ def _stored_text(folder: Path) -> str:
     return "".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
 
 
-def test_the_right_key_runs_and_its_secret_is_nowhere(signed_only, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def landed(signed_only, tmp_path_factory: pytest.TempPathFactory):
+    """The landing tables run with the right key (a lake for the wrong key to read)."""
     server, key_id, secret = signed_only
-    (tmp_path / "dagster_home").mkdir()
-    lakehouse = _lakehouse(tmp_path, server, key_id, secret)
-    result = lakehouse.materialize("group:landing")
+    root = tmp_path_factory.mktemp("right_key")
+    (root / "dagster_home").mkdir()
+    lakehouse = _lakehouse(root, server, key_id, secret)
+    return root, lakehouse, lakehouse.materialize("group:landing")
+
+
+def test_the_right_key_runs_and_its_secret_is_nowhere(signed_only, landed) -> None:
+    secret = signed_only[2]
+    root, lakehouse, result = landed
     assert lakehouse.count("customer_landing") > 0
     assert secret not in result.stdout + result.stderr
-    assert secret not in _stored_text(tmp_path / "dagster_home")
+    assert secret not in _stored_text(root / "dagster_home")
 
 
-def test_a_wrong_secret_fails_clearly_without_showing_it(signed_only, tmp_path: Path) -> None:
+def test_a_wrong_secret_fails_clearly_without_showing_it(signed_only, landed, tmp_path: Path) -> None:
     server, key_id, secret = signed_only
     (tmp_path / "dagster_home").mkdir()
-    good = _lakehouse(tmp_path, server, key_id, secret)
-    good.materialize("customer_landing")  # a table to read with the wrong secret
     lakehouse = _lakehouse(tmp_path, server, key_id, WRONG_SECRET)
 
     run = lakehouse.materialize("group:landing", check=False)

@@ -109,6 +109,7 @@ def test_transient_faults_on_delta_rs_requests_are_retried(faulty) -> None:
         Fault("truncate", method="GET", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a log entry cut off
         Fault("error", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=2),  # a commit: 500, twice
         Fault("stall", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a commit that stalls
+        Fault("drop", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a commit cut off midway
         # A commit the server made whose response never came back: delta-rs's retry is refused
         # (the entry exists) and it reports a conflict; the lake sees its own commit in the log.
         Fault("lose", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=1),
