@@ -28,7 +28,7 @@ setup(
         "dev": [
             "pytest>=8",
             "moto[server]>=5.0",
-            # The tests read the lake with Polars too: Delta tables need no code of ours.
+            # The tests read the lake with Polars too, a reader that shares no code with ours.
             "polars>=1.0",
             "matplotlib>=3.8",
             # The UI test drives Debian's chromium through its chromium-driver (no browser download).

@@ -25,7 +25,7 @@ from stedi_assets.lakehouse import AUDITS, query, refusal, rollback
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import Settings
-from stedi_assets.tables import TABLES
+from stedi_assets.tables import LAKE_TABLES, TABLES
 
 FORMATS = ("table", "csv", "json")
 LAKE_OPTION = click.option("--lake", help="Lake root; default: STEDI_LAKE.")
@@ -127,12 +127,12 @@ def rollback_command(table: str, to_version: int | None, lake: str | None) -> No
 
 
 @main.command()
-@click.argument("table", type=click.Choice(sorted(TABLES)))
+@click.argument("table", type=click.Choice(sorted(LAKE_TABLES)))
 @LAKE_OPTION
 def versions(table: str, lake: str | None) -> None:
     """List TABLE's versions, newest first: when, which run, what its audit found, and
     whether it is still kept (its files are there, so a rollback can restore it)."""
-    store, spec = _lake(lake), TABLES[table].spec
+    store, spec = _lake(lake), LAKE_TABLES[table].spec
     history = store.history(spec)
     for commit in history:
         info = commit.info
@@ -166,7 +166,7 @@ def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
 
 
 @main.command()
-@click.argument("tables", nargs=-1, type=click.Choice(sorted(TABLES)))
+@click.argument("tables", nargs=-1, type=click.Choice(sorted(LAKE_TABLES)))
 @click.option("--retain-hours", type=click.IntRange(min=0), default=168, show_default=True, help="Keep every file a version younger than this needs.")
 @click.option("--apply", is_flag=True, help="Delete the files; without it, only list them.")
 @LAKE_OPTION
@@ -174,9 +174,9 @@ def vacuum(tables: tuple[str, ...], retain_hours: int, apply: bool, lake: str | 
     """List (or with --apply delete) the data files of TABLES (default: all) that no version
     younger than --retain-hours needs, and files no commit ever named."""
     store = _lake(lake)
-    for name in tables or sorted(TABLES):
+    for name in tables or sorted(LAKE_TABLES):
         try:
-            files = store.vacuum(TABLES[name].spec, retain_hours, apply=apply)
+            files = store.vacuum(LAKE_TABLES[name].spec, retain_hours, apply=apply)
         except LakeError as error:
             click.echo(f"{name}: {error}")
             continue

@@ -24,7 +24,7 @@ from stedi_assets.landing.checks import (
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets import erasure
-from stedi_assets.tables import CUSTOMER_LANDING, REJECTS_OF, TABLES, Table
+from stedi_assets.tables import CUSTOMER_LANDING, LAKE_TABLES, REJECTS_OF, TABLES, Table
 from stedi_assets.trusted.checks import ACCELEROMETER_TRUSTED_AUDIT, CUSTOMER_TRUSTED_AUDIT, STEP_TRAINER_TRUSTED_AUDIT
 
 AUDITS: dict[str, Audit] = {
@@ -53,7 +53,7 @@ def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
     version its landing table names, so the pair always comes from one run."""
     out = {}
     for name in names:
-        table = TABLES[name]
+        table = LAKE_TABLES[name]
         try:
             if name in OWNERS:
                 out[name] = lake.companion(lake.current(OWNERS[name].spec), table.spec)
@@ -68,7 +68,7 @@ def query(lake: Lake, sql: str) -> pa.Table:
     """`sql` over the published tables it names. Only those are opened, so a damaged table
     fails the queries that read it, with its name, and no other."""
     try:
-        names = [n for n in duckdb.get_table_names(sql) if n in TABLES]
+        names = [n for n in duckdb.get_table_names(sql) if n in LAKE_TABLES]
     except duckdb.Error as error:
         raise QueryError(str(error)) from None
     relations = published(lake, names)

@@ -170,6 +170,7 @@ REJECTS_OF: dict[str, Table] = {
     STEP_TRAINER_LANDING.name: STEP_TRAINER_LANDING_REJECTS,
 }
 
+# The tables the asset graph builds.
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -184,6 +185,7 @@ TABLES: dict[str, Table] = {
         STEP_TRAINER_TRUSTED,
         CUSTOMER_CURATED,
         MACHINE_LEARNING_CURATED,
-        ERASURE_REQUESTS,
     )
 }
+# Every table under the lake: the graph's, and the erasure requests `stedi forget` writes.
+LAKE_TABLES: dict[str, Table] = {**TABLES, ERASURE_REQUESTS.name: ERASURE_REQUESTS}

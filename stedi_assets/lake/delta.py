@@ -15,6 +15,12 @@ So a reader sees the old version or the new one, never a half-written one, and a
 becomes visible only when its caller commits it. Commits are conditional writes of the next
 log entry: of two writers, one wins and the other fails, so no commit is lost silently.
 
+Staged files are deleted only when no commit names them: after a failed commit the lake
+reads the log to see whether the commit landed all the same (its response lost, its retry
+refused as a conflict with itself), and keeps the files if it cannot tell. Every error from
+delta-rs is re-raised as a `LakeError` in one line that names the table and, for a failed
+S3 request, the object (lake/delta_errors.py).
+
 The lake keeps the reader protocol at 1 (no deletion vectors, no column mapping, no
 timestamp types without time zone), so every engine reads its tables, and its file
 statistics are row counts only: the log never holds a name or an e-mail address.
@@ -33,7 +39,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +52,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
 
-from stedi_assets.lake.errors import DamagedTableError, LakeError, LegacyLayoutError, TableNotPublishedError
+from stedi_assets.lake.delta_errors import describe, is_request_error, is_transport_error
+from stedi_assets.lake.errors import (
+    AwsRequestError,
+    DamagedTableError,
+    LakeError,
+    LegacyLayoutError,
+    TableNotPublishedError,
+)
 from stedi_assets.lake.store import Store, write_parquet
 
 # Parquet encoding runs on one core per file: a large table is written as several files at once.
@@ -139,12 +154,17 @@ class Snapshot:
 @dataclass
 class Staged:
     """Data files written for the next version of a table, named by no commit yet. `data` is
-    the table they hold, as it was written."""
+    the table they hold, as it was written. `state`: "staged"; "committed" (a commit names
+    the files: never to be deleted); "kept" (a commit failed and whether it landed could not
+    be told: left for `vacuum`, which deletes them, once old enough, only if no commit names
+    them);
+    "discarded" (deleted)."""
 
     spec: TableSpec
     files: list[str]  # keys in the store
     data: pa.Table
     actions: list[Any]  # deltalake AddAction per file
+    state: str = "staged"
 
 
 class Lake:
@@ -167,6 +187,25 @@ class Lake:
     def uri(self, location: str = "") -> str:
         return self.store.uri(location)
 
+    def _failure(self, what: str, error: BaseException) -> LakeError:
+        """`error` from delta-rs as a LakeError: `<what>: <the cause in one line>`."""
+        bucket = self.uri().removeprefix("s3://").split("/", 1)[0] if self.uri().startswith("s3://") else None
+        secrets = [self.storage_options.get(k, "") for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+        kind = AwsRequestError if is_request_error(error) else LakeError
+        return kind(f"{what}: {describe(error, bucket, secrets)}")
+
+    def _wrapped(self, what: str, error: BaseException) -> BaseException:
+        """`error` itself if it is the lake's own (or an interrupt), else `_failure`."""
+        if isinstance(error, LakeError) or not isinstance(error, Exception):
+            return error
+        return self._failure(what, error)
+
+    def _writing(self) -> None:
+        """Run `before_write` (the probe) once, before this lake's first write."""
+        if self._before_write is not None:
+            self._before_write()
+            self._before_write = None
+
     def _open(self, spec: TableSpec, version: int | None = None) -> Any:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
@@ -183,18 +222,18 @@ class Lake:
                 ) from None
             raise TableNotPublishedError(f"{spec.name} has no published version at {uri}: materialize it first") from None
         except Exception as error:
+            if is_request_error(error):
+                raise self._failure(f"{spec.name} at {uri} cannot be read", error) from None
             if version is not None and "version" in str(error).lower():
-                raise TableNotPublishedError(f"{spec.name} has no version {version} at {uri}: {error}") from None
-            raise DamagedTableError(f"{spec.name} at {uri} cannot be read: {error}") from None
+                raise TableNotPublishedError(f"{spec.name} has no version {version} at {uri}: {describe(error)}") from None
+            raise DamagedTableError(f"{spec.name} at {uri} cannot be read: {describe(error)}") from None
 
     # -- write ---------------------------------------------------------------------------
     def stage(self, spec: TableSpec, data: pa.Table) -> Staged:
         """Write `data`, conformed to the spec, as data files no commit names yet."""
         from deltalake.transaction import AddAction
 
-        if self._before_write is not None:
-            self._before_write()
-            self._before_write = None
+        self._writing()
         data = data.select(spec.schema.names).cast(spec.schema)
         run = uuid.uuid4()
         parts = {
@@ -225,54 +264,135 @@ class Lake:
         """Make `staged` the table's next version, replacing the current one (or, with
         `mode="append"`, adding to it), with `info` in the commit. `companions`: versions of
         other tables that belong with this one (a landing table's rejects), recorded so that
-        readers pair them (`companion`)."""
-        from deltalake import DeltaTable, Schema
+        readers pair them (`companion`).
+
+        If the commit fails, the staged files are deleted, unless the log shows that it
+        landed after all (then this returns as if it had succeeded) or the log cannot be read
+        (then they are kept, and the error says so). A commit whose request timed out or lost
+        its connection, and did not land, is tried again while no other writer has committed
+        meanwhile (delta-rs does not retry those itself: it cannot tell whether the
+        conditional PUT was made), up to `max_retries` times. A catalog is told of the table
+        after its commit; if that fails the commit stands and the error says so."""
+        from deltalake import Schema
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
         spec = staged.spec
+        if staged.state != "staged":
+            raise LakeError(f"{spec.name}: these staged files are {staged.state}, not to be committed again")
         recorded = {**info, **({"companions": {c.name: c.version for c in companions}} if companions else {})}
         properties = CommitProperties(custom_metadata={INFO_KEY: recorded})
         uri = self.uri(spec.location)
         options = self.storage_options or None
         schema = Schema.from_arrow(spec.storage_schema)
+        failed = f"commit of {spec.name} at {uri} failed, nothing was published"
+        attempts = int(self.storage_options.get("max_retries", "0")) + 1
         try:
-            if DeltaTable.is_deltatable(uri, storage_options=options):
-                DeltaTable(uri, storage_options=options).create_write_transaction(
-                    staged.actions, mode=mode, schema=schema, commit_properties=properties
-                )
-            else:
-                create_table_with_add_actions(
-                    uri,
-                    schema,
-                    staged.actions,
-                    mode="error",
-                    name=spec.name,
-                    description=spec.description or None,
-                    # Other writers (Spark) should not collect column bounds either.
-                    configuration={"delta.dataSkippingNumIndexedCols": "0"},
-                    storage_options=options,
-                    commit_properties=properties,
-                )
-                if self.catalog is not None:
-                    self.catalog.register(spec, uri)
+            self._writing()
+            table = self._latest(uri)
         except BaseException as error:
             self.discard(staged)
-            if isinstance(error, Exception) and not isinstance(error, LakeError):
-                raise LakeError(f"commit of {spec.name} at {uri} failed, nothing was published: {error}") from error
-            raise
+            raise self._wrapped(failed, error) from error
+        base = table.version() if table is not None else -1
+        for attempt in range(1, attempts + 1):
+            try:
+                if table is not None:
+                    table.create_write_transaction(
+                        staged.actions, mode=mode, schema=schema, commit_properties=properties
+                    )
+                else:
+                    create_table_with_add_actions(
+                        uri,
+                        schema,
+                        staged.actions,
+                        mode="error",
+                        name=spec.name,
+                        description=spec.description or None,
+                        # Other writers (Spark) should not collect column bounds either.
+                        configuration={"delta.dataSkippingNumIndexedCols": "0"},
+                        storage_options=options,
+                        commit_properties=properties,
+                    )
+                break
+            except BaseException as error:
+                try:
+                    landed, latest = self._landed(staged, base)
+                except Exception:
+                    landed, latest = None, None
+                if landed is None:
+                    staged.state = "kept"
+                    if not isinstance(error, Exception):
+                        raise
+                    raise LakeError(
+                        f"commit of {spec.name} at {uri} failed ({describe(error)}), and its log could not be "
+                        "read back to tell whether it landed: its staged data files are kept (`stedi vacuum "
+                        "--apply` deletes them once older than --retain-hours, if no commit names them)"
+                    ) from error
+                if landed:
+                    # In the log although delta-rs reported it failed: the response was lost,
+                    # and the retry of the conditional PUT was refused by the entry it had made.
+                    break
+                if attempt < attempts and latest == base and is_transport_error(error):
+                    time.sleep(random.random() * 0.1 * 2**attempt)
+                    table = self._latest(uri)
+                    continue
+                self.discard(staged)
+                if attempt > 1 and isinstance(error, Exception):
+                    failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
+                raise self._wrapped(failed, error) from error
+        staged.state = "committed"
+        if self.catalog is not None:
+            try:
+                self.catalog.register(spec, uri)
+            except Exception as error:
+                raise LakeError(
+                    f"{spec.name} was committed at {uri}, but its catalog registration failed "
+                    f"(the next commit of the table registers it): {error}"
+                ) from error
         return self.current(spec)
 
+    def _latest(self, uri: str) -> Any:
+        """The table at its latest version, or None if there is no table yet."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            return None
+
+    def _landed(self, staged: Staged, base: int) -> tuple[bool, int]:
+        """Whether a commit after version `base` names the staged files; and the latest version."""
+        table = self._latest(self.uri(staged.spec.location))
+        latest = table.version() if table is not None else -1
+        names = {action.path for action in staged.actions}
+        for version in range(base + 1, latest + 1):
+            entry = self.store.read(f"{staged.spec.location}/{LOG}/{version:020d}.json").decode()
+            for line in entry.splitlines():
+                add = json.loads(line).get("add")
+                if add and urllib.parse.unquote(add["path"]) in names:
+                    return True, latest
+        return False, latest
+
     def discard(self, staged: Staged) -> None:
-        """Delete staged files that will not be committed."""
+        """Delete staged files that will not be committed; never files a commit names
+        (or may name: see `commit`)."""
+        if staged.state != "staged":
+            return
         for key in staged.files:
             self.store.delete_prefix(key)
+        staged.state = "discarded"
 
     def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any]) -> Snapshot:
         """Make an earlier version current again, as a new commit (Delta restore): the
         history keeps the versions in between."""
         from deltalake.transaction import CommitProperties
 
-        self._open(spec).restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}))
+        self._writing()
+        table = self._open(spec)
+        try:
+            table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}))
+        except Exception as error:
+            raise self._failure(f"restore of {spec.name} at {table.table_uri} to version {version} failed", error) from None
         return self.current(spec)
 
     def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
@@ -280,16 +400,18 @@ class Lake:
         files no commit ever named that are as old (staged by a run that died: a younger one
         may be another writer's, about to be committed); deleted only with `apply` (default:
         a dry run)."""
-        files = sorted(
-            self._open(spec).vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
-        )
+        table = self._open(spec)
+        try:
+            files = table.vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
+        except Exception as error:
+            raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
         if apply:
             # Deleted here rather than by delta-rs, which would add two commits (VACUUM START,
             # VACUUM END) to every vacuum: versions without data, that would push the one
             # that stands behind the data out of `current`.
             for name in files:
                 self.store.delete_prefix(f"{spec.location}/{name}")
-        return files
+        return sorted(files)
 
     # -- read ----------------------------------------------------------------------------
     def current(self, spec: TableSpec) -> Snapshot:
@@ -325,7 +447,11 @@ class Lake:
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first."""
-        return [_commit(entry) for entry in self._open(spec).history(limit)]
+        table = self._open(spec)
+        try:
+            return [_commit(entry) for entry in table.history(limit)]
+        except Exception as error:
+            raise self._failure(f"history of {spec.name} at {table.table_uri} cannot be read", error) from None
 
     def published(self, specs: Sequence[TableSpec]) -> dict[str, Snapshot]:
         """The current version of each table that has one."""

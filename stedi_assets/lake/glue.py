@@ -16,25 +16,41 @@ _ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "str
 
 
 class GlueCatalog(dg.ConfigurableResource):
-    """On (STEDI_GLUE_DATABASE) only for a lake on S3. When the lake creates a table, this
+    """On (STEDI_GLUE_DATABASE) only for a lake on S3. After a table's first commit this
     creates the database if needed and the table, with `table_type = DELTA` at the table's
-    root: Athena then reads the Delta log for the current version, so a commit, a restore or
-    a vacuum needs no catalog update at all."""
+    root: Athena then reads the Delta log for the current version, so a later commit, a
+    restore or a vacuum needs no catalog update at all (a later commit only reads the entry,
+    once per process, to register a table whose registration failed)."""
 
     database: str
     aws: AwsAccess = AwsAccess()
 
     def register(self, spec: TableSpec, uri: str) -> None:
+        """Make sure the table is in Glue as a Delta table at `uri`: created if missing,
+        updated only if it is registered otherwise (another location or table type: a
+        table from the versioned-Parquet layout), untouched if it is already right. Checked
+        once per table and process: after each commit, so a registration that failed is
+        made by the table's next commit."""
         from stedi_assets.lake.s3_client import reported  # boto3 only when Glue is on
 
+        table = table_input(spec, uri)
         with reported("Glue registration of", f"{self.database}.{spec.name}", self.aws.max_attempts):
             glue = self.aws.client("glue")
-            self._ensure_database(glue)
-            table = table_input(spec, uri)
+            checked = (glue.meta.endpoint_url, self.database, spec.name, table["StorageDescriptor"]["Location"])
+            if checked in _REGISTERED:
+                return
             try:
-                glue.create_table(DatabaseName=self.database, TableInput=table)
-            except glue.exceptions.AlreadyExistsException:
-                glue.update_table(DatabaseName=self.database, TableInput=table, SkipArchive=True)
+                found = glue.get_table(DatabaseName=self.database, Name=spec.name)["Table"]
+            except glue.exceptions.EntityNotFoundException:
+                self._ensure_database(glue)
+                try:
+                    glue.create_table(DatabaseName=self.database, TableInput=table)
+                except glue.exceptions.AlreadyExistsException:
+                    pass  # another process registered it meanwhile
+            else:
+                if not _registered_as(found, table):
+                    glue.update_table(DatabaseName=self.database, TableInput=table, SkipArchive=True)
+        _REGISTERED.add(checked)
 
     def _ensure_database(self, glue: Any) -> None:
         try:
@@ -44,6 +60,17 @@ class GlueCatalog(dg.ConfigurableResource):
                 glue.create_database(DatabaseInput={"Name": self.database, "Description": "STEDI lakehouse zone tables"})
             except glue.exceptions.AlreadyExistsException:
                 pass  # another step created it meanwhile
+
+
+def _registered_as(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a Glue table already is the Delta table at the wanted location."""
+    location = found.get("StorageDescriptor", {}).get("Location", "")
+    table_type = (found.get("Parameters") or {}).get("table_type", "")
+    return location.rstrip("/") == wanted["StorageDescriptor"]["Location"].rstrip("/") and table_type.upper() == "DELTA"
+
+
+# (Glue endpoint, database, table, location) already checked by this process.
+_REGISTERED: set[tuple[str, str, str, str]] = set()
 
 
 def catalog_columns(spec: TableSpec) -> list[tuple[str, str, str]]:

@@ -126,7 +126,15 @@ def _describe(error: Exception, max_attempts: int) -> str:
 
 def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float) -> dict[str, str]:
     """delta-rs's storage options for the endpoint, region and credentials `client` resolved
-    through botocore's chain, with the same bound on attempts and the same timeouts."""
+    through botocore's chain, with the same bound on attempts and the same timeouts.
+
+    The names are those of Rust's object_store crate, which delta-rs hands them to:
+    `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP` (plain http for that endpoint), `AWS_REGION`, the
+    keys and `AWS_SESSION_TOKEN`; `max_retries` counts retries, not attempts; `timeout`
+    bounds a whole request and `connect_timeout` its connection, both as durations ("30s").
+    With an endpoint of its own object_store addresses buckets path-style. Arrow's client
+    (delta.arrow_s3) is built from the same options. The credentials are a frozen copy:
+    callers take a fresh one for each lake they open."""
     options = {
         "AWS_REGION": client.meta.region_name or "us-east-1",
         "max_retries": str(max(max_attempts - 1, 0)),

@@ -1,9 +1,10 @@
 """The lake or the landing zone on S3, or on any S3-compatible store (MinIO, Ceph, R2).
 
-Keys live under `s3://bucket/prefix/`. Each call is one whole-object request: a PUT replaces
-an object atomically and S3 reads are strongly consistent, which is all the lake's
-write-audit-publish needs (lake/lake.py). botocore retries transient failures with backoff;
-a call that still fails raises `AwsRequestError` naming the bucket and key."""
+Keys live under `s3://bucket/prefix/`. Each call is one whole-object request. The lake writes
+its data files through this store and its Delta log through delta-rs, whose commits are
+conditional PUTs: `require_conditional_writes` checks that the store honours them. botocore
+retries transient failures with backoff; a call that still fails raises `AwsRequestError`
+naming the bucket and key."""
 
 from __future__ import annotations
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.s3_client import shared_client
+from stedi_assets.tables import TABLES
+from stedi_assets_tests.builders import sorted_rows
 from stedi_assets_tests.conftest import Lakehouse
 from stedi_assets_tests.lake.fault_proxy import FaultProxy
-from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, upload
+from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, glue_tables, lake_at, upload
 
 SOURCE_BUCKET = "stedi-source"
 LAKE_BUCKET = "stedi-lake"
@@ -73,3 +77,32 @@ def s3_lakehouse(s3_server: MotoServer, reference_data: Path, tmp_path_factory: 
     lakehouse.materialize("*")
     return lakehouse
 
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """The session's S3 lake before and after a second run of the whole graph: each table's
+    (version, sorted rows), and its Glue entry before and after."""
+
+    before: dict[str, tuple[int, list[dict]]]
+    after: dict[str, tuple[int, list[dict]]]
+    glue_before: dict[str, dict]
+    glue_after: dict[str, dict]
+
+
+@pytest.fixture(scope="session")
+def s3_rerun(s3_server: MotoServer, s3_lakehouse: Lakehouse) -> Rerun:
+    """The whole graph run a second time on the session's S3 lake (once, for every test that
+    needs a rerun: it costs a whole run)."""
+    lake = lake_at(s3_server, s3_lakehouse.env["STEDI_LAKE"])
+    before, glue_before = tables_of(lake), glue_tables(s3_server, GLUE_DATABASE)
+    s3_lakehouse.materialize("*")
+    return Rerun(before, tables_of(lake), glue_before, glue_tables(s3_server, GLUE_DATABASE))
+
+
+def tables_of(lake: Lake) -> dict[str, tuple[int, list[dict]]]:
+    """Each published table's version and rows, in a fixed order."""
+    return {
+        name: (snapshot.version, sorted_rows(snapshot.to_arrow()))
+        for name, snapshot in lake.published([t.spec for t in TABLES.values()]).items()
+    }

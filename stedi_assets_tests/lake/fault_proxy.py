@@ -3,8 +3,10 @@
 Point AWS_ENDPOINT_URL at the proxy; it relays every request to the server unless a `Fault`
 matches it (method, substrings of the path and operation), in which case it answers with an error
 status, drops the connection in the middle of the upload, stalls past the client's timeout,
-or cuts the response body short. It also records each request's method, path and whether it
-was signed, so tests can see what the client actually sent."""
+or cuts the response body short. It can also strip headers from every request before relaying
+it (`strip`): `If-None-Match`/`If-Match` stripped, the server sees plain PUTs, as from a store
+that ignores conditional writes. It records each request's method, path, headers and whether
+it was signed, so tests can see what the client actually sent."""
 
 from __future__ import annotations
 
@@ -24,18 +26,42 @@ _ERRORS = {
 
 @dataclass
 class Fault:
-    kind: str  # "error", "drop" (mid-upload), "stall" (past the timeout), "truncate" (response body)
+    # "error", "drop" (mid-upload), "stall" (past the timeout), "truncate" (response body),
+    # "lose" (relayed, so the server acts on it, but the response never reaches the client),
+    # "hold" (the first `times` matching requests wait for each other, then all are relayed
+    # at once: concurrent writers made to race deterministically)
+    kind: str
     path: str = ""  # a substring of the request path
     method: str | None = None
     target: str = ""  # a substring of the X-Amz-Target header: the operation of a JSON service (Glue)
+    agent: str = ""  # a substring of the User-Agent: "object_store" (delta-rs), "Boto3", "aws-sdk-cpp" (Arrow)
     times: int | None = 1  # None: every matching request, for good
     status: int = 500
     injected: int = 0
+    hold_seconds: float = 30.0  # "hold": how long the first ones wait for the others
+    _barrier: threading.Barrier | None = field(default=None, repr=False)
 
-    def matches(self, method: str, path: str, target: str) -> bool:
+    def hold(self) -> None:
+        if self._barrier is None:
+            raise ValueError("a hold fault needs times")
+        try:
+            self._barrier.wait(self.hold_seconds)
+        except threading.BrokenBarrierError:
+            pass  # fewer came than expected: relay those that did
+
+    def __post_init__(self) -> None:
+        if self.kind == "hold" and self.times:
+            self._barrier = threading.Barrier(self.times)
+
+    def matches(self, method: str, path: str, target: str, agent: str = "") -> bool:
         if self.times is not None and self.injected >= self.times:
             return False
-        return (self.method is None or self.method == method) and self.path in path and self.target in target
+        return (
+            (self.method is None or self.method == method)
+            and self.path in path
+            and self.target in target
+            and self.agent.lower() in agent.lower()
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,11 @@ class Seen:
     method: str
     path: str
     signed: bool
+    headers: tuple[tuple[str, str], ...] = ()  # as the client sent them, before any stripping
+    at: float = 0.0  # time.monotonic() on arrival
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
 @dataclass
@@ -51,6 +82,9 @@ class FaultProxy:
     stall_seconds: float = 5.0
     faults: list[Fault] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
+    strip: frozenset[str] = frozenset()  # lower-case names of request headers never relayed
+
+    CONDITIONAL_HEADERS = frozenset({"if-none-match", "if-match"})
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,11 +107,17 @@ class FaultProxy:
             self.seen = []
         return list(faults)
 
-    def _fault_for(self, method: str, path: str, target: str, signed: bool) -> Fault | None:
+    def strip_conditional_headers(self, strip: bool = True) -> None:
+        """Relay requests without `If-None-Match`/`If-Match`: the server below then behaves
+        as a store that ignores conditional writes (they succeed unconditionally)."""
+        self.strip = self.CONDITIONAL_HEADERS if strip else frozenset()
+
+    def _fault_for(self, method: str, path: str, target: str, signed: bool, headers: tuple) -> Fault | None:
         with self._lock:
-            self.seen.append(Seen(method, path, signed))
+            self.seen.append(Seen(method, path, signed, headers, time.monotonic()))
+            agent = next((v for k, v in headers if k.lower() == "user-agent"), "")
             for fault in self.faults:
-                if fault.matches(method, path, target):
+                if fault.matches(method, path, target, agent):
                     fault.injected += 1
                     return fault
         return None
@@ -85,6 +125,9 @@ class FaultProxy:
 
 class _Relay(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each response can wait
+    # for the client's delayed ACK (tens of milliseconds, hundreds of requests per run).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # keep the test output clean
         pass
@@ -96,18 +139,28 @@ class _Relay(BaseHTTPRequestHandler):
 
     def _relay(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
-        fault = proxy._fault_for(self.command, self.path, self.headers.get("X-Amz-Target", ""), "Authorization" in self.headers)
+        fault = proxy._fault_for(
+            self.command,
+            self.path,
+            self.headers.get("X-Amz-Target", ""),
+            "Authorization" in self.headers,
+            tuple(self.headers.items()),
+        )
         length = int(self.headers.get("Content-Length") or 0)
         if fault is not None and fault.kind == "drop":
             self.rfile.read(length // 2)
             return self._hang_up()
         body = self._read_body(length)
+        if fault is not None and fault.kind == "hold":
+            fault.hold()
         if fault is not None and fault.kind == "stall":
             time.sleep(proxy.stall_seconds)
             return self._hang_up()
         if fault is not None and fault.kind == "error":
             return self._send_error(fault.status)
         status, headers, payload = self._forward(proxy.upstream_port, body)
+        if fault is not None and fault.kind == "lose":
+            return self._hang_up()
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -134,9 +187,12 @@ class _Relay(BaseHTTPRequestHandler):
         upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
             # Same Host header and body as the client sent: its signature stays valid.
+            upstream.connect()
+            upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            strip = self.server.proxy.strip  # type: ignore[attr-defined]
             for name, value in self.headers.items():
-                if name.lower() not in {"transfer-encoding", "content-length", "connection"}:
+                if name.lower() not in {"transfer-encoding", "content-length", "connection"} | strip:
                     upstream.putheader(name, value)
             upstream.putheader("Content-Length", str(len(body)))
             upstream.endheaders(body)

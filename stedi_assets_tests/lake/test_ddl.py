@@ -1,42 +1,51 @@
-"""`stedi ddl`: Athena DDL generated from the column contracts, at the published versions."""
+"""`stedi ddl`: Athena's DDL for Delta tables, one statement per table at its fixed root."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pyarrow as pa
 from click.testing import CliRunner
 
 from stedi_assets.cli import main
 from stedi_assets.lake.ddl import create_table, lake_ddl
-from stedi_assets.lake.lake import Lake
+from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.tables import CUSTOMER_TRUSTED, TABLES
 
-
-def test_a_statement_has_the_contract_columns_in_order() -> None:
-    ddl = create_table(CUSTOMER_TRUSTED, "s3://lake/customer/trusted/v_1/", "stedi")
-    assert ddl.startswith("CREATE EXTERNAL TABLE IF NOT EXISTS `stedi`.`customer_trusted` (\n")
-    columns = re.findall(r"^  `(\w+)` (\w+) COMMENT '((?:[^'\\]|\\.)*)'", ddl, re.M)
-    assert [(n, t) for n, t, _ in columns] == [(c.name.lower(), c.athena_type) for c in CUSTOMER_TRUSTED.columns]
-    assert r"customer\'s step trainer" in ddl  # quotes in a description are escaped
-    assert "STORED AS PARQUET\nLOCATION 's3://lake/customer/trusted/v_1/'" in ddl
+STATEMENT = re.compile(
+    r"CREATE EXTERNAL TABLE IF NOT EXISTS `(\w+)`\.`(\w+)`\nLOCATION '((?:[^'\\]|\\.)*)'\nTBLPROPERTIES \('table_type' = 'DELTA'\);\n"
+)
 
 
-def test_published_tables_get_their_version_folder_and_the_others_a_warning(tmp_path: Path) -> None:
+def test_a_statement_is_athenas_delta_ddl() -> None:
+    """No columns, no format, no partitions: Athena reads those from the Delta log."""
+    ddl = create_table(CUSTOMER_TRUSTED.spec, "s3://lake/customer/trusted", "stedi")
+    assert ddl == (
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `stedi`.`customer_trusted`\n"
+        "LOCATION 's3://lake/customer/trusted/'\n"
+        "TBLPROPERTIES ('table_type' = 'DELTA');\n"
+    )
+
+
+def test_a_description_becomes_a_comment_and_quotes_are_escaped() -> None:
+    spec = TableSpec("t", "t/zone", pa.schema([("x", pa.int64())]), description="the customer's table")
+    ddl = create_table(spec, "s3://lake/it's/t/zone/", "stedi")
+    assert ddl.startswith("-- the customer's table\nCREATE EXTERNAL TABLE")
+    assert "LOCATION 's3://lake/it\\'s/t/zone/'" in ddl
+
+
+def test_every_table_at_its_root_and_a_warning_for_those_not_published(tmp_path: Path) -> None:
     lake = Lake(LocalStore(tmp_path / "lake"))
-    published = lake.stage(CUSTOMER_TRUSTED, CUSTOMER_TRUSTED.arrow_schema.empty_table(), "r1")
-    lake.publish(published)
+    spec = CUSTOMER_TRUSTED.spec
+    lake.commit(lake.stage(spec, spec.schema.empty_table()), {"run_id": "r1"})
 
-    ddl = lake_ddl(lake, "stedi")
-    locations = dict(re.findall(r"`stedi`\.`(\w+)` \(.*?LOCATION '([^']+)'", ddl, re.S))
-    assert set(locations) == set(TABLES)
-    assert locations["customer_trusted"] == published.location
-    for name, table in TABLES.items():
-        if name != "customer_trusted":
-            assert locations[name] == lake.store.uri(table.location) + "/"
-            assert f"-- {name} is not published yet" in ddl
-    assert "-- customer_trusted is not published yet" not in ddl
+    ddl = lake_ddl(lake, [t.spec for t in TABLES.values()], "stedi")
+    statements = {name: location for _, name, location in STATEMENT.findall(ddl)}
+    assert statements == {name: lake.uri(t.location) + "/" for name, t in TABLES.items()}
+    for name in TABLES:
+        assert (f"-- {name} is not published yet" in ddl) == (name != "customer_trusted")
 
 
 def test_stedi_ddl_prints_every_table(tmp_path: Path) -> None:
@@ -44,4 +53,4 @@ def test_stedi_ddl_prints_every_table(tmp_path: Path) -> None:
         main, ["ddl", "--lake", str(tmp_path / "lake"), "--database", "analytics"], env={"STEDI_GLUE_DATABASE": None}
     )
     assert result.exit_code == 0, result.output
-    assert sorted(re.findall(r"`analytics`\.`(\w+)`", result.output)) == sorted(TABLES)
+    assert sorted(name for db, name, _ in STATEMENT.findall(result.output) if db == "analytics") == sorted(TABLES)

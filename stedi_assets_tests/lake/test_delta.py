@@ -4,9 +4,7 @@ their own: lake/ knows nothing of the app's tables."""
 
 from __future__ import annotations
 
-import ast
 import json
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -33,7 +31,6 @@ READINGS = TableSpec(
         ]
     ),
 )
-LAKE = Path(delta_module.__file__).parent
 REJECTS = TableSpec("readings_rejects", "readings/rejects", pa.schema([pa.field("raw", pa.string())]))
 
 
@@ -194,17 +191,3 @@ def test_a_lake_in_the_old_layout_is_a_clear_error_and_migrates(tmp_path):
     assert snapshot.info["migrated_from"] == "run9"
     assert not (tmp_path / "lake" / "readings" / "trusted" / "v_run9").exists()
     assert not (tmp_path / "lake" / "readings" / "trusted" / "_current.json").exists()
-
-
-def test_the_library_imports_nothing_from_the_app():
-    """Every import in lake/, at any depth of a function, stays inside lake/ (or leaves the project)."""
-    found = {}
-    for path in LAKE.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                if name.startswith("stedi_assets") and not name.startswith("stedi_assets.lake"):
-                    found.setdefault(path.name, []).append(name)
-    assert found == {}

@@ -1,27 +1,50 @@
 """S3 faults during real runs: the CLI's run goes through the fault proxy to the S3 server.
-Transient faults are retried and the run succeeds; a fault that outlasts the retries fails
-the run with an error naming the object, and the published table stays as it was."""
+
+Three clients talk to S3 in a run: boto3 (landing files, the lake's data files, Glue),
+delta-rs (the Delta log: listings, reads, the conditional PUT of each commit) and Arrow (data
+files read by the engine). Transient faults on each are retried and the run succeeds; a fault
+that outlasts the retries fails the run with an error naming the bucket and key, and the
+published table stays exactly as it was: same Delta version, same rows, and no file of the
+failed attempt left behind or named by any commit."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import boto3
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
-from stedi_assets.lake.lake import Lake, LakeTable
+from stedi_assets.lake.delta import Lake, TableSpec
+from stedi_assets.lake.s3_store import S3Store
 from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets.tables import CUSTOMER_TRUSTED, TABLES
-from stedi_assets_tests.builders import sorted_rows
 from stedi_assets_tests.conftest import Lakehouse
-from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
-from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy
-from stedi_assets_tests.lake.s3_server import SECRET_KEY, MotoServer, aws_env, ensure_bucket, glue_tables, lake_at, upload
+from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET, tables_of
+from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy, Seen
+from stedi_assets_tests.lake.s3_server import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    MotoServer,
+    aws_env,
+    ensure_bucket,
+    glue_tables,
+    keys,
+    lake_at,
+    upload,
+)
 
 pytestmark = pytest.mark.s3
 
 LAKE = f"s3://{LAKE_BUCKET}/faults"
 DATABASE = "stedi_faults"
 ATTEMPTS = 4
+TIMEOUT = 2.0
+STALL = 5.0  # past the timeout
+DELTA_RS, BOTO3, ARROW = "object_store", "Boto3", "aws-sdk-cpp"
 
 
 @pytest.fixture(scope="module")
@@ -30,63 +53,138 @@ def faulty(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> I
     client = s3_server.client("s3")
     upload(client, SAMPLE_SOURCE, SOURCE_BUCKET, "sample")
     ensure_bucket(client, LAKE_BUCKET)
-    with FaultProxy(s3_server.port, stall_seconds=7.0) as proxy:
+    with FaultProxy(s3_server.port, stall_seconds=STALL) as proxy:
         lakehouse = Lakehouse(
             tmp_path_factory.mktemp("faults"),
             f"s3://{SOURCE_BUCKET}/sample",  # type: ignore[arg-type]  # an S3 URI, not a folder
             STEDI_LAKE=LAKE,
             STEDI_GLUE_DATABASE=DATABASE,
             STEDI_S3_MAX_ATTEMPTS=str(ATTEMPTS),
-            STEDI_S3_TIMEOUT="3",
+            STEDI_S3_TIMEOUT=f"{TIMEOUT:g}",
             **aws_env(proxy.url),
         )
         lakehouse.materialize("*")
         yield lakehouse, proxy, lake_at(s3_server, LAKE)
 
 
-def test_transient_faults_are_retried_and_the_run_succeeds(faulty: tuple[Lakehouse, FaultProxy, Lake]) -> None:
+def _rerun_with(faulty: tuple[Lakehouse, FaultProxy, Lake], *faults: Fault) -> list[Seen]:
+    """Run the whole graph again with `faults` injected: it must succeed, every fault must
+    have been met as often as asked, and every table must hold the same rows as before in
+    a new version. Returns the requests the proxy saw."""
     lakehouse, proxy, lake = faulty
-    faults = proxy.inject(
-        Fault("error", method="PUT", path="part-00000.parquet", times=2),
-        Fault("drop", method="PUT", path="/trusted/v_", times=1),  # in the middle of the upload
-        Fault("error", method="GET", path="list-type=2", status=503, times=1),  # throttled
-        Fault("stall", method="GET", path="_current.json", times=1),  # past the timeout
-        Fault("truncate", method="GET", path="part-00000.parquet", times=1),  # body cut off
-        Fault("error", method="POST", target="UpdateTable", times=1),  # Glue
-    )
+    before = tables_of(lake)
+    injected = proxy.inject(*faults)
     lakehouse.materialize("*")
-    assert [f.injected for f in faults] == [f.times for f in faults]
-    for table in TABLES.values():
-        current, previous, *_ = lake.history(table)
-        assert current["version"] != previous["version"]
-        assert _rows(lake, table, current) == _rows(lake, table, previous), f"{table.name} changed"
+    seen = list(proxy.seen)
+    proxy.inject()
+    assert [(f.kind, f.path or f.target, f.injected) for f in injected] == [(f.kind, f.path or f.target, f.times) for f in injected]
+    after = tables_of(lake)
+    assert set(after) == set(TABLES)
+    for name in TABLES:
+        assert after[name][0] > before[name][0], f"{name} was not committed again"
+        assert after[name][1] == before[name][1], f"{name} changed"
+    return seen
 
 
+def test_transient_faults_on_boto3_and_arrow_requests_are_retried(faulty) -> None:
+    _rerun_with(
+        faulty,
+        Fault("error", method="PUT", path=".zstd.parquet", agent=BOTO3, times=2),  # a data file: 500, twice
+        Fault("drop", method="PUT", path="/trusted/part-", agent=BOTO3, times=1),  # an upload dropped midway
+        Fault("error", method="GET", path="list-type=2&prefix=sample", agent=BOTO3, status=503, times=1),  # throttled
+        Fault("stall", method="GET", path="/stedi-source/sample/", agent=BOTO3, times=1),  # a landing file stalls
+        Fault("truncate", method="GET", path="/stedi-source/sample/", agent=BOTO3, times=1),  # its body cut off
+        Fault("error", method="GET", path=".zstd.parquet", agent=ARROW, status=503, times=1),  # the engine's read
+        Fault("truncate", method="GET", path=".zstd.parquet", agent=ARROW, times=1),
+        Fault("stall", method="GET", path=".zstd.parquet", agent=ARROW, times=1),
+        Fault("error", method="POST", target="GetTable", times=1),  # Glue
+    )
+
+
+def test_transient_faults_on_delta_rs_requests_are_retried(faulty) -> None:
+    seen = _rerun_with(
+        faulty,
+        Fault("stall", method="GET", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a log entry stalls
+        Fault("error", method="GET", path="_delta_log%2F", agent=DELTA_RS, status=503, times=1),  # a log listing
+        Fault("truncate", method="GET", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a log entry cut off
+        Fault("error", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=2),  # a commit: 500, twice
+        Fault("stall", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a commit that stalls
+        Fault("drop", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=1),  # a commit cut off midway
+        # A commit the server made whose response never came back: delta-rs's retry is refused
+        # (the entry exists) and it reports a conflict; the lake sees its own commit in the log.
+        Fault("lose", method="PUT", path="/_delta_log/0", agent=DELTA_RS, times=1),
+    )
+    # The stalled log read was abandoned after STEDI_S3_TIMEOUT (delta-rs's `timeout`
+    # option), not when the proxy hung up after STALL seconds.
+    reads = [s for s in seen if s.method == "GET" and "/_delta_log/0" in s.path and DELTA_RS in (s.header("User-Agent") or "")]
+    stalled = reads[0]
+    retry = next(s for s in reads[1:] if s.path == stalled.path)
+    assert TIMEOUT - 0.5 < retry.at - stalled.at < STALL - 1.0
+
+
+LOG = f"{CUSTOMER_TRUSTED.location}/_delta_log/"
+AFTER_ATTEMPTS = f"failed after {ATTEMPTS} attempts (STEDI_S3_MAX_ATTEMPTS)"
+# A fault for good, and what the error must say besides the table's root.
+LASTING = {
+    "delta-rs commit PUT 500": (Fault("error", method="PUT", path=LOG, times=None), ["S3 PUT", "/_delta_log/", AFTER_ATTEMPTS]),
+    # delta-rs does not retry a conditional PUT that timed out (it cannot know whether it was
+    # made); the lake does, after reading the log, while no other writer has committed.
+    "delta-rs commit PUT stall": (
+        Fault("stall", method="PUT", path=LOG, times=None),
+        ["S3 PUT", "/_delta_log/", f"({ATTEMPTS} commit attempts, STEDI_S3_MAX_ATTEMPTS)", "operation timed out"],
+    ),
+    "boto3 data file PUT 500": (
+        Fault("error", method="PUT", path=f"{CUSTOMER_TRUSTED.location}/part-", times=None),
+        ["S3 PUT", "/part-", AFTER_ATTEMPTS, "InternalError"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LASTING))
 def test_a_lasting_fault_fails_the_run_and_keeps_the_published_table(
-    faulty: tuple[Lakehouse, FaultProxy, Lake], s3_server: MotoServer
+    faulty: tuple[Lakehouse, FaultProxy, Lake], s3_server: MotoServer, case: str
 ) -> None:
-    """The publish itself fails: the pointer PUT gets 500s for good (a lasting stall is
-    covered in test_s3_store.py, without the cost of another run)."""
     lakehouse, proxy, lake = faulty
-    published = lake.current(CUSTOMER_TRUSTED)
-    rows = published.to_arrow()
+    fault, expected = LASTING[case]
+    spec = CUSTOMER_TRUSTED.spec
+    root = f"{LAKE}/{spec.location}"
+    published, rows = lake.current(spec), lake.current(spec).to_arrow()
+    objects = keys(s3_server, root)
+    glue = glue_tables(s3_server, DATABASE)[spec.name]
 
-    (fault,) = proxy.inject(Fault("error", method="PUT", path=f"{CUSTOMER_TRUSTED.location}/_current.json", times=None))
+    (injected,) = proxy.inject(Fault(fault.kind, method=fault.method, path=fault.path, agent=fault.agent, times=None))
     result = lakehouse.materialize(CUSTOMER_TRUSTED.name, check=False)
     proxy.inject()
 
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"S3 PUT {LAKE}/{CUSTOMER_TRUSTED.location}/_current.json failed after {ATTEMPTS} attempts" in output
-    assert fault.injected == ATTEMPTS
-    assert SECRET_KEY not in output
-    after = lake.current(CUSTOMER_TRUSTED)
-    assert after.version == published.version
+    [message] = {line.strip() for line in output.splitlines() if line.strip().startswith("stedi_assets.lake.errors.")}
+    assert f" {root}/" in message and all(e in message for e in expected), message
+    assert injected.injected >= ATTEMPTS
+    assert SECRET_KEY not in output and "\x1b[" not in message and "<Error>" not in message
+    after = lake.current(spec)
+    assert after.version == published.version and after.files == published.files
     assert after.to_arrow().equals(rows)
-    assert lakehouse.count(CUSTOMER_TRUSTED.name) == rows.num_rows
-    assert glue_tables(s3_server, DATABASE)[CUSTOMER_TRUSTED.name]["StorageDescriptor"]["Location"] == published.location
+    assert lakehouse.count(spec.name) == rows.num_rows
+    # Nothing of the failed attempt is left: no new data file, no new log entry.
+    assert keys(s3_server, root) == objects
+    assert glue_tables(s3_server, DATABASE)[spec.name] == glue
 
 
-def _rows(lake: Lake, table, entry: dict):
-    version = LakeTable(table, entry["version"], tuple(entry["files"]), entry["rows"], lake.store)
-    return sorted_rows(version.to_arrow())
+def test_a_commit_whose_response_is_lost_is_kept_not_discarded(s3_server: MotoServer, fault_proxy: FaultProxy) -> None:
+    """In the library itself: delta-rs reports the commit failed, the log says it landed."""
+    ensure_bucket(s3_server.client("s3"), LAKE_BUCKET)
+    s3 = boto3.session.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION)
+    lake = Lake(
+        S3Store(s3.client("s3", endpoint_url=fault_proxy.url), LAKE_BUCKET, f"lost-{uuid.uuid4().hex[:8]}"),
+        storage_options=s3_server.storage_options(fault_proxy.url),
+    )
+    spec = TableSpec("readings", "readings/trusted", pa.schema([("t", pa.int64())]))
+    lake.commit(lake.stage(spec, pa.table({"t": [0]})), {"run_id": "r0"})
+    (lose,) = fault_proxy.inject(Fault("lose", method="PUT", path="/_delta_log/00000000000000000001.json", times=1))
+    staged = lake.stage(spec, pa.table({"t": [1, 2]}))
+    snapshot = lake.commit(staged, {"run_id": "r1"})
+    assert lose.injected == 1 and staged.state == "committed"
+    assert snapshot.version == 1 and snapshot.info["run_id"] == "r1"
+    table = DeltaTable(lake.uri(spec.location), storage_options=s3_server.storage_options())
+    assert table.to_pyarrow_table().to_pydict() == {"t": [1, 2]}  # its files are all there

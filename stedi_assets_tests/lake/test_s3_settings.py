@@ -33,6 +33,14 @@ def test_glue_is_off_unless_a_database_is_named() -> None:
     assert resources_for(Settings.from_env(S3))["lake"].catalog is None
 
 
+def test_unsafe_commits_are_refused_unless_the_setting_allows_them() -> None:
+    lake = resources_for(Settings.from_env(S3))["lake"]
+    assert lake.allow_unconditional_writes is False
+    assert lake.unconditional_writes_setting == "STEDI_S3_ALLOW_UNSAFE_COMMITS=true"  # named in the probe's error
+    allowed = resources_for(Settings.from_env({**S3, "STEDI_S3_ALLOW_UNSAFE_COMMITS": "true"}))["lake"]
+    assert allowed.allow_unconditional_writes is True
+
+
 @pytest.mark.parametrize(
     "env, message",
     [
@@ -42,6 +50,7 @@ def test_glue_is_off_unless_a_database_is_named() -> None:
         ({"STEDI_SOURCE_ANONYMOUS": "sometimes"}, "STEDI_SOURCE_ANONYMOUS"),
         ({"STEDI_S3_MAX_ATTEMPTS": "0"}, "must be positive"),
         ({"STEDI_S3_TIMEOUT": "soon"}, "not a number"),
+        ({"STEDI_S3_ALLOW_UNSAFE_COMMITS": "maybe"}, "STEDI_S3_ALLOW_UNSAFE_COMMITS"),
     ],
 )
 def test_bad_s3_settings_are_named(env: dict[str, str], message: str) -> None:

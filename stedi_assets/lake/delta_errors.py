@@ -1,0 +1,109 @@
+"""delta-rs's errors, told the way the lake's own S3 errors are (s3_client.reported).
+
+delta-rs reaches S3 through the Rust object_store crate, whose errors are a chain of causes
+drawn with colour codes over several lines: the request (`Error performing GET http://...`),
+the retries, the status, and the store's whole XML error body, which for a bad signature
+includes the string that was signed. `describe` keeps what a user needs: the operation, the
+object as an `s3://bucket/key` URI, the attempts, the store's error code and message, and a
+hint for credential errors. Any secret it is given is masked as a last resort, though none
+of the parts it keeps would carry one."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CHAIN = re.compile(r"\s*\n\s*↳\s*")
+_REQUEST = re.compile(r"Error performing (\w+) (\S+?)(?: in [\d.]+\w*s)?(?:,|\s-|$)")
+_RETRIES = re.compile(r"after (\d+) retries")
+_STATUS = re.compile(r"status code: (\d{3})\b")
+_CODE = re.compile(r"<Code>([^<]*)</Code>")
+_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+# Codes for which the usual cause is the caller's credentials or permissions.
+AUTH_CODES = frozenset(
+    {
+        "403",
+        "AccessDenied",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+    }
+)
+AUTH_HINT = (
+    "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the instance role) "
+    "and their permissions"
+)
+_MAX_TEXT = 400
+
+
+def flatten(text: str) -> str:
+    """delta-rs's message on one line, without colour codes."""
+    return _CHAIN.sub(": ", _ANSI.sub("", text)).strip()
+
+
+def is_request_error(error: BaseException) -> bool:
+    """An S3 request that failed (as opposed to a table that is not there or not valid)."""
+    text = flatten(str(error))
+    return "Error performing" in text or "Generic S3 error" in text or "S3 error" in text
+
+
+_TRANSPORT = ("operation timed out", "error sending request", "connection closed", "connection reset", "broken pipe")
+
+
+def is_transport_error(error: BaseException) -> bool:
+    """A request that got no answer (timed out, connection lost): the store may or may not
+    have acted on it."""
+    text = flatten(str(error)).lower()
+    return "error performing" in text and not _STATUS.search(text) and any(t in text for t in _TRANSPORT)
+
+
+def describe(error: BaseException, bucket: str | None = None, secrets: Iterable[str] = ()) -> str:
+    """`error` in one line: `S3 GET s3://bucket/key failed after 5 attempts
+    (STEDI_S3_MAX_ATTEMPTS): 500 InternalError: ...`, or delta-rs's own message, flattened,
+    for an error that is not a failed request."""
+    text = flatten(str(error))
+    requests = _REQUEST.findall(text)
+    if requests:
+        method, url = requests[-1]
+        retries = _RETRIES.search(text)
+        attempts = int(retries.group(1)) + 1 if retries else 1
+        status = _STATUS.search(text)
+        code = _CODE.search(text)
+        message = _MESSAGE.search(text)
+        if code or status:
+            reason = " ".join(p for p in (status and status.group(1), code and code.group(1)) if p)
+            if message:
+                reason += f": {message.group(1)}"
+        else:
+            reason = text.rsplit(": ", 1)[-1]  # the innermost cause: "operation timed out"
+        if (code and code.group(1) in AUTH_CODES) or (status and status.group(1) in {"401", "403"}):
+            reason += f"; {AUTH_HINT}"
+        after = f" after {attempts} attempts (STEDI_S3_MAX_ATTEMPTS)" if attempts > 1 else ""
+        out = f"S3 {'LIST' if 'list-type=' in url else method} {_s3_uri(url, bucket)} failed{after}: {reason}"
+    else:
+        out = text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + " ..."
+    for secret in secrets:
+        if secret:
+            out = out.replace(secret, "***")
+    return out
+
+
+def _s3_uri(url: str, bucket: str | None) -> str:
+    """The object (or, for a listing, the prefix) a request URL names, as `s3://bucket/key`,
+    for path-style URLs (`http://endpoint/bucket/key`) and virtual-hosted ones
+    (`https://bucket.s3.region.amazonaws.com/key`)."""
+    parts = urllib.parse.urlsplit(url)
+    path = urllib.parse.unquote(parts.path.lstrip("/"))
+    query = urllib.parse.parse_qs(parts.query)
+    host = parts.hostname or ""
+    if bucket and host.startswith(f"{bucket}."):
+        found, key = bucket, path
+    else:
+        found, _, key = path.partition("/")
+    if "prefix" in query:
+        key = query["prefix"][0]
+    return f"s3://{found}/{key}" if found else url
