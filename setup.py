@@ -23,6 +23,7 @@ setup(
         "deltalake==1.6.6",
         "boto3>=1.34",
         "click>=8.1",
+        "matplotlib>=3.8",  # the charts in the UI (charts.py), drawn with Agg; imported only to draw
     ],
     extras_require={
         "dev": [
@@ -30,7 +31,6 @@ setup(
             "moto[server]>=5.0",
             # The tests read the lake with Polars too, a reader that shares no code with ours.
             "polars>=1.0",
-            "matplotlib>=3.8",
             # The UI test drives Debian's chromium through its chromium-driver (no browser download).
             "selenium>=4.20",
         ],

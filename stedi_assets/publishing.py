@@ -70,7 +70,13 @@ class AssetStep:
     privacy: PrivacyPolicy
     source: LandingSource
     erasures: Erasures = Erasures()
+    lake: Lake | None = None
     as_of: int = field(default_factory=now_ms)
+
+    def published(self, table: Table) -> Snapshot:
+        """A table's current published version, for a read that is not an input (pictures)."""
+        assert self.lake is not None
+        return self.lake.current(table.spec)
 
     def query(self, sql: str, *inputs: str) -> pa.Table:
         """A rule's SQL under the consent policy, over the named inputs."""
@@ -172,6 +178,7 @@ def audited_asset(
                 privacy,
                 context.resources.source,
                 erasures.with_serials(erasure.erased_serials(snapshots.get(CUSTOMER_LANDING.name))),
+                lake,
             )
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()

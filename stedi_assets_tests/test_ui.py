@@ -411,3 +411,56 @@ def test_a_failed_audit_shows_its_failed_check_on_the_materialization_it_judged(
     screenshot = tmp_path / "failed_audit.png"
     assert driver.save_screenshot(str(screenshot))
     print(f"failed audit screenshot: {screenshot}")
+_RUNNING_ANIMATIONS = "return document.getAnimations().filter(a => a.playState === 'running').length"
+
+
+def _launch_lakehouse_job(dagster_ui: DagsterUI) -> str:
+    """Launch the whole-lakehouse job through the webserver's GraphQL API, as the UI's button does."""
+    mutation = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+    selector = {"repositoryLocationName": "stedi", "repositoryName": "__repository__", "jobName": "stedi_lakehouse"}
+    launched = dagster_ui.graphql(mutation, params={"selector": selector, "runConfigData": {}})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def test_charts_render_in_the_asset_pages(dagster_ui: DagsterUI, driver, tmp_path: Path):
+    """Issue #13: each chart of the landing assets, customer_curated and machine_learning_curated
+    opens from its asset page's metadata ([Show Markdown]) and renders as an image of its size."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    from stedi_assets_tests.test_charts import EXPECTED
+
+    run_id = _launch_lakehouse_job(dagster_ui)
+    status = dagster_ui.wait_for_run(run_id, RUN_TIMEOUT)
+    assert status == "SUCCESS", f"run {run_id} ended {status}\n{dagster_ui.log_tail()}"
+
+    dialog = "//*[@role='dialog']"
+    shots = tmp_path / "charts"
+    shots.mkdir()
+    for asset, charts in EXPECTED.items():
+        driver.get(f"{dagster_ui.url}/assets/{asset}")
+        _wait_for_text(driver, r"\bMetadata\b", f"the metadata of {asset}")
+        for chart, (width, height) in charts.items():
+            show = (By.XPATH, f"//tr[.//*[normalize-space()='{chart}']]//a[contains(., 'Show Markdown')]")
+            link = _wait(driver, expected_conditions.presence_of_element_located(show), f"{asset}'s {chart} row")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+            _wait(driver, expected_conditions.element_to_be_clickable(show), f"{asset}'s {chart} link").click()
+            image = _wait(driver, lambda d: d.find_element(By.XPATH, f"{dialog}//img"), f"the {chart} image of {asset}")
+            natural = _wait(
+                driver,
+                lambda d: d.execute_script(
+                    "const i = arguments[0]; return i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]",
+                    image,
+                ),
+                f"the {chart} image of {asset} to load",
+            )
+            assert natural == [width, height], f"{asset} {chart}: {natural}"
+            _wait(driver, lambda d: not d.execute_script(_RUNNING_ANIMATIONS), "the dialog to finish fading in")
+            screenshot = shots / f"{asset}-{chart}.png"
+            assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+            close = (By.XPATH, f"{dialog}//button[normalize-space()='Close']")
+            _wait(driver, expected_conditions.element_to_be_clickable(close), "the dialog's Close button").click()
+            _wait(driver, lambda d: not d.find_elements(By.XPATH, dialog), f"the {chart} dialog to close")
+    print(f"chart screenshots: {shots}")

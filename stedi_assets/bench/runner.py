@@ -82,6 +82,18 @@ def audit_seconds(log: str) -> dict[str, float]:
     return {m["step"]: float(m["audit"]) for m in _AUDITED.finditer(log)}
 
 
+# charts.guarded's debug line, as Dagster's CLI writes it: `... - <step key> - pictures: <what> took 0.123s`.
+_PICTURE_TOOK = re.compile(r" - (?P<step>\w+) - pictures: .* took (?P<took>[0-9.]+)s$", re.M)
+
+
+def picture_seconds(log: str) -> dict[str, float]:
+    """Seconds each step spent on its pictures (charts and the numbers behind them), from a run's log."""
+    out: dict[str, float] = {}
+    for m in _PICTURE_TOOK.finditer(log):
+        out[m["step"]] = out.get(m["step"], 0.0) + float(m["took"])
+    return out
+
+
 def bin_command(name: str) -> str:
     """A console script of the environment this runs in (dagster, stedi), as a user calls it."""
     return str(Path(sys.executable).parent / name)
@@ -175,6 +187,7 @@ def run_benchmark(
                     text = log_file.read_text(errors="replace")
                     record["step_seconds"] = step_seconds(text)
                     record["audit_seconds"] = audit_seconds(text)
+                    record["picture_seconds"] = picture_seconds(text)
                 result.runs[system].append(record)
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "

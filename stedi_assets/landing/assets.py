@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from stedi_assets import erasure
+from stedi_assets import charts, erasure
 from stedi_assets.audit import Audit
+from stedi_assets.charts import chart_metadata
 from stedi_assets.landing import checks
 from stedi_assets.landing.json_lines import count_lines, parse_files
 from stedi_assets.landing.named import with_named_keys
@@ -69,6 +70,9 @@ def landing_asset(
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
                 "erased_lines": kept.count,
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
+                # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
+                **chart_metadata(step.context.log, "rejects_by_reason", lambda: charts.rejects_by_reason(kept.rejects)),
+                **chart_metadata(step.context.log, "rows_per_file", lambda: charts.rows_per_file(kept.rows, kept.rejects)),
             },
         )
 

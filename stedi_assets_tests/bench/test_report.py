@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stedi_assets.bench.report import GIB, markdown, summarize, write_report
-from stedi_assets.bench.runner import ScaleResult, audit_seconds, step_seconds
+from stedi_assets.bench.runner import ScaleResult, audit_seconds, picture_seconds, step_seconds
 
 MIB = 2**20
 HOST = {
@@ -133,6 +133,30 @@ def test_ours_is_split_by_zone_and_the_rest_is_start_up():
         "trusted": 0.25,
         "curated": 0.75,
         "checks": 0.5,
+        "pictures": 0.0,  # a run without picture times in its log
         "start-up and Dagster": 12 - 4.5,  # the median run's wall time less its steps
     }
-    assert "| 100 | 3.0 | 0.2 | 0.8 | 0.5 | 7.5 |" in markdown(summarize([result], 3, HOST))
+    assert "| 100 | 3.0 | 0.2 | 0.8 | 0.5 | 0.0 | 7.5 |" in markdown(summarize([result], 3, HOST))
+
+
+def test_picture_times_are_read_from_the_log_and_taken_out_of_their_zones():
+    log = (
+        "2026-12-02 04:01:54 +0000 - dagster - DEBUG - __ASSET_JOB - 2166 - accelerometer_landing - "
+        "pictures: chart rejects_by_reason took 0.417s\n"
+        "2026-12-02 04:01:54 +0000 - dagster - DEBUG - __ASSET_JOB - 2166 - accelerometer_landing - "
+        "pictures: chart rows_per_file took 0.083s\n"
+        "2026-12-02 04:01:58 +0000 - dagster - DEBUG - __ASSET_JOB - 2166 - machine_learning_curated - "
+        "pictures: ML table profile took 0.250s\n"
+        "2026-12-02 04:01:58 +0000 - dagster - WARNING - __ASSET_JOB - 2166 - machine_learning_curated - "
+        "chart subject_signals left out of the metadata: RuntimeError: took 9s\n"
+    )
+    assert picture_seconds(log) == pytest.approx({"accelerometer_landing": 0.5, "machine_learning_curated": 0.25})
+    result = scale("100", 8_000_000, [10, 20, 12], [30, 30, 30], [4, 4, 4], [100, 100, 100])
+    for run in result.runs["ours"]:
+        run["step_seconds"] = {"accelerometer_landing": 2.0, "machine_learning_curated": 1.0}
+        run["audit_seconds"] = {"accelerometer_landing": 0.5}
+        run["picture_seconds"] = picture_seconds(log)
+    (summarized,) = summarize([result], 3, HOST)["scales"]
+    assert summarized["ours_phase_seconds"] == pytest.approx(
+        {"landing": 1.0, "trusted": 0.0, "curated": 0.75, "checks": 0.5, "pictures": 0.75, "start-up and Dagster": 9.0}
+    )

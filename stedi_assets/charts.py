@@ -1,0 +1,390 @@
+"""Pictures for the Dagster UI: small PNG charts embedded in Markdown metadata.
+
+Pure functions: Arrow tables or counts in, a Markdown string out that holds one PNG as a
+`data:image/png;base64,...` image (Dagster renders Markdown metadata, images included). No
+Dagster context, no lake, no SQL engine; `chart_metadata` is the one place that talks to
+Dagster, and it makes sure a chart that fails to draw is a warning, never a failed step.
+
+Every chart aggregates with pyarrow first and hands matplotlib a few dozen bars or a few
+thousand points at most, whatever the size of the table. matplotlib is imported inside the
+drawing functions, so a process that never draws never pays for the import; it draws on a
+`Figure` with the Agg canvas, never through pyplot's global state.
+
+No label shows a direct identifier: subjects appear as a short prefix of their
+pseudonymous `subject_id`, landing files by name, rejects by the kind of problem with the
+offending value left out, and anything that still looks like an e-mail address is masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import logging
+
+    import dagster as dg
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+DPI = 90
+# Figure sizes in inches; in pixels they are inches x DPI (e.g. 6 x 3 in -> 540 x 270 px).
+SMALL = (6.0, 3.0)
+SHARE = (6.0, 1.8)
+SIGNALS = (7.2, 4.0)
+
+SUBJECT_PREFIX = 8  # hex digits of subject_id shown in a label: enough to find, not to link
+MAX_BARS = 12  # bars in one chart; the rest are added up into one "others" bar
+MAX_POINTS = 2_000  # points per line in a time series
+SIGNAL_SUBJECTS = 3
+
+_BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
+_XYZ_COLOURS = {"x": "#4c72b0", "y": "#dd8452", "z": "#55a868"}
+_EMAIL = re.compile(r"[^\s\"'<>(),;:]+@[^\s\"'<>(),;:]+")
+_TYPED_VALUE = re.compile(r"^(?P<column>\w+) has (?P<type>\w+) value .*, expected (?P<expected>\w+)$", re.S)
+_AT_COLUMN = re.compile(r" at column \d+$")
+T = TypeVar("T")
+PICTURES_LOG_PREFIX = "pictures: "  # the debug line of each picture's time, read by `stedi bench`
+
+
+# -- the Dagster side -------------------------------------------------------------------------
+def chart_metadata(
+    log: logging.Logger | dg.DagsterLogManager, name: str, draw: Callable[[], str]
+) -> dict[str, dg.MetadataValue]:
+    """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}` and a warning
+    naming the chart if drawing raised anything: a picture must never fail a step."""
+    import dagster as dg
+
+    markdown = guarded(log, f"chart {name}", draw)
+    return {} if markdown is None else {name: dg.MetadataValue.md(markdown)}
+
+
+def guarded(log: logging.Logger | dg.DagsterLogManager, what: str, compute: Callable[[], T]) -> T | None:
+    """`compute()`, or None and a warning naming `what` if it raised anything. The time it took
+    is logged (debug, `pictures: <what> took 0.123s`): `stedi bench` adds these up per step."""
+    start = time.perf_counter()
+    try:
+        value = compute()
+    except Exception as error:  # noqa: BLE001 - any failure only leaves a picture out
+        log.warning(f"{what} left out of the metadata: {type(error).__name__}: {error}")
+        return None
+    log.debug(f"{PICTURES_LOG_PREFIX}{what} took {time.perf_counter() - start:.3f}s")
+    return value
+
+
+# -- landing ----------------------------------------------------------------------------------
+def rejects_by_reason(rejects: pa.Table) -> str:
+    """Bars: how many landing lines were rejected for each kind of reason."""
+    counts = _count(pa.array([reason_kind(r) for r in rejects["reason"].to_pylist()], pa.string()))
+    fig = _figure(SMALL)
+    ax = fig.add_subplot()
+    if not counts:
+        _empty(ax, "no rejected lines")
+    else:
+        labels, values = zip(*_top(counts, MAX_BARS, "other reasons"))
+        _hbars(ax, labels, list(values), _RED)
+        _bar_layout(fig, ax.get_yticklabels())
+        ax.set_xlabel("rejected lines", fontsize=8)
+    ax.set_title(f"Rejects by reason ({rejects.num_rows:,} lines)", loc="left", fontsize=10)
+    return _markdown(fig, "rejects by reason")
+
+
+def rows_per_file(rows: pa.Table, rejects: pa.Table | None = None) -> str:
+    """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
+    files first; beyond MAX_BARS files, the rest are added up into one bar."""
+    per_file = _count(rows["source_file"])
+    bad = _count(rejects["source_file"]) if rejects is not None and rejects.num_rows else {}
+    files = set(per_file) | set(bad)
+    totals = {f: per_file.get(f, 0) + bad.get(f, 0) for f in files}
+    largest = sorted(totals, key=lambda f: (-totals[f], f))
+    shown = largest if len(largest) <= MAX_BARS else largest[: MAX_BARS - 1]
+    rest = files - set(shown)
+    labels = [_file_label(f) for f in shown]
+    good = [per_file.get(f, 0) for f in shown]
+    rejected = [bad.get(f, 0) for f in shown]
+    if rest:
+        labels.append(f"{len(rest):,} other files")
+        good.append(sum(per_file.get(f, 0) for f in rest))
+        rejected.append(sum(bad.get(f, 0) for f in rest))
+    fig = _figure(SMALL)
+    ax = fig.add_subplot()
+    if not files:
+        _empty(ax, "no files")
+    else:
+        _hbars(ax, labels, good, _BLUE, stacked=rejected, stacked_colour=_RED, stacked_name="rejected")
+        _bar_layout(fig, ax.get_yticklabels())
+        ax.set_xlabel("rows" + (" (red: rejected lines)" if any(rejected) else ""), fontsize=8)
+    ax.set_title(f"Rows per source file ({len(files):,} files, {rows.num_rows:,} rows)", loc="left", fontsize=10)
+    return _markdown(fig, "rows per source file")
+
+
+# -- curated ----------------------------------------------------------------------------------
+def privacy_funnel(stages: Sequence[tuple[str, int]]) -> str:
+    """Bars, top to bottom: how many customers are left at each stage, each with its number
+    and its share of the first stage."""
+    labels = [label for label, _ in stages]
+    values = [int(n) for _, n in stages]
+    fig = _figure(SMALL)
+    ax = fig.add_subplot()
+    first = values[0] if values and values[0] else 1
+    bars = ax.barh(range(len(values)), values, color=[_BLUE] * (len(values) - 1) + [_GREEN])
+    ax.bar_label(bars, [f"{v:,} ({v / first:.0%})" for v in values], padding=3, fontsize=8)
+    # "what (table)" on two lines: the stage, then the table that holds it.
+    ticks = [_safe_label(label, width=60).replace(" (", "\n(") for label in labels]
+    ax.set_yticks(range(len(values)), ticks, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(values, default=1) * 1.25 or 1)
+    ax.set_xlabel("customers", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    _bar_layout(fig, ax.get_yticklabels())
+    _tidy(ax)
+    ax.set_title("Privacy funnel: customers at each stage", loc="left", fontsize=10)
+    caption = " → ".join(f"**{v:,}** {_safe_label(label, width=60)}" for label, v in zip(labels, values))
+    return _markdown(fig, "privacy funnel", caption)
+
+
+def subject_counts(ml: pa.Table) -> pa.Table:
+    """Readings (rows) per subject, the most first, ties by subject_id: `subject_id, readings`."""
+    counts = ml.select(["subject_id"]).group_by("subject_id").aggregate([([], "count_all")])
+    counts = counts.rename_columns(["subject_id", "readings"])
+    return counts.sort_by([("readings", "descending"), ("subject_id", "ascending")])
+
+
+def readings_per_subject(ml: pa.Table, counts: pa.Table | None = None) -> str:
+    """Histogram: how many subjects have how many readings in the ML table."""
+    counts = subject_counts(ml) if counts is None else counts
+    readings = counts["readings"].to_numpy()
+    fig = _figure(SMALL)
+    ax = fig.add_subplot()
+    if readings.size == 0:
+        _empty(ax, "no subjects")
+        title = "Readings per subject"
+    else:
+        import numpy as np
+
+        ax.hist(readings, bins=int(min(30, readings.max() - readings.min() + 1)), color=_BLUE)
+        ax.set_xlabel("readings (rows of the ML table)", fontsize=8)
+        ax.set_ylabel("subjects", fontsize=8)
+        ax.tick_params(labelsize=7)
+        fig.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.17)
+        _tidy(ax)
+        title = f"Readings per subject ({readings.size:,} subjects, median {float(np.median(readings)):,.0f})"
+    ax.set_title(title, loc="left", fontsize=10)
+    return _markdown(fig, "readings per subject")
+
+
+def pick_subjects(counts: pa.Table, n: int = SIGNAL_SUBJECTS) -> list[str]:
+    """The `n` subjects with the most readings (ties by subject_id): a fixed, repeatable choice."""
+    return counts["subject_id"].slice(0, n).to_pylist()
+
+
+def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str] | None = None) -> str:
+    """For a few subjects, one column each: the step trainer distance above, the accelerometer
+    x, y and z below, on one shared time axis (seconds since the subject's first reading).
+    `step_and_accel` has the ML table's columns; without `subjects`, those with the most readings."""
+    if subjects is None:
+        subjects = pick_subjects(subject_counts(step_and_accel))
+    subjects = list(subjects)[:SIGNAL_SUBJECTS]
+    chosen = step_and_accel.filter(pc.is_in(step_and_accel["subject_id"], pa.array(subjects, pa.string())))
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(SIGNALS)
+    fig.subplots_adjust(left=0.09, right=0.99, bottom=0.11, top=0.86, wspace=0.08, hspace=0.12)
+    if not subjects:
+        _empty(fig.add_subplot(), "no subjects")
+        return _markdown(fig, "subject signals")
+    axes = fig.subplots(2, len(subjects), sharex="col", sharey="row", squeeze=False)
+    for column, subject in enumerate(subjects):
+        rows = chosen.filter(pc.equal(chosen["subject_id"], subject)).sort_by("sensorReadingTime")
+        top, bottom = axes[0][column], axes[1][column]
+        start = rows["sensorReadingTime"][0].as_py() if rows.num_rows else 0
+        seconds = (rows["sensorReadingTime"].to_numpy() - start) / 1000.0
+        step = _thin(len(seconds))
+        # Several accelerometer rows can share one step trainer reading: one distance per time.
+        distance_t, distance_i = _unique_times(seconds)
+        distance = rows["distanceFromObject"].to_numpy(zero_copy_only=False)
+        top.step(distance_t[_thin(len(distance_t))], distance[distance_i][_thin(len(distance_t))], where="post", color=_GREY, lw=1)
+        for axis, colour in _XYZ_COLOURS.items():
+            values = rows[axis].to_numpy(zero_copy_only=False)
+            bottom.plot(seconds[step], values[step], lw=0.8, color=colour, label=axis)
+        top.set_title(f"subject {subject_label(subject)}", fontsize=8)
+        bottom.set_xlabel("seconds", fontsize=8)
+        for ax in (top, bottom):
+            ax.tick_params(labelsize=7)
+            _tidy(ax)
+        # Few ticks: each tick label is a text to lay out and draw, most of this chart's cost.
+        top.yaxis.set_major_locator(MaxNLocator(4))
+        bottom.yaxis.set_major_locator(MaxNLocator(4))
+        bottom.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+    axes[0][0].set_ylabel("distance", fontsize=8)
+    axes[1][0].set_ylabel("acceleration", fontsize=8)
+    fig.legend(*axes[1][0].get_legend_handles_labels(), loc="upper right", ncols=3, fontsize=7, frameon=False)
+    fig.suptitle("Step trainer distance and accelerometer x, y, z", x=0.01, y=0.98, ha="left", fontsize=10)
+    return _markdown(fig, "subject signals")
+
+
+def step_trainer_matches(matched: int, total: int) -> str:
+    """One bar: the share of step trainer readings that found an accelerometer reading of the
+    same customer at the same time (the rows the ML table is made of)."""
+    fig = _figure(SHARE)
+    ax = fig.add_subplot()
+    if total <= 0:
+        _empty(ax, "no step trainer readings")
+    else:
+        share = matched / total
+        ax.barh([0], [matched], color=_GREEN, label="with an accelerometer reading")
+        ax.barh([0], [total - matched], left=[matched], color=_GREY, label="without")
+        ax.text(matched / 2, 0, f"{matched:,} ({share:.1%})", ha="center", va="center", fontsize=8, color="white")
+        ax.set_xlim(0, total)
+        ax.set_yticks([])
+        ax.set_xlabel("step trainer readings", fontsize=8)
+        ax.tick_params(labelsize=7)
+        fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
+        fig.subplots_adjust(left=0.02, right=0.97, top=0.8, bottom=0.42)
+        _tidy(ax)
+    ax.set_title(f"Step trainer readings matched at the same time: {matched:,} of {total:,}", loc="left", fontsize=9)
+    share = f" ({matched / total:.1%})" if total > 0 else ""
+    caption = f"**{matched:,}** of **{total:,}** step trainer readings{share} found an accelerometer reading at the same time"
+    return _markdown(fig, "step trainer readings matched", caption)
+
+
+# -- labels -----------------------------------------------------------------------------------
+def subject_label(subject_id: str) -> str:
+    return f"{subject_id[:SUBJECT_PREFIX]}…"
+
+
+def reason_kind(reason: str | None) -> str:
+    """A reject reason without the rejected value: `phone has int value 8015551212, expected
+    string` is `phone has int value, expected string`; `not JSON: ... at column 17` loses
+    the column. Then anything that looks like an e-mail is masked."""
+    if reason is None:
+        return "no reason"
+    typed = _TYPED_VALUE.match(reason)
+    if typed:
+        reason = f"{typed['column']} has {typed['type']} value, expected {typed['expected']}"
+    return _safe_label(_AT_COLUMN.sub("", reason))
+
+
+def _safe_label(text: str, width: int = 48) -> str:
+    from stedi_assets.privacy import mask
+
+    masked = _EMAIL.sub(lambda m: str(mask("email", m[0])), text)
+    return masked if len(masked) <= width else masked[: width - 1] + "…"
+
+
+def _file_label(path: str, width: int = 34) -> str:
+    name = _safe_label(str(path).rsplit("/", 1)[-1], width=10_000)
+    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width // 2) :]
+
+
+# -- drawing helpers --------------------------------------------------------------------------
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas, laid out by hand: matplotlib's constrained layout would fit
+    the labels for us but costs a third of a chart's time, and every chart is drawn each run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    fig = Figure(figsize=size, dpi=DPI)
+    fig.subplots_adjust(left=0.08, right=0.97, top=0.88, bottom=0.17)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _markdown(fig: Figure, alt: str, caption: str | None = None) -> str:
+    """The figure as a PNG of exactly size x DPI pixels, in a Markdown image, with the
+    numbers it shows as a line of text under it when they matter on their own."""
+    buffer = io.BytesIO()
+    # No "Software" text chunk: the PNG carries pixels only.
+    fig.canvas.print_png(buffer, metadata={"Software": None})
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    image = f"![{alt}](data:image/png;base64,{encoded})"
+    return image if caption is None else f"{image}\n\n{caption}"
+
+
+def _hbars(
+    ax: Axes,
+    labels: Sequence[str],
+    values: Sequence[int],
+    colour: str,
+    stacked: Sequence[int] | None = None,
+    stacked_colour: str = _RED,
+    stacked_name: str = "",
+) -> None:
+    """Horizontal bars, the first on top, each with its number; `stacked` adds a second
+    segment to each bar, and its number to the label where it is not zero."""
+    from matplotlib.ticker import MaxNLocator
+
+    positions = list(range(len(values)))
+    extra = list(stacked) if stacked is not None else [0] * len(values)
+    ax.barh(positions, values, color=colour)
+    if any(extra):
+        ax.barh(positions, extra, left=values, color=stacked_colour)
+    totals = [v + e for v, e in zip(values, extra)]
+    top = max(totals, default=0) or 1
+    for y, v, e, total in zip(positions, values, extra, totals):
+        text = f"{v:,}" + (f" + {e:,} {stacked_name}" if e else "")
+        ax.text(total + top * 0.01, y, text, va="center", fontsize=7)
+    ax.set_yticks(positions, [_safe_label(x, width=40) for x in labels], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * (1.3 if any(extra) else 1.15))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
+    ax.tick_params(axis="x", labelsize=7)
+    _tidy(ax)
+
+
+def _bar_layout(fig: Figure, ticks: Sequence[Text]) -> None:
+    """Room on the left for the longest line of the bars' labels (7 pt: at most 5.5 px a character)."""
+    longest = max((len(line) for t in ticks for line in t.get_text().split("\n")), default=0)
+    left = min(0.55, (longest * 5.5 + 10) / (fig.get_figwidth() * DPI))
+    fig.subplots_adjust(left=left, right=0.97, top=0.88, bottom=0.17)
+
+
+def _empty(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555555", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def _tidy(ax: Axes) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _count(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    """Occurrences of each value, chunk by chunk: a landing table's file names are dictionary
+    encoded, each chunk with its own dictionary, which pyarrow cannot group across chunks."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    out: dict[str, int] = {}
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        counted = pc.value_counts(chunk)
+        for value, n in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()):
+            out[value] = out.get(value, 0) + n
+    return out
+
+
+def _top(counts: dict[str, int], n: int, rest_label: str) -> list[tuple[str, int]]:
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    if len(ordered) <= n:
+        return ordered
+    head, tail = ordered[: n - 1], ordered[n - 1 :]
+    return [*head, (f"{len(tail)} {rest_label}", sum(v for _, v in tail))]
+
+
+def _thin(length: int, limit: int = MAX_POINTS) -> slice:
+    return slice(None, None, max(1, -(-length // limit)))
+
+
+def _unique_times(seconds):
+    import numpy as np
+
+    times, first = np.unique(seconds, return_index=True)
+    return times, first
