@@ -32,14 +32,14 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from stedi_assets import erasure
 from stedi_assets.audit import Audit, Outcome, failures
 from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.erasure import Erasures
 from stedi_assets.lake.delta import Lake, Snapshot, Staged
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets import erasure
-from stedi_assets.erasure import Erasures
 from stedi_assets.tables import CUSTOMER_LANDING, REJECTS_OF, Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
@@ -61,21 +61,20 @@ class Build:
 @dataclass(frozen=True)
 class AssetStep:
     """What a build function works with: the published upstream tables (a landing table's
-    rejects with it, at the version it names), the resources, and the moment the step judges
-    consent at, the same for building and auditing."""
+    rejects with it, at the version it names), the resources, the erasure requests in force,
+    and the moment the step judges consent at, the same for building and auditing."""
 
     context: dg.AssetExecutionContext
     inputs: Mapping[str, Snapshot]
     engine: SqlEngineResource
     privacy: PrivacyPolicy
     source: LandingSource
+    lake: Lake
     erasures: Erasures = Erasures()
-    lake: Lake | None = None
     as_of: int = field(default_factory=now_ms)
 
     def published(self, table: Table) -> Snapshot:
         """A table's current published version, for a read that is not an input (pictures)."""
-        assert self.lake is not None
         return self.lake.current(table.spec)
 
     def query(self, sql: str, *inputs: str) -> pa.Table:
@@ -177,8 +176,8 @@ def audited_asset(
                 context.resources.engine,
                 privacy,
                 context.resources.source,
-                erasures.with_serials(erasure.erased_serials(snapshots.get(CUSTOMER_LANDING.name))),
                 lake,
+                erasures.with_serials(erasure.erased_serials(snapshots.get(CUSTOMER_LANDING.name))),
             )
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()

@@ -39,7 +39,7 @@ GROUPS = {
     "trusted": {"customer_trusted", "accelerometer_trusted", "step_trainer_trusted"},
     "curated": {"customer_curated", "machine_learning_curated"},
 }
-ML_CHECKS = ("same_customer", "no_direct_identifiers", "no_duplicate_rows")
+ML_CHECKS = ("same_customer", "no_direct_identifiers", "no_duplicate_rows", "no_erased_person")
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",  # the CI machine runs as root

@@ -1,0 +1,61 @@
+"""The right to erasure on an S3 lake (moto server): after two runs, `stedi forget` one
+consenting customer who has ML rows, then one run: every table loses exactly their rows, and
+no object under the lake (Parquet decoded, every other object as bytes) holds their e-mail,
+name or serial number."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
+from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, keys
+from stedi_assets_tests.test_privacy import counts
+
+pytestmark = [pytest.mark.s3, pytest.mark.reference]
+
+
+def every_value_in(server: MotoServer, uri: str) -> bytes:
+    client = server.client("s3")
+    chunks = []
+    for key_uri in keys(server, uri):
+        bucket, _, key = key_uri.removeprefix("s3://").partition("/")
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        chunks.append(body)
+        if key.endswith(".parquet"):
+            chunks.append(repr(pq.read_table(io.BytesIO(body)).to_pylist()).encode())
+    return b"\n".join(chunks)
+
+
+def test_forget_erases_a_person_from_every_object_of_an_s3_lake(s3_server: MotoServer, s3_lakehouse: Lakehouse, tmp_path: Path):
+    ensure_bucket(s3_server.client("s3"), LAKE_BUCKET)
+    lake_uri = f"s3://{LAKE_BUCKET}/erasure"
+    lakehouse = Lakehouse(tmp_path, f"s3://{SOURCE_BUCKET}/reference", STEDI_LAKE=lake_uri, **aws_env(s3_server.url))  # type: ignore[arg-type]
+    lakehouse.materialize("*")
+    lakehouse.materialize("*")
+    [person] = lakehouse.sql(
+        "SELECT c.email, c.customerName, c.serialNumber, c.subject_id FROM customer_curated c "
+        "WHERE EXISTS (SELECT 1 FROM machine_learning_curated m WHERE m.subject_id = c.subject_id) ORDER BY c.email LIMIT 1"
+    )
+    theirs = {
+        "customer_landing": f"lower(trim(email)) = '{person['email']}'",
+        "accelerometer_landing": f"lower(trim(user)) = '{person['email']}'",
+        "step_trainer_landing": f"serialNumber = '{person['serialNumber']}'",
+        "accelerometer_trusted": f"user = '{person['email']}'",
+        "machine_learning_curated": f"subject_id = '{person['subject_id']}'",
+    }
+    before, their_rows = counts(lakehouse, {t: "TRUE" for t in theirs}), counts(lakehouse, theirs)
+    assert all(their_rows.values())
+    [spelled] = lakehouse.sql(f"SELECT DISTINCT email FROM customer_landing WHERE {theirs['customer_landing']}")
+
+    run_cli(["stedi", "forget", person["email"]], lakehouse.env, tmp_path)
+    lakehouse.materialize("*")
+
+    assert counts(lakehouse, {t: "TRUE" for t in theirs}) == {t: before[t] - their_rows[t] for t in theirs}
+    stored = every_value_in(s3_server, lake_uri)
+    for secret in (person["email"], spelled["email"], person["customerName"], person["serialNumber"]):
+        assert secret.encode() not in stored, secret
