@@ -33,6 +33,8 @@ setup(
             "polars>=1.0",
             # The UI test drives Debian's chromium through its chromium-driver (no browser download).
             "selenium>=4.20",
+            # Property tests of incremental ingest over random arrival sequences.
+            "hypothesis>=6.100",
         ],
     },
     entry_points={"console_scripts": ["stedi = stedi_assets.cli:main"]},

@@ -55,14 +55,22 @@ class Outcome:
 class Audit:
     """The rules of `table`. `reads`: the other tables they look at, as published.
     `companion`: a table built and published in the same step (a landing table's rejects),
-    judged together with it. `from_source`: relations recounted from the landing source,
-    for judging a published version (the asset step has them from its own parse)."""
+    judged together with it. `ledger`: a table published in the same step that records what
+    the table was built from (a landing table's source files), not judged. `from_source`:
+    relations recounted from the landing source (and the version's ledger), for judging a
+    published version (the asset step has them from its own parse)."""
 
     table: Table
     rules: tuple[Rule, ...]
     reads: tuple[Table, ...] = ()
     companion: Table | None = None
-    from_source: Callable[[LandingSource, Snapshot], Mapping[str, pa.Table]] | None = None
+    from_source: Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]] | None = None
+    ledger: Table | None = None
+
+    @property
+    def companions(self) -> tuple[Table, ...]:
+        """The tables published with this one, each at the version its commit names."""
+        return tuple(t for t in (self.companion, self.ledger) if t is not None)
 
     def check_specs(self) -> list[dg.AssetCheckSpec]:
         return [

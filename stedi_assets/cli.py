@@ -212,7 +212,13 @@ def migrate(apply: bool, lake: str | None) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="bench_results", show_default=True)
 @click.option("--real", "real_source", help="The real STEDI data; default: STEDI_REFERENCE_DATA, else ../shared/data/stedi.")
 @click.option("--systems", default="ours,baseline,floor", show_default=True, help="Which of ours, baseline, floor to run.")
-def bench(scales: str, runs: int, out: str, real_source: str | None, systems: str) -> None:
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Instead: a full run, then one new accelerometer and step trainer file with 1% of the rows each, "
+    "the incremental run, and the time to the ML table under dagster dev (bench/incremental.py).",
+)
+def bench(scales: str, runs: int, out: str, real_source: str | None, systems: str, incremental: bool) -> None:
     """Time ours, the seeds' jobs on Spark and a Dagster floor on the same data (see bench/)."""
     # Imported here: the other commands need neither the runner nor matplotlib.
     from stedi_assets.bench.report import machine, markdown, summarize, write_report
@@ -223,6 +229,19 @@ def bench(scales: str, runs: int, out: str, real_source: str | None, systems: st
         raise click.BadParameter(f"unknown: {', '.join(sorted(unknown))}", param_hint="--systems")
     real = Path(real_source or os.environ.get("STEDI_REFERENCE_DATA") or "../shared/data/stedi")
     host = machine()
+    if incremental:
+        from stedi_assets.bench import incremental as incremental_bench
+
+        try:
+            done = incremental_bench.run_incremental_benchmark(
+                [s.strip() for s in scales.split(",") if s.strip()], Path(out), real, click.echo
+            )
+        except (FileNotFoundError, RuntimeError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(incremental_bench.markdown(done))
+        for kind, path in incremental_bench.write_report(done, host, Path(out).resolve()).items():
+            click.echo(f"{kind}: {path}")
+        return
     try:
         results = run_benchmark([s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo)
     except (FileNotFoundError, RuntimeError) as error:  # no real data, or a run that failed

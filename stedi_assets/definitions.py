@@ -13,6 +13,8 @@ from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.glue import GlueCatalog
 from stedi_assets.lake.resource import LakeResource
 from stedi_assets.landing import assets as landing_assets
+from stedi_assets.landing.checks import ACCELEROMETER_LANDING_AUDIT, CUSTOMER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT
+from stedi_assets.landing.sensors import landing_sensor
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
@@ -21,6 +23,8 @@ from stedi_assets.trusted import assets as trusted_assets
 # Each asset's step builds, audits and publishes its table, with its blocking checks
 # declared on the asset itself (publishing.py): loading the assets loads the checks.
 ZONE_ASSETS = (landing_assets, trusted_assets, curated_assets)
+
+LANDING_AUDITS = (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
 
 lakehouse_job = dg.define_asset_job(
     "stedi_lakehouse",
@@ -84,10 +88,29 @@ def engine_resource(settings: Settings) -> SqlEngineResource:
     return DuckDBEngineResource()
 
 
+def sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """A sensor per landing source, and the automation that updates the tables downstream of
+    what changed: on by default wherever the daemon runs (`dagster dev`), unless
+    STEDI_AUTOMATION=false; either can be stopped in the UI (Automation)."""
+    status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
+    interval = settings.sensor_interval_seconds
+    return [
+        *(landing_sensor(audit, interval, status) for audit in LANDING_AUDITS),
+        dg.AutomationConditionSensorDefinition(
+            "stedi_automation",
+            target=dg.AssetSelection.all(),
+            default_status=status,
+            minimum_interval_seconds=interval,
+            description="Materializes trusted and curated tables after their inputs change (AutomationCondition.eager).",
+        ),
+    ]
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ZONE_ASSETS),
         jobs=[lakehouse_job],
+        sensors=sensors(settings),
         resources=resources_for(settings),
         # One process: DuckDB already uses every core, and a subprocess per step would cost
         # more than most steps take.

@@ -87,6 +87,10 @@ class Erasures:
     def with_serials(self, serials: Iterable[str]) -> Erasures:
         return Erasures(self.subjects, self.requested_until, frozenset(serials))
 
+    def fingerprint(self) -> str:
+        """Names exactly these requests (keys only): a version built with others is rebuilt."""
+        return hashlib.sha256("\n".join([*sorted(self.subjects), "", *sorted(self.serials)]).encode()).hexdigest()[:16]
+
     def relations(self) -> dict[str, pa.Table]:
         """The requests as relations for the rules (`not_erased`)."""
         return {

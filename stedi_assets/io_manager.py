@@ -13,7 +13,7 @@ from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.lake.resource import LakeResource
 from stedi_assets.privacy import mask
-from stedi_assets.publishing import Candidate
+from stedi_assets.publishing import Candidate, whole
 from stedi_assets.tables import TABLES, Table
 
 PREVIEW_ROWS = 5
@@ -41,11 +41,12 @@ def table_for(asset_key: dg.AssetKey) -> Table:
 
 
 def output_metadata(candidate: Candidate, uri: str) -> dict[str, Any]:
-    """Row count, column schema, location, a masked preview and the audit's verdict."""
-    table, data = candidate.table, candidate.data
+    """Row count (once committed), column schema, location, a masked preview (of the rows
+    this build adds) and the audit's verdict; for an incremental build, what it changed."""
+    table, data = candidate.table, candidate.added
     failed = [f"{o.rule.name} ({o.violations})" for o in candidate.outcomes if not o.passed]
     metadata: dict[str, Any] = {
-        **TableMetadataSet(row_count=data.num_rows, column_schema=table.table_schema),
+        **TableMetadataSet(row_count=candidate.rows, column_schema=table.table_schema),
         "dagster/uri": uri,
         "published": candidate.passed,
         "audit": "passed every blocking rule: committed after its checks"
@@ -53,8 +54,14 @@ def output_metadata(candidate: Candidate, uri: str) -> dict[str, Any]:
         else f"FAILED {', '.join(failed)}: not published, nothing written; readers keep the previous version",
         "preview": preview(table, data.slice(0, PREVIEW_ROWS)),
     }
-    if candidate.companion is not None and candidate.audit.companion is not None:
-        metadata[f"{candidate.audit.companion.name}_rows"] = candidate.companion.num_rows
+    increment = candidate.increment
+    metadata["build"] = "full" if increment is None else "incremental"
+    if increment is not None:
+        metadata["rows_added"] = data.num_rows
+        metadata["base_version"] = increment.base.version
+        metadata["changes"] = dg.MetadataValue.json(dict(increment.summary))
+    if candidate.companion is not None and candidate.audit.companion is not None and increment is None:
+        metadata[f"{candidate.audit.companion.name}_rows"] = whole(candidate.audit.companion, candidate.companion).num_rows
     return metadata
 
 

@@ -40,8 +40,9 @@ AUDITS: dict[str, Audit] = {
         MACHINE_LEARNING_CURATED_AUDIT,
     )
 }
-# A landing table's rejects are read at the version its commit names.
-OWNERS: dict[str, Table] = {rejects.name: TABLES[landing] for landing, rejects in REJECTS_OF.items()}
+# A companion (a landing table's rejects and its ledger of source files) is read at the
+# version its table's commit names.
+OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in a.companions}
 
 
 class QueryError(LakeError):
@@ -49,8 +50,8 @@ class QueryError(LakeError):
 
 
 def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
-    """The published version of each named table that has one; a rejects table at the
-    version its landing table names, so the pair always comes from one run."""
+    """The published version of each named table that has one; a rejects or ledger table at
+    the version its landing table names, so they always come from one step."""
     out = {}
     for name in names:
         table = LAKE_TABLES[name]
@@ -136,7 +137,11 @@ def rollback(
         companion = lake.companion(target, audit.companion.spec)
         relations[audit.companion.name] = companion
     if audit.from_source is not None:
-        relations.update(audit.from_source(source, target))
+        try:
+            ledger = lake.companion(target, audit.ledger.spec) if audit.ledger is not None else None
+        except TableNotPublishedError:
+            ledger = None
+        relations.update(audit.from_source(source, ledger))
     erasures = erasure.load(lake, privacy)
     serials_from = target if name == CUSTOMER_LANDING.name else relations.get(CUSTOMER_LANDING.name)
     relations.update(erasures.with_serials(erasure.erased_serials(serials_from)).relations())
@@ -150,11 +155,17 @@ def rollback(
         "consent_policy": privacy.consent_policy.value,
         "published_by": "stedi rollback",
     }
-    if companion is not None:
-        assert audit.companion is not None
-        if lake.current(audit.companion.spec).version != companion.version:
-            companion = lake.restore(audit.companion.spec, companion.version, info)
-        info = {**info, "companions": {audit.companion.name: companion.version}}
+    versions = {}
+    for table in audit.companions:  # the rejects and the ledger go back with their landing table
+        try:
+            paired = companion if table is audit.companion and companion is not None else lake.companion(target, table.spec)
+        except TableNotPublishedError:  # a version from before the table had a ledger
+            continue
+        if lake.current(table.spec).version != paired.version:
+            paired = lake.restore(table.spec, paired.version, info)
+        versions[table.name] = paired.version
+    if versions:
+        info = {**info, "companions": versions}
     return RollbackResult(audit.table, target, outcomes, lake.restore(audit.table.spec, target.version, info))
 
 

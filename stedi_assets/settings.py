@@ -41,6 +41,8 @@ class Settings:
     s3_timeout_seconds: float = 30.0
     s3_allow_unsafe_commits: bool = False  # write to a store that ignores conditional PUTs
     retention_hours: int = DEFAULT_RETENTION_HOURS  # replaced versions are vacuumed once this old
+    sensor_interval_seconds: int = 30  # how often the sensors list the source and automation looks for updates
+    automation: bool = True  # sensors and automation on by default under the daemon (dagster dev)
 
     @property
     def subject_key_is_set(self) -> bool:
@@ -71,11 +73,13 @@ class Settings:
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
             s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
             retention_hours=_hours(env, "STEDI_RETENTION_HOURS", DEFAULT_RETENTION_HOURS),
+            sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
+            automation=_flag(env, "STEDI_AUTOMATION", default="true"),
         )
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "false").strip().lower()
+def _flag(env: Mapping[str, str], name: str, default: str = "false") -> bool:
+    value = (env.get(name) or default).strip().lower()
     if value not in {"true", "1", "yes", "false", "0", "no"}:
         raise ValueError(f"{name}={env[name]!r} is not true or false")
     return value in {"true", "1", "yes"}

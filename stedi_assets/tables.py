@@ -14,7 +14,7 @@ from stedi_assets.lake.delta import TableSpec
 # A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
 FILE_NAME = pa.dictionary(pa.int32(), pa.string())
-_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", FILE_NAME: "string"}
+_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", pa.bool_(): "boolean", FILE_NAME: "string"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Column:
 class Table:
     name: str
     source: str  # customer, accelerometer, step_trainer, machine_learning
-    zone: str  # landing, landing_rejects, trusted, curated
+    zone: str  # landing, landing_rejects, landing_files, trusted, curated
     columns: tuple[Column, ...]
     unique_key: tuple[str, ...] = field(default=())
 
@@ -108,6 +108,20 @@ _REJECTS = (
     Column("named_email", pa.string(), "The e-mail address the line still names (email or user), if any (direct identifier)"),
     Column("named_serial", pa.string(), "The step trainer serial number the line still names, if any"),
 )
+# What a landing table has ingested: each source file, the identity it had when it was parsed,
+# and what became of its lines. Committed with the landing table (its version is named in the
+# landing table's commit), so it always describes exactly the rows readers see.
+_LANDING_FILES = (
+    Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
+    Column("size", pa.int64(), "Its size in bytes when it was parsed"),
+    Column("modified_ns", pa.int64(), "Its modification time when it was parsed, epoch ns"),
+    Column("etag", pa.string(), "Its S3 ETag when it was parsed; null on a folder"),
+    Column("lines", pa.int64(), "Its non-blank lines"),
+    Column("rows", pa.int64(), "Rows it gave the landing table"),
+    Column("rejects", pa.int64(), "Lines of it in the rejects table"),
+    Column("lines_erased", pa.int64(), "Lines of it left out because they name a person whose erasure was requested"),
+    Column("present", pa.bool_(), "Still in the source at the last ingest; false: gone, its rows kept"),
+)
 SUBJECT_ID = Column(
     "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the e-mail with STEDI_SUBJECT_KEY"
 )
@@ -118,6 +132,9 @@ STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", 
 CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
 ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
 STEP_TRAINER_LANDING_REJECTS = Table("step_trainer_landing_rejects", "step_trainer", "landing_rejects", _REJECTS)
+CUSTOMER_LANDING_FILES = Table("customer_landing_files", "customer", "landing_files", _LANDING_FILES)
+ACCELEROMETER_LANDING_FILES = Table("accelerometer_landing_files", "accelerometer", "landing_files", _LANDING_FILES)
+STEP_TRAINER_LANDING_FILES = Table("step_trainer_landing_files", "step_trainer", "landing_files", _LANDING_FILES)
 
 CUSTOMER_TRUSTED = Table("customer_trusted", "customer", "trusted", _CUSTOMER, unique_key=("email",))
 ACCELEROMETER_TRUSTED = Table(
@@ -180,6 +197,9 @@ TABLES: dict[str, Table] = {
         CUSTOMER_LANDING_REJECTS,
         ACCELEROMETER_LANDING_REJECTS,
         STEP_TRAINER_LANDING_REJECTS,
+        CUSTOMER_LANDING_FILES,
+        ACCELEROMETER_LANDING_FILES,
+        STEP_TRAINER_LANDING_FILES,
         CUSTOMER_TRUSTED,
         ACCELEROMETER_TRUSTED,
         STEP_TRAINER_TRUSTED,

@@ -66,9 +66,18 @@ class Lakehouse:
         self.lake = root / "lake"
         self.env = {"STEDI_SOURCE": str(source), "STEDI_LAKE": str(self.lake), **settings}
 
-    def materialize(self, select: str = "*", check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    def materialize(
+        self, select: str = "*", check: bool = True, full_refresh: tuple[str, ...] = (), **env: str
+    ) -> subprocess.CompletedProcess:
+        """`dagster asset materialize`; `full_refresh`: the assets to rebuild from scratch
+        (run config), or ("*",) for the README's full_refresh.yaml."""
+        config = []
+        if full_refresh == ("*",):
+            config = ["-c", str(REPO / "full_refresh.yaml")]
+        elif full_refresh:
+            config = ["--config-json", json.dumps({"ops": {a: {"config": {"full_refresh": True}} for a in full_refresh}})]
         return run_cli(
-            ["dagster", "asset", "materialize", "-m", "stedi_assets", "--select", select],
+            ["dagster", "asset", "materialize", "-m", "stedi_assets", "--select", select, *config],
             {**self.env, **env},
             self.root,
             check=check,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+import yaml
 
 from stedi_assets import defs
 from stedi_assets.definitions import build_definitions
 from stedi_assets.settings import SAMPLE_SOURCE, Settings
 from stedi_assets.tables import TABLES
+from stedi_assets_tests.conftest import REPO
 
 ZONE_TABLES = {
     "landing": {"customer_landing", "accelerometer_landing", "step_trainer_landing"},
@@ -83,3 +85,21 @@ def test_the_subject_key_reaches_dagster_as_an_environment_variable_never_as_a_v
     privacy = definitions.resources["privacy"]
     assert secret not in repr(privacy) and secret not in str(privacy._get_non_default_public_field_values())
     assert "STEDI_SUBJECT_KEY" in repr(privacy)
+
+
+def test_full_refresh_yaml_rebuilds_every_asset():
+    config = yaml.safe_load((REPO / "full_refresh.yaml").read_text())
+    assets = {key.path[-1] for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert config == {"ops": {name: {"config": {"full_refresh": True}} for name in assets}}
+
+
+def test_sensors_and_automation_run_by_default_and_start_stopped_when_turned_off():
+    names = {"customer_arrivals", "accelerometer_arrivals", "step_trainer_arrivals", "stedi_automation"}
+    for settings, status in (({}, dg.DefaultSensorStatus.RUNNING), ({"STEDI_AUTOMATION": "false"}, dg.DefaultSensorStatus.STOPPED)):
+        sensors = {s.name: s for s in build_definitions(Settings.from_env({**settings, "STEDI_SENSOR_INTERVAL": "7"})).sensors}
+        assert set(sensors) == names
+        assert {s.default_status for s in sensors.values()} == {status}
+        assert {s.minimum_interval_seconds for s in sensors.values()} == {7}
+    graph = defs.resolve_asset_graph()
+    followers = {k.path[-1] for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is not None}
+    assert followers == ZONE_TABLES["trusted"] | ZONE_TABLES["curated"]  # landing waits for its sensor

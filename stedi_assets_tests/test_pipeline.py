@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
@@ -71,11 +72,13 @@ def test_sample_run_accounts_for_every_landing_line(sample_source, lakehouse_fac
     assert lakehouse.count("machine_learning_curated") > 0
 
 
-def test_two_runs_give_identical_tables(sample_source, lakehouse_factory):
+def test_a_second_run_changes_nothing_and_a_full_refresh_gives_the_same_tables(sample_source, lakehouse_factory):
     lakehouse = lakehouse_factory(sample_source)
     lakehouse.materialize("*")
     first, first_versions = snapshot(lakehouse), versions(lakehouse)
-    lakehouse.materialize("*")
+    lakehouse.materialize("*")  # incremental: nothing new, nothing committed
+    assert versions(lakehouse) == first_versions
+    lakehouse.materialize("*", full_refresh=("*",))
     assert snapshot(lakehouse) == first
     assert all(versions(lakehouse)[t] != first_versions[t] for t in LOCATIONS)  # new versions, same rows
 
@@ -84,7 +87,7 @@ def test_selective_rebuild_touches_only_the_selection_and_downstream(sample_sour
     lakehouse = lakehouse_factory(sample_source)
     lakehouse.materialize("*")
     before = versions(lakehouse)
-    lakehouse.materialize("key:customer_trusted+")
+    lakehouse.materialize("key:customer_trusted+", full_refresh=tuple(DOWNSTREAM_OF_CUSTOMER_TRUSTED))
     after = versions(lakehouse)
     changed = {t for t in LOCATIONS if after[t] != before[t]}
     assert changed == DOWNSTREAM_OF_CUSTOMER_TRUSTED
@@ -167,7 +170,7 @@ def test_a_rollback_never_republishes_what_todays_rules_forbid(sample_source, la
     )
     [latest] = lakehouse.sql("SELECT MAX(lastUpdateDate) AS t FROM customer_landing")
     withdraw_consent(sample_source, who["email"], latest["t"])
-    lakehouse.materialize("*")
+    lakehouse.materialize("*", full_refresh=("*",))  # every table gets a version to roll back from
     assert lakehouse.sql(f"SELECT COUNT(*) AS n FROM accelerometer_trusted WHERE user = '{who['email']}'") == [{"n": 0}]
     before = versions(lakehouse)
 
@@ -208,11 +211,15 @@ def test_an_unknown_engine_fails_the_run_with_the_setting_named(sample_source, l
 
 def test_two_runs_at_once_on_one_lake_lose_no_commit(sample_source, lakehouse_factory, tmp_path):
     """Two CLI runs of the whole graph at the same time, on the project's Dagster instance
-    configuration: each table's steps take turns (one pool per table), every commit lands,
-    and the tables are those of a single run."""
+    configuration: each table's steps take turns (one pool per table), every commit lands
+    (the second run's steps find the first's versions and, nothing having changed, commit
+    nothing more, or commit the same rows), and the tables are those of a single run."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
+    # Create the instance's sqlite storage first: two processes creating it at once race on
+    # its schema migration ("table alembic_version already exists"), which is not what this tests.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     lakehouse = lakehouse_factory(sample_source, DAGSTER_HOME=str(home))
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "stedi_assets", "--select", "*"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **lakehouse.env}
@@ -221,8 +228,8 @@ def test_two_runs_at_once_on_one_lake_lose_no_commit(sample_source, lakehouse_fa
     assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     for table, location in LOCATIONS.items():
         commits = lakehouse.delta(location).history()
-        assert len(commits) == 2, table
-        assert len({c["stedi"]["run_id"] for c in commits}) == 2, table
+        assert len(commits) in (1, 2), table
+        assert len({c["stedi"]["run_id"] for c in commits}) == len(commits), table
     single = lakehouse_factory(sample_source)
     single.materialize("*")
     assert snapshot(lakehouse) == snapshot(single)

@@ -175,16 +175,21 @@ def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakeh
 def test_versions_leave_the_history_after_the_retention_period(lakehouse_factory, tmp_path):
     """STEDI_RETENTION_HOURS=0: each run deletes the versions it replaced, so a withdrawn
     customer's data leaves the history at once; a rollback past the window is refused."""
-    source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "sample"))
-    kept = lakehouse_factory(source)
-    kept.materialize("customer_landing")
-    kept.materialize("customer_landing")
-    assert [line.split()[3] for line in run_cli(["stedi", "versions", "customer_landing"], kept.env, kept.root).stdout.splitlines()] == ["current", "kept"]
 
-    brief = lakehouse_factory(source, STEDI_RETENTION_HOURS="0")
-    brief.materialize("customer_landing")
-    brief.materialize("customer_landing")
-    lines = run_cli(["stedi", "versions", "customer_landing"], brief.env, brief.root).stdout.splitlines()
-    assert [line.split()[3] for line in lines] == ["current", "gone"]
+    def two_versions(retention: str | None) -> list[str]:
+        source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / f"sample-{retention}"))
+        lakehouse = lakehouse_factory(source, **({"STEDI_RETENTION_HOURS": retention} if retention else {}))
+        lakehouse.materialize("customer_landing")
+        arrival = {"customerName": "New Customer", "email": "new.customer@test.com", "serialNumber": "new-serial",
+                   "registrationDate": 1, "lastUpdateDate": 1}
+        (source / "customer" / "landing" / "arrival.json").write_text(json.dumps(arrival) + "\n")
+        lakehouse.materialize("customer_landing")  # a new file: a new version
+        lines = run_cli(["stedi", "versions", "customer_landing"], lakehouse.env, lakehouse.root).stdout.splitlines()
+        return lakehouse, [line.split()[3] for line in lines]
+
+    _, kept = two_versions(None)
+    assert kept == ["current", "kept"]
+    brief, gone = two_versions("0")
+    assert gone == ["current", "gone"]
     refused = run_cli(["stedi", "rollback", "customer_landing"], brief.env, brief.root, check=False)
     assert refused.returncode != 0 and "past the retention window (STEDI_RETENTION_HOURS=0)" in refused.stderr

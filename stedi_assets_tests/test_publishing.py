@@ -125,10 +125,11 @@ def test_a_failed_audit_is_recorded_on_the_materialization_it_judged_and_publish
 
 
 def test_reexecution_never_shows_green_on_data_it_did_not_judge(sandbox):
-    """The issue's scenario: a bad line fails reading_key_unique; the user removes it and
-    re-executes from failure. The landing step is not re-executed, so its published table still
-    holds the line: the re-execution judges that again and fails. Re-executing everything
-    rebuilds landing from the fixed source and publishes the fixed data."""
+    """The issue's scenario: a bad line fails reading_key_unique; the user corrects the file
+    (delivers it again, empty) and re-executes from failure. The landing step is not
+    re-executed, so its published table still holds the line: the re-execution judges that
+    again and fails. Re-executing everything ingests the corrected file, which replaces the
+    bad line, and step_trainer_trusted, whose inputs are then as it was built from, stays."""
     assert sandbox.run().success
     landing_rows = sandbox.rows("step_trainer/landing")
     trusted_version = sandbox.version("step_trainer/trusted")
@@ -136,7 +137,7 @@ def test_reexecution_never_shows_green_on_data_it_did_not_judge(sandbox):
     failed = sandbox.run()
     assert not failed.success
     assert sandbox.rows("step_trainer/landing") == landing_rows + 1  # landing itself was sound
-    late.unlink()
+    late.write_text("")  # a file removed would keep its rows: the fix is a corrected delivery
 
     from_failure = sandbox.run(reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, sandbox.instance))
     assert not from_failure.success
@@ -151,7 +152,7 @@ def test_reexecution_never_shows_green_on_data_it_did_not_judge(sandbox):
     everything = sandbox.run(reexecution_options=dg.ReexecutionOptions(parent_run_id=failed.run_id))
     assert everything.success
     assert sandbox.rows("step_trainer/landing") == landing_rows
-    assert sandbox.version("step_trainer/trusted") == trusted_version + 1
+    assert sandbox.version("step_trainer/trusted") == trusted_version
     assert all(e.passed for e in evaluations(sandbox.instance, everything.run_id))
 
 
@@ -187,7 +188,11 @@ def test_a_partial_selection_builds_and_judges_only_what_it_selects(sandbox):
     before = {t: sandbox.version(t) for t in ("customer/trusted", "accelerometer/trusted", "machine_learning/curated")}
     defs = sandbox.definitions()
     result = dg.materialize(
-        defs.assets, selection=dg.AssetSelection.assets("customer_trusted"), resources=defs.resources, instance=sandbox.instance
+        defs.assets,
+        selection=dg.AssetSelection.assets("customer_trusted"),
+        resources=defs.resources,
+        instance=sandbox.instance,
+        run_config={"ops": {"customer_trusted": {"config": {"full_refresh": True}}}},  # a new version even with nothing new
     )
     assert result.success
     assert {e.check_name for e in evaluations(sandbox.instance, result.run_id)} == {"consent_present", "consent_unambiguous", "email_unique_not_null", "no_erased_person"}
@@ -204,10 +209,10 @@ def test_a_failure_between_the_rejects_and_the_landing_commit_leaves_the_pair_as
 
     commit = Lake.commit
 
-    def fail_on_the_landing_table(self, staged, info, companions=()):
-        if staged.spec.name == STEP_TRAINER_LANDING.name:
+    def fail_on_the_landing_table(self, staged, info, companions=(), **change):
+        if (staged.spec if staged else change["base"].spec).name == STEP_TRAINER_LANDING.name:
             raise OSError("the machine was lost between the two commits")
-        return commit(self, staged, info, companions)
+        return commit(self, staged, info, companions, **change)
 
     monkeypatch.setattr(Lake, "commit", fail_on_the_landing_table)
     defs = sandbox.definitions()

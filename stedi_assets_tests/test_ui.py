@@ -54,6 +54,9 @@ CHROMIUM_FLAGS = (
 SERVER_START_TIMEOUT = 120  # dagster dev: webserver, daemon and the code server's import
 RUN_TIMEOUT = 120  # the sample lakehouse run takes about ten seconds here
 UI_TIMEOUT = 30  # any one page or element
+AUTOMATION_INTERVAL = 10  # seconds between sensor and automation ticks in the automation test
+ARRIVAL_TIMEOUT = 120  # the issue's bound: a new file reaches the ML table's page within two minutes
+FIRST_INGEST_TIMEOUT = 240  # the sensors ingest the whole sample on their own first
 
 
 def _unavailable(reason: str) -> None:
@@ -185,10 +188,10 @@ class DagsterUI:
         raise AssertionError(f"run {run_id} still {status} after {timeout}s\n{self.log_tail()}")
 
 
-@pytest.fixture
-def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]:
+@contextlib.contextmanager
+def _dagster_dev(tmp_path: Path, **settings: str) -> Iterator[DagsterUI]:
     """`dagster dev` from the repo's workspace.yaml, as the README says, on a free port, with
-    its own instance and lake in tmp_path and the bundled sample as the source."""
+    its own instance and lake in tmp_path, the bundled sample as the source, and `settings`."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     # The project's instance settings, and no first-visit newsletter dialog over the page.
@@ -196,7 +199,7 @@ def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]
     lake = tmp_path / "lake"
     source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "source"))  # the bundled sample, free to edit
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}
-    env.update(DAGSTER_HOME=str(home), STEDI_LAKE=str(lake), STEDI_SOURCE=str(source))
+    env.update(DAGSTER_HOME=str(home), STEDI_LAKE=str(lake), STEDI_SOURCE=str(source), **settings)
     port = _free_port()
     log = tmp_path / "dagster_dev.log"
     dagster = Path(sys.executable).parent / "dagster"
@@ -216,6 +219,21 @@ def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]
         yield ui
     finally:
         _stop_group(process)
+
+
+@pytest.fixture
+def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]:
+    """dagster dev with its sensors and automation off: runs start only when the test clicks."""
+    with _dagster_dev(tmp_path, STEDI_AUTOMATION="false") as ui:
+        yield ui
+
+
+@pytest.fixture
+def dagster_ui_automated(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]:
+    """dagster dev as the README starts it, sensors and automation on (by default), ticking
+    every ten seconds rather than thirty so the test waits less."""
+    with _dagster_dev(tmp_path, STEDI_SENSOR_INTERVAL=str(AUTOMATION_INTERVAL)) as ui:
+        yield ui
 
 
 @pytest.fixture
@@ -464,3 +482,46 @@ def test_charts_render_in_the_asset_pages(dagster_ui: DagsterUI, driver, tmp_pat
             _wait(driver, expected_conditions.element_to_be_clickable(close), "the dialog's Close button").click()
             _wait(driver, lambda d: not d.find_elements(By.XPATH, dialog), f"the {chart} dialog to close")
     print(f"chart screenshots: {shots}")
+
+
+def _shown_row_count(driver, dagster_ui: DagsterUI) -> int | None:
+    """The row count machine_learning_curated's asset page shows now (None: none yet)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{dagster_ui.url}/assets/machine_learning_curated")
+    try:
+        _wait(driver, lambda d: re.search(r"Row count\s+([\d,]+)", _body_text(d)), "a row count", timeout=10)
+    except Exception:  # selenium's TimeoutException: no materialization yet
+        return None
+    return int(re.search(r"Row count\s+([\d,]+)", driver.find_element(By.TAG_NAME, "body").text).group(1).replace(",", ""))
+
+
+def test_a_new_file_reaches_the_ml_table_in_the_ui_without_a_click(dagster_ui_automated: DagsterUI, driver, tmp_path: Path):
+    """Nothing is clicked: the sensors ingest the sample, automation builds every table,
+    then a new accelerometer file dropped into the source shows up, within two minutes, as
+    a larger row count on the ML table's page."""
+    from stedi_assets_tests.test_incremental import new_accelerometer_file
+
+    ui = dagster_ui_automated
+    ml = ui.lake / "machine_learning" / "curated" / "_delta_log"
+    deadline = time.monotonic() + FIRST_INGEST_TIMEOUT
+    while not (ml.is_dir() and any(ml.glob("*.json"))):
+        assert time.monotonic() < deadline, f"the sample was not ingested on its own\n{ui.log_tail()}"
+        time.sleep(1)
+    before = DeltaTable(str(ml.parent)).to_pyarrow_table().num_rows
+    shown = None
+    while shown != before:
+        assert time.monotonic() < deadline, f"the UI never showed {before} rows (last: {shown})"
+        shown = _shown_row_count(driver, ui)
+
+    new_accelerometer_file(ui.source)
+    arrived = time.monotonic()
+    while (shown := _shown_row_count(driver, ui)) is None or shown <= before:
+        assert time.monotonic() - arrived < ARRIVAL_TIMEOUT, (
+            f"{ARRIVAL_TIMEOUT}s after the file arrived the ML page still shows {shown} rows\n{ui.log_tail()}"
+        )
+        time.sleep(2)
+    print(f"arrival to a larger ML row count in the UI: {time.monotonic() - arrived:.0f} s ({before} -> {shown} rows)")
+    assert shown == DeltaTable(str(ml.parent)).to_pyarrow_table().num_rows
+    screenshot = tmp_path / "after_arrival.png"
+    assert driver.save_screenshot(str(screenshot))

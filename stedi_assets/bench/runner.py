@@ -74,7 +74,7 @@ def step_seconds(log: str) -> dict[str, float]:
     }
 
 
-_AUDITED = re.compile(r" - (?P<step>\w+) - \w+: committed as Delta version .*?; build [0-9.]+ s, audit (?P<audit>[0-9.]+) s")
+_AUDITED = re.compile(r" - (?P<step>\w+) - \w+: (?:committed as|nothing changed, stays at) Delta version .*?; build [0-9.]+ s, audit (?P<audit>[0-9.]+) s")
 
 
 def audit_seconds(log: str) -> dict[str, float]:

@@ -1,49 +1,148 @@
-"""Curated: the tables people work from, built only from trusted data."""
+"""Curated: the tables people work from, built only from trusted data. Both follow their
+inputs on their own (declarative automation); customer_curated is small and rebuilt,
+machine_learning_curated is updated from what changed (stedi_assets/incremental.py)."""
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from stedi_assets.curated import checks, rules, signals
+from stedi_assets.incremental import Follower, rebuilt
 from stedi_assets.publishing import AssetStep, Build, audited_asset
-from stedi_assets.tables import CUSTOMER_TRUSTED, SUBJECT_ID
+from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_TRUSTED, MACHINE_LEARNING_CURATED, SUBJECT_ID
+from stedi_assets.trusted.assets import EAGER
 
 GROUP = "curated"
 KINDS = {"sql", "delta"}
 
 
-@audited_asset(checks.CUSTOMER_CURATED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_TRUSTED])
+@audited_asset(
+    checks.CUSTOMER_CURATED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_TRUSTED], automation_condition=EAGER
+)
 def customer_curated(step: AssetStep) -> Build:
     """customer_trusted customers who have at least one accelerometer_trusted reading, one row
     each, with the pseudonymous `subject_id` that stands for them in the ML table."""
-    customers = step.query(rules.CUSTOMER_CURATED, "customer_trusted", "accelerometer_trusted")
-    customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
-    relations = {name: step.inputs[name] for name in ("customer_trusted", "accelerometer_trusted")}
-    # Pictures for the UI: the privacy funnel; a chart that fails is a warning, never a failure.
-    pictures = signals.customer_curated_pictures(
-        step.context.log, step.engine.engine(), step.privacy, {**relations, "customer_curated": customers}, step.published
-    )
-    return Build(customers, metadata=pictures)
+    readers = None
+    # The subject key is part of what the rows depend on: its fingerprint is the subject id of
+    # a fixed text, no more telling than any subject id in the ML table.
+    key_probe = step.privacy.subject_ids(pa.array(["stedi subject key fingerprint"]))[0].as_py()
+    follower = Follower(step, CUSTOMER_CURATED, [rules.CUSTOMER_CURATED, key_probe])
+    if follower.usable and not follower.inputs_unchanged:
+        phones = follower.changes("accelerometer_trusted")
+        if isinstance(phones.removed, pa.Table) and phones.removed.num_rows == 0:
+            # No reading was removed, so whoever had one still has: the customers with
+            # readings are the published ones and the users of the new readings. The rule
+            # and its audit run over those instead of every reading.
+            readers = follower.sql(
+                "SELECT email AS user FROM customer_curated_then UNION SELECT DISTINCT user FROM new_readings",
+                customer_curated_then=follower.previous,
+                new_readings=phones.added,
+            )
+
+    pictures = {}
+
+    def build():
+        customers = step.query(
+            rules.CUSTOMER_CURATED,
+            "customer_trusted",
+            accelerometer_trusted=readers if readers is not None else step.inputs["accelerometer_trusted"],
+        )
+        customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
+        # Pictures for the UI: the privacy funnel; a chart that fails is a warning, never a failure.
+        relations = {name: step.inputs[name] for name in ("customer_trusted", "accelerometer_trusted")}
+        pictures.update(
+            signals.customer_curated_pictures(
+                step.context.log, step.engine.engine(), step.privacy, {**relations, "customer_curated": customers}, step.published
+            )
+        )
+        return customers
+
+    built = rebuilt(follower, build)
+    built.metadata = {**built.metadata, **pictures}
+    if readers is not None:
+        built.relations = {**built.relations, "accelerometer_trusted": readers}
+    return built
 
 
-@audited_asset(checks.MACHINE_LEARNING_CURATED_AUDIT, group=GROUP, kinds=KINDS)
+@audited_asset(checks.MACHINE_LEARNING_CURATED_AUDIT, group=GROUP, kinds=KINDS, automation_condition=EAGER)
 def machine_learning_curated(step: AssetStep) -> Build:
     """The table data scientists train on: each step trainer reading with the accelerometer
     readings of the same customer at the same time, under a pseudonymous `subject_id`
     (a keyed hash of the e-mail). No name, e-mail, phone or birthday."""
+    metadata = {
+        "consent_policy": step.privacy.consent_policy.value,
+        "subject_key": (
+            "DEVELOPMENT DEFAULT: not for production, set STEDI_SUBJECT_KEY"
+            if step.privacy.uses_development_key
+            else "set by STEDI_SUBJECT_KEY"
+        ),
+    }
     inputs = ("step_trainer_trusted", "accelerometer_trusted", "customer_curated")
-    ml = step.query(rules.MACHINE_LEARNING_CURATED, *inputs)
-    # Pictures for the UI: funnel, signals, readings per subject, matches; never a failure.
-    pictures = signals.machine_learning_pictures(
-        step.context.log, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.published
+    follower = Follower(step, MACHINE_LEARNING_CURATED, [rules.MACHINE_LEARNING_CURATED])
+
+    def everything():
+        return step.query(rules.MACHINE_LEARNING_CURATED, *inputs)
+
+    if not follower.usable:
+        ml = everything()
+        # Pictures for the UI, on full builds (they profile the whole table): funnel, signals,
+        # readings per subject, matches; a chart that fails is a warning, never a failure.
+        pictures = signals.machine_learning_pictures(
+            step.context.log, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.published
+        )
+        return follower.full(ml, {**metadata, **pictures})
+    metadata["pictures"] = "drawn on full builds only: they profile the whole table"
+    steps = follower.changes("step_trainer_trusted")
+    phones = follower.changes("accelerometer_trusted")
+    subjects = follower.changes("customer_curated", columns=CUSTOMER_CURATED.column_names)
+    # Customers whose curated record changed, and those some removed readings belonged to
+    # (by their record then or now): their rows are recomputed.
+    affected = follower.sql(
+        """
+        SELECT subject_id FROM subjects_removed UNION SELECT subject_id FROM subjects_added
+        UNION SELECT c.subject_id FROM (SELECT * FROM curated_then UNION ALL SELECT * FROM customer_curated) AS c
+              WHERE c.email IN (SELECT user FROM phones_removed)
+                 OR c.serialNumber IN (SELECT serialNumber FROM steps_removed)
+        """,
+        subjects_removed=subjects.removed,
+        subjects_added=subjects.added,
+        curated_then=subjects.old,
+        phones_removed=phones.removed,
+        steps_removed=steps.removed,
     )
-    return Build(
-        ml,
-        metadata={
-            **pictures,
-            "consent_policy": step.privacy.consent_policy.value,
-            "subject_key": (
-                "DEVELOPMENT DEFAULT: not for production, set STEDI_SUBJECT_KEY"
-                if step.privacy.uses_development_key
-                else "set by STEDI_SUBJECT_KEY"
-            ),
-        },
+    # New pairs have a new step reading or a new phone reading, and pair only readings of one
+    # time: the other side is read at those times only (one scan of each table), which is also
+    # all that can explain a new row to the rules.
+    times = follower.sql(
+        "SELECT sensorReadingTime AS t FROM new_steps UNION SELECT timestamp FROM new_phones",
+        new_steps=steps.added,
+        new_phones=phones.added,
+    )
+    phones_then = follower.sql("SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT t FROM times)", times=times)
+    steps_then = follower.sql("SELECT * FROM step_trainer_trusted WHERE sensorReadingTime IN (SELECT t FROM times)", times=times)
+    fresh = follower.sql(
+        "SELECT * FROM with_new_steps UNION SELECT * FROM with_new_phones",
+        with_new_steps=step.query(
+            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps.added, accelerometer_trusted=phones_then
+        ),
+        with_new_phones=step.query(
+            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps_then, accelerometer_trusted=phones.added
+        ),
+    )
+
+    def recompute(keys):
+        customers = follower.sql("SELECT * FROM customer_curated WHERE subject_id IN (SELECT subject_id FROM keys)", keys=keys)
+        return step.query(rules.MACHINE_LEARNING_CURATED, "step_trainer_trusted", "accelerometer_trusted", customer_curated=customers)
+
+    judge_with = {"step_trainer_trusted": steps_then, "accelerometer_trusted": phones_then}
+    return follower.follow(
+        key="subject_id",
+        time="sensorReadingTime",
+        affected=affected,
+        fresh=fresh,
+        recompute=recompute,
+        recompute_all=everything,
+        distinct=False,
+        judge_with=judge_with,
+        metadata=metadata,
     )

@@ -7,9 +7,11 @@ code. Each version is written in two steps:
 - `stage` writes the data files beside the others. No commit names them, so no Delta reader
   sees them;
 - `commit` makes them the table's next version in one atomic commit that replaces every
-  file of the previous one, and records in the commit info what the caller says stands
-  behind it (run, audits, policy). `discard` deletes staged files that will not be
-  committed.
+  file of the previous one, or, given the version it builds on, adds them to that version
+  and removes the files it names (an incremental change: new rows appended, the rows of a
+  replaced source file swapped for its new ones), and records in the commit info what the
+  caller says stands behind it (run, audits, policy). `discard` deletes staged files that
+  will not be committed.
 
 So a reader sees the old version or the new one, never a half-written one, and a version
 becomes visible only when its caller commits it. Commits are conditional writes of the next
@@ -45,7 +47,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -150,6 +152,25 @@ class Snapshot:
     def to_arrow(self) -> pa.Table:
         return self.dataset().to_table()
 
+    def part(self, files: Sequence[str]) -> Snapshot | pa.Table:
+        """The rows of some of this version's data files, scanned lazily like the whole
+        version (an empty table if there are none: no engine scans an empty list of files).
+        `rows` of the part is unknown (-1)."""
+        if not files:
+            return self.spec.storage_schema.empty_table()
+        unknown = set(files) - set(self.files)
+        if unknown:
+            raise ValueError(f"{self.name} version {self.version} has no data file {sorted(unknown)[0]}")
+        return replace(self, files=tuple(files), rows=-1)
+
+    def values_by_file(self, column: str) -> dict[str, set[Any]]:
+        """The distinct values of `column` in each data file, reading that column only: which
+        files hold the rows of, say, a given landing file."""
+        return {
+            file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())  # type: ignore[union-attr]
+            for file in self.files
+        }
+
 
 @dataclass
 class Staged:
@@ -229,18 +250,20 @@ class Lake:
             raise DamagedTableError(f"{spec.name} at {uri} cannot be read: {describe(error)}") from None
 
     # -- write ---------------------------------------------------------------------------
-    def stage(self, spec: TableSpec, data: pa.Table) -> Staged:
-        """Write `data`, conformed to the spec, as data files no commit names yet."""
+    def stage(self, spec: TableSpec, data: pa.Table | Sequence[pa.Table]) -> Staged:
+        """Write `data`, conformed to the spec, as data files no commit names yet. A sequence
+        of tables is written as (at least) one data file per table, so that a later commit
+        can remove the rows of one of them alone (a landing table: one per source file); a
+        single table, and an empty sequence, give at least one file."""
         from deltalake.transaction import AddAction
 
         self._writing()
-        data = data.select(spec.schema.names).cast(spec.schema)
+        tables = [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
+        tables = [t.select(spec.schema.names).cast(spec.schema) for t in tables]
         run = uuid.uuid4()
-        parts = {
-            f"{spec.location}/part-{i:05d}-{run}.zstd.parquet": data.slice(offset, ROWS_PER_FILE)
-            for i, offset in enumerate(range(0, max(data.num_rows, 1), ROWS_PER_FILE))
-        }
-        staged = Staged(spec, list(parts), data, [])
+        slices = [t.slice(offset, ROWS_PER_FILE) for t in tables for offset in range(0, max(t.num_rows, 1), ROWS_PER_FILE)]
+        parts = {f"{spec.location}/part-{i:05d}-{run}.zstd.parquet": part for i, part in enumerate(slices)}
+        staged = Staged(spec, list(parts), pa.concat_tables(tables), [])
         try:
             with ThreadPoolExecutor(min(len(parts), os.cpu_count() or 1)) as pool:
                 sizes = list(pool.map(lambda part: write_parquet(self.store, *part), parts.items()))
@@ -256,28 +279,36 @@ class Lake:
 
     def commit(
         self,
-        staged: Staged,
+        staged: Staged | None,
         info: Mapping[str, Any],
         companions: Sequence[Snapshot] = (),
         mode: str = "overwrite",
+        base: Snapshot | None = None,
+        removes: Sequence[str] = (),
     ) -> Snapshot:
-        """Make `staged` the table's next version, replacing the current one (or, with
-        `mode="append"`, adding to it), with `info` in the commit. `companions`: versions of
-        other tables that belong with this one (a landing table's rejects), recorded so that
-        readers pair them (`companion`).
+        """Make `staged` the table's next version with `info` in the commit. Without `base`,
+        it replaces the current version whole (or, with `mode="append"`, adds to it). With
+        `base` (the version the caller read), the next version is `base`'s files less
+        `removes` plus the staged ones (an append commit with remove actions; `staged` may be
+        None), and it is committed only if it is the version right after `base`: a writer that
+        lost the race fails, nothing is merged blindly. `companions`: versions of other tables
+        that belong with this one (a landing table's rejects), recorded so that readers pair
+        them (`companion`).
 
         If the commit fails, the staged files are deleted, unless the log shows that it
         landed after all (then this returns as if it had succeeded) or the log cannot be read
-        (then they are kept, and the error says so). A commit whose request timed out or lost
-        its connection, and did not land, is tried again while no other writer has committed
-        meanwhile (delta-rs does not retry those itself: it cannot tell whether the
-        conditional PUT was made), up to `max_retries` times. A catalog is told of the table
-        after its commit; if that fails the commit stands and the error says so."""
-        from deltalake import Schema
-        from deltalake.transaction import CommitProperties, create_table_with_add_actions
+        (then they are kept, and the error says so). A commit without `base` whose request
+        timed out or lost its connection, and did not land, is tried again while no other
+        writer has committed meanwhile (delta-rs does not retry those itself: it cannot tell
+        whether the conditional PUT was made), up to `max_retries` times. A catalog is told of
+        the table after its commit; if that fails the commit stands and the error says so."""
+        from deltalake import DeltaTable, Schema
+        from deltalake.transaction import CommitProperties, RemoveAction, create_table_with_add_actions
 
-        spec = staged.spec
-        if staged.state != "staged":
+        if staged is None and base is None:
+            raise ValueError("nothing to commit: no staged files and no base version")
+        spec = staged.spec if staged is not None else base.spec  # type: ignore[union-attr]
+        if staged is not None and staged.state != "staged":
             raise LakeError(f"{spec.name}: these staged files are {staged.state}, not to be committed again")
         recorded = {**info, **({"companions": {c.name: c.version for c in companions}} if companions else {})}
         properties = CommitProperties(custom_metadata={INFO_KEY: recorded})
@@ -285,25 +316,36 @@ class Lake:
         options = self.storage_options or None
         schema = Schema.from_arrow(spec.storage_schema)
         failed = f"commit of {spec.name} at {uri} failed, nothing was published"
-        attempts = int(self.storage_options.get("max_retries", "0")) + 1
+        adds = staged.actions if staged is not None else []
+        # On a base version, no retries: a retry would commit on top of a version this change never saw.
+        attempts = 1 if base is not None else int(self.storage_options.get("max_retries", "0")) + 1
         try:
             self._writing()
-            table = self._latest(uri)
+            table = self._latest(uri) if base is None else None
+            if base is not None and (unknown := set(removes) - set(base.files)):
+                raise LakeError(f"{spec.name} version {base.version} has no data file {sorted(unknown)[0]}")
         except BaseException as error:
-            self.discard(staged)
+            if staged is not None:
+                self.discard(staged)
             raise self._wrapped(failed, error) from error
-        base = table.version() if table is not None else -1
+        read_version = base.version if base is not None else table.version() if table is not None else -1
         for attempt in range(1, attempts + 1):
             try:
-                if table is not None:
-                    table.create_write_transaction(
-                        staged.actions, mode=mode, schema=schema, commit_properties=properties
+                if base is not None:
+                    root = base.uri.rstrip("/") + "/"
+                    now = int(time.time() * 1000)
+                    drops = [RemoveAction(_relative(f, root), True, now, None, None) for f in removes]
+                    once = CommitProperties(custom_metadata={INFO_KEY: recorded}, max_commit_retries=0)
+                    DeltaTable(uri, version=base.version, storage_options=options).create_write_transaction(
+                        [*adds, *drops], mode="append", schema=schema, commit_properties=once
                     )
+                elif table is not None:
+                    table.create_write_transaction(adds, mode=mode, schema=schema, commit_properties=properties)
                 else:
                     create_table_with_add_actions(
                         uri,
                         schema,
-                        staged.actions,
+                        adds,
                         mode="error",
                         name=spec.name,
                         description=spec.description or None,
@@ -314,8 +356,10 @@ class Lake:
                     )
                 break
             except BaseException as error:
+                if staged is None:  # nothing staged: nothing to keep or delete
+                    raise self._wrapped(failed, error) from error
                 try:
-                    landed, latest = self._landed(staged, base)
+                    landed, latest = self._landed(staged, read_version)
                 except Exception:
                     landed, latest = None, None
                 if landed is None:
@@ -331,15 +375,18 @@ class Lake:
                     # In the log although delta-rs reported it failed: the response was lost,
                     # and the retry of the conditional PUT was refused by the entry it had made.
                     break
-                if attempt < attempts and latest == base and is_transport_error(error):
+                if attempt < attempts and latest == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
                     table = self._latest(uri)
                     continue
                 self.discard(staged)
-                if attempt > 1 and isinstance(error, Exception):
+                if base is not None and latest is not None and latest > base.version:
+                    failed += f" (version {base.version + 1} was committed by another writer since version {base.version} was read)"
+                elif attempt > 1 and isinstance(error, Exception):
                     failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
                 raise self._wrapped(failed, error) from error
-        staged.state = "committed"
+        if staged is not None:
+            staged.state = "committed"
         if self.catalog is not None:
             try:
                 self.catalog.register(spec, uri)
@@ -372,6 +419,12 @@ class Lake:
                 if add and urllib.parse.unquote(add["path"]) in names:
                     return True, latest
         return False, latest
+
+    def missing(self, files: Sequence[str]) -> list[str]:
+        """Which of these data files (as a Snapshot names them) are gone: vacuumed, say, so
+        the old version that named them can no longer be read whole."""
+        root = self.store.uri().rstrip("/") + "/"
+        return [f for f in files if not self.store.exists(_relative(f, root))]
 
     def discard(self, staged: Staged) -> None:
         """Delete staged files that will not be committed; never files a commit names
@@ -510,6 +563,14 @@ def arrow_s3(options: Mapping[str, str]) -> Any:
         connect_timeout=float(options.get("connect_timeout", "30s").rstrip("s")),
         request_timeout=float(options.get("timeout", "30s").rstrip("s")),
     )
+
+
+def _relative(file: str, root: str) -> str:
+    """A data file's path in the Delta log: relative to the table root, as the log names it."""
+    for prefix in (root, root.removeprefix("file://"), "file://" + root):
+        if file.startswith(prefix):
+            return file[len(prefix) :]
+    raise LakeError(f"data file {file} is not under the table at {root}")
 
 
 def _commit(entry: Mapping[str, Any]) -> Commit:

@@ -8,7 +8,6 @@ naming the bucket and key."""
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import time
 import uuid
@@ -19,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.errors import AwsRequestError, UnsafeStoreError
 from stedi_assets.lake.s3_client import error_code, reported
+from stedi_assets.lake.store import Entry
 
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 # A body cut off after the response headers arrived: botocore has already returned, so the
@@ -57,9 +57,13 @@ class S3Store:
         """Every object at `prefix` or below the folder `prefix/`, relative to the root."""
         return sorted(self._objects(prefix))
 
-    def _objects(self, prefix: str) -> dict[str, dt.datetime]:
+    def entries(self, prefix: str) -> dict[str, Entry]:
+        """`list`, with each object's size, last-modified time and ETag (every page of the listing)."""
+        return dict(sorted(self._objects(prefix).items()))
+
+    def _objects(self, prefix: str) -> dict[str, Entry]:
         """The objects at `prefix` or below the folder `prefix/`, relative to the root, with
-        their last-modified times."""
+        their size, last-modified time and ETag."""
         base = self._key(prefix)
         folder = base if not base or base.endswith("/") else base + "/"
         root = self.prefix + "/" if self.prefix else ""
@@ -70,7 +74,8 @@ class S3Store:
                     key = item["Key"]
                     # Skip the empty "folder/" markers consoles create, and siblings like v_12 of v_1.
                     if not key.endswith("/") and (key == base or key.startswith(folder)):
-                        objects[key[len(root) :]] = item["LastModified"]
+                        modified = int(item["LastModified"].timestamp()) * 10**9 + item["LastModified"].microsecond * 1000
+                        objects[key[len(root) :]] = Entry(int(item.get("Size", 0)), modified, item.get("ETag"))
         return objects
 
     def read(self, key: str) -> bytes:

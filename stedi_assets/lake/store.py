@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,11 +21,22 @@ import pyarrow.parquet as pq
 from stedi_assets.lake.aws import AwsAccess
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What identifies one version of an object: its size and modification time, and on S3
+    its ETag. A file rewritten in place gets a new one."""
+
+    size: int
+    modified_ns: int
+    etag: str | None = None
+
+
 class Store(Protocol):
     """Keys are `/`-separated paths relative to the store's root."""
 
     def uri(self, key: str = "") -> str: ...
     def list(self, prefix: str) -> list[str]: ...
+    def entries(self, prefix: str) -> dict[str, Entry]: ...
     def read(self, key: str) -> bytes: ...
     def write(self, key: str, data: bytes) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
@@ -52,6 +64,17 @@ class LocalStore:
         if not base.is_dir():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def entries(self, prefix: str) -> dict[str, Entry]:
+        """`list`, with each file's size and modification time."""
+        out = {}
+        for key in self.list(prefix):
+            try:
+                stat = self._path(key).stat()
+            except FileNotFoundError:  # deleted while we listed
+                continue
+            out[key] = Entry(stat.st_size, stat.st_mtime_ns)
+        return out
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()

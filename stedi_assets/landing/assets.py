@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 import dagster as dg
+import pyarrow.compute as pc
 
 from stedi_assets import charts, erasure
 from stedi_assets.audit import Audit
 from stedi_assets.charts import chart_metadata
+from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing import checks
 from stedi_assets.landing.json_lines import count_lines, parse_files
+from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys
 from stedi_assets.privacy import scrub
-from stedi_assets.publishing import AssetStep, Build, audited_asset
+from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset, whole
 from stedi_assets.tables import CUSTOMER_LANDING, Table
 
 KINDS = {"python", "delta"}
@@ -25,8 +29,8 @@ def landing_asset(
 ) -> dg.AssetsDefinition:
     """`erased_by`: (column of the rows, column of the rejects, kind) that tell an erased
     person's lines (erasure.py)."""
-    table, rejects = audit.table, audit.companion
-    assert rejects is not None
+    table, rejects, ledger = audit.table, audit.companion, audit.ledger
+    assert rejects is not None and ledger is not None
     required = ", ".join(c.name for c in table.columns if c.required)
 
     @audited_asset(
@@ -38,45 +42,126 @@ def landing_asset(
             f"{description} Lines that cannot become a row (not JSON, missing {required}, or a value of "
             f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason, "
             "and the e-mail address and serial number the line still names, which count for privacy. "
-            f"The two are built, audited and published together, {rejects.name} first, and readers pair "
-            f"them by the version {table.name}'s commit names. Lines of people whose erasure was "
-            "requested are left out of both, and counted."
+            f"Only new and changed source files are parsed (the identity of every file ingested is in "
+            f"{ledger.name}); a changed file's rows and rejects are replaced, a file gone from the source "
+            f"keeps its rows. The three are built, audited and published together, and readers pair them "
+            f"by the versions {table.name}'s commit names. Lines of people whose erasure was requested "
+            "are left out of both, and counted."
         ),
     )
     def _landing(step: AssetStep) -> Build:
-        files = list(step.source.read_all(table.source))
-        batch = parse_files(files, table)
-        # Counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
-        line_counts = [(key, count_lines(data)) for key, data in files]
-        if batch.files_parsed_exactly:
-            step.context.log.warning(f"{table.source}: files with bad lines: {', '.join(batch.files_parsed_exactly)}")
-        kept = erasure.leave_out(batch.rows, with_named_keys(batch.rejects), step.erasures, step.privacy, *erased_by)
-        reasons = Counter(scrub(reason) for reason in kept.rejects["reason"].to_pylist())
-        relations = {"source_lines": checks.source_lines(line_counts, kept.lines)}
-        info: dict[str, object] = {checks.ERASED_LINES: kept.lines}
+        found = arrivals(step.source, step.lake, table, ledger)
+        incremental = found.published is not None and not step.full_refresh
+        to_parse = found.to_parse if incremental else list(found.entries)
+        replaced = [key for key in to_parse if key in found.recorded] if incremental else []
+        increment = None
+        if incremental:
+            assert found.published is not None
+            increment = _replacing(step, found.published, rejects, replaced, found)
+            if increment is None:  # a data file also holds rows of files that did not change
+                step.context.log.warning(f"{table.name}: data files hold several source files; parsing every file again")
+                incremental, to_parse, replaced = False, list(found.entries), []
+        parts, reject_parts, parsed, exact, line_counts = [], [], {}, [], []
+        erased_lines: dict[str, int] = {}
+        serials: set[str] = set()
+        for key, data in step.source.read(to_parse):
+            batch = parse_files([(key, data)], table)
+            kept = erasure.leave_out(batch.rows, with_named_keys(batch.rejects), step.erasures, step.privacy, *erased_by)
+            if kept.rows.num_rows:  # a file of rejects or blank lines only has no data file
+                parts.append(kept.rows)
+            if kept.rejects.num_rows:
+                reject_parts.append(kept.rejects)
+            exact += batch.files_parsed_exactly
+            # Counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
+            line_counts.append((key, count_lines(data)))
+            erased_lines[key] = kept.count
+            serials |= set(kept.serials)
+            parsed[key] = (batch.lines_read, kept.rows.num_rows, kept.rejects.num_rows, kept.count)
+        if exact:
+            step.context.log.warning(f"{table.source}: files with bad lines: {', '.join(exact)}")
+        rows_added = sum(p.num_rows for p in parts)
+        kept_rejects = whole(rejects, reject_parts)
+        if increment is not None:
+            removed_rows = sum(found.recorded[key]["rows"] for key in replaced)
+            increment = replace(increment, rows=found.published.rows - removed_rows + rows_added)  # type: ignore[union-attr]
+        if not incremental:  # a full build holds exactly the files listed now: none gone before is kept
+            record = ledger_rows(replace(found, recorded={}, gone=[]), parsed)
+        else:
+            record = ledger_rows(found, parsed) if found.ledger_changes else None
+        relations = {"source_lines": checks.source_lines(line_counts, erased_lines)}
+        info: dict[str, object] = {}
         if table.name == CUSTOMER_LANDING.name:
-            info[erasure.ERASED_SERIALS] = kept.serials
-            relations.update(step.erasures.with_serials(kept.serials).relations())
+            serials = _erased_serials(serials, found.published if incremental else None, parts, kept_rejects, step)
+            info[erasure.ERASED_SERIALS] = sorted(serials)
+            relations.update(step.erasures.with_serials(serials).relations())
+        reasons = Counter(scrub(reason) for reason in kept_rejects["reason"].to_pylist())
+        every_row = whole(table, parts)
         return Build(
-            kept.rows,
-            companion=kept.rejects,
+            parts,
+            companion=reject_parts,
+            ledger=record,
             relations=relations,
+            increment=increment,
             info=info,
             metadata={
-                "files": batch.files,
-                "lines_read": batch.lines_read,
-                "rows": kept.rows.num_rows,
-                "rejects": kept.rejects.num_rows,
+                "files": len(found.entries),
+                "files_parsed": len(to_parse),
+                "files_new": dg.MetadataValue.json(found.new if incremental else []),
+                "files_replaced": dg.MetadataValue.json(replaced),
+                "files_gone": dg.MetadataValue.json(found.gone if incremental else []),
+                "lines_read": sum(v[0] for v in parsed.values()),
+                "rows": rows_added,
+                "rejects": kept_rejects.num_rows,
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
-                "erased_lines": kept.count,
+                "erased_lines": sum(erased_lines.values()),
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
-                **chart_metadata(step.context.log, "rejects_by_reason", lambda: charts.rejects_by_reason(kept.rejects)),
-                **chart_metadata(step.context.log, "rows_per_file", lambda: charts.rows_per_file(kept.rows, kept.rejects)),
+                **chart_metadata(step.context.log, "rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
+                **chart_metadata(step.context.log, "rows_per_file", lambda: charts.rows_per_file(every_row, kept_rejects)),
             },
         )
 
     return _landing
+
+
+def _erased_serials(
+    found: set[str], published: Snapshot | None, parts: list, rejects, step: AssetStep
+) -> set[str]:
+    """The keyed hashes of serial numbers only erased people own: those of the customer
+    records this build left out, less any a record it kept names (`leave_out` has taken those
+    of the same file out already), and, building on a published version, with the ones it
+    recorded, less those its kept records name."""
+    if published is None:
+        return found
+    kept = {s for p in parts for s in pc.unique(p["serialNumber"]).to_pylist()}
+    kept |= set(pc.unique(published.dataset().to_table(columns=["serialNumber"])["serialNumber"]).to_pylist())
+    kept |= set(rejects["named_serial"].to_pylist())
+    owned = set(erasure.serial_keys(kept, step.privacy).values())
+    return (found | erasure.erased_serials(published)) - owned
+
+
+def _replacing(
+    step: AssetStep, published: Snapshot, rejects: Table, replaced: list[str], found: Arrivals
+) -> Increment | None:
+    """The change to the published landing table and its rejects that drops the rows of the
+    replaced source files: their data files. None if a data file to drop also holds rows of
+    another file (a table written before one data file per source file)."""
+    rejects_base = step.lake.companion(published, rejects.spec)
+    removes = {}
+    for name, snapshot in (("table", published), ("rejects", rejects_base)):
+        holding = snapshot.values_by_file("source_file") if replaced else {}
+        drop = [f for f, sources in holding.items() if sources & set(replaced)]
+        if any(not holding[f] <= set(replaced) for f in drop):
+            return None
+        removes[name] = tuple(drop)
+    return Increment(
+        published,
+        rows=published.rows,
+        removes=removes["table"],
+        companion_base=rejects_base,
+        companion_removes=removes["rejects"],
+        summary={"files_new": len(found.new), "files_replaced": len(replaced), "files_gone": len(found.gone)},
+    )
 
 
 customer_landing = landing_asset(

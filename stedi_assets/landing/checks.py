@@ -13,10 +13,13 @@ from stedi_assets.landing.json_lines import count_lines
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
+    ACCELEROMETER_LANDING_FILES,
     ACCELEROMETER_LANDING_REJECTS,
     CUSTOMER_LANDING,
+    CUSTOMER_LANDING_FILES,
     CUSTOMER_LANDING_REJECTS,
     STEP_TRAINER_LANDING,
+    STEP_TRAINER_LANDING_FILES,
     STEP_TRAINER_LANDING_REJECTS,
     Table,
 )
@@ -50,8 +53,6 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     )
 
 
-ERASED_LINES = "erased_lines"  # the key of a landing commit's info: lines left out, by file
-
 
 def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None = None) -> pa.Table:
     """The `source_lines` relation of the rule: each landing file, its non-blank lines, and
@@ -66,22 +67,32 @@ def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None
     )
 
 
-def recount(table: Table) -> Callable[[LandingSource, Snapshot], Mapping[str, pa.Table]]:
-    """The line counts read again from the source, for judging a published landing version
-    (with the erased lines its commit recorded)."""
+def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]]:
+    """The line counts read again from the source, for judging a published landing version,
+    with the lines its ledger records as erased; a file its ledger records as gone from the
+    source (its rows are kept) counts the lines the ledger recorded for it."""
 
-    def relations(source: LandingSource, published: Snapshot) -> Mapping[str, pa.Table]:
+    def relations(source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
         counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]
-        return {"source_lines": source_lines(counts, published.info.get(ERASED_LINES, {}))}
+        recorded = {r["source_file"]: r for r in ledger.to_arrow().to_pylist()} if ledger is not None else {}
+        listed = {key for key, _ in counts}
+        counts += [(key, r["lines"]) for key, r in recorded.items() if key not in listed]
+        return {"source_lines": source_lines(counts, {key: r.get("lines_erased") or 0 for key, r in recorded.items()})}
 
     return relations
 
 
-def _landing_audit(table: Table, rejects: Table, column: str, rejects_column: str, kind: str) -> Audit:
+def _landing_audit(table: Table, rejects: Table, ledger: Table, column: str, rejects_column: str, kind: str) -> Audit:
     rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, rejects_column, kind)))
-    return Audit(table, rules, companion=rejects, from_source=recount(table))
+    return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
 
 
-CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, "email", "named_email", EMAIL)
-ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS, "user", "named_email", EMAIL)
-STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS, "serialNumber", "named_serial", SERIAL)
+CUSTOMER_LANDING_AUDIT = _landing_audit(
+    CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, CUSTOMER_LANDING_FILES, "email", "named_email", EMAIL
+)
+ACCELEROMETER_LANDING_AUDIT = _landing_audit(
+    ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS, ACCELEROMETER_LANDING_FILES, "user", "named_email", EMAIL
+)
+STEP_TRAINER_LANDING_AUDIT = _landing_audit(
+    STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS, STEP_TRAINER_LANDING_FILES, "serialNumber", "named_serial", SERIAL
+)

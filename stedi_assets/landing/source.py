@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.store import Store, open_store, read_buffer
+from stedi_assets.lake.store import Entry, Store, open_store, read_buffer
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
@@ -34,20 +34,29 @@ class LandingSource(dg.ConfigurableResource):
 
     def files(self, source: str) -> list[str]:
         """The JSON files of one source, as keys relative to the root, in a stable order."""
-        keys = [k for k in self.store().list(self._folder(source) + "/") if _is_json(k)]
-        if not keys:
+        return list(self.entries(source))
+
+    def entries(self, source: str) -> dict[str, Entry]:
+        """The JSON files of one source with what identifies their content (size and
+        modification time, and on S3 the ETag), in a stable order: one listing of the
+        folder or bucket prefix, every page of it."""
+        entries = {k: e for k, e in self.store().entries(self._folder(source) + "/").items() if _is_json(k)}
+        if not entries:
             raise NoLandingFilesError(
                 f"no landing files for {source}: {self.location(source)}/ holds no "
                 f"{'/'.join(JSON_SUFFIXES)} files (STEDI_SOURCE={self.root}, STEDI_SOURCE_PREFIXES)"
             )
-        return keys
+        return entries
 
     def _folder(self, source: str) -> str:
         return self.prefixes.get(source, source)
 
     def read_all(self, source: str) -> Iterator[tuple[str, pa.Buffer]]:
+        yield from self.read(self.files(source))
+
+    def read(self, keys: Iterable[str]) -> Iterator[tuple[str, pa.Buffer]]:
         store = self.store()
-        for key in self.files(source):
+        for key in keys:
             yield key, read_buffer(store, key)
 
 

@@ -1,4 +1,10 @@
-"""Trusted: only customers who consented to research, and only their readings."""
+"""Trusted: only customers who consented to research, and only their readings.
+
+Each table follows its inputs on its own (declarative automation, `eager`): after a landing
+table changes, the tables downstream of it are updated without a click, and each from what
+changed (stedi_assets/incremental.py): customer_trusted is small and rebuilt; the readings
+tables append the results for new landing rows and recompute the customers or serial
+numbers whose consent or ownership changed."""
 
 from __future__ import annotations
 
@@ -6,16 +12,28 @@ from collections import Counter
 
 import dagster as dg
 
-from stedi_assets.privacy import mask
-from stedi_assets.publishing import AssetStep, Build, audited_asset
-from stedi_assets.tables import ACCELEROMETER_LANDING, STEP_TRAINER_LANDING
+from stedi_assets.incremental import Follower, rebuilt
+from stedi_assets.privacy import email_key, mask
+from stedi_assets.publishing import REBUILD_AT, AssetStep, Build, audited_asset
+from stedi_assets.tables import (
+    ACCELEROMETER_LANDING,
+    ACCELEROMETER_TRUSTED,
+    CUSTOMER_LANDING,
+    CUSTOMER_TRUSTED,
+    STEP_TRAINER_LANDING,
+    STEP_TRAINER_TRUSTED,
+)
 from stedi_assets.trusted import checks, rules
 
 GROUP = "trusted"
 KINDS = {"sql", "delta"}
+# After any input changes, once none is missing or still being written.
+EAGER = dg.AutomationCondition.eager()
 
 
-@audited_asset(checks.CUSTOMER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS)
+@audited_asset(
+    checks.CUSTOMER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_LANDING], automation_condition=EAGER
+)
 def customer_trusted(step: AssetStep) -> Build:
     """Customers who consented to research, one row per e-mail (compared trimmed and
     lower-cased, and stored so): the latest record of each, kept only if it unambiguously
@@ -23,48 +41,152 @@ def customer_trusted(step: AssetStep) -> Build:
     that cannot be ordered (one without `lastUpdateDate`), latest records that disagree on
     consent, consent dated in the future, and an e-mail that a rejected customer line names
     (e.g. a withdrawal written as `false`) all keep the customer out; the metadata counts
-    them by reason. A missing or null `shareWithResearchAsOfDate` means no consent."""
-    held_out = step.query(rules.CUSTOMERS_HELD_OUT, "customer_landing", "customer_landing_rejects")
-    reasons = Counter(held_out["reason"].to_pylist())
-    return Build(
-        step.query(rules.CUSTOMER_TRUSTED, "customer_landing", "customer_landing_rejects"),
-        metadata={
-            "consent_policy": step.privacy.consent_policy.value,
-            "held_out_for_doubt": held_out.num_rows,
-            "held_out_by_reason": dg.MetadataValue.json(dict(reasons.most_common())),
-            "held_out_sample": dg.MetadataValue.json(
+    them by reason. A missing or null `shareWithResearchAsOfDate` means no consent. The
+    table is rebuilt when customer_landing changes, and when a consent dated in the future
+    falls due."""
+    metadata = {"consent_policy": step.privacy.consent_policy.value}
+    due = {}
+
+    def build():
+        held_out = step.query(rules.CUSTOMERS_HELD_OUT, "customer_landing", "customer_landing_rejects")
+        reasons = Counter(held_out["reason"].to_pylist())
+        metadata.update(
+            held_out_for_doubt=held_out.num_rows,
+            held_out_by_reason=dg.MetadataValue.json(dict(reasons.most_common())),
+            held_out_sample=dg.MetadataValue.json(
                 [{"email": mask("email", r["email_key"]), "reason": r["reason"]} for r in held_out.slice(0, 10).to_pylist()]
             ),
-        },
-    )
+        )
+        [next_due] = step.query(rules.NEXT_CONSENT_DUE, "customer_landing", "customer_landing_rejects")["due"].to_pylist()
+        if next_due is not None:
+            due[REBUILD_AT] = next_due
+        return step.query(rules.CUSTOMER_TRUSTED, "customer_landing", "customer_landing_rejects")
+
+    built = rebuilt(Follower(step, CUSTOMER_TRUSTED, [rules.CUSTOMER_TRUSTED]), build, metadata=metadata)
+    built.info = {**built.info, **due}
+    return built
 
 
-@audited_asset(checks.ACCELEROMETER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[ACCELEROMETER_LANDING])
+@audited_asset(
+    checks.ACCELEROMETER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[ACCELEROMETER_LANDING], automation_condition=EAGER
+)
 def accelerometer_trusted(step: AssetStep) -> Build:
     """Accelerometer readings of customer_trusted customers, whatever the spelling of the
     e-mail in `user` (stored as the customer's e-mail key), under the `since_consent` policy
     only those taken at or after the customer's consent date; each reading once."""
-    return Build(
-        step.query(
-            rules.ACCELEROMETER_TRUSTED,
-            "accelerometer_landing",
-            "customer_trusted",
-        ),
-        metadata={"consent_policy": step.privacy.consent_policy.value},
+    metadata = {"consent_policy": step.privacy.consent_policy.value}
+    follower = Follower(step, ACCELEROMETER_TRUSTED, [rules.ACCELEROMETER_TRUSTED])
+
+    def everything():
+        return step.query(rules.ACCELEROMETER_TRUSTED, "accelerometer_landing", "customer_trusted")
+
+    if not follower.usable:
+        return follower.full(everything(), metadata)
+    readings = follower.changes("accelerometer_landing")
+    consent = follower.changes("customer_trusted", columns=("email", "shareWithResearchAsOfDate"))
+    # Customers whose consent changed, and the users of removed landing rows (another copy of
+    # a removed reading may remain: DISTINCT): their readings are recomputed.
+    affected = follower.sql(
+        f"""
+        SELECT email AS user FROM consent_removed UNION SELECT email FROM consent_added
+        UNION SELECT {email_key("user")} FROM readings_removed
+        """,
+        consent_removed=consent.removed,
+        consent_added=consent.added,
+        readings_removed=readings.removed,
+    )
+
+    def recompute(users):
+        landing = follower.sql(
+            f"SELECT * FROM accelerometer_landing WHERE {email_key('user')} IN (SELECT user FROM users)", users=users
+        )
+        return step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=landing)
+
+    return follower.follow(
+        key="user",
+        time="timestamp",
+        affected=affected,
+        fresh=step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=readings.added),
+        recompute=recompute,
+        recompute_all=everything,
+        distinct=True,
+        metadata=metadata,
     )
 
 
-@audited_asset(checks.STEP_TRAINER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[STEP_TRAINER_LANDING])
+@audited_asset(
+    checks.STEP_TRAINER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[STEP_TRAINER_LANDING], automation_condition=EAGER
+)
 def step_trainer_trusted(step: AssetStep) -> Build:
     """Step trainer readings whose serial number belongs to a customer_curated customer (under
     `since_consent`, taken at or after that customer's consent date). On a serial number that
     other customers were also registered with, or that a rejected customer line names (its
     owner unknown), a reading counts only if that customer's phone recorded at the same
     moment; readings are never multiplied by shared serial numbers."""
-    return Build(
-        step.query(
+    metadata = {"consent_policy": step.privacy.consent_policy.value}
+    inputs = ("customer_curated", "customer_landing", "customer_landing_rejects", "accelerometer_trusted")
+    follower = Follower(step, STEP_TRAINER_TRUSTED, [rules.STEP_TRAINER_TRUSTED])
+
+    def everything():
+        return step.query(rules.STEP_TRAINER_TRUSTED, "step_trainer_landing", *inputs)
+
+    if not follower.usable:
+        return follower.full(everything(), metadata)
+    readings = follower.changes("step_trainer_landing")
+    owners = follower.changes("customer_curated", columns=("email", "serialNumber", "shareWithResearchAsOfDate"))
+    registrations = follower.changes("customer_landing", columns=("serialNumber", "email"))
+    named = follower.changes("customer_landing_rejects", columns=("named_serial",))
+    phones = follower.changes("accelerometer_trusted")
+    # Serial numbers whose curated owner, consent or registrations changed, those of removed
+    # landing rows, and shared ones whose owner's phone readings changed (on a shared serial
+    # number they decide which step readings count).
+    affected = follower.sql(
+        f"""
+        SELECT serialNumber FROM owners_removed UNION SELECT serialNumber FROM owners_added
+        UNION SELECT serialNumber FROM registrations_removed UNION SELECT serialNumber FROM registrations_added
+        UNION SELECT serialNumber FROM readings_removed
+        UNION SELECT named_serial FROM named_removed UNION SELECT named_serial FROM named_added
+        UNION SELECT c.serialNumber FROM customer_curated AS c
+              WHERE c.email IN (SELECT user FROM phones_removed UNION SELECT user FROM phones_added)
+                AND {rules.SERIAL_SHARED}
+        """,
+        owners_removed=owners.removed,
+        owners_added=owners.added,
+        registrations_removed=registrations.removed,
+        registrations_added=registrations.added,
+        readings_removed=readings.removed,
+        named_removed=named.removed,
+        named_added=named.added,
+        phones_removed=phones.removed,
+        phones_added=phones.added,
+    )
+    # The only phone readings a step reading can be matched with: those at its time.
+    phones_then = follower.sql(
+        "SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT sensorReadingTime FROM new_readings)",
+        new_readings=readings.added,
+    )
+
+    def recompute(serials):
+        landing = follower.sql(
+            "SELECT * FROM step_trainer_landing WHERE serialNumber IN (SELECT serialNumber FROM serials)", serials=serials
+        )
+        return step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=landing)
+
+    return follower.follow(
+        key="serialNumber",
+        time="sensorReadingTime",
+        affected=affected,
+        fresh=step.query(
             rules.STEP_TRAINER_TRUSTED,
-            "step_trainer_landing", "customer_curated", "customer_landing", "customer_landing_rejects", "accelerometer_trusted",
+            "customer_curated",
+            "customer_landing",
+            "customer_landing_rejects",
+            step_trainer_landing=readings.added,
+            accelerometer_trusted=phones_then,
         ),
-        metadata={"consent_policy": step.privacy.consent_policy.value},
+        recompute=recompute,
+        recompute_all=everything,
+        distinct=True,
+        judge_with={"accelerometer_trusted": phones_then},
+        metadata=metadata,
     )

@@ -83,6 +83,12 @@ CUSTOMERS_HELD_OUT = f"""{_CONSENT_VERDICT}
 SELECT email_key, verdict AS reason FROM consent WHERE verdict NOT IN ('{CONSENTED}', '{NO_CONSENT}')
 """
 
+# The earliest consent date after the run among customers' latest records: when customer_trusted
+# must be built again though nothing it reads has changed (NULL: none).
+NEXT_CONSENT_DUE = f"""{_CONSENT_VERDICT}
+SELECT MIN(consent_date) AS due FROM latest_consent WHERE consent_date > {{as_of}}
+"""
+
 # Rows of customer_trusted whose consent the landing records do not unambiguously give.
 CUSTOMER_CONSENT_IN_DOUBT = f"""{_CONSENT_VERDICT}
 SELECT t.email, COALESCE(k.verdict, 'not in customer_landing') AS verdict

@@ -96,7 +96,8 @@ def broken(tables: dict[str, Relation], audited: str, source: Path) -> dict[str,
     rows let through and some rows repeated; the ML table with readings altered."""
     if audited in {t.name for t in LANDING}:
         bad = tables[audited].to_arrow().slice(3)
-        lines = landing_checks.recount(TABLES[audited])(LandingSource(root=str(source)), tables[audited])
+        ledger = tables.get(f"{audited}_files")  # the ledger published with it
+        lines = landing_checks.recount(TABLES[audited])(LandingSource(root=str(source)), ledger)
         return {**tables, **lines, audited: bad}
     upstream = {
         "customer_trusted": "customer_landing",

@@ -191,3 +191,40 @@ def test_a_lake_in_the_old_layout_is_a_clear_error_and_migrates(tmp_path):
     assert snapshot.info["migrated_from"] == "run9"
     assert not (tmp_path / "lake" / "readings" / "trusted" / "v_run9").exists()
     assert not (tmp_path / "lake" / "readings" / "trusted" / "_current.json").exists()
+
+
+def test_tables_staged_as_a_sequence_get_a_data_file_each(lake):
+    snapshot = lake.commit(lake.stage(READINGS, [readings(1, 2), readings(3, user="bob@example.com")]), {})
+    assert len(snapshot.files) == 2
+    assert sorted(map(sorted, snapshot.values_by_file("user").values())) == [["ann@example.com"], ["bob@example.com"]]
+
+
+def test_a_commit_on_a_base_version_removes_the_files_it_names_and_keeps_the_others(lake):
+    first = lake.commit(lake.stage(READINGS, [readings(1, 2), readings(3, user="bob@example.com")]), {"run_id": "r1"})
+    ann = [f for f, users in first.values_by_file("user").items() if users == {"ann@example.com"}]
+    second = lake.commit(lake.stage(READINGS, [readings(4)]), {"run_id": "r2"}, base=first, removes=ann)
+    assert (second.version, second.rows) == (1, 2)
+    assert sorted(second.to_arrow().column("timestamp").to_pylist()) == [3, 4]
+    assert DeltaTable(table_dir(lake)).history(1)[0]["operationParameters"]["mode"] == "Append"
+    # Nothing staged: a commit that only removes files.
+    third = lake.commit(None, {"run_id": "r3"}, base=second, removes=[f for f in second.files if f not in first.files])
+    assert sorted(third.to_arrow().column("timestamp").to_pylist()) == [3]
+
+
+def test_a_commit_on_a_stale_base_fails_and_publishes_nothing(lake, tmp_path):
+    first = lake.commit(lake.stage(READINGS, readings(1)), {})
+    lake.commit(lake.stage(READINGS, readings(2)), {}, base=first)
+    staged = lake.stage(READINGS, readings(3))
+    with pytest.raises(LakeError, match="committed by another writer since version 0 was read"):
+        lake.commit(staged, {}, base=first)
+    assert sorted(lake.current(READINGS).to_arrow().column("timestamp").to_pylist()) == [1, 2]
+    assert not any((tmp_path / "lake" / key).exists() for key in staged.files)  # discarded
+    with pytest.raises(LakeError, match="has no data file"):
+        lake.commit(None, {}, base=lake.current(READINGS), removes=["/elsewhere/part.parquet"])
+
+
+def test_a_part_of_a_version_is_read_like_the_version(lake):
+    snapshot = lake.commit(lake.stage(READINGS, [readings(1), readings(2, 3)]), {})
+    assert snapshot.part([]).num_rows == 0  # an empty table, not a scan of no files
+    [bigger] = [f for f in snapshot.files if snapshot.part([f]).dataset().count_rows() == 2]
+    assert sorted(snapshot.part([bigger]).to_arrow().column("timestamp").to_pylist()) == [2, 3]

@@ -1,0 +1,270 @@
+"""Trusted and curated tables updated from what changed in their inputs.
+
+Every table's commit records the versions of the inputs it was built from (publishing.py,
+`inputs` in the commit info). The next build compares each input's published version with
+that one:
+
+- a large input (a landing table, accelerometer_trusted, step_trainer_trusted) by its data
+  files: a Delta version's files never change, so the rows only in files the old version
+  lacks were added and those only in files the new one lacks were removed (both read, and
+  set against each other, only when a commit replaced files: usually nothing was removed and
+  only the new files are read);
+- a small one (customers) whole, on the columns the table depends on.
+
+From those changes each table's build (trusted/assets.py, curated/assets.py) derives the
+*affected* keys, whose rows must be recomputed from the whole inputs (a customer whose
+consent changed, a serial number whose owners changed, a key some removed rows belonged to),
+and runs its zone rule, unchanged, over the added input rows for every other key. If no key is
+affected, the new rows are appended (an append commit on the version it read); otherwise the
+table is rewritten: its rows of unaffected keys, the affected keys' recomputed rows and the
+new rows. Either way the result is exactly what the rule gives over the whole inputs, which
+the tests check against a full build, and a full build is what runs when there is nothing
+sound to start from: no previous version, one built under another consent policy or other
+rule SQL, an input version that can no longer be read, or `full_refresh`.
+
+The blocking rules of an appended build judge the rows that can break them: the new rows,
+and the published rows that share a unique key with one of them (table-wide uniqueness of the
+new keys against the existing ones). A published row of an unaffected key met every rule
+before and its inputs have not changed, so it is not judged again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from stedi_assets.engine import Relation
+from stedi_assets.lake.delta import Snapshot
+from stedi_assets.lake.errors import LakeError
+from stedi_assets.publishing import AssetStep, Build, Increment
+from stedi_assets.tables import TABLES, Table
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Rows removed from and added to an input since the version a table was built from."""
+
+    old: Snapshot
+    new: Snapshot
+    removed: Relation
+    added: Relation
+
+
+def fingerprint(step: AssetStep, *sql: str) -> str:
+    """The rule SQL a table is built with, as the consent policy renders it: a build under
+    other rules (changed privacy rules, say) never continues a table built under these."""
+    # Rendered at a fixed moment: `{as_of}` is the run's, and not part of what the rules say.
+    return hashlib.sha256("\n".join(step.privacy.render(s, as_of=0) for s in sql).encode()).hexdigest()[:16]
+
+
+class Follower:
+    """The published version of `table` as the start of an incremental build, if it is one:
+    built under the same consent policy and rule SQL, from input versions that can still be
+    read. `usable` is False otherwise (and then a full build runs)."""
+
+    def __init__(self, step: AssetStep, table: Table, rules_sql: Sequence[str]):
+        self.step, self.table = step, table
+        self.fingerprint = fingerprint(step, *rules_sql)
+        self.previous = None if step.full_refresh else step.published(table)
+        self.reason = self._unusable()
+        self.compared: set[str] = set()  # the inputs whose changes the build has looked at
+
+    def _unusable(self) -> str | None:
+        previous = self.previous
+        if self.step.full_refresh:
+            return "full_refresh"
+        if previous is None:
+            return "no published version"
+        info = previous.info
+        if info.get("consent_policy") != self.step.privacy.consent_policy.value:
+            return "published under another consent policy"
+        if info.get("rules_fingerprint") != self.fingerprint:
+            return "published under other rule SQL"
+        if not set(self.step.inputs) <= set(info.get("inputs", {})):
+            return "its commit does not name the input versions it was built from"
+        try:
+            self.bases = {name: self.step.lake.at(TABLES[name].spec, info["inputs"][name]) for name in self.step.inputs}
+        except LakeError as error:
+            return f"an input version it was built from cannot be read: {error}"
+        for name, old in self.bases.items():
+            if gone := self.step.lake.missing([f for f in old.files if f not in set(self.step.inputs[name].files)]):
+                return f"{name} version {old.version}, which it was built from, lost data files (vacuumed?): {gone[0]}"
+        return None
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
+
+    @property
+    def inputs_unchanged(self) -> bool:
+        """Every input is as the published version was built from (the same data files)."""
+        return self.usable and all(set(self.bases[n].files) == set(s.files) for n, s in self.step.inputs.items())
+
+    def unchanged(self, metadata: Mapping | None = None) -> Build:
+        """Nothing it reads has changed since it was built: nothing to build, judge or commit."""
+        assert self.previous is not None
+        empty = self.table.spec.schema.empty_table()
+        return Build(
+            empty,
+            relations={self.table.name: empty},
+            increment=Increment(self.previous, rows=self.previous.rows, summary={"inputs": "unchanged"}),
+            metadata={**(metadata or {}), "judged_rows": 0},
+            info={"rules_fingerprint": self.fingerprint},
+        )
+
+    def full(self, data: pa.Table, metadata: Mapping | None = None) -> Build:
+        """A build from scratch, recording why it was not incremental."""
+        return Build(
+            data,
+            metadata={**(metadata or {}), "full_build_because": self.reason or ""},
+            info={"rules_fingerprint": self.fingerprint},
+        )
+
+    def changes(self, name: str, columns: Sequence[str] | None = None) -> Changes:
+        """What changed in input `name`. With `columns`, the input is compared whole on those
+        columns (for small tables: customers); otherwise by data files."""
+        self.compared.add(name)
+        old, new = self.bases[name], self.step.inputs[name]
+        if set(old.files) == set(new.files):
+            schema = old.spec.storage_schema
+            empty = (pa.schema([schema.field(c) for c in columns]) if columns is not None else schema).empty_table()
+            return Changes(old, new, empty, empty)
+        if columns is not None:
+            cols = ", ".join(columns)
+            relations = {"old_version": old, "new_version": new}
+            difference = "SELECT DISTINCT {c} FROM {a} EXCEPT SELECT DISTINCT {c} FROM {b}"
+            query = self.step.engine.engine().query
+            return Changes(
+                old,
+                new,
+                query(difference.format(c=cols, a="old_version", b="new_version"), relations),
+                query(difference.format(c=cols, a="new_version", b="old_version"), relations),
+            )
+        kept = set(new.files) & set(old.files)
+        removed = old.part([f for f in old.files if f not in kept])
+        added = new.part([f for f in new.files if f not in kept])
+        if isinstance(removed, pa.Table) or isinstance(added, pa.Table):  # nothing removed, or nothing added
+            return Changes(old, new, removed, added)
+        # Files were replaced: only rows in one and not the other changed.
+        relations = {"removed_files": removed, "added_files": added}
+        query = self.step.engine.engine().query
+        return Changes(
+            old,
+            new,
+            query("SELECT * FROM removed_files EXCEPT SELECT * FROM added_files", relations),
+            query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations),
+        )
+
+    def sql(self, sql: str, **relations: Relation) -> pa.Table:
+        """Helper SQL (not a rule) over the step's inputs and `relations`."""
+        return self.step.engine.engine().query(sql, {**self.step.inputs, **relations})
+
+    def follow(
+        self,
+        *,
+        key: str,
+        affected: pa.Table,
+        fresh: pa.Table,
+        recompute: Callable[[pa.Table], pa.Table],
+        recompute_all: Callable[[], pa.Table],
+        distinct: bool,
+        time: str,
+        judge_with: Mapping[str, Relation] | None = None,
+        summary: Mapping | None = None,
+        metadata: Mapping | None = None,
+    ) -> Build:
+        """The build that takes the published version to what the rule gives over the whole
+        inputs. `affected`: one column, `key`, of keys whose rows are recomputed
+        (`recompute(affected)` gives them, `recompute_all()` every row); `fresh`: the rule
+        over the added input rows.
+        `distinct`: the table holds each row once (the rule says DISTINCT), so fresh rows
+        already published are not added again. `time`: the reading-time column of the
+        unique key, by which the published rows are narrowed first (one number per row is
+        cheap to look up; a whole row is not). `judge_with`: relations the rules judge the
+        new rows against in place of whole inputs (restricted to what can explain them)."""
+        previous = self.previous
+        assert previous is not None and self.usable
+        if self.inputs_unchanged:
+            return self.unchanged(metadata)
+        # An input whose changes the build never looked at (one added to the asset later, say)
+        # may have changed rows it cannot account for: then only a full build is sure.
+        if overlooked := [n for n, s in self.step.inputs.items() if n not in self.compared and set(self.bases[n].files) != set(s.files)]:
+            self.reason = f"{', '.join(overlooked)} changed and the incremental build does not follow it"
+            return self.full(recompute_all(), metadata)
+        affected = self.sql(f"SELECT DISTINCT {key} FROM affected_keys WHERE {key} IS NOT NULL", affected_keys=affected)
+        relations = {"published_rows": previous, "fresh_rows": fresh, "affected_keys": affected}
+        info = dict(summary or {})
+        info["affected_keys"] = affected.num_rows
+        if affected.num_rows == 0:
+            # One scan of the published rows: those sharing a unique key with a fresh row. A
+            # fresh row already published is among them (the key is part of the row).
+            unique = " AND ".join(f"p.{c} IS NOT DISTINCT FROM f.{c}" for c in self.table.unique_key)
+            matches = self.sql(
+                f"""
+                SELECT p.* FROM (SELECT * FROM published_rows WHERE {time} IN (SELECT {time} FROM fresh_rows)) AS p
+                WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})
+                """,
+                published_rows=previous,
+                fresh_rows=fresh,
+            )
+            if distinct:
+                fresh = self.sql("SELECT * FROM fresh_rows EXCEPT SELECT * FROM matches", fresh_rows=fresh, matches=matches)
+            info["rows_added"] = fresh.num_rows
+            colliding = self.sql(
+                f"SELECT p.* FROM matches AS p WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})",
+                matches=matches,
+                fresh_rows=fresh,
+            )
+            judged = pa.concat_tables([fresh.select(self.table.column_names).cast(self.table.spec.schema),
+                                       colliding.select(self.table.column_names).cast(self.table.spec.schema)])
+            return Build(
+                fresh,
+                relations={**(judge_with or {}), self.table.name: judged},
+                increment=Increment(previous, rows=previous.rows + fresh.num_rows, summary=info),
+                metadata={**(metadata or {}), "judged_rows": judged.num_rows},
+                info={"rules_fingerprint": self.fingerprint},
+            )
+        union = "UNION" if distinct else "UNION ALL"
+        whole = self.sql(
+            f"""
+            SELECT * FROM published_rows WHERE {key} NOT IN (SELECT {key} FROM affected_keys)
+            {union} SELECT * FROM recomputed_rows
+            {union} SELECT * FROM fresh_rows WHERE {key} NOT IN (SELECT {key} FROM affected_keys)
+            """,
+            **relations,
+            recomputed_rows=recompute(affected),
+        )
+        info["rows_after"] = whole.num_rows
+        return Build(
+            whole,
+            increment=Increment(previous, rows=whole.num_rows, removes=previous.files, summary=info),
+            metadata={**(metadata or {}), "judged_rows": whole.num_rows},
+            info={"rules_fingerprint": self.fingerprint},
+        )
+
+
+def rebuilt(follower: Follower, build: Callable[[], pa.Table], metadata: Mapping | None = None) -> Build:
+    """A small table built whole (customers), only if something it reads changed, and
+    published as a new version only if its rows differ from the published ones."""
+    if follower.inputs_unchanged:
+        return follower.unchanged(metadata)
+    step, table, previous = follower.step, follower.table, follower.previous
+    data = build()
+    info = {"rules_fingerprint": follower.fingerprint}
+    if previous is not None and previous.rows == data.num_rows:
+        relations = {"built_rows": data, "published_rows": previous}
+        difference = step.engine.engine().query(
+            "SELECT COUNT(*) AS n FROM (SELECT * FROM built_rows EXCEPT SELECT * FROM published_rows) AS d", relations
+        )
+        if difference["n"][0].as_py() == 0:
+            return Build(
+                data.schema.empty_table(),
+                relations={table.name: data},
+                increment=Increment(previous, rows=previous.rows),
+                metadata=metadata or {},
+                info=info,
+            )
+    return Build(data, metadata=metadata or {}, info=info)

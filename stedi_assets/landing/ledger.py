@@ -1,0 +1,110 @@
+"""What a landing table has ingested, and what has arrived since: the one comparison that both
+the landing step and the sensor make.
+
+Each landing table is published with a ledger, `<source>/landing_files`: one row per source
+file it holds, with the identity the file had when it was parsed (size and modification
+time, and on S3 the ETag), its line, row and reject counts, and whether it was still in the
+source. The ledger is a Delta table committed in the same step as the landing table and its
+rejects, just before the landing table's commit, which names the ledger version it belongs
+with (the rejects' pairing, `Lake.companion`). Why a table of its own and not the commit
+info or columns of the landing table:
+
+- readers pair it with the landing version through that version's commit, so it can never
+  describe other rows than the ones readers see: a run that dies between the two commits
+  leaves a ledger version no landing commit names, and the next run starts from the last
+  pair, as every reader does;
+- it is queryable (`stedi sql "SELECT * FROM accelerometer_landing_files"`), by Athena too;
+- a landing commit's own info would hold a map of every file in a log entry that Delta may
+  clean up after a checkpoint, and identity columns on every row would cost a copy per row
+  and could not record a file that gave no rows (all lines rejected, or an empty file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.errors import TableNotPublishedError
+from stedi_assets.lake.store import Entry
+from stedi_assets.landing.source import LandingSource
+from stedi_assets.tables import Table
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """A landing source as listed now, against what its landing table has ingested.
+    `published`: the landing version the ledger belongs with (None: nothing ingested yet, or
+    no ledger to start from: everything is new)."""
+
+    entries: dict[str, Entry]
+    recorded: dict[str, dict]  # source_file -> its ledger row
+    published: Snapshot | None = None
+    ledger: Snapshot | None = None
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # recorded and no longer listed: their rows stay
+
+    @property
+    def to_parse(self) -> list[str]:
+        """New and changed files, in listing order."""
+        pending = set(self.new) | set(self.changed)
+        return [key for key in self.entries if key in pending]
+
+    @property
+    def ledger_changes(self) -> bool:
+        """Whether the ledger would say something it does not say yet."""
+        return bool(self.to_parse) or any(self.recorded[key]["present"] for key in self.gone)
+
+    def run_key(self) -> str:
+        """Names exactly this set of arrivals, each file at its identity: a sensor requests
+        one run per key, so the same arrivals are never ingested twice."""
+        identities = [[key, *_identity(self.entries[key])] for key in self.to_parse]
+        return hashlib.sha256(json.dumps(identities).encode()).hexdigest()[:32]
+
+
+def _identity(entry: Entry) -> tuple:
+    return (entry.size, entry.modified_ns, entry.etag)
+
+
+def _recorded_identity(row: dict) -> tuple:
+    return (row["size"], row["modified_ns"], row["etag"])
+
+
+def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
+    """List the source of `table` and compare it with the ledger of its published version."""
+    entries = source.entries(table.source)
+    try:
+        published = lake.current(table.spec)
+        record = lake.companion(published, ledger.spec)
+    except TableNotPublishedError:  # never ingested, or published before it had a ledger
+        return Arrivals(entries, {}, new=list(entries))
+    recorded = {row["source_file"]: row for row in record.to_arrow().to_pylist()}
+    return Arrivals(
+        entries,
+        recorded,
+        published,
+        record,
+        new=[k for k in entries if k not in recorded],
+        changed=[k for k, e in entries.items() if k in recorded and _recorded_identity(recorded[k]) != _identity(e)],
+        gone=[k for k in recorded if k not in entries],
+    )
+
+
+def ledger_rows(arrivals: Arrivals, parsed: dict[str, tuple[int, int, int, int]]) -> pa.Table:
+    """The ledger after ingesting `parsed` (source_file -> lines, rows, rejects, lines left out
+    for erasure): every file listed now, and those that are gone, kept with their rows and
+    marked absent."""
+    rows = []
+    for key, entry in arrivals.entries.items():
+        if key in parsed:
+            lines, count, rejects, erased = parsed[key]
+            rows.append(dict(source_file=key, size=entry.size, modified_ns=entry.modified_ns, etag=entry.etag,
+                             lines=lines, rows=count, rejects=rejects, lines_erased=erased, present=True))
+        else:
+            rows.append({"lines_erased": 0, **arrivals.recorded[key], "present": True})
+    rows += [{"lines_erased": 0, **arrivals.recorded[key], "present": False} for key in arrivals.gone]
+    return pa.Table.from_pylist(rows)
