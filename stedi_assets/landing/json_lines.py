@@ -107,7 +107,7 @@ _SLICE = 1 << 22
 
 def _without_bom(data: Data) -> Data:
     """The file without the UTF-8 byte order mark at its very start, if it has one."""
-    if memoryview(data)[:3] != _BOM:
+    if bytes(memoryview(data)[:3]) != _BOM:
         return data
     return data.slice(3) if isinstance(data, pa.Buffer) else memoryview(data)[3:].tobytes()
 

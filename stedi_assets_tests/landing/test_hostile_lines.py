@@ -123,3 +123,11 @@ def test_huge_integers_in_a_double_column_are_rejects():
     data = b'{"user":"a","timestamp":1,"x":1' + b"0" * 400 + b"}\n"
     parsed = parse(data)
     assert parsed.rejects["reason"].to_pylist() == ["not a finite number: " + data.decode()[:40]]
+
+
+def test_a_bom_is_dropped_from_arrow_buffers_too():
+    import pyarrow as pa
+
+    for data in (b"\xef\xbb\xbf", b"\xef\xbb\xbf" + GOOD + b"\n"):
+        assert non_blank_line_numbers(pa.py_buffer(data)).tolist() == non_blank_line_numbers(data).tolist()
+        assert parse_file(pa.py_buffer(data), "f.json", A).rows.to_pylist() == parse(data).rows.to_pylist()
