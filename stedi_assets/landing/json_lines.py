@@ -1,15 +1,37 @@
 """Typed landing tables from line-delimited JSON, with a rejects record for every bad line.
 
-A file is parsed in two ways that agree on every input:
-- fast: pyarrow's vectorised JSON reader against the table's contract, used when the file is
-  clean enough that each non-blank line yields exactly one row (the usual case);
+A file is parsed in two ways that agree on every input (rows, their line numbers, and rejects):
+- fast: pyarrow's vectorised JSON reader against the table's contract, used only when the file is
+  clean enough that it can be proven to yield exactly one row per non-blank line, each from its
+  own line (the usual case); otherwise it declines and
 - exact: line by line in Python, for files with malformed lines, wrongly typed values or several
   objects on one line, so each problem gets its file, line number, raw text and reason.
+
+One definition of a line, shared by the line count, the fast path and the exact path:
+- Lines are split on b"\n" only. U+2028, U+0085 and the like inside a line are not line breaks.
+- Whitespace is JSON's insignificant whitespace and nothing else: space, \t, \r, \n. A line of
+  nothing but those is blank and carries no record; a `\r` before the `\n` is such whitespace.
+  Every other line is non-blank and becomes a row or a reject, always: a line of only U+00A0,
+  \x0b, \x0c, \x1c-\x1f, U+0085, U+2028 or U+3000 is a reject ("not JSON: ...").
+- A UTF-8 byte order mark (EF BB BF) at the very start of the file is dropped before anything
+  else: line 1 is still line 1, and its raw text has no BOM. A BOM anywhere else is content, so
+  a line starting with one is a reject ("not JSON: ...").
+
+Hostile input never crashes a run: any bytes give rows and rejects, never an exception or a
+signal. In particular:
+- a line nested deeper than MAX_DEPTH (64) levels of `[`/`{` (brackets in strings do not count)
+  is a reject "nested deeper than 64 levels", found before any parser that recurses sees it;
+- NaN, Infinity, -Infinity and numbers that overflow a double (1e999) are not finite numbers and
+  make their line a reject "not a finite number: ..."; no float column holds NaN or infinity;
+- a string with a lone surrogate escape (\ud800) is a reject "not valid Unicode: ...";
+- anything else unexpected on a line of the exact path becomes a reject of that line.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +69,7 @@ class LandingBatch:
 
 
 def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
+    data = _without_bom(data)
     data_columns = [c for c in table.columns if c.name not in ("source_file", "source_line")]
     fast = _parse_fast(data, source_file, table, data_columns)
     if fast is not None:
@@ -71,18 +94,37 @@ def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch
     return out
 
 
-# `bytes.strip()`'s whitespace: a line of nothing else is blank and carries no record.
+# -- one definition of a line ------------------------------------------------------------------
+# JSON's insignificant whitespace (RFC 8259, section 2), and nothing else: a line of nothing but
+# these is blank and carries no record. Python's str.strip() and bytes.strip() are NOT this.
+JSON_WHITESPACE = " \t\r\n"
+_JSON_WHITESPACE_BYTES = JSON_WHITESPACE.encode()
 _IS_WHITESPACE = np.zeros(256, dtype=bool)
-_IS_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+_IS_WHITESPACE[list(_JSON_WHITESPACE_BYTES)] = True
+_BOM = b"\xef\xbb\xbf"
 _SLICE = 1 << 22
 
 
+def _without_bom(data: Data) -> Data:
+    """The file without the UTF-8 byte order mark at its very start, if it has one."""
+    if bytes(memoryview(data)[:3]) != _BOM:
+        return data
+    return data.slice(3) if isinstance(data, pa.Buffer) else memoryview(data)[3:].tobytes()
+
+
 def non_blank_line_numbers(data: Data) -> np.ndarray:
-    """1-based numbers of the lines that hold more than whitespace, counted the way both
-    parsers count them, with array operations rather than a Python loop per line."""
-    view = np.frombuffer(data, dtype=np.uint8)
+    """1-based numbers of the lines that hold more than JSON whitespace (a file-start BOM
+    dropped), counted the way both parsers count them, with array operations rather than a
+    Python loop per line."""
+    view = np.frombuffer(_without_bom(data), dtype=np.uint8)
     if view.size == 0:
         return np.empty(0, dtype=np.int64)
+    starts, ends = _line_bounds(view)
+    return _non_blank(view, starts, ends) + 1
+
+
+def _line_bounds(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and (exclusive) end offset of every line, split on b"\n" only."""
     # In slices, so the temporary masks stay small: a mask as large as the file costs more to
     # allocate than to compute.
     newlines = np.concatenate(
@@ -90,11 +132,16 @@ def non_blank_line_numbers(data: Data) -> np.ndarray:
     )
     starts = np.concatenate(([0], newlines + 1))
     ends = np.append(newlines, view.size)  # exclusive; the last line ends with the data
+    return starts, ends
+
+
+def _non_blank(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """0-based indices of the non-blank lines."""
     # A line can only be blank if it is empty or starts with whitespace: usually none do, and
     # only those few are looked at whole.
     maybe_blank = np.flatnonzero((starts == ends) | _IS_WHITESPACE[view[np.minimum(starts, view.size - 1)]])
     blank = maybe_blank[~_has_content(view, starts[maybe_blank], ends[maybe_blank])]
-    return np.delete(np.arange(1, starts.size + 1, dtype=np.int64), blank)
+    return np.delete(np.arange(starts.size, dtype=np.int64), blank)
 
 
 def _has_content(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -103,10 +150,19 @@ def _has_content(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     filled = starts < ends
     if not filled.any():
         return out
+    starts, ends = starts[filled], ends[filled]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total <= view.size // 4:
+        # The usual case, a few candidate lines: look at their bytes only, not the whole file.
+        first = np.cumsum(lengths) - lengths  # where each range begins among the gathered bytes
+        offsets = np.repeat(starts - first, lengths) + np.arange(total)
+        out[filled] = np.logical_or.reduceat(~_IS_WHITESPACE[view[offsets]], first)
+        return out
     content = np.empty(view.size + 1, dtype=bool)  # one spare slot: reduceat's indices must be < size
     np.take(~_IS_WHITESPACE, view, out=content[:-1])
     content[-1] = False
-    bounds = np.column_stack((starts[filled], ends[filled])).ravel()
+    bounds = np.column_stack((starts, ends)).ravel()
     out[filled] = np.logical_or.reduceat(content, bounds)[::2]
     return out
 
@@ -116,13 +172,86 @@ def count_lines(data: Data) -> int:
     return int(non_blank_line_numbers(data).size)
 
 
+# -- the nesting guard -------------------------------------------------------------------------
+# Both JSON parsers here recurse once per level of `[`/`{`. pyarrow's reader (RapidJSON's
+# default, recursive parser; its iterative mode, kParseIterativeFlag, is not what Arrow uses)
+# overflows the C stack and kills the process with SIGSEGV on a line nested ~20,000 deep;
+# Python's json raises RecursionError at ~1,000. The RapidJSON behaviour is known upstream
+# (Tencent/rapidjson#1027, "Stack overflow when parsing many nested arrays"); no Arrow report
+# of it in pyarrow.json.read_json was found as of 2026-12. So no line deeper than MAX_DEPTH
+# reaches either parser: it is a reject. The real data nests 1 level.
+MAX_DEPTH = 64
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+
+
+def _max_depth(line: np.ndarray) -> int:
+    """The deepest nesting of `[`/`{` on one line, brackets inside JSON strings not counted.
+
+    An upper bound of the depth a parser reaches before it stops: up to the first syntax error,
+    the text is valid JSON and this is exact; past it nothing is parsed."""
+    if line.size == 0:
+        return 0
+    index = np.arange(line.size)
+    backslash = line == ord("\\")
+    last_other = np.maximum.accumulate(np.where(backslash, -1, index))  # last non-backslash at or before i
+    run_before = np.zeros(line.size, dtype=np.int64)  # backslashes right before i
+    run_before[1:] = index[:-1] - last_other[:-1]
+    quote = (line == ord('"')) & (run_before % 2 == 0)  # a quote that is not escaped
+    outside = np.cumsum(quote) % 2 == 0  # an opening quote counts as inside, a closing one outside
+    folded = line | 0x20  # `[`→`{`, `]`→`}`: one comparison each
+    step = ((folded == ord("{")) & outside).astype(np.int64) - ((folded == ord("}")) & outside)
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _too_deep(line: bytes) -> bool:
+    # Cheap bound first: a line with at most MAX_DEPTH opening brackets cannot be deeper.
+    if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
+        return False
+    return _max_depth(np.frombuffer(line, dtype=np.uint8)) > MAX_DEPTH
+
+
+def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bool:
+    """Whether any of the given lines (0-based, each starting with `{`) nests too deep: one
+    vectorised pass over the bytes; only lines with many brackets are scanned exactly."""
+    folded_opens = sum(
+        int(np.count_nonzero((view[i : i + _SLICE] | 0x20) == ord("{"))) for i in range(0, view.size, _SLICE)
+    )
+    # Each of the lines holds at least one `{`, so no line holds more than this.
+    if folded_opens - (lines.size - 1) <= MAX_DEPTH:
+        return False
+    positions = np.concatenate(
+        [np.flatnonzero((view[i : i + _SLICE] | 0x20) == ord("{")) + i for i in range(0, view.size, _SLICE)]
+    )
+    per_line = np.bincount(np.searchsorted(starts, positions, side="right") - 1, minlength=starts.size)
+    for line in np.flatnonzero(per_line > MAX_DEPTH):
+        if _max_depth(view[starts[line] : ends[line]]) > MAX_DEPTH:
+            return True
+    return False
+
+
 # -- fast path ---------------------------------------------------------------------------------
 def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column]) -> ParsedFile | None:
+    """The file through pyarrow, or None when that cannot be proven to equal the exact path.
+
+    `data` has no BOM at its start (parse_file dropped it)."""
     if not _is_utf8(data):
         return None
-    line_numbers = pa.array(non_blank_line_numbers(data))
-    if len(line_numbers) == 0:
+    view = np.frombuffer(data, dtype=np.uint8)
+    if view.size == 0:
         return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
+    starts, ends = _line_bounds(view)
+    non_blank = _non_blank(view, starts, ends)
+    if non_blank.size == 0:
+        return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
+    # Every non-blank line must be `{ ... }` between JSON whitespace. Then no JSON value can
+    # span a newline (after a `}` that leaves a container open, the next line's `{` is a syntax
+    # error: no string holds a raw newline), so pyarrow sees each line from the top level, and
+    # with as many rows as lines, each line is exactly one row.
+    if not _each_line_is_braced(view, starts[non_blank], ends[non_blank]):
+        return None
+    if _any_too_deep(view, starts, ends, non_blank):
+        return None  # never handed to pyarrow: the exact path rejects the line
+    line_numbers = pa.array(non_blank + 1)
     options = pa_json.ParseOptions(
         explicit_schema=pa.schema([(c.name, c.type) for c in columns]), unexpected_field_behavior="infer"
     )
@@ -132,6 +261,10 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         return None
     if parsed.num_rows != len(line_numbers):
         return None  # several objects on a line: only the exact path can number them
+    # pyarrow takes NaN, Inf, Infinity and -NaN, and turns 1.8e308 into inf, anywhere in a
+    # record; Python's json (as the exact path runs it) rejects the whole line.
+    if not all(_all_finite(parsed[name]) for name in parsed.column_names):
+        return None
     values = {}
     for column in columns:
         merged = _case_insensitive_column(parsed, column)
@@ -154,12 +287,45 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         {
             "source_file": bad["source_file"].cast(pa.string()),
             "source_line": bad["source_line"],
-            "raw": pc.utf8_trim_whitespace(raw).cast(pa.string()),
+            "raw": pc.utf8_trim(raw, JSON_WHITESPACE).cast(pa.string()),
             "reason": pa.array(reasons, pa.string()),
         },
         schema=REJECT_SCHEMA,
     )
     return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)
+
+
+_MAX_SKIP = 16  # whitespace bytes skipped at either end of a line before the fast path gives up
+
+
+def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Whether each (non-blank) line's first and last byte other than JSON whitespace are `{`, `}`."""
+    first, last = starts, ends - 1
+    braced = (view[first] == ord("{")) & (view[last] == ord("}"))
+    if braced.all():  # the usual case: no padding at all
+        return True
+    unbraced = np.flatnonzero(~braced)
+    first, last = first[unbraced], last[unbraced]
+    for _ in range(_MAX_SKIP):  # a few vectorised steps: lines rarely start or end with more
+        leading, trailing = _IS_WHITESPACE[view[first]], _IS_WHITESPACE[view[last]]
+        if not (leading.any() or trailing.any()):
+            return bool((view[first] == ord("{")).all() and (view[last] == ord("}")).all())
+        first = first + leading  # a non-blank line has content: neither runs off its line
+        last = last - trailing
+    return False  # lots of padding: let the exact path decide
+
+
+def _all_finite(values: pa.ChunkedArray | pa.Array) -> bool:
+    """No NaN or infinity anywhere in the values, nested ones included."""
+    kind = values.type
+    if pa.types.is_floating(kind):
+        return pc.all(pc.is_finite(values)).as_py() is not False
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if pa.types.is_struct(kind):
+        return all(_all_finite(chunk.field(i)) for chunk in chunks for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return all(_all_finite(chunk.values) for chunk in chunks)
+    return True
 
 
 def _arrow_owned(data: Data) -> pa.Buffer:
@@ -186,14 +352,22 @@ def _lines(data: Data) -> pa.Array:
 def _case_insensitive_column(parsed: pa.Table, column: Column) -> pa.ChunkedArray | None:
     """The column under its canonical name, filled from any other spelling of it."""
     merged = parsed[column.name]
-    for name in parsed.column_names:
-        if name != column.name and name.lower() == column.name.lower():
-            try:
-                merged = pc.coalesce(merged, parsed[name].cast(column.type, safe=True))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                return None
-            if not _same_kind(parsed[name].type, column.type):
-                return None  # e.g. a number under a text column: let the exact path reject it
+    others = [n for n in parsed.column_names if n != column.name and n.lower() == column.name.lower()]
+    if len(others) > 1:
+        # The exact path takes the first other spelling in each record's own key order, pyarrow
+        # keeps the file's first-seen order: they can differ only where two are set at once.
+        counts = pc.add(pc.cast(pc.is_valid(parsed[others[0]]), pa.int32()), pc.cast(pc.is_valid(parsed[others[1]]), pa.int32()))
+        for name in others[2:]:
+            counts = pc.add(counts, pc.cast(pc.is_valid(parsed[name]), pa.int32()))
+        if pc.max(counts).as_py() > 1:
+            return None
+    for name in others:
+        try:
+            merged = pc.coalesce(merged, parsed[name].cast(column.type, safe=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if not _same_kind(parsed[name].type, column.type):
+            return None  # e.g. a number under a text column: let the exact path reject it
     return merged
 
 
@@ -222,10 +396,38 @@ def _missing_reason(row: dict[str, Any], columns: list[Column]) -> str:
 
 
 # -- exact path --------------------------------------------------------------------------------
-_DECODER = json.JSONDecoder()
+class _NotFinite(ValueError):
+    """A number JSON cannot mean: NaN, Infinity, -Infinity, or one that overflows a double."""
+
+
+class _NegativeZero(int):
+    """JSON's `-0`: the integer 0, which as a double keeps its sign, as pyarrow reads it."""
+
+    def __float__(self) -> float:
+        return -0.0
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _int(text: str) -> int:
+    return _NegativeZero(0) if text == "-0" else int(text)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Column]) -> ParsedFile:
+    """`data` has no BOM at its start (parse_file dropped it)."""
     records: dict[str, list[Any]] = {c.name: [] for c in table.columns}
     rejects: dict[str, list[Any]] = {f.name: [] for f in REJECT_SCHEMA}
     lines_read = 0
@@ -237,25 +439,24 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
         rejects["reason"].append(reason)
 
     for line_number, raw_bytes in enumerate(data.split(b"\n"), start=1):
-        if not raw_bytes.strip():
+        raw_bytes = raw_bytes.strip(_JSON_WHITESPACE_BYTES)
+        if not raw_bytes:
             continue
         lines_read += 1
         try:
-            line = raw_bytes.decode("utf-8").strip()
+            line = raw_bytes.decode("utf-8")
         except UnicodeDecodeError as error:
-            reject(line_number, raw_bytes.decode("utf-8", "replace").strip(), f"not valid UTF-8: {error.reason}")
+            reject(line_number, raw_bytes.decode("utf-8", "replace"), f"not valid UTF-8: {error.reason}")
             continue
         try:
-            objects = _split_objects(line)
-        except ValueError as error:
-            reject(line_number, line, f"not JSON: {error}")
-            continue
-        for obj, text in objects:
-            problem = _typed_record(obj, columns)
-            if isinstance(problem, str):
-                reject(line_number, text, problem)
+            outcomes = _line_outcomes(raw_bytes, line, columns)
+        except Exception as error:  # noqa: BLE001 - hostile input must never crash a run
+            outcomes = [(line, f"could not be parsed: {type(error).__name__}: {error}"[:200])]
+        for text, outcome in outcomes:
+            if isinstance(outcome, str):
+                reject(line_number, text, outcome)
                 continue
-            for name, value in problem.items():
+            for name, value in outcome.items():
                 records[name].append(value)
             records["source_file"].append(source_file)
             records["source_line"].append(line_number)
@@ -265,6 +466,37 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
         lines_read,
         exact_path=True,
     )
+
+
+def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[tuple[str, dict[str, Any] | str]]:
+    """Each object of a (stripped, non-blank) line with its text, and its values or the reason
+    it is rejected; a line that cannot be read at all is one reject of the whole line."""
+    if _too_deep(raw_bytes):
+        return [(line, TOO_DEEP)]
+    try:
+        objects = _split_objects(line)
+    except _NotFinite as error:
+        return [(line, f"not a finite number: {error}")]
+    except ValueError as error:
+        return [(line, f"not JSON: {error}")]
+    out: list[tuple[str, dict[str, Any] | str]] = []
+    for obj, text in objects:
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
+            out.append((text, "not valid Unicode: a string holds a lone surrogate escape"))
+            continue
+        try:
+            out.append((text, _typed_record(obj, columns)))
+        except OverflowError:  # an integer too large for a double, in a double column
+            out.append((text, f"not a finite number: {text[:40]}"))
+    return out
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _split_objects(line: str) -> list[tuple[Any, str]]:
@@ -277,7 +509,7 @@ def _split_objects(line: str) -> list[tuple[Any, str]]:
             raise ValueError(f"{error.msg} at column {error.colno}") from None
         out.append((value, line[pos:end]))
         pos = end
-        while pos < len(line) and line[pos].isspace():
+        while pos < len(line) and line[pos] in JSON_WHITESPACE:
             pos += 1
     return out
 
@@ -296,8 +528,14 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
             out[column.name] = None
             continue
         if not _has_type(value, column.type):
-            return f"{column.name} has {type(value).__name__} value {json.dumps(value)[:40]}, expected {column.athena_type}"
-        out[column.name] = float(value) if pa.types.is_floating(column.type) else value
+            kind, shown = ("int", "-0") if isinstance(value, _NegativeZero) else (type(value).__name__, json.dumps(value))
+            return f"{column.name} has {kind} value {shown[:40]}, expected {column.athena_type}"
+        if pa.types.is_floating(column.type):
+            out[column.name] = float(value)
+        elif pa.types.is_integer(column.type):
+            out[column.name] = int(value)
+        else:
+            out[column.name] = value
     if missing:
         return "missing required field " + ", ".join(missing)
     return out

@@ -95,10 +95,11 @@ def test_empty_and_blank_files_give_empty_tables():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"x", b"\n", b" ", b"x\n", b"\nx", b"x\n\n\ny", b"x\r\n\r\n \t\x0b\x0c\ny\n  z  \n", b"\n \n\t", b"a\nb\n \n"],
+    [b"", b"x", b"\n", b" ", b"x\n", b"\nx", b"x\n\n\ny", b"x\r\n\r\n \t\x0b\x0c\ny\n  z  \n", b"\n \n\t", b"a\nb\n \n", b"\x0b\n\x0c\n\x1c"],
 )
-def test_non_blank_lines_are_numbered_as_split_and_strip_would(data: bytes):
-    expected = [n for n, line in enumerate(data.split(b"\n"), start=1) if line.strip()]
+def test_non_blank_lines_are_numbered_as_split_on_newline_and_json_whitespace_would(data: bytes):
+    # Blank means JSON whitespace only (space, \t, \r, \n): \x0b and \x0c are content.
+    expected = [n for n, line in enumerate(data.split(b"\n"), start=1) if line.strip(b" \t\r\n")]
     assert non_blank_line_numbers(data).tolist() == expected
     assert non_blank_line_numbers(pa.py_buffer(data)).tolist() == expected
 
