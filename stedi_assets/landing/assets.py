@@ -14,9 +14,10 @@ from stedi_assets.audit import Audit
 from stedi_assets.charts import chart_metadata
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing import checks
-from stedi_assets.landing.json_lines import count_lines, parse_files
+from stedi_assets.landing.json_lines import MAX_DEPTH, count_lines, parse_files
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys
+from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.privacy import scrub
 from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset, whole
 from stedi_assets.tables import CUSTOMER_LANDING, Table
@@ -39,7 +40,10 @@ def landing_asset(
         kinds=KINDS,
         inputs=inputs,
         description=(
-            f"{description} Lines that cannot become a row (not JSON, missing {required}, or a value of "
+            f"{description} It reads every file at any depth under its source folder whose name ends in "
+            f"{'/'.join(JSON_SUFFIXES)} and does not start with `.` or `_`; any other file there is listed in "
+            "the files_skipped metadata, with why, and in a warning. Lines that cannot become a row (not JSON, "
+            f"nested deeper than {MAX_DEPTH} levels, NaN or infinite numbers, missing {required}, or a value of "
             f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason, "
             "and the e-mail address and serial number the line still names, which count for privacy. "
             f"Only new and changed source files are parsed (the identity of every file ingested is in "
@@ -51,6 +55,10 @@ def landing_asset(
     )
     def _landing(step: AssetStep) -> Build:
         found = arrivals(step.source, step.lake, table, ledger)
+        if found.skipped:
+            listed = "; ".join(f"{key}: {why}" for key, why in list(found.skipped.items())[:20])
+            more = f" (and {len(found.skipped) - 20} more)" if len(found.skipped) > 20 else ""
+            step.context.log.warning(f"{table.source}: {len(found.skipped)} files not read: {listed}{more}")
         incremental = found.published is not None and not step.full_refresh
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
@@ -109,6 +117,7 @@ def landing_asset(
                 "files_new": dg.MetadataValue.json(found.new if incremental else []),
                 "files_replaced": dg.MetadataValue.json(replaced),
                 "files_gone": dg.MetadataValue.json(found.gone if incremental else []),
+                "files_skipped": dg.MetadataValue.json(found.skipped),
                 "lines_read": sum(v[0] for v in parsed.values()),
                 "rows": rows_added,
                 "rejects": kept_rejects.num_rows,

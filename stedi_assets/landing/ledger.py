@@ -47,6 +47,7 @@ class Arrivals:
     new: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded and no longer listed: their rows stay
+    skipped: dict[str, str] = field(default_factory=dict)  # files of the folder not read, and why
 
     @property
     def to_parse(self) -> list[str]:
@@ -76,12 +77,12 @@ def _recorded_identity(row: dict) -> tuple:
 
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
     """List the source of `table` and compare it with the ledger of its published version."""
-    entries = source.entries(table.source)
+    entries, skipped = source.survey(table.source)
     try:
         published = lake.current(table.spec)
         record = lake.companion(published, ledger.spec)
     except TableNotPublishedError:  # never ingested, or published before it had a ledger
-        return Arrivals(entries, {}, new=list(entries))
+        return Arrivals(entries, {}, new=list(entries), skipped=skipped)
     recorded = {row["source_file"]: row for row in record.to_arrow().to_pylist()}
     return Arrivals(
         entries,
@@ -91,6 +92,7 @@ def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> 
         new=[k for k in entries if k not in recorded],
         changed=[k for k, e in entries.items() if k in recorded and _recorded_identity(recorded[k]) != _identity(e)],
         gone=[k for k in recorded if k not in entries],
+        skipped=skipped,
     )
 
 

@@ -11,6 +11,7 @@ from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.store import Entry, Store, open_store, read_buffer
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+HIDDEN_PREFIXES = (".", "_")  # hidden and marker files (`.DS_Store`, `_SUCCESS`, `_manifest.json`)
 
 
 class NoLandingFilesError(FileNotFoundError):
@@ -40,13 +41,25 @@ class LandingSource(dg.ConfigurableResource):
         """The JSON files of one source with what identifies their content (size and
         modification time, and on S3 the ETag), in a stable order: one listing of the
         folder or bucket prefix, every page of it."""
-        entries = {k: e for k, e in self.store().entries(self._folder(source) + "/").items() if _is_json(k)}
+        return self.survey(source)[0]
+
+    def survey(self, source: str) -> tuple[dict[str, Entry], dict[str, str]]:
+        """One listing of a source: the files that are read (`entries`), and every other file
+        under its folder with why it is not read, so no file is ignored without a word."""
+        entries, skipped = {}, {}
+        for key, entry in self.store().entries(self._folder(source) + "/").items():
+            reason = skip_reason(key)
+            if reason is None:
+                entries[key] = entry
+            else:
+                skipped[key] = reason
         if not entries:
             raise NoLandingFilesError(
                 f"no landing files for {source}: {self.location(source)}/ holds no "
-                f"{'/'.join(JSON_SUFFIXES)} files (STEDI_SOURCE={self.root}, STEDI_SOURCE_PREFIXES)"
+                f"{'/'.join(JSON_SUFFIXES)} files to read (STEDI_SOURCE={self.root}, STEDI_SOURCE_PREFIXES)"
+                + (f"; not read: {', '.join(f'{k} ({why})' for k, why in list(skipped.items())[:5])}" if skipped else "")
             )
-        return entries
+        return entries, skipped
 
     def _folder(self, source: str) -> str:
         return self.prefixes.get(source, source)
@@ -60,6 +73,13 @@ class LandingSource(dg.ConfigurableResource):
             yield key, read_buffer(store, key)
 
 
-def _is_json(key: str) -> bool:
+def skip_reason(key: str) -> str | None:
+    """Why a file of the landing folder is not read, or None if it is: a landing file is any
+    file at any depth whose name ends in .json, .jsonl or .ndjson (any case) and does not
+    start with `.` or `_`."""
     name = key.rsplit("/", 1)[-1]
-    return not name.startswith((".", "_")) and name.lower().endswith(JSON_SUFFIXES)
+    if name.startswith(HIDDEN_PREFIXES):
+        return f"name starts with {name[0]!r} (a hidden or marker file)"
+    if not name.lower().endswith(JSON_SUFFIXES):
+        return f"not a {'/'.join(JSON_SUFFIXES)} file"
+    return None
