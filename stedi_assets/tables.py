@@ -10,11 +10,12 @@ import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.lake.delta import TableSpec
+from stedi_assets.lake.glue import ATHENA_TYPES
 
 # A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
 FILE_NAME = pa.dictionary(pa.int32(), pa.string())
-_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", pa.bool_(): "boolean", FILE_NAME: "string"}
+_ATHENA_TYPES = {**ATHENA_TYPES, FILE_NAME: "string"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.delta import TableSpec
 
 COMMENT_LIMIT = 255  # Glue's limit on a column comment
-_ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string"}
+# Athena's name of each Arrow type a lake table stores (the ledgers hold a boolean).
+ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", pa.bool_(): "boolean"}
 
 
 class GlueCatalog(dg.ConfigurableResource):
@@ -78,7 +79,7 @@ def catalog_columns(spec: TableSpec) -> list[tuple[str, str, str]]:
     as Athena stores them."""
     schema = spec.storage_schema
     return [
-        (f.name.lower(), _ATHENA_TYPES[f.type], (f.metadata or {}).get(b"comment", b"").decode()[:COMMENT_LIMIT])
+        (f.name.lower(), ATHENA_TYPES[f.type], (f.metadata or {}).get(b"comment", b"").decode()[:COMMENT_LIMIT])
         for f in schema
     ]
 

@@ -68,13 +68,14 @@ def faulty(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def _rerun_with(faulty: tuple[Lakehouse, FaultProxy, Lake], *faults: Fault) -> list[Seen]:
-    """Run the whole graph again with `faults` injected: it must succeed, every fault must
-    have been met as often as asked, and every table must hold the same rows as before in
-    a new version. Returns the requests the proxy saw."""
+    """Rebuild the whole graph from scratch with `faults` injected (a plain rerun on unchanged
+    sources writes nothing): it must succeed, every fault must have been met as often as
+    asked, and every table must hold the same rows as before in a new version. Returns the
+    requests the proxy saw."""
     lakehouse, proxy, lake = faulty
     before = tables_of(lake)
     injected = proxy.inject(*faults)
-    lakehouse.materialize("*")
+    lakehouse.materialize("*", full_refresh=("*",))
     seen = list(proxy.seen)
     proxy.inject()
     assert [(f.kind, f.path or f.target, f.injected) for f in injected] == [(f.kind, f.path or f.target, f.times) for f in injected]
@@ -153,7 +154,7 @@ def test_a_lasting_fault_fails_the_run_and_keeps_the_published_table(
     glue = glue_tables(s3_server, DATABASE)[spec.name]
 
     (injected,) = proxy.inject(Fault(fault.kind, method=fault.method, path=fault.path, agent=fault.agent, times=None))
-    result = lakehouse.materialize(CUSTOMER_TRUSTED.name, check=False)
+    result = lakehouse.materialize(CUSTOMER_TRUSTED.name, check=False, full_refresh=(CUSTOMER_TRUSTED.name,))
     proxy.inject()
 
     output = result.stdout + result.stderr
