@@ -95,7 +95,7 @@ def sensors(settings: Settings) -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     interval = settings.sensor_interval_seconds
     return [
-        *(landing_sensor(audit, interval, status) for audit in LANDING_AUDITS),
+        *(landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status) for audit in LANDING_AUDITS),
         dg.AutomationConditionSensorDefinition(
             "stedi_automation",
             target=dg.AssetSelection.all(),

@@ -327,6 +327,21 @@ def test_a_sensor_skips_when_nothing_is_new_and_requests_each_arrival_once(inges
     assert correction.run_key != request.run_key
 
 
+def test_the_step_trainer_sensor_waits_for_customer_landing(tmp_path):
+    """On an empty lake the step trainer's arrivals are not requested before customer_landing,
+    which its step reads, is published: that run could only fail, and would spend their run key."""
+    source = copy_source(SAMPLE_SOURCE, tmp_path / "source")
+    with memory_instance() as instance:
+        lakehouse = Lakehouse(tmp_path, source, instance, ConsentPolicy.ANY)
+        waiting = tick(lakehouse, "step_trainer_arrivals")
+        assert not waiting.run_requests
+        assert waiting.skip_message == "step_trainer_landing waits for customer_landing to be published (it reads it)"
+        assert tick(lakehouse, "accelerometer_arrivals").run_requests  # it reads no other table
+        assert lakehouse.run("customer_landing").success
+        [request] = tick(lakehouse, "step_trainer_arrivals").run_requests
+        assert request.asset_selection == [dg.AssetKey("step_trainer_landing")]
+
+
 def test_running_the_same_run_twice_changes_nothing(ingested):
     new_step_trainer_file(ingested.source)
     consent_changes(ingested.source)

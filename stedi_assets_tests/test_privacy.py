@@ -182,8 +182,11 @@ def test_versions_leave_the_history_after_the_retention_period(lakehouse_factory
         lakehouse.materialize("customer_landing")
         arrival = {"customerName": "New Customer", "email": "new.customer@test.com", "serialNumber": "new-serial",
                    "registrationDate": 1, "lastUpdateDate": 1}
-        (source / "customer" / "landing" / "arrival.json").write_text(json.dumps(arrival) + "\n")
-        lakehouse.materialize("customer_landing")  # a new file: a new version
+        # The customer file delivered again, changed: its data file is replaced in a new version
+        # (a new file beside it would only add one, and the first version would stay whole).
+        [customers] = (source / "customer" / "landing").glob("*.json")
+        customers.write_text(customers.read_text() + json.dumps(arrival) + "\n")
+        lakehouse.materialize("customer_landing")
         lines = run_cli(["stedi", "versions", "customer_landing"], lakehouse.env, lakehouse.root).stdout.splitlines()
         return lakehouse, [line.split()[3] for line in lines]
 

@@ -190,3 +190,4 @@ step_trainer_landing = landing_asset(
     erased_by=("serialNumber", "named_serial", erasure.SERIAL),
     inputs=[CUSTOMER_LANDING],
 )
+BY_TABLE = {a.key.to_user_string(): a for a in (customer_landing, accelerometer_landing, step_trainer_landing)}
