@@ -2,8 +2,8 @@
 
 Pure functions: Arrow tables or counts in, a Markdown string out that holds one PNG as a
 `data:image/png;base64,...` image (Dagster renders Markdown metadata, images included). No
-Dagster context, no lake, no SQL engine; `chart_metadata` is the one place that talks to
-Dagster, and it makes sure a chart that fails to draw is a warning, never a failed step.
+Dagster context, no lake, no SQL engine; `Pictures` is the one place that talks to Dagster,
+and it makes sure a chart that fails to draw is a warning, never a failed step.
 
 Every chart aggregates with pyarrow first and hands matplotlib a few dozen bars or a few
 thousand points at most, whatever the size of the table. matplotlib is imported inside the
@@ -52,32 +52,43 @@ _EMAIL = re.compile(r"[^\s\"'<>(),;:]+@[^\s\"'<>(),;:]+")
 _TYPED_VALUE = re.compile(r"^(?P<column>\w+) has (?P<type>\w+) value .*, expected (?P<expected>\w+)$", re.S)
 _AT_COLUMN = re.compile(r" at column \d+$")
 T = TypeVar("T")
-PICTURES_LOG_PREFIX = "pictures: "  # the debug line of each picture's time, read by `stedi bench`
 
 
 # -- the Dagster side -------------------------------------------------------------------------
-def chart_metadata(
-    log: logging.Logger | dg.DagsterLogManager, name: str, draw: Callable[[], str]
-) -> dict[str, dg.MetadataValue]:
-    """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}` and a warning
-    naming the chart if drawing raised anything: a picture must never fail a step."""
-    import dagster as dg
+class Pictures:
+    """Draws one step's pictures into its metadata. A picture that fails to draw is a warning
+    naming it, never a failed step; the time they all took adds up in `seconds`, which the
+    step reports in the line it logs when it commits (`stedi bench` reads it there).
 
-    markdown = guarded(log, f"chart {name}", draw)
-    return {} if markdown is None else {name: dg.MetadataValue.md(markdown)}
+    >>> import logging
+    >>> pictures = Pictures(logging.getLogger("stedi"))
+    >>> pictures.chart("broken", lambda: 1 / 0)
+    {}
+    >>> pictures.seconds >= 0.0
+    True
+    """
 
+    def __init__(self, log: logging.Logger | dg.DagsterLogManager):
+        self.log = log
+        self.seconds = 0.0
 
-def guarded(log: logging.Logger | dg.DagsterLogManager, what: str, compute: Callable[[], T]) -> T | None:
-    """`compute()`, or None and a warning naming `what` if it raised anything. The time it took
-    is logged (debug, `pictures: <what> took 0.123s`): `stedi bench` adds these up per step."""
-    start = time.perf_counter()
-    try:
-        value = compute()
-    except Exception as error:  # noqa: BLE001 - any failure only leaves a picture out
-        log.warning(f"{what} left out of the metadata: {type(error).__name__}: {error}")
-        return None
-    log.debug(f"{PICTURES_LOG_PREFIX}{what} took {time.perf_counter() - start:.3f}s")
-    return value
+    def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
+        """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}`."""
+        import dagster as dg
+
+        markdown = self.guarded(f"chart {name}", draw)
+        return {} if markdown is None else {name: dg.MetadataValue.md(markdown)}
+
+    def guarded(self, what: str, compute: Callable[[], T]) -> T | None:
+        """`compute()` (a chart, or the numbers behind one), or None and a warning naming `what`."""
+        start = time.perf_counter()
+        try:
+            return compute()
+        except Exception as error:  # noqa: BLE001 - any failure only leaves a picture out
+            self.log.warning(f"{what} left out of the metadata: {type(error).__name__}: {error}")
+            return None
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 # -- landing ----------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ is a warning and never a failed step, and no picture shows a direct identifier."
 from __future__ import annotations
 
 import base64
+import doctest
 import logging
 import re
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -179,15 +181,23 @@ def test_a_chart_that_fails_to_draw_is_a_warning_not_a_failure(tmp_path, monkeyp
     assert "subject_signals" in metadata["machine_learning_curated"]
 
 
-def test_chart_metadata_turns_any_exception_into_a_warning(caplog):
+def test_pictures_turn_any_exception_into_a_warning_and_add_up_their_time(caplog):
     log = logging.getLogger("stedi.test")
+    pictures = charts.Pictures(log)
     with caplog.at_level(logging.DEBUG, logger="stedi.test"):
-        assert charts.chart_metadata(log, "broken", lambda: 1 / 0) == {}
-        drawn = charts.chart_metadata(log, "funnel", lambda: charts.privacy_funnel([("a", 2), ("b", 1)]))
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        assert pictures.chart("broken", lambda: 1 / 0) == {}
+        assert pictures.guarded("numbers", lambda: time.sleep(0.05) or 7) == 7
+        drawn = pictures.chart("funnel", lambda: charts.privacy_funnel([("a", 2), ("b", 1)]))
+    assert [r.getMessage() for r in caplog.records] == [
         "chart broken left out of the metadata: ZeroDivisionError: division by zero"
     ]
     assert_chart(drawn["funnel"].value, SMALL)
+    assert pictures.seconds >= 0.05
+
+
+def test_the_docstring_examples_hold():
+    tried = doctest.testmod(charts)
+    assert tried.attempted and not tried.failed
 
 
 # -- the funnel on the real data --------------------------------------------------------------

@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stedi_assets import charts
-from stedi_assets.charts import chart_metadata, guarded
 from stedi_assets.privacy import email_key
 from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, CUSTOMER_TRUSTED, Table
 
 if TYPE_CHECKING:
     import dagster as dg
 
+    from stedi_assets.charts import Pictures
     from stedi_assets.engine import Relation, SqlEngine
     from stedi_assets.privacy import PrivacyPolicy
 
@@ -170,7 +170,7 @@ def profile(ml: pa.Table, customer_curated: pa.Table) -> MachineLearningProfile:
 
 # -- what the assets call -----------------------------------------------------------------------
 def customer_curated_pictures(
-    log: dg.DagsterLogManager,
+    pictures: Pictures,
     engine: SqlEngine,
     privacy: PrivacyPolicy,
     relations: Mapping[str, Relation],
@@ -183,11 +183,11 @@ def customer_curated_pictures(
         reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
         return charts.privacy_funnel(funnel_stages(curated_counts(engine, {**reads, **relations}, privacy), privacy))
 
-    return chart_metadata(log, "privacy_funnel", funnel)
+    return pictures.chart("privacy_funnel", funnel)
 
 
 def machine_learning_pictures(
-    log: dg.DagsterLogManager,
+    pictures: Pictures,
     engine: SqlEngine,
     privacy: PrivacyPolicy,
     ml: pa.Table,
@@ -200,28 +200,28 @@ def machine_learning_pictures(
     materializations. `ml`: the table the asset is about to return; `relations`: its inputs
     (step_trainer_trusted, accelerometer_trusted, customer_curated)."""
     out: dict[str, dg.RawMetadataValue] = {}
-    found = guarded(log, "ML table profile", lambda: profile(ml, _arrow(relations["customer_curated"])))
+    found = pictures.guarded("ML table profile", lambda: profile(ml, _arrow(relations["customer_curated"])))
 
     def count() -> dict[str, int]:
         reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
         return curated_counts(engine, {**reads, **relations}, privacy, step_trainer=True)
 
-    counts = guarded(log, "curated counts", count)
+    counts = pictures.guarded("curated counts", count)
     if counts is not None:
         subjects = None if found is None else found.subjects
         stages = funnel_stages(counts, privacy, ml_subjects=subjects)
-        out.update(chart_metadata(log, "privacy_funnel", lambda: charts.privacy_funnel(stages)))
+        out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(stages)))
     if found is None:
         return out
     picked = charts.pick_subjects(found.subject_counts)
-    out.update(chart_metadata(log, "subject_signals", lambda: charts.subject_signals(found.rows_of(ml, picked), picked)))
+    out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(found.rows_of(ml, picked), picked)))
     out.update(
-        chart_metadata(log, "readings_per_subject", lambda: charts.readings_per_subject(ml, found.subject_counts))
+        pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(ml, found.subject_counts))
     )
     out["subjects"] = found.subjects
     if counts is not None:
         matched, total = found.step_trainer_readings_matched, counts["step_trainer_readings"]
-        out.update(chart_metadata(log, "step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
+        out.update(pictures.chart("step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
         out["step_trainer_readings_matched"] = matched
         out["step_trainer_match_share"] = matched / total if total else 0.0
     return out

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 
 from stedi_assets import charts, erasure
 from stedi_assets.audit import Audit
-from stedi_assets.charts import chart_metadata
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing import checks
 from stedi_assets.landing.json_lines import MAX_DEPTH, count_lines, parse_files
@@ -125,8 +124,8 @@ def landing_asset(
                 "erased_lines": sum(erased_lines.values()),
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
-                **chart_metadata(step.context.log, "rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
-                **chart_metadata(step.context.log, "rows_per_file", lambda: charts.rows_per_file(every_row, kept_rejects)),
+                **step.pictures.chart("rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
+                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file(every_row, kept_rejects)),
             },
         )
 

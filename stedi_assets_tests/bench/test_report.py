@@ -111,14 +111,18 @@ def test_step_times_are_read_from_the_run_log_in_every_format_dagster_writes():
     )
 
 
-def test_audit_times_are_read_from_the_commit_line_of_each_step():
+def test_audit_and_picture_times_are_read_from_the_commit_line_of_each_step():
     log = (
         "2026-12-02 04:05:52 +0000 - dagster - INFO - __ASSET_JOB - 61be - customer_landing - customer_landing: "
-        "committed as Delta version 0 (51 rows); build 0.120 s, audit 0.033 s, write 0.010 s, commit 0.020 s\n"
+        "committed as Delta version 0 (51 rows, full build); build 0.120 s (pictures 0.417 s), audit 0.033 s, "
+        "write 0.010 s, commit 0.020 s\n"
         "2026-12-02 04:05:53 +0000 - dagster - INFO - __ASSET_JOB - 61be - customer_trusted - customer_trusted: "
-        "committed as Delta version 3 (25 rows); build 0.050 s, audit 1.500 s, write 0.010 s, commit 0.020 s\n"
+        "nothing changed, stays at Delta version 3 (25 rows); build 0.050 s (pictures 0.000 s), audit 1.500 s\n"
+        "2026-12-02 04:05:54 +0000 - dagster - WARNING - __ASSET_JOB - 61be - customer_curated - "
+        "chart privacy_funnel left out of the metadata: RuntimeError: audit 9 s\n"
     )
     assert audit_seconds(log) == {"customer_landing": 0.033, "customer_trusted": 1.5}
+    assert picture_seconds(log) == {"customer_landing": 0.417, "customer_trusted": 0.0}
 
 
 def test_ours_is_split_by_zone_and_the_rest_is_start_up():
@@ -139,23 +143,12 @@ def test_ours_is_split_by_zone_and_the_rest_is_start_up():
     assert "| 100 | 3.0 | 0.2 | 0.8 | 0.5 | 0.0 | 7.5 |" in markdown(summarize([result], 3, HOST))
 
 
-def test_picture_times_are_read_from_the_log_and_taken_out_of_their_zones():
-    log = (
-        "2026-12-02 04:01:54 +0000 - dagster - DEBUG - __ASSET_JOB - 2166 - accelerometer_landing - "
-        "pictures: chart rejects_by_reason took 0.417s\n"
-        "2026-12-02 04:01:54 +0000 - dagster - DEBUG - __ASSET_JOB - 2166 - accelerometer_landing - "
-        "pictures: chart rows_per_file took 0.083s\n"
-        "2026-12-02 04:01:58 +0000 - dagster - DEBUG - __ASSET_JOB - 2166 - machine_learning_curated - "
-        "pictures: ML table profile took 0.250s\n"
-        "2026-12-02 04:01:58 +0000 - dagster - WARNING - __ASSET_JOB - 2166 - machine_learning_curated - "
-        "chart subject_signals left out of the metadata: RuntimeError: took 9s\n"
-    )
-    assert picture_seconds(log) == pytest.approx({"accelerometer_landing": 0.5, "machine_learning_curated": 0.25})
+def test_picture_times_are_taken_out_of_their_zones():
     result = scale("100", 8_000_000, [10, 20, 12], [30, 30, 30], [4, 4, 4], [100, 100, 100])
     for run in result.runs["ours"]:
         run["step_seconds"] = {"accelerometer_landing": 2.0, "machine_learning_curated": 1.0}
         run["audit_seconds"] = {"accelerometer_landing": 0.5}
-        run["picture_seconds"] = picture_seconds(log)
+        run["picture_seconds"] = {"accelerometer_landing": 0.5, "machine_learning_curated": 0.25}
     (summarized,) = summarize([result], 3, HOST)["scales"]
     assert summarized["ours_phase_seconds"] == pytest.approx(
         {"landing": 1.0, "trusted": 0.0, "curated": 0.75, "checks": 0.5, "pictures": 0.75, "start-up and Dagster": 9.0}
