@@ -277,7 +277,9 @@ def audited_asset(
                     automation_condition=automation_condition,
                 )
             },
-            ins={t.name: dg.AssetIn(t.name) for t in reads},
+            # Dependencies, not inputs: the step reads each upstream table's published version
+            # itself (as the IO manager's `load_input` would), without two Dagster events per input.
+            deps=[dg.AssetKey(t.name) for t in reads],
             check_specs=audit.check_specs(),
             can_subset=True,
             required_resource_keys=set(RESOURCES),
@@ -285,8 +287,9 @@ def audited_asset(
             # commit underneath refuses a second writer of the same version anyway.
             pool=f"stedi_{table.name}",
         )
-        def _step(context: dg.AssetExecutionContext, config: StepConfig, **snapshots: Snapshot):
+        def _step(context: dg.AssetExecutionContext, config: StepConfig):
             lake, privacy = context.resources.lake.lake(), context.resources.privacy
+            snapshots = {t.name: lake.current(t.spec) for t in reads}
             try:
                 erasures = erasure.load(lake, privacy).with_serials(
                     erasure.erased_serials(snapshots.get(CUSTOMER_LANDING.name))

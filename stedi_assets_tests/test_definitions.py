@@ -33,14 +33,41 @@ def test_groups_follow_the_zones_and_docstrings_become_descriptions():
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory) -> dg.ExecuteInProcessResult:
+def sample_lake(tmp_path_factory) -> tuple[dg.Definitions, dg.ExecuteInProcessResult]:
     lake = tmp_path_factory.mktemp("lake")
     definitions = build_definitions(Settings.from_env({"STEDI_SOURCE": str(SAMPLE_SOURCE), "STEDI_LAKE": str(lake)}))
     job = definitions.resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(instance=instance)
     assert result.success
-    return result
+    return definitions, result
+
+
+@pytest.fixture(scope="module")
+def sample_run(sample_lake) -> dg.ExecuteInProcessResult:
+    return sample_lake[1]
+
+
+def test_the_io_manager_hands_users_each_tables_published_version(sample_lake):
+    """The zone assets read upstream tables themselves; a user's notebook or own asset
+    still gets the published version through the IO manager."""
+    definitions, result = sample_lake
+    materializations = {m.asset_key.path[-1]: m.materialization.metadata for m in result.get_asset_materialization_events()}
+    for name in ("customer_trusted", "machine_learning_curated"):
+        snapshot = definitions.load_asset_value(name)
+        assert snapshot.name == name
+        assert snapshot.rows == materializations[name]["dagster/row_count"].value > 0
+        assert snapshot.dataset().count_rows() == snapshot.rows
+
+    @dg.asset(ins={"customer_curated": dg.AssetIn()}, io_manager_key="notebook_io_manager")
+    def consenting_customers(customer_curated) -> int:
+        return customer_curated.rows
+
+    downstream = dg.materialize(
+        [consenting_customers, *definitions.assets], resources={**definitions.resources, "notebook_io_manager": dg.InMemoryIOManager()},
+        selection=[consenting_customers],
+    )
+    assert downstream.output_for_node("consenting_customers") == materializations["customer_curated"]["dagster/row_count"].value
 
 
 def test_every_materialization_records_rows_schema_and_a_masked_preview(sample_run):
