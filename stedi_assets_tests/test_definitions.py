@@ -64,10 +64,12 @@ def test_the_io_manager_hands_users_each_tables_published_version(sample_lake):
         return customer_curated.rows
 
     downstream = dg.materialize(
-        [consenting_customers, *definitions.assets], resources={**definitions.resources, "notebook_io_manager": dg.InMemoryIOManager()},
+        [consenting_customers, *definitions.assets],
+        resources={**definitions.resources, "notebook_io_manager": dg.InMemoryIOManager()},
         selection=[consenting_customers],
     )
-    assert downstream.output_for_node("consenting_customers") == materializations["customer_curated"]["dagster/row_count"].value
+    curated_rows = materializations["customer_curated"]["dagster/row_count"].value
+    assert downstream.output_for_node("consenting_customers") == curated_rows
 
 
 def test_every_materialization_records_rows_schema_and_a_masked_preview(sample_run):
