@@ -17,6 +17,7 @@ import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from deltalake import DeltaTable
 
+from stedi_assets.definitions import defs
 from stedi_assets.tables import TABLES
 from stedi_assets_tests.conftest import REPO, run_cli
 
@@ -68,11 +69,11 @@ def test_readme_commands(tmp_path: Path):
     assert run.status == DagsterRunStatus.SUCCESS
     assert run.job_name == "stedi_lakehouse"
 
-    # The UI's job page of stedi_lakehouse in the workspace's code location lists the run.
-    from stedi_assets.definitions import defs
-
-    (location,) = [entry["python_module"]["location_name"] for entry in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
-    label = f"{defs.get_repository_def().name}@{location}"
+    # The UI's job page of stedi_lakehouse in the workspace's code location lists the run, and
+    # the README runs the module the workspace loads.
+    (location,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert args[args.index("-m") + 1] == location["python_module"]["module_name"]
+    label = f"{defs.get_repository_def().name}@{location['python_module']['location_name']}"
     job_page = instance.get_runs(RunsFilter(job_name="stedi_lakehouse", tags={REPOSITORY_LABEL_TAG: label}))
     assert [r.run_id for r in job_page] == [run.run_id]
 
