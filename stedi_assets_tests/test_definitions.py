@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from stedi_assets import defs
+from stedi_assets.definitions import defs
 from stedi_assets.definitions import build_definitions
 from stedi_assets.settings import SAMPLE_SOURCE, Settings
 from stedi_assets.tables import TABLES
