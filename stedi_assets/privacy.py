@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import re
 import time
+from dataclasses import dataclass
 
-import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.settings import DEFAULT_RETENTION_HOURS, DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
@@ -31,9 +31,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PrivacyPolicy(dg.ConfigurableResource):
+@dataclass(frozen=True)
+class PrivacyPolicy:
     """Which readings of consenting customers may be used, the secret of the subject key,
-    and how long personal data of replaced versions is kept."""
+    and how long personal data of replaced versions is kept. Steps get it from the privacy
+    resource (resources/privacy.py); the `stedi` command builds it from the settings."""
 
     consent_policy: ConsentPolicy = ConsentPolicy.ANY
     subject_key: str = DEVELOPMENT_SUBJECT_KEY
