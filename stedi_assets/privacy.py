@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -38,9 +38,12 @@ class PrivacyPolicy:
     resource (resources/privacy.py); the `stedi` command builds it from the settings."""
 
     consent_policy: ConsentPolicy = ConsentPolicy.ANY
-    subject_key: str = DEVELOPMENT_SUBJECT_KEY
+    subject_key: str = field(default=DEVELOPMENT_SUBJECT_KEY, repr=False)  # a secret: never in a repr or log
     # How long a replaced version stays in a table's history (and can be rolled back to).
     retention_hours: int = DEFAULT_RETENTION_HOURS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "consent_policy", ConsentPolicy(self.consent_policy))  # "any" as well as ANY
 
     @property
     def since_consent(self) -> bool:

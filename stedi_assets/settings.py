@@ -33,7 +33,7 @@ class Settings:
     source: str
     lake: str
     consent_policy: ConsentPolicy
-    subject_key: str
+    subject_key: str = field(repr=False)  # a secret: never in a repr or log
     engine: str = "duckdb"
     source_anonymous: bool = False  # read an s3:// source unsigned, e.g. a public bucket
     source_prefixes: Mapping[str, str] = field(default_factory=dict)  # source -> its folder under STEDI_SOURCE
