@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="STEDI Human Balance Analytics lakehouse as a Dagster asset graph",
     python_requires=">=3.11,<3.14",
-    packages=find_packages(exclude=["stedi_assets_tests*"]),
+    packages=find_packages(exclude=["stedi_assets_tests*", "bench*"]),  # bench/ runs from the checkout
     package_data={"stedi_assets": ["sample_data/**/*.json"]},
     include_package_data=True,
     install_requires=[

@@ -1,25 +1,25 @@
-"""The `stedi` command: query the lake, generate source data, roll a table back."""
+"""The `stedi` command: query the lake, generate source data, roll a table back.
+
+It opens the lake library directly, without Dagster (whose import alone costs seconds):
+only `rollback` loads the engine resource, and with it Dagster."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import click
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from stedi_assets import erasure
-from stedi_assets.definitions import aws_access, engine_resource, lake_resource
 from stedi_assets.generate import GenerateOptions, generate
+from stedi_assets.lake.connect import open_lake
 from stedi_assets.lake.ddl import lake_ddl
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.errors import LakeError
-from stedi_assets.lake.legacy import migrate_lake
 from stedi_assets.lake.store import open_store
 from stedi_assets.lakehouse import AUDITS, query, refusal, rollback
 from stedi_assets.landing.source import LandingSource
@@ -37,14 +37,15 @@ def _settings(lake: str | None = None) -> Settings:
 
 
 def _lake(lake: str | None) -> Lake:
-    return lake_resource(_settings(lake)).lake()
+    return _open(_settings(lake))
+
+
+def _open(settings: Settings) -> Lake:
+    return open_lake(settings.lake, settings.aws_access(), settings.glue_database)
 
 
 def _privacy(settings: Settings) -> PrivacyPolicy:
-    """The privacy settings with the subject key itself: outside Dagster no EnvVar resolves it."""
-    return PrivacyPolicy(
-        consent_policy=settings.consent_policy, subject_key=settings.subject_key, retention_hours=settings.retention_hours
-    )
+    return PrivacyPolicy(settings.consent_policy, settings.subject_key, settings.retention_hours)
 
 
 class _Commands(click.Group):
@@ -57,7 +58,8 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands)
 def main() -> None:
-    """STEDI lakehouse tools. Settings come from the STEDI_* environment variables."""
+    """STEDI lakehouse tools. Settings come from the STEDI_* environment variables.
+    (The benchmarks run from the checkout: python -m bench --help.)"""
 
 
 @main.command()
@@ -99,7 +101,7 @@ def generate_command(
     options = GenerateOptions(
         scale=scale, seed=seed, duplicate_emails=duplicate_emails, reused_serials=reused_serials, dirty_lines=dirty_lines
     )
-    counts = generate(open_store(target, aws_access(settings)), options)
+    counts = generate(open_store(target, settings.aws_access()), options)
     click.echo(
         f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and "
         f"{counts.step_trainer} step trainer records to {target}"
@@ -113,10 +115,11 @@ def generate_command(
 def rollback_command(table: str, to_version: int | None, lake: str | None) -> None:
     """Restore an earlier version of TABLE as a new commit, only if it passes the table's
     blocking rules against today's upstream tables; otherwise refuse and change nothing."""
+    from stedi_assets.engine.resource import engine_resource  # Dagster: the rules run on the chosen engine
+
     settings = _settings(lake)
-    privacy = _privacy(settings)
-    source = LandingSource(root=settings.source, prefixes=dict(settings.source_prefixes), aws=aws_access(settings, settings.source_anonymous))
-    result = rollback(lake_resource(settings).lake(), table, engine_resource(settings), privacy, source, to_version)
+    source = LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
+    result = rollback(_open(settings), table, engine_resource(settings.engine), _privacy(settings), source, to_version)
     if result.refused:
         raise click.ClickException(refusal(result))
     assert result.restored is not None
@@ -158,7 +161,7 @@ def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
     if not given:
         raise click.UsageError("name at least one e-mail address, or --file")
     settings = _settings(lake)
-    new = erasure.record(lake_resource(settings).lake(), _privacy(settings), given)
+    new = erasure.record(_open(settings), _privacy(settings), given)
     click.echo(
         f"recorded {new} new erasure request{'s' if new != 1 else ''}; the next run of the graph removes "
         "every row of theirs from every table, and the earlier versions that hold them"
@@ -194,62 +197,6 @@ def ddl(lake: str | None, database: str | None) -> None:
     fixed locations (see lake/ddl.py)."""
     specs = [t.spec for t in TABLES.values()]
     click.echo(lake_ddl(_lake(lake), specs, database or Settings.from_env().glue_database or "stedi"), nl=False)
-
-
-@main.command()
-@click.option("--apply", is_flag=True, help="Convert; without it, only say what would be converted.")
-@LAKE_OPTION
-def migrate(apply: bool, lake: str | None) -> None:
-    """Convert a lake written by the versioned-Parquet layout: each table's current version
-    becomes its first Delta version, and the old version folders are deleted."""
-    for line in migrate_lake(_lake(lake), [t.spec for t in TABLES.values()], apply=apply):
-        click.echo(line)
-
-
-@main.command()
-@click.option("--scales", default="real,1,10,100", show_default=True, help="'real' (the real data) and/or generator scales.")
-@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per system and scale.")
-@click.option("--out", type=click.Path(file_okay=False), default="bench_results", show_default=True)
-@click.option("--real", "real_source", help="The real STEDI data; default: STEDI_REFERENCE_DATA, else ../shared/data/stedi.")
-@click.option("--systems", default="ours,baseline,floor", show_default=True, help="Which of ours, baseline, floor to run.")
-@click.option(
-    "--incremental",
-    is_flag=True,
-    help="Instead: a full run, then one new accelerometer and step trainer file with 1% of the rows each, "
-    "the incremental run, and the time to the ML table under dagster dev (bench/incremental.py).",
-)
-def bench(scales: str, runs: int, out: str, real_source: str | None, systems: str, incremental: bool) -> None:
-    """Time ours, the seeds' jobs on Spark and a Dagster floor on the same data (see bench/)."""
-    # Imported here: the other commands need neither the runner nor matplotlib.
-    from stedi_assets.bench.report import machine, markdown, summarize, write_report
-    from stedi_assets.bench.runner import SYSTEMS, run_benchmark
-
-    chosen = [s.strip() for s in systems.split(",") if s.strip()]
-    if unknown := set(chosen) - set(SYSTEMS):
-        raise click.BadParameter(f"unknown: {', '.join(sorted(unknown))}", param_hint="--systems")
-    real = Path(real_source or os.environ.get("STEDI_REFERENCE_DATA") or "../shared/data/stedi")
-    host = machine()
-    if incremental:
-        from stedi_assets.bench import incremental as incremental_bench
-
-        try:
-            done = incremental_bench.run_incremental_benchmark(
-                [s.strip() for s in scales.split(",") if s.strip()], Path(out), real, click.echo
-            )
-        except (FileNotFoundError, RuntimeError) as error:
-            raise click.ClickException(str(error)) from None
-        click.echo(incremental_bench.markdown(done))
-        for kind, path in incremental_bench.write_report(done, host, Path(out).resolve()).items():
-            click.echo(f"{kind}: {path}")
-        return
-    try:
-        results = run_benchmark([s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo)
-    except (FileNotFoundError, RuntimeError) as error:  # no real data, or a run that failed
-        raise click.ClickException(str(error)) from None
-    summary = summarize(results, runs, host)
-    click.echo(markdown(summary))
-    for kind, path in write_report(summary, Path(out)).items():
-        click.echo(f"{kind}: {path}")
 
 
 if __name__ == "__main__":

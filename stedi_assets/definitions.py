@@ -7,16 +7,15 @@ from collections.abc import Mapping
 import dagster as dg
 
 from stedi_assets.curated import assets as curated_assets
-from stedi_assets.engine.resource import DuckDBEngineResource, SqlEngineResource
+from stedi_assets.engine.resource import engine_resource
 from stedi_assets.io_manager import DeltaLakeIOManager
-from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.glue import GlueCatalog
-from stedi_assets.lake.resource import LakeResource
 from stedi_assets.landing import assets as landing_assets
 from stedi_assets.landing.checks import ACCELEROMETER_LANDING_AUDIT, CUSTOMER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT
 from stedi_assets.landing.sensors import landing_sensor
-from stedi_assets.landing.source import LandingSource
-from stedi_assets.privacy import PrivacyPolicy
+from stedi_assets.resources.aws import AwsConfig
+from stedi_assets.resources.lake import LakeResource
+from stedi_assets.resources.privacy import PrivacyResource
+from stedi_assets.resources.source import LandingSourceResource
 from stedi_assets.settings import SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
 from stedi_assets.trusted import assets as trusted_assets
 
@@ -33,36 +32,27 @@ lakehouse_job = dg.define_asset_job(
 )
 
 
-def aws_access(settings: Settings, anonymous: bool = False) -> AwsAccess:
-    return AwsAccess(max_attempts=settings.s3_max_attempts, timeout_seconds=settings.s3_timeout_seconds, anonymous=anonymous)
+def aws_config(settings: Settings, anonymous: bool = False) -> AwsConfig:
+    return AwsConfig(max_attempts=settings.s3_max_attempts, timeout_seconds=settings.s3_timeout_seconds, anonymous=anonymous)
 
 
 def lake_resource(settings: Settings) -> LakeResource:
     """The lake root (a folder or `s3://`, see lake/store.py), and on S3 the optional Glue
-    catalog (lake/glue.py)."""
-    aws = aws_access(settings)
-    catalog = None
-    if settings.glue_database:
-        if not settings.lake.startswith("s3://"):
-            raise ValueError(
-                f"STEDI_GLUE_DATABASE={settings.glue_database} registers tables on S3, "
-                f"but STEDI_LAKE={settings.lake} is not an s3:// location"
-            )
-        catalog = GlueCatalog(database=settings.glue_database, aws=aws)
+    database (lake/glue.py)."""
     return LakeResource(
         root=settings.lake,
-        aws=aws,
-        catalog=catalog,
+        aws=aws_config(settings),
+        glue_database=settings.glue_database,
         allow_unconditional_writes=settings.s3_allow_unsafe_commits,
         unconditional_writes_setting=f"{UNSAFE_COMMITS_VARIABLE}=true",
     )
 
 
-def privacy_policy(settings: Settings) -> PrivacyPolicy:
+def privacy_resource(settings: Settings) -> PrivacyResource:
     # The secret reaches the resource through dg.EnvVar, so the UI shows the variable's name,
     # never its value. The development default is no secret.
     key = dg.EnvVar(SUBJECT_KEY_VARIABLE) if settings.subject_key_is_set else settings.subject_key
-    return PrivacyPolicy(consent_policy=settings.consent_policy, subject_key=key, retention_hours=settings.retention_hours)
+    return PrivacyResource(consent_policy=settings.consent_policy, subject_key=key, retention_hours=settings.retention_hours)
 
 
 def resources_for(settings: Settings) -> Mapping[str, object]:
@@ -70,22 +60,14 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
     return {
         "lake": lake,
         "io_manager": DeltaLakeIOManager(lake=lake),
-        "source": LandingSource(
+        "source": LandingSourceResource(
             root=settings.source,
             prefixes=dict(settings.source_prefixes),
-            aws=aws_access(settings, anonymous=settings.source_anonymous),
+            aws=aws_config(settings, anonymous=settings.source_anonymous),
         ),
-        "engine": engine_resource(settings),
-        "privacy": privacy_policy(settings),
+        "engine": engine_resource(settings.engine),
+        "privacy": privacy_resource(settings),
     }
-
-
-def engine_resource(settings: Settings) -> SqlEngineResource:
-    if settings.engine == "spark":
-        from stedi_assets.engine.spark_engine import SparkEngineResource  # pyspark only when chosen
-
-        return SparkEngineResource()
-    return DuckDBEngineResource()
 
 
 def sensors(settings: Settings) -> list[dg.SensorDefinition]:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
 
 from stedi_assets.lake.delta import Snapshot
-from stedi_assets.lake.resource import LakeResource
+from stedi_assets.resources.lake import LakeResource
 from stedi_assets.privacy import mask
 from stedi_assets.publishing import Candidate, whole
 from stedi_assets.tables import TABLES, Table

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -13,7 +13,6 @@ import pyarrow as pa
 from stedi_assets.audit import Audit, Outcome, failures
 from stedi_assets.curated.checks import CUSTOMER_CURATED_AUDIT, MACHINE_LEARNING_CURATED_AUDIT
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
-from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import DamagedTableError, LakeError, TableNotPublishedError
 from stedi_assets.landing.checks import (
@@ -24,8 +23,11 @@ from stedi_assets.landing.checks import (
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets import erasure
-from stedi_assets.tables import CUSTOMER_LANDING, LAKE_TABLES, REJECTS_OF, TABLES, Table
+from stedi_assets.tables import CUSTOMER_LANDING, LAKE_TABLES, REJECTS_OF, Table
 from stedi_assets.trusted.checks import ACCELEROMETER_TRUSTED_AUDIT, CUSTOMER_TRUSTED_AUDIT, STEP_TRAINER_TRUSTED_AUDIT
+
+if TYPE_CHECKING:  # the engine resource is Dagster's: `stedi sql` and the like load no Dagster
+    from stedi_assets.engine.resource import SqlEngineResource
 
 AUDITS: dict[str, Audit] = {
     audit.table.name: audit

@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import re
 import time
+from dataclasses import dataclass, field
 
-import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.settings import DEFAULT_RETENTION_HOURS, DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
@@ -31,14 +31,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PrivacyPolicy(dg.ConfigurableResource):
+@dataclass(frozen=True)
+class PrivacyPolicy:
     """Which readings of consenting customers may be used, the secret of the subject key,
-    and how long personal data of replaced versions is kept."""
+    and how long personal data of replaced versions is kept. Steps get it from the privacy
+    resource (resources/privacy.py); the `stedi` command builds it from the settings."""
 
     consent_policy: ConsentPolicy = ConsentPolicy.ANY
-    subject_key: str = DEVELOPMENT_SUBJECT_KEY
+    subject_key: str = field(default=DEVELOPMENT_SUBJECT_KEY, repr=False)  # a secret: never in a repr or log
     # How long a replaced version stays in a table's history (and can be rolled back to).
     retention_hours: int = DEFAULT_RETENTION_HOURS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "consent_policy", ConsentPolicy(self.consent_policy))  # "any" as well as ANY
 
     @property
     def since_consent(self) -> bool:

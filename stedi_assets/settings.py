@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.tables import TABLES
 
 LANDING_SOURCES = tuple(t.source for t in TABLES.values() if t.zone == "landing")
@@ -32,7 +33,7 @@ class Settings:
     source: str
     lake: str
     consent_policy: ConsentPolicy
-    subject_key: str
+    subject_key: str = field(repr=False)  # a secret: never in a repr or log
     engine: str = "duckdb"
     source_anonymous: bool = False  # read an s3:// source unsigned, e.g. a public bucket
     source_prefixes: Mapping[str, str] = field(default_factory=dict)  # source -> its folder under STEDI_SOURCE
@@ -48,6 +49,16 @@ class Settings:
     def subject_key_is_set(self) -> bool:
         return self.subject_key != DEVELOPMENT_SUBJECT_KEY
 
+    def aws_access(self, anonymous: bool = False) -> AwsAccess:
+        """The S3 and Glue access of the lake, or (`anonymous` for an unsigned source) of the source."""
+        return AwsAccess(
+            self.s3_max_attempts,
+            self.s3_timeout_seconds,
+            anonymous,
+            self.s3_allow_unsafe_commits,
+            f"{UNSAFE_COMMITS_VARIABLE}=true",
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -60,15 +71,21 @@ class Settings:
         engine = (env.get("STEDI_ENGINE") or "duckdb").strip().lower()
         if engine not in ENGINES:
             raise ValueError(f"STEDI_ENGINE={env.get('STEDI_ENGINE')!r} is not one of: {', '.join(ENGINES)}")
+        lake = env.get("STEDI_LAKE") or DEFAULT_LAKE
+        glue_database = env.get("STEDI_GLUE_DATABASE") or None
+        if glue_database and not lake.startswith("s3://"):
+            raise ValueError(
+                f"STEDI_GLUE_DATABASE={glue_database} registers tables on S3, but STEDI_LAKE={lake} is not an s3:// location"
+            )
         return cls(
             source=env.get("STEDI_SOURCE") or str(SAMPLE_SOURCE),
-            lake=env.get("STEDI_LAKE") or DEFAULT_LAKE,
+            lake=lake,
             consent_policy=consent_policy,
             subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
             engine=engine,
             source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
             source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
-            glue_database=env.get("STEDI_GLUE_DATABASE") or None,
+            glue_database=glue_database,
             s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
             s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),

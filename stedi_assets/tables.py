@@ -5,12 +5,15 @@ Glue catalog, so they cannot drift."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.lake.delta import TableSpec
 from stedi_assets.lake.glue import ATHENA_TYPES
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 # A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
@@ -62,6 +65,10 @@ class Table:
 
     @property
     def table_schema(self) -> dg.TableSchema:
+        """The columns for Dagster's UI. Dagster is imported here, by the steps that show it:
+        the `stedi` command reads tables without it."""
+        import dagster as dg
+
         return dg.TableSchema(
             columns=[
                 dg.TableColumn(c.name, c.athena_type, description=c.description)

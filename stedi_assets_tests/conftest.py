@@ -77,7 +77,7 @@ class Lakehouse:
         elif full_refresh:
             config = ["--config-json", json.dumps({"ops": {a: {"config": {"full_refresh": True}} for a in full_refresh}})]
         return run_cli(
-            ["dagster", "asset", "materialize", "-m", "stedi_assets", "--select", select, *config],
+            ["dagster", "asset", "materialize", "-m", "stedi_assets.definitions", "--select", select, *config],
             {**self.env, **env},
             self.root,
             check=check,

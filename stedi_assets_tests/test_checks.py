@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from stedi_assets import defs, erasure
+from stedi_assets import erasure
+from stedi_assets.definitions import defs
 from stedi_assets.audit import Rule, evaluate
 from stedi_assets.curated import checks as curated
 from stedi_assets.engine.resource import DuckDBEngineResource

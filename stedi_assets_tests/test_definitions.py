@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from stedi_assets import defs
+from stedi_assets.definitions import defs
 from stedi_assets.definitions import build_definitions
 from stedi_assets.settings import SAMPLE_SOURCE, Settings
 from stedi_assets.tables import TABLES
@@ -132,3 +132,13 @@ def test_sensors_and_automation_run_by_default_and_start_stopped_when_turned_off
     graph = defs.resolve_asset_graph()
     followers = {k.path[-1] for k in graph.get_all_asset_keys() if graph.get(k).automation_condition is not None}
     assert followers == ZONE_TABLES["trusted"] | ZONE_TABLES["curated"]  # landing waits for its sensor
+
+
+def test_steps_get_the_privacy_policy_with_the_key_resolved_and_never_shown(monkeypatch):
+    secret = "a-subject-key-nobody-may-see"
+    monkeypatch.setenv("STEDI_SUBJECT_KEY", secret)
+    settings = Settings.from_env()
+    with dg.build_resources({"privacy": build_definitions(settings).resources["privacy"]}) as resources:
+        assert resources.privacy.subject_key == secret and not resources.privacy.uses_development_key
+        assert secret not in repr(resources.privacy)
+    assert secret not in repr(settings)

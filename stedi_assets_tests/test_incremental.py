@@ -364,7 +364,7 @@ def test_a_run_killed_after_landing_converges_on_the_next_run(ingested, tmp_path
     env.update(STEDI_SOURCE=str(ingested.source), STEDI_LAKE=str(ingested.lake), STEDI_AUTOMATION="false")
     dagster = Path(sys.executable).parent / "dagster"
     run = subprocess.Popen(
-        [str(dagster), "asset", "materialize", "-m", "stedi_assets", "--select", "*"],
+        [str(dagster), "asset", "materialize", "-m", "stedi_assets.definitions", "--select", "*"],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

@@ -221,7 +221,7 @@ def test_two_runs_at_once_on_one_lake_lose_no_commit(sample_source, lakehouse_fa
     # its schema migration ("table alembic_version already exists"), which is not what this tests.
     dg.DagsterInstance.from_config(str(home)).dispose()
     lakehouse = lakehouse_factory(sample_source, DAGSTER_HOME=str(home))
-    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "stedi_assets", "--select", "*"]
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "stedi_assets.definitions", "--select", "*"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **lakehouse.env}
     runs = [subprocess.Popen(command, env=env, cwd=lakehouse.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]

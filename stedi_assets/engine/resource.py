@@ -20,3 +20,12 @@ class DuckDBEngineResource(SqlEngineResource):
         from stedi_assets.engine.duckdb_engine import DuckDBEngine
 
         return DuckDBEngine()
+
+
+def engine_resource(name: str) -> SqlEngineResource:
+    """The engine named by STEDI_ENGINE (settings.ENGINES)."""
+    if name == "spark":
+        from stedi_assets.engine.spark_engine import SparkEngineResource  # pyspark only when chosen
+
+        return SparkEngineResource()
+    return DuckDBEngineResource()

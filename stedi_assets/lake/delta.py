@@ -48,11 +48,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pa_ds
 
 from stedi_assets.lake.delta_errors import describe, is_request_error, is_transport_error
 from stedi_assets.lake.errors import (
@@ -63,6 +62,9 @@ from stedi_assets.lake.errors import (
     TableNotPublishedError,
 )
 from stedi_assets.lake.store import Store, write_parquet
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pa_ds
 
 # Parquet encoding runs on one core per file: a large table is written as several files at once.
 ROWS_PER_FILE = 2_000_000
@@ -136,18 +138,15 @@ class Snapshot:
 
     def dataset(self) -> pa_ds.Dataset:
         """The version's data files (as its Delta log lists them) as a pyarrow dataset,
-        scanned lazily, in batches, by DuckDB or Arrow. On S3 through Arrow's own S3 client:
-        delta-rs's dataset reads through a filesystem written in Python, whose calls from
-        Arrow's threads can abort the interpreter at exit."""
+        scanned lazily, in batches, by DuckDB or Arrow; on S3 through Arrow's S3 client."""
+        import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
+
         paths = self.local_paths()
         if paths is not None:
             return pa_ds.dataset(paths, schema=self.spec.storage_schema, format="parquet")
-        return pa_ds.dataset(
-            [f.removeprefix("s3://") for f in self.files],
-            schema=self.spec.storage_schema,
-            format="parquet",
-            filesystem=arrow_s3(self.storage_options),
-        )
+        from stedi_assets.lake.s3_client import arrow_dataset  # boto3 only for a lake on S3
+
+        return arrow_dataset(self.files, self.spec.storage_schema, self.storage_options)
 
     def to_arrow(self) -> pa.Table:
         return self.dataset().to_table()
@@ -545,24 +544,6 @@ class Lake:
             return self.store.read(key).decode().splitlines()
         except (FileNotFoundError, LakeError):
             return []
-
-
-def arrow_s3(options: Mapping[str, str]) -> Any:
-    """Arrow's S3 filesystem with the access delta-rs was given (lake/aws.py)."""
-    from pyarrow import fs
-
-    endpoint = options.get("AWS_ENDPOINT_URL")
-    return fs.S3FileSystem(
-        access_key=options.get("AWS_ACCESS_KEY_ID"),
-        secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
-        session_token=options.get("AWS_SESSION_TOKEN"),
-        region=options.get("AWS_REGION"),
-        endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
-        scheme="http" if endpoint and endpoint.startswith("http://") else "https",
-        retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=int(options.get("max_retries", "4")) + 1),
-        connect_timeout=float(options.get("connect_timeout", "30s").rstrip("s")),
-        request_timeout=float(options.get("timeout", "30s").rstrip("s")),
-    )
 
 
 def _relative(file: str, root: str) -> str:

@@ -3,9 +3,9 @@ location, so Athena reads each table's current version from its Delta log by its
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.lake.aws import AwsAccess
@@ -16,7 +16,8 @@ COMMENT_LIMIT = 255  # Glue's limit on a column comment
 ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", pa.bool_(): "boolean"}
 
 
-class GlueCatalog(dg.ConfigurableResource):
+@dataclass(frozen=True)
+class GlueCatalog:
     """On (STEDI_GLUE_DATABASE) only for a lake on S3. After a table's first commit this
     creates the database if needed and the table, with `table_type = DELTA` at the table's
     root: Athena then reads the Delta log for the current version, so a later commit, a
@@ -24,7 +25,7 @@ class GlueCatalog(dg.ConfigurableResource):
     once per process, to register a table whose registration failed)."""
 
     database: str
-    aws: AwsAccess = AwsAccess()
+    aws: AwsAccess = field(default_factory=AwsAccess)
 
     def register(self, spec: TableSpec, uri: str) -> None:
         """Make sure the table is in Glue as a Delta table at `uri`: created if missing,

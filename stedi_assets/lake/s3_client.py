@@ -1,12 +1,17 @@
-"""boto3 clients through dagster-aws's S3Resource, with the timeouts and the attempt bound the
-lake needs; and failed calls turned into errors that name the bucket and key (or Glue table)
-and never carry a secret."""
+"""The one S3 configuration (lake/aws.py) as each client takes it: boto3's (botocore Config),
+delta-rs's (storage options) and Arrow's (S3FileSystem), with the same attempts, timeouts,
+endpoint, region and credentials; and failed boto3 calls turned into errors that name the
+bucket and key (or Glue table) and never carry a secret.
+
+Written on boto3 rather than dagster-aws's S3Resource: the lake is a library the `stedi`
+command uses without Dagster, S3Resource has no timeouts and counts retries, not attempts,
+and it takes keys as configuration, which would put secrets in Dagster's config."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +26,6 @@ from botocore.exceptions import (
     IncompleteReadError,
     NoCredentialsError,
 )
-from dagster_aws.s3 import S3Resource
 
 from stedi_assets.lake.errors import AwsRequestError
 
@@ -45,45 +49,21 @@ _AUTH_HINT = (
 )
 
 
-class BoundedS3Resource(S3Resource):
-    """dagster-aws's S3Resource, plus: connect and read timeouts, so a stalled call fails and
-    is retried instead of hanging; `max_attempts` bounding every call, the first included
-    (S3Resource hands it to botocore as the number of *retries*); and clients of other
-    services (Glue) made the same way. Left unset, profile, region, endpoint and keys come
-    from the standard AWS chain."""
-
-    timeout_seconds: float = 30.0
-
-    def get_client(self) -> Any:
-        return self.client("s3")
-
-    def client(self, service: str) -> Any:
-        # botocore "standard" retries: throttling, 5xx and connection errors, with jittered
-        # exponential backoff and a retry quota.
-        config = Config(
-            retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
-            connect_timeout=self.timeout_seconds,
-            read_timeout=self.timeout_seconds,
-        )
-        if self.use_unsigned_session:
-            config = config.merge(Config(signature_version=botocore.UNSIGNED))
-        return boto3.session.Session(profile_name=self.profile_name).client(
-            service,
-            # botocore reads AWS_DEFAULT_REGION only; the AWS CLI and other SDKs read AWS_REGION.
-            region_name=self.region_name or os.environ.get("AWS_REGION") or None,
-            endpoint_url=self.endpoint_url,
-            use_ssl=self.use_ssl,
-            verify=self.verify,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            config=config,
-        )
-
-
 def new_client(service: str, max_attempts: int, timeout_seconds: float, anonymous: bool) -> Any:
-    resource = BoundedS3Resource(max_attempts=max_attempts, timeout_seconds=timeout_seconds, use_unsigned_session=anonymous)
-    return resource.client(service)
+    """A boto3 client for `service` (s3, glue): connect and read timeouts, so a stalled call
+    fails and is retried instead of hanging; botocore's "standard" retries (throttling, 5xx and
+    connection errors, with jittered exponential backoff and a retry quota), `max_attempts`
+    bounding every call, the first included. Profile, region, endpoint and keys come from the
+    standard AWS chain."""
+    config = Config(
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=timeout_seconds,
+        read_timeout=timeout_seconds,
+    )
+    if anonymous:
+        config = config.merge(Config(signature_version=botocore.UNSIGNED))
+    # botocore reads AWS_DEFAULT_REGION only; the AWS CLI and other SDKs read AWS_REGION.
+    return boto3.session.Session().client(service, region_name=os.environ.get("AWS_REGION") or None, config=config)
 
 
 # One client per process and setting: making one parses the service model (a fraction of a
@@ -133,7 +113,7 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
     keys and `AWS_SESSION_TOKEN`; `max_retries` counts retries, not attempts; `timeout`
     bounds a whole request and `connect_timeout` its connection, both as durations ("30s").
     With an endpoint of its own object_store addresses buckets path-style. Arrow's client
-    (delta.arrow_s3) is built from the same options. The credentials are a frozen copy:
+    (`arrow_s3`) is built from the same options. The credentials are a frozen copy:
     callers take a fresh one for each lake they open."""
     options = {
         "AWS_REGION": client.meta.region_name or "us-east-1",
@@ -160,3 +140,30 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
 def _is_aws_endpoint(endpoint: str) -> bool:
     host = endpoint.split("://", 1)[-1].split("/", 1)[0]
     return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+def arrow_s3(options: Mapping[str, str]) -> Any:
+    """Arrow's S3 filesystem with the access delta-rs was given (`delta_storage_options`)."""
+    from pyarrow import fs
+
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    return fs.S3FileSystem(
+        access_key=options.get("AWS_ACCESS_KEY_ID"),
+        secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=options.get("AWS_SESSION_TOKEN"),
+        region=options.get("AWS_REGION"),
+        endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
+        scheme="http" if endpoint and endpoint.startswith("http://") else "https",
+        retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=int(options.get("max_retries", "4")) + 1),
+        connect_timeout=float(options.get("connect_timeout", "30s").rstrip("s")),
+        request_timeout=float(options.get("timeout", "30s").rstrip("s")),
+    )
+
+
+def arrow_dataset(files: Sequence[str], schema: Any, options: Mapping[str, str]) -> Any:
+    """Data files on S3 (`s3://` URIs) as a pyarrow dataset read through Arrow's own S3 client:
+    delta-rs's dataset reads through a filesystem written in Python, whose calls from Arrow's
+    threads can abort the interpreter at exit."""
+    import pyarrow.dataset as pa_ds
+
+    return pa_ds.dataset([f.removeprefix("s3://") for f in files], schema=schema, format="parquet", filesystem=arrow_s3(options))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
-import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.lake.aws import AwsAccess
@@ -18,14 +18,15 @@ class NoLandingFilesError(FileNotFoundError):
     pass
 
 
-class LandingSource(dg.ConfigurableResource):
+@dataclass(frozen=True)
+class LandingSource:
     """The landing zone: `<root>/<source>/...` holds line-delimited JSON files at any depth.
     `prefixes` names another folder for a source (the course bucket has `customers/`); `aws`
     may read an S3 source unsigned (a public bucket). The files are only ever read."""
 
     root: str
-    prefixes: dict[str, str] = {}
-    aws: AwsAccess = AwsAccess()
+    prefixes: dict[str, str] = field(default_factory=dict)
+    aws: AwsAccess = field(default_factory=AwsAccess)
 
     def store(self) -> Store:
         return open_store(self.root, self.aws)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stedi_assets.bench.measure import measure
+from bench.measure import measure
 
 MIB = 2**20
 

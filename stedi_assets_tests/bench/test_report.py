@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stedi_assets.bench.report import GIB, markdown, summarize, write_report
-from stedi_assets.bench.runner import ScaleResult, audit_seconds, picture_seconds, step_seconds
+from bench.report import GIB, markdown, summarize, write_report
+from bench.runner import ScaleResult, audit_seconds, picture_seconds, step_seconds
 
 MIB = 2**20
 HOST = {

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stedi_assets.bench.seeds_baseline import JOBS, run_jobs
+from bench.seeds_baseline import JOBS, run_jobs
 from stedi_assets.definitions import build_definitions
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.store import LocalStore

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from stedi_assets import defs
+from stedi_assets.definitions import defs
 from stedi_assets.audit import evaluate
 from stedi_assets.curated import checks as curated_checks
 from stedi_assets.curated import rules as curated_rules

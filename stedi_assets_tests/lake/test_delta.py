@@ -9,14 +9,12 @@ import json
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, Schema
 
 from stedi_assets.lake import delta as delta_module
 from stedi_assets.lake.delta import Lake, TableSpec
-from stedi_assets.lake.errors import LakeError, LegacyLayoutError, TableNotPublishedError
-from stedi_assets.lake.legacy import migrate_lake
+from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.lake.store import LocalStore
 
 READINGS = TableSpec(
@@ -168,29 +166,6 @@ def test_vacuum_is_a_dry_run_unless_applied(lake, tmp_path):
     assert lake.vacuum(READINGS, retain_hours=0, apply=True) == listed
     assert len(list(folder.glob("*.parquet"))) == 1
     assert lake.current(READINGS).to_arrow().column("timestamp").to_pylist() == [2]
-
-
-def test_a_lake_in_the_old_layout_is_a_clear_error_and_migrates(tmp_path):
-    store = LocalStore(tmp_path / "lake")
-    old = readings(5, 6)
-    (tmp_path / "lake" / "readings" / "trusted" / "v_run9").mkdir(parents=True)
-    pq.write_table(old, tmp_path / "lake" / "readings" / "trusted" / "v_run9" / "part-00000.parquet")
-    pointer = {"version": "run9", "files": ["readings/trusted/v_run9/part-00000.parquet"], "rows": 2, "history": []}
-    (tmp_path / "lake" / "readings" / "trusted" / "_current.json").write_text(json.dumps(pointer))
-    lake = Lake(store)
-    with pytest.raises(LegacyLayoutError, match="stedi migrate --apply"):
-        lake.current(READINGS)
-    dry = list(migrate_lake(lake, [READINGS]))
-    assert "would commit version run9 (2 rows)" in dry[0] and dry[-1].startswith("dry run")
-    with pytest.raises(LegacyLayoutError):
-        lake.current(READINGS)  # a dry run changes nothing
-    done = list(migrate_lake(lake, [READINGS], apply=True))
-    assert "committed version run9 as Delta version 0 (2 rows)" in done[0]
-    snapshot = lake.current(READINGS)
-    assert snapshot.to_arrow().column("timestamp").to_pylist() == [5, 6]
-    assert snapshot.info["migrated_from"] == "run9"
-    assert not (tmp_path / "lake" / "readings" / "trusted" / "v_run9").exists()
-    assert not (tmp_path / "lake" / "readings" / "trusted" / "_current.json").exists()
 
 
 def test_tables_staged_as_a_sequence_get_a_data_file_each(lake):

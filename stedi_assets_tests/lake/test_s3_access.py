@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 
 from stedi_assets.lake.aws import AwsAccess
+from stedi_assets.lake.connect import open_lake
 from stedi_assets.lake.delta import TableSpec
-from stedi_assets.lake.resource import LakeResource
 from stedi_assets.lake.s3_client import shared_client
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET
 from stedi_assets_tests.lake.fault_proxy import FaultProxy
@@ -45,11 +45,11 @@ def chain(monkeypatch: pytest.MonkeyPatch, s3_server: MotoServer, tmp_path: Path
 
 
 def _round_trip(proxy: FaultProxy) -> list:
-    """Commit a table and read it back through a LakeResource; delta-rs's requests."""
-    resource = LakeResource(root=f"s3://{LAKE_BUCKET}/access-{uuid.uuid4().hex[:8]}", aws=AwsAccess(max_attempts=2))
-    lake = resource.lake()
+    """Commit a table and read it back through a freshly opened lake; delta-rs's requests."""
+    root, access = f"s3://{LAKE_BUCKET}/access-{uuid.uuid4().hex[:8]}", AwsAccess(max_attempts=2)
+    lake = open_lake(root, access)
     lake.commit(lake.stage(SPEC, pa.table({"t": [1, 2, 3]})), {"run_id": "r1"})
-    assert resource.lake().current(SPEC).to_arrow().num_rows == 3
+    assert open_lake(root, access).current(SPEC).to_arrow().num_rows == 3
     requests = [s for s in proxy.seen if DELTA_RS in (s.header("User-Agent") or "")]
     assert requests and all(s.path.startswith(f"/{LAKE_BUCKET}/") or s.path.startswith(f"/{LAKE_BUCKET}?") for s in requests)
     return requests

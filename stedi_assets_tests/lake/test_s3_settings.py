@@ -23,14 +23,14 @@ def test_s3_settings_reach_the_lake_and_the_source() -> None:
     )
     resources = resources_for(settings)
     lake, source = resources["lake"], resources["source"]
-    assert lake.catalog is not None and lake.catalog.database == "stedi"
+    assert lake.glue_database == "stedi"
     assert (lake.aws.max_attempts, lake.aws.timeout_seconds, lake.aws.anonymous) == (7, 12.5, False)
     assert (source.aws.max_attempts, source.aws.anonymous) == (7, True)  # unsigned reads: the source only
     assert source.prefixes == {"customer": "customers", "step_trainer": "step_trainer"}
 
 
 def test_glue_is_off_unless_a_database_is_named() -> None:
-    assert resources_for(Settings.from_env(S3))["lake"].catalog is None
+    assert resources_for(Settings.from_env(S3))["lake"].glue_database is None
 
 
 def test_unsafe_commits_are_refused_unless_the_setting_allows_them() -> None:

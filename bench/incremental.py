@@ -1,9 +1,9 @@
-"""`stedi bench --incremental`: what one delivery costs after a full run, and how long it takes
+"""`python -m bench --incremental`: what one delivery costs after a full run, and how long it takes
 to reach the ML table under `dagster dev`.
 
 For each scale (`stedi generate --scale N --seed 1`, made once and reused, as runner.py does):
 
-1. a full run, `dagster asset materialize -m stedi_assets --select '*'`, into a fresh lake;
+1. a full run, `dagster asset materialize -m stedi_assets.definitions --select '*'`, into a fresh lake;
 2. one new accelerometer file and one new step trainer file, each with 1% of that source's
    rows: a 1% sample of the step trainer readings and their owners' phone readings at the same
    times, all moved ten days on, so they are new readings that pair into new ML rows;
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from stedi_assets.bench.measure import measure
-from stedi_assets.bench.runner import _check, bin_command, clean_env, prepare_source, step_seconds
+from bench.measure import measure
+from bench.runner import _check, bin_command, clean_env, prepare_source, step_seconds
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.store import LocalStore
@@ -164,7 +164,7 @@ def run_incremental_benchmark(scales: list[str], out: Path, real_source: Path, l
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         source, lake = linked_source(generated, work / "source"), work / "lake"
-        command = [bin_command("dagster"), "asset", "materialize", "-m", "stedi_assets", "--select", "*"]
+        command = [bin_command("dagster"), "asset", "materialize", "-m", "stedi_assets.definitions", "--select", "*"]
         home = dagster_home(work)
         env = clean_env(STEDI_SOURCE=str(source), STEDI_LAKE=str(lake), DAGSTER_HOME=str(home))
         full = _run(command, env, work, logs / f"{scale}-incremental-full.log", f"full run at scale {scale}")

@@ -1,9 +1,9 @@
-"""`stedi bench`: the lakehouse, the seeds' Spark jobs and a Dagster floor, timed on the same data.
+"""`python -m bench`: the lakehouse, the seeds' Spark jobs and a Dagster floor, timed on the same data.
 
 For each scale, the source data is the real STEDI data (`real`) or what `stedi generate`
 writes at that scale (kept under `<out>/data/` and reused by later benchmarks). Each run then
 times, one after the other on the same machine:
-- `ours`: `dagster asset materialize -m stedi_assets --select '*'`, every asset and check,
+- `ours`: `dagster asset materialize -m stedi_assets.definitions --select '*'`, every asset and check,
   into a fresh lake, as a user runs it;
 - `baseline`: the seeds' five Glue jobs as Spark SQL on local PySpark (seeds_baseline.py);
 - `floor`: eight trivial assets through the same CLI and executor (floor.py).
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stedi_assets.bench.measure import Measurement, measure
+from bench.measure import Measurement, measure
 from stedi_assets.landing.json_lines import count_lines
 from stedi_assets.landing.source import LandingSource
 
@@ -98,9 +98,16 @@ def bin_command(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+# The checkout: the harness (bench/) lies beside the package, not in it.
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
 def clean_env(**settings: str) -> dict[str, str]:
-    """This environment without any STEDI_* setting of the caller, plus `settings`."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **settings}
+    """This environment without any STEDI_* setting of the caller, plus `settings`; the
+    checkout on PYTHONPATH, so that runs in other folders find `bench` (the floor, the seeds)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}
+    path = os.pathsep.join(p for p in (str(CHECKOUT), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path, **settings}
 
 
 def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[[str], None]) -> Path:
@@ -140,14 +147,14 @@ def commands(source: Path, work: Path) -> dict[str, tuple[list[str], dict[str, s
     dagster = bin_command("dagster")
     return {
         "ours": (
-            [dagster, "asset", "materialize", "-m", "stedi_assets", "--select", "*"],
+            [dagster, "asset", "materialize", "-m", "stedi_assets.definitions", "--select", "*"],
             clean_env(STEDI_SOURCE=str(source), STEDI_LAKE=str(work / "lake"), STEDI_ENGINE="duckdb"),
         ),
         "baseline": (
-            [sys.executable, "-m", "stedi_assets.bench.seeds_baseline", str(source), str(work / "seeds")],
+            [sys.executable, "-m", "bench.seeds_baseline", str(source), str(work / "seeds")],
             clean_env(),
         ),
-        "floor": ([dagster, "asset", "materialize", "-m", "stedi_assets.bench.floor", "--select", "*"], clean_env()),
+        "floor": ([dagster, "asset", "materialize", "-m", "bench.floor", "--select", "*"], clean_env()),
     }
 
 

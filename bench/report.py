@@ -1,4 +1,4 @@
-"""The report of `stedi bench`: the measured table, the targets, JSON, Markdown and a plot.
+"""The report of `python -m bench`: the measured table, the targets, JSON, Markdown and a plot.
 
 The targets live here, in the benchmark's output, and never in a timed test. Times and
 memory are the medians of the runs; ratios compare medians measured on the same data.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import matplotlib  # imported up front: a missing plotter should fail before the runs, not after
 
-from stedi_assets.bench.runner import REAL, ScaleResult
+from bench.runner import REAL, ScaleResult
 from stedi_assets.tables import TABLES
 
 MIB = 2**20

@@ -1,4 +1,4 @@
-"""The seeds' five Glue jobs, as plain Spark SQL on local PySpark: the baseline of `stedi bench`.
+"""The seeds' five Glue jobs, as plain Spark SQL on local PySpark: the baseline of `python -m bench`.
 
 These are the seeds' rules, not ours, on purpose: a consent filter, a join on e-mail, a
 DISTINCT, a join on serial number and a join on the timestamp alone (which pairs strangers'
@@ -7,7 +7,7 @@ wrote, JSON in and Parquet out, as the Glue jobs did through the catalog. Landin
 with the declared schema of the seeds' landing tables (the column contracts), as Glue did.
 
 Run as a process of its own, as a user would submit it:
-`python -m stedi_assets.bench.seeds_baseline SOURCE OUT`.
+`python -m bench.seeds_baseline SOURCE OUT`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The Dagster floor of `stedi bench`: eight trivial assets in the lakehouse's shape.
+"""The Dagster floor of `python -m bench`: eight trivial assets in the lakehouse's shape.
 
 The same eight tables and dependencies as the lakehouse, each step returning a tiny value,
 through the same CLI and in-process executor: what a run costs before any data is touched
 (interpreter and import time, definitions loading, step and event overhead).
-Run as `dagster asset materialize -m stedi_assets.bench.floor --select '*'`.
+Run as `dagster asset materialize -m bench.floor --select '*'`.
 """
 
 from __future__ import annotations
