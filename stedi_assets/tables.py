@@ -123,7 +123,7 @@ _LANDING_FILES = (
     Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
     Column("size", pa.int64(), "Its size in bytes when it was parsed"),
     Column("modified_ns", pa.int64(), "Its modification time when it was parsed, epoch ns"),
-    Column("etag", pa.string(), "Its S3 ETag when it was parsed; null on a folder"),
+    Column("etag", pa.string(), "A hash of its content when it was parsed: its S3 ETag, else blake2b:<hex>"),
     Column("lines", pa.int64(), "Its non-blank lines"),
     Column("rows", pa.int64(), "Rows it gave the landing table"),
     Column("rejects", pa.int64(), "Lines of it in the rejects table"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,15 @@ from stedi_assets.lake.aws import AwsAccess
 
 @dataclass(frozen=True)
 class Entry:
-    """What identifies one version of an object: its size and modification time, and on S3
-    its ETag. A file rewritten in place gets a new one."""
+    """What identifies one version of an object: its size, its modification time and on S3
+    its ETag (`etag`, where the landing source also puts a hash of a file's content). A file
+    rewritten in place gets a new one. `unreadable` says why a listed file is never opened
+    (a special file, a dangling symlink, a symlink out of the store's root)."""
 
     size: int
     modified_ns: int
     etag: str | None = None
+    unreadable: str | None = None
 
 
 class Store(Protocol):
@@ -58,23 +62,39 @@ class LocalStore:
         return str(self._path(key))
 
     def list(self, prefix: str) -> list[str]:
-        base = self._path(prefix)
-        if base.is_file():
-            return [prefix]
-        if not base.is_dir():
-            return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        return [key for key, entry in self.entries(prefix).items() if entry.unreadable is None]
 
     def entries(self, prefix: str) -> dict[str, Entry]:
-        """`list`, with each file's size and modification time."""
+        """Every file at `prefix` or below it, in key order, with its size and modification
+        time; a file that must not be opened is listed with why (`unreadable`). Nothing leads
+        out of the root: a symlink is read only when it names a regular file inside the root,
+        and a symlink to a folder is never walked (os.walk does not follow it), so no listing
+        can loop or reach /etc. Special files are never opened: a FIFO would block a reader."""
+        base = self._path(prefix)
+        if not os.path.lexists(base):
+            return {}
+        if not base.is_dir() or not base.resolve().is_relative_to(self.root):
+            return {prefix.rstrip("/"): self._entry(base)}
         out = {}
-        for key in self.list(prefix):
-            try:
-                stat = self._path(key).stat()
-            except FileNotFoundError:  # deleted while we listed
-                continue
-            out[key] = Entry(stat.st_size, stat.st_mtime_ns)
-        return out
+        for folder, dirs, files in os.walk(base):
+            for name in sorted(dirs + files):
+                path = Path(folder, name)
+                if name in dirs and not path.is_symlink():
+                    continue  # walked in its turn
+                out[path.relative_to(self.root).as_posix()] = self._entry(path)
+        return dict(sorted(out.items()))
+
+    def _entry(self, path: Path) -> Entry:
+        try:
+            target = path.resolve(strict=True) if path.is_symlink() else path
+            info = target.lstat()
+        except (OSError, RuntimeError):  # gone, or a symlink to nothing or to itself
+            return Entry(0, 0, unreadable="a dangling symlink" if path.is_symlink() else "deleted while listed")
+        if path.is_symlink() and not target.is_relative_to(self.root):
+            return Entry(0, 0, unreadable="a symlink out of the root folder (not followed)")
+        if not stat.S_ISREG(info.st_mode):
+            return Entry(0, 0, unreadable=_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file, never opened"))
+        return Entry(info.st_size, info.st_mtime_ns)
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -103,6 +123,15 @@ class LocalStore:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+_KINDS = {  # why a listed path that is not a regular file is never opened
+    stat.S_IFDIR: "a symlink to a folder (not followed)",
+    stat.S_IFIFO: "a FIFO, never opened",
+    stat.S_IFSOCK: "a socket, never opened",
+    stat.S_IFCHR: "a character device, never opened",
+    stat.S_IFBLK: "a block device, never opened",
+}
 
 
 def open_store(uri: str, access: AwsAccess | None = None) -> Store:

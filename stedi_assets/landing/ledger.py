@@ -2,8 +2,8 @@
 the landing step and the sensor make.
 
 Each landing table is published with a ledger, `<source>/landing_files`: one row per source
-file it holds, with the identity the file had when it was parsed (size and modification
-time, and on S3 the ETag), its line, row and reject counts, and whether it was still in the
+file it holds, with the identity the file had when it was parsed (its content hash in `etag`,
+beside its size and modification time), its line, row and reject counts, and whether it was still in the
 source. The ledger is a Delta table committed in the same step as the landing table and its
 rejects, just before the landing table's commit, which names the ledger version it belongs
 with (the rejects' pairing, `Lake.companion`). Why a table of its own and not the commit
@@ -63,16 +63,19 @@ class Arrivals:
     def run_key(self) -> str:
         """Names exactly this set of arrivals, each file at its identity: a sensor requests
         one run per key, so the same arrivals are never ingested twice."""
-        identities = [[key, *_identity(self.entries[key])] for key in self.to_parse]
+        identities = [[key, _identity(self.entries[key])] for key in self.to_parse]
         return hashlib.sha256(json.dumps(identities).encode()).hexdigest()[:32]
 
 
-def _identity(entry: Entry) -> tuple:
-    return (entry.size, entry.modified_ns, entry.etag)
+def _identity(entry: Entry) -> str | None:
+    """A file is its content (`LandingSource.survey` hashes it): a correction that keeps the
+    size and modification time is read again, a file only touched is not. A ledger row
+    written before content hashes has none, so its file is read again once."""
+    return entry.etag
 
 
-def _recorded_identity(row: dict) -> tuple:
-    return (row["size"], row["modified_ns"], row["etag"])
+def _recorded_identity(row: dict) -> str | None:
+    return row["etag"]
 
 
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:

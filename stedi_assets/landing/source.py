@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -39,19 +40,21 @@ class LandingSource:
         return list(self.entries(source))
 
     def entries(self, source: str) -> dict[str, Entry]:
-        """The JSON files of one source with what identifies their content (size and
-        modification time, and on S3 the ETag), in a stable order: one listing of the
-        folder or bucket prefix, every page of it."""
+        """The JSON files of one source with what identifies their content (size,
+        modification time and a content hash), in a stable order: one listing of the folder
+        or bucket prefix, every page of it."""
         return self.survey(source)[0]
 
     def survey(self, source: str) -> tuple[dict[str, Entry], dict[str, str]]:
-        """One listing of a source: the files that are read (`entries`), and every other file
-        under its folder with why it is not read, so no file is ignored without a word."""
+        """One listing of a source: the files that are read (`entries`, each with its content
+        hash), and every other file under its folder with why it is not read, so no file is
+        ignored without a word. Special files and symlinks out of the root are never opened."""
+        store = self.store()
         entries, skipped = {}, {}
-        for key, entry in self.store().entries(self._folder(source) + "/").items():
-            reason = skip_reason(key)
+        for key, entry in store.entries(self._folder(source) + "/").items():
+            reason = entry.unreadable or skip_reason(key)
             if reason is None:
-                entries[key] = entry
+                entries[key] = with_content_hash(store, key, entry)
             else:
                 skipped[key] = reason
         if not entries:
@@ -72,6 +75,26 @@ class LandingSource:
         store = self.store()
         for key in keys:
             yield key, read_buffer(store, key)
+
+
+def with_content_hash(store: Store, key: str, entry: Entry) -> Entry:
+    """`entry` with a hash of the file's content in `etag`, so that a file corrected in place
+    is read again even when its size and modification time were kept (`cp -p`, `rsync -t`,
+    sync clients). An S3 ETag is already one, unless the object was uploaded in parts
+    (`"<hash>-<parts>"`, a hash of the parts' hashes: the same bytes uploaded in other parts
+    get another, and it is only the same for the same upload). Anything else is hashed here,
+    streamed: blake2b, in the standard library and faster than MD5 or SHA-256."""
+    if entry.etag and "-" not in entry.etag:
+        return entry
+    digest = hashlib.blake2b(digest_size=16)
+    local = store.local_path(key)
+    if local is None:
+        digest.update(store.read(key))
+    else:
+        with open(local, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return replace(entry, etag=f"blake2b:{digest.hexdigest()}")
 
 
 def skip_reason(key: str) -> str | None:
