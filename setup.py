@@ -15,7 +15,7 @@ setup(
         "dagster-aws==0.29.27",
         "dagster-pyspark==0.29.27",
         "pyspark>=4.0,<5",
-        "pandas>=2.2,<3",  # PySpark 4 supports pandas 2 (it warns on pandas 3); Dagster and the charts read it
+        "pandas>=2.2,<3",  # for PySpark (its Arrow transfer), which supports pandas 2 and warns on pandas 3
         "numpy>=1.26",  # imported directly: the generator and the landing parser
         "pyarrow>=21",  # what deltalake 1.6 reads and writes Arrow with (its pyarrow extra)
         "duckdb==1.5.6",
