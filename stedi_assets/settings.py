@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import click
 
 from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.tables import TABLES
@@ -19,6 +22,18 @@ SUBJECT_KEY_VARIABLE = "STEDI_SUBJECT_KEY"
 UNSAFE_COMMITS_VARIABLE = "STEDI_S3_ALLOW_UNSAFE_COMMITS"
 ENGINES = ("duckdb", "spark")
 DEFAULT_RETENTION_HOURS = 168
+
+
+class SettingsError(click.ClickException, ValueError):
+    """A setting that cannot be used: the message names it and says what to do. A click
+    exception, so that every command line that loads the settings reports it in one line
+    without a traceback and exits 2 (a usage error): `stedi`, and the `dagster` commands
+    that import the Definitions, which load them."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"stedi: {self.format_message()}", file=file or sys.stderr)
 
 
 class ConsentPolicy(str, enum.Enum):
@@ -62,20 +77,15 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        policy = env.get("STEDI_CONSENT_POLICY") or ConsentPolicy.ANY.value
-        try:
-            consent_policy = ConsentPolicy(policy)
-        except ValueError:
-            allowed = ", ".join(p.value for p in ConsentPolicy)
-            raise ValueError(f"STEDI_CONSENT_POLICY={policy!r} is not one of: {allowed}") from None
-        engine = (env.get("STEDI_ENGINE") or "duckdb").strip().lower()
-        if engine not in ENGINES:
-            raise ValueError(f"STEDI_ENGINE={env.get('STEDI_ENGINE')!r} is not one of: {', '.join(ENGINES)}")
+        consent_policy = ConsentPolicy(_choice(env, "STEDI_CONSENT_POLICY", [p.value for p in ConsentPolicy]))
+        engine = _choice(env, "STEDI_ENGINE", list(ENGINES))
         lake = env.get("STEDI_LAKE") or DEFAULT_LAKE
+        _folder(lake, "STEDI_LAKE")
         glue_database = env.get("STEDI_GLUE_DATABASE") or None
         if glue_database and not lake.startswith("s3://"):
-            raise ValueError(
-                f"STEDI_GLUE_DATABASE={glue_database} registers tables on S3, but STEDI_LAKE={lake} is not an s3:// location"
+            raise SettingsError(
+                f"STEDI_GLUE_DATABASE={glue_database} registers tables on S3, but STEDI_LAKE={lake} is not an s3:// "
+                "location: set STEDI_LAKE to s3://bucket/prefix, or unset STEDI_GLUE_DATABASE"
             )
         return cls(
             source=env.get("STEDI_SOURCE") or str(SAMPLE_SOURCE),
@@ -95,10 +105,32 @@ class Settings:
         )
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: list[str]) -> str:
+    """A setting that names one of `allowed` (the first is its default), in any case."""
+    value = (env.get(name) or allowed[0]).strip().lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}={env[name]!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _folder(location: str, name: str) -> None:
+    """Refuse a local location that names a file (or lies under one) before anything is built
+    there: the nearest existing path must be a folder. An s3:// location is checked when opened."""
+    if location.startswith("s3://"):
+        return
+    path = Path(location).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SettingsError(
+            f"{name}={location} {'is' if existing == path else 'lies under'} a file, not a folder: "
+            "set it to a folder (created if missing) or an s3:// location"
+        )
+
+
 def _flag(env: Mapping[str, str], name: str, default: str = "false") -> bool:
     value = (env.get(name) or default).strip().lower()
     if value not in {"true", "1", "yes", "false", "0", "no"}:
-        raise ValueError(f"{name}={env[name]!r} is not true or false")
+        raise SettingsError(f"{name}={env[name]!r} is not true or false: set it to true or false")
     return value in {"true", "1", "yes"}
 
 
@@ -109,9 +141,9 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         number = type(default)(value)
     except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number") from None
+        raise SettingsError(f"{name}={value!r} is not a number: set it to a positive number") from None
     if number <= 0:
-        raise ValueError(f"{name}={value!r} must be positive")
+        raise SettingsError(f"{name}={value!r} must be positive: set it to a positive number")
     return number
 
 
@@ -120,7 +152,7 @@ def _hours(env: Mapping[str, str], name: str, default: int) -> int:
     if not value:
         return default
     if not value.strip().isdigit():
-        raise ValueError(f"{name}={value!r} is not a whole number of hours (0 or more)")
+        raise SettingsError(f"{name}={value!r} is not a whole number of hours: set it to 0 or more")
     return int(value)
 
 
@@ -132,7 +164,7 @@ def _source_prefixes(value: str) -> dict[str, str]:
         source, _, folder = pair.partition("=")
         source, folder = source.strip(), folder.strip().strip("/")
         if source not in LANDING_SOURCES or not folder:
-            raise ValueError(
+            raise SettingsError(
                 f"STEDI_SOURCE_PREFIXES: {pair!r} is not <source>=<folder> with a source among {', '.join(LANDING_SOURCES)}"
             )
         prefixes[source] = folder
