@@ -9,6 +9,7 @@ import io
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 import pyarrow as pa
@@ -19,12 +20,12 @@ from stedi_assets.generate import GenerateOptions, generate
 from stedi_assets.lake.connect import open_lake
 from stedi_assets.lake.ddl import lake_ddl
 from stedi_assets.lake.delta import Lake
-from stedi_assets.lake.errors import LakeError
+from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.lake.store import open_store
 from stedi_assets.lakehouse import AUDITS, query, refusal, rollback
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.settings import Settings
+from stedi_assets.settings import SAMPLE_SOURCE, Settings, SettingsError
 from stedi_assets.tables import LAKE_TABLES, TABLES
 
 FORMATS = ("table", "csv", "json")
@@ -48,10 +49,18 @@ def _privacy(settings: Settings) -> PrivacyPolicy:
     return PrivacyPolicy(settings.consent_policy, settings.subject_key, settings.retention_hours)
 
 
+def _tables(names) -> str:
+    """The table names for a command's help, one a line (`\b`: click must not rewrap them
+    and break a name mid-word)."""
+    return "\b\nTables:\n" + "\n".join(f"  {name}" for name in sorted(names))
+
+
 class _Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except SettingsError:
+            raise  # a click exception: `stedi: <message>`, exit 2
         except (LakeError, ValueError) as error:  # the message says it all; a traceback adds nothing
             raise click.ClickException(str(error)) from None
 
@@ -98,6 +107,11 @@ def generate_command(
     """Write synthetic landing data to OUT (default: STEDI_SOURCE) in the source layout."""
     settings = Settings.from_env()
     target = out or settings.source
+    if not target.startswith("s3://") and Path(target).resolve() == SAMPLE_SOURCE.resolve():
+        raise SettingsError(
+            f"generate writes to OUT, else STEDI_SOURCE, which names the bundled sample ({SAMPLE_SOURCE}): "
+            "name an output folder, e.g. stedi generate generated_source"
+        )
     options = GenerateOptions(
         scale=scale, seed=seed, duplicate_emails=duplicate_emails, reused_serials=reused_serials, dirty_lines=dirty_lines
     )
@@ -108,29 +122,37 @@ def generate_command(
     )
 
 
-@main.command("rollback")
-@click.argument("table", type=click.Choice(sorted(AUDITS)))
+@main.command("rollback", epilog=_tables(AUDITS))
+@click.argument("table", type=click.Choice(sorted(AUDITS)), metavar="TABLE")
 @click.option("--to", "to_version", type=click.IntRange(min=0), help="The version to restore; default: the one before the current.")
+@click.option("--apply", is_flag=True, help="Restore it; without it, only judge it and say what would happen.")
 @LAKE_OPTION
-def rollback_command(table: str, to_version: int | None, lake: str | None) -> None:
+def rollback_command(table: str, to_version: int | None, apply: bool, lake: str | None) -> None:
     """Restore an earlier version of TABLE as a new commit, only if it passes the table's
-    blocking rules against today's upstream tables; otherwise refuse and change nothing."""
+    blocking rules against today's upstream tables; otherwise refuse and change nothing.
+    Without --apply a dry run: the version is judged, nothing is restored."""
     from stedi_assets.engine.resource import engine_resource  # Dagster: the rules run on the chosen engine
 
     settings = _settings(lake)
     source = LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
-    result = rollback(_open(settings), table, engine_resource(settings.engine), _privacy(settings), source, to_version)
+    lakehouse = _open(settings)
+    result = rollback(lakehouse, table, engine_resource(settings.engine), _privacy(settings), source, to_version, apply)
     if result.refused:
         raise click.ClickException(refusal(result))
-    assert result.restored is not None
+    if result.restored is None:
+        click.echo(
+            f"{table} would be restored to version {result.target.version} ({result.target.rows} rows); every "
+            "blocking rule passed; nothing was changed: add --apply to restore it"
+        )
+        return
     click.echo(
         f"{table} restored to version {result.target.version} as version {result.restored.version} "
         f"({result.restored.rows} rows); every blocking rule passed"
     )
 
 
-@main.command()
-@click.argument("table", type=click.Choice(sorted(LAKE_TABLES)))
+@main.command(epilog=_tables(LAKE_TABLES))
+@click.argument("table", type=click.Choice(sorted(LAKE_TABLES)), metavar="TABLE")
 @LAKE_OPTION
 def versions(table: str, lake: str | None) -> None:
     """List TABLE's versions, newest first: when, which run, what its audit found, and
@@ -168,8 +190,8 @@ def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
     )
 
 
-@main.command()
-@click.argument("tables", nargs=-1, type=click.Choice(sorted(LAKE_TABLES)))
+@main.command(epilog=_tables(LAKE_TABLES))
+@click.argument("tables", nargs=-1, type=click.Choice(sorted(LAKE_TABLES)), metavar="[TABLES]...")
 @click.option("--retain-hours", type=click.IntRange(min=0), default=168, show_default=True, help="Keep every file a version younger than this needs.")
 @click.option("--apply", is_flag=True, help="Delete the files; without it, only list them.")
 @LAKE_OPTION
@@ -180,6 +202,9 @@ def vacuum(tables: tuple[str, ...], retain_hours: int, apply: bool, lake: str | 
     for name in tables or sorted(LAKE_TABLES):
         try:
             files = store.vacuum(LAKE_TABLES[name].spec, retain_hours, apply=apply)
+        except TableNotPublishedError:  # erasure_requests only exists once `stedi forget` wrote it
+            click.echo(f"{name}: not in {store.uri()}, nothing to vacuum")
+            continue
         except LakeError as error:
             click.echo(f"{name}: {error}")
             continue

@@ -3,6 +3,7 @@ history, and rollbacks that are audited like any other publish."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,9 @@ def query(lake: Lake, sql: str) -> pa.Table:
         return DuckDBEngine().query(sql, relations)
     except Exception as error:  # DuckDB's or Arrow's message names the problem
         message = str(error)
+        if isinstance(error, duckdb.CatalogException) and (unknown := re.search(r"Table with name (\S+) does not exist", message)):
+            # Not DuckDB's guess (pg_tables, a system view): the tables this lake has.
+            raise QueryError(f"no table {unknown[1]} in the lake: query one of {', '.join(sorted(LAKE_TABLES))}") from None
         damaged = [s.name for s in relations.values() if any(f.removeprefix("file://") in message or f in message for f in s.files)]
         if damaged:
             raise DamagedTableError(f"{', '.join(damaged)} cannot be read (a data file is damaged): {message}") from None
@@ -92,11 +96,16 @@ class RollbackResult:
     table: Table
     target: Snapshot
     outcomes: list[Outcome]
-    restored: Snapshot | None  # None: refused
+    restored: Snapshot | None  # None: refused, or a dry run
 
     @property
     def refused(self) -> bool:
-        return self.restored is None
+        return not all(o.passed for o in self.outcomes)
+
+
+# The commit info key under which publishing records the erasure requests a version was built
+# with (publishing.ERASURES_APPLIED; publishing imports Dagster, which `stedi` commands must not).
+ERASURES_APPLIED = "erasures_applied"
 
 
 def rollback(
@@ -106,13 +115,15 @@ def rollback(
     privacy: PrivacyPolicy,
     source: LandingSource,
     to_version: int | None = None,
+    apply: bool = False,
 ) -> RollbackResult:
     """Restore an earlier version of `name` as a new commit, only if it passes the table's
     blocking rules against today's upstream tables (and, for a landing table, today's
     source) and today's erasure requests: a rollback is a publish, so it can never bring back
     what today's rules forbid, such as the readings of a customer who has withdrawn consent
     or been erased since. Never past the retention window. Default target: the version
-    before the current one."""
+    before the current one. Without `apply` a dry run: judged, nothing restored (like
+    delta-rs's destructive operations, since a restore replaces what every reader sees)."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
@@ -125,13 +136,8 @@ def rollback(
             f"{name} is at version {current.version}: roll back to one of versions 0 to {current.version - 1}"
         )
     target = lake.at(audit.table.spec, target_version)
-    window = now_ms() - privacy.retention_hours * 3_600_000
-    committed = lake.commit_time(audit.table.spec, target_version + 1)  # when the target was replaced
-    if committed is not None and committed < window or not lake.restorable(audit.table.spec, target_version):
-        raise LakeError(
-            f"{name} version {target_version} is past the retention window (STEDI_RETENTION_HOURS="
-            f"{privacy.retention_hours}): it left the history and cannot be restored"
-        )
+    if gone := _why_gone(lake, audit.table, target, current, privacy):
+        raise LakeError(f"{name} version {target_version} {gone}: it left the history and cannot be restored")
     reads = [t.name for t in audit.reads]
     relations: dict[str, Any] = {**published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]), name: target}
     companion = None
@@ -148,7 +154,7 @@ def rollback(
     serials_from = target if name == CUSTOMER_LANDING.name else relations.get(CUSTOMER_LANDING.name)
     relations.update(erasures.with_serials(erasure.erased_serials(serials_from)).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
-    if not all(o.passed for o in outcomes):
+    if not apply or not all(o.passed for o in outcomes):
         return RollbackResult(audit.table, target, outcomes, None)
     info: Mapping[str, Any] = {
         **target.info,
@@ -169,6 +175,21 @@ def rollback(
     if versions:
         info = {**info, "companions": versions}
     return RollbackResult(audit.table, target, outcomes, lake.restore(audit.table.spec, target.version, info))
+
+
+def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, privacy: PrivacyPolicy) -> str | None:
+    """Why `target`'s data files are gone, or None if they are all there: replaced longer
+    ago than the retention window, purged with every version from before erasure requests
+    that the current version applies, or deleted by a vacuum (`stedi vacuum --retain-hours`)."""
+    window = now_ms() - privacy.retention_hours * 3_600_000
+    replaced = lake.commit_time(table.spec, target.version + 1)
+    if replaced is not None and replaced < window:
+        return f"is past the retention window (STEDI_RETENTION_HOURS={privacy.retention_hours})"
+    if lake.restorable(table.spec, target.version):
+        return None
+    if target.info.get(ERASURES_APPLIED) != current.info.get(ERASURES_APPLIED):
+        return "was purged when erasure requests were applied (no version from before an erasure is kept)"
+    return "lost its data files to a vacuum (stedi vacuum --retain-hours)"
 
 
 def refusal(result: RollbackResult) -> str:

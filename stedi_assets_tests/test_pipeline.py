@@ -184,7 +184,7 @@ def test_a_rollback_never_republishes_what_todays_rules_forbid(sample_source, la
         assert f"{rule}: {count} violation" in refused.stderr
     assert versions(lakehouse) == before  # nothing changed
 
-    allowed = run_cli(["stedi", "rollback", "accelerometer_landing", "--to", "0"], lakehouse.env, lakehouse.root)
+    allowed = run_cli(["stedi", "rollback", "accelerometer_landing", "--to", "0", "--apply"], lakehouse.env, lakehouse.root)
     assert "accelerometer_landing restored to version 0 as version 2" in allowed.stdout
     history = run_cli(["stedi", "versions", "accelerometer_landing"], lakehouse.env, lakehouse.root).stdout.splitlines()
     assert "RESTORE" in history[0] and "restore of 0" in history[0] and "lines_accounted_for 0" in history[0]

@@ -46,7 +46,7 @@ def test_a_rerun_and_a_rollback_change_no_glue_entry(s3_server: MotoServer, s3_l
         n: _unchanged(e) for n, e in s3_rerun.glue_before.items()
     }
     before = glue_tables(s3_server, GLUE_DATABASE)
-    run_cli(["stedi", "rollback", CUSTOMER_CURATED.name], s3_lakehouse.env, s3_lakehouse.root)
+    run_cli(["stedi", "rollback", CUSTOMER_CURATED.name, "--apply"], s3_lakehouse.env, s3_lakehouse.root)
     after = glue_tables(s3_server, GLUE_DATABASE)
     assert {n: _unchanged(e) for n, e in after.items()} == {n: _unchanged(e) for n, e in before.items()}
 

@@ -68,7 +68,7 @@ def test_rollback_shows_in_sql_and_versions(s3_server: MotoServer, s3_lakehouse:
     assert changed.version == previous.version + 1
     assert changed.to_arrow().num_rows == REFERENCE[ConsentPolicy.SINCE_CONSENT][name]
 
-    out = run_cli(["stedi", "rollback", name], s3_lakehouse.env, s3_lakehouse.root).stdout
+    out = run_cli(["stedi", "rollback", name, "--apply"], s3_lakehouse.env, s3_lakehouse.root).stdout
     assert f"restored to version {previous.version} as version {previous.version + 2}" in out
     assert s3_lakehouse.count(name) == COUNTS[name]
     restored = lake.current(spec)
