@@ -3,12 +3,14 @@ file identity that includes its content, and `stedi` commands that fail in one l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from click.testing import CliRunner
 
 from stedi_assets.cli import main
 from stedi_assets.lakehouse import AUDITS
-from stedi_assets.landing.source import LandingSource
+from stedi_assets.lake.store import LocalStore
+from stedi_assets.landing.source import LandingSource, with_content_hash
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy, Settings, SettingsError
 from stedi_assets.tables import LAKE_TABLES
 from stedi_assets_tests.conftest import REPO
@@ -104,6 +107,15 @@ def test_a_file_corrected_in_place_with_the_same_size_and_time_is_read_again(tmp
         assert reference.run().success
         assert after == reference.tables()
         assert after != before
+
+
+def test_an_etag_is_the_content_hash_unless_the_object_was_uploaded_in_parts(tmp_path: Path):
+    (tmp_path / "a.json").write_bytes(b'{"x": 1}\n')
+    store, entry = LocalStore(tmp_path), LocalStore(tmp_path).entries("a.json")["a.json"]
+    hashed = with_content_hash(store, "a.json", entry)
+    assert hashed.etag == "blake2b:" + hashlib.blake2b(b'{"x": 1}\n', digest_size=16).hexdigest()
+    assert with_content_hash(store, "a.json", replace(entry, etag='"9b2cf535f27731c974343645a3985328"')).etag == '"9b2cf535f27731c974343645a3985328"'
+    assert with_content_hash(store, "a.json", replace(entry, etag='"9b2cf535f27731c974343645a3985328-2"')).etag == hashed.etag
 
 
 # -- settings: one line naming the setting, any case ----------------------------------------
