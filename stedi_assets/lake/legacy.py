@@ -31,7 +31,7 @@ def migrate_lake(lake: Lake, specs: Sequence[TableSpec], apply: bool = False) ->
             continue
         parts = [pq.read_table(pa.BufferReader(read_buffer(store, key))) for key in pointer["files"]]
         data = pa.concat_tables(parts, promote_options="permissive") if parts else spec.schema.empty_table()
-        snapshot = lake.commit(lake.stage(spec, data), {"migrated_from": pointer["version"], "rows": data.num_rows})
+        snapshot = lake.write(spec, data, {"migrated_from": pointer["version"], "rows": data.num_rows})
         for folder in folders:
             store.delete_prefix(f"{spec.location}/{folder}")
         store.delete_prefix(pointer_key)

@@ -48,7 +48,7 @@ def _round_trip(proxy: FaultProxy) -> list:
     """Commit a table and read it back through a LakeResource; delta-rs's requests."""
     resource = LakeResource(root=f"s3://{LAKE_BUCKET}/access-{uuid.uuid4().hex[:8]}", aws=AwsAccess(max_attempts=2))
     lake = resource.lake()
-    lake.commit(lake.stage(SPEC, pa.table({"t": [1, 2, 3]})), {"run_id": "r1"})
+    lake.write(SPEC, pa.table({"t": [1, 2, 3]}), {"run_id": "r1"})
     assert resource.lake().current(SPEC).to_arrow().num_rows == 3
     requests = [s for s in proxy.seen if DELTA_RS in (s.header("User-Agent") or "")]
     assert requests and all(s.path.startswith(f"/{LAKE_BUCKET}/") or s.path.startswith(f"/{LAKE_BUCKET}?") for s in requests)
