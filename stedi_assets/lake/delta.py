@@ -185,7 +185,7 @@ class Lake:
         bucket = self.uri().removeprefix("s3://").split("/", 1)[0] if self.uri().startswith("s3://") else None
         secrets = [self.storage_options.get(k, "") for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
         kind = AwsRequestError if is_request_error(error) else LakeError
-        return kind(f"{what}: {describe(error, bucket, secrets)}")
+        return kind(f"{what}: {' '.join(describe(error, bucket, secrets).split())}")  # a conflict's help is a second line
 
     def _wrapped(self, what: str, error: BaseException) -> BaseException:
         """`error` itself if it is the lake's own (or an interrupt), else `_failure`."""
@@ -277,7 +277,7 @@ class Lake:
                 break
             except BaseException as error:
                 try:
-                    landed, latest_version = self._landed(uri, write_id, read_version)
+                    landed, latest_version = self._landed(spec, write_id, read_version)
                 except Exception:
                     landed, latest_version = None, None
                 if landed:
@@ -286,7 +286,7 @@ class Lake:
                     if not isinstance(error, Exception):
                         raise
                     raise LakeError(
-                        f"commit of {spec.name} at {uri} failed ({describe(error)}), and its log could not be "
+                        f"commit of {spec.name} at {uri} failed ({' '.join(describe(error).split())}), and its log could not be "
                         "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
                         "deletes them once older than --retain-hours, if no commit names them)"
                     ) from error
@@ -396,13 +396,16 @@ class Lake:
         except TableNotFoundError:
             return None
 
-    def _landed(self, uri: str, write_id: str, base: int) -> tuple[bool, int]:
-        """Whether a commit after version `base` carries `write_id`; and the latest version."""
-        table = self._latest(uri)
+    def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[bool, int]:
+        """Whether a commit after version `base` carries `write_id`; and the latest version.
+        The log entries are read through the store: delta-rs's `history` holds the GIL while
+        it waits on S3."""
+        table = self._latest(self.uri(spec.location))
         latest = table.version() if table is not None else -1
-        if latest <= base:
-            return False, latest
-        return any(entry.get(WRITE_ID) == write_id for entry in table.history(latest - base)), latest
+        for version in range(base + 1, latest + 1):
+            if self._commit_info(spec, version).get(WRITE_ID) == write_id:
+                return True, latest
+        return False, latest
 
     def _delete_unnamed(self, spec: TableSpec, before: set[str], base: int, latest: int) -> None:
         """Delete the data files a write that did not land left behind: those not there
@@ -478,11 +481,7 @@ class Lake:
 
     def commit_time(self, spec: TableSpec, version: int) -> int | None:
         """When `version` was committed (epoch ms), from its log entry; None if unknown."""
-        for line in self._log_entry(spec, version):
-            action = json.loads(line)
-            if "commitInfo" in action:
-                return action["commitInfo"].get("timestamp")
-        return None
+        return self._commit_info(spec, version).get("timestamp")
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first."""
@@ -519,10 +518,13 @@ class Lake:
         """Our part of a version's commit info, read from its log entry (gone once the log
         is cleaned up past a checkpoint: then {}). A restore commit records the version it
         restored; the info that stands behind the data is that version's."""
+        return self._commit_info(spec, version).get(INFO_KEY) or {}
+
+    def _commit_info(self, spec: TableSpec, version: int) -> Mapping[str, Any]:
         for line in self._log_entry(spec, version):
             action = json.loads(line)
             if "commitInfo" in action:
-                return action["commitInfo"].get(INFO_KEY) or {}
+                return action["commitInfo"]
         return {}
 
     def _log_entry(self, spec: TableSpec, version: int) -> list[str]:
