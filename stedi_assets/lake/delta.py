@@ -439,7 +439,7 @@ class Lake:
 
     def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
         """The files of versions replaced more than `retain_hours` ago, and (`untracked`)
-        files no commit ever named that are as old (staged by a run that died: a younger one
+        files no commit ever named that are as old (written by a run that died: a younger one
         may be another writer's, about to be committed); deleted only with `apply` (default:
         a dry run)."""
         table = self._open(spec)
@@ -448,9 +448,11 @@ class Lake:
         except Exception as error:
             raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
         if apply:
-            # Deleted here rather than by delta-rs, which would add two commits (VACUUM START,
-            # VACUUM END) to every vacuum: versions without data, that would push the one
-            # that stands behind the data out of `current`.
+            # delta-rs lists them (above); they are deleted here rather than by delta-rs, which
+            # (1.6.6) adds two commits, VACUUM START and END, to every vacuum, even one with
+            # nothing left to delete: versions without data that would push the one standing
+            # behind the data out of `current`, make every run look like a change to the
+            # tables that read it, and need a conditional-put store for a vacuum.
             for name in files:
                 self.store.delete_prefix(f"{spec.location}/{name}")
         return sorted(files)
