@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from stedi_assets.engine import Relation
-from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Snapshot
-from stedi_assets.privacy import PrivacyPolicy, mask
+from stedi_assets.privacy import mask
 from stedi_assets.tables import Table
 
+if TYPE_CHECKING:  # Dagster resources: judging needs only their methods, not Dagster
+    from stedi_assets.engine.resource import SqlEngineResource
+    from stedi_assets.privacy import PrivacyPolicy
+
 SAMPLE_SIZE = 10
-Evaluator = Callable[[Mapping[str, Relation], PrivacyPolicy], pa.Table]
+Evaluator = Callable[[Mapping[str, Relation], "PrivacyPolicy"], pa.Table]
 
 
 @dataclass(frozen=True)
