@@ -410,7 +410,9 @@ class Lake:
     def _delete_unnamed(self, spec: TableSpec, before: set[str], base: int, latest: int) -> None:
         """Delete the data files a write that did not land left behind: those not there
         before it, and named by no version committed since (another writer's). delta-rs
-        does not say which files a failed write made, so they are told by listing."""
+        does not say which files a failed write made, so they are told by listing; a file
+        another writer of the same table wrote meanwhile and has not committed yet would go
+        too, which is why a table has one writer at a time (the step's Dagster pool)."""
         named: set[str] = set()
         for version in range(max(base + 1, 0), latest + 1):
             named |= {f.rsplit("/", 1)[1] for f in self.at(spec, version).files}
