@@ -15,19 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 import pyarrow as pa
 
 from stedi_assets.engine import Relation
-from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Snapshot
-from stedi_assets.landing.source import LandingSource
-from stedi_assets.privacy import PrivacyPolicy, mask
+from stedi_assets.privacy import mask
 from stedi_assets.tables import Table
 
+if TYPE_CHECKING:  # Dagster resources: judging needs only their methods, not Dagster
+    from stedi_assets.engine.resource import SqlEngineResource
+    from stedi_assets.privacy import PrivacyPolicy
+
 SAMPLE_SIZE = 10
-Evaluator = Callable[[Mapping[str, Relation], PrivacyPolicy], pa.Table]
+Evaluator = Callable[[Mapping[str, Relation], "PrivacyPolicy"], pa.Table]
 
 
 @dataclass(frozen=True)
@@ -54,35 +56,26 @@ class Outcome:
 @dataclass(frozen=True)
 class Audit:
     """The rules of `table`. `reads`: the other tables they look at, as published.
-    `companion`: a table built and published in the same step (a landing table's rejects),
-    judged together with it. `ledger`: a table published in the same step that records what
-    the table was built from (a landing table's source files), not judged. `from_source`:
-    relations recounted from the landing source (and the version's ledger), for judging a
-    published version (the asset step has them from its own parse)."""
+    `paired`: tables they look at that are published with one of `reads`, read at the
+    version its commit names (a landing table's rejects). `companion`: a table built and
+    published in the same step (a landing table's rejects), judged together with it.
+    `ledger`: a table published in the same step that records what the table was built from
+    (a landing table's source files), not judged. `from_source`: relations recounted from
+    the step's source resource (and the version's ledger), for judging a published version
+    (the asset step has them from its own parse)."""
 
     table: Table
     rules: tuple[Rule, ...]
     reads: tuple[Table, ...] = ()
     companion: Table | None = None
-    from_source: Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]] | None = None
+    from_source: Callable[[Any, Snapshot | None], Mapping[str, pa.Table]] | None = None
     ledger: Table | None = None
+    paired: tuple[Table, ...] = ()
 
     @property
     def companions(self) -> tuple[Table, ...]:
         """The tables published with this one, each at the version its commit names."""
         return tuple(t for t in (self.companion, self.ledger) if t is not None)
-
-    def check_specs(self) -> list[dg.AssetCheckSpec]:
-        return [
-            dg.AssetCheckSpec(
-                rule.name,
-                asset=self.table.name,
-                description=rule.description,
-                blocking=True,
-                additional_deps=[t.name for t in self.reads],
-            )
-            for rule in self.rules
-        ]
 
     def judge(
         self, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy, as_of: int

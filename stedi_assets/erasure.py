@@ -155,7 +155,7 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
             "key_id": pa.array([key_id(privacy)] * len(keys), pa.string()),
         }
     )
-    lake.commit(lake.stage(ERASURE_REQUESTS.spec, rows), {"requests": len(keys)}, mode="append")
+    lake.write(ERASURE_REQUESTS.spec, rows, {"requests": len(keys)}, mode="append")
     return len(keys)
 
 

@@ -2,14 +2,12 @@
 
 Every table's commit records the versions of the inputs it was built from (publishing.py,
 `inputs` in the commit info). The next build compares each input's published version with
-that one:
-
-- a large input (a landing table, accelerometer_trusted, step_trainer_trusted) by its data
-  files: a Delta version's files never change, so the rows only in files the old version
-  lacks were added and those only in files the new one lacks were removed (both read, and
-  set against each other, only when a commit replaced files: usually nothing was removed and
-  only the new files are read);
-- a small one (customers) whole, on the columns the table depends on.
+that one by its data files: a Delta version's files never change, so the rows only in files
+the old version lacks were added and those only in files the new one lacks were removed (both
+read, and set against each other, only when a commit replaced files: usually nothing was
+removed and only the new files are read; a small table rewritten whole, customers, is so
+compared row by row). Rows are compared whole: a column a rule starts to read is followed
+without a list of the columns each rule reads.
 
 From those changes each table's build (trusted/assets.py, curated/assets.py) derives the
 *affected* keys, whose rows must be recomputed from the whole inputs (a customer whose
@@ -123,26 +121,12 @@ class Follower:
             info={"rules_fingerprint": self.fingerprint},
         )
 
-    def changes(self, name: str, columns: Sequence[str] | None = None) -> Changes:
-        """What changed in input `name`. With `columns`, the input is compared whole on those
-        columns (for small tables: customers); otherwise by data files."""
+    def changes(self, name: str) -> Changes:
+        """What changed in input `name`, as whole rows (every column a rule may read): by its
+        data files, the rows only in files the old version lacks and those only in files the
+        new one lacks, set against each other when a commit replaced files."""
         self.compared.add(name)
         old, new = self.bases[name], self.step.inputs[name]
-        if set(old.files) == set(new.files):
-            schema = old.spec.storage_schema
-            empty = (pa.schema([schema.field(c) for c in columns]) if columns is not None else schema).empty_table()
-            return Changes(old, new, empty, empty)
-        if columns is not None:
-            cols = ", ".join(columns)
-            relations = {"old_version": old, "new_version": new}
-            difference = "SELECT DISTINCT {c} FROM {a} EXCEPT SELECT DISTINCT {c} FROM {b}"
-            query = self.step.engine.engine().query
-            return Changes(
-                old,
-                new,
-                query(difference.format(c=cols, a="old_version", b="new_version"), relations),
-                query(difference.format(c=cols, a="new_version", b="old_version"), relations),
-            )
         kept = set(new.files) & set(old.files)
         removed = old.part([f for f in old.files if f not in kept])
         added = new.part([f for f in new.files if f not in kept])

@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
 
 import dagster as dg
-import pyarrow as pa
 
-# dagster 1.13.27 does not export TableMetadataSet as dg.TableMetadataSet.
-from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
-
-from stedi_assets.lake.delta import Snapshot
+from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.resources.lake import LakeResource
-from stedi_assets.privacy import mask
-from stedi_assets.publishing import Candidate, whole
+from stedi_assets.publishing import Audited
 from stedi_assets.tables import TABLES, Table
 
-PREVIEW_ROWS = 5
+# Files a run that died left behind, and no commit names, are deleted once this old: a
+# younger one may be another writer's, still to be committed.
+UNTRACKED_FILE_HOURS = 1
 
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
-    """Stores each output as Parquet data files of its Delta table, staged: no commit names
-    them until the asset's step has reported its checks and commits them (publishing.py).
-    A table that failed its audit is not written at all. Hands each input over as the
+    """The one place that writes a table to the lake: each output, a table that passed its
+    audit (publishing.py), is written and committed as the table's next Delta version in one
+    go; an output of None (the audit failed) writes nothing. Hands each input over as the
     table's current published version."""
 
     lake: LakeResource
 
-    def handle_output(self, context: dg.OutputContext, obj: Candidate) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: Audited | None) -> None:
+        if obj is None:
+            return
         lake = self.lake.lake()
-        obj.stage(lake)
-        context.add_output_metadata(output_metadata(obj, lake.uri(obj.table.location)))
+        started = time.perf_counter()
+        snapshot = write(lake, obj)
+        name = obj.table.name
+        if snapshot is None:
+            base = obj.increment.base  # type: ignore[union-attr]
+            context.log.info(f"{name}: nothing changed, stays at Delta version {base.version} ({base.rows} rows); {obj.timings}")
+            return
+        context.log.info(
+            f"{name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows, {obj.info['build']} build); "
+            f"{obj.timings}, commit {time.perf_counter() - started:.3f} s"
+        )
+        for table in (obj.table, *(c.table for c in obj.companions)):
+            for line in forget_history(lake, table, obj.retention_hours, obj.forget_all):
+                context.log.info(line)
 
     def load_input(self, context: dg.InputContext) -> Snapshot:
         return self.lake.lake().current(table_for(context.asset_key).spec)
@@ -40,37 +51,31 @@ def table_for(asset_key: dg.AssetKey) -> Table:
     return TABLES[asset_key.path[-1]]
 
 
-def output_metadata(candidate: Candidate, uri: str) -> dict[str, Any]:
-    """Row count (once committed), column schema, location, a masked preview (of the rows
-    this build adds) and the audit's verdict; for an incremental build, what it changed."""
-    table, data = candidate.table, candidate.added
-    failed = [f"{o.rule.name} ({o.violations})" for o in candidate.outcomes if not o.passed]
-    metadata: dict[str, Any] = {
-        **TableMetadataSet(row_count=candidate.rows, column_schema=table.table_schema),
-        "dagster/uri": uri,
-        "published": candidate.passed,
-        "audit": "passed every blocking rule: committed after its checks"
-        if candidate.passed
-        else f"FAILED {', '.join(failed)}: not published, nothing written; readers keep the previous version",
-        "preview": preview(table, data.slice(0, PREVIEW_ROWS)),
-    }
-    increment = candidate.increment
-    metadata["build"] = "full" if increment is None else "incremental"
-    if increment is not None:
-        metadata["rows_added"] = data.num_rows
-        metadata["base_version"] = increment.base.version
-        metadata["changes"] = dg.MetadataValue.json(dict(increment.summary))
-    if candidate.companion is not None and candidate.audit.companion is not None and increment is None:
-        metadata[f"{candidate.audit.companion.name}_rows"] = whole(candidate.audit.companion, candidate.companion).num_rows
-    return metadata
+def write(lake: Lake, out: Audited) -> Snapshot | None:
+    """Commit `out`: its companions first, then the table naming their versions, so that a
+    reader pairing them (lake.companion) never sees one without the other. An increment is
+    committed on the version it was built from; one that changes nothing is not committed
+    (None)."""
+    if out.changes_nothing:
+        return None
+    companions = [
+        lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
+        for c in out.companions
+    ]
+    paired = [c for c in companions if c is not None]
+    inc = out.increment
+    if inc is None:
+        return lake.write(out.table.spec, out.data, out.info, companions=paired)
+    return lake.write(out.table.spec, out.data, out.info, companions=paired, base=inc.base, removes=inc.removes)
 
 
-def preview(table: Table, rows: pa.Table) -> dg.TableMetadataValue:
-    """The first rows, direct identifiers masked."""
-    names = table.column_names
-    records = [dg.TableRecord({c: _cell(mask(c, row[c])) for c in names}) for row in rows.select(names).to_pylist()]
-    return dg.MetadataValue.table(records, schema=table.table_schema)
-
-
-def _cell(value: Any) -> str | int | float | bool | None:
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+def forget_history(lake: Lake, table: Table, retention_hours: int, forget_all: bool) -> list[str]:
+    """After a commit: older versions leave the history once they are STEDI_RETENTION_HOURS
+    old; all of them at once after the first commit that applied new erasure requests, so no
+    old version keeps an erased person (time travel to before the erasure is gone)."""
+    spec = table.spec
+    if forget_all:
+        gone = lake.vacuum(spec, 0, apply=True, untracked=False) + lake.vacuum(spec, UNTRACKED_FILE_HOURS, apply=True)
+        return [f"{spec.name}: erasure applied; deleted every earlier version ({len(gone)} files)"]
+    gone = lake.vacuum(spec, retention_hours, apply=True)
+    return [f"{spec.name}: {len(gone)} files past the {retention_hours} h retention deleted"] if gone else []

@@ -4,19 +4,22 @@
 
 1. builds the table from the published upstream tables;
 2. judges every blocking rule of its `Audit` on exactly that data, in memory;
-3. yields the `Output`: the IO manager stages the data as Parquet files that no Delta commit
-   names yet (nothing at all if a rule failed), and the materialization's metadata says
-   whether it passed its audit;
+3. yields the `Output`: an `Audited` value, the data that passed with its companions and
+   commit info, which the IO manager writes and commits as the table's next Delta version
+   in one go (io_manager.py); or, if a rule failed, no data at all (nothing is written,
+   readers keep the previous version). Either way the materialization's metadata says
+   whether it was published;
 4. yields one `AssetCheckResult` per rule, with the violation count and masked sample keys:
    after the output, so Dagster records them against this materialization;
-5. commits the staged files as the table's next Delta version, with the run, the rule
-   outcomes and the consent policy in the commit info; or, if a rule failed, fails the step
-   and everything downstream is skipped. Readers keep the previous version.
+5. if a rule failed, fails the step, and everything downstream is skipped.
 
 Nothing is ever judged that the step did not build, and nothing is published that the step
 did not judge, whatever Dagster re-executes or selects. When only the checks of a table are
 selected (the UI's check tab), the step judges the *published* version instead, reports the
 checks against the materialization that produced it, and publishes nothing.
+
+This module names no zone and no table: what a zone needs beyond its inputs, it declares in
+its `Audit` (`paired`, `from_source`) or builds itself.
 """
 
 
@@ -29,6 +32,9 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
+
+# No public constructor for a check's target materialization in dagster 1.13.27; reporting a
+# check run alone against the materialization it judged needs one.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
@@ -39,19 +45,15 @@ from stedi_assets.charts import Pictures
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.erasure import Erasures
-from stedi_assets.lake.delta import Lake, Snapshot, Staged
+from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import TableNotPublishedError
-from stedi_assets.landing.source import LandingSource
-from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.tables import CUSTOMER_LANDING, REJECTS_OF, Table
+from stedi_assets.privacy import PrivacyPolicy, mask, now_ms
+from stedi_assets.tables import Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
 MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
 ERASURES_APPLIED = "erasures_applied"  # a fingerprint of the erasure requests a version was built with
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
-# Files a run that died left behind, and no commit names, are deleted once this old: a
-# younger one may be another writer's, still to be committed.
-UNTRACKED_FILE_HOURS = 1
 
 
 class StepConfig(dg.Config):
@@ -101,16 +103,16 @@ class Build:
 
 @dataclass(frozen=True)
 class AssetStep:
-    """What a build function works with: the published upstream tables (a landing table's
-    rejects with it, at the version it names), the resources, the erasure requests in force,
-    the moment the step judges consent at (the same for building and auditing), and whether
-    it rebuilds from scratch."""
+    """What a build function works with: the published upstream tables (and the tables its
+    audit reads paired with them, at the version they name), the resources, the erasure
+    requests in force, the moment the step judges consent at (the same for building and
+    auditing), and whether it rebuilds from scratch."""
 
     context: dg.AssetExecutionContext
     inputs: Mapping[str, Snapshot]
     engine: SqlEngineResource
     privacy: PrivacyPolicy
-    source: LandingSource
+    source: Any  # the landing source resource, for the zones that read it
     lake: Lake
     pictures: Pictures  # the step's charts for the UI, and the time they take
     erasures: Erasures = Erasures()
@@ -132,107 +134,49 @@ class AssetStep:
             return None
 
 
-@dataclass
-class Candidate:
-    """A step's output as the IO manager receives it: a built table and its audit, to be
-    staged only if it passed, and committed by the step after its checks are reported."""
+Data = pa.Table | tuple[pa.Table, ...]  # a table, or its parts: one data file each
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A table published in the same step as another and committed before it (a landing
+    table's rejects and ledger): `data` written whole, or on `base` less its files `removes`;
+    with neither data nor removes, `base` stays as it is and is paired again."""
 
     table: Table
-    audit: Audit
-    data: pa.Table | list[pa.Table]
-    companion: pa.Table | list[pa.Table] | None
-    outcomes: list[Outcome]
+    data: Data | None
+    base: Snapshot | None = None
+    removes: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return self.data is not None or bool(self.removes)
+
+
+@dataclass(frozen=True)
+class Audited:
+    """What a step hands its IO manager: a table that passed every blocking rule, exactly as
+    judged, to be written and committed as its next version (io_manager.py). `companions` are
+    committed first and named in its commit, so that readers pair them. An `increment` is
+    committed on the version it was built from; one that changes nothing is not committed.
+    After the commit the versions past `retention_hours` leave the history (all earlier
+    ones if `forget_all`: new erasure requests applied). `timings` are the step's, for its
+    log line."""
+
+    table: Table
+    data: Data | None
+    info: Mapping[str, Any]
+    companions: tuple[Companion, ...] = ()
     increment: Increment | None = None
-    ledger: pa.Table | None = None
-    staged: Staged | None = None
-    staged_companion: Staged | None = None
-    staged_ledger: Staged | None = None
-
-    @property
-    def passed(self) -> bool:
-        return all(o.passed for o in self.outcomes)
-
-    @property
-    def added(self) -> pa.Table:
-        """The rows this build adds: the whole table, unless it is an increment."""
-        return whole(self.table, self.data)
-
-    @property
-    def rows(self) -> int:
-        """The table's rows once committed."""
-        return self.increment.rows if self.increment is not None else self.added.num_rows
+    retention_hours: int = 0
+    forget_all: bool = False
+    timings: str = ""
 
     @property
     def changes_nothing(self) -> bool:
-        """An increment that adds and removes nothing: nothing to commit."""
-        inc = self.increment
-        return (
-            inc is not None
-            and self.added.num_rows == 0
-            and not inc.removes
-            and not inc.companion_removes
-            and (self.companion is None or whole(self.audit.companion, self.companion).num_rows == 0)  # type: ignore[arg-type]
-            and self.ledger is None
+        return self.increment is not None and self.data is None and not self.increment.removes and not any(
+            c.changes for c in self.companions
         )
-
-    def stage(self, lake: Lake) -> None:
-        if not self.passed or self.changes_nothing:
-            return  # a table that failed its audit is never written, not even unpublished
-        incremental = self.increment is not None
-        if self.companion is not None and self.audit.companion is not None:
-            if not incremental or whole(self.audit.companion, self.companion).num_rows:
-                self.staged_companion = lake.stage(self.audit.companion.spec, self.companion)
-        if self.ledger is not None and self.audit.ledger is not None:
-            self.staged_ledger = lake.stage(self.audit.ledger.spec, self.ledger)
-        if not incremental or self.added.num_rows:
-            self.staged = lake.stage(self.table.spec, self.data)
-
-    def commit(self, lake: Lake, info: Mapping[str, Any]) -> Snapshot:
-        """The companions first, then the table naming their versions, so that a reader
-        pairing them (lake.companion) never sees one without the other. An increment is
-        committed on the version it was built from; one that changes nothing is not
-        committed at all."""
-        inc = self.increment
-        if inc is not None and self.changes_nothing:
-            return inc.base
-        if self.staged is None and inc is None:
-            raise RuntimeError(f"{self.table.name}: nothing was staged to commit")
-        companions = []
-        try:
-            if self.audit.companion is not None:
-                if inc is None:
-                    if self.staged_companion is not None:
-                        companions.append(lake.commit(self.staged_companion, info))
-                elif self.staged_companion is not None or inc.companion_removes:
-                    assert inc.companion_base is not None
-                    companions.append(
-                        lake.commit(self.staged_companion, info, base=inc.companion_base, removes=inc.companion_removes)
-                    )
-                elif inc.companion_base is not None:
-                    companions.append(inc.companion_base)
-            if self.audit.ledger is not None:
-                if self.staged_ledger is not None:
-                    companions.append(lake.commit(self.staged_ledger, info))
-                elif inc is not None and (ledger := _companion_or_none(lake, inc.base, self.audit.ledger)) is not None:
-                    companions.append(ledger)
-        except BaseException:
-            self.discard(lake)
-            raise
-        if inc is None:
-            return lake.commit(self.staged, info, companions=companions)
-        return lake.commit(self.staged, info, companions=companions, base=inc.base, removes=inc.removes)
-
-    def discard(self, lake: Lake) -> None:
-        for staged in (self.staged, self.staged_companion, self.staged_ledger):
-            if staged is not None:
-                lake.discard(staged)
-
-
-def _companion_or_none(lake: Lake, snapshot: Snapshot, table: Table) -> Snapshot | None:
-    try:
-        return lake.companion(snapshot, table.spec)
-    except TableNotPublishedError:
-        return None
 
 
 def whole(table: Table, data: pa.Table | Sequence[pa.Table]) -> pa.Table:
@@ -246,8 +190,22 @@ def conform(table: Table, data: pa.Table) -> pa.Table:
     return data.select(table.column_names).cast(table.spec.schema)
 
 
-def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table]) -> pa.Table | list[pa.Table]:
-    return conform(table, data) if isinstance(data, pa.Table) else [conform(table, part) for part in data]
+def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table]) -> Data:
+    return conform(table, data) if isinstance(data, pa.Table) else tuple(conform(table, part) for part in data)
+
+
+def check_specs(audit: Audit) -> list[dg.AssetCheckSpec]:
+    """One blocking check per rule, depending on the tables the rules read."""
+    return [
+        dg.AssetCheckSpec(
+            rule.name,
+            asset=audit.table.name,
+            description=rule.description,
+            blocking=True,
+            additional_deps=[t.name for t in audit.reads],
+        )
+        for rule in audit.rules
+    ]
 
 
 def audited_asset(
@@ -280,7 +238,7 @@ def audited_asset(
             # Dependencies, not inputs: the step reads each upstream table's published version
             # itself (as the IO manager's `load_input` would), without two Dagster events per input.
             deps=[dg.AssetKey(t.name) for t in reads],
-            check_specs=audit.check_specs(),
+            check_specs=check_specs(audit),
             can_subset=True,
             required_resource_keys=set(RESOURCES),
             # One writer per table at a time (with a pool limit in dagster.yaml); the Delta
@@ -290,15 +248,17 @@ def audited_asset(
         def _step(context: dg.AssetExecutionContext, config: StepConfig):
             lake, privacy = context.resources.lake.lake(), context.resources.privacy
             snapshots = {t.name: lake.current(t.spec) for t in reads}
+            snapshots.update(_paired(lake, audit, snapshots))
             try:
+                # The serial keys only erased people own, as the versions read recorded them.
                 erasures = erasure.load(lake, privacy).with_serials(
-                    erasure.erased_serials(snapshots.get(CUSTOMER_LANDING.name))
+                    frozenset().union(*(erasure.erased_serials(s) for s in snapshots.values()))
                 )
             except erasure.SubjectKeyChangedError as error:
                 raise dg.Failure(description=str(error)) from None
             step = AssetStep(
                 context,
-                {**snapshots, **with_rejects(lake, snapshots)},
+                snapshots,
                 context.resources.engine,
                 privacy,
                 context.resources.source,
@@ -312,7 +272,7 @@ def audited_asset(
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()
                 built = build(step)
-                yield from _publish(step, audit, built, build_seconds=time.perf_counter() - started)
+                yield from _publish(step, audit, built, published, build_seconds=time.perf_counter() - started)
             else:
                 yield from _judge_published(step, audit)
 
@@ -321,12 +281,16 @@ def audited_asset(
     return decorator
 
 
-def with_rejects(lake: Lake, snapshots: Mapping[str, Snapshot]) -> dict[str, Snapshot]:
-    """customer_landing's rejects, at the version it names, wherever customer_landing is read:
-    what a rejected customer line still names counts for privacy (trusted/rules.py)."""
-    rejects = REJECTS_OF[CUSTOMER_LANDING.name]
-    landing = snapshots.get(CUSTOMER_LANDING.name)
-    return {rejects.name: lake.companion(landing, rejects.spec)} if landing is not None else {}
+def _paired(lake: Lake, audit: Audit, snapshots: Mapping[str, Snapshot]) -> dict[str, Snapshot]:
+    """The tables `audit` reads paired with a table it reads, at the version that table's
+    commit names (a landing table's rejects beside it)."""
+    out = {}
+    for table in audit.paired:
+        owner = next((s for s in snapshots.values() if table.name in s.info.get("companions", {})), None)
+        if owner is None:
+            raise TableNotPublishedError(f"no table {audit.table.name} reads names a version of {table.name}")
+        out[table.name] = lake.companion(owner, table.spec)
+    return out
 
 
 def _out_of_date(published: Snapshot | None, step: AssetStep) -> bool:
@@ -340,103 +304,135 @@ def _out_of_date(published: Snapshot | None, step: AssetStep) -> bool:
     )
 
 
-def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
-    table, context = audit.table, step.context
+def _publish(step: AssetStep, audit: Audit, built: Build, previous: Snapshot | None, build_seconds: float):
+    table, context, increment = audit.table, step.context, built.increment
     started = time.perf_counter()
     data = _conform_all(table, built.data)
-    companion = (
-        _conform_all(audit.companion, built.companion) if audit.companion and built.companion is not None else None
-    )
-    ledger = conform(audit.ledger, built.ledger) if audit.ledger and built.ledger is not None else None
-    candidate = Candidate(table, audit, data, companion, [], built.increment, ledger)
-    relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: candidate.added}
-    if audit.companion is not None and companion is not None:
-        relations[audit.companion.name] = whole(audit.companion, companion)
+    added = whole(table, data)
+    relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: added}
+    companions: list[Companion] = []
+    if audit.companion is not None and built.companion is not None:
+        rejects = _conform_all(audit.companion, built.companion)
+        relations[audit.companion.name] = whole(audit.companion, rejects)
+        if increment is None:
+            companions.append(Companion(audit.companion, rejects))
+        elif increment.companion_base is not None:
+            new = rejects if relations[audit.companion.name].num_rows else None
+            companions.append(Companion(audit.companion, new, increment.companion_base, increment.companion_removes))
+    if audit.ledger is not None:
+        if built.ledger is not None:
+            companions.append(Companion(audit.ledger, conform(audit.ledger, built.ledger)))
+        elif increment is not None and (ledger := _companion_or_none(step.lake, increment.base, audit.ledger)) is not None:
+            companions.append(Companion(audit.ledger, None, ledger))
     relations.update(built.relations)
-    candidate.outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of)
+    outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of)
+    passed = all(o.passed for o in outcomes)
     audit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    yield dg.Output(candidate, output_name=table.name, metadata=dict(built.metadata))
-    write_seconds = time.perf_counter() - started
-    for outcome in candidate.outcomes:
-        if _selected(context, table, outcome):
-            yield _result(table, outcome, published=candidate.passed)
-    if not candidate.passed:
-        raise dg.Failure(
-            description=f"{table.name} was not published ({failures(candidate.outcomes)}); readers keep its previous version.",
-            metadata={o.rule.name: o.violations for o in candidate.outcomes},
+    rows = increment.rows if increment is not None else added.num_rows
+    audited = None
+    if passed:
+        info = {
+            "run_id": context.run.run_id,
+            "asset": table.name,
+            "rows": rows,
+            "rules": {o.rule.name: o.violations for o in outcomes},
+            "consent_policy": step.privacy.consent_policy.value,
+            # The versions it was built from: where the next incremental build starts.
+            "inputs": {name: snapshot.version for name, snapshot in step.inputs.items()},
+            "build": "full" if increment is None else "incremental",
+            **({"changes": dict(increment.summary)} if increment is not None and increment.summary else {}),
+            ERASURES_APPLIED: step.erasures.fingerprint(),
+            **built.info,
+        }
+        forget_all = bool(step.erasures) and previous is not None and previous.info.get(ERASURES_APPLIED) != info[ERASURES_APPLIED]
+        audited = Audited(
+            table,
+            None if increment is not None and not added.num_rows else data,
+            info,
+            tuple(companions),
+            increment,
+            step.privacy.retention_hours,
+            forget_all,
+            # `stedi bench` reads these times from the commit's log line (bench/runner.py).
+            f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {audit_seconds:.3f} s",
         )
-    lake = context.resources.lake.lake()
-    increment = built.increment
-    info = {
-        "run_id": context.run.run_id,
-        "asset": table.name,
-        "rows": candidate.rows,
-        "rules": {o.rule.name: o.violations for o in candidate.outcomes},
-        "consent_policy": step.privacy.consent_policy.value,
-        # The versions it was built from: where the next incremental build starts.
-        "inputs": {name: snapshot.version for name, snapshot in step.inputs.items()},
-        "build": "full" if increment is None else "incremental",
-        **({"changes": dict(increment.summary)} if increment is not None and increment.summary else {}),
-        ERASURES_APPLIED: step.erasures.fingerprint(),
-        **built.info,
+    metadata = {
+        **built.metadata,
+        **output_metadata(table, added, rows, outcomes, increment),
+        "dagster/uri": step.lake.uri(table.location),
     }
-    started = time.perf_counter()
-    previous = step.published(table)
-    try:
-        snapshot = candidate.commit(lake, info)
-    except BaseException:
-        candidate.discard(lake)
-        raise
-    # `stedi bench` reads the times from these lines (bench/runner.py).
-    times = f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {audit_seconds:.3f} s"
-    if increment is not None and snapshot.version == increment.base.version:
-        context.log.info(
-            f"{table.name}: nothing changed, stays at Delta version {snapshot.version} ({snapshot.rows} rows); {times}"
+    if audit.companion is not None and increment is None and audit.companion.name in relations:
+        metadata[f"{audit.companion.name}_rows"] = relations[audit.companion.name].num_rows
+    yield dg.Output(audited, output_name=table.name, metadata=metadata)
+    for outcome in outcomes:
+        if _selected(context, table, outcome):
+            yield _result(table, outcome, published=passed)
+    if not passed:
+        raise dg.Failure(
+            description=f"{table.name} was not published ({failures(outcomes)}); readers keep its previous version.",
+            metadata={o.rule.name: o.violations for o in outcomes},
         )
-        return
-    context.log.info(
-        f"{table.name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows, "
-        f"{info['build']} build); {times}, write {write_seconds:.3f} s, "
-        f"commit {time.perf_counter() - started:.3f} s"
-    )
-    _forget_history(context, lake, audit, step, previous)
 
 
-def _forget_history(
-    context: dg.AssetExecutionContext, lake: Lake, audit: Audit, step: AssetStep, previous: Snapshot | None
-) -> None:
-    """After a commit: older versions leave the history once they are STEDI_RETENTION_HOURS
-    old; all of them at once after the first commit that applied new erasure requests, so no
-    old version keeps an erased person (time travel to before the erasure is gone)."""
-    specs = [t.spec for t in (audit.table, *audit.companions)]
-    purge = bool(step.erasures) and previous is not None and previous.info.get(ERASURES_APPLIED) != step.erasures.fingerprint()
-    for spec in specs:
-        if purge:
-            gone = lake.vacuum(spec, 0, apply=True, untracked=False) + lake.vacuum(spec, UNTRACKED_FILE_HOURS, apply=True)
-            context.log.info(f"{spec.name}: erasure applied; deleted every earlier version ({len(gone)} files)")
-        else:
-            gone = lake.vacuum(spec, step.privacy.retention_hours, apply=True)
-            if gone:
-                context.log.info(f"{spec.name}: {len(gone)} files past the {step.privacy.retention_hours} h retention deleted")
+PREVIEW_ROWS = 5
+
+
+def output_metadata(
+    table: Table, added: pa.Table, rows: int, outcomes: Sequence[Outcome], increment: Increment | None
+) -> dict[str, Any]:
+    """Row count (once committed), column schema, a masked preview (of the rows this build
+    adds) and the audit's verdict; for an incremental build, what it changed."""
+    failed = [f"{o.rule.name} ({o.violations})" for o in outcomes if not o.passed]
+    metadata: dict[str, Any] = {
+        "dagster/row_count": rows,
+        "dagster/column_schema": table.table_schema,
+        "published": not failed,
+        "audit": "passed every blocking rule: published with its checks"
+        if not failed
+        else f"FAILED {', '.join(failed)}: not published, nothing written; readers keep the previous version",
+        "preview": preview(table, added.slice(0, PREVIEW_ROWS)),
+        "build": "full" if increment is None else "incremental",
+    }
+    if increment is not None:
+        metadata["rows_added"] = added.num_rows
+        metadata["base_version"] = increment.base.version
+        metadata["changes"] = dg.MetadataValue.json(dict(increment.summary))
+    return metadata
+
+
+def preview(table: Table, rows: pa.Table) -> dg.TableMetadataValue:
+    """The first rows, direct identifiers masked."""
+    names = table.column_names
+    records = [dg.TableRecord({c: _cell(mask(c, row[c])) for c in names}) for row in rows.select(names).to_pylist()]
+    return dg.MetadataValue.table(records, schema=table.table_schema)
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _companion_or_none(lake: Lake, snapshot: Snapshot, table: Table) -> Snapshot | None:
+    try:
+        return lake.companion(snapshot, table.spec)
+    except TableNotPublishedError:
+        return None
 
 
 def _judge_published(step: AssetStep, audit: Audit):
     """Checks run alone: judge the published version, report against its materialization."""
-    table, context = audit.table, step.context
-    lake = context.resources.lake.lake()
+    table, context, lake = audit.table, step.context, step.lake
     try:
         published = lake.current(table.spec)
     except TableNotPublishedError as error:
         raise dg.Failure(description=f"{error}; there is nothing to check yet") from None
-    relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: published}
+    # The serial keys only erased people own, as this version recorded them (if it does).
+    erasures = step.erasures.with_serials(step.erasures.serials | erasure.erased_serials(published))
+    relations: dict[str, Any] = {**step.inputs, **erasures.relations(), table.name: published}
     if audit.companion is not None:
         relations[audit.companion.name] = lake.companion(published, audit.companion.spec)
     if audit.from_source is not None:
         ledger = None if audit.ledger is None else _companion_or_none(lake, published, audit.ledger)
         relations.update(audit.from_source(step.source, ledger))
-    if table.name == CUSTOMER_LANDING.name:  # the serial keys only erased people own: from its commit
-        relations.update(step.erasures.with_serials(erasure.erased_serials(published)).relations())
     target = _materialization_of(context, table, published)
     for outcome in audit.judge(relations, step.engine, step.privacy, step.as_of):
         if _selected(context, table, outcome):

@@ -17,16 +17,21 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stedi_assets.engine.resource import DuckDBEngineResource
 from stedi_assets.generate import GenerateOptions, generate
+from stedi_assets.incremental import Follower
+from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.lakehouse import published
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy
@@ -445,12 +450,12 @@ def test_an_input_the_build_does_not_follow_makes_it_a_full_build(ingested, monk
 
     follows = Follower.changes
 
-    def overlooking(self, name, columns=None):
+    def overlooking(self, name):
         if self.table.name == "accelerometer_trusted" and name == "customer_trusted":
             old = self.bases[name]
-            empty = old.spec.storage_schema.empty_table().select(list(columns))
+            empty = old.spec.storage_schema.empty_table()
             return Changes(old, self.step.inputs[name], empty, empty)  # "nothing changed", unrecorded
-        return follows(self, name, columns)
+        return follows(self, name)
 
     monkeypatch.setattr(Follower, "changes", overlooking)
     consent_changes(ingested.source)
@@ -460,3 +465,18 @@ def test_an_input_the_build_does_not_follow_makes_it_a_full_build(ingested, monk
     with memory_instance() as instance:
         reference = full_run_on(copy_source(ingested.source, ingested.root / "final"), ingested.root / "reference", instance, ConsentPolicy.ANY)
     assert ingested.tables() == reference.tables()
+
+
+def test_changes_are_whole_rows_so_every_column_a_rule_reads_is_followed(tmp_path):
+    """No list of the columns each rule reads: a change in any column of a row is a change."""
+    lake = Lake(LocalStore(tmp_path / "lake"))
+    spec = TableSpec("people", "people/trusted", pa.schema([("email", pa.string()), ("phone", pa.string())]))
+    old = lake.write(spec, pa.table({"email": ["a@x", "b@x"], "phone": ["1", "2"]}), {})
+    new = lake.write(spec, pa.table({"email": ["a@x", "b@x"], "phone": ["1", "3"]}), {})  # only b's phone
+    follower = object.__new__(Follower)
+    follower.bases, follower.compared = {"people": old}, set()
+    follower.step = types.SimpleNamespace(inputs={"people": new}, engine=DuckDBEngineResource())
+    changes = follower.changes("people")
+    assert changes.removed.to_pylist() == [{"email": "b@x", "phone": "2"}]
+    assert changes.added.to_pylist() == [{"email": "b@x", "phone": "3"}]
+    assert follower.compared == {"people"}

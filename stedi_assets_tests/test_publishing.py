@@ -207,14 +207,14 @@ def test_a_failure_between_the_rejects_and_the_landing_commit_leaves_the_pair_as
     pair = published(lake, [STEP_TRAINER_LANDING.name, STEP_TRAINER_LANDING_REJECTS.name])
     (sandbox.source / "step_trainer" / "landing" / "bad.json").write_text("not json\n")
 
-    commit = Lake.commit
+    write = Lake.write
 
-    def fail_on_the_landing_table(self, staged, info, companions=(), **change):
-        if (staged.spec if staged else change["base"].spec).name == STEP_TRAINER_LANDING.name:
+    def fail_on_the_landing_table(self, spec, data, info, **change):
+        if spec.name == STEP_TRAINER_LANDING.name:
             raise OSError("the machine was lost between the two commits")
-        return commit(self, staged, info, companions, **change)
+        return write(self, spec, data, info, **change)
 
-    monkeypatch.setattr(Lake, "commit", fail_on_the_landing_table)
+    monkeypatch.setattr(Lake, "write", fail_on_the_landing_table)
     defs = sandbox.definitions()
     result = dg.materialize(
         defs.assets, selection=dg.AssetSelection.assets("step_trainer_landing"), resources=defs.resources,
@@ -224,3 +224,19 @@ def test_a_failure_between_the_rejects_and_the_landing_commit_leaves_the_pair_as
     assert sandbox.version("step_trainer/landing_rejects") == pair[STEP_TRAINER_LANDING_REJECTS.name].version + 1
     after = published(lake, [STEP_TRAINER_LANDING.name, STEP_TRAINER_LANDING_REJECTS.name])
     assert {n: s.version for n, s in after.items()} == {n: s.version for n, s in pair.items()}
+
+
+def test_another_io_manager_gets_the_audited_table_and_the_step_still_succeeds(sandbox):
+    """The step hands its IO manager one immutable value, the table that passed its audit:
+    any IO manager can take it, and the step does not depend on what was done with it."""
+    defs = sandbox.definitions()
+    result = dg.materialize(
+        defs.assets,
+        selection=dg.AssetSelection.assets("customer_landing"),
+        resources={**defs.resources, "io_manager": dg.InMemoryIOManager()},
+        instance=sandbox.instance,
+    )
+    assert result.success
+    audited = result.output_for_node("customer_landing", "customer_landing")
+    assert audited.table.name == "customer_landing" and audited.info["rows"] == sum(p.num_rows for p in audited.data)
+    assert not sandbox.lake.exists()  # nothing written: that IO manager keeps it in memory

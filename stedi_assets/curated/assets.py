@@ -94,7 +94,7 @@ def machine_learning_curated(step: AssetStep) -> Build:
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
     steps = follower.changes("step_trainer_trusted")
     phones = follower.changes("accelerometer_trusted")
-    subjects = follower.changes("customer_curated", columns=CUSTOMER_CURATED.column_names)
+    subjects = follower.changes("customer_curated")
     # Customers whose curated record changed, and those some removed readings belonged to
     # (by their record then or now): their rows are recomputed.
     affected = follower.sql(

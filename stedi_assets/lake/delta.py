@@ -1,27 +1,16 @@
-"""Delta Lake tables with write-audit-publish, on a folder or on S3.
+"""Delta Lake tables on a folder or on S3: a thin layer over delta-rs.
 
 A table lives at `<lake>/<location>/` as a Delta table: Parquet data files and the
 `_delta_log/` of commits. Athena, Spark, DuckDB, Polars and delta-rs read it without this
-code. Each version is written in two steps:
-
-- `stage` writes the data files beside the others. No commit names them, so no Delta reader
-  sees them;
-- `commit` makes them the table's next version in one atomic commit that replaces every
-  file of the previous one, or, given the version it builds on, adds them to that version
-  and removes the files it names (an incremental change: new rows appended, the rows of a
-  replaced source file swapped for its new ones), and records in the commit info what the
-  caller says stands behind it (run, audits, policy). `discard` deletes staged files that
-  will not be committed.
-
-So a reader sees the old version or the new one, never a half-written one, and a version
-becomes visible only when its caller commits it. Commits are conditional writes of the next
-log entry: of two writers, one wins and the other fails, so no commit is lost silently.
-
-Staged files are deleted only when no commit names them: after a failed commit the lake
-reads the log to see whether the commit landed all the same (its response lost, its retry
-refused as a conflict with itself), and keeps the files if it cannot tell. Every error from
-delta-rs is re-raised as a `LakeError` in one line that names the table and, for a failed
-S3 request, the object (lake/delta_errors.py).
+code. `Lake.write` has delta-rs write a version and commit it in one step, with what the
+caller says stands behind it (run, audits, policy) in the commit info: replacing the
+current version, appending to it, or, given the version it builds on, conditionally on
+that version (an incremental change: new rows appended, the rows of a replaced source file
+swapped for its new ones). So a reader sees the old version or the new one, never a
+half-written one. Commits are conditional writes of the next log entry: of two writers,
+one wins and the other fails, so no commit is lost silently. `restore` and `vacuum` are
+delta-rs's. Every error from delta-rs is re-raised as a `LakeError` in one line that names
+the table and, for a failed S3 request, the object (lake/delta_errors.py).
 
 The lake keeps the reader protocol at 1 (no deletion vectors, no column mapping, no
 timestamp types without time zone), so every engine reads its tables, and its file
@@ -31,7 +20,7 @@ Example:
 
     >>> lake = Lake(LocalStore("/tmp/lake"))
     >>> spec = TableSpec("readings", "readings/trusted", pa.schema([("t", pa.int64())]))
-    >>> snapshot = lake.commit(lake.stage(spec, pa.table({"t": [1, 2]})), {"run_id": "r1"})
+    >>> snapshot = lake.write(spec, pa.table({"t": [1, 2]}), {"run_id": "r1"})
     >>> snapshot.version, snapshot.rows
     (0, 2)
 """
@@ -43,10 +32,8 @@ import json
 import os
 import random
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -58,20 +45,18 @@ from stedi_assets.lake.errors import (
     AwsRequestError,
     DamagedTableError,
     LakeError,
-    LegacyLayoutError,
     TableNotPublishedError,
 )
-from stedi_assets.lake.store import Store, write_parquet
+from stedi_assets.lake.store import Store
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pa_ds
 
-# Parquet encoding runs on one core per file: a large table is written as several files at once.
-ROWS_PER_FILE = 2_000_000
 LOG = "_delta_log"
 INFO_KEY = "stedi"  # our part of each commit's info
-# The layout Delta tables replaced: a pointer per table naming its current version folder.
-LEGACY_POINTER = "_current.json"
+WRITE_ID = "stedi_write_id"  # beside it: the id of the write that made the commit
+# File statistics are row counts only (see `_stats`); other writers (Spark) collect no column bounds either.
+CONFIGURATION = {"delta.dataSkippingNumIndexedCols": "0"}
 
 
 @dataclass(frozen=True)
@@ -171,22 +156,6 @@ class Snapshot:
         }
 
 
-@dataclass
-class Staged:
-    """Data files written for the next version of a table, named by no commit yet. `data` is
-    the table they hold, as it was written. `state`: "staged"; "committed" (a commit names
-    the files: never to be deleted); "kept" (a commit failed and whether it landed could not
-    be told: left for `vacuum`, which deletes them, once old enough, only if no commit names
-    them);
-    "discarded" (deleted)."""
-
-    spec: TableSpec
-    files: list[str]  # keys in the store
-    data: pa.Table
-    actions: list[Any]  # deltalake AddAction per file
-    state: str = "staged"
-
-
 class Lake:
     """The Delta tables under one root. `storage_options` are delta-rs's (S3 access);
     `catalog` is told of every table the lake creates; `before_write` runs once before the
@@ -212,7 +181,7 @@ class Lake:
         bucket = self.uri().removeprefix("s3://").split("/", 1)[0] if self.uri().startswith("s3://") else None
         secrets = [self.storage_options.get(k, "") for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
         kind = AwsRequestError if is_request_error(error) else LakeError
-        return kind(f"{what}: {describe(error, bucket, secrets)}")
+        return kind(f"{what}: {' '.join(describe(error, bucket, secrets).split())}")  # a conflict's help is a second line
 
     def _wrapped(self, what: str, error: BaseException) -> BaseException:
         """`error` itself if it is the lake's own (or an interrupt), else `_failure`."""
@@ -234,12 +203,6 @@ class Lake:
         try:
             return DeltaTable(uri, version=version, storage_options=self.storage_options or None)
         except TableNotFoundError:
-            if self.store.exists(f"{spec.location}/{LEGACY_POINTER}"):
-                raise LegacyLayoutError(
-                    f"{spec.name} at {uri} was written by the versioned-Parquet layout, not as a Delta table: "
-                    "run `stedi migrate --apply` to commit each table's current version as its first Delta "
-                    "version, or delete the lake folder and materialize again"
-                ) from None
             raise TableNotPublishedError(f"{spec.name} has no published version at {uri}: materialize it first") from None
         except Exception as error:
             if is_request_error(error):
@@ -249,143 +212,83 @@ class Lake:
             raise DamagedTableError(f"{spec.name} at {uri} cannot be read: {describe(error)}") from None
 
     # -- write ---------------------------------------------------------------------------
-    def stage(self, spec: TableSpec, data: pa.Table | Sequence[pa.Table]) -> Staged:
-        """Write `data`, conformed to the spec, as data files no commit names yet. A sequence
-        of tables is written as (at least) one data file per table, so that a later commit
-        can remove the rows of one of them alone (a landing table: one per source file); a
-        single table, and an empty sequence, give at least one file."""
-        from deltalake.transaction import AddAction
-
-        self._writing()
-        tables = [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
-        tables = [t.select(spec.schema.names).cast(spec.schema) for t in tables]
-        run = uuid.uuid4()
-        slices = [t.slice(offset, ROWS_PER_FILE) for t in tables for offset in range(0, max(t.num_rows, 1), ROWS_PER_FILE)]
-        parts = {f"{spec.location}/part-{i:05d}-{run}.zstd.parquet": part for i, part in enumerate(slices)}
-        staged = Staged(spec, list(parts), pa.concat_tables(tables), [])
-        try:
-            with ThreadPoolExecutor(min(len(parts), os.cpu_count() or 1)) as pool:
-                sizes = list(pool.map(lambda part: write_parquet(self.store, *part), parts.items()))
-        except BaseException:
-            self.discard(staged)
-            raise
-        now = int(time.time() * 1000)
-        staged.actions = [
-            AddAction(key.rsplit("/", 1)[1], size, {}, now, True, json.dumps(_stats(part)))
-            for (key, part), size in zip(parts.items(), sizes)
-        ]
-        return staged
-
-    def commit(
+    def write(
         self,
-        staged: Staged | None,
+        spec: TableSpec,
+        data: pa.Table | Sequence[pa.Table] | None,
         info: Mapping[str, Any],
-        companions: Sequence[Snapshot] = (),
+        *,
         mode: str = "overwrite",
         base: Snapshot | None = None,
         removes: Sequence[str] = (),
+        companions: Sequence[Snapshot] = (),
     ) -> Snapshot:
-        """Make `staged` the table's next version with `info` in the commit. Without `base`,
-        it replaces the current version whole (or, with `mode="append"`, adds to it). With
-        `base` (the version the caller read), the next version is `base`'s files less
-        `removes` plus the staged ones (an append commit with remove actions; `staged` may be
-        None), and it is committed only if it is the version right after `base`: a writer that
-        lost the race fails, nothing is merged blindly. `companions`: versions of other tables
-        that belong with this one (a landing table's rejects), recorded so that readers pair
-        them (`companion`).
+        """Write `data`, conformed to the spec, and commit it as the table's next version with
+        `info` in the commit. Without `base` it replaces the current version whole (or, with
+        `mode="append"`, adds to it). With `base` (the version the caller read) the next
+        version is `base`'s files less `removes` plus the new ones, committed only if it is
+        the version right after `base`: a writer that lost the race fails, nothing is merged
+        blindly. A table is written by delta-rs; a sequence of tables as one data file each
+        (`commit_files`), so that a later commit can remove the rows of one of them alone (a
+        landing table: one per source file). `companions`: versions of other tables that
+        belong with this one (a landing table's rejects), recorded so that readers pair them.
 
-        If the commit fails, the staged files are deleted, unless the log shows that it
-        landed after all (then this returns as if it had succeeded) or the log cannot be read
-        (then they are kept, and the error says so). A commit without `base` whose request
-        timed out or lost its connection, and did not land, is tried again while no other
-        writer has committed meanwhile (delta-rs does not retry those itself: it cannot tell
-        whether the conditional PUT was made), up to `max_retries` times. A catalog is told of
-        the table after its commit; if that fails the commit stands and the error says so."""
-        from deltalake import DeltaTable, Schema
-        from deltalake.transaction import CommitProperties, RemoveAction, create_table_with_add_actions
+        Each write carries a unique id in its commit: a commit whose response was lost (it
+        landed, the client saw an error) is found in the log by it and returns as if it had
+        succeeded. A write that did not land leaves no data file behind (any it wrote is
+        deleted), and one without `base` whose request got no answer is tried again while no
+        other writer has committed meanwhile (delta-rs does not retry a conditional PUT that
+        may have been made), up to `max_retries` times. If the log cannot be read back, the
+        files are left for `vacuum` and the error says so. A catalog is told of the table
+        after its commit; if that fails the commit stands and the error says so."""
+        from deltalake import CommitProperties
 
-        if staged is None and base is None:
-            raise ValueError("nothing to commit: no staged files and no base version")
-        spec = staged.spec if staged is not None else base.spec  # type: ignore[union-attr]
-        if staged is not None and staged.state != "staged":
-            raise LakeError(f"{spec.name}: these staged files are {staged.state}, not to be committed again")
-        recorded = {**info, **({"companions": {c.name: c.version for c in companions}} if companions else {})}
-        properties = CommitProperties(custom_metadata={INFO_KEY: recorded})
         uri = self.uri(spec.location)
-        options = self.storage_options or None
-        schema = Schema.from_arrow(spec.storage_schema)
         failed = f"commit of {spec.name} at {uri} failed, nothing was published"
-        adds = staged.actions if staged is not None else []
+        write_id = uuid.uuid4().hex
+        recorded = {**info, **({"companions": {c.name: c.version for c in companions}} if companions else {})}
         # On a base version, no retries: a retry would commit on top of a version this change never saw.
+        properties = CommitProperties(
+            custom_metadata={INFO_KEY: recorded, WRITE_ID: write_id}, max_commit_retries=0 if base is not None else None
+        )
         attempts = 1 if base is not None else int(self.storage_options.get("max_retries", "0")) + 1
         try:
             self._writing()
-            table = self._latest(uri) if base is None else None
             if base is not None and (unknown := set(removes) - set(base.files)):
                 raise LakeError(f"{spec.name} version {base.version} has no data file {sorted(unknown)[0]}")
+            latest = self._latest(uri)
+            read_version = base.version if base is not None else latest.version() if latest is not None else -1
+            before = set(self.store.list(spec.location))
         except BaseException as error:
-            if staged is not None:
-                self.discard(staged)
             raise self._wrapped(failed, error) from error
-        read_version = base.version if base is not None else table.version() if table is not None else -1
         for attempt in range(1, attempts + 1):
             try:
-                if base is not None:
-                    root = base.uri.rstrip("/") + "/"
-                    now = int(time.time() * 1000)
-                    drops = [RemoveAction(_relative(f, root), True, now, None, None) for f in removes]
-                    once = CommitProperties(custom_metadata={INFO_KEY: recorded}, max_commit_retries=0)
-                    DeltaTable(uri, version=base.version, storage_options=options).create_write_transaction(
-                        [*adds, *drops], mode="append", schema=schema, commit_properties=once
-                    )
-                elif table is not None:
-                    table.create_write_transaction(adds, mode=mode, schema=schema, commit_properties=properties)
-                else:
-                    create_table_with_add_actions(
-                        uri,
-                        schema,
-                        adds,
-                        mode="error",
-                        name=spec.name,
-                        description=spec.description or None,
-                        # Other writers (Spark) should not collect column bounds either.
-                        configuration={"delta.dataSkippingNumIndexedCols": "0"},
-                        storage_options=options,
-                        commit_properties=properties,
-                    )
+                self._write_once(spec, data, properties, mode, base, removes)
                 break
             except BaseException as error:
-                if staged is None:  # nothing staged: nothing to keep or delete
-                    raise self._wrapped(failed, error) from error
                 try:
-                    landed, latest = self._landed(staged, read_version)
+                    landed, latest_version = self._landed(spec, write_id, read_version)
                 except Exception:
-                    landed, latest = None, None
-                if landed is None:
-                    staged.state = "kept"
+                    landed, latest_version = None, None
+                if landed:
+                    break
+                if landed is None or latest_version is None:
                     if not isinstance(error, Exception):
                         raise
                     raise LakeError(
-                        f"commit of {spec.name} at {uri} failed ({describe(error)}), and its log could not be "
-                        "read back to tell whether it landed: its staged data files are kept (`stedi vacuum "
-                        "--apply` deletes them once older than --retain-hours, if no commit names them)"
+                        f"commit of {spec.name} at {uri} failed ({' '.join(describe(error).split())}), and its log could not be "
+                        "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
+                        "deletes them once older than --retain-hours, if no commit names them)"
                     ) from error
-                if landed:
-                    # In the log although delta-rs reported it failed: the response was lost,
-                    # and the retry of the conditional PUT was refused by the entry it had made.
-                    break
-                if attempt < attempts and latest == read_version and is_transport_error(error):
+                self._delete_unnamed(spec, before, read_version, latest_version)
+                if attempt < attempts and latest_version == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
-                    table = self._latest(uri)
                     continue
-                self.discard(staged)
-                if base is not None and latest is not None and latest > base.version:
+                if base is not None and latest_version > base.version:
                     failed += f" (version {base.version + 1} was committed by another writer since version {base.version} was read)"
                 elif attempt > 1 and isinstance(error, Exception):
                     failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
                 raise self._wrapped(failed, error) from error
-        if staged is not None:
-            staged.state = "committed"
         if self.catalog is not None:
             try:
                 self.catalog.register(spec, uri)
@@ -395,6 +298,85 @@ class Lake:
                     f"(the next commit of the table registers it): {error}"
                 ) from error
         return self.current(spec)
+
+    def _write_once(
+        self, spec: TableSpec, data: Any, properties: Any, mode: str, base: Snapshot | None, removes: Sequence[str]
+    ) -> None:
+        from deltalake import DeltaTable, WriterProperties, write_deltalake
+
+        options = self.storage_options or None
+        table = DeltaTable(self.uri(spec.location), version=base.version, storage_options=options) if base else None
+        # delta-rs writes no file for no rows, and engines cannot scan a version of no files.
+        if isinstance(data, pa.Table) and data.num_rows and (base is None or not removes or set(removes) == set(base.files)):
+            if base is not None:
+                mode = "overwrite" if removes else "append"
+            write_deltalake(
+                table if table is not None else self.uri(spec.location),
+                data.select(spec.schema.names).cast(spec.storage_schema),
+                mode=mode,  # type: ignore[arg-type]
+                name=spec.name,
+                description=spec.description or None,
+                configuration=CONFIGURATION,
+                schema_mode="overwrite" if mode == "overwrite" and base is None else None,
+                storage_options=options if table is None else None,
+                writer_properties=WriterProperties(compression="ZSTD"),
+                commit_properties=properties,
+            )
+            return
+        parts = [] if data is None else [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
+        self.commit_files(spec, [self._write_file(spec, part) for part in parts], properties, mode, table, removes)
+
+    def _write_file(self, spec: TableSpec, part: pa.Table) -> Any:
+        """One Parquet data file holding exactly `part`, written by Arrow: delta-rs chooses
+        where its files end, and a part must stay one file of its own."""
+        import pyarrow.parquet as pq
+        from deltalake.transaction import AddAction
+
+        name = f"part-{uuid.uuid4()}.zstd.parquet"
+        part = part.select(spec.schema.names).cast(spec.storage_schema)
+        root = self.uri(spec.location)
+        if root.startswith("s3://"):
+            from stedi_assets.lake.s3_client import arrow_s3  # boto3 only for a lake on S3
+
+            filesystem, path = arrow_s3(self.storage_options), f"{root.removeprefix('s3://')}/{name}"
+        else:
+            os.makedirs(root, exist_ok=True)
+            filesystem, path = None, f"{root}/{name}"
+        pq.write_table(part, path, filesystem=filesystem, compression="zstd")
+        size = (filesystem.get_file_info(path).size if filesystem is not None else os.path.getsize(path))
+        return AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(_stats(part)))
+
+    def commit_files(
+        self, spec: TableSpec, adds: Sequence[Any], properties: Any, mode: str = "overwrite",
+        base: Any | None = None, removes: Sequence[str] = (),
+    ) -> None:
+        """Commit data files another engine wrote (Arrow here, Spark) as the table's next
+        version: `adds` are delta-rs AddActions with row-count stats. On `base` (a DeltaTable
+        at the version the change was built from) an append that removes `removes`;
+        otherwise `mode` on the latest version, creating the table if there is none."""
+        from deltalake import Schema
+        from deltalake.transaction import RemoveAction, create_table_with_add_actions
+
+        schema = Schema.from_arrow(spec.storage_schema)
+        if base is not None:
+            root = base.table_uri.rstrip("/") + "/"
+            now = int(time.time() * 1000)
+            drops = [RemoveAction(_relative(f, root), True, now, None, None) for f in removes]
+            base.create_write_transaction([*adds, *drops], mode="append", schema=schema, commit_properties=properties)
+        elif (table := self._latest(self.uri(spec.location))) is not None:
+            table.create_write_transaction(adds, mode=mode, schema=schema, commit_properties=properties)
+        else:
+            create_table_with_add_actions(
+                self.uri(spec.location),
+                schema,
+                list(adds),
+                mode="error",
+                name=spec.name,
+                description=spec.description or None,
+                configuration=CONFIGURATION,
+                storage_options=self.storage_options or None,
+                commit_properties=properties,
+            )
 
     def _latest(self, uri: str) -> Any:
         """The table at its latest version, or None if there is no table yet."""
@@ -406,33 +388,35 @@ class Lake:
         except TableNotFoundError:
             return None
 
-    def _landed(self, staged: Staged, base: int) -> tuple[bool, int]:
-        """Whether a commit after version `base` names the staged files; and the latest version."""
-        table = self._latest(self.uri(staged.spec.location))
+    def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[bool, int]:
+        """Whether a commit after version `base` carries `write_id`; and the latest version.
+        The log entries are read through the store: delta-rs's `history` holds the GIL while
+        it waits on S3."""
+        table = self._latest(self.uri(spec.location))
         latest = table.version() if table is not None else -1
-        names = {action.path for action in staged.actions}
         for version in range(base + 1, latest + 1):
-            entry = self.store.read(f"{staged.spec.location}/{LOG}/{version:020d}.json").decode()
-            for line in entry.splitlines():
-                add = json.loads(line).get("add")
-                if add and urllib.parse.unquote(add["path"]) in names:
-                    return True, latest
+            if self._commit_info(spec, version).get(WRITE_ID) == write_id:
+                return True, latest
         return False, latest
+
+    def _delete_unnamed(self, spec: TableSpec, before: set[str], base: int, latest: int) -> None:
+        """Delete the data files a write that did not land left behind: those not there
+        before it, and named by no version committed since (another writer's). delta-rs
+        does not say which files a failed write made, so they are told by listing; a file
+        another writer of the same table wrote meanwhile and has not committed yet would go
+        too, which is why a table has one writer at a time (the step's Dagster pool)."""
+        named: set[str] = set()
+        for version in range(max(base + 1, 0), latest + 1):
+            named |= {f.rsplit("/", 1)[1] for f in self.at(spec, version).files}
+        for key in set(self.store.list(spec.location)) - before:
+            if f"/{LOG}/" not in f"/{key}" and key.rsplit("/", 1)[1] not in named:
+                self.store.delete_prefix(key)
 
     def missing(self, files: Sequence[str]) -> list[str]:
         """Which of these data files (as a Snapshot names them) are gone: vacuumed, say, so
         the old version that named them can no longer be read whole."""
         root = self.store.uri().rstrip("/") + "/"
         return [f for f in files if not self.store.exists(_relative(f, root))]
-
-    def discard(self, staged: Staged) -> None:
-        """Delete staged files that will not be committed; never files a commit names
-        (or may name: see `commit`)."""
-        if staged.state != "staged":
-            return
-        for key in staged.files:
-            self.store.delete_prefix(key)
-        staged.state = "discarded"
 
     def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any]) -> Snapshot:
         """Make an earlier version current again, as a new commit (Delta restore): the
@@ -449,7 +433,7 @@ class Lake:
 
     def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
         """The files of versions replaced more than `retain_hours` ago, and (`untracked`)
-        files no commit ever named that are as old (staged by a run that died: a younger one
+        files no commit ever named that are as old (written by a run that died: a younger one
         may be another writer's, about to be committed); deleted only with `apply` (default:
         a dry run)."""
         table = self._open(spec)
@@ -458,9 +442,11 @@ class Lake:
         except Exception as error:
             raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
         if apply:
-            # Deleted here rather than by delta-rs, which would add two commits (VACUUM START,
-            # VACUUM END) to every vacuum: versions without data, that would push the one
-            # that stands behind the data out of `current`.
+            # delta-rs lists them (above); they are deleted here rather than by delta-rs, which
+            # (1.6.6) adds two commits, VACUUM START and END, to every vacuum, even one with
+            # nothing left to delete: versions without data that would push the one standing
+            # behind the data out of `current`, make every run look like a change to the
+            # tables that read it, and need a conditional-put store for a vacuum.
             for name in files:
                 self.store.delete_prefix(f"{spec.location}/{name}")
         return sorted(files)
@@ -491,11 +477,7 @@ class Lake:
 
     def commit_time(self, spec: TableSpec, version: int) -> int | None:
         """When `version` was committed (epoch ms), from its log entry; None if unknown."""
-        for line in self._log_entry(spec, version):
-            action = json.loads(line)
-            if "commitInfo" in action:
-                return action["commitInfo"].get("timestamp")
-        return None
+        return self._commit_info(spec, version).get("timestamp")
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first."""
@@ -532,10 +514,13 @@ class Lake:
         """Our part of a version's commit info, read from its log entry (gone once the log
         is cleaned up past a checkpoint: then {}). A restore commit records the version it
         restored; the info that stands behind the data is that version's."""
+        return self._commit_info(spec, version).get(INFO_KEY) or {}
+
+    def _commit_info(self, spec: TableSpec, version: int) -> Mapping[str, Any]:
         for line in self._log_entry(spec, version):
             action = json.loads(line)
             if "commitInfo" in action:
-                return action["commitInfo"].get(INFO_KEY) or {}
+                return action["commitInfo"]
         return {}
 
     def _log_entry(self, spec: TableSpec, version: int) -> list[str]:

@@ -15,10 +15,6 @@ class DamagedTableError(LakeError):
     """A table whose log or data files cannot be read."""
 
 
-class LegacyLayoutError(LakeError):
-    """A table folder written by the versioned-Parquet layout that Delta tables replaced."""
-
-
 class UnsafeStoreError(LakeError):
     """An object store that does not honour conditional writes: Delta commits would be lost."""
 

@@ -1,13 +1,12 @@
 """Object stores under the lake and the sources: a local folder, or S3.
 
-The landing zone is read through them, and the lake's data files are written through them
-(its Delta log through delta-rs). Only whole-object operations are used (put, get, list,
+The landing zone is read through them, and the lake's files are listed and deleted through
+them (delta-rs and Arrow write its data files and log). Only whole-object operations are used (put, get, list,
 delete), so the same code runs on a file system and on S3, where there is no rename and no
 append."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import stat
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stedi_assets.lake.aws import AwsAccess
 
@@ -142,21 +140,6 @@ def open_store(uri: str, access: AwsAccess | None = None) -> Store:
 
         return S3Store.from_uri(uri, access)
     return LocalStore(uri)
-
-
-def write_parquet(store: Store, key: str, table: pa.Table) -> int:
-    """Write `table` as a zstd Parquet file at `key`; return its size in bytes."""
-    local = store.local_path(key)
-    if local is not None:
-        # Straight to the file: no second copy of a large table in memory. Until a commit
-        # names it, no reader looks at it, so it needs no temporary name.
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, local, compression="zstd")
-        return os.path.getsize(local)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    store.write(key, buffer.getvalue())
-    return buffer.tell()
 
 
 def arrow_buffer(data: bytes) -> pa.Buffer:

@@ -83,7 +83,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     if not follower.usable:
         return follower.full(everything(), metadata)
     readings = follower.changes("accelerometer_landing")
-    consent = follower.changes("customer_trusted", columns=("email", "shareWithResearchAsOfDate"))
+    consent = follower.changes("customer_trusted")
     # Customers whose consent changed, and the users of removed landing rows (another copy of
     # a removed reading may remain: DISTINCT): their readings are recomputed.
     affected = follower.sql(
@@ -133,9 +133,9 @@ def step_trainer_trusted(step: AssetStep) -> Build:
     if not follower.usable:
         return follower.full(everything(), metadata)
     readings = follower.changes("step_trainer_landing")
-    owners = follower.changes("customer_curated", columns=("email", "serialNumber", "shareWithResearchAsOfDate"))
-    registrations = follower.changes("customer_landing", columns=("serialNumber", "email"))
-    named = follower.changes("customer_landing_rejects", columns=("named_serial",))
+    owners = follower.changes("customer_curated")
+    registrations = follower.changes("customer_landing")
+    named = follower.changes("customer_landing_rejects")
     phones = follower.changes("accelerometer_trusted")
     # Serial numbers whose curated owner, consent or registrations changed, those of removed
     # landing rows, and shared ones whose owner's phone readings changed (on a shared serial

@@ -8,6 +8,7 @@ from stedi_assets.tables import (
     ACCELEROMETER_TRUSTED,
     CUSTOMER_CURATED,
     CUSTOMER_LANDING,
+    CUSTOMER_LANDING_REJECTS,
     CUSTOMER_TRUSTED,
     STEP_TRAINER_TRUSTED,
 )
@@ -46,6 +47,7 @@ CUSTOMER_TRUSTED_AUDIT = Audit(
         not_erased((CUSTOMER_TRUSTED.name, "email", EMAIL)),
     ),
     reads=(CUSTOMER_LANDING,),
+    paired=(CUSTOMER_LANDING_REJECTS,),  # what a rejected customer line names counts for privacy
 )
 
 ACCELEROMETER_TRUSTED_AUDIT = Audit(
@@ -91,4 +93,5 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
         not_erased((STEP_TRAINER_TRUSTED.name, "serialNumber", SERIAL)),
     ),
     reads=(CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED),
+    paired=(CUSTOMER_LANDING_REJECTS,),
 )

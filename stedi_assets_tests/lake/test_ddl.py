@@ -39,7 +39,7 @@ def test_a_description_becomes_a_comment_and_quotes_are_escaped() -> None:
 def test_every_table_at_its_root_and_a_warning_for_those_not_published(tmp_path: Path) -> None:
     lake = Lake(LocalStore(tmp_path / "lake"))
     spec = CUSTOMER_TRUSTED.spec
-    lake.commit(lake.stage(spec, spec.schema.empty_table()), {"run_id": "r1"})
+    lake.write(spec, spec.schema.empty_table(), {"run_id": "r1"})
 
     ddl = lake_ddl(lake, [t.spec for t in TABLES.values()], "stedi")
     statements = {name: location for _, name, location in STATEMENT.findall(ddl)}

@@ -47,8 +47,7 @@ def chain(monkeypatch: pytest.MonkeyPatch, s3_server: MotoServer, tmp_path: Path
 def _round_trip(proxy: FaultProxy) -> list:
     """Commit a table and read it back through a freshly opened lake; delta-rs's requests."""
     root, access = f"s3://{LAKE_BUCKET}/access-{uuid.uuid4().hex[:8]}", AwsAccess(max_attempts=2)
-    lake = open_lake(root, access)
-    lake.commit(lake.stage(SPEC, pa.table({"t": [1, 2, 3]})), {"run_id": "r1"})
+    open_lake(root, access).write(SPEC, pa.table({"t": [1, 2, 3]}), {"run_id": "r1"})
     assert open_lake(root, access).current(SPEC).to_arrow().num_rows == 3
     requests = [s for s in proxy.seen if DELTA_RS in (s.header("User-Agent") or "")]
     assert requests and all(s.path.startswith(f"/{LAKE_BUCKET}/") or s.path.startswith(f"/{LAKE_BUCKET}?") for s in requests)

@@ -128,19 +128,18 @@ def test_log_entries_are_conditional_puts_and_two_writers_of_one_version_cannot_
     ensure_bucket(s3_server.client("s3"), LAKE_BUCKET)
     prefix = f"race-{uuid.uuid4().hex[:8]}"
     lake = _lake(s3_server, fault_proxy.url, prefix)
-    lake.commit(lake.stage(SPEC, pa.table({"t": [0]})), {"run_id": "first"})
+    lake.write(SPEC, pa.table({"t": [0]}), {"run_id": "first"})
     log_puts = [s for s in fault_proxy.seen if s.method == "PUT" and "/_delta_log/" in s.path]
     assert log_puts and all(s.header("If-None-Match") == "*" for s in log_puts)
 
-    # Two writers stage, then commit version 1 at the same moment: the proxy holds both PUTs
+    # Two writers write, then commit version 1 at the same moment: the proxy holds both PUTs
     # of 00000000000000000001.json until both have arrived.
     writers = [_lake(s3_server, fault_proxy.url, prefix) for _ in range(2)]
-    staged = [w.stage(SPEC, pa.table({"t": [i]})) for i, w in enumerate(writers, start=1)]
     (held,) = fault_proxy.inject(Fault("hold", method="PUT", path=FIRST_COMMIT, times=2, hold_seconds=20))
 
     def commit(i: int):
         try:
-            return writers[i].commit(staged[i], {"run_id": f"writer{i}"})
+            return writers[i].write(SPEC, pa.table({"t": [10 + i]}), {"run_id": f"writer{i}"})
         except LakeError as error:
             return error
 
@@ -156,11 +155,10 @@ def test_log_entries_are_conditional_puts_and_two_writers_of_one_version_cannot_
     assert [h["version"] for h in table.history()] == [1, 0]  # every successful commit is there
     assert table.version() == winner.version == 1
     assert table.to_pyarrow_table().to_pydict() == winner.to_arrow().to_pydict()
-    # The loser's staged files are gone; only the versions' own files remain.
-    loser = staged[outcomes.index(failures[0])]
-    assert loser.state == "discarded"
+    # The loser's data files are gone; only the versions' own files remain.
+    named = {f.rsplit("/", 1)[1] for v in (0, 1) for f in DeltaTable(table.table_uri, version=v, storage_options=s3_server.storage_options()).file_uris()}
     everything = keys(s3_server, f"s3://{LAKE_BUCKET}/{prefix}/{SPEC.location}")
-    assert not [k for k in everything if any(k.endswith(f) for f in loser.files)]
+    assert {k.rsplit("/", 1)[1] for k in everything if k.endswith(".parquet")} == named
 
 
 def _six_concurrent_appends(server: MotoServer, proxy: FaultProxy) -> tuple[list, DeltaTable]:
@@ -204,14 +202,14 @@ def test_without_conditional_puts_concurrent_appends_vanish_silently(
 def test_a_rollback_is_refused_too_and_a_vacuum_writes_no_log_entry(
     s3_server: MotoServer, stripping_proxy: FaultProxy, aws_via
 ) -> None:
-    """Every write of the log probes first, not only a stage. A vacuum writes none: it lists
+    """Every write of the log probes first, not only a table's. A vacuum writes none: it lists
     the files to delete and deletes them, so it may run."""
     ensure_bucket(s3_server.client("s3"), LAKE_BUCKET)
     aws_via(stripping_proxy.url)
     root = f"s3://{LAKE_BUCKET}/refused-{uuid.uuid4().hex[:8]}"
     unsafe = LakeResource(root=root, allow_unconditional_writes=True).lake()
     for i in range(2):
-        unsafe.commit(unsafe.stage(SPEC, pa.table({"t": [i]})), {"run_id": f"r{i}"})
+        unsafe.write(SPEC, pa.table({"t": [i]}), {"run_id": f"r{i}"})
 
     lake = LakeResource(root=root, unconditional_writes_setting="X=true").lake()
     assert lake.vacuum(SPEC, retain_hours=0) != []  # a dry run lists version 0's file

@@ -1,8 +1,9 @@
 """S3 faults during real runs: the CLI's run goes through the fault proxy to the S3 server.
 
-Three clients talk to S3 in a run: boto3 (landing files, the lake's data files, Glue),
-delta-rs (the Delta log: listings, reads, the conditional PUT of each commit) and Arrow (data
-files read by the engine). Transient faults on each are retried and the run succeeds; a fault
+Three clients talk to S3 in a run: boto3 (landing files, listings and deletions in the lake,
+Glue), delta-rs (data files it writes, and the Delta log: listings, reads, the conditional PUT
+of each commit) and Arrow (data files read by the engine, and a landing table's data files,
+one per source file). Transient faults on each are retried and the run succeeds; a fault
 that outlasts the retries fails the run with an error naming the bucket and key, and the
 published table stays exactly as it was: same Delta version, same rows, and no file of the
 failed attempt left behind or named by any commit."""
@@ -90,8 +91,8 @@ def _rerun_with(faulty: tuple[Lakehouse, FaultProxy, Lake], *faults: Fault) -> l
 def test_transient_faults_on_boto3_and_arrow_requests_are_retried(faulty) -> None:
     _rerun_with(
         faulty,
-        Fault("error", method="PUT", path=".zstd.parquet", agent=BOTO3, times=2),  # a data file: 500, twice
-        Fault("drop", method="PUT", path="/trusted/part-", agent=BOTO3, times=1),  # an upload dropped midway
+        Fault("error", method="PUT", path=".zstd.parquet", agent=ARROW, times=2),  # a landing data file: 500, twice
+        Fault("drop", method="PUT", path="/trusted/part-", agent=DELTA_RS, times=1),  # an upload dropped midway
         Fault("error", method="GET", path="list-type=2&prefix=sample", agent=BOTO3, status=503, times=1),  # throttled
         Fault("stall", method="GET", path="/stedi-source/sample/", agent=BOTO3, times=1),  # a landing file stalls
         Fault("truncate", method="GET", path="/stedi-source/sample/", agent=BOTO3, times=1),  # its body cut off
@@ -134,7 +135,7 @@ LASTING = {
         Fault("stall", method="PUT", path=LOG, times=None),
         ["S3 PUT", "/_delta_log/", f"({ATTEMPTS} commit attempts, STEDI_S3_MAX_ATTEMPTS)", "operation timed out"],
     ),
-    "boto3 data file PUT 500": (
+    "delta-rs data file PUT 500": (
         Fault("error", method="PUT", path=f"{CUSTOMER_TRUSTED.location}/part-", times=None),
         ["S3 PUT", "/part-", AFTER_ATTEMPTS, "InternalError"],
     ),
@@ -181,11 +182,10 @@ def test_a_commit_whose_response_is_lost_is_kept_not_discarded(s3_server: MotoSe
         storage_options=s3_server.storage_options(fault_proxy.url),
     )
     spec = TableSpec("readings", "readings/trusted", pa.schema([("t", pa.int64())]))
-    lake.commit(lake.stage(spec, pa.table({"t": [0]})), {"run_id": "r0"})
+    lake.write(spec, pa.table({"t": [0]}), {"run_id": "r0"})
     (lose,) = fault_proxy.inject(Fault("lose", method="PUT", path="/_delta_log/00000000000000000001.json", times=1))
-    staged = lake.stage(spec, pa.table({"t": [1, 2]}))
-    snapshot = lake.commit(staged, {"run_id": "r1"})
-    assert lose.injected == 1 and staged.state == "committed"
+    snapshot = lake.write(spec, pa.table({"t": [1, 2]}), {"run_id": "r1"})
+    assert lose.injected == 1
     assert snapshot.version == 1 and snapshot.info["run_id"] == "r1"
     table = DeltaTable(lake.uri(spec.location), storage_options=s3_server.storage_options())
     assert table.to_pyarrow_table().to_pydict() == {"t": [1, 2]}  # its files are all there
