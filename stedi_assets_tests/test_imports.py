@@ -95,11 +95,6 @@ def test_the_lake_imports_neither_dagster_nor_the_app() -> None:
     assert offending == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="publishing.py and audit.py still import the landing zone and table constants: the write-path "
-    "branch removes them; remove this mark when it is merged",
-)
 def test_publishing_and_audit_name_no_zone_and_no_table() -> None:
     # The contract's classes (Table, Column) are generic; its constants name tables.
     classes = {n.name for n in ast.parse(MODULES["stedi_assets.tables"].read_text()).body if isinstance(n, ast.ClassDef)}
@@ -113,11 +108,6 @@ def test_publishing_and_audit_name_no_zone_and_no_table() -> None:
     assert offending == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI reaches audit.py (the lakehouse's audits, erasure's rule), which imports Dagster until the "
-    "write-path branch makes it Dagster-free at import; remove this mark when it is merged",
-)
 def test_stedi_sql_imports_no_dagster(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "stedi_assets.cli", "sql", "SELECT 1 AS one", "--lake", str(tmp_path)],
