@@ -14,20 +14,28 @@ from stedi_assets.person import is_email_key, person_key, person_keys, with_pers
 from stedi_assets.privacy import PrivacyPolicy
 
 PLAIN = "angie.huey@test.com"
-# Her address as issue 20 found it re-delivered: each must be her, on every engine.
-HOSTILE = {
-    "trailing tab": PLAIN + "\t",
-    "trailing newline": PLAIN + "\n",
-    "zero-width space before the @": "angie.huey\u200b@test.com",
-    "leading BOM": "\ufeff" + PLAIN,
-    "full-width letters": "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in PLAIN),
-    "upper case with a no-break space": "ANGIE.HUEY@TEST.COM\u00a0",
-    "ideographic space": "\u3000Angie.Huey@Test.com",
-    "spaces around": "  Angie.Huey@test.com  ",
-    "carriage return and vertical tab": "angie.huey@test.com\r\x0b",
-    "word joiner and soft hyphen": "angie\u2060.huey\u00ad@test.com",
-    "line separator": "angie.huey@test.com\u2028",
-}
+
+
+def hostile_spellings(address: str) -> dict[str, str]:
+    """`address` (plain: lower case, no space) as issue 20 found it re-delivered, and kin:
+    each must be the same person, on every engine."""
+    local, _, domain = address.partition("@")
+    return {
+        "trailing tab": address + "\t",
+        "trailing newline": address + "\n",
+        "zero-width space before the @": f"{local}\u200b@{domain}",
+        "leading BOM": "\ufeff" + address,
+        "full-width letters": "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in address),
+        "upper case with a no-break space": address.upper() + "\u00a0",
+        "ideographic space": "\u3000" + address.title(),
+        "spaces around": f"  {address.capitalize()}  ",
+        "carriage return and vertical tab": address + "\r\x0b",
+        "word joiner and soft hyphen": f"{local[:1]}\u2060{local[1:]}\u00ad@{domain}",
+        "line separator": address + "\u2028",
+    }
+
+
+HOSTILE = hostile_spellings(PLAIN)
 
 
 def _removed(char: str) -> bool:
