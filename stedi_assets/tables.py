@@ -190,7 +190,7 @@ ERASURE_REQUESTS = Table(
     "privacy",
     "erasure_requests",
     (
-        Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's e-mail key with STEDI_SUBJECT_KEY (= their subject_id)"),
+        Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's person key with STEDI_SUBJECT_KEY (= their subject_id)"),
         Column("requested_at", pa.int64(), "When the erasure was requested, epoch ms"),
         Column("key_id", pa.string(), "Fingerprint of the STEDI_SUBJECT_KEY the erasure key was made with"),
     ),
