@@ -3,7 +3,8 @@
 `stedi forget EMAIL` appends to the lake table `erasure_requests` the person's *erasure key*
 (HMAC-SHA256 of their person key, stedi_assets/person.py, with STEDI_SUBJECT_KEY, which is
 also their `subject_id`) and the request time; never the e-mail itself. Rows are told by the
-person key computed at landing, so every spelling of the address is the same person. From then on every run of the graph:
+person key computed at landing, so every spelling of the address is the same person. From
+then on every run of the graph:
 
 - drops them at landing: their customer records, the readings under their e-mail, the step
   trainer readings of serial numbers only they own, and rejected lines that name them (not
@@ -33,12 +34,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.person import is_email_key, person_key, person_keys
-
 from stedi_assets.audit import Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
+from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.tables import ERASURE_REQUESTS
 
@@ -68,9 +68,10 @@ def erasure_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[s
 def refused(given: str) -> str | None:
     """Why a request to forget `given` is refused (None: it is not): an empty request, or one
     that is no e-mail address, would be recorded and erase nobody."""
-    if person_key(given) is None:
+    key = person_key(given)
+    if key is None:
         return "an empty e-mail address names nobody"
-    if not is_email_key(person_key(given)):
+    if not is_email_key(key):
         return f"{given!r} is not an e-mail address (one @, something on either side)"
     return None
 

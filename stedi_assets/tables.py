@@ -147,6 +147,7 @@ def _person_key(of: str) -> Column:
         "character; null if nothing is left): what every rule, erasure request and subject_id compares",
     )
 
+
 CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"),) + _lineage())
 ACCELEROMETER_LANDING = Table(
     "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"),) + _lineage()
