@@ -176,12 +176,15 @@ def versions(table: str, lake: str | None) -> None:
 @LAKE_OPTION
 def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
     """Request the erasure of each person by EMAIL: the lake records only their erasure key
-    (a keyed hash of the trimmed, lower-cased address) and the time. The next run of the
-    graph removes every row of theirs from every table and the earlier versions that held
-    them (see erasure.py)."""
+    (a keyed hash of the address's person key, stedi_assets/person.py) and the time; an
+    empty or non-e-mail argument records nothing. The next run of the graph removes every
+    row of theirs from every table and the earlier versions that held them (see erasure.py)."""
     given = [*emails, *((line.strip() for line in from_file if line.strip()) if from_file else ())]
     if not given:
         raise click.UsageError("name at least one e-mail address, or --file")
+    for email in given:
+        if (why := erasure.refused(email)) is not None:
+            raise click.ClickException(f"nothing recorded: {why}")
     settings = _settings(lake)
     new = erasure.record(_open(settings), _privacy(settings), given)
     click.echo(

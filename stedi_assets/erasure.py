@@ -1,8 +1,10 @@
 """The right to erasure: requests recorded by keyed hash, and every table kept clear of them.
 
 `stedi forget EMAIL` appends to the lake table `erasure_requests` the person's *erasure key*
-(HMAC-SHA256 of their e-mail key with STEDI_SUBJECT_KEY, which is also their `subject_id`)
-and the request time; never the e-mail itself. From then on every run of the graph:
+(HMAC-SHA256 of their person key, stedi_assets/person.py, with STEDI_SUBJECT_KEY, which is
+also their `subject_id`) and the request time; never the e-mail itself. Rows are told by the
+person key computed at landing, so every spelling of the address is the same person. From
+then on every run of the graph:
 
 - drops them at landing: their customer records, the readings under their e-mail, the step
   trainer readings of serial numbers only they own, and rejected lines that name them (not
@@ -36,9 +38,12 @@ from stedi_assets.audit import Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
-from stedi_assets.privacy import PrivacyPolicy, email_key, now_ms
+from stedi_assets.person import is_email_key, person_key, person_keys
+from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.tables import ERASURE_REQUESTS
 
+# What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
+# tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
 EMAIL, SERIAL, SUBJECT = "email", "serial", "subject"
 ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info that lists them
 
@@ -53,16 +58,22 @@ def key_id(privacy: PrivacyPolicy) -> str:
 
 
 def erasure_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[str, str]:
-    """Each distinct e-mail as written -> its erasure key (the HMAC of its `email_key`),
-    normalized by the same SQL as every rule."""
+    """Each distinct e-mail as written -> its erasure key (the HMAC of its person key);
+    values without a key have none."""
     distinct = sorted({v for v in values if v is not None})
-    if not distinct:
-        return {}
-    with duckdb.connect() as con:
-        con.register("spelled", pa.table({"value": pa.array(distinct, pa.string())}))
-        keys = con.sql(f"SELECT value, {email_key('value')} AS email_key FROM spelled").to_arrow_table()
-    subjects = privacy.subject_ids(keys["email_key"])
-    return dict(zip(keys["value"].to_pylist(), subjects.to_pylist()))
+    keys = person_keys(pa.array(distinct, pa.string()))
+    return {v: s for v, s in zip(distinct, privacy.subject_ids(keys).to_pylist()) if s is not None}
+
+
+def refused(given: str) -> str | None:
+    """Why a request to forget `given` is refused (None: it is not): an empty request, or one
+    that is no e-mail address, would be recorded and erase nobody."""
+    key = person_key(given)
+    if key is None:
+        return "an empty e-mail address names nobody"
+    if not is_email_key(key):
+        return f"{given!r} is not an e-mail address (one @, something on either side)"
+    return None
 
 
 def serial_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[str, str]:
@@ -107,7 +118,7 @@ class Erasures:
         return cls(keys("erasures", "erasure_key"), 0, keys("erased_serial_keys", "serial_key"))
 
     def dropping(self, table: pa.Table, column: str, kind: str, privacy: PrivacyPolicy) -> pa.ChunkedArray | pa.Array:
-        """The mask of `table`'s rows whose `column` names an erased person: an e-mail
+        """The mask of `table`'s rows whose `column` names an erased person: a person key
         (`EMAIL`), a serial number only erased people own (`SERIAL`), or an erasure key
         itself (`SUBJECT`: a subject_id)."""
         values = table[column]
@@ -116,6 +127,8 @@ class Erasures:
         if kind == SUBJECT:
             erased = sorted(self.subjects)
         else:
+            # A person key column is keyed again, by the same function: a no-op on a key (the
+            # key of a key is itself), and a value that is not one is still judged as her.
             keyed = (erasure_keys if kind == EMAIL else serial_keys)(values.unique().to_pylist(), privacy)
             wanted = self.subjects if kind == EMAIL else self.serials
             erased = [value for value, key in keyed.items() if key in wanted]
@@ -143,7 +156,12 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     """Append erasure requests for `emails` (only their keys and the time); returns how many
-    people were not requested before."""
+    people were not requested before. Refuses (ValueError, nothing recorded) if any of them is
+    empty or no e-mail address."""
+    emails = list(emails)
+    for given in emails:
+        if (why := refused(given)) is not None:
+            raise ValueError(f"not recorded: {why}")
     keys = sorted(set(erasure_keys(emails, privacy).values()) - load(lake, privacy).subjects)
     if not keys:
         return 0

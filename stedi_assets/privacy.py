@@ -19,14 +19,6 @@ _SINCE_CONSENT = re.compile(r"\{since_consent:\s*([^{}]+?)\s*\}")
 AS_OF = "{as_of}"
 
 
-def email_key(column: str) -> str:
-    """SQL for the key an e-mail address is compared by, everywhere: trimmed of spaces and
-    lower-cased, so ` ANGIE.HUEY@TEST.COM ` is angie.huey@test.com. Landing keeps the spelling
-    as it came; every comparison, the subject id and an erasure request use this key, and
-    only this one definition of it (the CLI normalizes what a user types with the same SQL)."""
-    return f"lower(trim({column}))"
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -63,8 +55,8 @@ class PrivacyPolicy:
         return rendered.replace(AS_OF, str(now_ms() if as_of is None else as_of))
 
     def subject_ids(self, email_keys: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """HMAC-SHA256 of each e-mail key (`email_key`): stable across runs and spellings, not
-        reversible without the key."""
+        """HMAC-SHA256 of each person key (stedi_assets/person.py): stable across runs and
+        spellings, not reversible without the key."""
         key = self.subject_key.encode()
         return pa.array(
             [None if e is None else hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in email_keys.to_pylist()],

@@ -86,7 +86,12 @@ def _lineage() -> tuple[Column, ...]:
 
 _CUSTOMER = (
     Column("customerName", pa.string(), "Full name (direct identifier)"),
-    Column("email", pa.string(), "E-mail address; the customer key (direct identifier)", required=True),
+    Column(
+        "email",
+        pa.string(),
+        "E-mail address: in landing as it arrived, from the trusted zone on its person key (direct identifier)",
+        required=True,
+    ),
     Column("phone", pa.string(), "Phone number (direct identifier)"),
     Column("birthDay", pa.string(), "Date of birth, yyyy-mm-dd (direct identifier)"),
     Column("serialNumber", pa.string(), "Serial number of the customer's step trainer"),
@@ -97,7 +102,12 @@ _CUSTOMER = (
     Column("shareWithFriendsAsOfDate", pa.int64(), "Friends sharing consent since, epoch ms"),
 )
 _ACCELEROMETER = (
-    Column("user", pa.string(), "E-mail of the customer who owns the phone", required=True),
+    Column(
+        "user",
+        pa.string(),
+        "E-mail of the customer who owns the phone: in landing as it arrived, from the trusted zone on its person key",
+        required=True,
+    ),
     Column("timestamp", pa.int64(), "Reading time, epoch ms", required=True),
     Column("x", pa.float64(), "Acceleration along x"),
     Column("y", pa.float64(), "Acceleration along y"),
@@ -115,6 +125,7 @@ _REJECTS = (
     Column("reason", pa.string(), "Why it was rejected"),
     Column("named_email", pa.string(), "The e-mail address the line still names (email or user), if any (direct identifier)"),
     Column("named_serial", pa.string(), "The step trainer serial number the line still names, if any"),
+    Column("named_person_key", pa.string(), "The person key of named_email (stedi_assets/person.py); null: none"),
 )
 # What a landing table has ingested: each source file, the identity it had when it was parsed,
 # and what became of its lines. Committed with the landing table (its version is named in the
@@ -131,11 +142,23 @@ _LANDING_FILES = (
     Column("present", pa.bool_(), "Still in the source at the last ingest; false: gone, its rows kept"),
 )
 SUBJECT_ID = Column(
-    "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the e-mail with STEDI_SUBJECT_KEY"
+    "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the person key with STEDI_SUBJECT_KEY"
 )
 
-CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + _lineage())
-ACCELEROMETER_LANDING = Table("accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + _lineage())
+
+def _person_key(of: str) -> Column:
+    return Column(
+        "person_key",
+        pa.string(),
+        f"The person key of `{of}` (stedi_assets/person.py: NFKC, case-folded, no whitespace, control or format "
+        "character; null if nothing is left): what every rule, erasure request and subject_id compares",
+    )
+
+
+CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"),) + _lineage())
+ACCELEROMETER_LANDING = Table(
+    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"),) + _lineage()
+)
 STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + _lineage())
 CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
 ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
@@ -175,15 +198,37 @@ ERASURE_REQUESTS = Table(
     "privacy",
     "erasure_requests",
     (
-        Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's e-mail key with STEDI_SUBJECT_KEY (= their subject_id)"),
+        Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's person key with STEDI_SUBJECT_KEY (= their subject_id)"),
         Column("requested_at", pa.int64(), "When the erasure was requested, epoch ms"),
         Column("key_id", pa.string(), "Fingerprint of the STEDI_SUBJECT_KEY the erasure key was made with"),
     ),
     unique_key=("erasure_key",),
 )
 
+# The person keys each table keeps beside the e-mail as it arrived, computed at landing:
+# key column -> the column it is the key of. From the trusted zone on, `email` and `user` hold
+# the person key itself (one spelling per person), so those tables need no second column.
+PERSON_KEY_OF: dict[str, dict[str, str]] = {
+    CUSTOMER_LANDING.name: {"person_key": "email"},
+    ACCELEROMETER_LANDING.name: {"person_key": "user"},
+    **{
+        t.name: {"named_person_key": "named_email"}
+        for t in (CUSTOMER_LANDING_REJECTS, ACCELEROMETER_LANDING_REJECTS, STEP_TRAINER_LANDING_REJECTS)
+    },
+}
+
+
+def as_read(table: Table) -> Table:
+    """The contract a landing file is read against: without the person keys, which are
+    computed from the e-mail as it arrived, never read from a file."""
+    keys = PERSON_KEY_OF.get(table.name, {})
+    return Table(table.name, table.source, table.zone, tuple(c for c in table.columns if c.name not in keys), table.unique_key)
+
+
 # Columns that name a person; none may reach the machine-learning table.
-DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay", "named_email"})
+DIRECT_IDENTIFIERS = frozenset(
+    {"customerName", "email", "user", "person_key", "phone", "birthDay", "named_email", "named_person_key"}
+)
 # Columns that lead to a person: masked wherever Dagster shows a value (metadata, previews,
 # check evidence, logs), like the direct identifiers.
 PERSONAL = DIRECT_IDENTIFIERS | {"serialNumber", "named_serial", "raw"}

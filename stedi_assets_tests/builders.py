@@ -5,15 +5,17 @@ from __future__ import annotations
 import pyarrow as pa
 
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
+from stedi_assets.person import with_person_keys
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import ConsentPolicy
-from stedi_assets.tables import REJECTS_OF, Table
+from stedi_assets.tables import PERSON_KEY_OF, REJECTS_OF, Table
 
 
 def table(contract: Table, *rows: dict) -> pa.Table:
-    """`rows` with every contract column present (missing ones null), in contract types."""
+    """`rows` with every contract column present (missing ones null), in contract types, and
+    the person keys computed as landing computes them."""
     filled = [{**{c: None for c in contract.column_names}, **row} for row in rows]
-    return pa.Table.from_pylist(filled, schema=contract.arrow_schema)
+    return with_person_keys(pa.Table.from_pylist(filled, schema=contract.arrow_schema), PERSON_KEY_OF.get(contract.name, {}))
 
 
 def sorted_rows(data: pa.Table) -> list[dict]:

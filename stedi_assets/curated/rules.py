@@ -1,6 +1,6 @@
 """The curated-zone rules, each one SQL text that DuckDB and Spark SQL both run. They read
-only trusted tables, whose e-mails are e-mail keys (trimmed, lower-cased): plain equality
-compares them."""
+only trusted tables, whose e-mails are person keys (computed at landing, stedi_assets/person.py):
+plain equality compares them."""
 
 CUSTOMER_CURATED = """
 SELECT c.*

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stedi_assets import charts
-from stedi_assets.privacy import email_key
 from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, CUSTOMER_TRUSTED, Table
 
 if TYPE_CHECKING:
@@ -41,16 +40,17 @@ FUNNEL_READS: tuple[Table, ...] = (CUSTOMER_LANDING, CUSTOMER_TRUSTED, ACCELEROM
 
 # The counts behind the pictures, each a scalar subquery; `curated_counts` asks for those it
 # needs in one query (on Spark every query has a fixed cost of about a second).
-IN_LANDING = f"(SELECT COUNT(DISTINCT {email_key('l.email')}) FROM customer_landing AS l)"
+# Records without a person key count as one customer, as the consent verdict counts them.
+IN_LANDING = "(SELECT COUNT(DISTINCT COALESCE(l.person_key, '')) FROM customer_landing AS l)"
 WITH_RESEARCH_CONSENT = "(SELECT COUNT(*) FROM customer_trusted AS t)"
 IN_CUSTOMER_CURATED = "(SELECT COUNT(*) FROM customer_curated AS c)"
 # Under `since_consent`, a consenting customer who is not curated may still have accelerometer
 # readings, all taken before the consent date. Counted from the landing readings of those few
 # customers only: the millions of landing rows are scanned for a handful of e-mails, never
 # grouped. (Under `any` a consenting customer with a reading is curated, so there are none.)
-WITH_READINGS_BEFORE_CONSENT_ONLY = f"""(
-    SELECT COUNT(DISTINCT {email_key('a.user')}) FROM accelerometer_landing AS a
-    WHERE {email_key('a.user')} IN (
+WITH_READINGS_BEFORE_CONSENT_ONLY = """(
+    SELECT COUNT(DISTINCT a.person_key) FROM accelerometer_landing AS a
+    WHERE a.person_key IN (
         SELECT t.email FROM customer_trusted AS t
         WHERE t.email NOT IN (SELECT c.email FROM customer_curated AS c)
     )

@@ -17,9 +17,10 @@ from stedi_assets.landing.json_lines import MAX_DEPTH, count_lines, parse_files
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys
 from stedi_assets.landing.source import JSON_SUFFIXES
+from stedi_assets.person import with_person_keys
 from stedi_assets.privacy import scrub
 from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset, whole
-from stedi_assets.tables import CUSTOMER_LANDING, Table
+from stedi_assets.tables import CUSTOMER_LANDING, PERSON_KEY_OF, Table, as_read
 
 KINDS = {"python", "delta"}
 
@@ -31,6 +32,7 @@ def landing_asset(
     person's lines (erasure.py)."""
     table, rejects, ledger = audit.table, audit.companion, audit.ledger
     assert rejects is not None and ledger is not None
+    keys, rejects_keys = PERSON_KEY_OF.get(table.name, {}), PERSON_KEY_OF.get(rejects.name, {})
     required = ", ".join(c.name for c in table.columns if c.required)
 
     @audited_asset(
@@ -72,8 +74,11 @@ def landing_asset(
         erased_lines: dict[str, int] = {}
         serials: set[str] = set()
         for key, data in step.source.read(to_parse):
-            batch = parse_files([(key, data)], table)
-            kept = erasure.leave_out(batch.rows, with_named_keys(batch.rejects), step.erasures, step.privacy, *erased_by)
+            batch = parse_files([(key, data)], as_read(table))  # a record's own "person_key" is ignored
+            # The person key, computed once, here, beside the e-mail as it arrived.
+            rows = with_person_keys(batch.rows, keys).select(table.column_names)
+            named = with_person_keys(with_named_keys(batch.rejects), rejects_keys)
+            kept = erasure.leave_out(rows, named, step.erasures, step.privacy, *erased_by)
             if kept.rows.num_rows:  # a file of rejects or blank lines only has no data file
                 parts.append(kept.rows)
             if kept.rejects.num_rows:
@@ -175,12 +180,12 @@ def _replacing(
 customer_landing = landing_asset(
     checks.CUSTOMER_LANDING_AUDIT,
     "Every customer record of the landing zone, consenting or not, typed, with its source file and line.",
-    erased_by=("email", "named_email", erasure.EMAIL),
+    erased_by=("person_key", "named_person_key", erasure.EMAIL),
 )
 accelerometer_landing = landing_asset(
     checks.ACCELEROMETER_LANDING_AUDIT,
     "Every accelerometer reading of the landing zone (user = customer e-mail), typed, with its source file and line.",
-    erased_by=("user", "named_email", erasure.EMAIL),
+    erased_by=("person_key", "named_person_key", erasure.EMAIL),
 )
 step_trainer_landing = landing_asset(
     checks.STEP_TRAINER_LANDING_AUDIT,

@@ -13,7 +13,7 @@ from collections import Counter
 import dagster as dg
 
 from stedi_assets.incremental import Follower, rebuilt
-from stedi_assets.privacy import email_key, mask
+from stedi_assets.privacy import mask
 from stedi_assets.publishing import REBUILD_AT, AssetStep, Build, audited_asset
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
@@ -35,8 +35,8 @@ EAGER = dg.AutomationCondition.eager()
     checks.CUSTOMER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_LANDING], automation_condition=EAGER
 )
 def customer_trusted(step: AssetStep) -> Build:
-    """Customers who consented to research, one row per e-mail (compared trimmed and
-    lower-cased, and stored so): the latest record of each, kept only if it unambiguously
+    """Customers who consented to research, one row per person key (the e-mail normalised at
+    landing, stedi_assets/person.py, and stored so): the latest record of each, kept only if it unambiguously
     gives research consent dated at or before the run. Consent in doubt means out: records
     that cannot be ordered (one without `lastUpdateDate`), latest records that disagree on
     consent, consent dated in the future, and an e-mail that a rejected customer line names
@@ -54,7 +54,7 @@ def customer_trusted(step: AssetStep) -> Build:
             held_out_for_doubt=held_out.num_rows,
             held_out_by_reason=dg.MetadataValue.json(dict(reasons.most_common())),
             held_out_sample=dg.MetadataValue.json(
-                [{"email": mask("email", r["email_key"]), "reason": r["reason"]} for r in held_out.slice(0, 10).to_pylist()]
+                [{"email": mask("email", r["person_key"]), "reason": r["reason"]} for r in held_out.slice(0, 10).to_pylist()]
             ),
         )
         [next_due] = step.query(rules.NEXT_CONSENT_DUE, "customer_landing", "customer_landing_rejects")["due"].to_pylist()
@@ -72,7 +72,7 @@ def customer_trusted(step: AssetStep) -> Build:
 )
 def accelerometer_trusted(step: AssetStep) -> Build:
     """Accelerometer readings of customer_trusted customers, whatever the spelling of the
-    e-mail in `user` (stored as the customer's e-mail key), under the `since_consent` policy
+    e-mail in `user` (stored as the customer's person key), under the `since_consent` policy
     only those taken at or after the customer's consent date; each reading once."""
     metadata = {"consent_policy": step.privacy.consent_policy.value}
     follower = Follower(step, ACCELEROMETER_TRUSTED, [rules.ACCELEROMETER_TRUSTED])
@@ -87,9 +87,9 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     # Customers whose consent changed, and the users of removed landing rows (another copy of
     # a removed reading may remain: DISTINCT): their readings are recomputed.
     affected = follower.sql(
-        f"""
+        """
         SELECT email AS user FROM consent_removed UNION SELECT email FROM consent_added
-        UNION SELECT {email_key("user")} FROM readings_removed
+        UNION SELECT person_key FROM readings_removed
         """,
         consent_removed=consent.removed,
         consent_added=consent.added,
@@ -98,7 +98,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
 
     def recompute(users):
         landing = follower.sql(
-            f"SELECT * FROM accelerometer_landing WHERE {email_key('user')} IN (SELECT user FROM users)", users=users
+            "SELECT * FROM accelerometer_landing WHERE person_key IN (SELECT user FROM users)", users=users
         )
         return step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=landing)
 

@@ -1,6 +1,7 @@
 """The trusted-zone rules, each one SQL text that DuckDB and Spark SQL both run.
 
-Consent in doubt means out. A customer is one e-mail key (`email_key`: trimmed, lower-cased);
+Consent in doubt means out. A customer is one person key (`person_key`, computed at landing by
+stedi_assets/person.py; no rule computes a key of its own, so every engine compares alike);
 they are trusted only if their latest record unambiguously gives research consent dated at or
 before the run (`{as_of}`). Records that cannot be ordered (one of several has no
 `lastUpdateDate`), latest records that disagree on consent, consent dated after the run, and an
@@ -12,46 +13,45 @@ condition under the `since_consent` policy, so readings taken before the custome
 research-consent date are kept out as well, and TRUE under `any`. Each membership rule is a
 predicate, used once to build the table and once more by its audit on what was built."""
 
-from stedi_assets.privacy import email_key
-
-# From the trusted zone on, an e-mail is its key: one spelling per customer.
+# From the trusted zone on, an e-mail is its person key: one spelling per customer.
 CUSTOMER_COLUMNS = (
-    "customerName, email_key AS email, phone, birthDay, serialNumber, registrationDate, lastUpdateDate, "
+    "customerName, person AS email, phone, birthDay, serialNumber, registrationDate, lastUpdateDate, "
     "shareWithResearchAsOfDate, shareWithPublicAsOfDate, shareWithFriendsAsOfDate"
 )
 CONSENTED = "consented"
 NO_CONSENT = "no consent"
 
-# The consent verdict of every customer of customer_landing, one row per e-mail key: the
-# CTEs `latest` (each customer's records at their latest update) and `consent` (the verdict:
-# CONSENTED, NO_CONSENT, or why consent is in doubt).
+# The consent verdict of every customer of customer_landing, one row per person: the CTEs
+# `latest` (each customer's records at their latest update) and `consent` (the verdict:
+# CONSENTED, NO_CONSENT, or why consent is in doubt). `person` is a record's person key;
+# records without one are one person '', held out for having no usable e-mail address.
 _CONSENT_VERDICT = f"""
 WITH record AS (
-    SELECT *, {email_key("email")} AS email_key FROM customer_landing
+    SELECT *, COALESCE(person_key, '') AS person FROM customer_landing
 ),
 customer AS (
-    SELECT email_key, COUNT(*) AS records, COUNT(lastUpdateDate) AS dated, MAX(lastUpdateDate) AS latest_update
-    FROM record GROUP BY email_key
+    SELECT person, COUNT(*) AS records, COUNT(lastUpdateDate) AS dated, MAX(lastUpdateDate) AS latest_update
+    FROM record GROUP BY person
 ),
 latest AS (
-    SELECT r.* FROM record AS r JOIN customer AS c ON c.email_key = r.email_key
+    SELECT r.* FROM record AS r JOIN customer AS c ON c.person = r.person
     WHERE r.lastUpdateDate = c.latest_update OR c.latest_update IS NULL
 ),
 latest_consent AS (
-    SELECT email_key,
+    SELECT person,
            MAX(shareWithResearchAsOfDate) AS consent_date,
            COUNT(DISTINCT shareWithResearchAsOfDate)
              + MAX(CASE WHEN shareWithResearchAsOfDate IS NULL THEN 1 ELSE 0 END) AS consent_values
-    FROM latest GROUP BY email_key
+    FROM latest GROUP BY person
 ),
 named AS (
-    SELECT DISTINCT {email_key("named_email")} AS email_key FROM customer_landing_rejects WHERE named_email IS NOT NULL
+    SELECT DISTINCT named_person_key AS person FROM customer_landing_rejects WHERE named_person_key IS NOT NULL
 ),
 consent AS (
-    SELECT c.email_key,
+    SELECT c.person,
            CASE
-               WHEN c.email_key = '' THEN 'no usable e-mail address'
-               WHEN n.email_key IS NOT NULL THEN 'a rejected customer line names the e-mail'
+               WHEN c.person = '' THEN 'no usable e-mail address'
+               WHEN n.person IS NOT NULL THEN 'a rejected customer line names the e-mail'
                WHEN c.records > 1 AND c.dated < c.records THEN 'records cannot be ordered: one has no lastUpdateDate'
                WHEN v.consent_values > 1 THEN 'latest records disagree on consent'
                WHEN v.consent_date IS NULL THEN '{NO_CONSENT}'
@@ -59,8 +59,8 @@ consent AS (
                ELSE '{CONSENTED}'
            END AS verdict
     FROM customer AS c
-    JOIN latest_consent AS v ON v.email_key = c.email_key
-    LEFT JOIN named AS n ON n.email_key = c.email_key
+    JOIN latest_consent AS v ON v.person = c.person
+    LEFT JOIN named AS n ON n.person = c.person
 )
 """
 
@@ -70,9 +70,9 @@ CUSTOMER_TRUSTED = f"""{_CONSENT_VERDICT}
 SELECT {CUSTOMER_COLUMNS}
 FROM (
     SELECT l.*, ROW_NUMBER() OVER (
-        PARTITION BY l.email_key ORDER BY l.source_file DESC, l.source_line DESC
+        PARTITION BY l.person ORDER BY l.source_file DESC, l.source_line DESC
     ) AS recency
-    FROM latest AS l JOIN consent AS k ON k.email_key = l.email_key
+    FROM latest AS l JOIN consent AS k ON k.person = l.person
     WHERE k.verdict = '{CONSENTED}'
 ) AS winner
 WHERE recency = 1
@@ -80,7 +80,7 @@ WHERE recency = 1
 
 # Customers held out because their consent is in doubt (not those who simply gave none), and why.
 CUSTOMERS_HELD_OUT = f"""{_CONSENT_VERDICT}
-SELECT email_key, verdict AS reason FROM consent WHERE verdict NOT IN ('{CONSENTED}', '{NO_CONSENT}')
+SELECT person AS person_key, verdict AS reason FROM consent WHERE verdict NOT IN ('{CONSENTED}', '{NO_CONSENT}')
 """
 
 # The earliest consent date after the run among customers' latest records: when customer_trusted
@@ -92,27 +92,28 @@ SELECT MIN(consent_date) AS due FROM latest_consent WHERE consent_date > {{as_of
 # Rows of customer_trusted whose consent the landing records do not unambiguously give.
 CUSTOMER_CONSENT_IN_DOUBT = f"""{_CONSENT_VERDICT}
 SELECT t.email, COALESCE(k.verdict, 'not in customer_landing') AS verdict
-FROM customer_trusted AS t LEFT JOIN consent AS k ON k.email_key = {email_key("t.email")}
+FROM customer_trusted AS t LEFT JOIN consent AS k ON k.person = t.email
 WHERE k.verdict IS NULL OR k.verdict <> '{CONSENTED}'
 """
 
-# Accelerometer reading `a` belongs to a trusted customer.
-ACCELEROMETER_READING_CONSENTED = f"""
+# Accelerometer reading `a` belongs to a trusted customer: its `user` is a person key (the
+# landing table's `person_key`, as ACCELEROMETER_TRUSTED renames it, or accelerometer_trusted's).
+ACCELEROMETER_READING_CONSENTED = """
 EXISTS (
     SELECT 1 FROM customer_trusted AS c
-    WHERE {email_key("c.email")} = {email_key("a.user")}
-      AND {{since_consent: a.timestamp >= c.shareWithResearchAsOfDate}}
+    WHERE c.email = a.user
+      AND {since_consent: a.timestamp >= c.shareWithResearchAsOfDate}
 )
 """
 
 # Customer `c`'s serial number is registered to someone else as well (the production system
 # re-used serial numbers), or named by a rejected customer line (whose owner is unknown): it
 # then does not say whose a reading is.
-SERIAL_SHARED = f"""
+SERIAL_SHARED = """
 (
     EXISTS (
         SELECT 1 FROM customer_landing AS other
-        WHERE other.serialNumber = c.serialNumber AND {email_key("other.email")} <> {email_key("c.email")}
+        WHERE other.serialNumber = c.serialNumber AND (other.person_key IS NULL OR other.person_key <> c.email)
     )
     OR EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE r.named_serial = c.serialNumber)
 )
@@ -134,7 +135,7 @@ STEP_TRAINER_READING_CONSENTED = f"""
     )
     OR EXISTS (
         SELECT 1 FROM customer_curated AS c
-        JOIN accelerometer_trusted AS a ON {email_key("a.user")} = {email_key("c.email")}
+        JOIN accelerometer_trusted AS a ON a.user = c.email
         WHERE c.serialNumber = s.serialNumber
           AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
           AND {SERIAL_SHARED}
@@ -145,8 +146,8 @@ STEP_TRAINER_READING_CONSENTED = f"""
 
 # A reading delivered twice is one reading, whatever the spelling of its e-mail.
 ACCELEROMETER_TRUSTED = f"""
-SELECT DISTINCT {email_key("a.user")} AS user, a.timestamp, a.x, a.y, a.z
-FROM accelerometer_landing AS a
+SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z
+FROM (SELECT person_key AS user, timestamp, x, y, z FROM accelerometer_landing) AS a
 WHERE {ACCELEROMETER_READING_CONSENTED}
 """
 

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 
 from stedi_assets.landing.json_lines import _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
-from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING
+from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING, as_read
 
-A = ACCELEROMETER_LANDING
+A = as_read(ACCELEROMETER_LANDING)  # as the landing step reads a file: the person key comes after
 DATA_COLUMNS = [c for c in A.columns if c.name not in ("source_file", "source_line")]
 
 

@@ -164,7 +164,7 @@ def _held_out(landing, rejects=None, as_of: int = NOW) -> dict[str, str]:
     relations = {"customer_landing": landing}
     if rejects is not None:
         relations["customer_landing_rejects"] = rejects
-    return {r["email_key"]: r["reason"] for r in run(rules.CUSTOMERS_HELD_OUT, as_of=as_of, **relations)}
+    return {r["person_key"]: r["reason"] for r in run(rules.CUSTOMERS_HELD_OUT, as_of=as_of, **relations)}
 
 
 def test_a_withdrawal_without_last_update_date_keeps_the_customer_out():
