@@ -1,20 +1,34 @@
-"""Shared fixtures: the reference data, a fresh lake per test, and the real CLIs."""
+"""Shared fixtures: the reference data, lakes built once per session in process, and the real
+CLIs for the few smoke tests that must go through them.
+
+The suite's shape (as in Dagster's own example projects): a lake is built in process with the
+job's `execute_in_process` once per session and source (the bundled sample; the real data
+once per consent policy); a test that only reads a lake reads the shared one, a test that
+changes one works on a copy (`SharedLake.copy`), never on a rebuild. The `dagster` and
+`stedi` console scripts run as subprocesses only where the command line itself is tested."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from click.testing import CliRunner
 from deltalake import DeltaTable
+
+from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+DEFINITIONS_MODULE = "stedi_assets.definitions"
 
 
 def reference_data_dir() -> Path:
@@ -48,23 +62,61 @@ def spark_engine():
     return SparkEngine.shared()
 
 
+def _environment(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without its STEDI_* settings, plus `env`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **env}
+
+
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a console command from this environment's bin folder, as a user would."""
     command = [str(Path(sys.executable).parent / args[0]), *args[1:]]
-    merged = {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **env}
-    result = subprocess.run(command, env=merged, cwd=cwd, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, env=_environment(env), cwd=cwd, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result
 
 
-class Lakehouse:
-    """A source and a lake in a temporary folder, driven through the dagster and stedi CLIs."""
+def full_refresh_config(assets: tuple[str, ...]) -> dict:
+    return {"ops": {a: {"config": {"full_refresh": True}} for a in assets}}
 
-    def __init__(self, root: Path, source: Path, **settings: str):
+
+class CliLakehouse:
+    """A source and a lake in a folder: materialized in process (`run`) or through the
+    `dagster` CLI (`materialize`), read and managed through the `stedi` command (`stedi`,
+    `sql`; `run_cli` always starts the real console script)."""
+
+    def __init__(self, root: Path, source: Path | str, **settings: str):
         self.root = root
+        self.source = source
         self.lake = root / "lake"
         self.env = {"STEDI_SOURCE": str(source), "STEDI_LAKE": str(self.lake), **settings}
+
+    def definitions(self, **env: str) -> dg.Definitions:
+        from stedi_assets.definitions import build_definitions
+
+        return build_definitions(Settings.from_env({**self.env, **env}))
+
+    def run(
+        self,
+        select: str = "*",
+        full_refresh: tuple[str, ...] = (),
+        raise_on_error: bool = True,
+        instance: dg.DagsterInstance | None = None,
+        **env: str,
+    ) -> dg.ExecuteInProcessResult:
+        """`dg.materialize` of `select` in this process, as `materialize` does through the CLI;
+        `full_refresh` as there."""
+        definitions = self.definitions(**env)
+        if full_refresh == ("*",):
+            full_refresh = tuple(k.path[-1] for k in definitions.resolve_asset_graph().get_all_asset_keys())
+        return dg.materialize(
+            definitions.assets,
+            selection=select,
+            resources=definitions.resources,
+            instance=instance or dg.DagsterInstance.ephemeral(),
+            run_config=full_refresh_config(full_refresh) if full_refresh else None,
+            raise_on_error=raise_on_error,
+        )
 
     def materialize(
         self, select: str = "*", check: bool = True, full_refresh: tuple[str, ...] = (), **env: str
@@ -75,17 +127,32 @@ class Lakehouse:
         if full_refresh == ("*",):
             config = ["-c", str(REPO / "full_refresh.yaml")]
         elif full_refresh:
-            config = ["--config-json", json.dumps({"ops": {a: {"config": {"full_refresh": True}} for a in full_refresh}})]
+            config = ["--config-json", json.dumps(full_refresh_config(full_refresh))]
         return run_cli(
-            ["dagster", "asset", "materialize", "-m", "stedi_assets", "--select", select, *config],
+            ["dagster", "asset", "materialize", "-m", DEFINITIONS_MODULE, "--select", select, *config],
             {**self.env, **env},
             self.root,
             check=check,
         )
 
+    def stedi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """A `stedi` command with this lakehouse's settings as its environment. On a local lake
+        its own code runs in this process (click's runner: no interpreter to start); on S3 the
+        console script runs, since this process's S3 clients are cached with the endpoint of
+        the environment they were made in."""
+        if str(self.env["STEDI_LAKE"]).startswith("s3://"):
+            return run_cli(["stedi", *args], self.env, self.root, check=check)
+        from stedi_assets.cli import main
+
+        env = {**dict.fromkeys(k for k in os.environ if k.startswith("STEDI_")), **self.env}
+        ran = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+        result = subprocess.CompletedProcess(["stedi", *args], ran.exit_code, ran.stdout, ran.stderr)
+        if check and result.returncode != 0:
+            raise AssertionError(f"stedi {' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
     def sql(self, query: str) -> list[dict]:
-        out = run_cli(["stedi", "sql", query, "--format", "json"], self.env, self.root)
-        return json.loads(out.stdout)
+        return json.loads(self.stedi("sql", query, "--format", "json").stdout)
 
     def count(self, table: str) -> int:
         return self.sql(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
@@ -99,10 +166,85 @@ class Lakehouse:
 
 
 @pytest.fixture
-def lakehouse_factory(tmp_path: Path) -> Callable[..., Lakehouse]:
-    def make(source: Path, **settings: str) -> Lakehouse:
+def lakehouse_factory(tmp_path: Path) -> Callable[..., CliLakehouse]:
+    def make(source: Path, **settings: str) -> CliLakehouse:
         root = tmp_path / f"lakehouse{len(list(tmp_path.iterdir()))}"
         root.mkdir()
-        return Lakehouse(root, source, **settings)
+        return CliLakehouse(root, source, **settings)
 
     return make
+
+
+@dataclass(frozen=True)
+class SharedLake:
+    """A lake built once for the session by the whole job, in process: its result and
+    instance (for the run's events and logs) and its folder. Read it, never change it:
+    `copy` gives a test its own lakehouse to change."""
+
+    lakehouse: CliLakehouse
+    result: dg.ExecuteInProcessResult
+    instance: dg.DagsterInstance
+    definitions: dg.Definitions
+
+    @property
+    def lake(self) -> Path:
+        return self.lakehouse.lake
+
+    def copy(self, root: Path, source: Path | None = None) -> CliLakehouse:
+        """A lakehouse of the test's own in `root`: this lake copied (cheap, beside a rebuild),
+        on `source` (default: a copy of this source that keeps each file's modification time,
+        so the ledger sees the same files and a run finds nothing new)."""
+        root.mkdir(parents=True, exist_ok=True)
+        if source is None:
+            source = Path(shutil.copytree(self.lakehouse.source, root / "source", copy_function=shutil.copy2))
+        shutil.copytree(self.lake, root / "lake", copy_function=shutil.copy2)
+        settings = {k: v for k, v in self.lakehouse.env.items() if k not in ("STEDI_SOURCE", "STEDI_LAKE")}
+        return CliLakehouse(root, source, **settings)
+
+
+@pytest.fixture(scope="session")
+def shared_lake(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, ConsentPolicy], SharedLake]:
+    """The lake of a source under a consent policy, built at its first use in the session."""
+
+    @functools.cache
+    def build(source: Path, policy: ConsentPolicy) -> SharedLake:
+        lakehouse = CliLakehouse(tmp_path_factory.mktemp(f"shared-{policy.value}"), source, STEDI_CONSENT_POLICY=policy.value)
+        definitions = lakehouse.definitions()
+        instance = dg.DagsterInstance.ephemeral()
+        result = definitions.resolve_job_def("stedi_lakehouse").execute_in_process(instance=instance)
+        assert result.success
+        return SharedLake(lakehouse, result, instance, definitions)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def sample_lake(shared_lake) -> SharedLake:
+    """The bundled sample, ingested under the default policy (any)."""
+    return shared_lake(SAMPLE_SOURCE, ConsentPolicy.ANY)
+
+
+@pytest.fixture(scope="session", params=list(ConsentPolicy), ids=lambda p: p.value)
+def real_lake(request, shared_lake, reference_data: Path) -> SharedLake:
+    """The real STEDI data ingested under each consent policy, once per policy."""
+    return shared_lake(reference_data, request.param)
+
+
+# -- pytest-xdist: what shares an expensive session fixture runs on one worker ---------------
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, the tests that share the S3 server, the browser, or the real
+    data's lakes and the Spark JVM each run on one worker, which builds them once; the rest
+    are spread over the workers one by one."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        if item.get_closest_marker("s3"):
+            group = "s3"
+        elif item.get_closest_marker("browser"):
+            group = "browser"
+        elif item.get_closest_marker("reference") or item.get_closest_marker("spark") or "spark_engine" in getattr(item, "fixturenames", ()):
+            group = "real_data_and_spark"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -7,6 +7,6 @@ LEAK = "WHERE k.verdict = 'consented'"
 assert LEAK in rules.CUSTOMER_TRUSTED, "the sabotage no longer applies: update it with the rule"
 rules.CUSTOMER_TRUSTED = rules.CUSTOMER_TRUSTED.replace(LEAK, "WHERE TRUE")
 
-from stedi_assets import defs  # noqa: E402  (after the sabotage, on purpose)
+from stedi_assets.definitions import defs  # noqa: E402  (after the sabotage, on purpose)
 
 __all__ = ["defs"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.conftest import CliLakehouse, run_cli
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
 from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, keys
 from stedi_assets_tests.test_privacy import counts
@@ -31,10 +31,10 @@ def every_value_in(server: MotoServer, uri: str) -> bytes:
     return b"\n".join(chunks)
 
 
-def test_forget_erases_a_person_from_every_object_of_an_s3_lake(s3_server: MotoServer, s3_lakehouse: Lakehouse, tmp_path: Path):
+def test_forget_erases_a_person_from_every_object_of_an_s3_lake(s3_server: MotoServer, s3_lakehouse: CliLakehouse, tmp_path: Path):
     ensure_bucket(s3_server.client("s3"), LAKE_BUCKET)
     lake_uri = f"s3://{LAKE_BUCKET}/erasure"
-    lakehouse = Lakehouse(tmp_path, f"s3://{SOURCE_BUCKET}/reference", STEDI_LAKE=lake_uri, **aws_env(s3_server.url))  # type: ignore[arg-type]
+    lakehouse = CliLakehouse(tmp_path, f"s3://{SOURCE_BUCKET}/reference", STEDI_LAKE=lake_uri, **aws_env(s3_server.url))  # type: ignore[arg-type]
     lakehouse.materialize("*")
     lakehouse.materialize("*")
     [person] = lakehouse.sql(
