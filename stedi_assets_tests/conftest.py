@@ -182,6 +182,7 @@ class SharedLake:
     `copy` gives a test its own lakehouse to change."""
 
     lakehouse: CliLakehouse
+    policy: ConsentPolicy
     result: dg.ExecuteInProcessResult
     instance: dg.DagsterInstance
     definitions: dg.Definitions
@@ -213,7 +214,7 @@ def shared_lake(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path, Con
         instance = dg.DagsterInstance.ephemeral()
         result = definitions.resolve_job_def("stedi_lakehouse").execute_in_process(instance=instance)
         assert result.success
-        return SharedLake(lakehouse, result, instance, definitions)
+        return SharedLake(lakehouse, policy, result, instance, definitions)
 
     return build
 
