@@ -18,6 +18,11 @@ from stedi_assets_tests.conftest import CliLakehouse
 from stedi_assets_tests.lake.fault_proxy import FaultProxy
 from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, glue_tables, lake_at, upload
 
+# Stalls: a client gives up after TIMEOUT_SECONDS (STEDI_S3_TIMEOUT), the fault proxy hangs up
+# after STALL_SECONDS, well past it, so a retry proves the timeout fired. Short, so that the
+# tests of every stall and lasting stall wait seconds, not minutes.
+TIMEOUT_SECONDS = 1.0
+STALL_SECONDS = 3.0
 SOURCE_BUCKET = "stedi-source"
 LAKE_BUCKET = "stedi-lake"
 GLUE_DATABASE = "stedi_test"
@@ -41,7 +46,7 @@ def s3_server(no_aws_settings: None, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture
 def fault_proxy(s3_server: MotoServer) -> Iterator[FaultProxy]:
-    with FaultProxy(s3_server.port, stall_seconds=4.0) as proxy:
+    with FaultProxy(s3_server.port, stall_seconds=STALL_SECONDS) as proxy:
         yield proxy
 
 

@@ -22,7 +22,7 @@ from stedi_assets.lake.s3_store import S3Store
 from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets.tables import CUSTOMER_TRUSTED, TABLES
 from stedi_assets_tests.conftest import CliLakehouse
-from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET, tables_of
+from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET, STALL_SECONDS, TIMEOUT_SECONDS, tables_of
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy, Seen
 from stedi_assets_tests.lake.s3_server import (
     ACCESS_KEY,
@@ -42,8 +42,7 @@ pytestmark = pytest.mark.s3
 LAKE = f"s3://{LAKE_BUCKET}/faults"
 DATABASE = "stedi_faults"
 ATTEMPTS = 4
-TIMEOUT = 2.0
-STALL = 5.0  # past the timeout
+TIMEOUT, STALL = TIMEOUT_SECONDS, STALL_SECONDS
 DELTA_RS, BOTO3, ARROW = "object_store", "Boto3", "aws-sdk-cpp"
 
 
