@@ -231,21 +231,32 @@ def real_lake(request, shared_lake, reference_data: Path) -> SharedLake:
     return shared_lake(reference_data, request.param)
 
 
-# -- pytest-xdist: what shares an expensive session fixture runs on one worker ---------------
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup`, the tests that share the S3 server, the browser, or the real
-    data's lakes and the Spark JVM each run on one worker, which builds them once; the rest
-    are spread over the workers one by one."""
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        if item.get_closest_marker("s3"):
-            group = "s3"
-        elif item.get_closest_marker("browser"):
-            group = "browser"
-        elif item.get_closest_marker("reference") or item.get_closest_marker("spark") or "spark_engine" in getattr(item, "fixturenames", ()):
-            group = "real_data_and_spark"
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
+# -- pytest-xdist: the tests that share an expensive session fixture run on one worker ---------
+# Paths under stedi_assets_tests/ of the modules that share one: the S3 server and the lake on
+# it, the browser and dagster dev, the real data's lakes and the Spark JVM.
+SHARING = {
+    "s3": ("lake/test_s3_", "lake/test_glue"),
+    "browser": ("test_ui.py",),
+    "real_data_and_spark": (
+        "engine/", "bench/", "test_charts.py", "test_reference_counts.py", "test_privacy.py", "test_hostile_run.py",
+    ),
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under `--dist loadfile` (pyproject's addopts), each module goes to one worker as a
+    whole, and so does each group of modules in SHARING, so that its worker alone builds what
+    they share. (xdist's own `--dist loadgroup` would need `xdist_group` marks, which it
+    cannot read under pytest 9: it renames items through an attribute pytest no longer has.)
+    Largest units first, each to the worker that is free."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            within = module.partition("stedi_assets_tests/")[2]
+            return next((group for group, paths in SHARING.items() if within.startswith(paths)), module)
+
+    return SharedFixtureScheduling(config, log)
