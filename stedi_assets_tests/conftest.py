@@ -232,20 +232,27 @@ def real_lake(request, shared_lake, reference_data: Path) -> SharedLake:
 
 
 # -- pytest-xdist: the tests that share an expensive session fixture run on one worker ---------
-# Paths under stedi_assets_tests/ of the modules that share one: the S3 server and the lake on
-# it, the browser and dagster dev, the real data's lakes and the Spark JVM.
+# Paths under stedi_assets_tests/ of the modules that share one: the real data's lake on the S3
+# server (lake/conftest.py, minutes to build), and the Spark JVM. Others build what they share
+# in seconds (the moto server, the in-process lakes), once per worker that needs it.
 SHARING = {
-    "s3": ("lake/test_s3_", "lake/test_glue"),
-    "browser": ("test_ui.py",),
-    "real_data_and_spark": (
-        "engine/", "bench/", "test_charts.py", "test_reference_counts.py", "test_privacy.py", "test_hostile_run.py",
-    ),
+    "s3_reference_lake": ("lake/test_glue", "lake/test_s3_lake", "lake/test_s3_erasure"),
+    "spark": ("engine/", "bench/", "test_charts.py"),
 }
+# The longest units (minutes each, measured), started first so that no worker ends the run
+# alone on one of them; the rest follow, most tests first.
+LONGEST_FIRST = (
+    "spark",
+    "stedi_assets_tests/test_ui.py",
+    "s3_reference_lake",
+    "stedi_assets_tests/lake/test_s3_faults.py",
+    "stedi_assets_tests/test_incremental.py",
+)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under `--dist loadfile` (pyproject's addopts), each module goes to one worker as a
-    whole, and so does each group of modules in SHARING, so that its worker alone builds what
+    whole, and so does each group of modules in SHARING, so that one worker alone builds what
     they share. (xdist's own `--dist loadgroup` would need `xdist_group` marks, which it
     cannot read under pytest 9: it renames items through an attribute pytest no longer has.)
     Largest units first, each to the worker that is free."""
@@ -258,5 +265,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             module = nodeid.split("::", 1)[0]
             within = module.partition("stedi_assets_tests/")[2]
             return next((group for group, paths in SHARING.items() if within.startswith(paths)), module)
+
+        def _assign_work_unit(self, node) -> None:
+            for scope in reversed(LONGEST_FIRST):  # the queue is ordered once it exists
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
 
     return SharedFixtureScheduling(config, log)
