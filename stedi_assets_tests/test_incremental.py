@@ -31,7 +31,7 @@ from stedi_assets.lake.store import LocalStore
 from stedi_assets.lakehouse import published
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy
 from stedi_assets.tables import TABLES
-from stedi_assets_tests.conftest import IN_CI
+from stedi_assets_tests.conftest import IN_CI, SharedLake
 from stedi_assets_tests.incremental_harness import InProcessLakehouse, copy_source, memory_instance, persistent_instance, touch_later
 
 ACCELEROMETER = Path("accelerometer/landing")
@@ -136,21 +136,17 @@ def full_run_on(source: Path, root: Path, instance: dg.DagsterInstance, policy: 
     return reference
 
 
-@pytest.fixture(scope="module", params=list(ConsentPolicy), ids=lambda p: p.value)
-def ingested_sample(request, tmp_path_factory) -> tuple[Path, ConsentPolicy]:
-    """The sample, fully ingested under a policy: every case starts from a copy of it."""
-    root = tmp_path_factory.mktemp(f"sample-{request.param.value}")
-    source = copy_source(SAMPLE_SOURCE, root / "source")
-    with memory_instance() as instance:
-        assert InProcessLakehouse(root, source, instance, request.param).run().success
-    return root, request.param
+@pytest.fixture(params=list(ConsentPolicy), ids=lambda p: p.value)
+def ingested_sample(request, shared_lake) -> SharedLake:
+    """The sample, fully ingested under a policy (the session's lake, conftest): every case
+    starts from a copy of it."""
+    return shared_lake(SAMPLE_SOURCE, request.param)
 
 
 @pytest.mark.parametrize("arrival", list(ARRIVALS))
 def test_incremental_run_equals_a_full_run(arrival, ingested_sample, tmp_path):
-    base, policy = ingested_sample
-    source = copy_source(base / "source", tmp_path / "source")
-    shutil.copytree(base / "lake", tmp_path / "lake")
+    policy = ingested_sample.policy
+    source = ingested_sample.copy(tmp_path).source
     with memory_instance() as instance:
         lakehouse = InProcessLakehouse(tmp_path, source, instance, policy)
         before = lakehouse.tables()
@@ -288,14 +284,13 @@ def test_any_arrival_sequence_ends_where_a_full_run_does(generated_pool, tmp_pat
 
 # -- idempotence -----------------------------------------------------------------------------
 @pytest.fixture(params=["memory"])
-def ingested(request, tmp_path) -> InProcessLakehouse:
-    """The sample ingested by a full run (on a persistent instance, as `dagster dev` has,
-    where the test asks for it with `@pytest.mark.parametrize("ingested", ["sqlite"], indirect=True)`)."""
-    source = copy_source(SAMPLE_SOURCE, tmp_path / "source")
+def ingested(request, sample_lake, tmp_path) -> InProcessLakehouse:
+    """The sample ingested by a full run: a copy of the session's sample lake and its source
+    (conftest), driven on an instance in memory, or on a persistent one as `dagster dev` has
+    where the test asks for it with `@pytest.mark.parametrize("ingested", ["sqlite"], indirect=True)`."""
+    copy = sample_lake.copy(tmp_path)
     with persistent_instance(tmp_path) if request.param == "sqlite" else memory_instance() as instance:
-        lakehouse = InProcessLakehouse(tmp_path, source, instance, ConsentPolicy.ANY)
-        assert lakehouse.run().success
-        yield lakehouse
+        yield InProcessLakehouse(tmp_path, copy.source, instance, ConsentPolicy.ANY)
 
 
 def tick(lakehouse: InProcessLakehouse, sensor: str):
