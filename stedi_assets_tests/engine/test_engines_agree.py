@@ -71,9 +71,15 @@ def published(shared_lake) -> Callable[[Path, ConsentPolicy], dict[str, Relation
     return tables
 
 
+def used_by(sql: str, relations: dict[str, Relation]) -> dict[str, Relation]:
+    """The relations `sql` names: Spark makes a view of each relation it is given, at a cost
+    (a Parquet listing or an Arrow transfer), whether the query reads it or not."""
+    return {name: r for name, r in relations.items() if re.search(rf"\b{name}\b", sql)}
+
+
 def on_both(spark: SqlEngine, sql: str, relations: dict[str, Relation]) -> tuple[list[dict], list[dict]]:
     """The rows of `sql` on DuckDB and on Spark, sorted, after checking both have one schema."""
-    used = {name: r for name, r in relations.items() if re.search(rf"\b{name}\b", sql)}
+    used = used_by(sql, relations)
     duck, on_spark = DuckDBEngine().query(sql, used), spark.query(sql, used)
     assert on_spark.schema.equals(duck.schema), f"{on_spark.schema}\n!=\n{duck.schema}"
     return sorted_rows(duck), sorted_rows(on_spark)
@@ -126,7 +132,7 @@ def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine
             duck, on_spark = on_both(spark_engine, privacy.render(rule.sql), relations)
             assert duck and on_spark == duck, (audited, rule.name)
             # The audit step's own query (count and sample in one pass) through the resource.
-            outcome = evaluate(rule, relations, SparkEngineResource(), privacy)
+            outcome = evaluate(rule, used_by(privacy.render(rule.sql), relations), SparkEngineResource(), privacy)
             assert outcome.violations == len(duck), (audited, rule.name)
 
 
