@@ -81,7 +81,7 @@ def test_sample_run_accounts_for_every_landing_line(sample_lake):
     assert lakehouse.count("machine_learning_curated") > 0
 
 
-def test_a_second_run_changes_nothing_and_full_refresh_yaml_gives_the_same_tables(sample_lake, sample):
+def test_a_second_run_changes_nothing_and_a_full_refresh_gives_the_same_tables(sample_lake, sample):
     """The README's commands: a second `dagster asset materialize` commits nothing, and one
     with full_refresh.yaml gives every table a new version with the same rows. Neither starts
     a JVM: PySpark loads only when STEDI_ENGINE=spark."""
@@ -103,7 +103,7 @@ def test_selective_rebuild_touches_only_the_selection_and_downstream(sample):
     assert changed == DOWNSTREAM_OF_CUSTOMER_TRUSTED
 
 
-def test_a_privacy_violation_is_stopped_exits_non_zero_and_the_previous_table_stays(sample):
+def test_a_privacy_violation_is_stopped_and_the_previous_table_stays(sample):
     """A deployment whose customer_trusted leaks, run through the CLI: the blocking check
     fails the run (exit code non-zero), nothing downstream runs, nothing is published."""
     before, published = versions(sample), snapshot(sample)

@@ -114,10 +114,10 @@ def every_value_under(folder: Path) -> bytes:
 
 @pytest.mark.reference
 def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakehouse_factory, tmp_path, request):
-    """Two runs, then `stedi forget` (the console command) one consenting customer who has ML rows, then one run:
-    every table loses exactly that customer's rows, and nothing under the lake nor in the
-    Dagster instance holds their e-mail, name or serial number. Re-ingesting the same source
-    files never brings them back."""
+    """Two runs, then `stedi forget` (the console command) one consenting customer who has ML
+    rows, then one run: every table loses exactly that customer's rows, and nothing under the
+    lake nor in the Dagster instance holds their e-mail, name or serial number. Re-ingesting
+    the same source files never brings them back."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
