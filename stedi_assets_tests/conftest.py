@@ -191,13 +191,12 @@ class SharedLake:
     def lake(self) -> Path:
         return self.lakehouse.lake
 
-    def copy(self, root: Path, source: Path | None = None) -> CliLakehouse:
+    def copy(self, root: Path) -> CliLakehouse:
         """A lakehouse of the test's own in `root`: this lake copied (cheap, beside a rebuild),
-        on `source` (default: a copy of this source that keeps each file's modification time,
-        so the ledger sees the same files and a run finds nothing new)."""
+        on a copy of its source that keeps each file's modification time, so that the ledger
+        sees the same files and a run finds nothing new."""
         root.mkdir(parents=True, exist_ok=True)
-        if source is None:
-            source = Path(shutil.copytree(self.lakehouse.source, root / "source", copy_function=shutil.copy2))
+        source = Path(shutil.copytree(self.lakehouse.source, root / "source", copy_function=shutil.copy2))
         shutil.copytree(self.lake, root / "lake", copy_function=shutil.copy2)
         settings = {k: v for k, v in self.lakehouse.env.items() if k not in ("STEDI_SOURCE", "STEDI_LAKE")}
         return CliLakehouse(root, source, **settings)
