@@ -249,6 +249,7 @@ LONGEST_FIRST = (
 )
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not loaded
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under `--dist loadfile` (pyproject's addopts), each module goes to one worker as a
     whole, and so does each group of modules in SHARING, so that one worker alone builds what
