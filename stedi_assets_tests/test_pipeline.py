@@ -6,9 +6,11 @@ non-zero, two CLI runs at once, and the `stedi` rollback, versions and sql comma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,8 +230,18 @@ def test_two_runs_at_once_on_one_lake_lose_no_commit(sample_lake, tmp_path, lake
     lakehouse = lakehouse_factory(SAMPLE_SOURCE, DAGSTER_HOME=str(home))
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", DEFINITIONS_MODULE, "--select", "*"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("STEDI_")}, **lakehouse.env}
-    runs = [subprocess.Popen(command, env=env, cwd=lakehouse.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    # Each in a process group of its own, so that a run that hangs is stopped with every
+    # process it started (its compute-log `tail`s hold the output pipe open).
+    runs = [
+        subprocess.Popen(command, env=env, cwd=lakehouse.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        for _ in range(2)
+    ]
+    try:
+        outputs = [run.communicate(timeout=300)[0] for run in runs]
+    finally:
+        for run in runs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
     assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     for table, location in LOCATIONS.items():
         commits = lakehouse.delta(location).history()
