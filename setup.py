@@ -28,6 +28,8 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            # Runs the suite on two workers (pyproject's addopts: -n 2 --dist loadfile).
+            "pytest-xdist>=3.5",
             "moto[server]>=5.0",
             # The tests read the lake with Polars too, a reader that shares no code with ours.
             "polars>=1.0",

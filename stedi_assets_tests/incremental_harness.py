@@ -28,7 +28,7 @@ def full_refresh_config() -> dict:
     return {"ops": {name: {"config": {"full_refresh": True}} for name in ASSETS}}
 
 
-class Lakehouse:
+class InProcessLakehouse:
     def __init__(self, root: Path, source: Path, instance: dg.DagsterInstance, policy: ConsentPolicy):
         self.root, self.source, self.instance, self.policy = root, source, instance, policy
         self.lake = root / "lake"

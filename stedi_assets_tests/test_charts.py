@@ -111,12 +111,10 @@ def run_logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) ->
 
 
 # -- in a run ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory) -> tuple[dg.ExecuteInProcessResult, Path, list]:
-    lake = tmp_path_factory.mktemp("lake")
-    result, instance = materialize(SAMPLE_SOURCE, lake)
-    assert result.success
-    return result, lake, run_logs(instance, result)
+@pytest.fixture
+def sample_run(sample_lake) -> tuple[dg.ExecuteInProcessResult, Path, list]:
+    """The run that built the session's sample lake (conftest), its lake and its logs."""
+    return sample_lake.result, sample_lake.lake, run_logs(sample_lake.instance, sample_lake.result)
 
 
 def test_every_chart_is_a_png_of_its_size_in_the_materialization(sample_run):
@@ -201,12 +199,10 @@ def test_the_docstring_examples_hold():
 
 
 # -- the funnel on the real data --------------------------------------------------------------
-@pytest.fixture(scope="module", params=list(ConsentPolicy), ids=lambda p: p.value)
-def real_run(request, tmp_path_factory, reference_data):
-    lake = tmp_path_factory.mktemp(f"real_{request.param.value}")
-    result, _ = materialize(reference_data, lake, STEDI_CONSENT_POLICY=request.param.value)
-    assert result.success
-    return request.param, result, lake
+@pytest.fixture
+def real_run(real_lake):
+    """The session's real-data lake under each policy (conftest), and the run that built it."""
+    return real_lake.policy, real_lake.result, real_lake.lake
 
 
 @pytest.mark.reference

@@ -6,9 +6,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from stedi_assets.definitions import defs
-from stedi_assets.definitions import build_definitions
-from stedi_assets.settings import SAMPLE_SOURCE, Settings
+from stedi_assets.definitions import build_definitions, defs
+from stedi_assets.settings import Settings
 from stedi_assets.tables import TABLES
 from stedi_assets_tests.conftest import REPO
 
@@ -32,26 +31,16 @@ def test_groups_follow_the_zones_and_docstrings_become_descriptions():
             assert node.description and len(node.description) > 40
 
 
-@pytest.fixture(scope="module")
-def sample_lake(tmp_path_factory) -> tuple[dg.Definitions, dg.ExecuteInProcessResult]:
-    lake = tmp_path_factory.mktemp("lake")
-    definitions = build_definitions(Settings.from_env({"STEDI_SOURCE": str(SAMPLE_SOURCE), "STEDI_LAKE": str(lake)}))
-    job = definitions.resolve_implicit_global_asset_job_def()
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(instance=instance)
-    assert result.success
-    return definitions, result
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sample_run(sample_lake) -> dg.ExecuteInProcessResult:
-    return sample_lake[1]
+    """The job's run that built the session's sample lake (conftest)."""
+    return sample_lake.result
 
 
 def test_the_io_manager_hands_users_each_tables_published_version(sample_lake):
     """The zone assets read upstream tables themselves; a user's notebook or own asset
     still gets the published version through the IO manager."""
-    definitions, result = sample_lake
+    definitions, result = sample_lake.definitions, sample_lake.result
     materializations = {m.asset_key.path[-1]: m.materialization.metadata for m in result.get_asset_materialization_events()}
     for name in ("customer_trusted", "machine_learning_curated"):
         snapshot = definitions.load_asset_value(name)

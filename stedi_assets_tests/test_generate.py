@@ -17,6 +17,7 @@ from stedi_assets.generate import (
     generate,
 )
 from stedi_assets.lake.store import LocalStore
+from stedi_assets_tests.conftest import run_cli
 
 
 def records(root: Path, source: str) -> list[dict]:
@@ -73,6 +74,19 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path):
     generate(LocalStore(tmp_path / "c"), GenerateOptions(scale=0.05, seed=12, duplicate_emails=2, reused_serials=1, dirty_lines=True))
     assert files(tmp_path / "a") == files(tmp_path / "b")
     assert files(tmp_path / "a") != files(tmp_path / "c")
+
+
+def test_the_console_command_writes_what_generate_writes(tmp_path: Path):
+    """`stedi generate`, the console script, into STEDI_SOURCE by default: the same bytes as
+    the function with the same options, and a line saying what it wrote."""
+    said = run_cli(
+        ["stedi", "generate", "--scale", "0.05", "--seed", "11", "--duplicate-emails", "2", "--reused-serials", "1", "--dirty-lines"],
+        {"STEDI_SOURCE": str(tmp_path / "command")},
+        tmp_path,
+    )
+    counts = generate(LocalStore(tmp_path / "function"), GenerateOptions(scale=0.05, seed=11, duplicate_emails=2, reused_serials=1, dirty_lines=True))
+    assert files(tmp_path / "command") == files(tmp_path / "function")
+    assert said.stdout.startswith(f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and {counts.step_trainer} step trainer records to ")
 
 
 def test_optional_traps(tmp_path: Path):

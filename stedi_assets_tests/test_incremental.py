@@ -36,8 +36,8 @@ from stedi_assets.lake.store import LocalStore
 from stedi_assets.lakehouse import published
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy
 from stedi_assets.tables import TABLES
-from stedi_assets_tests.conftest import IN_CI
-from stedi_assets_tests.incremental_harness import Lakehouse, copy_source, memory_instance, persistent_instance, touch_later
+from stedi_assets_tests.conftest import IN_CI, SharedLake
+from stedi_assets_tests.incremental_harness import InProcessLakehouse, copy_source, memory_instance, persistent_instance, touch_later
 
 ACCELEROMETER = Path("accelerometer/landing")
 STEP_TRAINER = Path("step_trainer/landing")
@@ -134,30 +134,26 @@ ARRIVALS: dict[str, Callable[[Path], Path]] = {
 }
 
 
-def full_run_on(source: Path, root: Path, instance: dg.DagsterInstance, policy: ConsentPolicy) -> Lakehouse:
+def full_run_on(source: Path, root: Path, instance: dg.DagsterInstance, policy: ConsentPolicy) -> InProcessLakehouse:
     root.mkdir()
-    reference = Lakehouse(root, source, instance, policy)
+    reference = InProcessLakehouse(root, source, instance, policy)
     assert reference.run().success
     return reference
 
 
-@pytest.fixture(scope="module", params=list(ConsentPolicy), ids=lambda p: p.value)
-def ingested_sample(request, tmp_path_factory) -> tuple[Path, ConsentPolicy]:
-    """The sample, fully ingested under a policy: every case starts from a copy of it."""
-    root = tmp_path_factory.mktemp(f"sample-{request.param.value}")
-    source = copy_source(SAMPLE_SOURCE, root / "source")
-    with memory_instance() as instance:
-        assert Lakehouse(root, source, instance, request.param).run().success
-    return root, request.param
+@pytest.fixture(params=list(ConsentPolicy), ids=lambda p: p.value)
+def ingested_sample(request, shared_lake) -> SharedLake:
+    """The sample, fully ingested under a policy (the session's lake, conftest): every case
+    starts from a copy of it."""
+    return shared_lake(SAMPLE_SOURCE, request.param)
 
 
 @pytest.mark.parametrize("arrival", list(ARRIVALS))
 def test_incremental_run_equals_a_full_run(arrival, ingested_sample, tmp_path):
-    base, policy = ingested_sample
-    source = copy_source(base / "source", tmp_path / "source")
-    shutil.copytree(base / "lake", tmp_path / "lake")
+    policy = ingested_sample.policy
+    source = ingested_sample.copy(tmp_path).source
     with memory_instance() as instance:
-        lakehouse = Lakehouse(tmp_path, source, instance, policy)
+        lakehouse = InProcessLakehouse(tmp_path, source, instance, policy)
         before = lakehouse.tables()
         final_source = ARRIVALS[arrival](source)
         result = lakehouse.run()
@@ -276,7 +272,7 @@ def test_any_arrival_sequence_ends_where_a_full_run_does(generated_pool, tmp_pat
     for source in ("customer", "accelerometer", "step_trainer"):  # the first delivery: a file of each
         arrivals.apply("deliver", next(i for i, k in enumerate(arrivals.keys) if k.startswith(source)))
     with memory_instance() as instance:
-        lakehouse = Lakehouse(root, arrivals.source, instance, policy)
+        lakehouse = InProcessLakehouse(root, arrivals.source, instance, policy)
         assert lakehouse.run().success
         arrivals.ran()
         for operation, index in steps:
@@ -293,17 +289,16 @@ def test_any_arrival_sequence_ends_where_a_full_run_does(generated_pool, tmp_pat
 
 # -- idempotence -----------------------------------------------------------------------------
 @pytest.fixture(params=["memory"])
-def ingested(request, tmp_path) -> Lakehouse:
-    """The sample ingested by a full run (on a persistent instance, as `dagster dev` has,
-    where the test asks for it with `@pytest.mark.parametrize("ingested", ["sqlite"], indirect=True)`)."""
-    source = copy_source(SAMPLE_SOURCE, tmp_path / "source")
+def ingested(request, sample_lake, tmp_path) -> InProcessLakehouse:
+    """The sample ingested by a full run: a copy of the session's sample lake and its source
+    (conftest), driven on an instance in memory, or on a persistent one as `dagster dev` has
+    where the test asks for it with `@pytest.mark.parametrize("ingested", ["sqlite"], indirect=True)`."""
+    copy = sample_lake.copy(tmp_path)
     with persistent_instance(tmp_path) if request.param == "sqlite" else memory_instance() as instance:
-        lakehouse = Lakehouse(tmp_path, source, instance, ConsentPolicy.ANY)
-        assert lakehouse.run().success
-        yield lakehouse
+        yield InProcessLakehouse(tmp_path, copy.source, instance, ConsentPolicy.ANY)
 
 
-def tick(lakehouse: Lakehouse, sensor: str):
+def tick(lakehouse: InProcessLakehouse, sensor: str):
     defs = lakehouse.definitions()
     with dg.build_sensor_context(instance=lakehouse.instance, definitions=defs, resources=defs.resources) as context:
         return defs.resolve_sensor_def(sensor).evaluate_tick(context)
@@ -337,7 +332,7 @@ def test_the_step_trainer_sensor_waits_for_customer_landing(tmp_path):
     which its step reads, is published: that run could only fail, and would spend their run key."""
     source = copy_source(SAMPLE_SOURCE, tmp_path / "source")
     with memory_instance() as instance:
-        lakehouse = Lakehouse(tmp_path, source, instance, ConsentPolicy.ANY)
+        lakehouse = InProcessLakehouse(tmp_path, source, instance, ConsentPolicy.ANY)
         waiting = tick(lakehouse, "step_trainer_arrivals")
         assert not waiting.run_requests
         assert waiting.skip_message == "step_trainer_landing waits for customer_landing to be published (it reads it)"
@@ -437,8 +432,8 @@ def test_a_new_subject_key_or_policy_rebuilds_what_depends_on_it(ingested, monke
     ingested.policy = ConsentPolicy.SINCE_CONSENT
     assert ingested.run().success
     with memory_instance() as instance:
-        reference = Lakehouse(ingested.root / "reference", ingested.source, instance, ConsentPolicy.SINCE_CONSENT)
-        reference.settings = lambda: replace(Lakehouse.settings(reference), subject_key="another-subject-key")
+        reference = InProcessLakehouse(ingested.root / "reference", ingested.source, instance, ConsentPolicy.SINCE_CONSENT)
+        reference.settings = lambda: replace(InProcessLakehouse.settings(reference), subject_key="another-subject-key")
         assert reference.run().success
         assert ingested.tables() == reference.tables()
 

@@ -113,17 +113,21 @@ def every_value_under(folder: Path) -> bytes:
 
 
 @pytest.mark.reference
-def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakehouse_factory, tmp_path):
-    """Two runs, then `stedi forget` one consenting customer who has ML rows, then one run:
-    every table loses exactly that customer's rows, and nothing under the lake nor in the
-    Dagster instance holds their e-mail, name or serial number. Re-ingesting the same source
-    files never brings them back."""
+def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakehouse_factory, tmp_path, request):
+    """Two runs, then `stedi forget` (the console command) one consenting customer who has ML
+    rows, then one run: every table loses exactly that customer's rows, and nothing under the
+    lake nor in the Dagster instance holds their e-mail, name or serial number. Re-ingesting
+    the same source files never brings them back."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
-    lakehouse = lakehouse_factory(real_copy, DAGSTER_HOME=str(home))
-    lakehouse.materialize("*")
-    lakehouse.materialize("*")
+    lakehouse = lakehouse_factory(real_copy)
+    # In process, on the project's instance configuration in `home`: every event of every run
+    # is in its storage there, as the CLI's runs would be.
+    instance = dg.DagsterInstance.from_config(str(home))
+    request.addfinalizer(instance.dispose)
+    assert lakehouse.run(instance=instance).success
+    assert lakehouse.run(instance=instance).success
     [person] = lakehouse.sql(
         "SELECT c.email, c.customerName, c.serialNumber, c.subject_id FROM customer_curated c "
         "WHERE EXISTS (SELECT 1 FROM machine_learning_curated m WHERE m.subject_id = c.subject_id) ORDER BY c.email LIMIT 1"
@@ -145,9 +149,9 @@ def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakeh
 
     said = run_cli(["stedi", "forget", f" {key.upper()} "], lakehouse.env, lakehouse.root)
     assert "recorded 1 new erasure request" in said.stdout and key not in said.stdout
-    [request] = lakehouse.sql("SELECT * FROM erasure_requests")
-    assert request["erasure_key"] == person["subject_id"] and set(request) == {"erasure_key", "requested_at", "key_id"}
-    lakehouse.materialize("*")
+    [erasure] = lakehouse.sql("SELECT * FROM erasure_requests")
+    assert erasure["erasure_key"] == person["subject_id"] and set(erasure) == {"erasure_key", "requested_at", "key_id"}
+    assert lakehouse.run(instance=instance).success
 
     after = counts(lakehouse, {t: "TRUE" for t in theirs})
     assert after == {t: before[t] - their_rows[t] for t in theirs}
@@ -162,13 +166,13 @@ def test_forget_erases_a_person_from_every_table_and_every_file(real_copy, lakeh
         assert secret not in lake_bytes, secret
         assert secret not in instance_bytes, secret
     # Time travel to before the erasure is gone: no version but the current one is kept.
-    history = run_cli(["stedi", "versions", "customer_trusted"], lakehouse.env, lakehouse.root).stdout.splitlines()
+    history = lakehouse.stedi("versions", "customer_trusted").stdout.splitlines()
     assert "current" in history[0] and all(" gone " in line for line in history[1:])
 
     # The same source files again: still gone.
-    lakehouse.materialize("*")
+    assert lakehouse.run(instance=instance).success
     assert counts(lakehouse, {t: "TRUE" for t in theirs}) == after
-    refused = run_cli(["stedi", "rollback", "machine_learning_curated", "--to", "0"], lakehouse.env, lakehouse.root, check=False)
+    refused = lakehouse.stedi("rollback", "machine_learning_curated", "--to", "0", check=False)
     assert refused.returncode != 0 and "purged when erasure requests were applied" in refused.stderr
 
 
@@ -179,20 +183,20 @@ def test_versions_leave_the_history_after_the_retention_period(lakehouse_factory
     def two_versions(retention: str | None) -> list[str]:
         source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / f"sample-{retention}"))
         lakehouse = lakehouse_factory(source, **({"STEDI_RETENTION_HOURS": retention} if retention else {}))
-        lakehouse.materialize("customer_landing")
+        assert lakehouse.run("customer_landing").success
         arrival = {"customerName": "New Customer", "email": "new.customer@test.com", "serialNumber": "new-serial",
                    "registrationDate": 1, "lastUpdateDate": 1}
         # The customer file delivered again, changed: its data file is replaced in a new version
         # (a new file beside it would only add one, and the first version would stay whole).
         [customers] = (source / "customer" / "landing").glob("*.json")
         customers.write_text(customers.read_text() + json.dumps(arrival) + "\n")
-        lakehouse.materialize("customer_landing")
-        lines = run_cli(["stedi", "versions", "customer_landing"], lakehouse.env, lakehouse.root).stdout.splitlines()
+        assert lakehouse.run("customer_landing").success
+        lines = lakehouse.stedi("versions", "customer_landing").stdout.splitlines()
         return lakehouse, [line.split()[3] for line in lines]
 
     _, kept = two_versions(None)
     assert kept == ["current", "kept"]
     brief, gone = two_versions("0")
     assert gone == ["current", "gone"]
-    refused = run_cli(["stedi", "rollback", "customer_landing"], brief.env, brief.root, check=False)
+    refused = brief.stedi("rollback", "customer_landing", check=False)
     assert refused.returncode != 0 and "past the retention window (STEDI_RETENTION_HOURS=0)" in refused.stderr

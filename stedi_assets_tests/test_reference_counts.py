@@ -1,4 +1,5 @@
-"""The reference counts on the real STEDI data, through the real CLIs, under both policies."""
+"""The reference counts on the real STEDI data under both policies, as `stedi sql` reads them
+from the session's real-data lakes (conftest)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,8 @@ REFERENCE = {
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize("policy", list(ConsentPolicy), ids=lambda p: p.value)
-def test_reference_counts(policy, reference_data, lakehouse_factory):
-    lakehouse = lakehouse_factory(reference_data, STEDI_CONSENT_POLICY=policy.value)
-    lakehouse.materialize("*")
+def test_reference_counts(real_lake):
+    policy, lakehouse = real_lake.policy, real_lake.lakehouse
     counts = {table: lakehouse.count(table) for table in REFERENCE[policy]}
     assert counts == REFERENCE[policy]
     for rejects in ("customer_landing_rejects", "accelerometer_landing_rejects", "step_trainer_landing_rejects"):

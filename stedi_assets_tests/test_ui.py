@@ -4,6 +4,11 @@ One test walks the path a user takes: open the lineage view, see the three zones
 tables, press *Materialize all*, wait for the run, then read the ML table's row count and its
 blocking checks in the UI, and confirm the lake really was written.
 
+The module starts one headless Chromium and one `dagster dev` (automation off) for the tests
+that click, which run on it in file order: the first materializes the fresh lake, the last
+leaves a conflicting reading in landing (its failed audit). The automation test has a
+`dagster dev` of its own, as the README starts it, on a fresh lake.
+
 Driver: Selenium with Debian's `chromium` and `chromium-driver` (built from the same source,
 so their versions always match; nothing is downloaded at run time).
 """
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from deltalake import DeltaTable
 
 from stedi_assets.settings import SAMPLE_SOURCE
@@ -72,7 +78,7 @@ class Browser:
     chromedriver: str
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser_binaries() -> Browser:
     chromium = shutil.which("chromium")
     chromedriver = shutil.which("chromedriver")
@@ -221,10 +227,11 @@ def _dagster_dev(tmp_path: Path, **settings: str) -> Iterator[DagsterUI]:
         _stop_group(process)
 
 
-@pytest.fixture
-def dagster_ui(tmp_path: Path, browser_binaries: Browser) -> Iterator[DagsterUI]:
-    """dagster dev with its sensors and automation off: runs start only when the test clicks."""
-    with _dagster_dev(tmp_path, STEDI_AUTOMATION="false") as ui:
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory, browser_binaries: Browser) -> Iterator[DagsterUI]:
+    """dagster dev with its sensors and automation off: runs start only when a test clicks.
+    One for the module: its tests run on it in file order (see the module's docstring)."""
+    with _dagster_dev(tmp_path_factory.mktemp("dagster_ui"), STEDI_AUTOMATION="false") as ui:
         yield ui
 
 
@@ -236,9 +243,11 @@ def dagster_ui_automated(tmp_path: Path, browser_binaries: Browser) -> Iterator[
         yield ui
 
 
-@pytest.fixture
-def driver(tmp_path: Path, browser_binaries: Browser):
-    """Headless Chromium through Debian's chromedriver; the last page is saved on teardown."""
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory, browser_binaries: Browser):
+    """Headless Chromium through Debian's chromedriver, one for the module; the last page is
+    saved on teardown."""
+    tmp_path = tmp_path_factory.mktemp("chromium")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -383,6 +392,63 @@ def test_materialize_all_from_the_ui(dagster_ui: DagsterUI, driver, tmp_path: Pa
     print(f"lineage screenshot: {screenshot}")
 
 
+_RUNNING_ANIMATIONS = "return document.getAnimations().filter(a => a.playState === 'running').length"
+
+
+def _launch_lakehouse_job(dagster_ui: DagsterUI, run_config: dict) -> str:
+    """Launch the whole-lakehouse job through the webserver's GraphQL API, as the UI's button does."""
+    mutation = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+    selector = {"repositoryLocationName": "stedi", "repositoryName": "__repository__", "jobName": "stedi_lakehouse"}
+    launched = dagster_ui.graphql(mutation, params={"selector": selector, "runConfigData": run_config})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def test_charts_render_in_the_asset_pages(dagster_ui: DagsterUI, driver, tmp_path: Path):
+    """Issue #13: each chart of the landing assets, customer_curated and machine_learning_curated
+    opens from its asset page's metadata ([Show Markdown]) and renders as an image of its size.
+    The run rebuilds every table (full_refresh.yaml's config): on the lake the first test built,
+    a plain run would change nothing and draw no curated chart."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    from stedi_assets_tests.test_charts import EXPECTED
+
+    run_id = _launch_lakehouse_job(dagster_ui, yaml.safe_load((REPO / "full_refresh.yaml").read_text()))
+    status = dagster_ui.wait_for_run(run_id, RUN_TIMEOUT)
+    assert status == "SUCCESS", f"run {run_id} ended {status}\n{dagster_ui.log_tail()}"
+
+    dialog = "//*[@role='dialog']"
+    shots = tmp_path / "charts"
+    shots.mkdir()
+    for asset, charts in EXPECTED.items():
+        driver.get(f"{dagster_ui.url}/assets/{asset}")
+        _wait_for_text(driver, r"\bMetadata\b", f"the metadata of {asset}")
+        for chart, (width, height) in charts.items():
+            show = (By.XPATH, f"//tr[.//*[normalize-space()='{chart}']]//a[contains(., 'Show Markdown')]")
+            link = _wait(driver, expected_conditions.presence_of_element_located(show), f"{asset}'s {chart} row")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+            _wait(driver, expected_conditions.element_to_be_clickable(show), f"{asset}'s {chart} link").click()
+            image = _wait(driver, lambda d: d.find_element(By.XPATH, f"{dialog}//img"), f"the {chart} image of {asset}")
+            natural = _wait(
+                driver,
+                lambda d: d.execute_script(
+                    "const i = arguments[0]; return i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]",
+                    image,
+                ),
+                f"the {chart} image of {asset} to load",
+            )
+            assert natural == [width, height], f"{asset} {chart}: {natural}"
+            _wait(driver, lambda d: not d.execute_script(_RUNNING_ANIMATIONS), "the dialog to finish fading in")
+            screenshot = shots / f"{asset}-{chart}.png"
+            assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+            close = (By.XPATH, f"{dialog}//button[normalize-space()='Close']")
+            _wait(driver, expected_conditions.element_to_be_clickable(close), "the dialog's Close button").click()
+            _wait(driver, lambda d: not d.find_elements(By.XPATH, dialog), f"the {chart} dialog to close")
+    print(f"chart screenshots: {shots}")
+
+
 def test_a_failed_audit_shows_its_failed_check_on_the_materialization_it_judged(dagster_ui: DagsterUI, driver, tmp_path: Path):
     """A step trainer reading delivered twice with two distances: the run fails
     `reading_key_unique`. The UI shows the failed check on that run's materialization, whose
@@ -429,59 +495,6 @@ def test_a_failed_audit_shows_its_failed_check_on_the_materialization_it_judged(
     screenshot = tmp_path / "failed_audit.png"
     assert driver.save_screenshot(str(screenshot))
     print(f"failed audit screenshot: {screenshot}")
-_RUNNING_ANIMATIONS = "return document.getAnimations().filter(a => a.playState === 'running').length"
-
-
-def _launch_lakehouse_job(dagster_ui: DagsterUI) -> str:
-    """Launch the whole-lakehouse job through the webserver's GraphQL API, as the UI's button does."""
-    mutation = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
-    selector = {"repositoryLocationName": "stedi", "repositoryName": "__repository__", "jobName": "stedi_lakehouse"}
-    launched = dagster_ui.graphql(mutation, params={"selector": selector, "runConfigData": {}})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    return launched["run"]["runId"]
-
-
-def test_charts_render_in_the_asset_pages(dagster_ui: DagsterUI, driver, tmp_path: Path):
-    """Issue #13: each chart of the landing assets, customer_curated and machine_learning_curated
-    opens from its asset page's metadata ([Show Markdown]) and renders as an image of its size."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-
-    from stedi_assets_tests.test_charts import EXPECTED
-
-    run_id = _launch_lakehouse_job(dagster_ui)
-    status = dagster_ui.wait_for_run(run_id, RUN_TIMEOUT)
-    assert status == "SUCCESS", f"run {run_id} ended {status}\n{dagster_ui.log_tail()}"
-
-    dialog = "//*[@role='dialog']"
-    shots = tmp_path / "charts"
-    shots.mkdir()
-    for asset, charts in EXPECTED.items():
-        driver.get(f"{dagster_ui.url}/assets/{asset}")
-        _wait_for_text(driver, r"\bMetadata\b", f"the metadata of {asset}")
-        for chart, (width, height) in charts.items():
-            show = (By.XPATH, f"//tr[.//*[normalize-space()='{chart}']]//a[contains(., 'Show Markdown')]")
-            link = _wait(driver, expected_conditions.presence_of_element_located(show), f"{asset}'s {chart} row")
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
-            _wait(driver, expected_conditions.element_to_be_clickable(show), f"{asset}'s {chart} link").click()
-            image = _wait(driver, lambda d: d.find_element(By.XPATH, f"{dialog}//img"), f"the {chart} image of {asset}")
-            natural = _wait(
-                driver,
-                lambda d: d.execute_script(
-                    "const i = arguments[0]; return i.complete && i.naturalWidth > 0 && [i.naturalWidth, i.naturalHeight]",
-                    image,
-                ),
-                f"the {chart} image of {asset} to load",
-            )
-            assert natural == [width, height], f"{asset} {chart}: {natural}"
-            _wait(driver, lambda d: not d.execute_script(_RUNNING_ANIMATIONS), "the dialog to finish fading in")
-            screenshot = shots / f"{asset}-{chart}.png"
-            assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
-            close = (By.XPATH, f"{dialog}//button[normalize-space()='Close']")
-            _wait(driver, expected_conditions.element_to_be_clickable(close), "the dialog's Close button").click()
-            _wait(driver, lambda d: not d.find_elements(By.XPATH, dialog), f"the {chart} dialog to close")
-    print(f"chart screenshots: {shots}")
 
 
 def _shown_row_count(driver, dagster_ui: DagsterUI) -> int | None:

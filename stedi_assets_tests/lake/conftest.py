@@ -14,10 +14,15 @@ from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.s3_client import shared_client
 from stedi_assets.tables import TABLES
 from stedi_assets_tests.builders import sorted_rows
-from stedi_assets_tests.conftest import Lakehouse
+from stedi_assets_tests.conftest import CliLakehouse
 from stedi_assets_tests.lake.fault_proxy import FaultProxy
 from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, glue_tables, lake_at, upload
 
+# Stalls: a client gives up after TIMEOUT_SECONDS (STEDI_S3_TIMEOUT), the fault proxy hangs up
+# after STALL_SECONDS, well past it, so a retry proves the timeout fired. Short, so that the
+# tests of every stall and lasting stall wait seconds, not minutes.
+TIMEOUT_SECONDS = 1.0
+STALL_SECONDS = 3.0
 SOURCE_BUCKET = "stedi-source"
 LAKE_BUCKET = "stedi-lake"
 GLUE_DATABASE = "stedi_test"
@@ -41,7 +46,7 @@ def s3_server(no_aws_settings: None, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture
 def fault_proxy(s3_server: MotoServer) -> Iterator[FaultProxy]:
-    with FaultProxy(s3_server.port, stall_seconds=4.0) as proxy:
+    with FaultProxy(s3_server.port, stall_seconds=STALL_SECONDS) as proxy:
         yield proxy
 
 
@@ -61,13 +66,13 @@ def aws_via(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="session")
-def s3_lakehouse(s3_server: MotoServer, reference_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Lakehouse:
+def s3_lakehouse(s3_server: MotoServer, reference_data: Path, tmp_path_factory: pytest.TempPathFactory) -> CliLakehouse:
     """The real STEDI data uploaded to S3 and the whole graph run once on it through the CLI,
     with the lake on S3 and every table registered in Glue."""
     client = s3_server.client("s3")
     upload(client, reference_data, SOURCE_BUCKET, "reference")
     ensure_bucket(client, LAKE_BUCKET)
-    lakehouse = Lakehouse(
+    lakehouse = CliLakehouse(
         tmp_path_factory.mktemp("s3_lakehouse"),
         f"s3://{SOURCE_BUCKET}/reference",  # type: ignore[arg-type]  # an S3 URI, not a folder
         STEDI_LAKE=f"s3://{LAKE_BUCKET}/reference",
@@ -91,7 +96,7 @@ class Rerun:
 
 
 @pytest.fixture(scope="session")
-def s3_rerun(s3_server: MotoServer, s3_lakehouse: Lakehouse) -> Rerun:
+def s3_rerun(s3_server: MotoServer, s3_lakehouse: CliLakehouse) -> Rerun:
     """The whole graph rebuilt from scratch a second time on the session's S3 lake (once, for
     every test that needs a rerun: it costs a whole run). A full refresh, since a plain rerun
     on unchanged sources commits nothing new."""

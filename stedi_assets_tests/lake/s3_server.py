@@ -150,3 +150,15 @@ def glue_tables(server: MotoServer, database: str) -> dict[str, dict]:
     """Every table of a Glue database, by name."""
     pages = server.client("glue").get_paginator("get_tables").paginate(DatabaseName=database)
     return {t["Name"]: t for page in pages for t in page["TableList"]}
+
+
+def copy_prefix(server: MotoServer, source: str, target: str) -> None:
+    """Copy every object at `s3://bucket/prefix/` to another prefix, server side: a lake's
+    copy (its Delta logs name their files relative to the table's root)."""
+    client = server.client("s3")
+    prefix = source.removeprefix("s3://").partition("/")[2].rstrip("/") + "/"
+    to_bucket, _, to_prefix = target.removeprefix("s3://").partition("/")
+    for uri in keys(server, source):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        copied = f"{to_prefix.rstrip('/')}/{key.removeprefix(prefix)}"
+        client.copy_object(Bucket=to_bucket, Key=copied, CopySource={"Bucket": bucket, "Key": key})

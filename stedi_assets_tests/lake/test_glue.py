@@ -14,7 +14,7 @@ from stedi_assets.lake import glue as glue_module
 from stedi_assets.lake.glue import GlueCatalog, catalog_columns, table_input
 from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_LANDING, CUSTOMER_TRUSTED, TABLES
-from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.conftest import CliLakehouse, run_cli
 from stedi_assets_tests.lake.conftest import GLUE_DATABASE, LAKE_BUCKET, SOURCE_BUCKET, Rerun
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy
 from stedi_assets_tests.lake.s3_server import SECRET_KEY, MotoServer, aws_env, ensure_bucket, glue_tables, upload
@@ -28,7 +28,7 @@ def _unchanged(entry: dict) -> tuple:
 
 
 @pytest.mark.reference
-def test_every_table_is_a_delta_table_at_its_root(s3_server: MotoServer, s3_lakehouse: Lakehouse) -> None:
+def test_every_table_is_a_delta_table_at_its_root(s3_server: MotoServer, s3_lakehouse: CliLakehouse) -> None:
     registered = glue_tables(s3_server, GLUE_DATABASE)
     assert set(registered) == set(TABLES)
     for name, table in TABLES.items():
@@ -41,7 +41,7 @@ def test_every_table_is_a_delta_table_at_its_root(s3_server: MotoServer, s3_lake
 
 
 @pytest.mark.reference
-def test_a_rerun_and_a_rollback_change_no_glue_entry(s3_server: MotoServer, s3_lakehouse: Lakehouse, s3_rerun: Rerun) -> None:
+def test_a_rerun_and_a_rollback_change_no_glue_entry(s3_server: MotoServer, s3_lakehouse: CliLakehouse, s3_rerun: Rerun) -> None:
     assert s3_rerun.glue_before and {n: _unchanged(e) for n, e in s3_rerun.glue_after.items()} == {
         n: _unchanged(e) for n, e in s3_rerun.glue_before.items()
     }
@@ -52,7 +52,7 @@ def test_a_rerun_and_a_rollback_change_no_glue_entry(s3_server: MotoServer, s3_l
 
 
 @pytest.mark.reference
-def test_stedi_ddl_names_the_locations_glue_has(s3_server: MotoServer, s3_lakehouse: Lakehouse) -> None:
+def test_stedi_ddl_names_the_locations_glue_has(s3_server: MotoServer, s3_lakehouse: CliLakehouse) -> None:
     ddl = run_cli(["stedi", "ddl"], s3_lakehouse.env, s3_lakehouse.root).stdout
     statements = re.findall(
         rf"CREATE EXTERNAL TABLE IF NOT EXISTS `{GLUE_DATABASE}`\.`(\w+)`\nLOCATION '([^']+)'\nTBLPROPERTIES \('table_type' = 'DELTA'\);",
@@ -70,7 +70,7 @@ def test_a_glue_fault_at_registration_fails_clearly_and_the_next_run_heals_it(
     upload(client, SAMPLE_SOURCE, SOURCE_BUCKET, "sample")
     ensure_bucket(client, LAKE_BUCKET)
     database = f"stedi_heal_{uuid.uuid4().hex[:8]}"
-    lakehouse = Lakehouse(
+    lakehouse = CliLakehouse(
         tmp_path,
         f"s3://{SOURCE_BUCKET}/sample",  # type: ignore[arg-type]  # an S3 URI, not a folder
         STEDI_LAKE=f"s3://{LAKE_BUCKET}/{database}",

@@ -23,7 +23,7 @@ from stedi_assets.resources.lake import LakeResource
 from stedi_assets.lake.s3_client import new_client
 from stedi_assets.lake.s3_store import S3Store
 from stedi_assets.settings import SAMPLE_SOURCE, UNSAFE_COMMITS_VARIABLE
-from stedi_assets_tests.conftest import Lakehouse
+from stedi_assets_tests.conftest import CliLakehouse
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy
 from stedi_assets_tests.lake.s3_server import (
@@ -64,8 +64,8 @@ def stripping_proxy(s3_server: MotoServer) -> Iterator[FaultProxy]:
         yield proxy
 
 
-def _lakehouse(tmp_path: Path, source: str, endpoint: str, **settings: str) -> Lakehouse:
-    return Lakehouse(
+def _lakehouse(tmp_path: Path, source: str, endpoint: str, **settings: str) -> CliLakehouse:
+    return CliLakehouse(
         tmp_path,
         source,  # type: ignore[arg-type]  # an S3 URI, not a folder
         STEDI_LAKE=f"s3://{LAKE_BUCKET}/commits-{uuid.uuid4().hex[:8]}",

@@ -21,7 +21,7 @@ from stedi_assets.lake.errors import LakeError
 from stedi_assets.lake.s3_store import S3Store
 
 from stedi_assets.settings import SAMPLE_SOURCE
-from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.conftest import CliLakehouse, run_cli
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET
 from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, upload
 
@@ -46,8 +46,8 @@ def signed_only(no_aws_settings: None, tmp_path_factory: pytest.TempPathFactory)
         yield server, key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def _lakehouse(tmp_path: Path, server: MotoServer, key_id: str, secret: str) -> Lakehouse:
-    return Lakehouse(
+def _lakehouse(tmp_path: Path, server: MotoServer, key_id: str, secret: str) -> CliLakehouse:
+    return CliLakehouse(
         tmp_path,
         f"s3://{SOURCE_BUCKET}/sample",  # type: ignore[arg-type]  # an S3 URI, not a folder
         STEDI_LAKE=f"s3://{LAKE_BUCKET}/credentials",

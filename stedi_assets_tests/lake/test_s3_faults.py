@@ -22,8 +22,8 @@ from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.s3_store import S3Store
 from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets.tables import CUSTOMER_TRUSTED, TABLES
-from stedi_assets_tests.conftest import Lakehouse
-from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET, tables_of
+from stedi_assets_tests.conftest import CliLakehouse
+from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET, STALL_SECONDS, TIMEOUT_SECONDS, tables_of
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy, Seen
 from stedi_assets_tests.lake.s3_server import (
     ACCESS_KEY,
@@ -43,19 +43,18 @@ pytestmark = pytest.mark.s3
 LAKE = f"s3://{LAKE_BUCKET}/faults"
 DATABASE = "stedi_faults"
 ATTEMPTS = 4
-TIMEOUT = 2.0
-STALL = 5.0  # past the timeout
+TIMEOUT, STALL = TIMEOUT_SECONDS, STALL_SECONDS
 DELTA_RS, BOTO3, ARROW = "object_store", "Boto3", "aws-sdk-cpp"
 
 
 @pytest.fixture(scope="module")
-def faulty(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lakehouse, FaultProxy, Lake]]:
+def faulty(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CliLakehouse, FaultProxy, Lake]]:
     """The bundled sample published once, without faults, on a lake reached through the proxy."""
     client = s3_server.client("s3")
     upload(client, SAMPLE_SOURCE, SOURCE_BUCKET, "sample")
     ensure_bucket(client, LAKE_BUCKET)
     with FaultProxy(s3_server.port, stall_seconds=STALL) as proxy:
-        lakehouse = Lakehouse(
+        lakehouse = CliLakehouse(
             tmp_path_factory.mktemp("faults"),
             f"s3://{SOURCE_BUCKET}/sample",  # type: ignore[arg-type]  # an S3 URI, not a folder
             STEDI_LAKE=LAKE,
@@ -68,7 +67,7 @@ def faulty(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> I
         yield lakehouse, proxy, lake_at(s3_server, LAKE)
 
 
-def _rerun_with(faulty: tuple[Lakehouse, FaultProxy, Lake], *faults: Fault) -> list[Seen]:
+def _rerun_with(faulty: tuple[CliLakehouse, FaultProxy, Lake], *faults: Fault) -> list[Seen]:
     """Rebuild the whole graph from scratch with `faults` injected (a plain rerun on unchanged
     sources writes nothing): it must succeed, every fault must have been met as often as
     asked, and every table must hold the same rows as before in a new version. Returns the
@@ -144,7 +143,7 @@ LASTING = {
 
 @pytest.mark.parametrize("case", list(LASTING))
 def test_a_lasting_fault_fails_the_run_and_keeps_the_published_table(
-    faulty: tuple[Lakehouse, FaultProxy, Lake], s3_server: MotoServer, case: str
+    faulty: tuple[CliLakehouse, FaultProxy, Lake], s3_server: MotoServer, case: str
 ) -> None:
     lakehouse, proxy, lake = faulty
     fault, expected = LASTING[case]

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from stedi_assets.settings import ConsentPolicy
 from stedi_assets.tables import ACCELEROMETER_TRUSTED, TABLES
-from stedi_assets_tests.conftest import Lakehouse, run_cli
+from stedi_assets_tests.conftest import CliLakehouse, run_cli
 from stedi_assets_tests.lake.conftest import Rerun
 from stedi_assets_tests.lake.s3_server import MotoServer, keys, lake_at
 from stedi_assets_tests.test_reference_counts import REFERENCE
@@ -21,12 +21,12 @@ pytestmark = [pytest.mark.s3, pytest.mark.reference]
 COUNTS = REFERENCE[ConsentPolicy.ANY]
 
 
-def test_reference_counts_on_s3(s3_lakehouse: Lakehouse) -> None:
+def test_reference_counts_on_s3(s3_lakehouse: CliLakehouse) -> None:
     [counts] = s3_lakehouse.sql("SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {t}) AS {t}" for t in COUNTS))
     assert counts == COUNTS
 
 
-def test_each_table_is_a_delta_table_at_its_location(s3_server: MotoServer, s3_lakehouse: Lakehouse) -> None:
+def test_each_table_is_a_delta_table_at_its_location(s3_server: MotoServer, s3_lakehouse: CliLakehouse) -> None:
     lake = s3_lakehouse.env["STEDI_LAKE"]
     everything = keys(s3_server, lake)
     for table in TABLES.values():
@@ -38,7 +38,7 @@ def test_each_table_is_a_delta_table_at_its_location(s3_server: MotoServer, s3_l
     assert not [k for k in everything if "/_stedi_probe/" in k]
 
 
-def test_delta_rs_alone_and_polars_read_the_same_counts(s3_server: MotoServer, s3_lakehouse: Lakehouse) -> None:
+def test_delta_rs_alone_and_polars_read_the_same_counts(s3_server: MotoServer, s3_lakehouse: CliLakehouse) -> None:
     """Readers that share no code with ours, given only the location and the options."""
     polars = pytest.importorskip("polars")
     options = s3_server.storage_options()
@@ -58,7 +58,7 @@ def test_two_runs_give_identical_tables(s3_rerun: Rerun) -> None:
         assert rows_after == rows_before, f"{name} differs between two runs"
 
 
-def test_rollback_shows_in_sql_and_versions(s3_server: MotoServer, s3_lakehouse: Lakehouse, s3_rerun: Rerun) -> None:
+def test_rollback_shows_in_sql_and_versions(s3_server: MotoServer, s3_lakehouse: CliLakehouse, s3_rerun: Rerun) -> None:
     lake = lake_at(s3_server, s3_lakehouse.env["STEDI_LAKE"])
     name, spec = ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.spec
     previous = lake.current(spec)
@@ -80,7 +80,7 @@ def test_rollback_shows_in_sql_and_versions(s3_server: MotoServer, s3_lakehouse:
     assert "policy since_consent" in versions[1] and "policy any" in versions[2]
 
 
-def test_vacuum_lists_then_deletes_on_s3(s3_server: MotoServer, s3_lakehouse: Lakehouse, s3_rerun: Rerun) -> None:
+def test_vacuum_lists_then_deletes_on_s3(s3_server: MotoServer, s3_lakehouse: CliLakehouse, s3_rerun: Rerun) -> None:
     """Last: it deletes the files of older versions of accelerometer_trusted."""
     name, location = ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.location
     lake = lake_at(s3_server, s3_lakehouse.env["STEDI_LAKE"])
@@ -101,7 +101,7 @@ def test_vacuum_lists_then_deletes_on_s3(s3_server: MotoServer, s3_lakehouse: La
     assert s3_lakehouse.count(name) == COUNTS[name]
 
 
-def test_stedi_sql_on_s3_exits_cleanly(s3_lakehouse: Lakehouse) -> None:
+def test_stedi_sql_on_s3_exits_cleanly(s3_lakehouse: CliLakehouse) -> None:
     """Arrow's S3 threads must not abort the interpreter at exit ("terminate called without
     an active exception", SIGABRT after the output): see store.arrow_buffer, Snapshot.dataset."""
     query = "SELECT (SELECT COUNT(*) FROM machine_learning_curated) + (SELECT COUNT(*) FROM accelerometer_landing) AS n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stedi_assets.settings import SAMPLE_SOURCE
-from stedi_assets_tests.conftest import Lakehouse
+from stedi_assets_tests.conftest import CliLakehouse
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET
 from stedi_assets_tests.lake.fault_proxy import FaultProxy
 from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, ensure_bucket, upload
@@ -37,7 +37,7 @@ def test_a_public_bucket_in_the_course_layout_is_read_unsigned(
     upload(client, SAMPLE_SOURCE, PUBLIC_BUCKET, "course", rename={"customer": "customers"})
     client.put_bucket_policy(Bucket=PUBLIC_BUCKET, Policy=json.dumps(PUBLIC_READ))
     ensure_bucket(client, LAKE_BUCKET)
-    lakehouse = Lakehouse(
+    lakehouse = CliLakehouse(
         tmp_path,
         f"s3://{PUBLIC_BUCKET}/course",  # type: ignore[arg-type]  # an S3 URI, not a folder
         STEDI_LAKE=f"s3://{LAKE_BUCKET}/course",

@@ -11,6 +11,7 @@ from stedi_assets.lake import s3_store
 from stedi_assets.lake.errors import AwsRequestError
 from stedi_assets.lake.s3_client import new_client
 from stedi_assets.lake.s3_store import S3Store
+from stedi_assets_tests.lake.conftest import TIMEOUT_SECONDS
 from stedi_assets_tests.lake.fault_proxy import Fault, FaultProxy
 from stedi_assets_tests.lake.s3_server import SECRET_KEY, MotoServer, ensure_bucket
 
@@ -23,10 +24,10 @@ DATA = os.urandom(256 * 1024)  # big enough that a dropped upload is cut in the 
 
 @pytest.fixture
 def store(s3_server: MotoServer, fault_proxy: FaultProxy, aws_via) -> S3Store:
-    """A fresh prefix, reached through the fault proxy with a 2 s timeout."""
+    """A fresh prefix, reached through the fault proxy with the tests' short timeout."""
     ensure_bucket(s3_server.client("s3"), BUCKET)
     aws_via(fault_proxy.url)
-    return S3Store(new_client("s3", ATTEMPTS, 2.0, False), BUCKET, f"run-{uuid.uuid4().hex}/lake", ATTEMPTS)
+    return S3Store(new_client("s3", ATTEMPTS, TIMEOUT_SECONDS, False), BUCKET, f"run-{uuid.uuid4().hex}/lake", ATTEMPTS)
 
 
 def test_whole_object_operations_and_listing(store: S3Store, s3_server: MotoServer) -> None:
