@@ -48,7 +48,6 @@ SIGNAL_SUBJECTS = 3
 
 _BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
 _XYZ_COLOURS = {"x": "#4c72b0", "y": "#dd8452", "z": "#55a868"}
-_EMAIL = re.compile(r"[^\s\"'<>(),;:]+@[^\s\"'<>(),;:]+")
 _TYPED_VALUE = re.compile(r"^(?P<column>\w+) has (?P<type>\w+) value .*, expected (?P<expected>\w+)$", re.S)
 _AT_COLUMN = re.compile(r" at column \d+$")
 T = TypeVar("T")
@@ -285,9 +284,9 @@ def reason_kind(reason: str | None) -> str:
 
 
 def _safe_label(text: str, width: int = 48) -> str:
-    from stedi_assets.privacy import mask
+    from stedi_assets.privacy import scrub
 
-    masked = _EMAIL.sub(lambda m: str(mask("email", m[0])), text)
+    masked = scrub(text)
     return masked if len(masked) <= width else masked[: width - 1] + "…"
 
 
