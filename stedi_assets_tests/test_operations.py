@@ -23,13 +23,13 @@ from stedi_assets.landing.source import LandingSource, with_content_hash
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy, Settings, SettingsError
 from stedi_assets.tables import LAKE_TABLES
 from stedi_assets_tests.conftest import REPO
-from stedi_assets_tests.incremental_harness import Lakehouse, copy_source, memory_instance
+from stedi_assets_tests.incremental_harness import InProcessLakehouse, copy_source, memory_instance
 
 ACCELEROMETER = Path("accelerometer/landing")
 
 
 # -- the source listing stays inside the source root ---------------------------------------
-def test_the_source_listing_never_leaves_its_root_nor_opens_special_files(tmp_path: Path):
+def test_the_source_listing_never_leaves_its_root_nor_opens_special_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     root = tmp_path / "source"
     folder = root / "accelerometer" / "landing"
     folder.mkdir(parents=True)
@@ -44,7 +44,8 @@ def test_the_source_listing_never_leaves_its_root_nor_opens_special_files(tmp_pa
     (folder / "up").symlink_to(tmp_path, target_is_directory=True)  # a folder out of the root
     os.mkfifo(folder / "pipe.json")  # opening it would block the step forever
     with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(folder / "sock.json"))
+        monkeypatch.chdir(folder)  # bound by a relative path: AF_UNIX paths are limited to 107 bytes
+        sock.bind("sock.json")
         entries, skipped = LandingSource(root=str(root)).survey("accelerometer")
     names = lambda keys: sorted(k.rsplit("/", 1)[-1] for k in keys)  # noqa: E731
     assert names(entries) == ["a.json", "in.json"]
@@ -65,7 +66,7 @@ def test_a_landing_run_names_each_file_it_would_not_open_in_its_metadata_and_a_w
     (source / ACCELEROMETER / "passwd.json").symlink_to("/etc/passwd")
     os.mkfifo(source / ACCELEROMETER / "pipe.json")
     with memory_instance() as instance:
-        result = Lakehouse(tmp_path, source, instance, ConsentPolicy.ANY).run("accelerometer_landing")
+        result = InProcessLakehouse(tmp_path, source, instance, ConsentPolicy.ANY).run("accelerometer_landing")
         assert result.success
         [materialization] = result.asset_materializations_for_node("accelerometer_landing")
         skipped = materialization.metadata["files_skipped"].value
@@ -77,7 +78,7 @@ def test_a_landing_run_names_each_file_it_would_not_open_in_its_metadata_and_a_w
             e.message for e in instance.all_logs(result.run_id) if e.level == 30 and "files not read" in (e.user_message or "")
         ]
         assert len(warnings) == 1 and "passwd.json" in warnings[0] and "pipe.json" in warnings[0]
-        rejects = Lakehouse(tmp_path, source, instance, ConsentPolicy.ANY).tables()["accelerometer_landing_rejects"]
+        rejects = InProcessLakehouse(tmp_path, source, instance, ConsentPolicy.ANY).tables()["accelerometer_landing_rejects"]
         assert not any("root:" in json.dumps(r) for r in rejects)
 
 
@@ -87,7 +88,7 @@ def test_a_file_corrected_in_place_with_the_same_size_and_time_is_read_again(tmp
     source = copy_source(SAMPLE_SOURCE, tmp_path / "incremental" / "source")
     policy = ConsentPolicy.SINCE_CONSENT
     with memory_instance() as instance:
-        lakehouse = Lakehouse(tmp_path / "incremental", source, instance, policy)
+        lakehouse = InProcessLakehouse(tmp_path / "incremental", source, instance, policy)
         assert lakehouse.run().success
         before = lakehouse.tables()
         path = source / "customer" / "landing" / "customer-1655560000000.json"
@@ -103,7 +104,7 @@ def test_a_file_corrected_in_place_with_the_same_size_and_time_is_read_again(tmp
         assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
         assert lakehouse.run().success
         after = lakehouse.tables()
-        reference = Lakehouse(tmp_path / "full", copy_source(source, tmp_path / "full" / "source"), instance, policy)
+        reference = InProcessLakehouse(tmp_path / "full", copy_source(source, tmp_path / "full" / "source"), instance, policy)
         assert reference.run().success
         assert after == reference.tables()
         assert after != before
@@ -184,33 +185,33 @@ def test_help_never_breaks_a_table_name():
 
 
 @pytest.fixture(scope="module")
-def lake_of_the_sample(tmp_path_factory) -> Lakehouse:
+def lake_of_the_sample(tmp_path_factory) -> InProcessLakehouse:
     """The sample ingested twice (every table has a version to roll back to)."""
     root = tmp_path_factory.mktemp("sample")
     with memory_instance() as instance:
-        lakehouse = Lakehouse(root, copy_source(SAMPLE_SOURCE, root / "source"), instance, ConsentPolicy.ANY)
+        lakehouse = InProcessLakehouse(root, copy_source(SAMPLE_SOURCE, root / "source"), instance, ConsentPolicy.ANY)
         assert lakehouse.run().success and lakehouse.run(full_refresh=True).success
         yield lakehouse
 
 
-def stedi(lakehouse: Lakehouse, *args: str):
+def stedi(lakehouse: InProcessLakehouse, *args: str):
     env = {"STEDI_SOURCE": str(lakehouse.source), "STEDI_LAKE": str(lakehouse.lake), "STEDI_CONSENT_POLICY": lakehouse.policy.value}
     return CliRunner().invoke(main, list(args), env=env)
 
 
-def test_sql_on_an_unknown_table_names_the_lake_tables(lake_of_the_sample: Lakehouse):
+def test_sql_on_an_unknown_table_names_the_lake_tables(lake_of_the_sample: InProcessLakehouse):
     result = stedi(lake_of_the_sample, "sql", "SELECT * FROM customer_trusteed")
     assert result.exit_code == 1 and "pg_" not in result.stderr
     assert result.stderr == f"Error: no table customer_trusteed in the lake: query one of {', '.join(sorted(LAKE_TABLES))}\n"
 
 
-def test_vacuum_of_a_lake_without_erasure_requests_says_nothing_to_vacuum(lake_of_the_sample: Lakehouse):
+def test_vacuum_of_a_lake_without_erasure_requests_says_nothing_to_vacuum(lake_of_the_sample: InProcessLakehouse):
     result = stedi(lake_of_the_sample, "vacuum", "erasure_requests", "customer_trusted")
     assert result.exit_code == 0 and "materialize" not in result.stdout
     assert result.stdout.splitlines()[0] == f"erasure_requests: not in {lake_of_the_sample.lake}, nothing to vacuum"
 
 
-def test_rollback_is_a_dry_run_unless_applied(lake_of_the_sample: Lakehouse):
+def test_rollback_is_a_dry_run_unless_applied(lake_of_the_sample: InProcessLakehouse):
     before = lake_of_the_sample.versions()
     dry = stedi(lake_of_the_sample, "rollback", "customer_trusted")
     assert dry.exit_code == 0, dry.output
@@ -223,7 +224,7 @@ def test_rollback_is_a_dry_run_unless_applied(lake_of_the_sample: Lakehouse):
 
 def test_a_rollback_refused_because_an_erasure_purged_the_version_says_so(tmp_path: Path):
     with memory_instance() as instance:
-        lakehouse = Lakehouse(tmp_path, copy_source(SAMPLE_SOURCE, tmp_path / "source"), instance, ConsentPolicy.ANY)
+        lakehouse = InProcessLakehouse(tmp_path, copy_source(SAMPLE_SOURCE, tmp_path / "source"), instance, ConsentPolicy.ANY)
         assert lakehouse.run().success
         assert stedi(lakehouse, "forget", "Jerry.Jones40@test.com").exit_code == 0
         assert lakehouse.run().success

@@ -33,7 +33,7 @@ def test_each_table_is_a_delta_table_at_its_location(s3_server: MotoServer, s3_l
         root = f"{lake}/{table.location}/"
         assert f"{root}_delta_log/00000000000000000000.json" in everything, table.name
         data = [k for k in everything if k.startswith(root) and "/_delta_log/" not in k]
-        assert data and all(re.fullmatch(r"part-\d{5}-[0-9a-f-]{36}\.zstd\.parquet", k.removeprefix(root)) for k in data)
+        assert data and all(re.fullmatch(r"part-(\d{5}-)?[0-9a-f-]{36}(-c\d{3})?\.zstd\.parquet", k.removeprefix(root)) for k in data)
     # The conditional-write probe cleans up after itself.
     assert not [k for k in everything if "/_stedi_probe/" in k]
 
