@@ -66,7 +66,7 @@ class Follower:
     def __init__(self, step: AssetStep, table: Table, rules_sql: Sequence[str]):
         self.step, self.table = step, table
         self.fingerprint = fingerprint(step, *rules_sql)
-        self.previous = None if step.full_refresh else step.published(table)
+        self.previous = None if step.full_refresh else step.current(table)
         self.reason = self._unusable()
         self.compared: set[str] = set()  # the inputs whose changes the build has looked at
 

@@ -126,7 +126,7 @@ class AssetStep:
             self.privacy.render(sql, self.as_of), {**{name: self.inputs[name] for name in inputs}, **relations}
         )
 
-    def published(self, table: Table) -> Snapshot | None:
+    def current(self, table: Table) -> Snapshot | None:
         """The table's published version, or None if it has none."""
         try:
             return self.lake.current(table.spec)
@@ -266,7 +266,7 @@ def audited_asset(
                 Pictures(context.log),
                 erasures,
             )
-            published = step.published(table)
+            published = step.current(table)
             if config.full_refresh or _out_of_date(published, step):
                 step = replace(step, full_refresh=True)
             if dg.AssetKey(table.name) in context.selected_asset_keys:

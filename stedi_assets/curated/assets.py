@@ -52,7 +52,7 @@ def customer_curated(step: AssetStep) -> Build:
         relations = {name: step.inputs[name] for name in ("customer_trusted", "accelerometer_trusted")}
         pictures.update(
             signals.customer_curated_pictures(
-                step.pictures, step.engine.engine(), step.privacy, {**relations, "customer_curated": customers}, step.published
+                step.pictures, step.engine.engine(), step.privacy, {**relations, "customer_curated": customers}, step.current
             )
         )
         return customers
@@ -88,7 +88,7 @@ def machine_learning_curated(step: AssetStep) -> Build:
         # Pictures for the UI, on full builds (they profile the whole table): funnel, signals,
         # readings per subject, matches; a chart that fails is a warning, never a failure.
         pictures = signals.machine_learning_pictures(
-            step.pictures, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.published
+            step.pictures, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.current
         )
         return follower.full(ml, {**metadata, **pictures})
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"

@@ -19,7 +19,7 @@ def create_table(spec: TableSpec, location: str, database: str) -> str:
 def lake_ddl(lake: Lake, specs: Sequence[TableSpec], database: str) -> str:
     """A statement per table, at its root folder. A table not yet committed gets a warning:
     Athena cannot create a Delta table over a folder without a log."""
-    published = lake.published(specs)
+    published = lake.current_versions(specs)
     statements = []
     for spec in specs:
         note = "" if spec.name in published else f"-- {spec.name} is not published yet: materialize it before running this.\n"

@@ -487,7 +487,7 @@ class Lake:
         except Exception as error:
             raise self._failure(f"history of {spec.name} at {table.table_uri} cannot be read", error) from None
 
-    def published(self, specs: Sequence[TableSpec]) -> dict[str, Snapshot]:
+    def current_versions(self, specs: Sequence[TableSpec]) -> dict[str, Snapshot]:
         """The current version of each table that has one."""
         out = {}
         for spec in specs:

@@ -110,5 +110,5 @@ def tables_of(lake: Lake) -> dict[str, tuple[int, list[dict]]]:
     """Each published table's version and rows, in a fixed order."""
     return {
         name: (snapshot.version, sorted_rows(snapshot.to_arrow()))
-        for name, snapshot in lake.published([t.spec for t in TABLES.values()]).items()
+        for name, snapshot in lake.current_versions([t.spec for t in TABLES.values()]).items()
     }
