@@ -470,12 +470,7 @@ def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[t
     it is rejected; a line that cannot be read at all is one reject of the whole line."""
     if _too_deep(raw_bytes):
         return [(line, TOO_DEEP)]
-    try:
-        objects = _split_objects(line)
-    except _NotFinite as error:
-        return [(line, f"not a finite number: {error}")]
-    except ValueError as error:
-        return [(line, f"not JSON: {error}")]
+    objects, rest = _split_objects(line)
     out: list[tuple[str, dict[str, Any] | str]] = []
     for obj, text in objects:
         if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
@@ -485,6 +480,8 @@ def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[t
             out.append((text, _typed_record(obj, columns)))
         except OverflowError:  # an integer too large for a double, in a double column
             out.append((text, f"not a finite number: {text[:40]}"))
+    if rest is not None:
+        out.append(rest)
     return out
 
 
@@ -496,19 +493,27 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
-def _split_objects(line: str) -> list[tuple[Any, str]]:
-    """Every JSON value on the line (`{...}{...}` included), with its own text."""
-    out, pos = [], 0
+def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, str] | None]:
+    """Every JSON value on the line (`{...}{...}` included), with its own text; and if part of
+    the line does not parse, the rest of it with why it is rejected (else None). The rest starts
+    at the first value that is not a complete object (`"c",` of a record cut in two is a string
+    that parses): a line of 171 records cut off inside the last keeps 170 rows, one reject."""
+    values, starts, pos = [], [], 0
     while pos < len(line):
         try:
             value, end = _DECODER.raw_decode(line, pos)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{error.msg} at column {error.colno}") from None
-        out.append((value, line[pos:end]))
+        except (json.JSONDecodeError, _NotFinite) as error:
+            kept = next((i for i, (v, _) in enumerate(values) if not isinstance(v, dict)), len(values))
+            rest = line[starts[kept] if kept < len(values) else pos :]
+            if isinstance(error, _NotFinite):
+                return values[:kept], (rest, f"not a finite number: {error}")
+            return values[:kept], (rest, f"not JSON: {error.msg} at column {error.colno}")
+        values.append((value, line[pos:end]))
+        starts.append(pos)
         pos = end
         while pos < len(line) and line[pos] in JSON_WHITESPACE:
             pos += 1
-    return out
+    return values, None
 
 
 def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
