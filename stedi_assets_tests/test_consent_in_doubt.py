@@ -132,3 +132,21 @@ def test_consent_in_doubt_on_the_real_data_plus_crafted_records(reference_data: 
     }
     reasons = lake_table(lake, "customer/landing_rejects")["reason"].to_pylist()
     assert reasons == ["conflicting values for shareWithResearchAsOfDate"] * 2
+
+
+def test_spark_holds_out_the_same_customers_for_the_same_reasons(spark_engine):
+    from stedi_assets.engine.duckdb_engine import DuckDBEngine
+    from stedi_assets.privacy import PrivacyPolicy
+    from stedi_assets_tests.builders import with_rejects
+
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("zero@x", "s1", consent=0),
+        customer("year1@x", "s2", consent=YEAR_1),
+        customer("early@x", "s3", consent=999, registrationDate=1000),
+        customer("fine@x", "s4", consent=1000, registrationDate=1000),
+    )
+    sql = PrivacyPolicy().render(rules.CUSTOMERS_HELD_OUT, NOW)
+    relations = with_rejects({"customer_landing": landing})
+    rows = [sorted(e.query(sql, relations).to_pylist(), key=str) for e in (DuckDBEngine(), spark_engine)]
+    assert rows[0] == rows[1] and len(rows[0]) == 3

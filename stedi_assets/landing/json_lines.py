@@ -25,6 +25,12 @@ signal. In particular:
   make their line a reject "not a finite number: ..."; no float column holds NaN or infinity;
 - a string with a lone surrogate escape (\ud800) is a reject "not valid Unicode: ...";
 - anything else unexpected on a line of the exact path becomes a reject of that line.
+
+Several objects on one line are each a row (or a reject of their own); from the first part of
+the line that does not parse, the rest of it is one reject, so records before a cut are kept.
+A record that gives a column two different values, under two letter cases of its key or the
+same key twice (`null` beside a date), is a reject "conflicting values for ...": which one the
+producer meant is in doubt, and Python's json and pyarrow would each quietly keep one.
 """
 
 from __future__ import annotations
