@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
+import pyarrow.compute as pc
 
 from stedi_assets import erasure
 from stedi_assets.landing.json_lines import parse_file
@@ -77,3 +77,19 @@ def test_an_erased_persons_rejected_lines_in_any_quoting_leave_no_text(tmp_path:
     after = run(source, lake)["customer_landing_rejects"]
     assert not [raw for raw in after["raw"].to_pylist() if "Erin" in raw]
     assert after.num_rows == before.num_rows - 3
+
+
+def test_a_rejected_line_naming_an_erased_person_second_is_dropped_too(tmp_path: Path):
+    """The rejects table keeps the first e-mail a line names; erasure reads them all."""
+    source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "source"))
+    lake = tmp_path / "lake"
+    (source / "customer" / "landing" / "pair.json").write_text(
+        '{"email": "first.named@test.com", "note": "cc Erin.Second@test.com", "lastUpdateDate": "soon"}\n'
+        "{'email': 'other.person@test.com', 'lastUpdateDate': 'soon'}\n"
+    )
+    before = run(source, lake)["customer_landing_rejects"]
+    assert before.filter(pc.match_substring(before["raw"], "Erin"))["named_email"].to_pylist() == ["first.named@test.com"]
+    erasure.record(Lake(LocalStore(lake)), PrivacyPolicy(), ["erin.second@test.com"])
+    after = run(source, lake)["customer_landing_rejects"]
+    assert not [raw for raw in after["raw"].to_pylist() if "Erin" in raw]
+    assert "other.person@test.com" in after["named_email"].to_pylist()  # nobody else's line goes
