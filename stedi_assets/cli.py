@@ -195,13 +195,19 @@ def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
 
 @main.command(epilog=_tables(LAKE_TABLES))
 @click.argument("tables", nargs=-1, type=click.Choice(sorted(LAKE_TABLES)), metavar="[TABLES]...")
-@click.option("--retain-hours", type=click.IntRange(min=0), default=168, show_default=True, help="Keep every file a version younger than this needs.")
+@click.option(
+    "--retain-hours",
+    type=click.IntRange(min=0),
+    help="Keep every file a version younger than this needs; default: STEDI_RETENTION_HOURS, as every run does.",
+)
 @click.option("--apply", is_flag=True, help="Delete the files; without it, only list them.")
 @LAKE_OPTION
-def vacuum(tables: tuple[str, ...], retain_hours: int, apply: bool, lake: str | None) -> None:
+def vacuum(tables: tuple[str, ...], retain_hours: int | None, apply: bool, lake: str | None) -> None:
     """List (or with --apply delete) the data files of TABLES (default: all) that no version
     younger than --retain-hours needs, and files no commit ever named."""
-    store = _lake(lake)
+    settings = _settings(lake)
+    store = _open(settings)
+    retain_hours = settings.retention_hours if retain_hours is None else retain_hours
     for name in tables or sorted(LAKE_TABLES):
         try:
             files = store.vacuum(LAKE_TABLES[name].spec, retain_hours, apply=apply)

@@ -38,6 +38,7 @@ from stedi_assets.audit import Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
+from stedi_assets.landing.named import named_tokens
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.tables import ERASURE_REQUESTS
@@ -233,7 +234,7 @@ def leave_out(
     if not erasures:
         return LeftOut(rows, rejects, {}, [])
     row_mask = erasures.dropping(rows, column, kind, privacy)
-    reject_mask = erasures.dropping(rejects, rejects_column, kind, privacy)
+    reject_mask = pc.or_(erasures.dropping(rejects, rejects_column, kind, privacy), _naming(rejects, erasures, privacy, kind))
     kept_rows, dropped_rows = rows.filter(pc.invert(row_mask)), rows.filter(row_mask)
     kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
     lines = _lines_left_out(
@@ -245,6 +246,18 @@ def leave_out(
         others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | set(kept_rejects["named_serial"].to_pylist())
         serials = sorted(serial_keys(theirs - others, privacy).values())
     return LeftOut(kept_rows, kept_rejects, lines, serials)
+
+
+def _naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, kind: str) -> pa.Array:
+    """The mask of rejected lines whose text names an erased person anywhere, not only in the
+    first e-mail or serial the rejects table keeps (landing/named.py): their text is kept
+    nowhere."""
+    if kind not in (EMAIL, SERIAL) or "raw" not in rejects.column_names:
+        return pa.array([False] * rejects.num_rows, pa.bool_())
+    tokens = [named_tokens(raw or "")[0 if kind == EMAIL else 1] for raw in rejects["raw"].to_pylist()]
+    keyed = (erasure_keys if kind == EMAIL else serial_keys)({t for ts in tokens for t in ts}, privacy)
+    wanted = erasures.subjects if kind == EMAIL else erasures.serials
+    return pa.array([any(keyed.get(t) in wanted for t in ts) for ts in tokens], pa.bool_())
 
 
 def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:

@@ -34,11 +34,13 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         if snapshot is None:
             base = obj.increment.base  # type: ignore[union-attr]
             context.log.info(f"{name}: nothing changed, stays at Delta version {base.version} ({base.rows} rows); {obj.timings}")
-            return
-        context.log.info(
-            f"{name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows, {obj.info['build']} build); "
-            f"{obj.timings}, commit {time.perf_counter() - started:.3f} s"
-        )
+        else:
+            context.log.info(
+                f"{name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows, {obj.info['build']} build); "
+                f"{obj.timings}, commit {time.perf_counter() - started:.3f} s"
+            )
+        # Changed or not: a version replaced long ago must leave within the retention period
+        # even if the table is never committed again.
         for table in (obj.table, *(c.table for c in obj.companions)):
             for line in forget_history(lake, table, obj.retention_hours, obj.forget_all):
                 context.log.info(line)
@@ -70,9 +72,10 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
 
 
 def forget_history(lake: Lake, table: Table, retention_hours: int, forget_all: bool) -> list[str]:
-    """After a commit: older versions leave the history once they are STEDI_RETENTION_HOURS
-    old; all of them at once after the first commit that applied new erasure requests, so no
-    old version keeps an erased person (time travel to before the erasure is gone)."""
+    """At every run, committed or not: older versions leave the history once they are
+    STEDI_RETENTION_HOURS old; all of them at once after the first commit that applied new
+    erasure requests, so no old version keeps an erased person (time travel to before the
+    erasure is gone)."""
     spec = table.spec
     if forget_all:
         gone = lake.vacuum(spec, 0, apply=True, untracked=False) + lake.vacuum(spec, UNTRACKED_FILE_HOURS, apply=True)

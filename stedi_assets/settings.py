@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from stedi_assets.lake.aws import AwsAccess
+from stedi_assets.lake.errors import without_userinfo
 from stedi_assets.tables import TABLES
 
 LANDING_SOURCES = tuple(t.source for t in TABLES.values() if t.zone == "landing")
@@ -31,6 +32,9 @@ class SettingsError(click.ClickException, ValueError):
     that import the Definitions, which load them."""
 
     exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(without_userinfo(message))  # a location setting may carry a password
 
     def show(self, file=None) -> None:
         click.echo(f"stedi: {self.format_message()}", file=file or sys.stderr)

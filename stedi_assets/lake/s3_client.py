@@ -27,7 +27,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from stedi_assets.lake.errors import AwsRequestError
+from stedi_assets.lake.errors import AwsRequestError, without_userinfo
 
 # Codes for which the usual cause is the caller's credentials or permissions.
 _AUTH_CODES = frozenset(
@@ -77,7 +77,10 @@ def reported(action: str, target: str, max_attempts: int) -> Iterator[None]:
     try:
         yield
     except (BotoCoreError, ClientError) as error:
-        raise AwsRequestError(f"{action} {target} failed{_describe(error, max_attempts)}") from error
+        # botocore's own message quotes the endpoint URL, credentials included: chained as the
+        # cause, it would reach the console and Dagster's event log past the masked message.
+        cause = error if without_userinfo(str(error)) == str(error) else None
+        raise AwsRequestError(f"{action} {target} failed{_describe(error, max_attempts)}") from cause
 
 
 def error_code(error: ClientError) -> str:

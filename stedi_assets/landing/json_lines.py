@@ -25,6 +25,12 @@ signal. In particular:
   make their line a reject "not a finite number: ..."; no float column holds NaN or infinity;
 - a string with a lone surrogate escape (\ud800) is a reject "not valid Unicode: ...";
 - anything else unexpected on a line of the exact path becomes a reject of that line.
+
+Several objects on one line are each a row (or a reject of their own); from the first part of
+the line that does not parse, the rest of it is one reject, so records before a cut are kept.
+A record that gives a column two different values, under two letter cases of its key or the
+same key twice (`null` beside a date), is a reject "conflicting values for ...": which one the
+producer meant is in doubt, and Python's json and pyarrow would each quietly keep one.
 """
 
 from __future__ import annotations
@@ -265,12 +271,14 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     # record; Python's json (as the exact path runs it) rejects the whole line.
     if not all(_all_finite(parsed[name]) for name in parsed.column_names):
         return None
-    values = {}
-    for column in columns:
-        merged = _case_insensitive_column(parsed, column)
-        if merged is None:
-            return None
-        values[column.name] = merged
+    # A key spelled another way (`Email`, `SHAREWITHRESEARCHASOFDATE`) may stand beside the
+    # canonical one in the same record, and pyarrow reads a null and an absent key alike, so it
+    # cannot see the conflict (`null` beside a date) the exact path rejects. (A key given twice
+    # in one record is an ArrowInvalid above.)
+    contract = {c.name.lower(): c.name for c in columns}
+    if any(contract.get(name.lower(), name) != name for name in parsed.column_names):
+        return None
+    values = {column.name: parsed[column.name] for column in columns}
     values["source_file"] = pa.DictionaryArray.from_arrays(
         np.zeros(parsed.num_rows, dtype=np.int32), pa.array([source_file], pa.string())
     )
@@ -349,38 +357,6 @@ def _lines(data: Data) -> pa.Array:
     return pc.split_pattern(whole, b"\n").flatten().cast(pa.large_string())
 
 
-def _case_insensitive_column(parsed: pa.Table, column: Column) -> pa.ChunkedArray | None:
-    """The column under its canonical name, filled from any other spelling of it."""
-    merged = parsed[column.name]
-    others = [n for n in parsed.column_names if n != column.name and n.lower() == column.name.lower()]
-    if len(others) > 1:
-        # The exact path takes the first other spelling in each record's own key order, pyarrow
-        # keeps the file's first-seen order: they can differ only where two are set at once.
-        counts = pc.add(pc.cast(pc.is_valid(parsed[others[0]]), pa.int32()), pc.cast(pc.is_valid(parsed[others[1]]), pa.int32()))
-        for name in others[2:]:
-            counts = pc.add(counts, pc.cast(pc.is_valid(parsed[name]), pa.int32()))
-        if pc.max(counts).as_py() > 1:
-            return None
-    for name in others:
-        try:
-            merged = pc.coalesce(merged, parsed[name].cast(column.type, safe=True))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        if not _same_kind(parsed[name].type, column.type):
-            return None  # e.g. a number under a text column: let the exact path reject it
-    return merged
-
-
-def _same_kind(actual: pa.DataType, wanted: pa.DataType) -> bool:
-    if pa.types.is_null(actual):
-        return True
-    if pa.types.is_string(wanted):
-        return pa.types.is_string(actual)
-    if pa.types.is_integer(wanted):
-        return pa.types.is_integer(actual)
-    return pa.types.is_integer(actual) or pa.types.is_floating(actual)
-
-
 def _missing_required_mask(rows: pa.Table, columns: list[Column]) -> pa.ChunkedArray:
     mask = None
     for column in columns:
@@ -422,7 +398,34 @@ def _int(text: str) -> int:
     return _NegativeZero(0) if text == "-0" else int(text)
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int)
+class _Record(dict):
+    """A JSON object, and the keys (in lower case) it gives more than one differing value: the
+    same key twice, or spelled in two letter cases (`"shareWithResearchAsOfDate": null` beside
+    `"ShareWithResearchAsOfDate": 1655564376361`). Python's dict and pyarrow would each quietly
+    keep one of them; which one the producer meant is in doubt, so such a record is rejected."""
+
+    conflicts: frozenset[str] = frozenset()
+
+
+def _record(pairs: list[tuple[str, Any]]) -> _Record:
+    record = _Record(pairs)
+    if len(pairs) > 1 and len({key.lower() for key, _ in pairs}) < len(pairs):
+        given: dict[str, list[Any]] = {}
+        for key, value in pairs:
+            given.setdefault(key.lower(), []).append(value)
+        record.conflicts = frozenset(
+            key for key, values in given.items() if any(_differ(values[0], v) for v in values[1:])
+        )
+    return record
+
+
+def _differ(a: Any, b: Any) -> bool:
+    return type(a) is not type(b) or a != b  # `true` is not `1`, `null` is not a date
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_record, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int
+)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -473,12 +476,7 @@ def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[t
     it is rejected; a line that cannot be read at all is one reject of the whole line."""
     if _too_deep(raw_bytes):
         return [(line, TOO_DEEP)]
-    try:
-        objects = _split_objects(line)
-    except _NotFinite as error:
-        return [(line, f"not a finite number: {error}")]
-    except ValueError as error:
-        return [(line, f"not JSON: {error}")]
+    objects, rest = _split_objects(line)
     out: list[tuple[str, dict[str, Any] | str]] = []
     for obj, text in objects:
         if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
@@ -488,6 +486,8 @@ def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[t
             out.append((text, _typed_record(obj, columns)))
         except OverflowError:  # an integer too large for a double, in a double column
             out.append((text, f"not a finite number: {text[:40]}"))
+    if rest is not None:
+        out.append(rest)
     return out
 
 
@@ -499,25 +499,36 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
-def _split_objects(line: str) -> list[tuple[Any, str]]:
-    """Every JSON value on the line (`{...}{...}` included), with its own text."""
-    out, pos = [], 0
+def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, str] | None]:
+    """Every JSON value on the line (`{...}{...}` included), with its own text; and if part of
+    the line does not parse, the rest of it with why it is rejected (else None). The rest starts
+    at the first value that is not a complete object (`"c",` of a record cut in two is a string
+    that parses): a line of 171 records cut off inside the last keeps 170 rows, one reject."""
+    values, starts, pos = [], [], 0
     while pos < len(line):
         try:
             value, end = _DECODER.raw_decode(line, pos)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{error.msg} at column {error.colno}") from None
-        out.append((value, line[pos:end]))
+        except (json.JSONDecodeError, _NotFinite) as error:
+            kept = next((i for i, (v, _) in enumerate(values) if not isinstance(v, dict)), len(values))
+            rest = line[starts[kept] if kept < len(values) else pos :]
+            if isinstance(error, _NotFinite):
+                return values[:kept], (rest, f"not a finite number: {error}")
+            return values[:kept], (rest, f"not JSON: {error.msg} at column {error.colno}")
+        values.append((value, line[pos:end]))
+        starts.append(pos)
         pos = end
         while pos < len(line) and line[pos] in JSON_WHITESPACE:
             pos += 1
-    return out
+    return values, None
 
 
 def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
     """The record's values under canonical names, or the reason it is rejected."""
     if not isinstance(obj, dict):
         return f"not a JSON object but {type(obj).__name__}"
+    conflicting = [c.name for c in columns if c.name.lower() in getattr(obj, "conflicts", ())]
+    if conflicting:
+        return "conflicting values for " + ", ".join(conflicting)
     out: dict[str, Any] = {}
     missing = []
     for column in columns:
@@ -542,7 +553,7 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
 
 
 def _field(obj: dict[str, Any], name: str) -> Any:
-    """The canonical spelling first, then any other spelling: the same order as the fast path."""
+    """The canonical spelling first, then any other spelling (spellings that disagree were rejected)."""
     if obj.get(name) is not None:
         return obj[name]
     return next((v for k, v in obj.items() if k.lower() == name.lower() and v is not None), None)

@@ -4,31 +4,55 @@ A line can be rejected (not JSON, a value of the wrong type, one non-UTF-8 byte 
 still name a customer: its e-mail address (`email`, or an accelerometer line's `user`) or its
 step trainer's serial number. For privacy those count: an e-mail a rejected customer line
 names is not trusted until the line is fixed, a serial number it names is treated as shared,
-and an erased person's rejected lines are found by the e-mail they name. The scan is tolerant
-on purpose: it reads `"key": "value"` pairs wherever they are, whatever the rest of the line."""
+and an erased person's rejected lines are found by the e-mail they name.
+
+The scan is tolerant on purpose, since a rejected line is by definition not what a parser
+expects: it reads `key: value` pairs wherever they are, in JSON's double quotes or Python's
+single ones (`{'email': '...'}`), the key in any letter case and with spaces inside its quotes
+(`"email "`); and besides those, every e-mail-shaped token (`x@y`, after Unicode NFKC, so a
+full-width `＠` counts) and every serial-shaped token (a UUID, as the producer's serials are)
+anywhere in the text. `named_tokens` returns all of them; the rejects table keeps the first of
+each kind (`with_named_keys`)."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 
 import pyarrow as pa
 
-# A JSON string pair, the key in any letter case; the value with its escapes.
-_PAIR = re.compile(r'"(email|user|serialnumber)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+# A pair: the key in either quote style, any letter case, spaces inside the quotes; the value a
+# string in either quote style, with its escapes.
+_PAIR = re.compile(
+    r"""(["'])\s*(email|user|serialnumber)\s*\1\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""",
+    re.IGNORECASE,
+)
+# Characters that end a bare token: whitespace, quotes, brackets, separators.
+_STOP = r"""\s"'`<>()\[\]{},;:\\"""
+_EMAIL_SHAPED = re.compile(rf"[^{_STOP}@]+@[^{_STOP}@]+")
+_SERIAL_SHAPED = re.compile(r"(?<![0-9A-Fa-f-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f-])")
 NAMED_COLUMNS = ("named_email", "named_serial")
+
+
+def named_tokens(raw: str) -> tuple[list[str], list[str]]:
+    """Every e-mail address and every serial number `raw` names, each once, in the order
+    found: the values of `email`/`user`/`serialNumber` pairs first, then the bare tokens."""
+    emails: list[str] = []
+    serials: list[str] = []
+    for match in _PAIR.finditer(raw):
+        value = _unescape(match[3]) if match[3] is not None else match[4].replace("\\'", "'")
+        (serials if match[2].lower() == "serialnumber" else emails).append(value)
+    text = unicodedata.normalize("NFKC", raw)
+    emails += _EMAIL_SHAPED.findall(text)
+    serials += _SERIAL_SHAPED.findall(text)
+    return list(dict.fromkeys(emails)), list(dict.fromkeys(serials))
 
 
 def named_keys(raw: str) -> tuple[str | None, str | None]:
     """The first e-mail address and the first serial number `raw` names, if any."""
-    email = serial = None
-    for match in _PAIR.finditer(raw):
-        key, value = match[1].lower(), _unescape(match[2])
-        if key == "serialnumber":
-            serial = serial if serial is not None else value
-        elif email is None:
-            email = value
-    return email, serial
+    emails, serials = named_tokens(raw)
+    return (emails[0] if emails else None), (serials[0] if serials else None)
 
 
 def with_named_keys(rejects: pa.Table) -> pa.Table:

@@ -4,9 +4,11 @@ Consent in doubt means out. A customer is one person key (`person_key`, computed
 stedi_assets/person.py; no rule computes a key of its own, so every engine compares alike);
 they are trusted only if their latest record unambiguously gives research consent dated at or
 before the run (`{as_of}`). Records that cannot be ordered (one of several has no
-`lastUpdateDate`), latest records that disagree on consent, consent dated after the run, and an
-e-mail that a rejected customer line names (a withdrawal written as `false` or `""` is such a
-line) all mean no consent, each counted by reason (`CUSTOMERS_HELD_OUT`).
+`lastUpdateDate`), latest records that disagree on consent, consent dated at or before the epoch
+(0, -1, year 1: a placeholder, not a decision) or before the customer registered (nobody consents
+before they exist here), consent dated after the run, and an e-mail that a rejected customer line
+names (a withdrawal written as `false` or `""`, or a record whose consent keys conflict, is such a
+line: json_lines.py) all mean no consent, each counted by reason (`CUSTOMERS_HELD_OUT`).
 
 `{since_consent: <condition>}` is the consent policy's clause (PrivacyPolicy.render): the
 condition under the `since_consent` policy, so readings taken before the customer's
@@ -25,6 +27,8 @@ NO_CONSENT = "no consent"
 # `latest` (each customer's records at their latest update) and `consent` (the verdict:
 # CONSENTED, NO_CONSENT, or why consent is in doubt). `person` is a record's person key;
 # records without one are one person '', held out for having no usable e-mail address.
+# `registered` is the latest registration date the latest records claim: consent before it is in
+# doubt (privacy wins where the records disagree on when the customer registered).
 _CONSENT_VERDICT = f"""
 WITH record AS (
     SELECT *, COALESCE(person_key, '') AS person FROM customer_landing
@@ -41,7 +45,8 @@ latest_consent AS (
     SELECT person,
            MAX(shareWithResearchAsOfDate) AS consent_date,
            COUNT(DISTINCT shareWithResearchAsOfDate)
-             + MAX(CASE WHEN shareWithResearchAsOfDate IS NULL THEN 1 ELSE 0 END) AS consent_values
+             + MAX(CASE WHEN shareWithResearchAsOfDate IS NULL THEN 1 ELSE 0 END) AS consent_values,
+           MAX(registrationDate) AS registered
     FROM latest GROUP BY person
 ),
 named AS (
@@ -55,6 +60,8 @@ consent AS (
                WHEN c.records > 1 AND c.dated < c.records THEN 'records cannot be ordered: one has no lastUpdateDate'
                WHEN v.consent_values > 1 THEN 'latest records disagree on consent'
                WHEN v.consent_date IS NULL THEN '{NO_CONSENT}'
+               WHEN v.consent_date <= 0 THEN 'consent dated at or before the epoch'
+               WHEN v.consent_date < v.registered THEN 'consent dated before registration'
                WHEN v.consent_date > {{as_of}} THEN 'consent dated after the run'
                ELSE '{CONSENTED}'
            END AS verdict

@@ -1,0 +1,45 @@
+"""Retention at every run (issue 20, #6): a replaced version leaves the history within the
+retention period even if its table is never committed again, and `stedi vacuum --apply` keeps
+the same period by default."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from stedi_assets.settings import SAMPLE_SOURCE
+
+
+def _two_versions(lakehouse_factory, tmp_path: Path, name: str):
+    """customer_landing with a replaced version, kept (default retention)."""
+    source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / name))
+    lakehouse = lakehouse_factory(source)
+    assert lakehouse.run("customer_landing").success
+    [customers] = (source / "customer" / "landing").glob("*.json")
+    arrival = {"customerName": "New Customer", "email": "new.customer@test.com", "serialNumber": "new-serial"}
+    customers.write_text(customers.read_text() + json.dumps(arrival) + "\n")  # the file replaced: its data file too
+    assert lakehouse.run("customer_landing").success
+    assert _states(lakehouse) == ["current", "kept"]
+    return lakehouse
+
+
+def _states(lakehouse) -> list[str]:
+    return [line.split()[3] for line in lakehouse.stedi("versions", "customer_landing").stdout.splitlines()]
+
+
+def test_a_run_that_changes_nothing_still_applies_retention(lakehouse_factory, tmp_path):
+    lakehouse = _two_versions(lakehouse_factory, tmp_path, "run")
+    version = lakehouse.version("customer/landing")
+    assert lakehouse.run("customer_landing", STEDI_RETENTION_HOURS="0").success
+    assert lakehouse.version("customer/landing") == version  # nothing changed: no commit
+    assert _states(lakehouse) == ["current", "gone"]
+
+
+def test_stedi_vacuum_keeps_the_retention_setting(lakehouse_factory, tmp_path):
+    lakehouse = _two_versions(lakehouse_factory, tmp_path, "vacuum")
+    lakehouse.stedi("vacuum", "customer_landing", "--apply")  # STEDI_RETENTION_HOURS unset: 168 h
+    assert _states(lakehouse) == ["current", "kept"]
+    lakehouse.env["STEDI_RETENTION_HOURS"] = "0"
+    lakehouse.stedi("vacuum", "customer_landing", "--apply")
+    assert _states(lakehouse) == ["current", "gone"]
