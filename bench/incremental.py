@@ -102,7 +102,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def dagster_home(work: Path) -> Path:

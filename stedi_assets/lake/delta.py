@@ -260,7 +260,9 @@ class Lake:
             read_version = base.version if base is not None else latest.version() if latest is not None else -1
             before = set(self.store.list(spec.location))
         except BaseException as error:
-            raise self._wrapped(failed, error) from error
+            # `from None` here and below: the message already says the cause in one line, and
+            # delta-rs's own text may quote an endpoint with its credentials (privacy.md).
+            raise self._wrapped(failed, error) from None
         for attempt in range(1, attempts + 1):
             try:
                 self._write_once(spec, data, properties, mode, base, removes)
@@ -279,7 +281,7 @@ class Lake:
                         f"commit of {spec.name} at {uri} failed ({' '.join(describe(error).split())}), and its log could not be "
                         "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
                         "deletes them once older than --retain-hours, if no commit names them)"
-                    ) from error
+                    ) from None
                 self._delete_unnamed(spec, before, read_version, latest_version)
                 if attempt < attempts and latest_version == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
@@ -288,7 +290,7 @@ class Lake:
                     failed += f" (version {base.version + 1} was committed by another writer since version {base.version} was read)"
                 elif attempt > 1 and isinstance(error, Exception):
                     failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
-                raise self._wrapped(failed, error) from error
+                raise self._wrapped(failed, error) from None
         if self.catalog is not None:
             try:
                 self.catalog.register(spec, uri)
@@ -296,7 +298,7 @@ class Lake:
                 raise LakeError(
                     f"{spec.name} was committed at {uri}, but its catalog registration failed "
                     f"(the next commit of the table registers it): {error}"
-                ) from error
+                ) from None
         return self.current(spec)
 
     def _write_once(
