@@ -61,12 +61,16 @@ WHERE hash(s.serialNumber, s.sensorReadingTime) % {modulus} = 0
 
 
 def linked_source(generated: Path, target: Path) -> Path:
-    """A source folder of symbolic links to the generated files."""
+    """A source folder of hard links to the generated files (copies across file systems): the
+    landing source never follows a symbolic link out of its root."""
     shutil.rmtree(target, ignore_errors=True)
     for path in generated.rglob("*.json"):
         link = target / path.relative_to(generated)
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path.resolve())
+        try:
+            os.link(path, link)
+        except OSError:
+            shutil.copy2(path, link)
     return target
 
 
