@@ -47,6 +47,7 @@ from stedi_assets.tables import ERASURE_REQUESTS
 # tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
 EMAIL, SERIAL, SUBJECT = "email", "serial", "subject"
 ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info that lists them
+ERASURES_APPLIED = "erasures_applied"  # the commit info key: a fingerprint of the requests a version was built with
 
 
 class SubjectKeyChangedError(LakeError):

@@ -103,9 +103,6 @@ class RollbackResult:
         return not all(o.passed for o in self.outcomes)
 
 
-# The commit info key under which publishing records the erasure requests a version was built
-# with (publishing.ERASURES_APPLIED; publishing imports Dagster, which `stedi` commands must not).
-ERASURES_APPLIED = "erasures_applied"
 
 
 def rollback(
@@ -187,7 +184,7 @@ def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, pri
         return f"is past the retention window (STEDI_RETENTION_HOURS={privacy.retention_hours})"
     if lake.restorable(table.spec, target.version):
         return None
-    if target.info.get(ERASURES_APPLIED) != current.info.get(ERASURES_APPLIED):
+    if target.info.get(erasure.ERASURES_APPLIED) != current.info.get(erasure.ERASURES_APPLIED):
         return "was purged when erasure requests were applied (no version from before an erasure is kept)"
     return "lost its data files to a vacuum (stedi vacuum --retain-hours)"
 

@@ -52,7 +52,7 @@ from stedi_assets.tables import Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
 MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
-ERASURES_APPLIED = "erasures_applied"  # a fingerprint of the erasure requests a version was built with
+ERASURES_APPLIED = erasure.ERASURES_APPLIED
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
 
 
