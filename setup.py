@@ -9,9 +9,11 @@ setup(
     package_data={"stedi_assets": ["sample_data/**/*.json"]},
     include_package_data=True,
     install_requires=[
-        # The integrations pin dagster exactly; keep the four in lock step.
+        # The integrations pin dagster exactly; keep the five in lock step.
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
+        # `dg launch`, the README's run command (`dagster job execute` is superseded by it).
+        "dagster-dg-cli==1.13.27",
         "dagster-aws==0.29.27",
         "dagster-pyspark==0.29.27",
         "pyspark>=4.0,<5",

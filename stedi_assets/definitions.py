@@ -29,6 +29,10 @@ lakehouse_job = dg.define_asset_job(
     "stedi_lakehouse",
     selection=dg.AssetSelection.all(),
     description="Materializes every zone table, landing -> trusted -> curated, each audited by its blocking checks.",
+    # The job's page in the UI lists only runs tagged with its `<repository>@<location>`; a run
+    # started from the command line (`dg launch`) belongs to no code location and would not
+    # show there. `stedi` is the location workspace.yaml and pyproject.toml name.
+    tags={".dagster/repository": "__repository__@stedi"},
 )
 
 
