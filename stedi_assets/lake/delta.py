@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from stedi_assets.lake.delta_errors import describe, is_request_error, is_transport_error
 from stedi_assets.lake.errors import (
     AwsRequestError,
+    CommitConflictError,
     DamagedTableError,
     LakeError,
     TableNotPublishedError,
@@ -233,14 +234,21 @@ class Lake:
         landing table: one per source file). `companions`: versions of other tables that
         belong with this one (a landing table's rejects), recorded so that readers pair them.
 
+        A commit refused because another writer committed since the version the change was
+        built on (`base`, else the latest when the write began) raises `CommitConflictError`:
+        build again on the new version. Many writers may write one table at once.
+
         Each write carries a unique id in its commit: a commit whose response was lost (it
         landed, the client saw an error) is found in the log by it and returns as if it had
-        succeeded. A write that did not land leaves no data file behind (any it wrote is
-        deleted), and one without `base` whose request got no answer is tried again while no
-        other writer has committed meanwhile (delta-rs does not retry a conditional PUT that
-        may have been made), up to `max_retries` times. If the log cannot be read back, the
-        files are left for `vacuum` and the error says so. A catalog is told of the table
-        after its commit; if that fails the commit stands and the error says so."""
+        succeeded. A write that did not land deletes the data files Arrow wrote for it (their
+        names are ours); those delta-rs wrote are named by no commit and left to `vacuum`'s
+        sweep of untracked files (delta-rs does not say which files a failed write made, and
+        a file that appeared meanwhile may be another writer's, about to be committed). One
+        without `base` whose request got no answer is tried again while no other writer has
+        committed meanwhile (delta-rs does not retry a conditional PUT that may have been
+        made), up to `max_retries` times. If the log cannot be read back, the files are left
+        for `vacuum` and the error says so. A catalog is told of the table after its commit;
+        if that fails the commit stands and the error says so."""
         from deltalake import CommitProperties
 
         uri = self.uri(spec.location)
@@ -257,15 +265,18 @@ class Lake:
             if base is not None and (unknown := set(removes) - set(base.files)):
                 raise LakeError(f"{spec.name} version {base.version} has no data file {sorted(unknown)[0]}")
             latest = self._latest(uri)
-            read_version = base.version if base is not None else latest.version() if latest is not None else -1
-            before = set(self.store.list(spec.location))
+            latest_version = latest.version() if latest is not None else -1
+            read_version = base.version if base is not None else latest_version
+            if latest_version > read_version:  # refused now, before writing files for nothing
+                raise _conflict(failed, read_version)
         except BaseException as error:
             # `from None` here and below: the message already says the cause in one line, and
             # delta-rs's own text may quote an endpoint with its credentials (privacy.md).
             raise self._wrapped(failed, error) from None
         for attempt in range(1, attempts + 1):
+            written: list[str] = []  # the data files Arrow writes for this attempt
             try:
-                self._write_once(spec, data, properties, mode, base, removes)
+                self._write_once(spec, data, properties, mode, base, removes, written)
                 break
             except BaseException as error:
                 try:
@@ -282,13 +293,14 @@ class Lake:
                         "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
                         "deletes them once older than --retain-hours, if no commit names them)"
                     ) from None
-                self._delete_unnamed(spec, before, read_version, latest_version)
+                for name in written:  # named by no commit: the write did not land
+                    self.store.delete_prefix(f"{spec.location}/{name}")
                 if attempt < attempts and latest_version == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
                     continue
-                if base is not None and latest_version > base.version:
-                    failed += f" (version {base.version + 1} was committed by another writer since version {base.version} was read)"
-                elif attempt > 1 and isinstance(error, Exception):
+                if latest_version > read_version and isinstance(error, Exception):
+                    raise _conflict(failed, read_version) from None
+                if attempt > 1 and isinstance(error, Exception):
                     failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
                 raise self._wrapped(failed, error) from None
         if self.catalog is not None:
@@ -302,7 +314,14 @@ class Lake:
         return self.current(spec)
 
     def _write_once(
-        self, spec: TableSpec, data: Any, properties: Any, mode: str, base: Snapshot | None, removes: Sequence[str]
+        self,
+        spec: TableSpec,
+        data: Any,
+        properties: Any,
+        mode: str,
+        base: Snapshot | None,
+        removes: Sequence[str],
+        written: list[str],
     ) -> None:
         from deltalake import DeltaTable, WriterProperties, write_deltalake
 
@@ -326,15 +345,18 @@ class Lake:
             )
             return
         parts = [] if data is None else [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
-        self.commit_files(spec, [self._write_file(spec, part) for part in parts], properties, mode, table, removes)
+        adds = []
+        for part in parts:
+            written.append(f"part-{uuid.uuid4()}.zstd.parquet")  # before writing: a half-written file is ours too
+            adds.append(self._write_file(spec, part, written[-1]))
+        self.commit_files(spec, adds, properties, mode, table, removes)
 
-    def _write_file(self, spec: TableSpec, part: pa.Table) -> Any:
-        """One Parquet data file holding exactly `part`, written by Arrow: delta-rs chooses
-        where its files end, and a part must stay one file of its own."""
+    def _write_file(self, spec: TableSpec, part: pa.Table, name: str) -> Any:
+        """One Parquet data file `name` holding exactly `part`, written by Arrow: delta-rs
+        chooses where its files end, and a part must stay one file of its own."""
         import pyarrow.parquet as pq
         from deltalake.transaction import AddAction
 
-        name = f"part-{uuid.uuid4()}.zstd.parquet"
         part = part.select(spec.schema.names).cast(spec.storage_schema)
         root = self.uri(spec.location)
         if root.startswith("s3://"):
@@ -401,36 +423,28 @@ class Lake:
                 return True, latest
         return False, latest
 
-    def _delete_unnamed(self, spec: TableSpec, before: set[str], base: int, latest: int) -> None:
-        """Delete the data files a write that did not land left behind: those not there
-        before it, and named by no version committed since (another writer's). delta-rs
-        does not say which files a failed write made, so they are told by listing; a file
-        another writer of the same table wrote meanwhile and has not committed yet would go
-        too, which is why a table has one writer at a time (the step's Dagster pool)."""
-        named: set[str] = set()
-        for version in range(max(base + 1, 0), latest + 1):
-            named |= {f.rsplit("/", 1)[1] for f in self.at(spec, version).files}
-        for key in set(self.store.list(spec.location)) - before:
-            if f"/{LOG}/" not in f"/{key}" and key.rsplit("/", 1)[1] not in named:
-                self.store.delete_prefix(key)
-
     def missing(self, files: Sequence[str]) -> list[str]:
         """Which of these data files (as a Snapshot names them) are gone: vacuumed, say, so
         the old version that named them can no longer be read whole."""
         root = self.store.uri().rstrip("/") + "/"
         return [f for f in files if not self.store.exists(_relative(f, root))]
 
-    def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any]) -> Snapshot:
-        """Make an earlier version current again, as a new commit (Delta restore): the
-        history keeps the versions in between."""
+    def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any], on: int | None = None) -> Snapshot:
+        """Make an earlier version current again, as a new commit (Delta restore) on version
+        `on` (default: the latest): the history keeps the versions in between. Conditional,
+        like a write on a base: if another writer committed meanwhile, `CommitConflictError`."""
         from deltalake.transaction import CommitProperties
 
         self._writing()
-        table = self._open(spec)
+        table = self._open(spec, on)
+        failed = f"restore of {spec.name} at {table.table_uri} to version {version} failed"
         try:
-            table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}))
+            table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}, max_commit_retries=0))
         except Exception as error:
-            raise self._failure(f"restore of {spec.name} at {table.table_uri} to version {version} failed", error) from None
+            latest = self._latest(table.table_uri)
+            if latest is not None and latest.version() > table.version():
+                raise _conflict(failed, table.version()) from None
+            raise self._failure(failed, error) from None
         return self.current(spec)
 
     def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
@@ -532,6 +546,12 @@ class Lake:
             return self.store.read(key).decode().splitlines()
         except (FileNotFoundError, LakeError):
             return []
+
+
+def _conflict(failed: str, read: int) -> CommitConflictError:
+    if read < 0:
+        return CommitConflictError(f"{failed} (another writer created the table meanwhile)")
+    return CommitConflictError(f"{failed} (version {read + 1} was committed by another writer since version {read} was read)")
 
 
 def _relative(file: str, root: str) -> str:
