@@ -457,6 +457,10 @@ class Lake:
             files = table.vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
         except Exception as error:
             raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
+        # delta-rs (1.6.6) lists a file for every remove action in the log, whether the file is
+        # still there or not, and once per action: one listing of the folder says which are left.
+        present = set(self.store.list(spec.location))
+        files = {name for name in files if f"{spec.location}/{name}" in present}
         if apply:
             # delta-rs lists them (above); they are deleted here rather than by delta-rs, which
             # (1.6.6) adds two commits, VACUUM START and END, to every vacuum, even one with

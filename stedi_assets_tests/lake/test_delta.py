@@ -213,3 +213,15 @@ def test_a_part_of_a_version_is_read_like_the_version(lake):
     assert snapshot.part([]).num_rows == 0  # an empty table, not a scan of no files
     [bigger] = [f for f in snapshot.files if snapshot.part([f]).dataset().count_rows() == 2]
     assert sorted(snapshot.part([bigger]).to_arrow().column("timestamp").to_pylist()) == [2, 3]
+
+
+def test_a_vacuum_lists_each_file_left_once_and_never_one_it_deleted(lake):
+    first = lake.write(READINGS, [readings(1), readings(2)], {})
+    gone = first.files[0].rsplit("/", 1)[1]
+    second = lake.write(READINGS, None, {}, base=first, removes=[first.files[0]])
+    restored = lake.restore(READINGS, first.version, {}, on=second.version)  # the file is in again
+    lake.write(READINGS, None, {}, base=restored, removes=[first.files[0]])  # and removed a second time
+    assert lake.vacuum(READINGS, retain_hours=0) == [gone]  # once, though two commits remove it
+    assert lake.vacuum(READINGS, retain_hours=0, apply=True) == [gone]
+    assert lake.vacuum(READINGS, retain_hours=0) == []  # the same dry run: nothing left to list
+    assert lake.current(READINGS).to_arrow().column("timestamp").to_pylist() == [2]
