@@ -33,8 +33,10 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-# No public constructor for a check's target materialization in dagster 1.13.27; reporting a
-# check run alone against the materialization it judged needs one.
+# Dagster internals, on purpose: 1.13.27 exports no constructor for a check's target
+# materialization (dg.AssetCheckEvaluation takes one, but its class is not in `dagster`), and
+# dg.AssetCheckResult always targets the asset's latest materialization, not the one that
+# produced the version the checks run alone judged.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )

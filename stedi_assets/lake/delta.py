@@ -91,14 +91,6 @@ class Commit:
     operation: str
     info: Mapping[str, Any]  # what our writer recorded; {} for commits of other writers
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "committed_at": self.timestamp.isoformat(timespec="seconds"),
-            "operation": self.operation,
-            **self.info,
-        }
-
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -117,8 +109,9 @@ class Snapshot:
         return self.spec.name
 
     def local_paths(self) -> list[str] | None:
-        """The data files as local paths, or None on a remote store."""
-        if self.uri.startswith("s3://"):
+        """The data files as local paths, or None on a remote store, or if there are none (no
+        engine scans an empty list of files: they scan `dataset()` instead)."""
+        if self.uri.startswith("s3://") or not self.files:
             return None
         return [f.removeprefix("file://") for f in self.files]
 
@@ -127,6 +120,8 @@ class Snapshot:
         scanned lazily, in batches, by DuckDB or Arrow; on S3 through Arrow's S3 client."""
         import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
 
+        if not self.files:
+            return pa_ds.dataset(self.spec.storage_schema.empty_table())
         paths = self.local_paths()
         if paths is not None:
             return pa_ds.dataset(paths, schema=self.spec.storage_schema, format="parquet")
@@ -137,22 +132,19 @@ class Snapshot:
     def to_arrow(self) -> pa.Table:
         return self.dataset().to_table()
 
-    def part(self, files: Sequence[str]) -> Snapshot | pa.Table:
-        """The rows of some of this version's data files, scanned lazily like the whole
-        version (an empty table if there are none: no engine scans an empty list of files).
-        `rows` of the part is unknown (-1)."""
-        if not files:
-            return self.spec.storage_schema.empty_table()
+    def part(self, files: Sequence[str]) -> Snapshot:
+        """This version restricted to some of its data files (maybe none), scanned lazily like
+        the whole version. Its `rows` are unknown (-1) unless it has no file (0)."""
         unknown = set(files) - set(self.files)
         if unknown:
             raise ValueError(f"{self.name} version {self.version} has no data file {sorted(unknown)[0]}")
-        return replace(self, files=tuple(files), rows=-1)
+        return replace(self, files=tuple(files), rows=-1 if files else 0)
 
     def values_by_file(self, column: str) -> dict[str, set[Any]]:
         """The distinct values of `column` in each data file, reading that column only: which
         files hold the rows of, say, a given landing file."""
         return {
-            file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())  # type: ignore[union-attr]
+            file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())
             for file in self.files
         }
 
@@ -489,11 +481,9 @@ class Lake:
         """Whether every data file of `version` is still there (vacuum deletes the files of
         versions past the retention window, and of all earlier versions after an erasure)."""
         try:
-            snapshot = self.at(spec, version)
+            return not self.missing(self.at(spec, version).files)
         except (TableNotPublishedError, DamagedTableError):
             return False
-        # Data files lie at the table's root (the lake writes no partitions).
-        return all(self.store.exists(f"{spec.location}/{f.rsplit('/', 1)[1]}") for f in snapshot.files)
 
     def commit_time(self, spec: TableSpec, version: int) -> int | None:
         """When `version` was committed (epoch ms), from its log entry; None if unknown."""

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.lake.store import LocalStore
@@ -210,7 +211,9 @@ def test_two_writers_of_one_base_cannot_both_commit_and_the_loser_leaves_nothing
 
 def test_a_part_of_a_version_is_read_like_the_version(lake):
     snapshot = lake.write(READINGS, [readings(1), readings(2, 3)], {})
-    assert snapshot.part([]).num_rows == 0  # an empty table, not a scan of no files
+    empty = snapshot.part([])  # a version of no file: engines scan its empty dataset, not a list of no files
+    assert (empty.rows, empty.local_paths(), empty.to_arrow().num_rows) == (0, None, 0)
+    assert DuckDBEngine().query("SELECT COUNT(*) AS n FROM t", {"t": empty}).to_pylist() == [{"n": 0}]
     [bigger] = [f for f in snapshot.files if snapshot.part([f]).dataset().count_rows() == 2]
     assert sorted(snapshot.part([bigger]).to_arrow().column("timestamp").to_pylist()) == [2, 3]
 
