@@ -8,7 +8,7 @@ current version, appending to it, or, given the version it builds on, conditiona
 that version (an incremental change: new rows appended, the rows of a replaced source file
 swapped for its new ones). So a reader sees the old version or the new one, never a
 half-written one. Commits are conditional writes of the next log entry: of two writers,
-one wins and the other fails, so no commit is lost silently. `restore` and `vacuum` are
+one wins and the other fails (`CommitConflictError`), so no commit is lost silently. `restore` and `vacuum` are
 delta-rs's. Every error from delta-rs is re-raised as a `LakeError` in one line that names
 the table and, for a failed S3 request, the object (lake/delta_errors.py).
 
@@ -275,9 +275,9 @@ class Lake:
                     landed, latest_version = self._landed(spec, write_id, read_version)
                 except Exception:
                     landed, latest_version = None, None
-                if landed:
+                if landed is not None:
                     break
-                if landed is None or latest_version is None:
+                if latest_version is None:
                     if not isinstance(error, Exception):
                         raise
                     raise LakeError(
@@ -303,7 +303,11 @@ class Lake:
                     f"{spec.name} was committed at {uri}, but its catalog registration failed "
                     f"(the next commit of the table registers it): {error}"
                 ) from None
-        return self.current(spec)
+        # The version this write committed, not the latest: another writer may have committed since.
+        committed, _ = self._landed(spec, write_id, read_version)
+        if committed is None:
+            raise DamagedTableError(f"{spec.name} at {uri}: the commit of this write is not in its log")
+        return committed
 
     def _write_once(
         self,
@@ -404,16 +408,17 @@ class Lake:
         except TableNotFoundError:
             return None
 
-    def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[bool, int]:
-        """Whether a commit after version `base` carries `write_id`; and the latest version.
-        The log entries are read through the store: delta-rs's `history` holds the GIL while
-        it waits on S3."""
+    def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[Snapshot | None, int]:
+        """The version after `base` whose commit carries `write_id` (this write's own, wherever
+        other writers' commits landed around it), or None; and the latest version. The log
+        entries are read through the store: delta-rs's `history` holds the GIL while it
+        waits on S3."""
         table = self._latest(self.uri(spec.location))
         latest = table.version() if table is not None else -1
-        for version in range(base + 1, latest + 1):
+        for version in range(latest, base, -1):
             if self._commit_info(spec, version).get(WRITE_ID) == write_id:
-                return True, latest
-        return False, latest
+                return (self._snapshot(spec, table) if version == latest else self.at(spec, version)), latest
+        return None, latest
 
     def missing(self, files: Sequence[str]) -> list[str]:
         """Which of these data files (as a Snapshot names them) are gone: vacuumed, say, so
@@ -429,15 +434,16 @@ class Lake:
 
         self._writing()
         table = self._open(spec, on)
+        on_version = table.version()
         failed = f"restore of {spec.name} at {table.table_uri} to version {version} failed"
         try:
             table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}, max_commit_retries=0))
         except Exception as error:
             latest = self._latest(table.table_uri)
-            if latest is not None and latest.version() > table.version():
-                raise _conflict(failed, table.version()) from None
+            if latest is not None and latest.version() > on_version:
+                raise _conflict(failed, on_version) from None
             raise self._failure(failed, error) from None
-        return self.current(spec)
+        return self.at(spec, on_version + 1)  # conditional: the restore is the version right after
 
     def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
         """The files of versions replaced more than `retain_hours` ago, and (`untracked`)

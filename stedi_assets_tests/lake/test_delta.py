@@ -228,3 +228,17 @@ def test_a_vacuum_lists_each_file_left_once_and_never_one_it_deleted(lake):
     assert lake.vacuum(READINGS, retain_hours=0, apply=True) == [gone]
     assert lake.vacuum(READINGS, retain_hours=0) == []  # the same dry run: nothing left to list
     assert lake.current(READINGS).to_arrow().column("timestamp").to_pylist() == [2]
+
+
+def test_a_write_returns_the_version_it_committed_though_another_writer_committed_since(tmp_path):
+    """What a landing table's commit names as its rejects' version must be its own rejects'."""
+    lake, other = Lake(LocalStore(tmp_path / "lake")), Lake(LocalStore(tmp_path / "lake"))
+
+    class AnotherWriterCommitsRightAfter:  # the catalog is told of each commit right after it
+        def register(self, spec: TableSpec, uri: str) -> None:
+            other.write(spec, readings(9), {"run_id": "other"}, mode="append")
+
+    lake.catalog = AnotherWriterCommitsRightAfter()
+    mine = lake.write(READINGS, readings(1), {"run_id": "mine"})
+    assert (mine.version, mine.info, mine.rows) == (0, {"run_id": "mine"}, 1)
+    assert lake.current(READINGS).version == 1
