@@ -130,7 +130,7 @@ class Follower:
         kept = set(new.files) & set(old.files)
         removed = old.part([f for f in old.files if f not in kept])
         added = new.part([f for f in new.files if f not in kept])
-        if isinstance(removed, pa.Table) or isinstance(added, pa.Table):  # nothing removed, or nothing added
+        if not removed.files or not added.files:  # nothing removed, or nothing added
             return Changes(old, new, removed, added)
         # Files were replaced: only rows in one and not the other changed.
         relations = {"removed_files": removed, "added_files": added}

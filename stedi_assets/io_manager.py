@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 import dagster as dg
 
 from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.errors import CommitConflictError
 from stedi_assets.resources.lake import LakeResource
-from stedi_assets.publishing import Audited
+from stedi_assets.publishing import Audited, Companion
 from stedi_assets.tables import TABLES, Table
+
+# A step whose commit was refused (another run committed the table first) is built and judged
+# again on the new version, up to this many times.
+COMMIT_RETRIES = 5
 
 # Files a run that died left behind, and no commit names, are deleted once this old: a
 # younger one may be another writer's, still to be committed.
@@ -20,7 +29,12 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
     """The one place that writes a table to the lake: each output, a table that passed its
     audit (publishing.py), is written and committed as the table's next Delta version in one
     go; an output of None (the audit failed) writes nothing. Hands each input over as the
-    table's current published version."""
+    table's current published version.
+
+    Runs at once are serialised by the Delta commit itself, not by Dagster: a commit on a
+    version another run has moved on from is refused, and the step is retried, so it builds
+    and judges again on what that run published (no concurrency pool, whose slot a killed
+    run would hold for good)."""
 
     lake: LakeResource
 
@@ -29,7 +43,12 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             return
         lake = self.lake.lake()
         started = time.perf_counter()
-        snapshot = write(lake, obj)
+        try:
+            snapshot = write(lake, obj)
+        except CommitConflictError as error:
+            context.log.warning(f"{error}: the step is built again on the new version")
+            # A random wait, so that two runs that collided do not collide again in step.
+            raise dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(0.2, 2.0)) from error
         name = obj.table.name
         if snapshot is None:
             base = obj.increment.base  # type: ignore[union-attr]
@@ -57,7 +76,9 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     """Commit `out`: its companions first, then the table naming their versions, so that a
     reader pairing them (lake.companion) never sees one without the other. An increment is
     committed on the version it was built from; one that changes nothing is not committed
-    (None)."""
+    (None). A companion whose latest version is not the one its table names is first
+    restored to it (`_paired_again`)."""
+    out = replace(out, companions=tuple(_paired_again(lake, c, out.info) for c in out.companions))
     if out.changes_nothing:
         return None
     companions = [
@@ -69,6 +90,22 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     if inc is None:
         return lake.write(out.table.spec, out.data, out.info, companions=paired)
     return lake.write(out.table.spec, out.data, out.info, companions=paired, base=inc.base, removes=inc.removes)
+
+
+def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> Companion:
+    """`companion` on its latest version, restored first to the version its table names if
+    another was committed since: by a run that died between the companion's commit and its
+    table's (or another run between them right now, whose table still names its own version).
+    Until then a Delta reader of the companion alone sees that unpaired version; `stedi sql`
+    and the steps read the version the table names. The new commit builds on the restore."""
+    base = companion.base
+    if base is None:
+        return companion
+    latest = lake.current(companion.table.spec)
+    if latest.version == base.version:
+        return companion
+    restored = {**base.info, "restored_version": base.version, "unpaired_version": latest.version, "run_id": info["run_id"]}
+    return replace(companion, base=lake.restore(companion.table.spec, base.version, restored, on=latest.version))
 
 
 def forget_history(lake: Lake, table: Table, retention_hours: int, forget_all: bool) -> list[str]:

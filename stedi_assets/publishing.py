@@ -33,8 +33,10 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-# No public constructor for a check's target materialization in dagster 1.13.27; reporting a
-# check run alone against the materialization it judged needs one.
+# Dagster internals, on purpose: 1.13.27 exports no constructor for a check's target
+# materialization (dg.AssetCheckEvaluation takes one, but its class is not in `dagster`), and
+# dg.AssetCheckResult always targets the asset's latest materialization, not the one that
+# produced the version the checks run alone judged.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
@@ -241,9 +243,8 @@ def audited_asset(
             check_specs=check_specs(audit),
             can_subset=True,
             required_resource_keys=set(RESOURCES),
-            # One writer per table at a time (with a pool limit in dagster.yaml); the Delta
-            # commit underneath refuses a second writer of the same version anyway.
-            pool=f"stedi_{table.name}",
+            # No concurrency pool: two runs writing one table are serialised by the Delta
+            # commit, and the loser's step is retried (io_manager.py).
         )
         def _step(context: dg.AssetExecutionContext, config: StepConfig):
             lake, privacy = context.resources.lake.lake(), context.resources.privacy

@@ -216,15 +216,12 @@ def test_an_unknown_engine_fails_the_run_with_the_setting_named(lakehouse_factor
     assert "STEDI_ENGINE='nope' is not one of: duckdb, spark" in result.stdout + result.stderr
 
 
-# A known defect, not a pass: now and then the second run's step waits forever for its table's
-# pool slot though the first run has finished (Dagster 1.13.27's pending-claim loop spins; issue 21
-# #1 replaces the pools). Only that hang is expected; wrong tables or a failed run still fail.
-@pytest.mark.xfail(raises=subprocess.TimeoutExpired, strict=False, reason="pool slot claim can hang (issue 21 #1)")
 def test_two_runs_at_once_on_one_lake_lose_no_commit(sample_lake, tmp_path, lakehouse_factory):
     """Two CLI runs of the whole graph at the same time, on the project's Dagster instance
-    configuration: each table's steps take turns (one pool per table), every commit lands
-    (the second run's steps find the first's versions and, nothing having changed, commit
-    nothing more, or commit the same rows), and the tables are those of a single run."""
+    configuration: a step whose commit the other run beat is retried on the new version
+    (io_manager.py), every commit lands (the second run's steps find the first's versions
+    and, nothing having changed, commit nothing more, or commit the same rows), and the
+    tables are those of a single run."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)

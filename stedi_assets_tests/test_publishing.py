@@ -240,3 +240,39 @@ def test_another_io_manager_gets_the_audited_table_and_the_step_still_succeeds(s
     audited = result.output_for_node("customer_landing", "customer_landing")
     assert audited.table.name == "customer_landing" and audited.info["rows"] == sum(p.num_rows for p in audited.data)
     assert not sandbox.lake.exists()  # nothing written: that IO manager keeps it in memory
+
+
+def test_a_commit_another_run_beat_is_built_and_judged_again_on_its_version(sample_lake, tmp_path, monkeypatch):
+    """Another run commits the step trainer's rejects on the version this step built on, just
+    before this step does (and has not committed its landing table yet): this step's commit is
+    refused, Dagster retries the step, and the retry restores the rejects to the version the
+    landing table names (a Delta reader of the rejects alone never keeps seeing the other
+    run's unpaired version) and commits its own on it: the new reject is in once."""
+    lakehouse = sample_lake.copy(tmp_path / "sample")
+    lake = Lake(LocalStore(lakehouse.lake))
+    before = published(lake, [STEP_TRAINER_LANDING.name, STEP_TRAINER_LANDING_REJECTS.name])
+    (lakehouse.source / "step_trainer" / "landing" / "bad.json").write_text("not json\n")
+
+    write, beaten = Lake.write, []
+
+    def another_run_commits_first(self, spec, data, info, **change):
+        if spec.name == STEP_TRAINER_LANDING_REJECTS.name and not beaten:
+            beaten.append(write(self, spec, data, {**info, "run_id": "another run"}, **change))
+        return write(self, spec, data, info, **change)
+
+    monkeypatch.setattr(Lake, "write", another_run_commits_first)
+    result = lakehouse.run("step_trainer_landing", raise_on_error=False)
+    assert result.success
+    [other] = beaten
+    assert other.version == before[STEP_TRAINER_LANDING_REJECTS.name].version + 1
+    kinds = [e.event_type for e in result.all_events if e.step_key == "step_trainer_landing"]
+    assert kinds.count(dg.DagsterEventType.STEP_UP_FOR_RETRY) == 1
+    after = published(lake, [STEP_TRAINER_LANDING.name, STEP_TRAINER_LANDING_REJECTS.name])
+    rejects = after[STEP_TRAINER_LANDING_REJECTS.name]
+    assert rejects.rows == before[STEP_TRAINER_LANDING_REJECTS.name].rows + 1
+    assert rejects.version == other.version + 2  # the restore of the paired version, then this run's commit
+    direct = DeltaTable(str(lakehouse.lake / "step_trainer/landing_rejects"))
+    assert direct.version() == rejects.version
+    restore = direct.history(2)[1]
+    assert restore["operation"] == "RESTORE"
+    assert restore["stedi"]["restored_version"] == before[STEP_TRAINER_LANDING_REJECTS.name].version

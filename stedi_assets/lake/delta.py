@@ -8,7 +8,7 @@ current version, appending to it, or, given the version it builds on, conditiona
 that version (an incremental change: new rows appended, the rows of a replaced source file
 swapped for its new ones). So a reader sees the old version or the new one, never a
 half-written one. Commits are conditional writes of the next log entry: of two writers,
-one wins and the other fails, so no commit is lost silently. `restore` and `vacuum` are
+one wins and the other fails (`CommitConflictError`), so no commit is lost silently. `restore` and `vacuum` are
 delta-rs's. Every error from delta-rs is re-raised as a `LakeError` in one line that names
 the table and, for a failed S3 request, the object (lake/delta_errors.py).
 
@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from stedi_assets.lake.delta_errors import describe, is_request_error, is_transport_error
 from stedi_assets.lake.errors import (
     AwsRequestError,
+    CommitConflictError,
     DamagedTableError,
     LakeError,
     TableNotPublishedError,
@@ -90,14 +91,6 @@ class Commit:
     operation: str
     info: Mapping[str, Any]  # what our writer recorded; {} for commits of other writers
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "committed_at": self.timestamp.isoformat(timespec="seconds"),
-            "operation": self.operation,
-            **self.info,
-        }
-
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -116,8 +109,9 @@ class Snapshot:
         return self.spec.name
 
     def local_paths(self) -> list[str] | None:
-        """The data files as local paths, or None on a remote store."""
-        if self.uri.startswith("s3://"):
+        """The data files as local paths, or None on a remote store, or if there are none (no
+        engine scans an empty list of files: they scan `dataset()` instead)."""
+        if self.uri.startswith("s3://") or not self.files:
             return None
         return [f.removeprefix("file://") for f in self.files]
 
@@ -126,6 +120,8 @@ class Snapshot:
         scanned lazily, in batches, by DuckDB or Arrow; on S3 through Arrow's S3 client."""
         import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
 
+        if not self.files:
+            return pa_ds.dataset(self.spec.storage_schema.empty_table())
         paths = self.local_paths()
         if paths is not None:
             return pa_ds.dataset(paths, schema=self.spec.storage_schema, format="parquet")
@@ -136,22 +132,19 @@ class Snapshot:
     def to_arrow(self) -> pa.Table:
         return self.dataset().to_table()
 
-    def part(self, files: Sequence[str]) -> Snapshot | pa.Table:
-        """The rows of some of this version's data files, scanned lazily like the whole
-        version (an empty table if there are none: no engine scans an empty list of files).
-        `rows` of the part is unknown (-1)."""
-        if not files:
-            return self.spec.storage_schema.empty_table()
+    def part(self, files: Sequence[str]) -> Snapshot:
+        """This version restricted to some of its data files (maybe none), scanned lazily like
+        the whole version. Its `rows` are unknown (-1) unless it has no file (0)."""
         unknown = set(files) - set(self.files)
         if unknown:
             raise ValueError(f"{self.name} version {self.version} has no data file {sorted(unknown)[0]}")
-        return replace(self, files=tuple(files), rows=-1)
+        return replace(self, files=tuple(files), rows=-1 if files else 0)
 
     def values_by_file(self, column: str) -> dict[str, set[Any]]:
         """The distinct values of `column` in each data file, reading that column only: which
         files hold the rows of, say, a given landing file."""
         return {
-            file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())  # type: ignore[union-attr]
+            file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())
             for file in self.files
         }
 
@@ -233,14 +226,21 @@ class Lake:
         landing table: one per source file). `companions`: versions of other tables that
         belong with this one (a landing table's rejects), recorded so that readers pair them.
 
+        A commit refused because another writer committed since the version the change was
+        built on (`base`, else the latest when the write began) raises `CommitConflictError`:
+        build again on the new version. Many writers may write one table at once.
+
         Each write carries a unique id in its commit: a commit whose response was lost (it
         landed, the client saw an error) is found in the log by it and returns as if it had
-        succeeded. A write that did not land leaves no data file behind (any it wrote is
-        deleted), and one without `base` whose request got no answer is tried again while no
-        other writer has committed meanwhile (delta-rs does not retry a conditional PUT that
-        may have been made), up to `max_retries` times. If the log cannot be read back, the
-        files are left for `vacuum` and the error says so. A catalog is told of the table
-        after its commit; if that fails the commit stands and the error says so."""
+        succeeded. A write that did not land deletes the data files Arrow wrote for it (their
+        names are ours); those delta-rs wrote are named by no commit and left to `vacuum`'s
+        sweep of untracked files (delta-rs does not say which files a failed write made, and
+        a file that appeared meanwhile may be another writer's, about to be committed). One
+        without `base` whose request got no answer is tried again while no other writer has
+        committed meanwhile (delta-rs does not retry a conditional PUT that may have been
+        made), up to `max_retries` times. If the log cannot be read back, the files are left
+        for `vacuum` and the error says so. A catalog is told of the table after its commit;
+        if that fails the commit stands and the error says so."""
         from deltalake import CommitProperties
 
         uri = self.uri(spec.location)
@@ -257,24 +257,27 @@ class Lake:
             if base is not None and (unknown := set(removes) - set(base.files)):
                 raise LakeError(f"{spec.name} version {base.version} has no data file {sorted(unknown)[0]}")
             latest = self._latest(uri)
-            read_version = base.version if base is not None else latest.version() if latest is not None else -1
-            before = set(self.store.list(spec.location))
+            latest_version = latest.version() if latest is not None else -1
+            read_version = base.version if base is not None else latest_version
+            if latest_version > read_version:  # refused now, before writing files for nothing
+                raise _conflict(failed, read_version)
         except BaseException as error:
             # `from None` here and below: the message already says the cause in one line, and
             # delta-rs's own text may quote an endpoint with its credentials (privacy.md).
             raise self._wrapped(failed, error) from None
         for attempt in range(1, attempts + 1):
+            written: list[str] = []  # the data files Arrow writes for this attempt
             try:
-                self._write_once(spec, data, properties, mode, base, removes)
+                self._write_once(spec, data, properties, mode, base, removes, written)
                 break
             except BaseException as error:
                 try:
                     landed, latest_version = self._landed(spec, write_id, read_version)
                 except Exception:
                     landed, latest_version = None, None
-                if landed:
+                if landed is not None:
                     break
-                if landed is None or latest_version is None:
+                if latest_version is None:
                     if not isinstance(error, Exception):
                         raise
                     raise LakeError(
@@ -282,13 +285,14 @@ class Lake:
                         "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
                         "deletes them once older than --retain-hours, if no commit names them)"
                     ) from None
-                self._delete_unnamed(spec, before, read_version, latest_version)
+                for name in written:  # named by no commit: the write did not land
+                    self.store.delete_prefix(f"{spec.location}/{name}")
                 if attempt < attempts and latest_version == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
                     continue
-                if base is not None and latest_version > base.version:
-                    failed += f" (version {base.version + 1} was committed by another writer since version {base.version} was read)"
-                elif attempt > 1 and isinstance(error, Exception):
+                if latest_version > read_version and isinstance(error, Exception):
+                    raise _conflict(failed, read_version) from None
+                if attempt > 1 and isinstance(error, Exception):
                     failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
                 raise self._wrapped(failed, error) from None
         if self.catalog is not None:
@@ -299,10 +303,21 @@ class Lake:
                     f"{spec.name} was committed at {uri}, but its catalog registration failed "
                     f"(the next commit of the table registers it): {error}"
                 ) from None
-        return self.current(spec)
+        # The version this write committed, not the latest: another writer may have committed since.
+        committed, _ = self._landed(spec, write_id, read_version)
+        if committed is None:
+            raise DamagedTableError(f"{spec.name} at {uri}: the commit of this write is not in its log")
+        return committed
 
     def _write_once(
-        self, spec: TableSpec, data: Any, properties: Any, mode: str, base: Snapshot | None, removes: Sequence[str]
+        self,
+        spec: TableSpec,
+        data: Any,
+        properties: Any,
+        mode: str,
+        base: Snapshot | None,
+        removes: Sequence[str],
+        written: list[str],
     ) -> None:
         from deltalake import DeltaTable, WriterProperties, write_deltalake
 
@@ -326,15 +341,18 @@ class Lake:
             )
             return
         parts = [] if data is None else [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
-        self.commit_files(spec, [self._write_file(spec, part) for part in parts], properties, mode, table, removes)
+        adds = []
+        for part in parts:
+            written.append(f"part-{uuid.uuid4()}.zstd.parquet")  # before writing: a half-written file is ours too
+            adds.append(self._write_file(spec, part, written[-1]))
+        self.commit_files(spec, adds, properties, mode, table, removes)
 
-    def _write_file(self, spec: TableSpec, part: pa.Table) -> Any:
-        """One Parquet data file holding exactly `part`, written by Arrow: delta-rs chooses
-        where its files end, and a part must stay one file of its own."""
+    def _write_file(self, spec: TableSpec, part: pa.Table, name: str) -> Any:
+        """One Parquet data file `name` holding exactly `part`, written by Arrow: delta-rs
+        chooses where its files end, and a part must stay one file of its own."""
         import pyarrow.parquet as pq
         from deltalake.transaction import AddAction
 
-        name = f"part-{uuid.uuid4()}.zstd.parquet"
         part = part.select(spec.schema.names).cast(spec.storage_schema)
         root = self.uri(spec.location)
         if root.startswith("s3://"):
@@ -390,29 +408,17 @@ class Lake:
         except TableNotFoundError:
             return None
 
-    def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[bool, int]:
-        """Whether a commit after version `base` carries `write_id`; and the latest version.
-        The log entries are read through the store: delta-rs's `history` holds the GIL while
-        it waits on S3."""
+    def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[Snapshot | None, int]:
+        """The version after `base` whose commit carries `write_id` (this write's own, wherever
+        other writers' commits landed around it), or None; and the latest version. The log
+        entries are read through the store: delta-rs's `history` holds the GIL while it
+        waits on S3."""
         table = self._latest(self.uri(spec.location))
         latest = table.version() if table is not None else -1
-        for version in range(base + 1, latest + 1):
+        for version in range(latest, base, -1):
             if self._commit_info(spec, version).get(WRITE_ID) == write_id:
-                return True, latest
-        return False, latest
-
-    def _delete_unnamed(self, spec: TableSpec, before: set[str], base: int, latest: int) -> None:
-        """Delete the data files a write that did not land left behind: those not there
-        before it, and named by no version committed since (another writer's). delta-rs
-        does not say which files a failed write made, so they are told by listing; a file
-        another writer of the same table wrote meanwhile and has not committed yet would go
-        too, which is why a table has one writer at a time (the step's Dagster pool)."""
-        named: set[str] = set()
-        for version in range(max(base + 1, 0), latest + 1):
-            named |= {f.rsplit("/", 1)[1] for f in self.at(spec, version).files}
-        for key in set(self.store.list(spec.location)) - before:
-            if f"/{LOG}/" not in f"/{key}" and key.rsplit("/", 1)[1] not in named:
-                self.store.delete_prefix(key)
+                return (self._snapshot(spec, table) if version == latest else self.at(spec, version)), latest
+        return None, latest
 
     def missing(self, files: Sequence[str]) -> list[str]:
         """Which of these data files (as a Snapshot names them) are gone: vacuumed, say, so
@@ -420,18 +426,24 @@ class Lake:
         root = self.store.uri().rstrip("/") + "/"
         return [f for f in files if not self.store.exists(_relative(f, root))]
 
-    def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any]) -> Snapshot:
-        """Make an earlier version current again, as a new commit (Delta restore): the
-        history keeps the versions in between."""
+    def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any], on: int | None = None) -> Snapshot:
+        """Make an earlier version current again, as a new commit (Delta restore) on version
+        `on` (default: the latest): the history keeps the versions in between. Conditional,
+        like a write on a base: if another writer committed meanwhile, `CommitConflictError`."""
         from deltalake.transaction import CommitProperties
 
         self._writing()
-        table = self._open(spec)
+        table = self._open(spec, on)
+        on_version = table.version()
+        failed = f"restore of {spec.name} at {table.table_uri} to version {version} failed"
         try:
-            table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}))
+            table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}, max_commit_retries=0))
         except Exception as error:
-            raise self._failure(f"restore of {spec.name} at {table.table_uri} to version {version} failed", error) from None
-        return self.current(spec)
+            latest = self._latest(table.table_uri)
+            if latest is not None and latest.version() > on_version:
+                raise _conflict(failed, on_version) from None
+            raise self._failure(failed, error) from None
+        return self.at(spec, on_version + 1)  # conditional: the restore is the version right after
 
     def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
         """The files of versions replaced more than `retain_hours` ago, and (`untracked`)
@@ -443,6 +455,10 @@ class Lake:
             files = table.vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
         except Exception as error:
             raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
+        # delta-rs (1.6.6) lists a file for every remove action in the log, whether the file is
+        # still there or not, and once per action: one listing of the folder says which are left.
+        present = set(self.store.list(spec.location))
+        files = {name for name in files if f"{spec.location}/{name}" in present}
         if apply:
             # delta-rs lists them (above); they are deleted here rather than by delta-rs, which
             # (1.6.6) adds two commits, VACUUM START and END, to every vacuum, even one with
@@ -471,11 +487,9 @@ class Lake:
         """Whether every data file of `version` is still there (vacuum deletes the files of
         versions past the retention window, and of all earlier versions after an erasure)."""
         try:
-            snapshot = self.at(spec, version)
+            return not self.missing(self.at(spec, version).files)
         except (TableNotPublishedError, DamagedTableError):
             return False
-        # Data files lie at the table's root (the lake writes no partitions).
-        return all(self.store.exists(f"{spec.location}/{f.rsplit('/', 1)[1]}") for f in snapshot.files)
 
     def commit_time(self, spec: TableSpec, version: int) -> int | None:
         """When `version` was committed (epoch ms), from its log entry; None if unknown."""
@@ -532,6 +546,12 @@ class Lake:
             return self.store.read(key).decode().splitlines()
         except (FileNotFoundError, LakeError):
             return []
+
+
+def _conflict(failed: str, read: int) -> CommitConflictError:
+    if read < 0:
+        return CommitConflictError(f"{failed} (another writer created the table meanwhile)")
+    return CommitConflictError(f"{failed} (version {read + 1} was committed by another writer since version {read} was read)")
 
 
 def _relative(file: str, root: str) -> str:

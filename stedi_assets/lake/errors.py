@@ -32,6 +32,11 @@ class DamagedTableError(LakeError):
     """A table whose log or data files cannot be read."""
 
 
+class CommitConflictError(LakeError):
+    """A commit refused because another writer committed the table since the version this
+    change was built on: nothing was published; building again on the new version succeeds."""
+
+
 class UnsafeStoreError(LakeError):
     """An object store that does not honour conditional writes: Delta commits would be lost."""
 

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.lake.store import LocalStore
@@ -210,6 +211,34 @@ def test_two_writers_of_one_base_cannot_both_commit_and_the_loser_leaves_nothing
 
 def test_a_part_of_a_version_is_read_like_the_version(lake):
     snapshot = lake.write(READINGS, [readings(1), readings(2, 3)], {})
-    assert snapshot.part([]).num_rows == 0  # an empty table, not a scan of no files
+    empty = snapshot.part([])  # a version of no file: engines scan its empty dataset, not a list of no files
+    assert (empty.rows, empty.local_paths(), empty.to_arrow().num_rows) == (0, None, 0)
+    assert DuckDBEngine().query("SELECT COUNT(*) AS n FROM t", {"t": empty}).to_pylist() == [{"n": 0}]
     [bigger] = [f for f in snapshot.files if snapshot.part([f]).dataset().count_rows() == 2]
     assert sorted(snapshot.part([bigger]).to_arrow().column("timestamp").to_pylist()) == [2, 3]
+
+
+def test_a_vacuum_lists_each_file_left_once_and_never_one_it_deleted(lake):
+    first = lake.write(READINGS, [readings(1), readings(2)], {})
+    gone = first.files[0].rsplit("/", 1)[1]
+    second = lake.write(READINGS, None, {}, base=first, removes=[first.files[0]])
+    restored = lake.restore(READINGS, first.version, {}, on=second.version)  # the file is in again
+    lake.write(READINGS, None, {}, base=restored, removes=[first.files[0]])  # and removed a second time
+    assert lake.vacuum(READINGS, retain_hours=0) == [gone]  # once, though two commits remove it
+    assert lake.vacuum(READINGS, retain_hours=0, apply=True) == [gone]
+    assert lake.vacuum(READINGS, retain_hours=0) == []  # the same dry run: nothing left to list
+    assert lake.current(READINGS).to_arrow().column("timestamp").to_pylist() == [2]
+
+
+def test_a_write_returns_the_version_it_committed_though_another_writer_committed_since(tmp_path):
+    """What a landing table's commit names as its rejects' version must be its own rejects'."""
+    lake, other = Lake(LocalStore(tmp_path / "lake")), Lake(LocalStore(tmp_path / "lake"))
+
+    class AnotherWriterCommitsRightAfter:  # the catalog is told of each commit right after it
+        def register(self, spec: TableSpec, uri: str) -> None:
+            other.write(spec, readings(9), {"run_id": "other"}, mode="append")
+
+    lake.catalog = AnotherWriterCommitsRightAfter()
+    mine = lake.write(READINGS, readings(1), {"run_id": "mine"})
+    assert (mine.version, mine.info, mine.rows) == (0, {"run_id": "mine"}, 1)
+    assert lake.current(READINGS).version == 1
