@@ -35,3 +35,11 @@ def test_any_text_is_scanned_without_error_and_gives_keys(raw):
     emails, serials = named_keys(raw)
     assert all(isinstance(e, str) and person_key(e) == e for e in emails)
     assert all(isinstance(s, str) for s in serials)
+
+
+def test_names_and_rescued_fields_are_masked_wherever_dagster_shows_them():
+    from stedi_assets.privacy import mask
+
+    assert mask("named_person_keys", ["angie.huey@test.com", "bo@x"]) == ["an***@test.com", "bo***@x"]
+    assert mask("named_serials", ["50f7b4f3-7af5"]) == ["50***"]
+    assert mask("rescued_data", '{"phone": "8015551212"}') == "<23 characters>"
