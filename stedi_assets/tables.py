@@ -147,6 +147,12 @@ _LANDING_FILES = (
     Column("size", pa.int64(), "Its size in bytes when it was parsed"),
     Column("modified_ns", pa.int64(), "Its modification time when it was parsed, epoch ns"),
     Column("etag", pa.string(), "A hash of its content when it was parsed: its S3 ETag, else blake2b:<hex>"),
+    Column(
+        "changed_ns",
+        pa.int64(),
+        "A local file's status-change time (ctime) when it was hashed, epoch ns; null: on S3, or too recent to trust",
+    ),
+    Column("inode", pa.int64(), "A local file's inode when it was hashed"),
     Column("lines", pa.int64(), "Its non-blank lines"),
     Column("rows", pa.int64(), "Rows it gave the landing table"),
     Column("rejects", pa.int64(), "Lines of it in the rejects table"),
