@@ -21,6 +21,7 @@ from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys
 from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.person import with_person_keys
+from stedi_assets.privacy import scrub
 from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset, whole
 from stedi_assets.tables import CUSTOMER_LANDING, PERSON_KEY_OF, RESCUED_DATA, Table, as_read
 
@@ -74,15 +75,15 @@ def landing_asset(
             listed = "; ".join(f"{key}: {why}" for key, why in list(found.skipped.items())[:20])
             more = f" (and {len(found.skipped) - 20} more)" if len(found.skipped) > 20 else ""
             step.context.log.warning(f"{table.source}: {len(found.skipped)} files not read: {listed}{more}")
-        incremental = found.published is not None and not step.full_refresh
+        continuing = found.published is not None and not step.full_refresh
         # Written under another contract: every file is parsed again (older rows get the new
         # columns from their files), and the rows of files gone from the source are kept,
         # read back with the new columns null.
-        upgrade = incremental and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
+        upgrade = continuing and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
         carried = found.gone if upgrade else []
         if upgrade:
             step.context.log.warning(f"{table.name}: written under another column contract; parsing every file again")
-            incremental = False
+        incremental = continuing and not upgrade
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
         increment = None
@@ -107,7 +108,7 @@ def landing_asset(
             erased_lines[key] = erased_before + kept.count
             serials.update(kept.serials)
             parsed[key] = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, erased_lines[key])
-            if fields := rescued_fields(kept.rows):
+            if fields := _rescued_fields(kept.rows):
                 rescued[key] = fields
 
         for key, data in step.source.read(to_parse):
@@ -143,7 +144,7 @@ def landing_asset(
         relations = {"source_lines": checks.source_lines(line_counts, erased_lines)}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
-            serials = _erased_serials(serials, found.published if incremental else None, parts, kept_rejects, step)
+            serials = _erased_serials(serials, found.published if incremental or carried else None, parts, kept_rejects, step)
             info[erasure.ERASED_SERIALS] = sorted(serials)
             relations.update(step.erasures.with_serials(serials).relations())
         reasons = Counter(kept_rejects["reason_code"].to_pylist())
@@ -194,13 +195,14 @@ def _erased_serials(
     return (found | erasure.erased_serials(published)) - owned
 
 
-def rescued_fields(rows) -> dict[str, int]:
-    """Each field outside the contract that rows kept in rescued_data, and how many rows have it."""
+def _rescued_fields(rows) -> dict[str, int]:
+    """Each field outside the contract that rows kept in rescued_data, and how many rows have
+    it. A field's name is the producer's, for Dagster to show: anything e-mail-like in it masked."""
     if RESCUED_DATA.name not in rows.column_names:
         return {}
     counts: Counter[str] = Counter()
     for text in rows[RESCUED_DATA.name].drop_null().to_pylist():
-        counts.update(json.loads(text).keys())
+        counts.update(scrub(name) for name in json.loads(text))
     return dict(counts)
 
 

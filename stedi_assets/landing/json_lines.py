@@ -35,8 +35,8 @@ producer meant is in doubt, and Python's json and pyarrow would each quietly kee
 Every reject has a stable reason code, one per cause (`REASON_CODES`; `bad_type:<column>` and
 `missing:<columns>` name the columns), beside the reason for people, which may quote the value:
 the rejects can be grouped by cause. Fields of a record outside the table's contract are never
-dropped: they are kept with the row as a JSON object in `rescued_data` (tables.RESCUED_DATA),
-and counted per field. A file holding such fields is parsed by the exact path, which sees each
+dropped: they are kept with the row as a JSON object in `rescued_data` (tables.RESCUED_DATA).
+A file holding such fields is parsed by the exact path, which sees each
 field as it was sent (pyarrow reads an absent field and a null alike, and infers types).
 """
 
@@ -84,7 +84,6 @@ class ParsedFile:
     rejects: pa.Table
     lines_read: int  # non-blank lines; blank ones carry no record
     exact_path: bool = False
-    rescued: dict[str, int] = field(default_factory=dict)  # field outside the contract -> rows that have it
 
 
 @dataclass
@@ -94,7 +93,6 @@ class LandingBatch:
     files: int = 0
     lines_read: int = 0
     files_parsed_exactly: list[str] = field(default_factory=list)
-    rescued: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> field -> rows that have it
 
 
 def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
@@ -117,8 +115,6 @@ def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch
         out.lines_read += parsed.lines_read
         if parsed.exact_path:
             out.files_parsed_exactly.append(source_file)
-        if parsed.rescued:
-            out.rescued[source_file] = parsed.rescued
     if batch_rows:
         out.rows = pa.concat_tables(batch_rows)
         out.rejects = pa.concat_tables(batch_rejects)
@@ -465,7 +461,6 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
     records: dict[str, list[Any]] = {c.name: [] for c in table.columns}
     rejects: dict[str, list[Any]] = {f.name: [] for f in REJECT_SCHEMA}
     rescuing = RESCUED_DATA.name in records
-    rescued: dict[str, int] = {}
     lines_read = 0
 
     def reject(line_number: int, raw: str, reason: Reason) -> None:
@@ -498,8 +493,6 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
                 records[name].append(value)
             if rescuing:
                 records[RESCUED_DATA.name].append(json.dumps(extra, ensure_ascii=False) if extra else None)
-                for name in extra:
-                    rescued[name] = rescued.get(name, 0) + 1
             records["source_file"].append(source_file)
             records["source_line"].append(line_number)
     return ParsedFile(
@@ -507,7 +500,6 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
         pa.table(rejects, schema=REJECT_SCHEMA),
         lines_read,
         exact_path=True,
-        rescued=rescued,
     )
 
 
