@@ -41,7 +41,8 @@ from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.tables import ERASURE_REQUESTS
+from stedi_assets.landing.named import with_named_keys
+from stedi_assets.tables import ERASURE_REQUESTS, RESCUED_DATA
 
 # What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
 # tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
@@ -236,6 +237,7 @@ def leave_out(
     erased person, and the rejected lines that name one anywhere (`_naming`)."""
     if not erasures:
         return LeftOut(rows, rejects, {}, [])
+    rows = _rescued_without_erased(rows, erasures, privacy)
     row_mask = erasures.dropping(rows, column, kind, privacy)
     reject_mask = pa.array(_naming(rejects, erasures, privacy))
     kept_rows, dropped_rows = rows.filter(pc.invert(row_mask)), rows.filter(row_mask)
@@ -268,6 +270,20 @@ def _naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np
         hits = erasures.dropping(names, column, kind, privacy)
         mask[pc.list_parent_indices(lists).filter(hits).to_numpy()] = True
     return mask
+
+
+def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> pa.Table:
+    """`rows` with the fields outside the contract (`rescued_data`) cleared where they name an
+    erased person, as a rejected line's text would: the row is someone else's and stays, her
+    name goes."""
+    if RESCUED_DATA.name not in rows.column_names or rows[RESCUED_DATA.name].null_count == rows.num_rows:
+        return rows
+    rescued = rows[RESCUED_DATA.name]
+    naming = pa.array(_naming(with_named_keys(pa.table({"raw": rescued})), erasures, privacy))
+    if not pc.any(naming).as_py():
+        return rows
+    cleared = pc.if_else(naming, pa.scalar(None, pa.string()), rescued)
+    return rows.set_column(rows.column_names.index(RESCUED_DATA.name), RESCUED_DATA.name, cleared)
 
 
 def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:

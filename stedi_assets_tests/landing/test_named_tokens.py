@@ -96,3 +96,28 @@ def test_a_rejected_line_naming_an_erased_person_second_is_dropped_too(tmp_path:
     after = run(source, lake)["customer_landing_rejects"]
     assert not [raw for raw in after["raw"].to_pylist() if "Erin" in raw]
     assert ["other.person@test.com"] in after["named_person_keys"].to_pylist()  # nobody else's line goes
+
+
+def test_rescued_fields_naming_an_erased_person_are_cleared_from_another_persons_row():
+    """Fields outside the contract are kept with their row; where they name an erased person
+    (someone else's reading that mentions her), her name goes and the row stays."""
+    import pyarrow as pa
+
+    from stedi_assets.tables import ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS
+    from stedi_assets_tests.builders import table
+
+    privacy = PrivacyPolicy()
+    erasures = erasure.Erasures(frozenset(privacy.subject_ids(pa.array(["erin@test.com"])).to_pylist()))
+    reading = {"timestamp": 1, "x": 0.0, "source_file": "a.json", "source_line": 1}
+    rows = table(
+        ACCELEROMETER_LANDING,
+        {**reading, "user": "bo@test.com", "rescued_data": '{"shared_with": "ERIN@test.com"}'},
+        {**reading, "user": "bo@test.com", "rescued_data": '{"battery": 0.5}', "source_line": 2},
+        {**reading, "user": "erin@test.com", "rescued_data": None, "source_line": 3},
+    )
+    kept = erasure.leave_out(rows, table(ACCELEROMETER_LANDING_REJECTS), erasures, privacy, "person_key", erasure.EMAIL)
+    assert kept.rows.select(["user", "rescued_data"]).to_pylist() == [
+        {"user": "bo@test.com", "rescued_data": None},
+        {"user": "bo@test.com", "rescued_data": '{"battery": 0.5}'},
+    ]
+    assert kept.lines == {"a.json": 1}  # her own reading is left out
