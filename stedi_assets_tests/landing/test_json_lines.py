@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from stedi_assets.landing.json_lines import _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
+from stedi_assets.landing.json_lines import REASON_CODES, _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
 from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING, Table, as_read
 
 A = as_read(ACCELEROMETER_LANDING)  # as the landing step reads a file: the person key comes after
@@ -76,6 +76,7 @@ def test_each_bad_line_is_rejected_with_file_line_raw_text_code_and_reason(line:
     assert parsed.rejects.to_pylist() == [
         {"source_file": "accelerometer/landing/f.json", "source_line": 2, "raw": line, "reason_code": code, "reason": reason}
     ]
+    assert code.startswith(REASON_CODES)  # one of the documented codes
 
 
 def test_one_cause_is_one_reason_code_whatever_the_value():
