@@ -27,6 +27,7 @@ from stedi_assets.tables import REJECTS_OF, TABLES
 
 NEW_LANDING = ("rescued_data",)
 NEW_REJECTS = ("reason_code", "named_person_keys", "named_serials")
+NEW_LEDGER = ("changed_ns", "inode")
 GONE = "accelerometer/landing/late/accelerometer-dirty.json"
 
 
@@ -36,9 +37,9 @@ def _old_spec(spec: TableSpec, dropped: tuple[str, ...], added: list[pa.Field]) 
 
 
 def make_old(lake: Lake, name: str) -> None:
-    """Rewrite a landing table and its rejects as the contract before the change wrote them:
-    no rescued_data; the rejects with the first named e-mail, its key and the first serial,
-    and no reason code. One data file per source file, paired as the landing step pairs them."""
+    """Rewrite a landing table, its rejects and its ledger as the contract before the change
+    wrote them: no rescued_data; the rejects with the first named e-mail, its key and the
+    first serial, and no reason code; the ledger without ctime and inode. One data file per source file, paired as the landing step pairs them."""
     table, rejects = TABLES[name], REJECTS_OF[name]
     published = lake.current(table.spec)
     old_rejects = lake.companion(published, rejects.spec).to_arrow()
@@ -53,7 +54,9 @@ def make_old(lake: Lake, name: str) -> None:
     rejects_spec = _old_spec(rejects.spec, NEW_REJECTS, [pa.field(c, pa.string()) for c in ("named_email", "named_serial", "named_person_key")])
     by_file = lambda data: [data.filter(pc.equal(data["source_file"], f)) for f in pc.unique(data["source_file"]).to_pylist()]  # noqa: E731
     rejects_version = lake.write(rejects_spec, by_file(old_rejects), {})
-    ledger = lake.companion(published, TABLES[f"{name}_files"].spec)
+    ledger_spec = TABLES[f"{name}_files"].spec
+    old_ledger = lake.companion(published, ledger_spec).to_arrow().drop_columns(list(NEW_LEDGER))
+    ledger = lake.write(_old_spec(ledger_spec, NEW_LEDGER, []), old_ledger, {})
     rows = published.to_arrow().drop_columns(list(NEW_LANDING))
     info = {k: v for k, v in published.info.items() if k not in (CONTRACT, "companions")}
     lake.write(_old_spec(table.spec, NEW_LANDING, []), by_file(rows), info, companions=[rejects_version, ledger])
@@ -73,6 +76,7 @@ def test_a_lake_of_the_old_contract_grows_its_schema_and_keeps_every_row(sample_
         make_old(lake, name)
     assert "rescued_data" not in columns(house.lake / "accelerometer/landing")
     assert "named_serial" in columns(house.lake / "accelerometer/landing_rejects")
+    assert "inode" not in columns(house.lake / "accelerometer/landing_files")
     # A file gone from the source (its rows are kept), and a producer that adds a field.
     (Path(house.source) / GONE).unlink()
     drifted = Path(house.source) / "step_trainer/landing/step_trainer-1655560000001.json"
@@ -86,6 +90,7 @@ def test_a_lake_of_the_old_contract_grows_its_schema_and_keeps_every_row(sample_
         table = TABLES[name]
         assert set(NEW_LANDING) <= set(columns(house.lake / table.location)), name
         assert set(NEW_REJECTS) <= set(columns(house.lake / rejects.location)), name
+        assert set(NEW_LEDGER) <= set(columns(house.lake / TABLES[f"{name}_files"].location)), name
         current = lake.current(table.spec)
         assert current.info[CONTRACT], name
         # Every data file of the new version was written under the new contract.
