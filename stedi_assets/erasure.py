@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,10 +39,10 @@ from stedi_assets.audit import Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
-from stedi_assets.landing.named import named_tokens
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.tables import ERASURE_REQUESTS
+from stedi_assets.landing.named import with_named_keys
+from stedi_assets.tables import ERASURE_REQUESTS, RESCUED_DATA
 
 # What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
 # tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
@@ -203,6 +204,8 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
         for table, column, kind in columns if erasures else ():
             relation = relations[table]
             data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
+            if pa.types.is_list(data.schema.field(column).type):  # a rejected line's names: each one counts
+                data = pa.table({column: pc.list_flatten(data[column])})
             hits = data.filter(erasures.dropping(data, column, kind, privacy))[column].cast(pa.string())
             found.append(pa.table({"table": pa.array([table] * len(hits), pa.string()), evidence: hits}))
         return pa.concat_tables(found) if found else pa.table({"table": pa.array([], pa.string()), evidence: pa.array([], pa.string())})
@@ -228,14 +231,15 @@ class LeftOut:
 
 
 def leave_out(
-    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, rejects_column: str, kind: str
+    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
 ) -> LeftOut:
-    """Leave out of a landing parse the rows and rejected lines that name an erased person:
-    `column` of the rows, `rejects_column` of the rejects, compared as `kind`."""
+    """Leave out of a landing parse the rows whose `column` (compared as `kind`) names an
+    erased person, and the rejected lines that name one anywhere (`_naming`)."""
     if not erasures:
         return LeftOut(rows, rejects, {}, [])
+    rows = _rescued_without_erased(rows, erasures, privacy)
     row_mask = erasures.dropping(rows, column, kind, privacy)
-    reject_mask = pc.or_(erasures.dropping(rejects, rejects_column, kind, privacy), _naming(rejects, erasures, privacy, kind))
+    reject_mask = pa.array(_naming(rejects, erasures, privacy))
     kept_rows, dropped_rows = rows.filter(pc.invert(row_mask)), rows.filter(row_mask)
     kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
     lines = _lines_left_out(
@@ -243,22 +247,43 @@ def leave_out(
     ) if dropped_rows.num_rows or dropped_rejects.num_rows else {}
     serials: list[str] = []
     if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices
-        theirs = set(dropped_rows["serialNumber"].to_pylist()) | set(dropped_rejects["named_serial"].to_pylist())
-        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | set(kept_rejects["named_serial"].to_pylist())
+        def named(table: pa.Table) -> set[str]:
+            return set(pc.list_flatten(table["named_serials"]).to_pylist())
+
+        theirs = set(dropped_rows["serialNumber"].to_pylist()) | named(dropped_rejects)
+        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | named(kept_rejects)
         serials = sorted(serial_keys(theirs - others, privacy).values())
     return LeftOut(kept_rows, kept_rejects, lines, serials)
 
 
-def _naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, kind: str) -> pa.Array:
-    """The mask of rejected lines whose text names an erased person anywhere, not only in the
-    first e-mail or serial the rejects table keeps (landing/named.py): their text is kept
-    nowhere."""
-    if kind not in (EMAIL, SERIAL) or "raw" not in rejects.column_names:
-        return pa.array([False] * rejects.num_rows, pa.bool_())
-    tokens = [named_tokens(raw or "")[0 if kind == EMAIL else 1] for raw in rejects["raw"].to_pylist()]
-    keyed = (erasure_keys if kind == EMAIL else serial_keys)({t for ts in tokens for t in ts}, privacy)
-    wanted = erasures.subjects if kind == EMAIL else erasures.serials
-    return pa.array([any(keyed.get(t) in wanted for t in ts) for ts in tokens], pa.bool_())
+def _naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np.ndarray:
+    """The mask of rejected lines that name an erased person, in whatever position: any of the
+    person keys they name (`named_person_keys`: every e-mail anywhere in the text,
+    landing/named.py) is hers, or any serial number they name (`named_serials`) only erased
+    people own. Their text is kept nowhere."""
+    mask = np.zeros(rejects.num_rows, dtype=bool)
+    for column, kind in (("named_person_keys", EMAIL), ("named_serials", SERIAL)):
+        if column not in rejects.column_names or not rejects.num_rows:
+            continue
+        lists = rejects[column].combine_chunks()
+        names = pa.table({column: pc.list_flatten(lists)})
+        hits = erasures.dropping(names, column, kind, privacy)
+        mask[pc.list_parent_indices(lists).filter(hits).to_numpy()] = True
+    return mask
+
+
+def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> pa.Table:
+    """`rows` with the fields outside the contract (`rescued_data`) cleared where they name an
+    erased person, as a rejected line's text would: the row is someone else's and stays, her
+    name goes."""
+    if RESCUED_DATA.name not in rows.column_names or rows[RESCUED_DATA.name].null_count == rows.num_rows:
+        return rows
+    rescued = rows[RESCUED_DATA.name]
+    naming = pa.array(_naming(with_named_keys(pa.table({"raw": rescued})), erasures, privacy))
+    if not pc.any(naming).as_py():
+        return rows
+    cleared = pc.if_else(naming, pa.scalar(None, pa.string()), rescued)
+    return rows.set_column(rows.column_names.index(RESCUED_DATA.name), RESCUED_DATA.name, cleared)
 
 
 def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:

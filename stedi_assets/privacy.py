@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from stedi_assets.settings import DEFAULT_RETENTION_HOURS, DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
-from stedi_assets.tables import PERSONAL
+from stedi_assets.tables import PERSONAL, RESCUED_DATA
 
 # `{since_consent: <condition>}`: the consent policy's clause in a rule.
 _SINCE_CONSENT = re.compile(r"\{since_consent:\s*([^{}]+?)\s*\}")
@@ -67,9 +67,11 @@ class PrivacyPolicy:
 def mask(column: str, value: object) -> object:
     """Shows enough of a personal value to find it, not enough to read it: two characters
     and the e-mail domain (`an***@test.com`, `An***`); a raw line only by its length."""
+    if column in PERSONAL and isinstance(value, list):  # every name a rejected line names
+        return [mask(column, v) for v in value]
     if column not in PERSONAL or not isinstance(value, str):
         return value
-    if column == "raw":
+    if column in ("raw", RESCUED_DATA.name):
         return f"<{len(value)} characters>"
     local, at, domain = value.partition("@")
     return f"{local[:2]}***{at}{domain}"

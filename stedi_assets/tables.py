@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
 FILE_NAME = pa.dictionary(pa.int32(), pa.string())
 _ATHENA_TYPES = {**ATHENA_TYPES, FILE_NAME: "string"}
+# What a rejected line names: every e-mail's person key, every serial number (landing/named.py).
+NAMES = pa.list_(pa.string())
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,20 @@ _REJECTS = (
     Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
     Column("source_line", pa.int64(), "1-based line number in that file"),
     Column("raw", pa.string(), "The rejected text, as it was (direct identifiers possible)"),
-    Column("reason", pa.string(), "Why it was rejected"),
-    Column("named_email", pa.string(), "The e-mail address the line still names (email or user), if any (direct identifier)"),
-    Column("named_serial", pa.string(), "The step trainer serial number the line still names, if any"),
-    Column("named_person_key", pa.string(), "The person key of named_email (stedi_assets/person.py); null: none"),
+    Column(
+        "reason_code",
+        pa.string(),
+        "Why it was rejected, one stable code per cause (not_json, bad_type:<column>, missing:<columns>, "
+        "conflicting_values, ...: docs/ingestion.md), to group the rejects by",
+    ),
+    Column("reason", pa.string(), "Why it was rejected, for people: the code's detail, a value of the line included"),
+    Column(
+        "named_person_keys",
+        NAMES,
+        "The person key (stedi_assets/person.py) of every e-mail address the line names, anywhere in its text, in "
+        "any quoting or key spelling (landing/named.py); empty: none (direct identifiers)",
+    ),
+    Column("named_serials", NAMES, "Every step trainer serial number the line names, anywhere in its text; empty: none"),
 )
 # What a landing table has ingested: each source file, the identity it had when it was parsed,
 # and what became of its lines. Committed with the landing table (its version is named in the
@@ -135,6 +147,12 @@ _LANDING_FILES = (
     Column("size", pa.int64(), "Its size in bytes when it was parsed"),
     Column("modified_ns", pa.int64(), "Its modification time when it was parsed, epoch ns"),
     Column("etag", pa.string(), "A hash of its content when it was parsed: its S3 ETag, else blake2b:<hex>"),
+    Column(
+        "changed_ns",
+        pa.int64(),
+        "A local file's status-change time (ctime) when it was hashed, epoch ns; null: on S3, or too recent to trust",
+    ),
+    Column("inode", pa.int64(), "A local file's inode when it was hashed"),
     Column("lines", pa.int64(), "Its non-blank lines"),
     Column("rows", pa.int64(), "Rows it gave the landing table"),
     Column("rejects", pa.int64(), "Lines of it in the rejects table"),
@@ -143,6 +161,15 @@ _LANDING_FILES = (
 )
 SUBJECT_ID = Column(
     "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the person key with STEDI_SUBJECT_KEY"
+)
+
+
+# Fields of a landing record outside its table's contract: kept with the row, never dropped.
+RESCUED_DATA = Column(
+    "rescued_data",
+    pa.string(),
+    "The record's fields outside this table's contract, as a JSON object (null: none), like Auto Loader's "
+    "_rescued_data; landing only: the trusted zone selects contract columns (personal values possible)",
 )
 
 
@@ -155,11 +182,13 @@ def _person_key(of: str) -> Column:
     )
 
 
-CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"),) + _lineage())
-ACCELEROMETER_LANDING = Table(
-    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"),) + _lineage()
+CUSTOMER_LANDING = Table(
+    "customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _lineage()
 )
-STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + _lineage())
+ACCELEROMETER_LANDING = Table(
+    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _lineage()
+)
+STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + (RESCUED_DATA,) + _lineage())
 CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
 ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
 STEP_TRAINER_LANDING_REJECTS = Table("step_trainer_landing_rejects", "step_trainer", "landing_rejects", _REJECTS)
@@ -207,14 +236,11 @@ ERASURE_REQUESTS = Table(
 
 # The person keys each table keeps beside the e-mail as it arrived, computed at landing:
 # key column -> the column it is the key of. From the trusted zone on, `email` and `user` hold
-# the person key itself (one spelling per person), so those tables need no second column.
+# the person key itself (one spelling per person), so those tables need no second column. The
+# rejects keep the keys alone (`named_person_keys`): the spellings are in their `raw` text.
 PERSON_KEY_OF: dict[str, dict[str, str]] = {
     CUSTOMER_LANDING.name: {"person_key": "email"},
     ACCELEROMETER_LANDING.name: {"person_key": "user"},
-    **{
-        t.name: {"named_person_key": "named_email"}
-        for t in (CUSTOMER_LANDING_REJECTS, ACCELEROMETER_LANDING_REJECTS, STEP_TRAINER_LANDING_REJECTS)
-    },
 }
 
 
@@ -227,11 +253,11 @@ def as_read(table: Table) -> Table:
 
 # Columns that name a person; none may reach the machine-learning table.
 DIRECT_IDENTIFIERS = frozenset(
-    {"customerName", "email", "user", "person_key", "phone", "birthDay", "named_email", "named_person_key"}
+    {"customerName", "email", "user", "person_key", "phone", "birthDay", "named_person_keys"}
 )
 # Columns that lead to a person: masked wherever Dagster shows a value (metadata, previews,
 # check evidence, logs), like the direct identifiers.
-PERSONAL = DIRECT_IDENTIFIERS | {"serialNumber", "named_serial", "raw"}
+PERSONAL = DIRECT_IDENTIFIERS | {"serialNumber", "named_serials", "raw", RESCUED_DATA.name}
 
 # Each landing table's rejects: built, judged and published with it, read at the version it names.
 REJECTS_OF: dict[str, Table] = {

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from stedi_assets.landing.json_lines import parse_file
+from stedi_assets import tables as rules_tables
 from stedi_assets.tables import CUSTOMER_LANDING, as_read
 from stedi_assets.trusted import rules
 from stedi_assets_tests.builders import customer, run, table
@@ -150,3 +151,42 @@ def test_spark_holds_out_the_same_customers_for_the_same_reasons(spark_engine):
     relations = with_rejects({"customer_landing": landing})
     rows = [sorted(e.query(sql, relations).to_pylist(), key=str) for e in (DuckDBEngine(), spark_engine)]
     assert rows[0] == rows[1] and len(rows[0]) == 3
+
+
+def test_a_rejected_line_naming_two_customers_holds_out_both_on_both_engines(spark_engine):
+    """Issue 20: a rejected line names every customer it holds, not only the first; and every
+    serial number it names counts as shared. DuckDB and Spark agree (`array_contains`). Costs
+    a few queries on the session's Spark."""
+    from stedi_assets.engine.duckdb_engine import DuckDBEngine
+    from stedi_assets.landing.named import with_named_keys
+    from stedi_assets.privacy import PrivacyPolicy
+    from stedi_assets.tables import CUSTOMER_CURATED, STEP_TRAINER_LANDING
+    from stedi_assets_tests.builders import with_rejects
+
+    serial = "50f7b4f3-7af5-4b07-a421-7b902c8d2b7c"
+    landing = table(
+        CUSTOMER_LANDING,
+        customer("first@x.com", "s1", consent=100),
+        customer("second@x.com", "s2", consent=100),
+        customer("third@x.com", serial, consent=100),
+    )
+    line = f'{{"email": "first@x.com", "serialNumber": "s1", "note": "cc Second@X.com, device {serial}", "lastUpdateDate": "soon"}}'
+    rejects = with_named_keys(parse_file(f"{line}\n".encode(), "customer/landing/c.json", CONTRACT).rejects)
+    assert rejects["named_person_keys"].to_pylist() == [["first@x.com", "second@x.com"]]
+    assert rejects["named_serials"].to_pylist() == [["s1", serial]]
+    relations = with_rejects({"customer_landing": landing, "customer_landing_rejects": rejects})
+    held = PrivacyPolicy().render(rules.CUSTOMERS_HELD_OUT, NOW)
+    for engine in (DuckDBEngine(), spark_engine):
+        assert {r["person_key"]: r["reason"] for r in engine.query(held, relations).to_pylist()} == {
+            "first@x.com": "a rejected customer line names the e-mail",
+            "second@x.com": "a rejected customer line names the e-mail",
+        }, engine.name
+    # The serial number the line names second: shared, so a reading needs its owner's phone then.
+    curated = table(CUSTOMER_CURATED, customer("third@x.com", serial, consent=100))
+    readings = table(STEP_TRAINER_LANDING, {"serialNumber": serial, "sensorReadingTime": 60, "distanceFromObject": 2})
+    inputs = with_rejects({**relations, "customer_curated": curated, "step_trainer_landing": readings,
+                           "accelerometer_trusted": table(rules_tables.ACCELEROMETER_TRUSTED)})
+    kept = PrivacyPolicy().render(rules.STEP_TRAINER_TRUSTED, NOW)
+    for engine in (DuckDBEngine(), spark_engine):
+        assert engine.query(kept, inputs).num_rows == 0, engine.name
+        assert engine.query(kept, {**inputs, "customer_landing_rejects": rejects.slice(0, 0)}).num_rows == 1, engine.name

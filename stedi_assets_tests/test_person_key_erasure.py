@@ -71,11 +71,14 @@ def hers(tables: dict[str, pa.Table], person: dict) -> dict[str, int]:
     found = {}
     for name, data in tables.items():
         masks = []
-        for column in ("email", "user", "person_key", "named_email", "named_person_key"):
+        for column in ("email", "user", "person_key"):
             if column in data.column_names:
                 masks.append(pa.compute.equal(person_keys(data[column]), person["email"]))
-        for column, value in (("serialNumber", person["serialNumber"]), ("named_serial", person["serialNumber"]),
-                              ("subject_id", person["subject_id"]), ("customerName", person["customerName"])):
+        for column, value in (("named_person_keys", person["email"]), ("named_serials", person["serialNumber"])):
+            if column in data.column_names:  # a rejected line's names: hers in any position
+                masks.append(pa.array([value in names for names in data[column].to_pylist()], pa.bool_()))
+        for column, value in (("serialNumber", person["serialNumber"]), ("subject_id", person["subject_id"]),
+                              ("customerName", person["customerName"])):
             if column in data.column_names:
                 masks.append(pa.compute.equal(data[column], value))
         if masks:

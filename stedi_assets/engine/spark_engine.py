@@ -94,4 +94,7 @@ def _from_arrow(session: SparkSession, table: pa.Table) -> DataFrame:
     # PySpark 4 silently loses rows of an Arrow table that holds empty record batches, and
     # tables concatenated from many files often do: send only the batches with rows.
     batches = [batch for batch in table.to_batches() if batch.num_rows]
+    # And no rows is one empty batch, not none: PySpark cannot convert a list column (a
+    # rejects table's names) of no chunks.
+    batches = batches or [pa.RecordBatch.from_pylist([], schema=table.schema)]
     return session.createDataFrame(pa.Table.from_batches(batches, table.schema))

@@ -13,7 +13,10 @@ from stedi_assets.lake.delta import TableSpec
 
 COMMENT_LIMIT = 255  # Glue's limit on a column comment
 # Athena's name of each Arrow type a lake table stores (the ledgers hold a boolean).
-ATHENA_TYPES = {pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", pa.bool_(): "boolean"}
+ATHENA_TYPES = {
+    pa.int64(): "bigint", pa.float64(): "double", pa.string(): "string", pa.bool_(): "boolean",
+    pa.list_(pa.string()): "array<string>",  # what a rejected line names
+}
 
 
 @dataclass(frozen=True)

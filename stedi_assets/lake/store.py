@@ -24,13 +24,18 @@ from stedi_assets.lake.aws import AwsAccess
 class Entry:
     """What identifies one version of an object: its size, its modification time and on S3
     its ETag (`etag`, where the landing source also puts a hash of a file's content). A file
-    rewritten in place gets a new one. `unreadable` says why a listed file is never opened
-    (a special file, a dangling symlink, a symlink out of the store's root)."""
+    rewritten in place gets a new one. A local file also has its status-change time (ctime)
+    and inode, which no copy tool can set: while they and the size and modification time are
+    those recorded, the file was not written (landing/source.py `survey`). `unreadable` says
+    why a listed file is never opened (a special file, a dangling symlink, a symlink out of the
+    store's root)."""
 
     size: int
     modified_ns: int
     etag: str | None = None
     unreadable: str | None = None
+    changed_ns: int | None = None
+    inode: int | None = None
 
 
 class Store(Protocol):
@@ -92,7 +97,7 @@ class LocalStore:
             return Entry(0, 0, unreadable="a symlink out of the root folder (not followed)")
         if not stat.S_ISREG(info.st_mode):
             return Entry(0, 0, unreadable=_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file, never opened"))
-        return Entry(info.st_size, info.st_mtime_ns)
+        return Entry(info.st_size, info.st_mtime_ns, changed_ns=info.st_ctime_ns, inode=info.st_ino)
 
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from stedi_assets import charts, erasure
@@ -20,20 +23,30 @@ from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.person import with_person_keys
 from stedi_assets.privacy import scrub
 from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset, whole
-from stedi_assets.tables import CUSTOMER_LANDING, PERSON_KEY_OF, Table, as_read
+from stedi_assets.tables import CUSTOMER_LANDING, PERSON_KEY_OF, RESCUED_DATA, Table, as_read
+
+CONTRACT = "contract"  # the commit info key naming the columns a landing version was written with
 
 KINDS = {"python", "delta"}
 
 
+def contract_id(*tables: Table) -> str:
+    """Names the columns of a landing table and its rejects: a version written under another
+    contract (a column added, say) is not continued but parsed again (`_landing`)."""
+    columns = [[t.name, [[c.name, str(c.type)] for c in t.columns]] for t in tables]
+    return hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
+
+
 def landing_asset(
-    audit: Audit, description: str, erased_by: tuple[str, str, str], inputs: Sequence[Table] = ()
+    audit: Audit, description: str, erased_by: tuple[str, str], inputs: Sequence[Table] = ()
 ) -> dg.AssetsDefinition:
-    """`erased_by`: (column of the rows, column of the rejects, kind) that tell an erased
-    person's lines (erasure.py)."""
+    """`erased_by`: (column of the rows, kind) that tell an erased person's rows; rejected
+    lines are told by every name they hold (erasure.py `leave_out`)."""
     table, rejects, ledger = audit.table, audit.companion, audit.ledger
     assert rejects is not None and ledger is not None
-    keys, rejects_keys = PERSON_KEY_OF.get(table.name, {}), PERSON_KEY_OF.get(rejects.name, {})
+    keys = PERSON_KEY_OF.get(table.name, {})
     required = ", ".join(c.name for c in table.columns if c.required)
+    contract = contract_id(table, rejects)
 
     @audited_asset(
         audit,
@@ -45,8 +58,10 @@ def landing_asset(
             f"{'/'.join(JSON_SUFFIXES)} and does not start with `.` or `_`; any other file there is listed in "
             "the files_skipped metadata, with why, and in a warning. Lines that cannot become a row (not JSON, "
             f"nested deeper than {MAX_DEPTH} levels, NaN or infinite numbers, missing {required}, or a value of "
-            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text and reason, "
-            "and the e-mail address and serial number the line still names, which count for privacy. "
+            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text, a reason code "
+            "(one per cause) and reason, and every e-mail address (as its person key) and serial number the "
+            "line names, which count for privacy. Fields outside the contract are kept with their row in "
+            "rescued_data, counted per field and file (rescued_fields) and named in a warning. "
             f"Only new and changed source files are parsed (the identity of every file ingested is in "
             f"{ledger.name}); a changed file's rows and rejects are replaced, a file gone from the source "
             f"keeps its rows. The three are built, audited and published together, and readers pair them "
@@ -60,7 +75,15 @@ def landing_asset(
             listed = "; ".join(f"{key}: {why}" for key, why in list(found.skipped.items())[:20])
             more = f" (and {len(found.skipped) - 20} more)" if len(found.skipped) > 20 else ""
             step.context.log.warning(f"{table.source}: {len(found.skipped)} files not read: {listed}{more}")
-        incremental = found.published is not None and not step.full_refresh
+        continuing = found.published is not None and not step.full_refresh
+        # Written under another contract: every file is parsed again (older rows get the new
+        # columns from their files), and the rows of files gone from the source are kept,
+        # read back with the new columns null.
+        upgrade = continuing and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
+        carried = found.gone if upgrade else []
+        if upgrade:
+            step.context.log.warning(f"{table.name}: written under another column contract; parsing every file again")
+        incremental = continuing and not upgrade
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
         increment = None
@@ -73,40 +96,58 @@ def landing_asset(
         parts, reject_parts, parsed, exact, line_counts = [], [], {}, [], []
         erased_lines: dict[str, int] = {}
         serials: set[str] = set()
-        for key, data in step.source.read(to_parse):
-            batch = parse_files([(key, data)], as_read(table))  # a record's own "person_key" is ignored
-            # The person key, computed once, here, beside the e-mail as it arrived.
-            rows = with_person_keys(batch.rows, keys).select(table.column_names)
-            named = with_person_keys(with_named_keys(batch.rejects), rejects_keys)
-            kept = erasure.leave_out(rows, named, step.erasures, step.privacy, *erased_by)
+        rescued: dict[str, dict[str, int]] = {}
+
+        def ingest(key: str, rows, rejected, lines: int, lines_read: int, erased_before: int = 0) -> None:
+            kept = erasure.leave_out(rows, rejected, step.erasures, step.privacy, *erased_by)
             if kept.rows.num_rows:  # a file of rejects or blank lines only has no data file
                 parts.append(kept.rows)
             if kept.rejects.num_rows:
                 reject_parts.append(kept.rejects)
-            exact += batch.files_parsed_exactly
+            line_counts.append((key, lines))
+            erased_lines[key] = erased_before + kept.count
+            serials.update(kept.serials)
+            parsed[key] = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, erased_lines[key])
+            if fields := _rescued_fields(kept.rows):
+                rescued[key] = fields
+
+        for key, data in step.source.read(to_parse):
+            batch = parse_files([(key, data)], as_read(table))  # a record's own "person_key" is rescued, not read
+            # The person key, computed once, here, beside the e-mail as it arrived.
+            rows = with_person_keys(batch.rows, keys).select(table.column_names)
             # Counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
-            line_counts.append((key, count_lines(data)))
-            erased_lines[key] = kept.count
-            serials |= set(kept.serials)
-            parsed[key] = (batch.lines_read, kept.rows.num_rows, kept.rejects.num_rows, kept.count)
+            ingest(key, rows, with_named_keys(batch.rejects), count_lines(data), batch.lines_read)
+            exact += batch.files_parsed_exactly
+        if carried:
+            old_rows, old_rejects = _published_rows(step, found.published, (table, rejects), carried)  # type: ignore[arg-type]
+            for key in carried:
+                was = found.recorded[key]
+                ingest(key, old_rows[key], old_rejects[key], was["lines"], was["lines"], was.get("lines_erased") or 0)
         if exact:
-            step.context.log.warning(f"{table.source}: files with bad lines: {', '.join(exact)}")
+            step.context.log.warning(f"{table.source}: files parsed line by line (bad lines or fields outside the contract): {', '.join(exact)}")
+        if rescued:
+            listed = "; ".join(f"{key}: {', '.join(f'{f} ({n} rows)' for f, n in fields.items())}" for key, fields in list(rescued.items())[:20])
+            step.context.log.warning(f"{table.name}: fields outside the contract, kept in {RESCUED_DATA.name}: {listed}")
         rows_added = sum(p.num_rows for p in parts)
         kept_rejects = whole(rejects, reject_parts)
         if increment is not None:
             removed_rows = sum(found.recorded[key]["rows"] for key in replaced)
             increment = replace(increment, rows=found.published.rows - removed_rows + rows_added)  # type: ignore[union-attr]
-        if not incremental:  # a full build holds exactly the files listed now: none gone before is kept
+        if carried:  # the gone files kept, with what they hold now
+            recorded = {**found.recorded, **{k: {**found.recorded[k], "rows": parsed[k][1], "rejects": parsed[k][2],
+                                                 "lines_erased": parsed[k][3]} for k in carried}}
+            record = ledger_rows(replace(found, recorded=recorded), parsed)
+        elif not incremental:  # a full build holds exactly the files listed now: none gone before is kept
             record = ledger_rows(replace(found, recorded={}, gone=[]), parsed)
         else:
             record = ledger_rows(found, parsed) if found.ledger_changes else None
         relations = {"source_lines": checks.source_lines(line_counts, erased_lines)}
-        info: dict[str, object] = {}
+        info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
-            serials = _erased_serials(serials, found.published if incremental else None, parts, kept_rejects, step)
+            serials = _erased_serials(serials, found.published if incremental or carried else None, parts, kept_rejects, step)
             info[erasure.ERASED_SERIALS] = sorted(serials)
             relations.update(step.erasures.with_serials(serials).relations())
-        reasons = Counter(scrub(reason) for reason in kept_rejects["reason"].to_pylist())
+        reasons = Counter(kept_rejects["reason_code"].to_pylist())
         every_row = whole(table, parts)
         return Build(
             parts,
@@ -120,12 +161,13 @@ def landing_asset(
                 "files_parsed": len(to_parse),
                 "files_new": dg.MetadataValue.json(found.new if incremental else []),
                 "files_replaced": dg.MetadataValue.json(replaced),
-                "files_gone": dg.MetadataValue.json(found.gone if incremental else []),
+                "files_gone": dg.MetadataValue.json(found.gone if incremental or carried else []),
                 "files_skipped": dg.MetadataValue.json(found.skipped),
                 "lines_read": sum(v[0] for v in parsed.values()),
                 "rows": rows_added,
                 "rejects": kept_rejects.num_rows,
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
+                "rescued_fields": dg.MetadataValue.json(rescued),
                 "erased_lines": sum(erased_lines.values()),
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
@@ -148,9 +190,38 @@ def _erased_serials(
         return found
     kept = {s for p in parts for s in pc.unique(p["serialNumber"]).to_pylist()}
     kept |= set(pc.unique(published.dataset().to_table(columns=["serialNumber"])["serialNumber"]).to_pylist())
-    kept |= set(rejects["named_serial"].to_pylist())
+    kept |= set(pc.list_flatten(rejects["named_serials"]).to_pylist())
     owned = set(erasure.serial_keys(kept, step.privacy).values())
     return (found | erasure.erased_serials(published)) - owned
+
+
+def _rescued_fields(rows) -> dict[str, int]:
+    """Each field outside the contract that rows kept in rescued_data, and how many rows have
+    it. A field's name is the producer's, for Dagster to show: anything e-mail-like in it masked."""
+    if RESCUED_DATA.name not in rows.column_names:
+        return {}
+    counts: Counter[str] = Counter()
+    for text in rows[RESCUED_DATA.name].drop_null().to_pylist():
+        counts.update(scrub(name) for name in json.loads(text))
+    return dict(counts)
+
+
+def _published_rows(step: AssetStep, published: Snapshot, tables: tuple[Table, Table], keys: list[str]) -> tuple[dict, dict]:
+    """The rows and rejects of `keys` (source files) in a version written under an older
+    contract, per file, with the columns it lacked null, the person keys computed again and
+    what each rejected line names found again in its text, as the landing step builds them."""
+    wanted = pa.array(keys, pa.string())
+    out = []
+    for table, snapshot in zip(tables, (published, step.lake.companion(published, tables[1].spec))):
+        data = snapshot.dataset().to_table()  # the contract's columns: those the old files lack are null
+        data = data.filter(pc.is_in(data["source_file"], value_set=wanted))
+        if snapshot is published:
+            data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
+        else:
+            data = with_named_keys(data.drop_columns(["named_person_keys", "named_serials"]))
+        data = data.select(table.column_names).cast(table.arrow_schema)
+        out.append({key: data.filter(pc.equal(data["source_file"], key)) for key in keys})
+    return out[0], out[1]
 
 
 def _replacing(
@@ -180,18 +251,18 @@ def _replacing(
 customer_landing = landing_asset(
     checks.CUSTOMER_LANDING_AUDIT,
     "Every customer record of the landing zone, consenting or not, typed, with its source file and line.",
-    erased_by=("person_key", "named_person_key", erasure.EMAIL),
+    erased_by=("person_key", erasure.EMAIL),
 )
 accelerometer_landing = landing_asset(
     checks.ACCELEROMETER_LANDING_AUDIT,
     "Every accelerometer reading of the landing zone (user = customer e-mail), typed, with its source file and line.",
-    erased_by=("person_key", "named_person_key", erasure.EMAIL),
+    erased_by=("person_key", erasure.EMAIL),
 )
 step_trainer_landing = landing_asset(
     checks.STEP_TRAINER_LANDING_AUDIT,
     "Every step trainer reading of the landing zone (keyed by device serial number), typed, with its source file "
     "and line. It reads customer_landing for the serial numbers that only erased people owned.",
-    erased_by=("serialNumber", "named_serial", erasure.SERIAL),
+    erased_by=("serialNumber", erasure.SERIAL),
     inputs=[CUSTOMER_LANDING],
 )
 BY_TABLE = {a.key.to_user_string(): a for a in (customer_landing, accelerometer_landing, step_trainer_landing)}

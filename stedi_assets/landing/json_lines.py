@@ -31,6 +31,13 @@ the line that does not parse, the rest of it is one reject, so records before a 
 A record that gives a column two different values, under two letter cases of its key or the
 same key twice (`null` beside a date), is a reject "conflicting values for ...": which one the
 producer meant is in doubt, and Python's json and pyarrow would each quietly keep one.
+
+Every reject has a stable reason code, one per cause (`REASON_CODES`; `bad_type:<column>` and
+`missing:<columns>` name the columns), beside the reason for people, which may quote the value:
+the rejects can be grouped by cause. Fields of a record outside the table's contract are never
+dropped: they are kept with the row as a JSON object in `rescued_data` (tables.RESCUED_DATA).
+A file holding such fields is parsed by the exact path, which sees each
+field as it was sent (pyarrow reads an absent field and a null alike, and infers types).
 """
 
 from __future__ import annotations
@@ -48,13 +55,27 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from stedi_assets.lake.store import arrow_buffer
-from stedi_assets.tables import Column, Table
+from stedi_assets.tables import RESCUED_DATA, Column, Table
 
 Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arrow memory
 
 REJECT_SCHEMA = pa.schema(
-    [("source_file", pa.string()), ("source_line", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
+    [
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("raw", pa.string()),
+        ("reason_code", pa.string()),
+        ("reason", pa.string()),
+    ]
 )
+# The reason code of each cause of a reject (docs/ingestion.md lists them); `bad_type:` and
+# `missing:` are followed by the column(s).
+NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE = "not_utf8", "not_json", "not_object", "not_finite", "not_unicode"
+TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE = "too_deep", "conflicting_values", "unparseable"
+BAD_TYPE, MISSING = "bad_type:", "missing:"
+REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING)
+_LINEAGE = ("source_file", "source_line")
+Reason = tuple[str, str]  # a reject's code and its detail
 
 
 @dataclass
@@ -76,7 +97,7 @@ class LandingBatch:
 
 def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
     data = _without_bom(data)
-    data_columns = [c for c in table.columns if c.name not in ("source_file", "source_line")]
+    data_columns = [c for c in table.columns if c.name not in (*_LINEAGE, RESCUED_DATA.name)]
     fast = _parse_fast(data, source_file, table, data_columns)
     if fast is not None:
         return fast
@@ -278,7 +299,12 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     contract = {c.name.lower(): c.name for c in columns}
     if any(contract.get(name.lower(), name) != name for name in parsed.column_names):
         return None
+    rescuing = RESCUED_DATA.name in table.column_names
+    if rescuing and any(name.lower() not in contract for name in parsed.column_names):
+        return None  # fields outside the contract: the exact path keeps them as they were sent
     values = {column.name: parsed[column.name] for column in columns}
+    if rescuing:
+        values[RESCUED_DATA.name] = pa.nulls(parsed.num_rows, pa.string())
     values["source_file"] = pa.DictionaryArray.from_arrays(
         np.zeros(parsed.num_rows, dtype=np.int32), pa.array([source_file], pa.string())
     )
@@ -296,7 +322,8 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
             "source_file": bad["source_file"].cast(pa.string()),
             "source_line": bad["source_line"],
             "raw": pc.utf8_trim(raw, JSON_WHITESPACE).cast(pa.string()),
-            "reason": pa.array(reasons, pa.string()),
+            "reason_code": pa.array([code for code, _ in reasons], pa.string()),
+            "reason": pa.array([reason for _, reason in reasons], pa.string()),
         },
         schema=REJECT_SCHEMA,
     )
@@ -366,9 +393,9 @@ def _missing_required_mask(rows: pa.Table, columns: list[Column]) -> pa.ChunkedA
     return mask if mask is not None else pa.chunked_array([pa.array([False] * rows.num_rows)])
 
 
-def _missing_reason(row: dict[str, Any], columns: list[Column]) -> str:
+def _missing_reason(row: dict[str, Any], columns: list[Column]) -> Reason:
     missing = [c.name for c in columns if c.required and row.get(c.name) is None]
-    return "missing required field " + ", ".join(missing)
+    return MISSING + ",".join(missing), "missing required field " + ", ".join(missing)
 
 
 # -- exact path --------------------------------------------------------------------------------
@@ -433,13 +460,15 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
     """`data` has no BOM at its start (parse_file dropped it)."""
     records: dict[str, list[Any]] = {c.name: [] for c in table.columns}
     rejects: dict[str, list[Any]] = {f.name: [] for f in REJECT_SCHEMA}
+    rescuing = RESCUED_DATA.name in records
     lines_read = 0
 
-    def reject(line_number: int, raw: str, reason: str) -> None:
+    def reject(line_number: int, raw: str, reason: Reason) -> None:
         rejects["source_file"].append(source_file)
         rejects["source_line"].append(line_number)
         rejects["raw"].append(raw)
-        rejects["reason"].append(reason)
+        rejects["reason_code"].append(reason[0])
+        rejects["reason"].append(reason[1])
 
     for line_number, raw_bytes in enumerate(data.split(b"\n"), start=1):
         raw_bytes = raw_bytes.strip(_JSON_WHITESPACE_BYTES)
@@ -449,18 +478,21 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
         try:
             line = raw_bytes.decode("utf-8")
         except UnicodeDecodeError as error:
-            reject(line_number, raw_bytes.decode("utf-8", "replace"), f"not valid UTF-8: {error.reason}")
+            reject(line_number, raw_bytes.decode("utf-8", "replace"), (NOT_UTF8, f"not valid UTF-8: {error.reason}"))
             continue
         try:
             outcomes = _line_outcomes(raw_bytes, line, columns)
         except Exception as error:  # noqa: BLE001 - hostile input must never crash a run
-            outcomes = [(line, f"could not be parsed: {type(error).__name__}: {error}"[:200])]
+            outcomes = [(line, (UNPARSEABLE, f"could not be parsed: {type(error).__name__}: {error}"[:200]))]
         for text, outcome in outcomes:
-            if isinstance(outcome, str):
+            if isinstance(outcome, tuple):
                 reject(line_number, text, outcome)
                 continue
+            extra = outcome.pop(RESCUED_DATA.name)
             for name, value in outcome.items():
                 records[name].append(value)
+            if rescuing:
+                records[RESCUED_DATA.name].append(json.dumps(extra, ensure_ascii=False) if extra else None)
             records["source_file"].append(source_file)
             records["source_line"].append(line_number)
     return ParsedFile(
@@ -471,21 +503,21 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
     )
 
 
-def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[tuple[str, dict[str, Any] | str]]:
+def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[tuple[str, dict[str, Any] | Reason]]:
     """Each object of a (stripped, non-blank) line with its text, and its values or the reason
     it is rejected; a line that cannot be read at all is one reject of the whole line."""
     if _too_deep(raw_bytes):
-        return [(line, TOO_DEEP)]
+        return [(line, (TOO_DEEP_CODE, TOO_DEEP))]
     objects, rest = _split_objects(line)
-    out: list[tuple[str, dict[str, Any] | str]] = []
+    out: list[tuple[str, dict[str, Any] | Reason]] = []
     for obj, text in objects:
         if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
-            out.append((text, "not valid Unicode: a string holds a lone surrogate escape"))
+            out.append((text, (NOT_UNICODE, "not valid Unicode: a string holds a lone surrogate escape")))
             continue
         try:
             out.append((text, _typed_record(obj, columns)))
         except OverflowError:  # an integer too large for a double, in a double column
-            out.append((text, f"not a finite number: {text[:40]}"))
+            out.append((text, (NOT_FINITE, f"not a finite number: {text[:40]}")))
     if rest is not None:
         out.append(rest)
     return out
@@ -499,7 +531,7 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
-def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, str] | None]:
+def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, Reason] | None]:
     """Every JSON value on the line (`{...}{...}` included), with its own text; and if part of
     the line does not parse, the rest of it with why it is rejected (else None). The rest starts
     at the first value that is not a complete object (`"c",` of a record cut in two is a string
@@ -512,8 +544,8 @@ def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, str] | 
             kept = next((i for i, (v, _) in enumerate(values) if not isinstance(v, dict)), len(values))
             rest = line[starts[kept] if kept < len(values) else pos :]
             if isinstance(error, _NotFinite):
-                return values[:kept], (rest, f"not a finite number: {error}")
-            return values[:kept], (rest, f"not JSON: {error.msg} at column {error.colno}")
+                return values[:kept], (rest, (NOT_FINITE, f"not a finite number: {error}"))
+            return values[:kept], (rest, (NOT_JSON, f"not JSON: {error.msg} at column {error.colno}"))
         values.append((value, line[pos:end]))
         starts.append(pos)
         pos = end
@@ -522,13 +554,14 @@ def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, str] | 
     return values, None
 
 
-def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
-    """The record's values under canonical names, or the reason it is rejected."""
+def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
+    """The record's values under canonical names, and under RESCUED_DATA its fields outside
+    the contract (a dict, maybe empty); or the reason it is rejected."""
     if not isinstance(obj, dict):
-        return f"not a JSON object but {type(obj).__name__}"
+        return NOT_OBJECT, f"not a JSON object but {type(obj).__name__}"
     conflicting = [c.name for c in columns if c.name.lower() in getattr(obj, "conflicts", ())]
     if conflicting:
-        return "conflicting values for " + ", ".join(conflicting)
+        return CONFLICTING, "conflicting values for " + ", ".join(conflicting)
     out: dict[str, Any] = {}
     missing = []
     for column in columns:
@@ -540,7 +573,7 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
             continue
         if not _has_type(value, column.type):
             kind, shown = ("int", "-0") if isinstance(value, _NegativeZero) else (type(value).__name__, json.dumps(value))
-            return f"{column.name} has {kind} value {shown[:40]}, expected {column.athena_type}"
+            return BAD_TYPE + column.name, f"{column.name} has {kind} value {shown[:40]}, expected {column.athena_type}"
         if pa.types.is_floating(column.type):
             out[column.name] = float(value)
         elif pa.types.is_integer(column.type):
@@ -548,7 +581,9 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | str:
         else:
             out[column.name] = value
     if missing:
-        return "missing required field " + ", ".join(missing)
+        return MISSING + ",".join(missing), "missing required field " + ", ".join(missing)
+    contract = {c.name.lower() for c in columns}
+    out[RESCUED_DATA.name] = {key: value for key, value in obj.items() if key.lower() not in contract}
     return out
 
 

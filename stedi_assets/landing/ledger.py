@@ -74,19 +74,25 @@ def _identity(entry: Entry) -> str | None:
     return entry.etag
 
 
+def _stat(entry: Entry) -> dict:
+    """What a ledger row records of a file's status, beside its content hash."""
+    return dict(size=entry.size, modified_ns=entry.modified_ns, changed_ns=entry.changed_ns, inode=entry.inode)
+
+
 def _recorded_identity(row: dict) -> str | None:
     return row["etag"]
 
 
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
     """List the source of `table` and compare it with the ledger of its published version."""
-    entries, skipped = source.survey(table.source)
     try:
         published = lake.current(table.spec)
         record = lake.companion(published, ledger.spec)
     except TableNotPublishedError:  # never ingested, or published before it had a ledger
+        entries, skipped = source.survey(table.source)
         return Arrivals(entries, {}, new=list(entries), skipped=skipped)
     recorded = {row["source_file"]: row for row in record.to_arrow().to_pylist()}
+    entries, skipped = source.survey(table.source, recorded)  # files unchanged since recorded are not hashed again
     return Arrivals(
         entries,
         recorded,
@@ -107,9 +113,9 @@ def ledger_rows(arrivals: Arrivals, parsed: dict[str, tuple[int, int, int, int]]
     for key, entry in arrivals.entries.items():
         if key in parsed:
             lines, count, rejects, erased = parsed[key]
-            rows.append(dict(source_file=key, size=entry.size, modified_ns=entry.modified_ns, etag=entry.etag,
+            rows.append(dict(**_stat(entry), etag=entry.etag, source_file=key,
                              lines=lines, rows=count, rejects=rejects, lines_erased=erased, present=True))
-        else:
-            rows.append({"lines_erased": 0, **arrivals.recorded[key], "present": True})
+        else:  # unchanged content; its status as listed now, so a file only touched is not hashed again
+            rows.append({"lines_erased": 0, **arrivals.recorded[key], **_stat(entry), "present": True})
     rows += [{"lines_erased": 0, **arrivals.recorded[key], "present": False} for key in arrivals.gone]
     return pa.Table.from_pylist(rows)

@@ -11,8 +11,10 @@ expects: it reads `key: value` pairs wherever they are, in JSON's double quotes 
 single ones (`{'email': '...'}`), the key in any letter case and with spaces inside its quotes
 (`"email "`); and besides those, every e-mail-shaped token (`x@y`, after Unicode NFKC, so a
 full-width `＠` counts) and every serial-shaped token (a UUID, as the producer's serials are)
-anywhere in the text. `named_tokens` returns all of them; the rejects table keeps the first of
-each kind (`with_named_keys`)."""
+anywhere in the text. `named_tokens` returns all of them, and the rejects table keeps all of
+them (`with_named_keys`): every e-mail as its person key (stedi_assets/person.py, so any
+spelling of it is the same person) in `named_person_keys`, every serial number as written in
+`named_serials`. A line of several records cut off in the last names each of them."""
 
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ import re
 import unicodedata
 
 import pyarrow as pa
+
+from stedi_assets.person import person_key
+from stedi_assets.tables import NAMES
 
 # A pair: the key in either quote style, any letter case, spaces inside the quotes; the value a
 # string in either quote style, with its escapes.
@@ -32,7 +37,6 @@ _PAIR = re.compile(
 _STOP = r"""\s"'`<>()\[\]{},;:\\"""
 _EMAIL_SHAPED = re.compile(rf"[^{_STOP}@]+@[^{_STOP}@]+")
 _SERIAL_SHAPED = re.compile(r"(?<![0-9A-Fa-f-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f-])")
-NAMED_COLUMNS = ("named_email", "named_serial")
 
 
 def named_tokens(raw: str) -> tuple[list[str], list[str]]:
@@ -49,17 +53,17 @@ def named_tokens(raw: str) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(emails)), list(dict.fromkeys(serials))
 
 
-def named_keys(raw: str) -> tuple[str | None, str | None]:
-    """The first e-mail address and the first serial number `raw` names, if any."""
+def named_keys(raw: str) -> tuple[list[str], list[str]]:
+    """The person keys of every e-mail address and every serial number `raw` names, each once."""
     emails, serials = named_tokens(raw)
-    return (emails[0] if emails else None), (serials[0] if serials else None)
+    return list(dict.fromkeys(k for k in map(person_key, emails) if k is not None)), serials
 
 
 def with_named_keys(rejects: pa.Table) -> pa.Table:
-    """The rejects with the e-mail address and serial number each line names (or null)."""
+    """The rejects with what each line names: `named_person_keys`, `named_serials` (empty lists: nothing)."""
     named = [named_keys(raw or "") for raw in rejects["raw"].to_pylist()]
-    return rejects.append_column("named_email", pa.array([e for e, _ in named], pa.string())).append_column(
-        "named_serial", pa.array([s for _, s in named], pa.string())
+    return rejects.append_column("named_person_keys", pa.array([e for e, _ in named], NAMES)).append_column(
+        "named_serials", pa.array([s for _, s in named], NAMES)
     )
 
 

@@ -145,7 +145,9 @@ def step_trainer_trusted(step: AssetStep) -> Build:
         SELECT serialNumber FROM owners_removed UNION SELECT serialNumber FROM owners_added
         UNION SELECT serialNumber FROM registrations_removed UNION SELECT serialNumber FROM registrations_added
         UNION SELECT serialNumber FROM readings_removed
-        UNION SELECT named_serial FROM named_removed UNION SELECT named_serial FROM named_added
+        UNION SELECT c.serialNumber FROM customer_curated AS c
+              WHERE EXISTS (SELECT 1 FROM named_removed AS r WHERE array_contains(r.named_serials, c.serialNumber))
+                 OR EXISTS (SELECT 1 FROM named_added AS r WHERE array_contains(r.named_serials, c.serialNumber))
         UNION SELECT c.serialNumber FROM customer_curated AS c
               WHERE c.email IN (SELECT user FROM phones_removed UNION SELECT user FROM phones_added)
                 AND {rules.SERIAL_SHARED}

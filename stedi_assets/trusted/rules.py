@@ -27,6 +27,8 @@ NO_CONSENT = "no consent"
 # `latest` (each customer's records at their latest update) and `consent` (the verdict:
 # CONSENTED, NO_CONSENT, or why consent is in doubt). `person` is a record's person key;
 # records without one are one person '', held out for having no usable e-mail address.
+# `named`: the customers a rejected customer line names, in any position of its text (the rejects'
+# `named_person_keys` lists; `array_contains`, which DuckDB and Spark SQL share).
 # `registered` is the latest registration date the latest records claim: consent before it is in
 # doubt (privacy wins where the records disagree on when the customer registered).
 _CONSENT_VERDICT = f"""
@@ -50,7 +52,8 @@ latest_consent AS (
     FROM latest GROUP BY person
 ),
 named AS (
-    SELECT DISTINCT named_person_key AS person FROM customer_landing_rejects WHERE named_person_key IS NOT NULL
+    SELECT c.person FROM customer AS c
+    WHERE EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE array_contains(r.named_person_keys, c.person))
 ),
 consent AS (
     SELECT c.person,
@@ -122,7 +125,7 @@ SERIAL_SHARED = """
         SELECT 1 FROM customer_landing AS other
         WHERE other.serialNumber = c.serialNumber AND (other.person_key IS NULL OR other.person_key <> c.email)
     )
-    OR EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE r.named_serial = c.serialNumber)
+    OR EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE array_contains(r.named_serials, c.serialNumber))
 )
 """
 

@@ -70,7 +70,8 @@ def test_nan_infinity_line_of_the_issue():
     line = b'{"user":"a","timestamp":1,"x":NaN,"y":Infinity,"z":-Infinity}'
     parsed = parse(line + b"\n")
     assert parsed.rows.num_rows == 0
-    assert parsed.rejects.to_pylist() == [{"source_file": "f.json", "source_line": 1, "raw": line.decode(), "reason": "not a finite number: NaN"}]
+    assert parsed.rejects.to_pylist() == [{"source_file": "f.json", "source_line": 1, "raw": line.decode(), "reason_code": "not_finite",
+                                       "reason": "not a finite number: NaN"}]
 
 
 @pytest.mark.parametrize("other", [b"", BAD_UTF8 + b"\n"])

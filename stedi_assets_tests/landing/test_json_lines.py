@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
-from stedi_assets.landing.json_lines import _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
-from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING, as_read
+from stedi_assets.landing.json_lines import REASON_CODES, _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
+from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING, Table, as_read
 
 A = as_read(ACCELEROMETER_LANDING)  # as the landing step reads a file: the person key comes after
-DATA_COLUMNS = [c for c in A.columns if c.name not in ("source_file", "source_line")]
+DATA_COLUMNS = [c for c in A.columns if c.name not in ("source_file", "source_line", "rescued_data")]
 
 
 def parse(text: str | bytes, table=A):
@@ -21,8 +23,10 @@ def test_clean_file_takes_the_fast_path_with_line_numbers():
     parsed = parse('{"user":"a@x","timestamp":1,"x":1,"y":0,"z":-1}\n\n{"user":"b@x","timestamp":2,"x":0.5,"y":0,"z":0}\n')
     assert not parsed.exact_path
     assert parsed.rows.to_pylist() == [
-        {"user": "a@x", "timestamp": 1, "x": 1.0, "y": 0.0, "z": -1.0, "source_file": "accelerometer/landing/f.json", "source_line": 1},
-        {"user": "b@x", "timestamp": 2, "x": 0.5, "y": 0.0, "z": 0.0, "source_file": "accelerometer/landing/f.json", "source_line": 3},
+        {"user": "a@x", "timestamp": 1, "x": 1.0, "y": 0.0, "z": -1.0, "rescued_data": None,
+         "source_file": "accelerometer/landing/f.json", "source_line": 1},
+        {"user": "b@x", "timestamp": 2, "x": 0.5, "y": 0.0, "z": 0.0, "rescued_data": None,
+         "source_file": "accelerometer/landing/f.json", "source_line": 3},
     ]
     assert parsed.lines_read == 2
     assert parsed.rows.schema == A.arrow_schema
@@ -52,26 +56,35 @@ def test_several_objects_on_one_line_share_its_line_number():
 
 
 @pytest.mark.parametrize(
-    ("line", "reason"),
+    ("line", "code", "reason"),
     [
-        ("not json at all", "not JSON: Expecting value at column 1"),
-        ('{"user":"a@x","timestamp":1', "not JSON: Expecting ',' delimiter at column 28"),
-        ('{"timestamp":1,"x":1}', "missing required field user"),
-        ('{"user":"a@x"}', "missing required field timestamp"),
-        ('{"user":null,"timestamp":null}', "missing required field user, timestamp"),
-        ('{"user":"a@x","timestamp":"yesterday"}', 'timestamp has str value "yesterday", expected bigint'),
-        ('{"user":"a@x","timestamp":1.5}', "timestamp has float value 1.5, expected bigint"),
-        ('{"user":"a@x","timestamp":1,"x":true}', "x has bool value true, expected double"),
-        ('{"user":42,"timestamp":1}', "user has int value 42, expected string"),
-        ('["a@x", 1]', "not a JSON object but list"),
+        ("not json at all", "not_json", "not JSON: Expecting value at column 1"),
+        ('{"user":"a@x","timestamp":1', "not_json", "not JSON: Expecting ',' delimiter at column 28"),
+        ('{"timestamp":1,"x":1}', "missing:user", "missing required field user"),
+        ('{"user":"a@x"}', "missing:timestamp", "missing required field timestamp"),
+        ('{"user":null,"timestamp":null}', "missing:user,timestamp", "missing required field user, timestamp"),
+        ('{"user":"a@x","timestamp":"yesterday"}', "bad_type:timestamp", 'timestamp has str value "yesterday", expected bigint'),
+        ('{"user":"a@x","timestamp":1.5}', "bad_type:timestamp", "timestamp has float value 1.5, expected bigint"),
+        ('{"user":"a@x","timestamp":1,"x":true}', "bad_type:x", "x has bool value true, expected double"),
+        ('{"user":42,"timestamp":1}', "bad_type:user", "user has int value 42, expected string"),
+        ('["a@x", 1]', "not_object", "not a JSON object but list"),
     ],
 )
-def test_each_bad_line_is_rejected_with_file_line_raw_text_and_reason(line: str, reason: str):
+def test_each_bad_line_is_rejected_with_file_line_raw_text_code_and_reason(line: str, code: str, reason: str):
     parsed = parse('{"user":"ok@x","timestamp":1}\n' + line + "\n")
     assert parsed.rows.num_rows == 1
     assert parsed.rejects.to_pylist() == [
-        {"source_file": "accelerometer/landing/f.json", "source_line": 2, "raw": line, "reason": reason}
+        {"source_file": "accelerometer/landing/f.json", "source_line": 2, "raw": line, "reason_code": code, "reason": reason}
     ]
+    assert code.startswith(REASON_CODES)  # one of the documented codes
+
+
+def test_one_cause_is_one_reason_code_whatever_the_value():
+    """Issue 21 #11: 100 numeric strings in `timestamp` are ~100 distinct reasons, one code."""
+    lines = "".join(f'{{"user":"a@x","timestamp":"{1655564376361 + i * 7}"}}\n' for i in range(100))
+    parsed = parse(lines)
+    assert len(set(parsed.rejects["reason"].to_pylist())) == 100
+    assert set(parsed.rejects["reason_code"].to_pylist()) == {"bad_type:timestamp"}
 
 
 def test_a_broken_second_object_rejects_only_that_object():
@@ -84,6 +97,7 @@ def test_invalid_utf8_is_a_reject_not_a_crash():
     parsed = parse(b'{"user":"a@x","timestamp":1}\n{"user":"\xff\xfe","timestamp":2}\n')
     assert parsed.rows.num_rows == 1
     assert parsed.rejects["reason"][0].as_py().startswith("not valid UTF-8")
+    assert parsed.rejects["reason_code"][0].as_py() == "not_utf8"
     assert parsed.rejects["source_line"][0].as_py() == 2
 
 
@@ -109,7 +123,8 @@ def test_missing_required_field_on_the_fast_path_keeps_line_numbers_exact():
     assert not parsed.exact_path
     assert [r["source_line"] for r in parsed.rows.to_pylist()] == [1, 4]
     assert parsed.rejects.to_pylist() == [
-        {"source_file": "accelerometer/landing/f.json", "source_line": 3, "raw": '{"user":"b@x"}', "reason": "missing required field timestamp"}
+        {"source_file": "accelerometer/landing/f.json", "source_line": 3, "raw": '{"user":"b@x"}',
+         "reason_code": "missing:timestamp", "reason": "missing required field timestamp"}
     ]
 
 
@@ -147,3 +162,27 @@ def test_every_line_is_a_row_or_a_reject_across_files():
     assert batch.lines_read == sum(count_lines(d) for _, d in files) == 4
     lines = {(r["source_file"], r["source_line"]) for t in (batch.rows, batch.rejects) for r in t.select(["source_file", "source_line"]).to_pylist()}
     assert len(lines) == batch.lines_read
+
+
+def test_fields_outside_the_contract_are_rescued_with_their_row_as_sent():
+    """Issue 21 #11: a producer adds fields; they land with the row, in rescued_data."""
+    parsed = parse(
+        '{"user":"a@x","timestamp":1,"x":1}\n'
+        '{"user":"b@x","timestamp":2,"battery":0.5,"Firmware":{"v":[1,"2"]},"note":null}\n'
+        '{"user":"c@x","timestamp":3,"battery":"low"}\n'
+    )
+    assert parsed.exact_path  # pyarrow reads an absent field and a null alike, and infers types
+    assert parsed.rejects.num_rows == 0
+    assert [json.loads(r) if r else r for r in parsed.rows["rescued_data"].to_pylist()] == [
+        None,
+        {"battery": 0.5, "Firmware": {"v": [1, "2"]}, "note": None},
+        {"battery": "low"},
+    ]
+    # A contract field in another letter case is that field, not a rescued one.
+    assert parse('{"USER":"a@x","timestamp":1}\n').rows["rescued_data"].to_pylist() == [None]
+
+
+def test_a_table_without_a_rescued_data_column_ignores_extra_fields_on_both_paths():
+    table = Table("t", "accelerometer", "landing", tuple(c for c in A.columns if c.name != "rescued_data"))
+    parsed = parse('{"user":"a@x","timestamp":1,"extra":2}\n', table)
+    assert parsed.rows.column_names == table.column_names and parsed.rows.num_rows == 1

@@ -24,9 +24,9 @@ SERIAL = "50f7b4f3-7af5-4b07-a421-7b902c8d2b7c"
 
 
 def test_python_dict_quoting_and_padded_keys_name_the_person():
-    assert named_keys(f"{{'email': 'Angie.Huey@test.com', 'serialNumber': '{SERIAL}'}}") == ("Angie.Huey@test.com", SERIAL)
-    assert named_keys('{"email ": "a@test.com", "SerialNumber ": "s-1"}') == ("a@test.com", "s-1")
-    assert named_keys("{' USER ' : 'b@test.com'}") == ("b@test.com", None)
+    assert named_keys(f"{{'email': 'Angie.Huey@test.com', 'serialNumber': '{SERIAL}'}}") == (["angie.huey@test.com"], [SERIAL])
+    assert named_keys('{"email ": "a@test.com", "SerialNumber ": "s-1"}') == (["a@test.com"], ["s-1"])
+    assert named_keys("{' USER ' : 'b@test.com'}") == (["b@test.com"], [])
 
 
 def test_bare_email_and_serial_shaped_tokens_anywhere_are_named():
@@ -50,7 +50,7 @@ def test_a_line_of_concatenated_records_cut_off_keeps_every_complete_record():
     assert set(parsed.rows["source_line"].to_pylist()) == {1}
     [reject] = parsed.rejects.to_pylist()
     assert reject["source_line"] == 1 and reject["reason"].startswith("not JSON")
-    assert reject["raw"].startswith('{"customerName": "C170"') and named_keys(reject["raw"])[0] == "c170@test.com"
+    assert reject["raw"].startswith('{"customerName": "C170"') and named_keys(reject["raw"])[0] == ["c170@test.com"]
     assert parsed.lines_read == 1
 
 
@@ -80,7 +80,8 @@ def test_an_erased_persons_rejected_lines_in_any_quoting_leave_no_text(tmp_path:
 
 
 def test_a_rejected_line_naming_an_erased_person_second_is_dropped_too(tmp_path: Path):
-    """The rejects table keeps the first e-mail a line names; erasure reads them all."""
+    """The rejects table keeps every e-mail a line names, and erasure drops the line whichever
+    position names her."""
     source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "source"))
     lake = tmp_path / "lake"
     (source / "customer" / "landing" / "pair.json").write_text(
@@ -88,8 +89,35 @@ def test_a_rejected_line_naming_an_erased_person_second_is_dropped_too(tmp_path:
         "{'email': 'other.person@test.com', 'lastUpdateDate': 'soon'}\n"
     )
     before = run(source, lake)["customer_landing_rejects"]
-    assert before.filter(pc.match_substring(before["raw"], "Erin"))["named_email"].to_pylist() == ["first.named@test.com"]
+    erin = before.filter(pc.match_substring(before["raw"], "Erin"))
+    assert erin["named_person_keys"].to_pylist() == [["first.named@test.com", "erin.second@test.com"]]
+    assert erin["reason_code"].to_pylist() == ["bad_type:lastUpdateDate"]
     erasure.record(Lake(LocalStore(lake)), PrivacyPolicy(), ["erin.second@test.com"])
     after = run(source, lake)["customer_landing_rejects"]
     assert not [raw for raw in after["raw"].to_pylist() if "Erin" in raw]
-    assert "other.person@test.com" in after["named_email"].to_pylist()  # nobody else's line goes
+    assert ["other.person@test.com"] in after["named_person_keys"].to_pylist()  # nobody else's line goes
+
+
+def test_rescued_fields_naming_an_erased_person_are_cleared_from_another_persons_row():
+    """Fields outside the contract are kept with their row; where they name an erased person
+    (someone else's reading that mentions her), her name goes and the row stays."""
+    import pyarrow as pa
+
+    from stedi_assets.tables import ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS
+    from stedi_assets_tests.builders import table
+
+    privacy = PrivacyPolicy()
+    erasures = erasure.Erasures(frozenset(privacy.subject_ids(pa.array(["erin@test.com"])).to_pylist()))
+    reading = {"timestamp": 1, "x": 0.0, "source_file": "a.json", "source_line": 1}
+    rows = table(
+        ACCELEROMETER_LANDING,
+        {**reading, "user": "bo@test.com", "rescued_data": '{"shared_with": "ERIN@test.com"}'},
+        {**reading, "user": "bo@test.com", "rescued_data": '{"battery": 0.5}', "source_line": 2},
+        {**reading, "user": "erin@test.com", "rescued_data": None, "source_line": 3},
+    )
+    kept = erasure.leave_out(rows, table(ACCELEROMETER_LANDING_REJECTS), erasures, privacy, "person_key", erasure.EMAIL)
+    assert kept.rows.select(["user", "rescued_data"]).to_pylist() == [
+        {"user": "bo@test.com", "rescued_data": None},
+        {"user": "bo@test.com", "rescued_data": '{"battery": 0.5}'},
+    ]
+    assert kept.lines == {"a.json": 1}  # her own reading is left out

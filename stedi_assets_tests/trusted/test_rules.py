@@ -185,7 +185,7 @@ def test_a_rejected_line_naming_the_email_keeps_the_customer_out():
     rejects = table(
         CUSTOMER_LANDING_REJECTS,
         {"source_file": "c.json", "source_line": 9, "raw": '{"email":" A@X ","shareWithResearchAsOfDate":false}',
-         "reason": "wrong type", "named_email": " A@X "},
+         "reason": "wrong type", "named_person_keys": ["a@x"]},
     )
     assert _trusted_emails(landing, rejects) == ["b@x"]
     assert _held_out(landing, rejects) == {"a@x": "a rejected customer line names the e-mail"}
@@ -237,7 +237,7 @@ def test_a_serial_named_by_a_rejected_customer_line_is_treated_as_shared():
     rejects = table(
         CUSTOMER_LANDING_REJECTS,
         {"source_file": "c.json", "source_line": 2, "raw": '{"customerName":"B\ufffd","email":"b@x","serialNumber":"s1"}',
-         "reason": "not valid UTF-8", "named_email": "b@x", "named_serial": "s1"},
+         "reason": "not valid UTF-8", "named_person_keys": ["b@x"], "named_serials": ["s1"]},
     )
     readings = table(
         STEP_TRAINER_LANDING,
