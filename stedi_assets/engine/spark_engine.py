@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Mapping
 
 import pyarrow as pa
@@ -11,6 +13,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.settings import DEFAULT_SPARK_MASTER
+
+APP_NAME = "stedi-lakehouse"  # how the application shows in the cluster manager
 
 # What a rule's result depends on, so it is set on every query's session whatever the
 # deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
@@ -22,34 +27,51 @@ ENGINE_SQL_CONF = {
     "spark.sql.execution.arrow.useLargeVarTypes": "false",
 }
 
-# One machine: every core, reachable on loopback only, no web UI, and few shuffle partitions
-# because the tables are small (the default 200 would be mostly empty tasks).
-LOCAL_SPARK_CONFIG = {
-    "spark.master": "local[*]",
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.memory": "2g",
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "4",
-    **ENGINE_SQL_CONF,
-}
+
+def on_this_machine(master: str) -> bool:
+    """Whether `master` runs on this machine: local[...], or a standalone cluster on loopback."""
+    return master.startswith("local") or master.split("://", 1)[-1].startswith(("127.0.0.1:", "localhost:"))
 
 
-def local_spark() -> LazyPySparkResource:
-    """dagster-pyspark's session resource for one machine; no JVM starts until it is used."""
-    return LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)
+def spark_config(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
+    """The session's Spark config on `master` (STEDI_SPARK_MASTER). On this machine (local
+    or a cluster on loopback) the driver is reachable on loopback only, and the tables are
+    small enough for few shuffle partitions (the default 200 would be mostly empty tasks);
+    elsewhere the driver's address and the partitions are Spark's and the platform's choice.
+    No web UI: the application is followed in the master's UI and Dagster's."""
+    config = {
+        "spark.master": master,
+        "spark.app.name": APP_NAME,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        **ENGINE_SQL_CONF,
+    }
+    if master.startswith("local"):
+        config["spark.driver.memory"] = "2g"  # the driver is the executor too
+    if on_this_machine(master):
+        config.update({
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.sql.shuffle.partitions": "4",
+        })
+    return config
+
+
+def lazy_spark(master: str = DEFAULT_SPARK_MASTER) -> LazyPySparkResource:
+    """dagster-pyspark's session resource on `master`; no JVM starts until it is used."""
+    return LazyPySparkResource(spark_config=spark_config(master))
 
 
 class SparkEngineResource(SqlEngineResource):
-    """The Spark engine on dagster-pyspark's session resource `spark` (lazy: no JVM starts
-    unless a rule runs on it), whose `spark_config` can point at a cluster; None: this
-    process's local session."""
+    """The Spark engine on `master` (STEDI_SPARK_MASTER, chosen in definitions.py), in this
+    process's one session (lazy: no JVM starts unless a rule runs on it); or on
+    dagster-pyspark's session resource `spark`, whose `spark_config` says everything else."""
 
+    master: str = DEFAULT_SPARK_MASTER
     spark: LazyPySparkResource | None = None
 
     def engine(self) -> SparkEngine:
-        return SparkEngine(self.spark.spark_session) if self.spark else SparkEngine.shared()
+        return SparkEngine(self.spark.spark_session) if self.spark else SparkEngine.shared(self.master)
 
 
 class SparkEngine:
@@ -64,9 +86,18 @@ class SparkEngine:
 
     @classmethod
     @functools.cache
-    def shared(cls) -> SparkEngine:
-        """This process's engine on the local session: started once, reused by every query."""
-        return cls(local_spark().spark_session)
+    def shared(cls, master: str = DEFAULT_SPARK_MASTER) -> SparkEngine:
+        """This process's engine on `master`: started once, reused by every query. A process
+        has one SparkContext, so asking for a second master is an error, not a silent reuse.
+        Executors run the Python of PYSPARK_PYTHON (PySpark reads it from the environment, not
+        from the Spark config), by default this process's interpreter: the project's
+        environment (on a cluster whose nodes have it elsewhere, set it: docs/spark.md)."""
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        session = lazy_spark(master).spark_session
+        running = session.sparkContext.master
+        if running != master:
+            raise RuntimeError(f"this process already runs Spark on {running}; it cannot also run on {master}")
+        return cls(session)
 
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
         session = self.session.newSession()
