@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Mapping
 
 import pyarrow as pa
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.lake.delta import Snapshot
 from stedi_assets.settings import DEFAULT_SPARK_MASTER
 
 APP_NAME = "stedi-lakehouse"  # how the application shows in the cluster manager
@@ -103,8 +106,11 @@ class SparkEngine:
         session = self.session.newSession()
         for key, value in ENGINE_SQL_CONF.items():
             session.conf.set(key, value)
+        # A view costs, whether the query reads it or not (an Arrow transfer, a Parquet
+        # listing), and callers hand over every input of a step: only those `sql` names.
         for name, relation in relations.items():
-            _frame(session, relation).createOrReplaceTempView(name)
+            if re.search(rf"\b{re.escape(name)}\b", sql, re.IGNORECASE):
+                _frame(session, relation).createOrReplaceTempView(name)
         result = session.sql(sql).toArrow()
         # Spark marks some columns NOT NULL; DuckDB and the contracts never do.
         return result.cast(pa.schema([f.with_nullable(True) for f in result.schema]))
@@ -113,12 +119,39 @@ class SparkEngine:
 def _frame(session: SparkSession, relation: Relation) -> DataFrame:
     if isinstance(relation, pa.Table):
         return _from_arrow(session, relation)
-    # A local lake: the version's data files, as delta-rs lists them, read where they lie.
-    # A remote one: the Arrow table delta-rs fetched, so Spark needs no Hadoop S3 connector
-    # or credentials of its own.
+    # A local lake (a folder every executor sees at the same path): the version's data files,
+    # as delta-rs lists them, read where they lie.
     if (paths := relation.local_paths()) is not None:
         return session.read.parquet(*paths)
-    return _from_arrow(session, relation.to_arrow())
+    return _read_on_executors(session, relation)
+
+
+def _read_on_executors(session: SparkSession, snapshot: Snapshot) -> DataFrame:
+    """A version on S3, read by the executors, a share of its data files each, with Arrow's S3
+    client and the lake's access: Spark's own S3 connector (hadoop-aws) is not part of
+    PySpark, and the rows need not pass through this process. Only the file list (from the
+    Delta log, by delta-rs) and the access options travel to the executors; on a platform
+    whose nodes have an instance role the options hold no key."""
+    schema = snapshot.spec.storage_schema
+    if not snapshot.files:
+        return _from_arrow(session, schema.empty_table())
+    options = dict(snapshot.storage_options)
+
+    def read(batches):
+        import pyarrow.parquet as pq
+
+        from stedi_assets.lake.s3_client import arrow_s3
+
+        filesystem = arrow_s3(options)
+        for batch in batches:
+            for file in batch.column("file").to_pylist():
+                with filesystem.open_input_file(file.removeprefix("s3://")) as data:
+                    for part in pq.ParquetFile(data).iter_batches(columns=schema.names):
+                        yield pa.Table.from_batches([part]).select(schema.names).cast(schema).to_batches()[0]
+
+    files = session.createDataFrame(pa.table({"file": list(snapshot.files)}))
+    tasks = min(len(snapshot.files), session.sparkContext.defaultParallelism)
+    return files.repartition(tasks).mapInArrow(read, from_arrow_schema(schema))
 
 
 def _from_arrow(session: SparkSession, table: pa.Table) -> DataFrame:
