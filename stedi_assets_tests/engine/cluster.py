@@ -5,10 +5,12 @@ there), small daemons, one worker with a small executor."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
 STARTED_AT = re.compile(r"Starting Spark master at (spark://127\.0\.0\.1:\d+)")
 REGISTERED = "Successfully registered with master"
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -44,10 +47,22 @@ class StandaloneCluster:
                     process.wait()
 
 
+def _die_with_parent() -> None:
+    """In the daemon's process before it starts: it is sent SIGTERM when the test process
+    ends, even killed (a timeout), so that no JVM outlives the tests (Linux's prctl)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _daemon(root: Path, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
     log = open(root / f"{name}.log", "wb")  # noqa: SIM115 - the daemon writes it until it stops
     return subprocess.Popen(
-        [str(SPARK_CLASS), *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        [str(SPARK_CLASS), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
 
 

@@ -51,5 +51,5 @@ def test_executors_read_a_version_on_s3_where_it_lies(spark_engine, sample_lake,
         assert on_spark.schema.equals(TABLES[name].spec.storage_schema.remove_metadata()), name
         assert sorted_rows(on_spark) == expected[name] and len(expected[name]) == local[name].rows, name
     # An empty part of a version (no data files) is an empty relation, not a failed scan.
-    customers = snapshots["customer_landing"]
+    customers = snapshots["customer_trusted"]
     assert spark_engine.query("SELECT COUNT(*) AS n FROM c", {"c": Snapshot(**{**customers.__dict__, "files": ()})})["n"].to_pylist() == [0]
