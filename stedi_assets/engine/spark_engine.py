@@ -1,4 +1,5 @@
-"""The Spark engine: the same rule SQL on PySpark, with the session from dagster-pyspark."""
+"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER),
+with the session from dagster-pyspark."""
 
 from __future__ import annotations
 
