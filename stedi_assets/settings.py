@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ DEVELOPMENT_SUBJECT_KEY = "stedi-development-subject-key-NOT-FOR-PRODUCTION"
 SUBJECT_KEY_VARIABLE = "STEDI_SUBJECT_KEY"
 UNSAFE_COMMITS_VARIABLE = "STEDI_S3_ALLOW_UNSAFE_COMMITS"
 ENGINES = ("duckdb", "spark")
+DEFAULT_SPARK_MASTER = "local[*]"
+# The Spark master URLs the engine runs on (docs/spark.md): this process's cores, a standalone
+# cluster, YARN (EMR) or Kubernetes.
+SPARK_MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+")
 DEFAULT_RETENTION_HOURS = 168
 
 
@@ -54,6 +59,7 @@ class Settings:
     consent_policy: ConsentPolicy
     subject_key: str = field(repr=False)  # a secret: never in a repr or log
     engine: str = "duckdb"
+    spark_master: str = DEFAULT_SPARK_MASTER  # where STEDI_ENGINE=spark runs: this machine or a cluster
     source_anonymous: bool = False  # read an s3:// source unsigned, e.g. a public bucket
     source_prefixes: Mapping[str, str] = field(default_factory=dict)  # source -> its folder under STEDI_SOURCE
     glue_database: str | None = None  # register every published table in this Glue database
@@ -97,6 +103,7 @@ class Settings:
             consent_policy=consent_policy,
             subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
             engine=engine,
+            spark_master=_spark_master(env),
             source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
             source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
             glue_database=glue_database,
@@ -107,6 +114,15 @@ class Settings:
             sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
             automation=_flag(env, "STEDI_AUTOMATION", default="true"),
         )
+
+
+def _spark_master(env: Mapping[str, str]) -> str:
+    master = (env.get("STEDI_SPARK_MASTER") or DEFAULT_SPARK_MASTER).strip()
+    if not SPARK_MASTER.fullmatch(master):
+        raise SettingsError(
+            f"STEDI_SPARK_MASTER={master!r} is not a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://..."
+        )
+    return master
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: list[str]) -> str:

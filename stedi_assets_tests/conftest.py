@@ -48,18 +48,32 @@ def reference_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def spark_engine():
-    """The Spark engine on its one local session, for every Spark test of the run: the JVM
-    takes seconds to start."""
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A Spark standalone cluster on loopback (engine/cluster.py), for every Spark test of the
+    run: a master and a worker JVM (about 6 s to start, 256 MB each) whose one executor (2
+    cores, 1 GB) runs the tests' queries."""
     if shutil.which("java") is None:
         message = "the Spark engine needs Java 17 on PATH"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
+    from stedi_assets_tests.engine.cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("spark-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_engine(spark_cluster):
+    """The Spark engine on the cluster, in the run's one Spark session: the driver JVM takes
+    seconds to start."""
     # Imported here: PySpark loads only in the runs that use it.
     from stedi_assets.engine.spark_engine import SparkEngine
 
-    return SparkEngine.shared()
+    engine = SparkEngine.shared(spark_cluster.url)
+    yield engine
+    engine.session.stop()  # the application ends before its cluster
 
 
 def _environment(env: dict[str, str]) -> dict[str, str]:
@@ -236,7 +250,7 @@ def real_lake(request, shared_lake, reference_data: Path) -> SharedLake:
 # in seconds (the moto server, the in-process lakes), once per worker that needs it.
 SHARING = {
     "s3_reference_lake": ("lake/test_glue", "lake/test_s3_lake", "lake/test_s3_erasure"),
-    "spark": ("engine/", "bench/", "test_charts.py"),
+    "spark": ("engine/", "bench/", "test_charts.py", "test_consent_in_doubt.py"),
 }
 # The longest units (minutes each, measured), started first so that no worker ends the run
 # alone on one of them; the rest follow, most tests first.

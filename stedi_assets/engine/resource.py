@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from stedi_assets.engine import SqlEngine
+
+if TYPE_CHECKING:
+    from stedi_assets.settings import Settings
 
 
 class SqlEngineResource(dg.ConfigurableResource):
@@ -22,10 +27,10 @@ class DuckDBEngineResource(SqlEngineResource):
         return DuckDBEngine()
 
 
-def engine_resource(name: str) -> SqlEngineResource:
-    """The engine named by STEDI_ENGINE (settings.ENGINES)."""
-    if name == "spark":
+def engine_resource(settings: Settings) -> SqlEngineResource:
+    """The engine named by STEDI_ENGINE (settings.ENGINES); Spark on STEDI_SPARK_MASTER."""
+    if settings.engine == "spark":
         from stedi_assets.engine.spark_engine import SparkEngineResource  # pyspark only when chosen
 
-        return SparkEngineResource()
+        return SparkEngineResource(master=settings.spark_master)
     return DuckDBEngineResource()

@@ -1,16 +1,25 @@
-"""The Spark engine: the same rule SQL on PySpark, with the session from dagster-pyspark."""
+"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER),
+with the session from dagster-pyspark."""
 
 from __future__ import annotations
 
 import functools
+import os
+import re
+import sys
 from collections.abc import Mapping
 
 import pyarrow as pa
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
+from stedi_assets.lake.delta import Snapshot
+from stedi_assets.settings import DEFAULT_SPARK_MASTER
+
+APP_NAME = "stedi-lakehouse"  # how the application shows in the cluster manager
 
 # What a rule's result depends on, so it is set on every query's session whatever the
 # deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
@@ -22,34 +31,51 @@ ENGINE_SQL_CONF = {
     "spark.sql.execution.arrow.useLargeVarTypes": "false",
 }
 
-# One machine: every core, reachable on loopback only, no web UI, and few shuffle partitions
-# because the tables are small (the default 200 would be mostly empty tasks).
-LOCAL_SPARK_CONFIG = {
-    "spark.master": "local[*]",
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.memory": "2g",
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "4",
-    **ENGINE_SQL_CONF,
-}
+
+def on_this_machine(master: str) -> bool:
+    """Whether `master` runs on this machine: local[...], or a standalone cluster on loopback."""
+    return master.startswith("local") or master.split("://", 1)[-1].startswith(("127.0.0.1:", "localhost:"))
 
 
-def local_spark() -> LazyPySparkResource:
-    """dagster-pyspark's session resource for one machine; no JVM starts until it is used."""
-    return LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)
+def spark_config(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
+    """The session's Spark config on `master` (STEDI_SPARK_MASTER). On this machine (local
+    or a cluster on loopback) the driver is reachable on loopback only, and the tables are
+    small enough for few shuffle partitions (the default 200 would be mostly empty tasks);
+    elsewhere the driver's address and the partitions are Spark's and the platform's choice.
+    No web UI: the application is followed in the master's UI and Dagster's."""
+    config = {
+        "spark.master": master,
+        "spark.app.name": APP_NAME,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        **ENGINE_SQL_CONF,
+    }
+    if master.startswith("local"):
+        config["spark.driver.memory"] = "2g"  # the driver is the executor too
+    if on_this_machine(master):
+        config.update({
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.sql.shuffle.partitions": "4",
+        })
+    return config
+
+
+def lazy_spark(master: str = DEFAULT_SPARK_MASTER) -> LazyPySparkResource:
+    """dagster-pyspark's session resource on `master`; no JVM starts until it is used."""
+    return LazyPySparkResource(spark_config=spark_config(master))
 
 
 class SparkEngineResource(SqlEngineResource):
-    """The Spark engine on dagster-pyspark's session resource `spark` (lazy: no JVM starts
-    unless a rule runs on it), whose `spark_config` can point at a cluster; None: this
-    process's local session."""
+    """The Spark engine on `master` (STEDI_SPARK_MASTER, chosen in definitions.py), in this
+    process's one session (lazy: no JVM starts unless a rule runs on it); or on
+    dagster-pyspark's session resource `spark`, whose `spark_config` says everything else."""
 
+    master: str = DEFAULT_SPARK_MASTER
     spark: LazyPySparkResource | None = None
 
     def engine(self) -> SparkEngine:
-        return SparkEngine(self.spark.spark_session) if self.spark else SparkEngine.shared()
+        return SparkEngine(self.spark.spark_session) if self.spark else SparkEngine.shared(self.master)
 
 
 class SparkEngine:
@@ -64,16 +90,28 @@ class SparkEngine:
 
     @classmethod
     @functools.cache
-    def shared(cls) -> SparkEngine:
-        """This process's engine on the local session: started once, reused by every query."""
-        return cls(local_spark().spark_session)
+    def shared(cls, master: str = DEFAULT_SPARK_MASTER) -> SparkEngine:
+        """This process's engine on `master`: started once, reused by every query. A process
+        has one SparkContext, so asking for a second master is an error, not a silent reuse.
+        Executors run the Python of PYSPARK_PYTHON (PySpark reads it from the environment, not
+        from the Spark config), by default this process's interpreter: the project's
+        environment (on a cluster whose nodes have it elsewhere, set it: docs/spark.md)."""
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        session = lazy_spark(master).spark_session
+        running = session.sparkContext.master
+        if running != master:
+            raise RuntimeError(f"this process already runs Spark on {running}; it cannot also run on {master}")
+        return cls(session)
 
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
         session = self.session.newSession()
         for key, value in ENGINE_SQL_CONF.items():
             session.conf.set(key, value)
+        # A view costs, whether the query reads it or not (an Arrow transfer, a Parquet
+        # listing), and callers hand over every input of a step: only those `sql` names.
         for name, relation in relations.items():
-            _frame(session, relation).createOrReplaceTempView(name)
+            if re.search(rf"\b{re.escape(name)}\b", sql, re.IGNORECASE):
+                _frame(session, relation).createOrReplaceTempView(name)
         result = session.sql(sql).toArrow()
         # Spark marks some columns NOT NULL; DuckDB and the contracts never do.
         return result.cast(pa.schema([f.with_nullable(True) for f in result.schema]))
@@ -82,12 +120,39 @@ class SparkEngine:
 def _frame(session: SparkSession, relation: Relation) -> DataFrame:
     if isinstance(relation, pa.Table):
         return _from_arrow(session, relation)
-    # A local lake: the version's data files, as delta-rs lists them, read where they lie.
-    # A remote one: the Arrow table delta-rs fetched, so Spark needs no Hadoop S3 connector
-    # or credentials of its own.
+    # A local lake (a folder every executor sees at the same path): the version's data files,
+    # as delta-rs lists them, read where they lie.
     if (paths := relation.local_paths()) is not None:
         return session.read.parquet(*paths)
-    return _from_arrow(session, relation.to_arrow())
+    return _read_on_executors(session, relation)
+
+
+def _read_on_executors(session: SparkSession, snapshot: Snapshot) -> DataFrame:
+    """A version on S3, read by the executors, a share of its data files each, with Arrow's S3
+    client and the lake's access: Spark's own S3 connector (hadoop-aws) is not part of
+    PySpark, and the rows need not pass through this process. Only the file list (from the
+    Delta log, by delta-rs) and the access options travel to the executors; on a platform
+    whose nodes have an instance role the options hold no key."""
+    schema = snapshot.spec.storage_schema
+    if not snapshot.files:
+        return _from_arrow(session, schema.empty_table())
+    options = dict(snapshot.storage_options)
+
+    def read(batches):
+        import pyarrow.parquet as pq
+
+        from stedi_assets.lake.s3_client import arrow_s3
+
+        filesystem = arrow_s3(options)
+        for batch in batches:
+            for file in batch.column("file").to_pylist():
+                with filesystem.open_input_file(file.removeprefix("s3://")) as data:
+                    for part in pq.ParquetFile(data).iter_batches(columns=schema.names):
+                        yield pa.Table.from_batches([part]).select(schema.names).cast(schema).to_batches()[0]
+
+    files = session.createDataFrame(pa.table({"file": list(snapshot.files)}))
+    tasks = min(len(snapshot.files), session.sparkContext.defaultParallelism)
+    return files.repartition(tasks).mapInArrow(read, from_arrow_schema(schema))
 
 
 def _from_arrow(session: SparkSession, table: pa.Table) -> DataFrame:

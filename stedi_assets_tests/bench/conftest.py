@@ -8,6 +8,6 @@ from pyspark.sql import SparkSession
 
 @pytest.fixture(scope="session")
 def spark_session(spark_engine) -> SparkSession:
-    # The Spark engine's local session (local[*], loopback, no UI, few shuffle partitions),
-    # shared with the engine tests rather than a second JVM.
+    # The Spark engine's session on the tests' loopback cluster (conftest.py), shared with
+    # the engine tests rather than a second JVM.
     return spark_engine.session

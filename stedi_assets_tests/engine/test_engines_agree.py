@@ -18,7 +18,7 @@ from stedi_assets.curated import rules as curated_rules
 from stedi_assets.definitions import defs
 from stedi_assets.engine import Relation, SqlEngine
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
-from stedi_assets.engine.spark_engine import SparkEngine, SparkEngineResource
+from stedi_assets.engine.spark_engine import APP_NAME, SparkEngine, SparkEngineResource
 from stedi_assets.lake.delta import Lake
 from stedi_assets import lakehouse
 from stedi_assets.lake.store import LocalStore
@@ -123,7 +123,7 @@ def test_zone_rules_agree_on_the_sample(spark_engine, policy, published):
 
 
 @POLICIES
-def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine, policy, published):
+def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine, spark_cluster, policy, published):
     privacy = PrivacyPolicy(consent_policy=policy)
     tables = published(SAMPLE_SOURCE, policy)
     for audited, rules in CHECK_RULES.items():
@@ -132,7 +132,8 @@ def test_check_rules_agree_on_the_sample_where_they_find_violations(spark_engine
             duck, on_spark = on_both(spark_engine, privacy.render(rule.sql), relations)
             assert duck and on_spark == duck, (audited, rule.name)
             # The audit step's own query (count and sample in one pass) through the resource.
-            outcome = evaluate(rule, used_by(privacy.render(rule.sql), relations), SparkEngineResource(), privacy)
+            resource = SparkEngineResource(master=spark_cluster.url)
+            outcome = evaluate(rule, used_by(privacy.render(rule.sql), relations), resource, privacy)
             assert outcome.violations == len(duck), (audited, rule.name)
 
 
@@ -148,27 +149,31 @@ def test_zone_rules_agree_on_the_reference_data(spark_engine, policy, reference_
     assert counts == {name: REFERENCE[policy][name] for name in ZONE_RULES}
 
 
-def test_whole_graph_on_spark_publishes_what_duckdb_does(spark_engine, sample_lake, lakehouse_factory, monkeypatch):
-    """The whole job run in process with STEDI_ENGINE=spark, on the session's one Spark
-    session, publishes the rows the session's DuckDB-built sample lake holds. (That a run on
-    DuckDB starts no JVM is test_pipeline's, on the CLI.)"""
-    queries = []
+def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spark_cluster, sample_lake, lakehouse_factory, monkeypatch):
+    """The whole job run in process with STEDI_ENGINE=spark and STEDI_SPARK_MASTER the
+    session's standalone cluster (conftest.py), on the run's one Spark session, publishes the
+    rows the session's DuckDB-built sample lake holds, table by table, row for row; and the
+    cluster's master registered the application. (That a run on DuckDB starts no JVM is
+    test_pipeline's, on the CLI.)"""
+    masters = []
     spark_query = SparkEngine.query
 
-    def counted(self, sql, relations):  # the real query, counted: the run did go to Spark
-        queries.append(sql)
+    def counted(self, sql, relations):  # the real query, counted: the run did go to the cluster
+        masters.append(self.session.sparkContext.master)
         return spark_query(self, sql, relations)
 
     monkeypatch.setattr(SparkEngine, "query", counted)
-    on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark")
+    on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark", STEDI_SPARK_MASTER=spark_cluster.url)
     assert on_spark.run().success
-    assert len(queries) >= len(ZONE_RULES)
+    assert len(masters) >= len(ZONE_RULES) and set(masters) == {spark_cluster.url}
     on_duckdb = sample_lake.lakehouse
     for table in TABLES.values():
         duck, spark = (lakehouse.published(Lake(LocalStore(house.lake)), [table.name])[table.name] for house in (on_duckdb, on_spark))
         assert spark.rows == duck.rows, table.name
         assert sorted_rows(spark.to_arrow()) == sorted_rows(duck.to_arrow()), table.name
     assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"].spec).rows > 0
+    application = spark_engine.session.sparkContext.applicationId
+    assert f"Registered app {APP_NAME} with ID {application}" in spark_cluster.master_log
 
 
 def test_spark_keeps_every_row_of_an_arrow_table_with_empty_chunks(spark_engine):

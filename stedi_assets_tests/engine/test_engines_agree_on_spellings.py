@@ -65,7 +65,7 @@ def test_zone_rules_agree_on_hostile_spellings(spark_engine, policy, published, 
     assert sorted(r["user"] for r in crafted if r["timestamp"] >= T0 + 100) == ["i̇rem.kaya@test.com"] * len(EXTRA)
 
 
-def test_check_rules_agree_on_hostile_spellings(spark_engine, published, hostile_source):  # noqa: F811
+def test_check_rules_agree_on_hostile_spellings(spark_engine, spark_cluster, published, hostile_source):  # noqa: F811
     """Every SQL check on the published tables: both engines find nothing, alike."""
     privacy = PrivacyPolicy(consent_policy=ConsentPolicy.ANY)
     tables = published(hostile_source, ConsentPolicy.ANY)
@@ -75,4 +75,4 @@ def test_check_rules_agree_on_hostile_spellings(spark_engine, published, hostile
                 continue  # it reads the source's line counts, not the tables: no e-mail in it
             duck, on_spark = on_both(spark_engine, privacy.render(rule.sql), tables)
             assert on_spark == duck == [], (audited, rule.name)
-            assert evaluate(rule, tables, SparkEngineResource(), privacy).passed, (audited, rule.name)
+            assert evaluate(rule, tables, SparkEngineResource(master=spark_cluster.url), privacy).passed, (audited, rule.name)
