@@ -25,16 +25,18 @@ Erasure keys depend on STEDI_SUBJECT_KEY: every request records a fingerprint of
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.audit import Rule
+from stedi_assets.audit import Audit, Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
@@ -189,26 +191,233 @@ _EVIDENCE = {EMAIL: "email", SERIAL: "serialNumber", SUBJECT: "subject_id"}
 NO_ERASED_PERSON = "no_erased_person"
 
 
-def not_erased(*columns: tuple[str, str, str]) -> Rule:
-    """The blocking rule that no row belongs to an erased person: for each (table, column,
-    kind), the rows whose `column` names one (see `Erasures.dropping`), by the relations
-    `erasures` and `erased_serial_keys`."""
-    kinds = {kind for _, _, kind in columns}
-    assert len(kinds) == 1, "one kind of value per rule, reported under one column"
-    evidence = _EVIDENCE[kinds.pop()]
+@dataclass(frozen=True)
+class _NotErased:
+    """The evaluator of `not_erased`: also what tells, for `targeted`, which column of each
+    table names a person."""
 
-    def evaluate(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
+    columns: tuple[tuple[str, str, str], ...]
+
+    def __call__(self, relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
         erasures = Erasures.from_relations(relations)
+        evidence = _EVIDENCE[self.columns[0][2]]
         found: list[pa.Table] = []
-        for table, column, kind in columns if erasures else ():
+        for table, column, kind in self.columns if erasures else ():
             relation = relations[table]
             data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
             hits = data.filter(erasures.dropping(data, column, kind, privacy))[column].cast(pa.string())
             found.append(pa.table({"table": pa.array([table] * len(hits), pa.string()), evidence: hits}))
         return pa.concat_tables(found) if found else pa.table({"table": pa.array([], pa.string()), evidence: pa.array([], pa.string())})
 
+
+def not_erased(*columns: tuple[str, str, str]) -> Rule:
+    """The blocking rule that no row belongs to an erased person: for each (table, column,
+    kind), the rows whose `column` names one (see `Erasures.dropping`), by the relations
+    `erasures` and `erased_serial_keys`."""
+    kinds = {kind for _, _, kind in columns}
+    assert len(kinds) == 1, "one kind of value per rule, reported under one column"
     names = ", ".join(sorted({table for table, _, _ in columns}))
-    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=evaluate)
+    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=_NotErased(columns))
+
+
+def erased_by(audit: Audit) -> dict[str, tuple[str, str]]:
+    """Each table the audit's `not_erased` rule judges -> (the column naming a person, its kind)."""
+    return {
+        table: (column, kind)
+        for rule in audit.rules
+        if isinstance(rule.evaluate, _NotErased)
+        for table, column, kind in rule.evaluate.columns
+    }
+
+
+def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
+    """The versions of a table built with other erasure requests than its current version
+    (before they were applied) whose data files, other than the current version's, are still
+    stored: they may hold an erased person's rows until the purge deletes them. Read from the
+    Delta log and the store alone, so a run that died right after applying the requests, or a
+    run in another Dagster instance, finds the purge still to do.
+
+    Walks back from the newest such version and stops at the first whose files beyond the
+    current version's are all gone: the purge deletes every one, and retention deletes those
+    replaced earlier first, so none older is still there."""
+    history = lake.history(spec)
+    if len(history) < 2:
+        return []
+    current = lake.at(spec, history[0].version)
+    applied, present = history[0].info.get(ERASURES_APPLIED), set(current.files)
+    pending: list[int] = []
+    for commit in history[1:]:
+        if commit.info.get(ERASURES_APPLIED) == applied:
+            continue
+        try:
+            files = [f for f in lake.at(spec, commit.version).files if f not in present]
+        except LakeError:  # its log entry is gone (cleaned up after a checkpoint): nothing to read it by
+            break
+        if not files:
+            continue
+        if not any(lake.store.exists(f"{spec.location}/{f.rsplit('/', 1)[1]}") for f in files):
+            break
+        pending.append(commit.version)
+    return pending
+
+
+# -- targeted erasure of a published version -------------------------------------------------
+_PART = "__erasure_part"  # which data file a row was read from, while rows of several are left out together
+
+
+def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: PrivacyPolicy) -> Any:
+    """`built` (an incremental publishing.Build) that also takes the erased people's rows out
+    of the version it builds on, in the same commit, judged with it: each data file holding
+    one of their rows is read, written again without them, and removed. No other data file
+    is touched, nothing is parsed again, no one else's row changes (a table is never rebuilt
+    for an erasure: a landing table keeps the rows of source files gone from the source).
+    The rows the build adds are left out likewise.
+
+    A landing table (with its rejects as companion): the rows and rejected lines of each
+    source file that holds one of theirs are left out together, as at parse time
+    (`leave_out`), and judged whole (its line accounting); the ledger counts the lines left
+    out; customer_landing records again the serial numbers only erased people own."""
+    inc, table, companion = built.increment, audit.table, audit.companion
+    columns = erased_by(audit)
+    column, kind = columns[table.name]
+    base = inc.base
+    added = [built.data] if isinstance(built.data, pa.Table) else list(built.data)
+    added = [p.filter(pc.invert(erasures.dropping(p, column, kind, privacy))) for p in added]
+    landing = companion is not None and inc.companion_base is not None and audit.ledger is not None
+    scanned = {f: _read(base, f, [column, "source_file"] if landing else [column]) for f in base.files if f not in inc.removes}
+    holding = [f for f, t in scanned.items() if pc.any(erasures.dropping(t, column, kind, privacy)).as_py()]
+    if not landing:
+        parts = {f: _read(base, f) for f in holding}
+        kept = {f: t.filter(pc.invert(erasures.dropping(t, column, kind, privacy))) for f, t in parts.items()}
+        dropped = sum(parts[f].num_rows - kept[f].num_rows for f in holding)
+        judged = built.relations.get(table.name)
+        judged = _stored(table, [*([judged] if isinstance(judged, pa.Table) else added), *kept.values()])
+        return replace(
+            built,
+            data=tuple(p for p in [*added, *kept.values()] if p.num_rows),
+            relations={**built.relations, table.name: judged},
+            increment=replace(inc, removes=(*inc.removes, *holding), rows=inc.rows - dropped, summary={**inc.summary, "erased_rows": dropped}),
+            metadata={**built.metadata, "erased_rows": dropped},
+        )
+    assert companion is not None and audit.ledger is not None
+    rejects_base = inc.companion_base
+    rejects_column = columns[companion.name][0]
+    reject_files = {f: _read(rejects_base, f) for f in rejects_base.files if f not in inc.companion_removes}
+    empty = table.spec.storage_schema.empty_table()
+    touched = [f for f, t in reject_files.items() if leave_out(empty, t, erasures, privacy, column, rejects_column, kind).rejects.num_rows < t.num_rows]
+    # Every source file one of their rows or lines came from, read whole (rows and rejects).
+    sources = set().union(*(scanned[f]["source_file"].to_pylist() for f in holding), *(reject_files[f]["source_file"].to_pylist() for f in touched))
+    row_files = [f for f, t in scanned.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
+    reject_files_read = [f for f, t in reject_files.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
+    if not sources:
+        return replace(built, data=tuple(p for p in added if p.num_rows))
+    rows = _numbered([_read(base, f) for f in row_files], empty)
+    rejects = _numbered([reject_files[f] for f in reject_files_read], companion.spec.storage_schema.empty_table())
+    left = leave_out(rows, rejects, erasures, privacy, column, rejects_column, kind)
+    new_rows, gone_rows = _split(rows, left.rows, row_files)
+    new_rejects, gone_rejects = _split(rejects, left.rejects, reject_files_read)
+    dropped = rows.num_rows - left.rows.num_rows
+    ledger = _ledger_less(
+        built.ledger if built.ledger is not None else lake.companion(base, audit.ledger.spec).to_arrow(), rows, left, rejects
+    )
+    recorded = {r["source_file"]: r for r in ledger.to_pylist()}
+    lines = pa.table(
+        {
+            "source_file": pa.array(sorted(sources), pa.string()),
+            "lines_read": pa.array([recorded[s]["lines"] for s in sorted(sources)], pa.int64()),
+            "lines_erased": pa.array([recorded[s]["lines_erased"] or 0 for s in sorted(sources)], pa.int64()),
+        }
+    )
+    before = built.relations.get("source_lines")
+    new_companion = [] if built.companion is None else [built.companion] if isinstance(built.companion, pa.Table) else list(built.companion)
+    info = dict(built.info)
+    if ERASED_SERIALS in info:
+        final_rows = [_read(base, f, ["serialNumber"]) for f in scanned if f not in gone_rows] + [p.select(["serialNumber"]) for p in [*added, *new_rows]]
+        final_rejects = [t for f, t in reject_files.items() if f not in gone_rejects] + [*new_companion, *new_rejects]
+        owned = {v for t in final_rows for v in _values(t, "serialNumber")} | {v for t in final_rejects for v in _values(t, "named_serial")}
+        candidates = set(info[ERASED_SERIALS]) | erased_serials(base) | set(left.serials)
+        info[ERASED_SERIALS] = sorted(candidates - set(serial_keys(owned, privacy).values()))
+    return replace(
+        built,
+        data=tuple(p for p in [*added, *new_rows] if p.num_rows),
+        companion=tuple(p for p in [*new_companion, *new_rejects] if p.num_rows),
+        ledger=ledger,
+        info=info,
+        relations={
+            **built.relations,
+            table.name: _stored(table, [*added, left.rows.drop_columns([_PART])]),
+            companion.name: _stored(companion, [*new_companion, left.rejects.drop_columns([_PART])]),
+            "source_lines": pa.concat_tables([before, lines.cast(before.schema)]) if before is not None else lines,
+        },
+        increment=replace(
+            inc,
+            removes=(*inc.removes, *gone_rows),
+            companion_removes=(*inc.companion_removes, *gone_rejects),
+            rows=inc.rows - dropped,
+            summary={**inc.summary, "erased_rows": dropped, "erased_lines": sum(left.lines.values())},
+        ),
+        metadata={**built.metadata, "erased_rows": dropped, "erased_lines": sum(left.lines.values())},
+    )
+
+
+def _read(snapshot: Snapshot, file: str, columns: list[str] | None = None) -> pa.Table:
+    return snapshot.part([file]).dataset().to_table(columns=columns)  # type: ignore[union-attr]
+
+
+def _stored(table: Any, parts: Iterable[pa.Table | None]) -> pa.Table:
+    """`parts` as one table of `table`'s stored columns, for judging them together."""
+    spec = table.spec
+    conformed = [p.select(spec.schema.names).cast(spec.storage_schema) for p in parts if p is not None]
+    return pa.concat_tables(conformed) if conformed else spec.storage_schema.empty_table()
+
+
+def _numbered(parts: list[pa.Table], empty: pa.Table) -> pa.Table:
+    """The parts as one table, each row with the index of the part it came from (`_PART`)."""
+    return pa.concat_tables(
+        [p.append_column(_PART, pa.array([i] * p.num_rows, pa.int64())) for i, p in enumerate([empty, *parts], start=-1)]
+    )
+
+
+def _split(read: pa.Table, kept: pa.Table, files: list[str]) -> tuple[list[pa.Table], list[str]]:
+    """The parts (data files) that lost rows, without those rows, and the files they replace."""
+    parts, gone = [], []
+    for i, file in enumerate(files):
+        mine = kept.filter(pc.equal(kept[_PART], i))
+        if mine.num_rows < pc.sum(pc.equal(read[_PART], i)).as_py():
+            parts.append(mine.drop_columns([_PART]))
+            gone.append(file)
+    return parts, gone
+
+
+def _ledger_less(ledger: pa.Table, rows: pa.Table, left: LeftOut, rejects: pa.Table) -> pa.Table:
+    """The landing ledger with each source file's rows, rejects and lines left out as they are
+    once `left` has left the erased people out of `rows` and `rejects`."""
+
+    def per_file(t: pa.Table) -> dict[str, int]:
+        return dict(collections.Counter(t["source_file"].to_pylist())) if t.num_rows else {}
+
+    rows_gone = {f: n - per_file(left.rows).get(f, 0) for f, n in per_file(rows).items()}
+    rejects_gone = {f: n - per_file(left.rejects).get(f, 0) for f, n in per_file(rejects).items()}
+    out = []
+    for row in ledger.to_pylist():
+        f = row["source_file"]
+        if f in rows_gone or f in rejects_gone or f in left.lines:
+            row = {
+                **row,
+                "rows": row["rows"] - rows_gone.get(f, 0),
+                "rejects": row["rejects"] - rejects_gone.get(f, 0),
+                "lines_erased": (row.get("lines_erased") or 0) + left.lines.get(f, 0),
+            }
+        out.append(row)
+    return pa.Table.from_pylist(out, schema=ledger.schema)
+
+
+def _values(table: pa.Table, column: str) -> set[str]:
+    """The distinct values of a column of strings, or of lists of strings."""
+    values = table[column]
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    return {v for v in pc.unique(values).to_pylist() if v is not None}
 
 
 @dataclass(frozen=True)

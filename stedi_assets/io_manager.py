@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import dagster as dg
 
+from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.resources.lake import LakeResource
 from stedi_assets.publishing import Audited
@@ -41,9 +43,8 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             )
         # Changed or not: a version replaced long ago must leave within the retention period
         # even if the table is never committed again.
-        for table in (obj.table, *(c.table for c in obj.companions)):
-            for line in forget_history(lake, table, obj.retention_hours, obj.forget_all):
-                context.log.info(line)
+        for line in forget_history(lake, (obj.table, *(c.table for c in obj.companions)), obj.retention_hours):
+            context.log.info(line)
 
     def load_input(self, context: dg.InputContext) -> Snapshot:
         return self.lake.lake().current(table_for(context.asset_key).spec)
@@ -71,14 +72,20 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     return lake.write(out.table.spec, out.data, out.info, companions=paired, base=inc.base, removes=inc.removes)
 
 
-def forget_history(lake: Lake, table: Table, retention_hours: int, forget_all: bool) -> list[str]:
-    """At every run, committed or not: older versions leave the history once they are
-    STEDI_RETENTION_HOURS old; all of them at once after the first commit that applied new
-    erasure requests, so no old version keeps an erased person (time travel to before the
-    erasure is gone)."""
-    spec = table.spec
-    if forget_all:
-        gone = lake.vacuum(spec, 0, apply=True, untracked=False) + lake.vacuum(spec, UNTRACKED_FILE_HOURS, apply=True)
-        return [f"{spec.name}: erasure applied; deleted every earlier version ({len(gone)} files)"]
-    gone = lake.vacuum(spec, retention_hours, apply=True)
-    return [f"{spec.name}: {len(gone)} files past the {retention_hours} h retention deleted"] if gone else []
+def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int) -> list[str]:
+    """At every run, committed or not: older versions of a step's tables (the first, and the
+    companions committed with it) leave the history once they are STEDI_RETENTION_HOURS old;
+    all of them at once while some version built before erasure requests the first table's
+    current version applies is still stored (`erasure.awaiting_purge`, read from the lake:
+    a run that died before the purge, in this Dagster instance or another, leaves it to the
+    next), so no old version keeps an erased person (time travel to before the erasure is gone)."""
+    lines = []
+    if pending := erasure.awaiting_purge(lake, tables[0].spec):
+        for table in tables:
+            gone = lake.vacuum(table.spec, 0, apply=True, untracked=False) + lake.vacuum(table.spec, UNTRACKED_FILE_HOURS, apply=True)
+            lines.append(f"{table.name}: erasure applied; deleted every earlier version ({len(gone)} files; versions {min(pending)}-{max(pending)} of {tables[0].name} held data from before it)")
+    for table in tables:
+        gone = lake.vacuum(table.spec, retention_hours, apply=True)
+        if gone:
+            lines.append(f"{table.name}: {len(gone)} files past the {retention_hours} h retention deleted")
+    return lines
