@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -152,8 +152,9 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
     if set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
         raise SubjectKeyChangedError(
             "erasure requests in the lake were recorded under another STEDI_SUBJECT_KEY: with this key the erased "
-            "people would come back. Run with the key they were recorded under, or record them again with "
-            "`stedi forget` under the new key and rebuild the lake"
+            f"people would come back. Run with the key they were recorded under, or re-key them: the old key in "
+            f"{PREVIOUS_KEY_VARIABLE}, the new one in STEDI_SUBJECT_KEY, then `stedi forget --rekey` "
+            "(docs/privacy.md, Key rotation)"
         )
     return Erasures(frozenset(requests["erasure_key"].to_pylist()), int(pc.max(requests["requested_at"]).as_py()))
 
@@ -179,6 +180,48 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     )
     lake.write(ERASURE_REQUESTS.spec, rows, {"requests": len(keys)}, mode="append")
     return len(keys)
+
+
+PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    rekeyed: int  # requests now recorded under the new key
+    dropped: int  # requests whose person could not be found, dropped (only if asked to)
+
+
+def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[str], drop_unfound: bool = False) -> Rekeyed:
+    """Record the erasure requests again under the new subject key, without an e-mail ever
+    being stored: a request holds only HMAC(old key, person key), so the person is looked
+    for among every e-mail-shaped token of `texts` (the landing source, read whole: erased
+    people's lines are there, not in the lake), and each request whose person is found is
+    replaced by HMAC(new key, person key), at its request time. A request whose person is
+    found nowhere cannot be re-keyed by anyone: then nothing changes (LakeError), unless
+    `drop_unfound`, which drops it (their data, if ever delivered again, is not recognised:
+    they must ask again). Requests already under the new key are kept as they are."""
+    requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
+    old_id, new_id = key_id(old), key_id(new)
+    if unknown := set(requests["key_id"].to_pylist()) - {old_id, new_id}:
+        raise SubjectKeyChangedError(f"{len(unknown)} key(s) recorded that are neither {PREVIOUS_KEY_VARIABLE} nor STEDI_SUBJECT_KEY: nothing re-keyed")
+    emails = {e for text in texts for e in named_tokens(text)[0]}
+    found = {old_key: erasure_keys([email], new)[email] for email, old_key in erasure_keys(emails, old).items()}
+    rows = requests.to_pylist()
+    rekeyed = [{**r, "erasure_key": found[r["erasure_key"]], "key_id": new_id} for r in rows if r["key_id"] == old_id and r["erasure_key"] in found]
+    kept = [r for r in rows if r["key_id"] == new_id]
+    dropped = len(rows) - len(rekeyed) - len(kept)
+    if dropped and not drop_unfound:
+        raise LakeError(
+            f"{dropped} erasure request(s) name a person found nowhere in the source: they cannot be re-keyed, and "
+            "nothing was changed. Keep running with the old key, or drop them with --drop-unfound (they then "
+            "must ask again if their data is ever delivered again)"
+        )
+    merged: dict[str, dict] = {}
+    for r in sorted([*kept, *rekeyed], key=lambda r: r["requested_at"]):
+        merged.setdefault(r["erasure_key"], r)  # one person asked under both keys: the first request
+    table = pa.Table.from_pylist(list(merged.values()), schema=requests.schema)
+    lake.write(ERASURE_REQUESTS.spec, table, {"rekeyed": len(rekeyed), "dropped_unfound": dropped})
+    return Rekeyed(len(rekeyed), dropped)
 
 
 def erased_serials(snapshot: Snapshot | None) -> frozenset[str]:
@@ -259,6 +302,17 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
             break
         pending.append(commit.version)
     return pending
+
+
+def purge(lake: Lake, specs: Sequence[Any]) -> tuple[list[int], dict[str, list[str]]]:
+    """If the first table awaits the purge (`awaiting_purge`): delete every earlier version
+    of it and of the others (the companions committed with it), keeping only the files of
+    their current versions. Returns the versions that awaited it, and the files deleted per
+    table (nothing if none did)."""
+    pending = awaiting_purge(lake, specs[0])
+    if not pending:
+        return [], {}
+    return pending, {spec.name: lake.vacuum(spec, 0, apply=True, untracked=False) for spec in specs}
 
 
 # -- targeted erasure of a published version -------------------------------------------------

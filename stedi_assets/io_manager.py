@@ -11,7 +11,7 @@ from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.resources.lake import LakeResource
 from stedi_assets.publishing import Audited
-from stedi_assets.tables import TABLES, Table
+from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 
 # Files a run that died left behind, and no commit names, are deleted once this old: a
 # younger one may be another writer's, still to be committed.
@@ -80,10 +80,11 @@ def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int) ->
     a run that died before the purge, in this Dagster instance or another, leaves it to the
     next), so no old version keeps an erased person (time travel to before the erasure is gone)."""
     lines = []
-    if pending := erasure.awaiting_purge(lake, tables[0].spec):
-        for table in tables:
-            gone = lake.vacuum(table.spec, 0, apply=True, untracked=False) + lake.vacuum(table.spec, UNTRACKED_FILE_HOURS, apply=True)
-            lines.append(f"{table.name}: erasure applied; deleted every earlier version ({len(gone)} files; versions {min(pending)}-{max(pending)} of {tables[0].name} held data from before it)")
+    pending, purged = erasure.purge(lake, [t.spec for t in tables])
+    for name, gone in purged.items():
+        untracked = lake.vacuum(LAKE_TABLES[name].spec, UNTRACKED_FILE_HOURS, apply=True)  # a dead run's, maybe from before
+        lines.append(f"{name}: erasure applied; deleted every earlier version ({len(gone) + len(untracked)} files; "
+                     f"{tables[0].name} versions {min(pending)}-{max(pending)} were built before it)")
     for table in tables:
         gone = lake.vacuum(table.spec, retention_hours, apply=True)
         if gone:

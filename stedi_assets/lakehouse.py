@@ -189,6 +189,20 @@ def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, pri
     return "lost its data files to a vacuum (stedi vacuum --retain-hours)"
 
 
+def purge(lake: Lake) -> list[str]:
+    """Complete the purge of every table that awaits one (erasure.awaiting_purge), with its
+    companions, as the next run of its step would: what `stedi forget --purge` does."""
+    lines = []
+    for audit in AUDITS.values():
+        try:
+            pending, purged = erasure.purge(lake, [audit.table.spec, *(t.spec for t in audit.companions)])
+        except TableNotPublishedError:
+            continue
+        for name, gone in purged.items():
+            lines.append(f"{name}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
+    return lines
+
+
 def refusal(result: RollbackResult) -> str:
     return (
         f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "
