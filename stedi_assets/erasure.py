@@ -9,18 +9,24 @@ then on every run of the graph:
 - drops them at landing: their customer records, the readings under their e-mail, the step
   trainer readings of serial numbers only they own, and rejected lines that name them (not
   stored in the rejects either), counted in the landing asset's metadata;
+- takes exactly their rows out of every published table (`targeted`): the data files holding
+  them are written again without them, in the step's own judged commit; no table is rebuilt
+  and no source file parsed again for an erasure, so nobody else's rows change;
 - judges every table with a blocking rule that no row belongs to an erased person, so
   nothing can bring them back, re-ingesting the same source files included;
-- purges each table's history after the first commit that follows a request (a vacuum that
-  keeps only the new version), so no old version holds them. The Delta log never held their
-  values: its file statistics are row counts only, and commit info holds no personal value.
+- purges each table's history once a version applies the requests: every earlier version
+  built without them awaits the purge (`awaiting_purge`, read from the Delta log, so a run
+  that died first leaves it to the next) until a vacuum keeps only the current version. The
+  Delta log never held their values: its file statistics are row counts only, and commit
+  info holds no personal value.
 
 The serial numbers only erased people own are found by the customer landing step, from the
 records it drops, and recorded as keyed hashes in its commit info, where the step trainer
 landing step (which reads customer_landing) takes them from.
 
 Erasure keys depend on STEDI_SUBJECT_KEY: every request records a fingerprint of the key
-(`key_id`), and a run with another key refuses to start instead of letting erased people back.
+(`key_id`), and a run with another key refuses to start instead of letting erased people back;
+`rekey` records them again under a new key (docs/privacy.md, Key rotation).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.landing.named import named_tokens
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.tables import ERASURE_REQUESTS
+from stedi_assets.tables import ERASURE_REQUESTS, LAKE_TABLES
 
 # What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
 # tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
@@ -304,15 +310,34 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
     return pending
 
 
-def purge(lake: Lake, specs: Sequence[Any]) -> tuple[list[int], dict[str, list[str]]]:
-    """If the first table awaits the purge (`awaiting_purge`): delete every earlier version
-    of it and of the others (the companions committed with it), keeping only the files of
-    their current versions. Returns the versions that awaited it, and the files deleted per
-    table (nothing if none did)."""
-    pending = awaiting_purge(lake, specs[0])
+def purge(lake: Lake, name: str, force: bool = False) -> tuple[list[int], dict[str, list[str]]]:
+    """If table `name` awaits the purge (`awaiting_purge`): delete every earlier version of
+    it and of its companions (those its current commit names), keeping only their current
+    versions' files. Not while the current version of a table that reads it was built from
+    one of those versions (unless `force`): its next build follows what changed since, which
+    needs them; the purge then happens after that build (see io_manager.forget_history).
+    Returns the versions that awaited it, and the files deleted per table."""
+    spec = LAKE_TABLES[name].spec
+    pending = awaiting_purge(lake, spec)
     if not pending:
-        return [], {}
-    return pending, {spec.name: lake.vacuum(spec, 0, apply=True, untracked=False) for spec in specs}
+        return pending, {}
+    companions = lake.current(spec).info.get("companions", {})
+    if not force and _still_read(lake, name, pending, companions):
+        return pending, {}
+    return pending, {s.name: lake.vacuum(s, 0, apply=True, untracked=False) for s in (spec, *(LAKE_TABLES[c].spec for c in companions))}
+
+
+def _still_read(lake: Lake, name: str, versions: Sequence[int], companions: Mapping[str, int]) -> bool:
+    """Whether some table's current version was built from one of these versions of `name`,
+    or from another version of one of its companions than the current (`companions`)."""
+    current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
+    # A companion's commit info is its table's, as it was when last written: not a reader.
+    paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
+    for snapshot in (s for name_, s in current.items() if name_ not in paired):
+        inputs = snapshot.info.get("inputs", {})
+        if inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()):
+            return True
+    return False
 
 
 # -- targeted erasure of a published version -------------------------------------------------

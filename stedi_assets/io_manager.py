@@ -43,7 +43,8 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             )
         # Changed or not: a version replaced long ago must leave within the retention period
         # even if the table is never committed again.
-        for line in forget_history(lake, (obj.table, *(c.table for c in obj.companions)), obj.retention_hours):
+        tables = (obj.table, *(c.table for c in obj.companions))
+        for line in forget_history(lake, tables, obj.retention_hours, list(obj.info.get("inputs", {}))):
             context.log.info(line)
 
     def load_input(self, context: dg.InputContext) -> Snapshot:
@@ -72,19 +73,21 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     return lake.write(out.table.spec, out.data, out.info, companions=paired, base=inc.base, removes=inc.removes)
 
 
-def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int) -> list[str]:
+def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int, inputs: Sequence[str] = ()) -> list[str]:
     """At every run, committed or not: older versions of a step's tables (the first, and the
-    companions committed with it) leave the history once they are STEDI_RETENTION_HOURS old;
-    all of them at once while some version built before erasure requests the first table's
-    current version applies is still stored (`erasure.awaiting_purge`, read from the lake:
-    a run that died before the purge, in this Dagster instance or another, leaves it to the
-    next), so no old version keeps an erased person (time travel to before the erasure is gone)."""
+    companions committed with it) leave the history once they are STEDI_RETENTION_HOURS old.
+    Every version built before erasure requests that a table's current version applies
+    leaves at once (`erasure.purge`, read from the lake: a run that died before the purge, in
+    this Dagster instance or another, leaves it to the next), so no old version keeps an
+    erased person: the step's own table's, and its `inputs`' once this step (the last of
+    their readers to follow them) no longer needs them."""
     lines = []
-    pending, purged = erasure.purge(lake, [t.spec for t in tables])
-    for name, gone in purged.items():
-        untracked = lake.vacuum(LAKE_TABLES[name].spec, UNTRACKED_FILE_HOURS, apply=True)  # a dead run's, maybe from before
-        lines.append(f"{name}: erasure applied; deleted every earlier version ({len(gone) + len(untracked)} files; "
-                     f"{tables[0].name} versions {min(pending)}-{max(pending)} were built before it)")
+    for name in (tables[0].name, *inputs):
+        pending, purged = erasure.purge(lake, name)
+        for purged_name, gone in purged.items():
+            untracked = lake.vacuum(LAKE_TABLES[purged_name].spec, UNTRACKED_FILE_HOURS, apply=True)  # a dead run's, maybe from before
+            lines.append(f"{purged_name}: erasure applied; deleted every earlier version ({len(gone) + len(untracked)} files; "
+                         f"{name} versions {min(pending)}-{max(pending)} were built before it)")
     for table in tables:
         gone = lake.vacuum(table.spec, retention_hours, apply=True)
         if gone:

@@ -191,15 +191,16 @@ def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, pri
 
 def purge(lake: Lake) -> list[str]:
     """Complete the purge of every table that awaits one (erasure.awaiting_purge), with its
-    companions, as the next run of its step would: what `stedi forget --purge` does."""
+    companions, whether or not the tables reading it have followed yet (their next build is
+    then a full one): what `stedi forget --purge` does."""
     lines = []
-    for audit in AUDITS.values():
+    for name in AUDITS:
         try:
-            pending, purged = erasure.purge(lake, [audit.table.spec, *(t.spec for t in audit.companions)])
+            _, purged = erasure.purge(lake, name, force=True)
         except TableNotPublishedError:
             continue
-        for name, gone in purged.items():
-            lines.append(f"{name}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
+        for table, gone in purged.items():
+            lines.append(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
     return lines
 
 

@@ -220,10 +220,15 @@ def test_forget_removes_exactly_one_person_and_survives_a_kill(real_copy, lakeho
     after = counts(lakehouse, {t: "TRUE" for t in theirs})
     assert after == {t: before[t] - their_rows[t] for t in theirs}
     assert counts(lakehouse, theirs) == dict.fromkeys(theirs, 0)
-    # Targeted: landing was changed on its published version, never parsed again.
-    landing = lakehouse.delta("accelerometer/landing").history(1)[0]
-    info = json.loads(landing["stedi"]) if isinstance(landing.get("stedi"), str) else landing.get("stedi", {})
-    assert info.get("build") == "incremental" and info["changes"]["erased_rows"] == their_rows["accelerometer_landing"], info
+    # Targeted: landing was changed on its published version, never parsed again, and the
+    # tables downstream followed what it lost, incrementally.
+    def last_commit(location: str) -> dict:
+        return lakehouse.delta(location).history(1)[0]["stedi"]
+
+    info = last_commit("accelerometer/landing")
+    assert info["build"] == "incremental" and info["changes"]["erased_rows"] == their_rows["accelerometer_landing"], info
+    for location in ("accelerometer/trusted", "step_trainer/trusted", "machine_learning/curated"):
+        assert last_commit(location)["build"] == "incremental", (location, last_commit(location))
     rejects = ("customer_landing_rejects", "accelerometer_landing_rejects", "step_trainer_landing_rejects")
     assert counts(lakehouse, {t: "TRUE" for t in rejects}) == dict.fromkeys(rejects, 0)
     spelled = next(c["email"] for c in customers(real_copy) if c["email"].lower() == key)
