@@ -386,10 +386,10 @@ def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: 
     touched = [f for f, t in reject_files.items() if leave_out(empty, t, erasures, privacy, column, rejects_column, kind).rejects.num_rows < t.num_rows]
     # Every source file one of their rows or lines came from, read whole (rows and rejects).
     sources = set().union(*(scanned[f]["source_file"].to_pylist() for f in holding), *(reject_files[f]["source_file"].to_pylist() for f in touched))
-    row_files = [f for f, t in scanned.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
-    reject_files_read = [f for f, t in reject_files.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
     if not sources:
         return replace(built, data=tuple(p for p in added if p.num_rows))
+    row_files = [f for f, t in scanned.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
+    reject_files_read = [f for f, t in reject_files.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
     rows = _numbered([_read(base, f) for f in row_files], empty)
     rejects = _numbered([reject_files[f] for f in reject_files_read], companion.spec.storage_schema.empty_table())
     left = leave_out(rows, rejects, erasures, privacy, column, rejects_column, kind)
@@ -475,8 +475,9 @@ def _ledger_less(ledger: pa.Table, rows: pa.Table, left: LeftOut, rejects: pa.Ta
     def per_file(t: pa.Table) -> dict[str, int]:
         return dict(collections.Counter(t["source_file"].to_pylist())) if t.num_rows else {}
 
-    rows_gone = {f: n - per_file(left.rows).get(f, 0) for f, n in per_file(rows).items()}
-    rejects_gone = {f: n - per_file(left.rejects).get(f, 0) for f, n in per_file(rejects).items()}
+    rows_kept, rejects_kept = per_file(left.rows), per_file(left.rejects)
+    rows_gone = {f: n - rows_kept.get(f, 0) for f, n in per_file(rows).items()}
+    rejects_gone = {f: n - rejects_kept.get(f, 0) for f, n in per_file(rejects).items()}
     out = []
     for row in ledger.to_pylist():
         f = row["source_file"]

@@ -276,7 +276,7 @@ def audited_asset(
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()
                 built = build(step)
-                yield from _publish(step, audit, built, published, build_seconds=time.perf_counter() - started)
+                yield from _publish(step, audit, built, build_seconds=time.perf_counter() - started)
             else:
                 yield from _judge_published(step, audit)
 
@@ -314,7 +314,7 @@ def _erasures_new(base: Snapshot, step: AssetStep) -> bool:
     return base.info.get(ERASURES_APPLIED) != step.erasures.fingerprint()
 
 
-def _publish(step: AssetStep, audit: Audit, built: Build, previous: Snapshot | None, build_seconds: float):
+def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     table, context = audit.table, step.context
     started = time.perf_counter()
     if built.increment is not None and step.erasures and _erasures_new(built.increment.base, step):

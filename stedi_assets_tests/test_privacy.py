@@ -204,6 +204,9 @@ def test_forget_removes_exactly_one_person_and_survives_a_kill(real_copy, lakeho
     in_gone_file = counts(lakehouse, {"accelerometer_landing": f"source_file = '{gone['source_file']}' AND person_key = '{key}'"})
     assert in_gone_file["accelerometer_landing"] > 0
 
+    landing_files = set(lakehouse.delta("accelerometer/landing").file_uris())
+    holding = {f for f in landing_files if key in pq.read_table(f.removeprefix("file://"), columns=["person_key"])["person_key"].to_pylist()}
+
     said = run_cli(["stedi", "forget", f" {key.upper()} "], lakehouse.env, lakehouse.root)
     assert "recorded 1 new erasure request" in said.stdout and key not in said.stdout
     [erasure] = lakehouse.sql("SELECT * FROM erasure_requests")
@@ -225,6 +228,7 @@ def test_forget_removes_exactly_one_person_and_survives_a_kill(real_copy, lakeho
     def last_commit(location: str) -> dict:
         return lakehouse.delta(location).history(1)[0]["stedi"]
 
+    assert landing_files - set(lakehouse.delta("accelerometer/landing").file_uris()) == holding  # no other file touched
     info = last_commit("accelerometer/landing")
     assert info["build"] == "incremental" and info["changes"]["erased_rows"] == their_rows["accelerometer_landing"], info
     for location in ("accelerometer/trusted", "step_trainer/trusted", "machine_learning/curated"):
