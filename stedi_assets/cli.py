@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from stedi_assets.lake.ddl import lake_ddl
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.lake.store import open_store
-from stedi_assets.lakehouse import AUDITS, query, refusal, rollback
+from stedi_assets.lakehouse import AUDITS, OWNERS, purge, query, refusal, rollback
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, Settings, SettingsError
@@ -156,14 +157,25 @@ def rollback_command(table: str, to_version: int | None, apply: bool, lake: str 
 @LAKE_OPTION
 def versions(table: str, lake: str | None) -> None:
     """List TABLE's versions, newest first: when, which run, what its audit found, and
-    whether it is still kept (its files are there, so a rollback can restore it)."""
+    whether it is still kept (its files are there, so a rollback can restore it), gone, or
+    awaiting-purge: built before erasure requests the current version applies, its files
+    still there until the next run, or `stedi forget --purge`, deletes them."""
     store, spec = _lake(lake), LAKE_TABLES[table].spec
     history = store.history(spec)
+    owner = OWNERS.get(table, LAKE_TABLES[table])
+    purge = set(erasure.awaiting_purge(store, spec)) or (
+        {c.version for c in history[1:] if store.restorable(spec, c.version)} if erasure.awaiting_purge(store, owner.spec) else set()
+    )
     for commit in history:
         info = commit.info
         rules = ", ".join(f"{rule} {n}" for rule, n in info.get("rules", {}).items()) or "-"
         origin = f"restore of {info['restored_version']}, " if "restored_version" in info else ""
-        kept = "current" if commit is history[0] else "kept" if store.restorable(spec, commit.version) else "gone"
+        if commit is history[0]:
+            kept = "current"
+        elif commit.version in purge:
+            kept = "awaiting-purge"
+        else:
+            kept = "kept" if store.restorable(spec, commit.version) else "gone"
         click.echo(
             f"{commit.version:>4}  {commit.timestamp:%Y-%m-%d %H:%M:%S}  {kept:<7}  {commit.operation:<12} "
             f"{origin}run {info.get('run_id', '-')}  policy {info.get('consent_policy', '-')}  rules: {rules}"
@@ -173,15 +185,37 @@ def versions(table: str, lake: str | None) -> None:
 @main.command()
 @click.argument("emails", nargs=-1)
 @click.option("--file", "from_file", type=click.File("r"), help="One e-mail address a line ('-': standard input).")
+@click.option(
+    "--purge",
+    "purge_now",
+    is_flag=True,
+    help="Delete now every earlier version awaiting the purge of applied erasure requests (`stedi versions` "
+    "shows them), as the next run would.",
+)
+@click.option(
+    "--rekey",
+    is_flag=True,
+    help=f"Key rotation: record every request again under STEDI_SUBJECT_KEY, finding each person in the landing "
+    f"source under the old key, read from {erasure.PREVIOUS_KEY_VARIABLE} (docs/privacy.md).",
+)
+@click.option("--drop-unfound", is_flag=True, help="With --rekey: drop the requests whose person is found nowhere in the source.")
 @LAKE_OPTION
-def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
+def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, drop_unfound: bool, lake: str | None) -> None:
     """Request the erasure of each person by EMAIL: the lake records only their erasure key
     (a keyed hash of the address's person key, stedi_assets/person.py) and the time; an
     empty or non-e-mail argument records nothing. The next run of the graph removes every
-    row of theirs from every table and the earlier versions that held them (see erasure.py)."""
+    row of theirs from every table and then the earlier versions that held them (see
+    erasure.py); --purge deletes such versions now."""
     given = [*emails, *((line.strip() for line in from_file if line.strip()) if from_file else ())]
+    if rekey and not given:
+        _rekey(_settings(lake), drop_unfound)
+        return
+    if purge_now and not given:
+        for line in purge(_lake(lake)) or ["no version awaits the purge"]:
+            click.echo(line)
+        return
     if not given:
-        raise click.UsageError("name at least one e-mail address, or --file")
+        raise click.UsageError("name at least one e-mail address, or --file (or --purge)")
     for email in given:
         if (why := erasure.refused(email)) is not None:
             raise click.ClickException(f"nothing recorded: {why}")
@@ -190,6 +224,28 @@ def forget(emails: tuple[str, ...], from_file, lake: str | None) -> None:
     click.echo(
         f"recorded {new} new erasure request{'s' if new != 1 else ''}; the next run of the graph removes "
         "every row of theirs from every table, and the earlier versions that hold them"
+    )
+
+
+def _rekey(settings: Settings, drop_unfound: bool) -> None:
+    old_key = os.environ.get(erasure.PREVIOUS_KEY_VARIABLE)
+    if not old_key:
+        raise click.UsageError(f"--rekey reads the old subject key from {erasure.PREVIOUS_KEY_VARIABLE}, which is not set")
+    new = _privacy(settings)
+    if old_key == new.subject_key:
+        raise click.UsageError(f"{erasure.PREVIOUS_KEY_VARIABLE} is STEDI_SUBJECT_KEY: set the new key in STEDI_SUBJECT_KEY")
+    source = LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
+    texts = (
+        data.to_pybytes().decode("utf-8", errors="replace")
+        for audit in AUDITS.values()
+        if audit.from_source is not None
+        for _, data in source.read_all(audit.table.source)
+    )
+    done = erasure.rekey(_open(settings), replace(new, subject_key=old_key), new, texts, drop_unfound)
+    click.echo(
+        f"re-keyed {done.rekeyed} erasure request{'s' if done.rekeyed != 1 else ''} under STEDI_SUBJECT_KEY"
+        + (f"; dropped {done.dropped} whose person the source does not hold" if done.dropped else "")
+        + "; now rebuild customer_landing and the tables holding subject ids with full_refresh (docs/privacy.md)"
     )
 
 

@@ -9,40 +9,48 @@ then on every run of the graph:
 - drops them at landing: their customer records, the readings under their e-mail, the step
   trainer readings of serial numbers only they own, and rejected lines that name them (not
   stored in the rejects either), counted in the landing asset's metadata;
+- takes exactly their rows out of every published table (`targeted`): the data files holding
+  them are written again without them, in the step's own judged commit; no table is rebuilt
+  and no source file parsed again for an erasure, so nobody else's rows change;
 - judges every table with a blocking rule that no row belongs to an erased person, so
   nothing can bring them back, re-ingesting the same source files included;
-- purges each table's history after the first commit that follows a request (a vacuum that
-  keeps only the new version), so no old version holds them. The Delta log never held their
-  values: its file statistics are row counts only, and commit info holds no personal value.
+- purges each table's history once a version applies the requests: every earlier version
+  built without them awaits the purge (`awaiting_purge`, read from the Delta log, so a run
+  that died first leaves it to the next) until a vacuum keeps only the current version. The
+  Delta log never held their values: its file statistics are row counts only, and commit
+  info holds no personal value.
 
 The serial numbers only erased people own are found by the customer landing step, from the
 records it drops, and recorded as keyed hashes in its commit info, where the step trainer
 landing step (which reads customer_landing) takes them from.
 
 Erasure keys depend on STEDI_SUBJECT_KEY: every request records a fingerprint of the key
-(`key_id`), and a run with another key refuses to start instead of letting erased people back.
+(`key_id`), and a run with another key refuses to start instead of letting erased people back;
+`rekey` records them again under a new key (docs/privacy.md, Key rotation).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.audit import Rule
+from stedi_assets.audit import Audit, Rule
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.landing.named import with_named_keys
-from stedi_assets.tables import ERASURE_REQUESTS, RESCUED_DATA
+from stedi_assets.tables import ERASURE_REQUESTS, LAKE_TABLES, RESCUED_DATA
 
 # What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
 # tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
@@ -151,8 +159,9 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
     if set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
         raise SubjectKeyChangedError(
             "erasure requests in the lake were recorded under another STEDI_SUBJECT_KEY: with this key the erased "
-            "people would come back. Run with the key they were recorded under, or record them again with "
-            "`stedi forget` under the new key and rebuild the lake"
+            f"people would come back. Run with the key they were recorded under, or re-key them: the old key in "
+            f"{PREVIOUS_KEY_VARIABLE}, the new one in STEDI_SUBJECT_KEY, then `stedi forget --rekey` "
+            "(docs/privacy.md, Key rotation)"
         )
     return Erasures(frozenset(requests["erasure_key"].to_pylist()), int(pc.max(requests["requested_at"]).as_py()))
 
@@ -180,6 +189,48 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     return len(keys)
 
 
+PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    rekeyed: int  # requests now recorded under the new key
+    dropped: int  # requests whose person could not be found, dropped (only if asked to)
+
+
+def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[str], drop_unfound: bool = False) -> Rekeyed:
+    """Record the erasure requests again under the new subject key, without an e-mail ever
+    being stored: a request holds only HMAC(old key, person key), so the person is looked
+    for among every e-mail-shaped token of `texts` (the landing source, read whole: erased
+    people's lines are there, not in the lake), and each request whose person is found is
+    replaced by HMAC(new key, person key), at its request time. A request whose person is
+    found nowhere cannot be re-keyed by anyone: then nothing changes (LakeError), unless
+    `drop_unfound`, which drops it (their data, if ever delivered again, is not recognised:
+    they must ask again). Requests already under the new key are kept as they are."""
+    requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
+    old_id, new_id = key_id(old), key_id(new)
+    if unknown := set(requests["key_id"].to_pylist()) - {old_id, new_id}:
+        raise SubjectKeyChangedError(f"{len(unknown)} key(s) recorded that are neither {PREVIOUS_KEY_VARIABLE} nor STEDI_SUBJECT_KEY: nothing re-keyed")
+    emails = {e for text in texts for e in named_tokens(text)[0]}
+    found = {old_key: erasure_keys([email], new)[email] for email, old_key in erasure_keys(emails, old).items()}
+    rows = requests.to_pylist()
+    rekeyed = [{**r, "erasure_key": found[r["erasure_key"]], "key_id": new_id} for r in rows if r["key_id"] == old_id and r["erasure_key"] in found]
+    kept = [r for r in rows if r["key_id"] == new_id]
+    dropped = len(rows) - len(rekeyed) - len(kept)
+    if dropped and not drop_unfound:
+        raise LakeError(
+            f"{dropped} erasure request(s) name a person found nowhere in the source: they cannot be re-keyed, and "
+            "nothing was changed. Keep running with the old key, or drop them with --drop-unfound (they then "
+            "must ask again if their data is ever delivered again)"
+        )
+    merged: dict[str, dict] = {}
+    for r in sorted([*kept, *rekeyed], key=lambda r: r["requested_at"]):
+        merged.setdefault(r["erasure_key"], r)  # one person asked under both keys: the first request
+    table = pa.Table.from_pylist(list(merged.values()), schema=requests.schema)
+    lake.write(ERASURE_REQUESTS.spec, table, {"rekeyed": len(rekeyed), "dropped_unfound": dropped})
+    return Rekeyed(len(rekeyed), dropped)
+
+
 def erased_serials(snapshot: Snapshot | None) -> frozenset[str]:
     """The serial keys a customer landing version recorded as owned only by erased people."""
     return frozenset(snapshot.info.get(ERASED_SERIALS, [])) if snapshot is not None else frozenset()
@@ -190,18 +241,18 @@ _EVIDENCE = {EMAIL: "email", SERIAL: "serialNumber", SUBJECT: "subject_id"}
 NO_ERASED_PERSON = "no_erased_person"
 
 
-def not_erased(*columns: tuple[str, str, str]) -> Rule:
-    """The blocking rule that no row belongs to an erased person: for each (table, column,
-    kind), the rows whose `column` names one (see `Erasures.dropping`), by the relations
-    `erasures` and `erased_serial_keys`."""
-    kinds = {kind for _, _, kind in columns}
-    assert len(kinds) == 1, "one kind of value per rule, reported under one column"
-    evidence = _EVIDENCE[kinds.pop()]
+@dataclass(frozen=True)
+class _NotErased:
+    """The evaluator of `not_erased`: also what tells, for `targeted`, which column of each
+    table names a person."""
 
-    def evaluate(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
+    columns: tuple[tuple[str, str, str], ...]
+
+    def __call__(self, relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
         erasures = Erasures.from_relations(relations)
+        evidence = _EVIDENCE[self.columns[0][2]]
         found: list[pa.Table] = []
-        for table, column, kind in columns if erasures else ():
+        for table, column, kind in self.columns if erasures else ():
             relation = relations[table]
             data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
             if pa.types.is_list(data.schema.field(column).type):  # a rejected line's names: each one counts
@@ -210,8 +261,246 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
             found.append(pa.table({"table": pa.array([table] * len(hits), pa.string()), evidence: hits}))
         return pa.concat_tables(found) if found else pa.table({"table": pa.array([], pa.string()), evidence: pa.array([], pa.string())})
 
+
+def not_erased(*columns: tuple[str, str, str]) -> Rule:
+    """The blocking rule that no row belongs to an erased person: for each (table, column,
+    kind), the rows whose `column` names one (see `Erasures.dropping`), by the relations
+    `erasures` and `erased_serial_keys`."""
+    kinds = {kind for _, _, kind in columns}
+    assert len(kinds) == 1, "one kind of value per rule, reported under one column"
     names = ", ".join(sorted({table for table, _, _ in columns}))
-    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=evaluate)
+    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=_NotErased(columns))
+
+
+def erased_by(audit: Audit) -> dict[str, tuple[str, str]]:
+    """Each table the audit's `not_erased` rule judges -> (the column naming a person, its kind)."""
+    return {
+        table: (column, kind)
+        for rule in audit.rules
+        if isinstance(rule.evaluate, _NotErased)
+        for table, column, kind in rule.evaluate.columns
+    }
+
+
+def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
+    """The versions of a table built with other erasure requests than its current version
+    (before they were applied) whose data files, other than the current version's, are still
+    stored: they may hold an erased person's rows until the purge deletes them. Read from the
+    Delta log and the store alone, so a run that died right after applying the requests, or a
+    run in another Dagster instance, finds the purge still to do.
+
+    Walks back from the newest such version and stops at the first whose files beyond the
+    current version's are all gone: the purge deletes every one, and retention deletes those
+    replaced earlier first, so none older is still there."""
+    history = lake.history(spec)
+    if len(history) < 2:
+        return []
+    current = lake.at(spec, history[0].version)
+    applied, present = history[0].info.get(ERASURES_APPLIED), set(current.files)
+    pending: list[int] = []
+    for commit in history[1:]:
+        if commit.info.get(ERASURES_APPLIED) == applied:
+            continue
+        try:
+            files = [f for f in lake.at(spec, commit.version).files if f not in present]
+        except LakeError:  # its log entry is gone (cleaned up after a checkpoint): nothing to read it by
+            break
+        if not files:
+            continue
+        if not any(lake.store.exists(f"{spec.location}/{f.rsplit('/', 1)[1]}") for f in files):
+            break
+        pending.append(commit.version)
+    return pending
+
+
+def purge(lake: Lake, name: str, force: bool = False) -> tuple[list[int], dict[str, list[str]]]:
+    """If table `name` awaits the purge (`awaiting_purge`): delete every earlier version of
+    it and of its companions (those its current commit names), keeping only their current
+    versions' files. Not while the current version of a table that reads it was built from
+    one of those versions (unless `force`): its next build follows what changed since, which
+    needs them; the purge then happens after that build (see io_manager.forget_history).
+    Returns the versions that awaited it, and the files deleted per table."""
+    spec = LAKE_TABLES[name].spec
+    pending = awaiting_purge(lake, spec)
+    if not pending:
+        return pending, {}
+    companions = lake.current(spec).info.get("companions", {})
+    if not force and _still_read(lake, name, pending, companions):
+        return pending, {}
+    return pending, {s.name: lake.vacuum(s, 0, apply=True, untracked=False) for s in (spec, *(LAKE_TABLES[c].spec for c in companions))}
+
+
+def _still_read(lake: Lake, name: str, versions: Sequence[int], companions: Mapping[str, int]) -> bool:
+    """Whether some table's current version was built from one of these versions of `name`,
+    or from another version of one of its companions than the current (`companions`)."""
+    current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
+    # A companion's commit info is its table's, as it was when last written: not a reader.
+    paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
+    for snapshot in (s for name_, s in current.items() if name_ not in paired):
+        inputs = snapshot.info.get("inputs", {})
+        if inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()):
+            return True
+    return False
+
+
+# -- targeted erasure of a published version -------------------------------------------------
+_PART = "__erasure_part"  # which data file a row was read from, while rows of several are left out together
+
+
+def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: PrivacyPolicy) -> Any:
+    """`built` (an incremental publishing.Build) that also takes the erased people's rows out
+    of the version it builds on, in the same commit, judged with it: each data file holding
+    one of their rows is read, written again without them, and removed. No other data file
+    is touched, nothing is parsed again, no one else's row changes (a table is never rebuilt
+    for an erasure: a landing table keeps the rows of source files gone from the source).
+    The rows the build adds are left out likewise.
+
+    A landing table (with its rejects as companion): the rows and rejected lines of each
+    source file that holds one of theirs are left out together, as at parse time
+    (`leave_out`), and judged whole (its line accounting); the ledger counts the lines left
+    out; customer_landing records again the serial numbers only erased people own."""
+    inc, table, companion = built.increment, audit.table, audit.companion
+    columns = erased_by(audit)
+    column, kind = columns[table.name]
+    base = inc.base
+    added = [built.data] if isinstance(built.data, pa.Table) else list(built.data)
+    added = [p.filter(pc.invert(erasures.dropping(p, column, kind, privacy))) for p in added]
+    landing = companion is not None and inc.companion_base is not None and audit.ledger is not None
+    scanned = {f: _read(base, f, [column, "source_file"] if landing else [column]) for f in base.files if f not in inc.removes}
+    holding = [f for f, t in scanned.items() if pc.any(erasures.dropping(t, column, kind, privacy)).as_py()]
+    if not landing:
+        parts = {f: _read(base, f) for f in holding}
+        kept = {f: t.filter(pc.invert(erasures.dropping(t, column, kind, privacy))) for f, t in parts.items()}
+        dropped = sum(parts[f].num_rows - kept[f].num_rows for f in holding)
+        judged = built.relations.get(table.name)
+        judged = _stored(table, [*([judged] if isinstance(judged, pa.Table) else added), *kept.values()])
+        return replace(
+            built,
+            data=tuple(p for p in [*added, *kept.values()] if p.num_rows),
+            relations={**built.relations, table.name: judged},
+            increment=replace(inc, removes=(*inc.removes, *holding), rows=inc.rows - dropped, summary={**inc.summary, "erased_rows": dropped}),
+            metadata={**built.metadata, "erased_rows": dropped},
+        )
+    assert companion is not None and audit.ledger is not None
+    rejects_base = inc.companion_base
+    rejects_column = columns[companion.name][0]
+    reject_files = {f: _read(rejects_base, f) for f in rejects_base.files if f not in inc.companion_removes}
+    empty = table.spec.storage_schema.empty_table()
+    touched = [f for f, t in reject_files.items() if leave_out(empty, t, erasures, privacy, column, rejects_column, kind).rejects.num_rows < t.num_rows]
+    # Every source file one of their rows or lines came from, read whole (rows and rejects).
+    sources = set().union(*(scanned[f]["source_file"].to_pylist() for f in holding), *(reject_files[f]["source_file"].to_pylist() for f in touched))
+    if not sources:
+        return replace(built, data=tuple(p for p in added if p.num_rows))
+    row_files = [f for f, t in scanned.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
+    reject_files_read = [f for f, t in reject_files.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
+    rows = _numbered([_read(base, f) for f in row_files], empty)
+    rejects = _numbered([reject_files[f] for f in reject_files_read], companion.spec.storage_schema.empty_table())
+    left = leave_out(rows, rejects, erasures, privacy, column, rejects_column, kind)
+    new_rows, gone_rows = _split(rows, left.rows, row_files)
+    new_rejects, gone_rejects = _split(rejects, left.rejects, reject_files_read)
+    dropped = rows.num_rows - left.rows.num_rows
+    ledger = _ledger_less(
+        built.ledger if built.ledger is not None else lake.companion(base, audit.ledger.spec).to_arrow(), rows, left, rejects
+    )
+    recorded = {r["source_file"]: r for r in ledger.to_pylist()}
+    lines = pa.table(
+        {
+            "source_file": pa.array(sorted(sources), pa.string()),
+            "lines_read": pa.array([recorded[s]["lines"] for s in sorted(sources)], pa.int64()),
+            "lines_erased": pa.array([recorded[s]["lines_erased"] or 0 for s in sorted(sources)], pa.int64()),
+        }
+    )
+    before = built.relations.get("source_lines")
+    new_companion = [] if built.companion is None else [built.companion] if isinstance(built.companion, pa.Table) else list(built.companion)
+    info = dict(built.info)
+    if ERASED_SERIALS in info:
+        final_rows = [_read(base, f, ["serialNumber"]) for f in scanned if f not in gone_rows] + [p.select(["serialNumber"]) for p in [*added, *new_rows]]
+        final_rejects = [t for f, t in reject_files.items() if f not in gone_rejects] + [*new_companion, *new_rejects]
+        owned = {v for t in final_rows for v in _values(t, "serialNumber")} | {v for t in final_rejects for v in _values(t, "named_serial")}
+        candidates = set(info[ERASED_SERIALS]) | erased_serials(base) | set(left.serials)
+        info[ERASED_SERIALS] = sorted(candidates - set(serial_keys(owned, privacy).values()))
+    return replace(
+        built,
+        data=tuple(p for p in [*added, *new_rows] if p.num_rows),
+        companion=tuple(p for p in [*new_companion, *new_rejects] if p.num_rows),
+        ledger=ledger,
+        info=info,
+        relations={
+            **built.relations,
+            table.name: _stored(table, [*added, left.rows.drop_columns([_PART])]),
+            companion.name: _stored(companion, [*new_companion, left.rejects.drop_columns([_PART])]),
+            "source_lines": pa.concat_tables([before, lines.cast(before.schema)]) if before is not None else lines,
+        },
+        increment=replace(
+            inc,
+            removes=(*inc.removes, *gone_rows),
+            companion_removes=(*inc.companion_removes, *gone_rejects),
+            rows=inc.rows - dropped,
+            summary={**inc.summary, "erased_rows": dropped, "erased_lines": sum(left.lines.values())},
+        ),
+        metadata={**built.metadata, "erased_rows": dropped, "erased_lines": sum(left.lines.values())},
+    )
+
+
+def _read(snapshot: Snapshot, file: str, columns: list[str] | None = None) -> pa.Table:
+    return snapshot.part([file]).dataset().to_table(columns=columns)  # type: ignore[union-attr]
+
+
+def _stored(table: Any, parts: Iterable[pa.Table | None]) -> pa.Table:
+    """`parts` as one table of `table`'s stored columns, for judging them together."""
+    spec = table.spec
+    conformed = [p.select(spec.schema.names).cast(spec.storage_schema) for p in parts if p is not None]
+    return pa.concat_tables(conformed) if conformed else spec.storage_schema.empty_table()
+
+
+def _numbered(parts: list[pa.Table], empty: pa.Table) -> pa.Table:
+    """The parts as one table, each row with the index of the part it came from (`_PART`)."""
+    return pa.concat_tables(
+        [p.append_column(_PART, pa.array([i] * p.num_rows, pa.int64())) for i, p in enumerate([empty, *parts], start=-1)]
+    )
+
+
+def _split(read: pa.Table, kept: pa.Table, files: list[str]) -> tuple[list[pa.Table], list[str]]:
+    """The parts (data files) that lost rows, without those rows, and the files they replace."""
+    parts, gone = [], []
+    for i, file in enumerate(files):
+        mine = kept.filter(pc.equal(kept[_PART], i))
+        if mine.num_rows < pc.sum(pc.equal(read[_PART], i)).as_py():
+            parts.append(mine.drop_columns([_PART]))
+            gone.append(file)
+    return parts, gone
+
+
+def _ledger_less(ledger: pa.Table, rows: pa.Table, left: LeftOut, rejects: pa.Table) -> pa.Table:
+    """The landing ledger with each source file's rows, rejects and lines left out as they are
+    once `left` has left the erased people out of `rows` and `rejects`."""
+
+    def per_file(t: pa.Table) -> dict[str, int]:
+        return dict(collections.Counter(t["source_file"].to_pylist())) if t.num_rows else {}
+
+    rows_kept, rejects_kept = per_file(left.rows), per_file(left.rejects)
+    rows_gone = {f: n - rows_kept.get(f, 0) for f, n in per_file(rows).items()}
+    rejects_gone = {f: n - rejects_kept.get(f, 0) for f, n in per_file(rejects).items()}
+    out = []
+    for row in ledger.to_pylist():
+        f = row["source_file"]
+        if f in rows_gone or f in rejects_gone or f in left.lines:
+            row = {
+                **row,
+                "rows": row["rows"] - rows_gone.get(f, 0),
+                "rejects": row["rejects"] - rejects_gone.get(f, 0),
+                "lines_erased": (row.get("lines_erased") or 0) + left.lines.get(f, 0),
+            }
+        out.append(row)
+    return pa.Table.from_pylist(out, schema=ledger.schema)
+
+
+def _values(table: pa.Table, column: str) -> set[str]:
+    """The distinct values of a column of strings, or of lists of strings."""
+    values = table[column]
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    return {v for v in pc.unique(values).to_pylist() if v is not None}
 
 
 @dataclass(frozen=True)

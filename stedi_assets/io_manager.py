@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
+from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import CommitConflictError
 from stedi_assets.resources.lake import LakeResource
 from stedi_assets.publishing import Audited, Companion
-from stedi_assets.tables import TABLES, Table
+from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 
 # A step whose commit was refused (another run committed the table first) is built and judged
 # again on the new version, up to this many times.
@@ -60,9 +61,9 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             )
         # Changed or not: a version replaced long ago must leave within the retention period
         # even if the table is never committed again.
-        for table in (obj.table, *(c.table for c in obj.companions)):
-            for line in forget_history(lake, table, obj.retention_hours, obj.forget_all):
-                context.log.info(line)
+        tables = (obj.table, *(c.table for c in obj.companions))
+        for line in forget_history(lake, tables, obj.retention_hours, list(obj.info.get("inputs", {}))):
+            context.log.info(line)
 
     def load_input(self, context: dg.InputContext) -> Snapshot:
         return self.lake.lake().current(table_for(context.asset_key).spec)
@@ -108,14 +109,23 @@ def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> 
     return replace(companion, base=lake.restore(companion.table.spec, base.version, restored, on=latest.version))
 
 
-def forget_history(lake: Lake, table: Table, retention_hours: int, forget_all: bool) -> list[str]:
-    """At every run, committed or not: older versions leave the history once they are
-    STEDI_RETENTION_HOURS old; all of them at once after the first commit that applied new
-    erasure requests, so no old version keeps an erased person (time travel to before the
-    erasure is gone)."""
-    spec = table.spec
-    if forget_all:
-        gone = lake.vacuum(spec, 0, apply=True, untracked=False) + lake.vacuum(spec, UNTRACKED_FILE_HOURS, apply=True)
-        return [f"{spec.name}: erasure applied; deleted every earlier version ({len(gone)} files)"]
-    gone = lake.vacuum(spec, retention_hours, apply=True)
-    return [f"{spec.name}: {len(gone)} files past the {retention_hours} h retention deleted"] if gone else []
+def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int, inputs: Sequence[str] = ()) -> list[str]:
+    """At every run, committed or not: older versions of a step's tables (the first, and the
+    companions committed with it) leave the history once they are STEDI_RETENTION_HOURS old.
+    Every version built before erasure requests that a table's current version applies
+    leaves at once (`erasure.purge`, read from the lake: a run that died before the purge, in
+    this Dagster instance or another, leaves it to the next), so no old version keeps an
+    erased person: the step's own table's, and its `inputs`' once this step (the last of
+    their readers to follow them) no longer needs them."""
+    lines = []
+    for name in (tables[0].name, *inputs):
+        pending, purged = erasure.purge(lake, name)
+        for purged_name, gone in purged.items():
+            untracked = lake.vacuum(LAKE_TABLES[purged_name].spec, UNTRACKED_FILE_HOURS, apply=True)  # a dead run's, maybe from before
+            lines.append(f"{purged_name}: erasure applied; deleted every earlier version ({len(gone) + len(untracked)} files; "
+                         f"{name} versions {min(pending)}-{max(pending)} were built before it)")
+    for table in tables:
+        gone = lake.vacuum(table.spec, retention_hours, apply=True)
+        if gone:
+            lines.append(f"{table.name}: {len(gone)} files past the {retention_hours} h retention deleted")
+    return lines

@@ -189,6 +189,21 @@ def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, pri
     return "lost its data files to a vacuum (stedi vacuum --retain-hours)"
 
 
+def purge(lake: Lake) -> list[str]:
+    """Complete the purge of every table that awaits one (erasure.awaiting_purge), with its
+    companions, whether or not the tables reading it have followed yet (their next build is
+    then a full one): what `stedi forget --purge` does."""
+    lines = []
+    for name in AUDITS:
+        try:
+            _, purged = erasure.purge(lake, name, force=True)
+        except TableNotPublishedError:
+            continue
+        for table, gone in purged.items():
+            lines.append(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
+    return lines
+
+
 def refusal(result: RollbackResult) -> str:
     return (
         f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "

@@ -161,9 +161,9 @@ class Audited:
     judged, to be written and committed as its next version (io_manager.py). `companions` are
     committed first and named in its commit, so that readers pair them. An `increment` is
     committed on the version it was built from; one that changes nothing is not committed.
-    After the commit the versions past `retention_hours` leave the history (all earlier
-    ones if `forget_all`: new erasure requests applied). `timings` are the step's, for its
-    log line."""
+    After the commit the versions past `retention_hours` leave the history (all those
+    awaiting the purge of applied erasure requests at once). `timings` are the step's, for
+    its log line."""
 
     table: Table
     data: Data | None
@@ -171,13 +171,17 @@ class Audited:
     companions: tuple[Companion, ...] = ()
     increment: Increment | None = None
     retention_hours: int = 0
-    forget_all: bool = False
     timings: str = ""
 
     @property
     def changes_nothing(self) -> bool:
-        return self.increment is not None and self.data is None and not self.increment.removes and not any(
-            c.changes for c in self.companions
+        return (
+            self.increment is not None
+            and self.data is None
+            and not self.increment.removes
+            and not any(c.changes for c in self.companions)
+            # A version built without some erasure requests is committed again to record them.
+            and self.increment.base.info.get(ERASURES_APPLIED) == self.info.get(ERASURES_APPLIED)
         )
 
 
@@ -273,7 +277,7 @@ def audited_asset(
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()
                 built = build(step)
-                yield from _publish(step, audit, built, published, build_seconds=time.perf_counter() - started)
+                yield from _publish(step, audit, built, build_seconds=time.perf_counter() - started)
             else:
                 yield from _judge_published(step, audit)
 
@@ -295,19 +299,28 @@ def _paired(lake: Lake, audit: Audit, snapshots: Mapping[str, Snapshot]) -> dict
 
 
 def _out_of_date(published: Snapshot | None, step: AssetStep) -> bool:
-    """Whether the published version must be rebuilt whole whatever changed in its inputs:
-    erasure requests it was not built with (an increment would keep the erased people's
-    published rows), or a moment it recorded as due (consent dated after its run)."""
+    """Whether the published version must be rebuilt whole whatever changed in its inputs: a
+    moment it recorded as due (consent dated after its run). Erasure requests it was not
+    built with are no reason: they are applied to it (`_erasures_new`)."""
     if published is None:
         return False
-    return published.info.get(ERASURES_APPLIED) != step.erasures.fingerprint() or step.as_of >= published.info.get(
-        REBUILD_AT, step.as_of + 1
-    )
+    return step.as_of >= published.info.get(REBUILD_AT, step.as_of + 1)
 
 
-def _publish(step: AssetStep, audit: Audit, built: Build, previous: Snapshot | None, build_seconds: float):
-    table, context, increment = audit.table, step.context, built.increment
+def _erasures_new(base: Snapshot, step: AssetStep) -> bool:
+    """Whether `base` was built without some of the erasure requests in force: an increment
+    on it then takes their rows out of it too (`erasure.targeted`), and is committed even if
+    it changes nothing else, so that its version records the requests it applies and every
+    earlier version awaits the purge (`erasure.awaiting_purge`)."""
+    return base.info.get(ERASURES_APPLIED) != step.erasures.fingerprint()
+
+
+def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
+    table, context = audit.table, step.context
     started = time.perf_counter()
+    if built.increment is not None and step.erasures and _erasures_new(built.increment.base, step):
+        built = erasure.targeted(step.lake, audit, built, step.erasures, step.privacy)
+    increment = built.increment
     data = _conform_all(table, built.data)
     added = whole(table, data)
     relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: added}
@@ -345,7 +358,6 @@ def _publish(step: AssetStep, audit: Audit, built: Build, previous: Snapshot | N
             ERASURES_APPLIED: step.erasures.fingerprint(),
             **built.info,
         }
-        forget_all = bool(step.erasures) and previous is not None and previous.info.get(ERASURES_APPLIED) != info[ERASURES_APPLIED]
         audited = Audited(
             table,
             None if increment is not None and not added.num_rows else data,
@@ -353,7 +365,6 @@ def _publish(step: AssetStep, audit: Audit, built: Build, previous: Snapshot | N
             tuple(companions),
             increment,
             step.privacy.retention_hours,
-            forget_all,
             # `stedi bench` reads these times from the commit's log line (bench/runner.py).
             f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {audit_seconds:.3f} s",
         )

@@ -20,7 +20,7 @@ from stedi_assets.person import person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, Settings
 from stedi_assets.tables import LAKE_TABLES, TABLES
-from stedi_assets_tests.conftest import REPO, run_cli
+from stedi_assets_tests.conftest import REPO, CliLakehouse, run_cli
 from stedi_assets_tests.test_person_key import HOSTILE, hostile_spellings
 
 T0 = 1_700_000_000_000  # the crafted readings' times: none of the sample's
@@ -140,3 +140,48 @@ def test_forget_refuses_what_names_nobody_in_one_line_and_records_nothing(tmp_pa
     with pytest.raises(ValueError, match="not recorded"):
         erasure.record(Lake(LocalStore(lake)), PrivacyPolicy(), ["ok@x", argument])
     assert not (lake / LAKE_TABLES["erasure_requests"].location).exists()
+
+
+def test_key_rotation_rekeys_the_requests_found_in_the_source_and_keeps_them_in_force(tmp_path, monkeypatch):
+    """Issue 20 #8: with a new STEDI_SUBJECT_KEY the run and `stedi forget` refuse, naming the
+    procedure; `stedi forget --rekey` (old key in STEDI_PREVIOUS_SUBJECT_KEY) refuses while a
+    request names someone the source does not hold, and with --drop-unfound re-keys the
+    others, storing no e-mail. After the documented rebuild under the new key, her records
+    delivered again stay out, readings included. Costs four in-process runs of the sample."""
+    source = Path(shutil.copytree(SAMPLE_SOURCE, tmp_path / "source"))
+    old, new = "old-subject-key-of-the-test", "new-subject-key-of-the-test"
+    house = CliLakehouse(tmp_path, source, STEDI_SUBJECT_KEY=old)
+    monkeypatch.setenv("STEDI_SUBJECT_KEY", old)  # the runs' privacy resource reads it (dg.EnvVar)
+    assert house.run().success
+    tables = {n: s.to_arrow() for n, s in lakehouse.published(Lake(LocalStore(house.lake)), TABLES).items()}
+    person = sample_person(tables, source)
+    house.stedi("forget", person["record"]["email"], "someone.gone@nowhere.test")
+    assert house.run().success
+
+    rotated = CliLakehouse(tmp_path, source, STEDI_SUBJECT_KEY=new)
+    monkeypatch.setenv("STEDI_SUBJECT_KEY", new)
+    refused = rotated.stedi("forget", "another@test.com", check=False)
+    assert refused.returncode != 0 and "stedi forget --rekey" in refused.stderr
+    assert not rotated.run(raise_on_error=False).success
+    version = rotated.version(LAKE_TABLES["erasure_requests"].location)
+    rotating = CliLakehouse(tmp_path, source, STEDI_SUBJECT_KEY=new, **{erasure.PREVIOUS_KEY_VARIABLE: old})
+    refused = rotating.stedi("forget", "--rekey", check=False)
+    assert refused.returncode != 0 and "1 erasure request(s) name a person found nowhere" in refused.stderr
+    assert rotated.version(LAKE_TABLES["erasure_requests"].location) == version  # nothing changed
+    said = rotating.stedi("forget", "--rekey", "--drop-unfound").stdout
+    assert "re-keyed 1 erasure request under STEDI_SUBJECT_KEY; dropped 1" in said
+    [request] = rotated.sql("SELECT * FROM erasure_requests")
+    keyed = PrivacyPolicy(subject_key=new)
+    assert request["key_id"] == erasure.key_id(keyed)
+    assert request["erasure_key"] == keyed.subject_ids(pa.array([person["email"]]))[0].as_py()
+    stored = b"".join(p.read_bytes() for p in (rotated.lake / LAKE_TABLES["erasure_requests"].location).rglob("*") if p.is_file())
+    assert person["email"].encode() not in stored and person["record"]["email"].encode() not in stored
+
+    rebuilt = ("customer_landing", "customer_curated", "machine_learning_curated")
+    assert rotated.run(full_refresh=rebuilt).success
+    deliver_hostile_spellings(source, person)
+    assert rotated.run().success
+    tables = {n: s.to_arrow() for n, s in lakehouse.published(Lake(LocalStore(rotated.lake)), TABLES).items()}
+    assert {name: count for name, count in hers(tables, {**person, "subject_id": request["erasure_key"]}).items() if count} == {}
+    assert {name: count for name, count in crafted_times(tables).items() if count} == {}
+    assert rotated.stedi("forget", "another@test.com").returncode == 0
