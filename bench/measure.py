@@ -6,6 +6,9 @@ Peak memory is sampled, not taken from one process: while the command runs, ever
 largest sum is the peak. That counts a JVM that Spark starts beside the Python driver, and
 the dagster CLI's children, the way the machine sees them. Linux only (it reads /proc).
 
+CPU time (user + system, from the kernel's accounting of waited-for children) is reported
+beside wall time: on a machine shared with other work it varies less than wall time.
+
 A watchdog guards the machine (other work shares it): if the memory the machine still has
 available (`MemAvailable` of /proc/meminfo) drops under `min_available` bytes, the command's
 whole process group is killed and the measurement says so (`killed`).
@@ -14,6 +17,7 @@ whole process group is killed and the measurement says so (`killed`).
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -33,6 +37,7 @@ class Measurement:
     returncode: int
     samples: tuple[tuple[float, int], ...] = ()  # (epoch seconds, tree RSS bytes) every interval
     killed: str | None = None  # why the watchdog stopped the command, if it did
+    cpu_seconds: float = 0.0  # user + system time of the command and the children it waited for
 
 
 def measure(
@@ -47,6 +52,7 @@ def measure(
     it if the machine's available memory drops under `min_available` bytes."""
     peak, samples, killed = 0, [], None
     with open(log, "wb") as out:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         process = subprocess.Popen(
             list(command), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -71,9 +77,11 @@ def measure(
         sampler.start()
         returncode = process.wait()
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         done.set()
         sampler.join()
-    return Measurement(wall, peak, returncode, tuple(samples), killed)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Measurement(wall, peak, returncode, tuple(samples), killed, cpu)
 
 
 def available_memory() -> int:

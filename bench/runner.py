@@ -149,8 +149,11 @@ def clean_env(**settings: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": path, **settings}
 
 
-def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[[str], None]) -> Path:
-    """The landing data of a scale: the real data, or `stedi generate`'s, made once and reused."""
+def prepare_source(
+    scale: str, data_dir: Path, real_source: Path, log: Callable[[str], None], min_available: int = 0
+) -> Path:
+    """The landing data of a scale: the real data, or `stedi generate`'s, made once and reused
+    (under the same watchdog as the runs)."""
     if scale == REAL:
         if not (real_source / "customer").is_dir():
             raise FileNotFoundError(f"real STEDI data not found at {real_source}")
@@ -163,9 +166,13 @@ def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     log(f"generating scale {scale} into {target}")
-    generated = measure(command, clean_env(), target.parent, target.parent / f"generate-{scale}.log")
+    generated = measure(
+        command, clean_env(), target.parent, target.parent / f"generate-{scale}.log", min_available=min_available
+    )
     _check(generated, f"stedi generate --scale {scale}", target.parent / f"generate-{scale}.log")
-    marker.write_text(json.dumps({"command": command[2:], "wall_seconds": generated.wall_seconds}))
+    marker.write_text(
+        json.dumps({"command": command[2:], "wall_seconds": generated.wall_seconds, "peak_rss_bytes": generated.peak_rss_bytes})
+    )
     return target
 
 
@@ -213,7 +220,7 @@ def run_benchmark(
     logs.mkdir(parents=True, exist_ok=True)
     results = []
     for scale in map(scale_name, scales):
-        source = prepare_source(scale, out / "data", real_source.resolve(), log)
+        source = prepare_source(scale, out / "data", real_source.resolve(), log, min_available)
         json_bytes, rows = source_shape(source)
         result = ScaleResult(scale, str(source), json_bytes, rows, {s: [] for s in systems})
         for run in range(1, runs + 1):
@@ -227,6 +234,7 @@ def run_benchmark(
                 record = {
                     "wall_seconds": measured.wall_seconds,
                     "peak_rss_bytes": measured.peak_rss_bytes,
+                    "cpu_seconds": measured.cpu_seconds,
                     "load_average_1m": os.getloadavg()[0],  # how busy the machine was meanwhile
                 }
                 if system == "ours":
@@ -238,7 +246,8 @@ def run_benchmark(
                 result.runs[system].append(record)
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "
-                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB"
+                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB {measured.cpu_seconds:8.1f} s CPU "
+                    f"(load {record['load_average_1m']:.1f})"
                 )
         shutil.rmtree(work, ignore_errors=True)
         results.append(result)

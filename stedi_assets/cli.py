@@ -136,7 +136,7 @@ def rollback_command(table: str, to_version: int | None, apply: bool, lake: str 
     settings = _settings(lake)
     source = LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
     lakehouse = _open(settings)
-    result = rollback(lakehouse, table, engine_resource(settings.engine), _privacy(settings), source, to_version, apply)
+    result = rollback(lakehouse, table, engine_resource(settings.engine, settings.memory_limit, settings.spill_directory), _privacy(settings), source, to_version, apply)
     if result.refused:
         raise click.ClickException(refusal(result))
     if result.restored is None:

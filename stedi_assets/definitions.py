@@ -65,7 +65,7 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
             prefixes=dict(settings.source_prefixes),
             aws=aws_config(settings, anonymous=settings.source_anonymous),
         ),
-        "engine": engine_resource(settings.engine),
+        "engine": engine_resource(settings.engine, settings.memory_limit, settings.spill_directory),
         "privacy": privacy_resource(settings),
     }
 
