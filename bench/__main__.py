@@ -11,18 +11,32 @@ import click
 
 
 @click.command()
-@click.option("--scales", default="real,1,10,100", show_default=True, help="'real' (the real data) and/or generator scales.")
+@click.option(
+    "--scales",
+    default="real,1,10,100",
+    show_default=True,
+    help="'real' (the real data) and/or generator scales, as 100 or 100x (1000x needs about 11 GB of disk).",
+)
 @click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per system and scale.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench_results", show_default=True)
 @click.option("--real", "real_source", help="The real STEDI data; default: STEDI_REFERENCE_DATA, else ../shared/data/stedi.")
 @click.option("--systems", default="ours,baseline,floor", show_default=True, help="Which of ours, baseline, floor to run.")
+@click.option(
+    "--min-available-gb",
+    type=click.FloatRange(min=0),
+    default=6.0,
+    show_default=True,
+    help="Watchdog: kill a run when the machine's available memory drops under this (other work shares it).",
+)
 @click.option(
     "--incremental",
     is_flag=True,
     help="Instead: a full run, then one new accelerometer and step trainer file with 1% of the rows each, "
     "the incremental run, and the time to the ML table under dagster dev (bench/incremental.py).",
 )
-def bench(scales: str, runs: int, out: str, real_source: str | None, systems: str, incremental: bool) -> None:
+def bench(
+    scales: str, runs: int, out: str, real_source: str | None, systems: str, min_available_gb: float, incremental: bool
+) -> None:
     """Time ours, the seeds' jobs on Spark and a Dagster floor on the same data (see bench/)."""
     from bench.report import machine, markdown, summarize, write_report
     from bench.runner import SYSTEMS, run_benchmark
@@ -46,7 +60,10 @@ def bench(scales: str, runs: int, out: str, real_source: str | None, systems: st
             click.echo(f"{kind}: {path}")
         return
     try:
-        results = run_benchmark([s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo)
+        results = run_benchmark(
+            [s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo,
+            min_available=int(min_available_gb * 2**30),
+        )
     except (FileNotFoundError, RuntimeError) as error:  # no real data, or a run that failed
         raise click.ClickException(str(error)) from None
     summary = summarize(results, runs, host)

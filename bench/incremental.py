@@ -33,7 +33,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from bench.measure import measure
-from bench.runner import _check, bin_command, clean_env, prepare_source, step_seconds
+from bench.runner import _check, bin_command, clean_env, prepare_source, scale_name, step_seconds
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.store import LocalStore
@@ -162,7 +162,7 @@ def run_incremental_benchmark(scales: list[str], out: Path, real_source: Path, l
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
-    for scale in scales:
+    for scale in map(scale_name, scales):
         generated = prepare_source(scale, out / "data", real_source.resolve(), log)
         work = out / "work-incremental"
         shutil.rmtree(work, ignore_errors=True)

@@ -26,6 +26,7 @@ NAMES = {"ours": "ours (dagster + DuckDB)", "baseline": "seeds' jobs on Spark", 
 STARTUP = "start-up and Dagster"
 PICTURES = "pictures"  # within the asset steps: the charts of the UI (charts.py), taken out of their zones
 PHASES = ("landing", "trusted", "curated", "checks", PICTURES, STARTUP)
+STEP_FIELDS = ("build", "pictures", "audit", "commit", "peak_rss_bytes")  # runner.step_breakdown
 
 
 def machine() -> dict:
@@ -64,6 +65,11 @@ def summarize(results: Sequence[ScaleResult], runs: int, host: dict) -> dict:
         ours = scale["runs"].get("ours", [])
         if ours and all("step_seconds" in run for run in ours):
             scale["ours_phase_seconds"] = {p: statistics.median(phases(run)[p] for run in ours) for p in PHASES}
+        if ours and all("steps" in run for run in ours):
+            scale["ours_steps"] = {
+                step: {k: statistics.median(run["steps"].get(step, {}).get(k, 0) for run in ours) for k in STEP_FIELDS}
+                for step in ours[0]["steps"]
+            }
     summary = {"machine": host, "runs": runs, "scales": scales}
     summary["targets"] = targets(summary)
     summary["capacity"] = capacity(summary)
@@ -97,7 +103,7 @@ def _target(name: str, measured: float | None, limit: float, at_most: bool, unit
 
 def targets(summary: dict) -> list[dict]:
     """The issue's targets, each with its measured value (None when that scale was not run)."""
-    real, x10, x100 = _scale(summary, REAL), _scale(summary, "10"), _scale(summary, "100")
+    real, x10, x100, x1000 = (_scale(summary, name) for name in (REAL, "10", "100", "1000"))
 
     def ratio(scale: dict | None, key: str, invert: bool = False) -> float | None:
         value = None if scale is None else scale["ratios"].get(key)
@@ -110,7 +116,14 @@ def targets(summary: dict) -> list[dict]:
         data = x100["rows"]["accelerometer"] / x10["rows"]["accelerometer"]
         return x100["medians"]["ours"][metric] / x10["medians"]["ours"][metric] / data
 
-    peak_100 = None if x100 is None or "ours" not in x100["medians"] else x100["medians"]["ours"]["peak_rss_bytes"] / GIB
+    def ours(scale: dict | None, metric: str) -> float | None:
+        return None if scale is None or "ours" not in scale["medians"] else scale["medians"]["ours"][metric]
+
+    peak_100 = None if ours(x100, "peak_rss_bytes") is None else ours(x100, "peak_rss_bytes") / GIB
+    peak_1000 = None if ours(x1000, "peak_rss_bytes") is None else ours(x1000, "peak_rss_bytes") / GIB
+    time_1000 = None if ours(x1000, "wall_seconds") is None or ours(x100, "wall_seconds") is None else (
+        ours(x1000, "wall_seconds") / ours(x100, "wall_seconds")
+    )
     return [
         _target("real data: ours / Dagster floor, time", ratio(real, "time_ours_over_floor"), 1.25, at_most=True, unit="x"),
         _target("real data: speed-up over the Spark baseline", ratio(real, "time_ours_over_baseline", True), 4, False, "x"),
@@ -118,6 +131,9 @@ def targets(summary: dict) -> list[dict]:
         _target("100x: peak memory of ours", peak_100, MEMORY_LIMIT_100X / GIB, at_most=True, unit=" GiB"),
         _target("10x -> 100x: time growth / data growth", growth("wall_seconds"), 1, at_most=True, unit="x"),
         _target("10x -> 100x: memory growth / data growth", growth("peak_rss_bytes"), 1, at_most=True, unit="x"),
+        _target("1000x: peak memory of ours", peak_1000, MEMORY_LIMIT_100X / GIB, at_most=True, unit=" GiB"),
+        _target("1000x: time / the 100x time", time_1000, 10, at_most=True, unit="x"),
+        _target("1000x: speed-up over the Spark baseline", ratio(x1000, "time_ours_over_baseline", True), 3, False, "x"),
     ]
 
 
@@ -183,6 +199,21 @@ def markdown(summary: dict) -> str:
         ]
         for scale in broken_down:
             lines.append(f"| {scale['scale']} | " + " | ".join(f"{scale['ours_phase_seconds'][p]:.1f}" for p in PHASES) + " |")
+    if stepped := [s for s in summary["scales"] if "ours_steps" in s]:
+        lines += [
+            "",
+            "Each step of ours: seconds to build (pictures included), of which pictures, to judge its rules, to commit; "
+            "and the peak memory of the run's processes while it ran (medians):",
+            "",
+            "| scale | step | build s | pictures s | audit s | commit s | peak MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for scale in stepped:
+            for step, f in scale["ours_steps"].items():
+                lines.append(
+                    f"| {scale['scale']} | {step} | {f['build']:.2f} | {f['pictures']:.2f} | {f['audit']:.2f} | "
+                    f"{f['commit']:.2f} | {f['peak_rss_bytes'] / MIB:,.0f} |"
+                )
     lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
     for t in summary["targets"]:
         limit = f"{'<=' if t['at_most'] else '>='} {t['limit']:g}{t['unit']}"

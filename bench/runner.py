@@ -78,7 +78,8 @@ def step_seconds(log: str) -> dict[str, float]:
 # `... - <step key> - <table>: committed as Delta version 3 (...); build 0.9 s (pictures 0.8 s), audit 0.1 s, ...`
 _COMMITTED = re.compile(
     r" - (?P<step>\w+) - \w+: (?:committed as|nothing changed, stays at) Delta version .*?; "
-    r"build [0-9.]+ s \(pictures (?P<pictures>[0-9.]+) s\), audit (?P<audit>[0-9.]+) s"
+    r"build (?P<build>[0-9.]+) s \(pictures (?P<pictures>[0-9.]+) s\), audit (?P<audit>[0-9.]+) s"
+    r"(?:,[^\n]*? commit (?P<commit>[0-9.]+) s)?"
 )
 
 
@@ -91,6 +92,44 @@ def picture_seconds(log: str) -> dict[str, float]:
     """The time each step spent on its pictures (charts and the numbers behind them), from the
     line it logs when it commits."""
     return {m["step"]: float(m["pictures"]) for m in _COMMITTED.finditer(log)}
+
+
+def step_breakdown(log: str, samples: Sequence[tuple[float, int]] = ()) -> dict[str, dict[str, float]]:
+    """Per step: its build (pictures included), pictures, audit and commit seconds, from the
+    line it logs when it commits, and the peak memory of the run's processes while it ran
+    (`samples` of measure.py against the step's start and end in the log, to the second)."""
+    out = {
+        m["step"]: {k: float(m[k] or 0) for k in ("build", "pictures", "audit", "commit")} for m in _COMMITTED.finditer(log)
+    }
+    for step, (start, end) in _step_windows(log).items():
+        within = [rss for t, rss in samples if start <= t < end + 1]
+        if within:
+            out.setdefault(step, {})["peak_rss_bytes"] = max(within)
+    return out
+
+
+_STEP_EVENT = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}) - dagster - \w+ - [^\n]*? - (?P<step>\w+) - "
+    r"(?P<event>STEP_START|STEP_SUCCESS|STEP_FAILURE) - ",
+    re.M,
+)
+
+
+def _step_windows(log: str) -> dict[str, tuple[float, float]]:
+    import datetime as dt
+
+    windows: dict[str, list[float]] = {}
+    for m in _STEP_EVENT.finditer(log):
+        at = dt.datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S %z").timestamp()
+        window = windows.setdefault(m["step"], [at, at])
+        window[0 if m["event"] == "STEP_START" else 1] = at
+    return {step: (start, end) for step, (start, end) in windows.items()}
+
+
+def scale_name(scale: str) -> str:
+    """`100x` or `100` -> `100`; `real` stays."""
+    scale = scale.strip()
+    return scale if scale == REAL else scale.removesuffix("x")
 
 
 def bin_command(name: str) -> str:
@@ -110,8 +149,11 @@ def clean_env(**settings: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": path, **settings}
 
 
-def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[[str], None]) -> Path:
-    """The landing data of a scale: the real data, or `stedi generate`'s, made once and reused."""
+def prepare_source(
+    scale: str, data_dir: Path, real_source: Path, log: Callable[[str], None], min_available: int = 0
+) -> Path:
+    """The landing data of a scale: the real data, or `stedi generate`'s, made once and reused
+    (under the same watchdog as the runs)."""
     if scale == REAL:
         if not (real_source / "customer").is_dir():
             raise FileNotFoundError(f"real STEDI data not found at {real_source}")
@@ -124,9 +166,13 @@ def prepare_source(scale: str, data_dir: Path, real_source: Path, log: Callable[
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     log(f"generating scale {scale} into {target}")
-    generated = measure(command, clean_env(), target.parent, target.parent / f"generate-{scale}.log")
+    generated = measure(
+        command, clean_env(), target.parent, target.parent / f"generate-{scale}.log", min_available=min_available
+    )
     _check(generated, f"stedi generate --scale {scale}", target.parent / f"generate-{scale}.log")
-    marker.write_text(json.dumps({"command": command[2:], "wall_seconds": generated.wall_seconds}))
+    marker.write_text(
+        json.dumps({"command": command[2:], "wall_seconds": generated.wall_seconds, "peak_rss_bytes": generated.peak_rss_bytes})
+    )
     return target
 
 
@@ -165,6 +211,7 @@ def run_benchmark(
     real_source: Path,
     systems: Sequence[str] = SYSTEMS,
     log: Callable[[str], None] = print,
+    min_available: int = 0,
 ) -> list[ScaleResult]:
     """Measure every system `runs` times at every scale; the runs of one scale interleave the
     systems, so that a noisy moment of the machine hits them alike."""
@@ -172,8 +219,8 @@ def run_benchmark(
     logs, work = out / "logs", out / "work"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
-    for scale in scales:
-        source = prepare_source(scale, out / "data", real_source.resolve(), log)
+    for scale in map(scale_name, scales):
+        source = prepare_source(scale, out / "data", real_source.resolve(), log, min_available)
         json_bytes, rows = source_shape(source)
         result = ScaleResult(scale, str(source), json_bytes, rows, {s: [] for s in systems})
         for run in range(1, runs + 1):
@@ -182,11 +229,12 @@ def run_benchmark(
                 work.mkdir(parents=True)
                 command, env = commands(source, work)[system]
                 log_file = logs / f"{scale}-{system}-{run}.log"
-                measured = measure(command, env, work, log_file)
+                measured = measure(command, env, work, log_file, min_available=min_available)
                 _check(measured, f"{system} at scale {scale}", log_file)
                 record = {
                     "wall_seconds": measured.wall_seconds,
                     "peak_rss_bytes": measured.peak_rss_bytes,
+                    "cpu_seconds": measured.cpu_seconds,
                     "load_average_1m": os.getloadavg()[0],  # how busy the machine was meanwhile
                 }
                 if system == "ours":
@@ -194,10 +242,12 @@ def run_benchmark(
                     record["step_seconds"] = step_seconds(text)
                     record["audit_seconds"] = audit_seconds(text)
                     record["picture_seconds"] = picture_seconds(text)
+                    record["steps"] = step_breakdown(text, measured.samples)
                 result.runs[system].append(record)
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "
-                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB"
+                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB {measured.cpu_seconds:8.1f} s CPU "
+                    f"(load {record['load_average_1m']:.1f})"
                 )
         shutil.rmtree(work, ignore_errors=True)
         results.append(result)
@@ -205,6 +255,8 @@ def run_benchmark(
 
 
 def _check(measured: Measurement, what: str, log_file: Path) -> None:
+    if measured.killed:
+        raise RuntimeError(f"{what} was killed by the watchdog: {measured.killed} (log: {log_file})")
     if measured.returncode != 0:
         tail = log_file.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{what} exited {measured.returncode} (log: {log_file}):\n{tail}")

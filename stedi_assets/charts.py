@@ -21,7 +21,7 @@ import base64
 import io
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import pyarrow as pa
@@ -107,10 +107,11 @@ def rejects_by_reason(rejects: pa.Table) -> str:
     return _markdown(fig, "rejects by reason")
 
 
-def rows_per_file(rows: pa.Table, rejects: pa.Table | None = None) -> str:
+def rows_per_file(rows: pa.Table | Mapping[str, int], rejects: pa.Table | None = None) -> str:
     """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
-    files first; beyond MAX_BARS files, the rest are added up into one bar."""
-    per_file = _count(rows["source_file"])
+    files first; beyond MAX_BARS files, the rest are added up into one bar. `rows`: the
+    landing rows, or their count per file (what a build that staged them knows)."""
+    per_file = {f: n for f, n in rows.items() if n} if isinstance(rows, Mapping) else _count(rows["source_file"])
     bad = _count(rejects["source_file"]) if rejects is not None and rejects.num_rows else {}
     files = set(per_file) | set(bad)
     totals = {f: per_file.get(f, 0) + bad.get(f, 0) for f in files}
@@ -132,7 +133,7 @@ def rows_per_file(rows: pa.Table, rejects: pa.Table | None = None) -> str:
         _hbars(ax, labels, good, _BLUE, stacked=rejected, stacked_colour=_RED, stacked_name="rejected")
         _bar_layout(fig, ax.get_yticklabels())
         ax.set_xlabel("rows" + (" (red: rejected lines)" if any(rejected) else ""), fontsize=8)
-    ax.set_title(f"Rows per source file ({len(files):,} files, {rows.num_rows:,} rows)", loc="left", fontsize=10)
+    ax.set_title(f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)", loc="left", fontsize=10)
     return _markdown(fig, "rows per source file")
 
 
@@ -168,9 +169,9 @@ def subject_counts(ml: pa.Table) -> pa.Table:
     return counts.sort_by([("readings", "descending"), ("subject_id", "ascending")])
 
 
-def readings_per_subject(ml: pa.Table, counts: pa.Table | None = None) -> str:
-    """Histogram: how many subjects have how many readings in the ML table."""
-    counts = subject_counts(ml) if counts is None else counts
+def readings_per_subject(counts: pa.Table) -> str:
+    """Histogram: how many subjects have how many readings in the ML table (`counts`:
+    subject_id, readings)."""
     readings = counts["readings"].to_numpy()
     fig = _figure(SMALL)
     ax = fig.add_subplot()

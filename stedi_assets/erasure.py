@@ -49,7 +49,7 @@ from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.landing.named import with_named_keys
+from stedi_assets.landing.named import named_tokens, with_named_keys
 from stedi_assets.tables import ERASURE_REQUESTS, LAKE_TABLES, RESCUED_DATA
 
 # What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing

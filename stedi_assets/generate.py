@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,18 +80,30 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
     steps = rng.integers(1, 40, (n, STEP_READINGS_PER_CUSTOMER)) * 100
     times = starts[:, None] + np.cumsum(steps, axis=1)
     distances = rng.integers(180, 300, (n, STEP_READINGS_PER_CUSTOMER))
-    step_lines = [
-        f'{{"sensorReadingTime":{t},"serialNumber":"{serials[i]}","distanceFromObject":{d}}}'
-        for i in ids
-        for t, d in zip(times[i].tolist(), distances[i].tolist())
-    ]
+
+    def step_line(j: int) -> str:
+        i, r = divmod(j, STEP_READINGS_PER_CUSTOMER)
+        return f'{{"sensorReadingTime":{times[i, r]},"serialNumber":"{serials[i]}","distanceFromObject":{distances[i, r]}}}'
+
+    step_lines = _Lines(n * STEP_READINGS_PER_CUSTOMER, step_line)
 
     per_time = rng.choice([1, 2, 3], p=[0.003, 0.16, 0.837], size=(n, STEP_READINGS_PER_CUSTOMER))
-    accelerometer_lines = []
-    for i in ids:
-        for t, k in zip(times[i].tolist(), per_time[i].tolist()):
-            for x, y, z in _TRIPLES[rng.choice(len(_TRIPLES), size=k, replace=False)].tolist():
-                accelerometer_lines.append(f'{{"user":"{emails[i]}","timestamp":{t},"x":{x},"y":{y},"z":{z}}}')
+    # Each accelerometer line as numbers (its step reading, its triple), formatted only when
+    # its file is written: the generator's memory grows with the numbers, not the text.
+    reading = np.repeat(np.arange(n * STEP_READINGS_PER_CUSTOMER, dtype=np.int64), per_time.ravel())
+    triple = np.empty(reading.size, dtype=np.int8)
+    at = 0
+    for k in per_time.ravel().tolist():
+        triple[at : at + k] = rng.choice(len(_TRIPLES), size=k, replace=False)
+        at += k
+    triples = _TRIPLES.tolist()
+
+    def accelerometer_line(j: int) -> str:
+        i, r = divmod(int(reading[j]), STEP_READINGS_PER_CUSTOMER)
+        x, y, z = triples[triple[j]]
+        return f'{{"user":"{emails[i]}","timestamp":{times[i, r]},"x":{x},"y":{y},"z":{z}}}'
+
+    accelerometer_lines = _Lines(reading.size, accelerometer_line)
 
     files_c, files_a, files_s = options.files_per_source
     _write(store, "customer", customer_lines, files_c, rng)
@@ -136,9 +149,26 @@ def _customer_line(i, email, serial, registered, consent_at, consents, null_cons
     return json.dumps(record)
 
 
-def _write(store: Store, source: str, lines: list[str], files: int, rng: np.random.Generator) -> None:
+@dataclass(frozen=True)
+class _Lines:
+    """`size` lines, each made by `line(j)` when it is written."""
+
+    size: int
+    line: Callable[[int], str]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, j: int) -> str:
+        return self.line(j)
+
+
+def _write(store: Store, source: str, lines: Sequence[str] | _Lines, files: int, rng: np.random.Generator) -> None:
     store.delete_prefix(f"{source}/landing")
     order = rng.permutation(len(lines))  # files are not sorted by customer, as in the real data
     for part, chunk in enumerate(np.array_split(order, max(1, files))):
-        body = "\n".join(lines[j] for j in chunk.tolist())
-        store.write(f"{source}/landing/{source}-{BASE_TIME_MS + part}.json", (body + "\n").encode())
+        # Encoded a slice at a time: one file's bytes in memory, not its text as well.
+        body = b"".join(
+            "".join(lines[j] + "\n" for j in piece.tolist()).encode() for piece in np.array_split(chunk, max(1, len(chunk) // 100_000))
+        )
+        store.write(f"{source}/landing/{source}-{BASE_TIME_MS + part}.json", body or b"\n")

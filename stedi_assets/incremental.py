@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from stedi_assets.engine import Relation
-from stedi_assets.lake.delta import Snapshot
+from stedi_assets.lake.delta import Snapshot, Staged
 from stedi_assets.lake.errors import LakeError
 from stedi_assets.publishing import AssetStep, Build, Increment
 from stedi_assets.tables import TABLES, Table
@@ -113,12 +113,14 @@ class Follower:
             info={"rules_fingerprint": self.fingerprint},
         )
 
-    def full(self, data: pa.Table, metadata: Mapping | None = None) -> Build:
-        """A build from scratch, recording why it was not incremental."""
+    def full(self, data: pa.Table | Staged, metadata: Mapping | None = None, built_with: str | None = None) -> Build:
+        """A build from scratch, recording why it was not incremental; `built_with`: the rule
+        SQL `data` is the result of, over the step's inputs (Build.built_with)."""
         return Build(
             data,
             metadata={**(metadata or {}), "full_build_because": self.reason or ""},
             info={"rules_fingerprint": self.fingerprint},
+            built_with=built_with,
         )
 
     def changes(self, name: str) -> Changes:
@@ -153,7 +155,7 @@ class Follower:
         affected: pa.Table,
         fresh: pa.Table,
         recompute: Callable[[pa.Table], pa.Table],
-        recompute_all: Callable[[], pa.Table],
+        recompute_all: Callable[[], pa.Table | Staged],
         distinct: bool,
         time: str,
         judge_with: Mapping[str, Relation] | None = None,

@@ -3,7 +3,9 @@
 `audited_asset` turns a function that builds a table into one Dagster step that:
 
 1. builds the table from the published upstream tables;
-2. judges every blocking rule of its `Audit` on exactly that data, in memory;
+2. judges every blocking rule of its `Audit` on exactly that data: in memory (a small
+   table), or, for a table of any size, as Parquet files staged in the table's folder and
+   not committed (`Staged`: out of sight, read by the engine where they lie);
 3. yields the `Output`: an `Audited` value, the data that passed with its companions and
    commit info, which the IO manager writes and commits as the table's next Delta version
    in one go (io_manager.py); or, if a rule failed, no data at all (nothing is written,
@@ -25,7 +27,7 @@ its `Audit` (`paired`, `from_source`) or builds itself.
 
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +49,7 @@ from stedi_assets.charts import Pictures
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.erasure import Erasures
-from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.delta import Lake, Snapshot, Staged
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.privacy import PrivacyPolicy, mask, now_ms
 from stedi_assets.tables import Table
@@ -94,13 +96,14 @@ class Build:
     whole table), metadata for the UI, and whether it changes the published version
     (`increment`) rather than replacing it."""
 
-    data: pa.Table | Sequence[pa.Table]
+    data: pa.Table | Sequence[pa.Table] | Staged
     companion: pa.Table | Sequence[pa.Table] | None = None
     relations: Mapping[str, Relation] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     increment: Increment | None = None
     ledger: pa.Table | None = None
     info: Mapping[str, Any] = field(default_factory=dict)  # more for the commit info
+    built_with: str | None = None  # the rule SQL `data` is the result of, over the step's inputs (audit.Rule.met_by)
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,21 @@ class AssetStep:
         return self.engine.engine().query(
             self.privacy.render(sql, self.as_of), {**{name: self.inputs[name] for name in inputs}, **relations}
         )
+
+    def stage(
+        self,
+        table: Table,
+        sql: str,
+        *inputs: str,
+        observe: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
+        **relations: Relation,
+    ) -> Staged:
+        """`query`'s result as `table`'s staged files, streamed from the engine in batches:
+        memory bounded by the engine's setting (STEDI_MEMORY_LIMIT), not by the result.
+        `observe` sees each batch on its way (the numbers behind a picture)."""
+        rendered = self.privacy.render(sql, self.as_of)
+        batches = self.engine.engine().batches(rendered, {**{name: self.inputs[name] for name in inputs}, **relations})
+        return self.lake.stage(table.spec, [observe(batches) if observe is not None else batches])
 
     def current(self, table: Table) -> Snapshot | None:
         """The table's published version, or None if it has none."""
@@ -166,7 +184,7 @@ class Audited:
     its log line."""
 
     table: Table
-    data: Data | None
+    data: Data | Staged | None
     info: Mapping[str, Any]
     companions: tuple[Companion, ...] = ()
     increment: Increment | None = None
@@ -185,8 +203,8 @@ class Audited:
         )
 
 
-def whole(table: Table, data: pa.Table | Sequence[pa.Table]) -> pa.Table:
-    if isinstance(data, pa.Table):
+def whole(table: Table, data: pa.Table | Sequence[pa.Table] | Staged) -> pa.Table | Staged:
+    if isinstance(data, (pa.Table, Staged)):
         return data
     return pa.concat_tables(data) if data else table.spec.schema.empty_table()
 
@@ -196,8 +214,14 @@ def conform(table: Table, data: pa.Table) -> pa.Table:
     return data.select(table.column_names).cast(table.spec.schema)
 
 
-def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table]) -> Data:
+def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table] | Staged) -> Data | Staged:
+    if isinstance(data, Staged):  # conformed as it was written (Lake.stage)
+        return data
     return conform(table, data) if isinstance(data, pa.Table) else tuple(conform(table, part) for part in data)
+
+
+def _rows(data: pa.Table | Staged) -> int:
+    return data.rows if isinstance(data, Staged) else data.num_rows
 
 
 def check_specs(audit: Audit) -> list[dg.AssetCheckSpec]:
@@ -339,11 +363,12 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         elif increment is not None and (ledger := _companion_or_none(step.lake, increment.base, audit.ledger)) is not None:
             companions.append(Companion(audit.ledger, None, ledger))
     relations.update(built.relations)
-    outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of)
+    outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
     passed = all(o.passed for o in outcomes)
     audit_seconds = time.perf_counter() - started
-    rows = increment.rows if increment is not None else added.num_rows
+    rows = increment.rows if increment is not None else _rows(added)
     audited = None
+    publishes = data if increment is None or _rows(added) else None
     if passed:
         info = {
             "run_id": context.run.run_id,
@@ -360,7 +385,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         }
         audited = Audited(
             table,
-            None if increment is not None and not added.num_rows else data,
+            publishes,
             info,
             tuple(companions),
             increment,
@@ -375,6 +400,8 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     }
     if audit.companion is not None and increment is None and audit.companion.name in relations:
         metadata[f"{audit.companion.name}_rows"] = relations[audit.companion.name].num_rows
+    if isinstance(data, Staged) and (not passed or publishes is None):
+        step.lake.discard(data)  # nothing of it is committed: no file left behind
     yield dg.Output(audited, output_name=table.name, metadata=metadata)
     for outcome in outcomes:
         if _selected(context, table, outcome):
@@ -390,7 +417,7 @@ PREVIEW_ROWS = 5
 
 
 def output_metadata(
-    table: Table, added: pa.Table, rows: int, outcomes: Sequence[Outcome], increment: Increment | None
+    table: Table, added: pa.Table | Staged, rows: int, outcomes: Sequence[Outcome], increment: Increment | None
 ) -> dict[str, Any]:
     """Row count (once committed), column schema, a masked preview (of the rows this build
     adds) and the audit's verdict; for an incremental build, what it changed."""
@@ -402,11 +429,11 @@ def output_metadata(
         "audit": "passed every blocking rule: published with its checks"
         if not failed
         else f"FAILED {', '.join(failed)}: not published, nothing written; readers keep the previous version",
-        "preview": preview(table, added.slice(0, PREVIEW_ROWS)),
+        "preview": preview(table, added.head(PREVIEW_ROWS) if isinstance(added, Staged) else added.slice(0, PREVIEW_ROWS)),
         "build": "full" if increment is None else "incremental",
     }
     if increment is not None:
-        metadata["rows_added"] = added.num_rows
+        metadata["rows_added"] = _rows(added)
         metadata["base_version"] = increment.base.version
         metadata["changes"] = dg.MetadataValue.json(dict(increment.summary))
     return metadata
@@ -472,6 +499,8 @@ def _result(table: Table, outcome: Outcome, published: bool, version: int | None
     }
     if version is not None:
         metadata["judged_version"] = version
+    if outcome.by_construction:
+        metadata["judged"] = "by construction: the table is the rule's own SQL over the inputs it reads"
     return dg.AssetCheckResult(
         check_name=outcome.rule.name,
         asset_key=table.name,

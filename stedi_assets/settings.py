@@ -69,6 +69,8 @@ class Settings:
     retention_hours: int = DEFAULT_RETENTION_HOURS  # replaced versions are vacuumed once this old
     sensor_interval_seconds: int = 30  # how often the sensors list the source and automation looks for updates
     automation: bool = True  # sensors and automation on by default under the daemon (dagster dev)
+    memory_limit: str = "1GB"  # what DuckDB may hold before it spills (docs/benchmarks.md)
+    spill_directory: str | None = None  # where it spills; default: the system's temp folder
 
     @property
     def subject_key_is_set(self) -> bool:
@@ -113,6 +115,8 @@ class Settings:
             retention_hours=_hours(env, "STEDI_RETENTION_HOURS", DEFAULT_RETENTION_HOURS),
             sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
             automation=_flag(env, "STEDI_AUTOMATION", default="true"),
+            memory_limit=_memory(env, "STEDI_MEMORY_LIMIT", "1GB"),
+            spill_directory=env.get("STEDI_SPILL_DIRECTORY") or None,
         )
 
 
@@ -123,6 +127,14 @@ def _spark_master(env: Mapping[str, str]) -> str:
             f"STEDI_SPARK_MASTER={master!r} is not a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://..."
         )
     return master
+
+
+def _memory(env: Mapping[str, str], name: str, default: str) -> str:
+    """An amount of memory as DuckDB writes it: a number and KB, MB, GB (or KiB, MiB, GiB)."""
+    value = (env.get(name) or default).strip()
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)", value, re.IGNORECASE):
+        raise SettingsError(f"{name}={value} is not an amount of memory: write it as 512MB, 1GB or 2GiB")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: list[str]) -> str:

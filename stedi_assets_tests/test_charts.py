@@ -308,7 +308,7 @@ def test_no_chart_shows_a_direct_identifier(drawn_texts):
         charts.rows_per_file(accelerometer),
         charts.privacy_funnel([("in landing (customer_landing)", 1), (f"with research consent ({EMAIL})", 1)]),
         charts.subject_signals(ml),
-        charts.readings_per_subject(ml),
+        charts.readings_per_subject(charts.subject_counts(ml)),
         charts.step_trainer_matches(40, 50),
     ]
     assert drawn_texts and f"subject {SUBJECT[:8]}…" in drawn_texts
@@ -336,7 +336,7 @@ def test_charts_of_empty_tables_still_draw():
     empty_ml = MACHINE_LEARNING_CURATED.arrow_schema.empty_table()
     assert_chart(charts.rejects_by_reason(pa.table({"source_file": pa.array([], pa.string()), "reason": pa.array([], pa.string())})), SMALL)
     assert_chart(charts.rows_per_file(CUSTOMER_LANDING.arrow_schema.empty_table()), SMALL)
-    assert_chart(charts.readings_per_subject(empty_ml), SMALL)
+    assert_chart(charts.readings_per_subject(charts.subject_counts(empty_ml)), SMALL)
     assert_chart(charts.subject_signals(empty_ml), SIGNALS)
     assert_chart(charts.step_trainer_matches(0, 0), SHARE)
 
@@ -361,11 +361,14 @@ def test_profile_counts_a_reading_two_subjects_share_once():
         {"subject_id": "s2", "sensorReadingTime": 20},
         {"subject_id": "s3", "sensorReadingTime": 10},
     )
-    found = signals.profile(ml, customers)
+    profiler = signals.Profiler(customers)
+    half = ml.num_rows // 2  # two batches, as a build stages them
+    assert [b.num_rows for b in profiler.observe(iter(ml.slice(0, half).to_batches() + ml.slice(half).to_batches()))] == [2, 3]
+    found = profiler.result()
     assert found.step_trainer_readings_matched == 3  # (A, 10), (A, 20), (B, 10)
     assert found.subject_counts.to_pylist() == [
         {"subject_id": "s1", "readings": 2},
         {"subject_id": "s2", "readings": 2},
         {"subject_id": "s3", "readings": 1},
     ]
-    assert found.rows_of(ml, ["s2"])["sensorReadingTime"].to_pylist() == [10, 20]
+    assert signals.rows_of(DuckDBEngine(), ml, ["s2"])["sensorReadingTime"].to_pylist() == [10, 20]

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from stedi_assets import erasure
 from stedi_assets.definitions import defs
-from stedi_assets.audit import Rule, evaluate
+from stedi_assets.audit import Audit, Rule, evaluate
 from stedi_assets.curated import checks as curated
 from stedi_assets.engine.resource import DuckDBEngineResource
 from stedi_assets.landing.checks import lines_accounted_for, source_lines
@@ -187,3 +187,16 @@ def test_no_erased_person_finds_the_rows_of_an_erased_person_whatever_the_spelli
     ml = table(MACHINE_LEARNING_CURATED, {"subject_id": next(iter(erased.subjects)), "sensorReadingTime": 1})
     by_subject = erasure.not_erased(("machine_learning_curated", "subject_id", erasure.SUBJECT))
     assert evaluate(by_subject, {"machine_learning_curated": ml, **erased.relations()}, DuckDBEngineResource(), privacy).violations == 1
+
+
+def test_a_rule_is_met_by_construction_only_by_a_build_of_its_own_sql():
+    """A full build that is exactly the SQL a rule is `met_by` is not judged by recomputing
+    it; any other build (incremental, another SQL) and a published version are."""
+    rule = Rule("explained", "every row explained", sql="SELECT 1 AS unexplained", met_by="SELECT the zone rule")
+    audit = Audit(MACHINE_LEARNING_CURATED, (rule,))
+    [built] = audit.judge({}, DuckDBEngineResource(), PrivacyPolicy(), 0, built_with="SELECT the zone rule")
+    assert built.passed and built.by_construction
+    for other in (None, "SELECT another rule"):
+        [judged] = audit.judge({}, DuckDBEngineResource(), PrivacyPolicy(), 0, built_with=other)
+        assert judged.violations == 1 and not judged.by_construction
+    assert curated.MACHINE_LEARNING_CURATED_AUDIT.rules[0].met_by is not None  # same_customer

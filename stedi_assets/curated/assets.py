@@ -81,16 +81,18 @@ def machine_learning_curated(step: AssetStep) -> Build:
     follower = Follower(step, MACHINE_LEARNING_CURATED, [rules.MACHINE_LEARNING_CURATED])
 
     def everything():
-        return step.query(rules.MACHINE_LEARNING_CURATED, *inputs)
+        return step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs)
 
     if not follower.usable:
-        ml = everything()
-        # Pictures for the UI, on full builds (they profile the whole table): funnel, signals,
-        # readings per subject, matches; a chart that fails is a warning, never a failure.
+        # Pictures for the UI, on full builds (they profile the whole table, counted as it is
+        # staged): funnel, signals, readings per subject, matches; a chart that fails is a
+        # warning, never a failure.
+        profiler = signals.Profiler(step.inputs["customer_curated"].to_arrow())
+        ml = step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs, observe=profiler.observe)
         pictures = signals.machine_learning_pictures(
-            step.pictures, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.current
+            step.pictures, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.current, profiler
         )
-        return follower.full(ml, {**metadata, **pictures})
+        return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
     steps = follower.changes("step_trainer_trusted")
     phones = follower.changes("accelerometer_trusted")

@@ -62,8 +62,12 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
         Rule(
             SAME_CUSTOMER,
             "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
-            "curated customer, taken at the same time.",
+            "curated customer, taken at the same time. A full build is this zone rule's result over "
+            "the inputs the check reads, staged as it came: it meets the rule by construction, and "
+            "the join is not computed a second time (as strict: what is judged is the rule's output); "
+            "an incremental build and a published version are judged by the SQL.",
             # What was built, less every pairing the rule allows: nothing may remain.
+            met_by=rules.MACHINE_LEARNING_CURATED,
             sql=f"""
                 SELECT subject_id, sensorReadingTime FROM (
                     SELECT {", ".join(MACHINE_LEARNING_CURATED.column_names)} FROM machine_learning_curated

@@ -7,8 +7,9 @@
   table's subjects are counted from the table in hand.
 - The ML table's profile: readings per subject, and how many step trainer readings found an
   accelerometer reading of the same customer at the same time (the readings the ML table is
-  made of), from the ML table in hand and customer_curated, with Arrow and numpy: one hash
-  lookup and one sort of integers, no wide GROUP BY over millions of rows.
+  made of), counted with Arrow and numpy from the batches the build stages (`Profiler`): one
+  hash lookup per row and sorts of integers, no second scan of the table, no GROUP BY over
+  millions of wide rows, and never the whole table in memory.
 
 `customer_curated_pictures` and `machine_learning_pictures` are what the two assets call: each
 returns metadata for `context.add_output_metadata`, and a picture or number that fails is a
@@ -17,7 +18,8 @@ warning in the log and missing from the metadata, never a failed step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -111,64 +113,83 @@ class MachineLearningProfile:
 
     subject_counts: pa.Table  # subject_id, readings: the most first, ties by subject_id
     step_trainer_readings_matched: int  # distinct (serial number, reading time) in the ML table
-    row_subject: np.ndarray  # per ML row, its subject's row in `customers` (-1: none)
-    customers: pa.Table  # customer_curated's subject_id and serialNumber
 
     @property
     def subjects(self) -> int:
         return self.subject_counts.num_rows
 
-    def rows_of(self, ml: pa.Table, subjects: list[str]) -> pa.Table:
-        """The ML rows of a few subjects, found by comparing integers, not strings."""
-        wanted = pc.index_in(pa.array(subjects, pa.string()), value_set=self.customers["subject_id"])
-        mask = np.zeros(self.row_subject.size, dtype=bool)
-        for code in wanted.to_pylist():
-            if code is not None:
-                mask |= self.row_subject == code
-        return ml.filter(pa.array(mask))  # not take(): that would first copy every chunk into one
+
+class Profiler:
+    """Readings per subject and the matched step trainer readings, exactly, counted from the
+    ML table's record batches as the build stages them (`observe`, AssetStep.stage): the
+    table is read once, by the build, never again for its pictures, and never held whole.
+    Each row's subject is looked up among the curated customers (a small table); subjects
+    are mapped to serial numbers, not counted as (subject, time), since two customers
+    registered to the same step trainer can both match one of its readings. It holds one
+    count per customer and one integer per distinct matched (serial number, time), packed
+    serial above time. A batch it cannot count makes `result` raise (a picture left out,
+    a warning), never the build fail."""
+
+    def __init__(self, customer_curated: pa.Table):
+        self.customers = customer_curated.select(["subject_id", "serialNumber"]).combine_chunks()
+        self.per_customer = np.zeros(self.customers.num_rows, dtype=np.int64)
+        codes = pc.dictionary_encode(self.customers["serialNumber"].combine_chunks()).indices
+        self.serial_code = pc.fill_null(codes, -1).to_numpy().astype(np.int64) + 1  # 0: no serial number
+        self.time_bits = 63 - max(1, int(self.serial_code.max(initial=0)).bit_length())
+        self.pairs: list[np.ndarray] = []
+        self.held = self.merged = 0
+        self.error: Exception | None = None
+        self.seconds = 0.0  # counted with the step's pictures
+
+    def observe(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if self.error is None:
+                started = time.perf_counter()
+                try:
+                    self._count(batch)
+                except Exception as error:  # noqa: BLE001 - pictures never fail the build
+                    self.error = error
+                self.seconds += time.perf_counter() - started
+            yield batch
+
+    def _count(self, batch: pa.RecordBatch) -> None:
+        subject = pc.fill_null(pc.index_in(batch.column("subject_id"), value_set=self.customers["subject_id"]), -1)
+        subject = subject.to_numpy(zero_copy_only=False)
+        times = batch.column("sensorReadingTime").to_numpy(zero_copy_only=False)
+        known = subject >= 0  # a subject not in customer_curated: left out
+        subject, times = subject[known].astype(np.int64), times[known].astype(np.int64)
+        self.per_customer += np.bincount(subject, minlength=self.per_customer.size)
+        if times.size and (times.min() < 0 or times.max() >= 1 << self.time_bits):
+            raise ValueError("reading times outside the range the profile packs")
+        self.pairs.append(np.unique((self.serial_code[subject] << self.time_bits) | times))
+        self.held += self.pairs[-1].size
+        if self.held > 2 * self.merged + (1 << 20):  # merge now and then: memory of the distinct pairs
+            self.pairs = [np.unique(np.concatenate(self.pairs))]
+            self.held = self.merged = self.pairs[0].size
+
+    def result(self) -> MachineLearningProfile:
+        if self.error is not None:
+            raise self.error
+        present = np.flatnonzero(self.per_customer)
+        counts = pa.table(
+            {
+                "subject_id": self.customers["subject_id"].take(pa.array(present)),
+                "readings": pa.array(self.per_customer[present]),
+            }
+        ).sort_by([("readings", "descending"), ("subject_id", "ascending")])
+        matched = np.unique(np.concatenate(self.pairs)).size if self.pairs else 0
+        return MachineLearningProfile(counts, int(matched))
 
 
-def profile(ml: pa.Table, customer_curated: pa.Table) -> MachineLearningProfile:
-    """Readings per subject and the matched step trainer readings, exactly, in one pass: each
-    ML row's subject is looked up once among the curated customers (a small table), then
-    (serial number, reading time) pairs are counted by sorting one integer per row. Subjects
-    are mapped to serial numbers, not counted as (subject, time): two customers registered
-    to the same step trainer can both match one of its readings."""
-    customers = customer_curated.select(["subject_id", "serialNumber"])
-    row_subject = pc.fill_null(pc.index_in(ml["subject_id"], value_set=customers["subject_id"]), -1).to_numpy()
-    subject, times = row_subject, ml["sensorReadingTime"].to_numpy()
-    if subject.size and subject.min() < 0:  # a subject not in customer_curated: left out
-        known = subject >= 0
-        subject, times = subject[known], times[known]
-    per_customer = np.bincount(subject, minlength=customers.num_rows)
-    present = np.flatnonzero(per_customer)
-    counts = pa.table(
-        {"subject_id": customers["subject_id"].take(pa.array(present)), "readings": pa.array(per_customer[present])}
-    ).sort_by([("readings", "descending"), ("subject_id", "ascending")])
-
-    serial_of_customer = pc.fill_null(pc.dictionary_encode(customers["serialNumber"].combine_chunks()).indices, -1)
-    serial_of_customer = serial_of_customer.to_numpy().astype(np.int64)
-    matched = 0
-    if times.size:
-        start, span = int(times.min()), int(times.max()) - int(times.min())
-        shift = max(1, span.bit_length())
-        if shift + max(1, int(serial_of_customer.max(initial=0)).bit_length()) <= 62:
-            # One int64 per row, serial number above the time: one array, changed in place.
-            pairs = serial_of_customer[subject]
-            pairs <<= shift
-            pairs += times
-            pairs -= start
-            pairs.sort()
-            matched = int(1 + np.count_nonzero(pairs[1:] != pairs[:-1]))
-        else:  # a time span too wide to pack beside the serial: sort the pairs as they are
-            serials = serial_of_customer[subject]
-            order = np.lexsort((times, serials))
-            s, t = serials[order], times[order]
-            matched = int(1 + np.count_nonzero((s[1:] != s[:-1]) | (t[1:] != t[:-1])))
-    return MachineLearningProfile(counts, matched, row_subject, customers)
+def rows_of(engine: SqlEngine, ml: Relation, subjects: list[str]) -> pa.Table:
+    """The ML rows of a few subjects, in reading order."""
+    listed = ", ".join("'" + s.replace("'", "''") + "'" for s in subjects) or "NULL"
+    return engine.query(
+        f"SELECT * FROM machine_learning_curated WHERE subject_id IN ({listed}) ORDER BY subject_id, sensorReadingTime",
+        {"machine_learning_curated": ml},
+    )
 
 
-# -- what the assets call -----------------------------------------------------------------------
 def customer_curated_pictures(
     pictures: Pictures,
     engine: SqlEngine,
@@ -190,9 +211,10 @@ def machine_learning_pictures(
     pictures: Pictures,
     engine: SqlEngine,
     privacy: PrivacyPolicy,
-    ml: pa.Table,
+    ml: Relation,
     relations: Mapping[str, Relation],
     published: Published,
+    profiler: Profiler,
 ) -> dict[str, dg.RawMetadataValue]:
     """The ML table's pictures: the whole privacy funnel, a few subjects' signals, readings
     per subject and the share of step trainer readings matched; and the numbers `subjects`,
@@ -200,7 +222,8 @@ def machine_learning_pictures(
     materializations. `ml`: the table the asset is about to return; `relations`: its inputs
     (step_trainer_trusted, accelerometer_trusted, customer_curated)."""
     out: dict[str, dg.RawMetadataValue] = {}
-    found = pictures.guarded("ML table profile", lambda: profile(ml, _arrow(relations["customer_curated"])))
+    pictures.seconds += profiler.seconds  # counted while the build staged the table
+    found = pictures.guarded("ML table profile", profiler.result)
 
     def count() -> dict[str, int]:
         reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
@@ -214,9 +237,9 @@ def machine_learning_pictures(
     if found is None:
         return out
     picked = charts.pick_subjects(found.subject_counts)
-    out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(found.rows_of(ml, picked), picked)))
+    out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(rows_of(engine, ml, picked), picked)))
     out.update(
-        pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(ml, found.subject_counts))
+        pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts))
     )
     out["subjects"] = found.subjects
     if counts is not None:
@@ -226,6 +249,3 @@ def machine_learning_pictures(
         out["step_trainer_match_share"] = matched / total if total else 0.0
     return out
 
-
-def _arrow(relation: Relation) -> pa.Table:
-    return relation if isinstance(relation, pa.Table) else relation.to_arrow()

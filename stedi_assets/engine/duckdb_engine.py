@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
 
 import duckdb
 import pyarrow as pa
 
 from stedi_assets.engine import Relation
+
+# What one process's DuckDB may hold in memory before it spills to disk (STEDI_MEMORY_LIMIT),
+# and where it spills (STEDI_SPILL_DIRECTORY): the bound is set here, not by the data.
+DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_SPILL_DIRECTORY = os.path.join(tempfile.gettempdir(), "stedi_duckdb_spill")
+BATCH_ROWS = 1 << 17  # rows per record batch of a streamed result: a few MB to tens of MB
 
 
 def _sql_string(value: str) -> str:
@@ -14,10 +22,15 @@ def _sql_string(value: str) -> str:
 
 
 @functools.cache
-def _database() -> duckdb.DuckDBPyConnection:
+def _database(memory_limit: str, spill_directory: str) -> duckdb.DuckDBPyConnection:
     """This process's in-memory database. It holds no tables: each query's inputs are
-    temporary views of its own cursor, gone when the query ends."""
-    return duckdb.connect()
+    temporary views of its own cursor, gone when the query ends. A join or aggregation
+    larger than `memory_limit` spills to `spill_directory` instead of growing the process."""
+    os.makedirs(spill_directory, exist_ok=True)
+    # A folder of this process's own: DuckDB creates it when it first spills and deletes it
+    # at exit, and two processes never share their spill files.
+    own = os.path.join(spill_directory, f"duckdb-{os.getpid()}")
+    return duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": own})
 
 
 class DuckDBEngine:
@@ -25,16 +38,29 @@ class DuckDBEngine:
 
     name = "duckdb"
 
+    def __init__(self, memory_limit: str = DEFAULT_MEMORY_LIMIT, spill_directory: str = DEFAULT_SPILL_DIRECTORY):
+        self.memory_limit, self.spill_directory = memory_limit, spill_directory
+
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
+        """A result small enough to hold: a rule's violations, counts, keys."""
+        with self._cursor(relations) as con:
+            return con.sql(sql).to_arrow_table()
+
+    def batches(self, sql: str, relations: Mapping[str, Relation]) -> Iterator[pa.RecordBatch]:
+        """A result of any size, one record batch at a time (a table to stage, Lake.stage)."""
+        with self._cursor(relations) as con:
+            yield from con.sql(sql).to_arrow_reader(BATCH_ROWS)
+
+    def _cursor(self, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
         # A cursor is a connection of its own to the shared database, ~100x cheaper to open
         # than a new database (about 8 ms, paid by every rule and check).
-        with _database().cursor() as con:
-            for name, relation in relations.items():
-                if isinstance(relation, pa.Table):
-                    con.register(name, relation)
-                elif (paths := relation.local_paths()) is not None:
-                    files = ", ".join(_sql_string(p) for p in paths)
-                    con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])")
-                else:  # remote lake: DuckDB scans the version's files through delta-rs, in batches
-                    con.register(name, relation.dataset())
-            return con.sql(sql).to_arrow_table()
+        con = _database(self.memory_limit, self.spill_directory).cursor()
+        for name, relation in relations.items():
+            if isinstance(relation, pa.Table):
+                con.register(name, relation)
+            elif (paths := relation.local_paths()) is not None:
+                files = ", ".join(_sql_string(p) for p in paths)
+                con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])")
+            else:  # remote lake: DuckDB scans the files through Arrow's S3 client, in batches
+                con.register(name, relation.dataset())
+        return con

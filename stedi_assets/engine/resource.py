@@ -19,18 +19,23 @@ class SqlEngineResource(dg.ConfigurableResource):
 
 
 class DuckDBEngineResource(SqlEngineResource):
-    """The local engine: DuckDB in this process, on every core."""
+    """The local engine: DuckDB in this process, on every core, holding at most
+    `memory_limit` (DuckDB's syntax: 1GB, 512MB) and spilling the rest to `spill_directory`."""
+
+    memory_limit: str = "1GB"
+    spill_directory: str | None = None
 
     def engine(self) -> SqlEngine:
-        from stedi_assets.engine.duckdb_engine import DuckDBEngine
+        from stedi_assets.engine.duckdb_engine import DEFAULT_SPILL_DIRECTORY, DuckDBEngine
 
-        return DuckDBEngine()
+        return DuckDBEngine(self.memory_limit, self.spill_directory or DEFAULT_SPILL_DIRECTORY)
 
 
 def engine_resource(settings: Settings) -> SqlEngineResource:
-    """The engine named by STEDI_ENGINE (settings.ENGINES); Spark on STEDI_SPARK_MASTER."""
+    """The engine named by STEDI_ENGINE (settings.ENGINES): Spark on STEDI_SPARK_MASTER, or
+    DuckDB bound by STEDI_MEMORY_LIMIT and STEDI_SPILL_DIRECTORY."""
     if settings.engine == "spark":
         from stedi_assets.engine.spark_engine import SparkEngineResource  # pyspark only when chosen
 
         return SparkEngineResource(master=settings.spark_master)
-    return DuckDBEngineResource()
+    return DuckDBEngineResource(memory_limit=settings.memory_limit, spill_directory=settings.spill_directory)

@@ -7,7 +7,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pyarrow as pa
 from dagster_pyspark import LazyPySparkResource
@@ -115,6 +115,10 @@ class SparkEngine:
         result = session.sql(sql).toArrow()
         # Spark marks some columns NOT NULL; DuckDB and the contracts never do.
         return result.cast(pa.schema([f.with_nullable(True) for f in result.schema]))
+
+    def batches(self, sql: str, relations: Mapping[str, Relation]) -> Iterator[pa.RecordBatch]:
+        """A result to stage (Lake.stage), as record batches: here through the driver, whole."""
+        yield from self.query(sql, relations).to_batches()
 
 
 def _frame(session: SparkSession, relation: Relation) -> DataFrame:

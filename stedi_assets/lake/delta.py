@@ -33,7 +33,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -111,23 +111,12 @@ class Snapshot:
     def local_paths(self) -> list[str] | None:
         """The data files as local paths, or None on a remote store, or if there are none (no
         engine scans an empty list of files: they scan `dataset()` instead)."""
-        if self.uri.startswith("s3://") or not self.files:
-            return None
-        return [f.removeprefix("file://") for f in self.files]
+        return _local_paths(self.uri, self.files)
 
     def dataset(self) -> pa_ds.Dataset:
         """The version's data files (as its Delta log lists them) as a pyarrow dataset,
         scanned lazily, in batches, by DuckDB or Arrow; on S3 through Arrow's S3 client."""
-        import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
-
-        if not self.files:
-            return pa_ds.dataset(self.spec.storage_schema.empty_table())
-        paths = self.local_paths()
-        if paths is not None:
-            return pa_ds.dataset(paths, schema=self.spec.storage_schema, format="parquet")
-        from stedi_assets.lake.s3_client import arrow_dataset  # boto3 only for a lake on S3
-
-        return arrow_dataset(self.files, self.spec.storage_schema, self.storage_options)
+        return _dataset(self.spec, self.uri, self.files, self.storage_options)
 
     def to_arrow(self) -> pa.Table:
         return self.dataset().to_table()
@@ -147,6 +136,62 @@ class Snapshot:
             file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())
             for file in self.files
         }
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Data files written into a table's folder by `Lake.stage` (or by another engine) and
+    not committed: out of sight, since a Delta reader reads only the files its log names.
+    Engines read them where they lie, as they read a version (`local_paths`, `dataset`), so
+    the rules judge exactly the files the commit then adds as they are (`Lake.write`);
+    `Lake.discard` deletes them if nothing is to be committed. `adds`: delta-rs AddActions
+    with row-count statistics."""
+
+    spec: TableSpec
+    uri: str  # the table's root
+    files: tuple[str, ...]  # absolute URIs
+    adds: tuple[Any, ...]
+    rows: int
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def local_paths(self) -> list[str] | None:
+        return _local_paths(self.uri, self.files)
+
+    def dataset(self) -> pa_ds.Dataset:
+        return _dataset(self.spec, self.uri, self.files, self.storage_options)
+
+    def to_arrow(self) -> pa.Table:
+        return self.dataset().to_table()
+
+    def head(self, rows: int) -> pa.Table:
+        return self.dataset().head(rows)
+
+
+def _local_paths(uri: str, files: Sequence[str]) -> list[str] | None:
+    if uri.startswith("s3://") or not files:
+        return None
+    return [f.removeprefix("file://") for f in files]
+
+
+def _dataset(spec: TableSpec, uri: str, files: Sequence[str], storage_options: Mapping[str, str]) -> pa_ds.Dataset:
+    import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
+
+    if not files:
+        return pa_ds.dataset(spec.storage_schema.empty_table())
+    paths = _local_paths(uri, files)
+    if paths is not None:
+        return pa_ds.dataset(paths, schema=spec.storage_schema, format="parquet")
+    from stedi_assets.lake.s3_client import arrow_dataset  # boto3 only for a lake on S3
+
+    return arrow_dataset(list(files), spec.storage_schema, storage_options)
+
+
+# A staged data file's row groups: DuckDB and Spark scan a file's row groups in parallel.
+ROW_GROUP_ROWS = 1 << 20
 
 
 class Lake:
@@ -208,7 +253,7 @@ class Lake:
     def write(
         self,
         spec: TableSpec,
-        data: pa.Table | Sequence[pa.Table] | None,
+        data: pa.Table | Sequence[pa.Table] | Staged | None,
         info: Mapping[str, Any],
         *,
         mode: str = "overwrite",
@@ -223,7 +268,8 @@ class Lake:
         the version right after `base`: a writer that lost the race fails, nothing is merged
         blindly. A table is written by delta-rs; a sequence of tables as one data file each
         (`commit_files`), so that a later commit can remove the rows of one of them alone (a
-        landing table: one per source file). `companions`: versions of other tables that
+        landing table: one per source file); `Staged` files are committed as they are.
+        `companions`: versions of other tables that
         belong with this one (a landing table's rejects), recorded so that readers pair them.
 
         A commit refused because another writer committed since the version the change was
@@ -262,6 +308,8 @@ class Lake:
             if latest_version > read_version:  # refused now, before writing files for nothing
                 raise _conflict(failed, read_version)
         except BaseException as error:
+            if isinstance(data, Staged):  # no commit was tried: its files will never be named
+                self.discard(data)
             # `from None` here and below: the message already says the cause in one line, and
             # delta-rs's own text may quote an endpoint with its credentials (privacy.md).
             raise self._wrapped(failed, error) from None
@@ -290,6 +338,8 @@ class Lake:
                 if attempt < attempts and latest_version == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
                     continue
+                if isinstance(data, Staged):  # the write did not land and is not tried again
+                    self.discard(data)
                 if latest_version > read_version and isinstance(error, Exception):
                     raise _conflict(failed, read_version) from None
                 if attempt > 1 and isinstance(error, Exception):
@@ -340,20 +390,24 @@ class Lake:
                 commit_properties=properties,
             )
             return
+        if isinstance(data, Staged):
+            self.commit_files(spec, data.adds, properties, mode, table, removes)
+            return
         parts = [] if data is None else [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
         adds = []
         for part in parts:
-            written.append(f"part-{uuid.uuid4()}.zstd.parquet")  # before writing: a half-written file is ours too
+            written.append(_new_file_name())  # before writing: a half-written file is ours too
             adds.append(self._write_file(spec, part, written[-1]))
         self.commit_files(spec, adds, properties, mode, table, removes)
 
-    def _write_file(self, spec: TableSpec, part: pa.Table, name: str) -> Any:
-        """One Parquet data file `name` holding exactly `part`, written by Arrow: delta-rs
-        chooses where its files end, and a part must stay one file of its own."""
+    def _write_file(self, spec: TableSpec, part: pa.Table | Iterable[pa.RecordBatch], name: str) -> Any:
+        """One Parquet data file `name` holding exactly `part` (a table, or record batches
+        streamed into it one at a time), written by Arrow: delta-rs chooses where its files
+        end, and a part must stay one file of its own."""
         import pyarrow.parquet as pq
         from deltalake.transaction import AddAction
 
-        part = part.select(spec.schema.names).cast(spec.storage_schema)
+        schema = spec.storage_schema
         root = self.uri(spec.location)
         if root.startswith("s3://"):
             from stedi_assets.lake.s3_client import arrow_s3  # boto3 only for a lake on S3
@@ -362,9 +416,45 @@ class Lake:
         else:
             os.makedirs(root, exist_ok=True)
             filesystem, path = None, f"{root}/{name}"
-        pq.write_table(part, path, filesystem=filesystem, compression="zstd")
+        rows = 0
+        with pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd") as writer:
+            for batch in [part] if isinstance(part, pa.Table) else part:
+                chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+                writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
+                rows += chunk.num_rows
         size = (filesystem.get_file_info(path).size if filesystem is not None else os.path.getsize(path))
-        return AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(_stats(part)))
+        return AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(_stats(rows)))
+
+    def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
+        """Write each part with rows as one data file into the table's folder, without
+        committing it (see `Staged`), holding one record batch at a time: a part may be a
+        stream of batches (an engine's result, a file parsed chunk by chunk) and `parts` a
+        generator. At least one file, empty if there are no rows: no engine scans a list of
+        no files."""
+        self._writing()  # a store that cannot commit safely is refused before any file is written
+        root = self.uri(spec.location)
+        adds = []
+        for part in parts:
+            add = self._write_file(spec, part, _new_file_name())
+            if json.loads(add.stats)["numRecords"]:
+                adds.append(add)
+            else:  # a part of no rows (a source file of rejects only) has no data file
+                self.store.delete_prefix(f"{spec.location}/{add.path}")
+        adds = adds or [self._write_file(spec, spec.schema.empty_table(), _new_file_name())]
+        return Staged(
+            spec,
+            root,
+            tuple(f"{root}/{a.path}" for a in adds),
+            tuple(adds),
+            sum(json.loads(a.stats)["numRecords"] for a in adds),
+            self.storage_options,
+        )
+
+    def discard(self, staged: Staged) -> None:
+        """Delete staged files that will not be committed (a failed audit, nothing to add)."""
+        root = self.store.uri().rstrip("/") + "/"
+        for file in staged.files:
+            self.store.delete_prefix(_relative(file, root))
 
     def commit_files(
         self, spec: TableSpec, adds: Sequence[Any], properties: Any, mode: str = "overwrite",
@@ -571,9 +661,13 @@ def _commit(entry: Mapping[str, Any]) -> Commit:
     )
 
 
-def _stats(data: pa.Table) -> dict[str, Any]:
-    """Delta file statistics: the row count only. Column bounds would copy names and e-mail
-    addresses into the log, and bounds for some columns only are worse than none: delta-rs
+def _new_file_name() -> str:
+    return f"part-{uuid.uuid4()}.zstd.parquet"
+
+
+def _stats(rows: int) -> dict[str, Any]:
+    """Delta file statistics (as `_write_file` writes them): the row count only. Column
+    bounds would copy names and e-mail addresses into the log, and bounds for some columns only are worse than none: delta-rs
     1.6 turns a column without bounds into bounds of null in its pyarrow datasets, so a
     filtered scan (DuckDB, Polars) of such a file returns no rows."""
-    return {"numRecords": data.num_rows}
+    return {"numRecords": rows}

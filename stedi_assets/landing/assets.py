@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import dagster as dg
@@ -14,8 +15,10 @@ import pyarrow.compute as pc
 
 from stedi_assets import charts, erasure
 from stedi_assets.audit import Audit
-from stedi_assets.lake.delta import Snapshot
+from stedi_assets.lake.delta import Snapshot, Staged
+from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing import checks
+from stedi_assets.landing.json_lines import _BOM as BOM  # one definition of the mark
 from stedi_assets.landing.json_lines import MAX_DEPTH, count_lines, parse_files
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys
@@ -93,42 +96,61 @@ def landing_asset(
             if increment is None:  # a data file also holds rows of files that did not change
                 step.context.log.warning(f"{table.name}: data files hold several source files; parsing every file again")
                 incremental, to_parse, replaced = False, list(found.entries), []
-        parts, reject_parts, parsed, exact, line_counts = [], [], {}, [], []
+        reject_parts, parsed, exact, line_counts = [], {}, [], []
         erased_lines: dict[str, int] = {}
         serials: set[str] = set()
         rescued: dict[str, dict[str, int]] = {}
 
-        def ingest(key: str, rows, rejected, lines: int, lines_read: int, erased_before: int = 0) -> None:
-            kept = erasure.leave_out(rows, rejected, step.erasures, step.privacy, *erased_by)
-            if kept.rows.num_rows:  # a file of rejects or blank lines only has no data file
-                parts.append(kept.rows)
-            if kept.rejects.num_rows:
-                reject_parts.append(kept.rejects)
-            line_counts.append((key, lines))
-            erased_lines[key] = erased_before + kept.count
-            serials.update(kept.serials)
-            parsed[key] = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, erased_lines[key])
-            if fields := _rescued_fields(kept.rows):
-                rescued[key] = fields
+        def ingest(key: str, pieces: Iterator[tuple[pa.Table, pa.Table, int, int]], erased_before: int = 0) -> Iterator[pa.Table]:
+            """One source file's rows, handed on a piece at a time (a chunk of lines parsed, or
+            what a version under an older contract kept of it): only the piece at hand is held
+            in memory, never the whole file or source. A piece: rows, rejected lines, lines
+            counted, lines read."""
+            counts = [0, 0, 0, erased_before, 0]  # lines read, rows, rejects, erased lines, lines counted
+            fields: Counter[str] = Counter()
+            for rows, rejected, lines, lines_read in pieces:
+                kept = erasure.leave_out(rows, rejected, step.erasures, step.privacy, *erased_by)
+                if kept.rejects.num_rows:
+                    reject_parts.append(kept.rejects)
+                serials.update(kept.serials)
+                fields.update(_rescued_fields(kept.rows))
+                added = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, kept.count, lines)
+                counts = [a + b for a, b in zip(counts, added)]
+                yield kept.rows
+            line_counts.append((key, counts[4]))
+            erased_lines[key] = counts[3]
+            parsed[key] = tuple(counts[:4])
+            if fields:
+                rescued[key] = dict(fields)
 
-        for key, data in step.source.read(to_parse):
-            batch = parse_files([(key, data)], as_read(table))  # a record's own "person_key" is rescued, not read
-            # The person key, computed once, here, beside the e-mail as it arrived.
-            rows = with_person_keys(batch.rows, keys).select(table.column_names)
-            # Counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
-            ingest(key, rows, with_named_keys(batch.rejects), count_lines(data), batch.lines_read)
-            exact += batch.files_parsed_exactly
-        if carried:
-            old_rows, old_rejects = _published_rows(step, found.published, (table, rejects), carried)  # type: ignore[arg-type]
-            for key in carried:
-                was = found.recorded[key]
-                ingest(key, old_rows[key], old_rejects[key], was["lines"], was["lines"], was.get("lines_erased") or 0)
+        def parse(key: str) -> Iterator[tuple[pa.Table, pa.Table, int, int]]:
+            for before, data in chunks(step.source.store(), key):
+                batch = parse_files([(key, data)], as_read(table))  # a record's own "person_key" is rescued, not read
+                if batch.files_parsed_exactly and key not in exact:
+                    exact.append(key)
+                # The person key, computed once, here, beside the e-mail as it arrived.
+                rows = with_person_keys(_after(batch.rows, before), keys).select(table.column_names)
+                # Lines counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
+                yield rows, with_named_keys(_after(batch.rejects, before)), count_lines(data), batch.lines_read
+
+        old_rows, old_rejects = _published_rows(step, found.published, (table, rejects), carried) if carried else ({}, {})  # type: ignore[arg-type]
+        files = [
+            *(ingest(key, parse(key)) for key in to_parse),
+            *(
+                ingest(key, iter([(old_rows[key], old_rejects[key], was["lines"], was["lines"])]), was.get("lines_erased") or 0)
+                for key in carried
+                for was in [found.recorded[key]]
+            ),
+        ]
+        # One data file per source file, staged in the table's folder as it is parsed (out of
+        # sight until the commit): the rules judge those files, and the commit adds them.
+        staged = step.lake.stage(table.spec, files)
         if exact:
             step.context.log.warning(f"{table.source}: files parsed line by line (bad lines or fields outside the contract): {', '.join(exact)}")
         if rescued:
             listed = "; ".join(f"{key}: {', '.join(f'{f} ({n} rows)' for f, n in fields.items())}" for key, fields in list(rescued.items())[:20])
             step.context.log.warning(f"{table.name}: fields outside the contract, kept in {RESCUED_DATA.name}: {listed}")
-        rows_added = sum(p.num_rows for p in parts)
+        rows_added = staged.rows
         kept_rejects = whole(rejects, reject_parts)
         if increment is not None:
             removed_rows = sum(found.recorded[key]["rows"] for key in replaced)
@@ -144,13 +166,13 @@ def landing_asset(
         relations = {"source_lines": checks.source_lines(line_counts, erased_lines)}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
-            serials = _erased_serials(serials, found.published if incremental or carried else None, parts, kept_rejects, step)
+            serials = _erased_serials(serials, found.published if incremental or carried else None, staged, kept_rejects, step)
             info[erasure.ERASED_SERIALS] = sorted(serials)
             relations.update(step.erasures.with_serials(serials).relations())
         reasons = Counter(kept_rejects["reason_code"].to_pylist())
-        every_row = whole(table, parts)
+        rows_per_file = {key: counts[1] for key, counts in parsed.items()}
         return Build(
-            parts,
+            staged,
             companion=reject_parts,
             ledger=record,
             relations=relations,
@@ -172,15 +194,46 @@ def landing_asset(
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
                 **step.pictures.chart("rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
-                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file(every_row, kept_rejects)),
+                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file(rows_per_file, kept_rejects)),
             },
         )
 
     return _landing
 
 
+CHUNK_BYTES = 1 << 26  # a landing file is parsed in chunks of lines of about this many bytes
+
+
+def chunks(store: Store, key: str, size: int = CHUNK_BYTES) -> Iterator[tuple[int, pa.Buffer]]:
+    """A source file in chunks of whole lines, each with the number of lines before it: a
+    local file read chunk by chunk (no more than one in memory), an object of a remote
+    store whole. A chunk never starts with a byte order mark: only the file's first may
+    drop one (json_lines), and a later line starting with one is a reject."""
+    local = store.local_path(key)
+    if local is None:
+        yield 0, read_buffer(store, key)
+        return
+    lines = 0
+    with open(local, "rb") as f:
+        while data := f.read(size):
+            data += f.readline()  # to the end of its last line
+            while (mark := f.read(len(BOM))) == BOM:
+                data += mark + f.readline()
+            f.seek(-len(mark), os.SEEK_CUR)
+            yield lines, pa.py_buffer(data)
+            lines += data.count(b"\n")
+
+
+def _after(rows: pa.Table, lines: int) -> pa.Table:
+    """Rows of a chunk numbered as lines of the whole file."""
+    if not lines:
+        return rows
+    i = rows.schema.get_field_index("source_line")
+    return rows.set_column(i, rows.schema.field(i), pc.add(rows["source_line"], lines))
+
+
 def _erased_serials(
-    found: set[str], published: Snapshot | None, parts: list, rejects, step: AssetStep
+    found: set[str], published: Snapshot | None, staged: Staged, rejects, step: AssetStep
 ) -> set[str]:
     """The keyed hashes of serial numbers only erased people own: those of the customer
     records this build left out, less any a record it kept names (`leave_out` has taken those
@@ -188,7 +241,7 @@ def _erased_serials(
     recorded, less those its kept records name."""
     if published is None:
         return found
-    kept = {s for p in parts for s in pc.unique(p["serialNumber"]).to_pylist()}
+    kept = set(pc.unique(staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]).to_pylist())
     kept |= set(pc.unique(published.dataset().to_table(columns=["serialNumber"])["serialNumber"]).to_pylist())
     kept |= set(pc.list_flatten(rejects["named_serials"]).to_pylist())
     owned = set(erasure.serial_keys(kept, step.privacy).values())

@@ -78,7 +78,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     follower = Follower(step, ACCELEROMETER_TRUSTED, [rules.ACCELEROMETER_TRUSTED])
 
     def everything():
-        return step.query(rules.ACCELEROMETER_TRUSTED, "accelerometer_landing", "customer_trusted")
+        return step.stage(ACCELEROMETER_TRUSTED, rules.ACCELEROMETER_TRUSTED, "accelerometer_landing", "customer_trusted")
 
     if not follower.usable:
         return follower.full(everything(), metadata)
@@ -128,7 +128,7 @@ def step_trainer_trusted(step: AssetStep) -> Build:
     follower = Follower(step, STEP_TRAINER_TRUSTED, [rules.STEP_TRAINER_TRUSTED])
 
     def everything():
-        return step.query(rules.STEP_TRAINER_TRUSTED, "step_trainer_landing", *inputs)
+        return step.stage(STEP_TRAINER_TRUSTED, rules.STEP_TRAINER_TRUSTED, "step_trainer_landing", *inputs)
 
     if not follower.usable:
         return follower.full(everything(), metadata)

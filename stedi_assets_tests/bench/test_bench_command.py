@@ -42,7 +42,7 @@ def test_bench_command_writes_the_report(tmp_path: Path):
     assert len(ours["step_seconds"]) == 8 and set(ours["audit_seconds"]) == set(ours["step_seconds"])
     assert sum(scale["ours_phase_seconds"].values()) == pytest.approx(ours["wall_seconds"])
     # Only a tiny scale ran: no target can be judged, and there is nothing to extrapolate.
-    assert len(summary["targets"]) == 6 and all(t["met"] is None for t in summary["targets"])
+    assert len(summary["targets"]) == 9 and all(t["met"] is None for t in summary["targets"])
     assert summary["capacity"] is None
 
     markdown = (out / "bench.md").read_text()

@@ -29,3 +29,12 @@ def test_a_failing_command_reports_its_exit_code_and_output(tmp_path: Path):
     measured = measure([sys.executable, "-c", "print('to the log'); raise SystemExit(3)"], {}, tmp_path, tmp_path / "log")
     assert measured.returncode == 3
     assert "to the log" in (tmp_path / "log").read_text()
+
+
+def test_the_watchdog_kills_the_whole_process_group_when_memory_runs_low(tmp_path: Path):
+    # A machine with more memory available than it has at all: the watchdog fires at the first sample.
+    child = "import time; time.sleep(60)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    measured = measure([sys.executable, "-c", parent], {}, tmp_path, tmp_path / "log", min_available=2**60)
+    assert measured.killed and "watchdog" in measured.killed
+    assert measured.returncode != 0 and measured.wall_seconds < 30

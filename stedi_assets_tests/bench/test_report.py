@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
 import pytest
 
 from bench.report import GIB, markdown, summarize, write_report
-from bench.runner import ScaleResult, audit_seconds, picture_seconds, step_seconds
+from bench.runner import ScaleResult, audit_seconds, picture_seconds, scale_name, step_breakdown, step_seconds
 
 MIB = 2**20
 HOST = {
@@ -55,7 +56,7 @@ def test_medians_and_ratios(summary):
 
 
 def test_targets(summary):
-    met = {t["target"]: (round(t["measured"], 3), t["met"]) for t in summary["targets"]}
+    met = {t["target"]: (None if t["measured"] is None else round(t["measured"], 3), t["met"]) for t in summary["targets"]}
     assert met == {
         "real data: ours / Dagster floor, time": (1.5, False),  # the target: at most 1.25
         "real data: speed-up over the Spark baseline": (5.0, True),
@@ -63,12 +64,15 @@ def test_targets(summary):
         "100x: peak memory of ours": (round(2750 * MIB / GIB, 3), False),  # the target: at most 2 GiB
         "10x -> 100x: time growth / data growth": (0.9, True),
         "10x -> 100x: memory growth / data growth": (0.55, True),
+        "1000x: peak memory of ours": (None, None),  # 1000x not run
+        "1000x: time / the 100x time": (None, None),
+        "1000x: speed-up over the Spark baseline": (None, None),
     }
 
 
 def test_targets_of_scales_not_run_are_not_measured():
     only = summarize([scale("1", 80_000, [5], [20], [4], [300])], 1, HOST)
-    assert [t["met"] for t in only["targets"]] == [None] * 6
+    assert [t["met"] for t in only["targets"]] == [None] * 9
     assert only["capacity"] is None
 
 
@@ -123,6 +127,13 @@ def test_audit_and_picture_times_are_read_from_the_commit_line_of_each_step():
     )
     assert audit_seconds(log) == {"customer_landing": 0.033, "customer_trusted": 1.5}
     assert picture_seconds(log) == {"customer_landing": 0.417, "customer_trusted": 0.0}
+    start = "2026-12-02 04:05:52 +0000 - dagster - DEBUG - __ASSET_JOB - 61be - 7 - customer_landing - STEP_START - x\n"
+    end = "2026-12-02 04:05:53 +0000 - dagster - DEBUG - __ASSET_JOB - 61be - 7 - customer_landing - STEP_SUCCESS - x\n"
+    at = datetime.datetime(2026, 12, 2, 4, 5, 52, tzinfo=datetime.timezone.utc).timestamp()
+    steps = step_breakdown(start + log + end, [(at - 5, 9 * MIB), (at + 0.5, 3 * MIB), (at + 1.5, 2 * MIB), (at + 9, 8 * MIB)])
+    assert steps["customer_landing"] == {"build": 0.12, "pictures": 0.417, "audit": 0.033, "commit": 0.02, "peak_rss_bytes": 3 * MIB}
+    assert steps["customer_trusted"]["commit"] == 0 and "peak_rss_bytes" not in steps["customer_trusted"]
+    assert [scale_name(s) for s in ("real", "1x", "100", " 1000x")] == ["real", "1", "100", "1000"]
 
 
 def test_ours_is_split_by_zone_and_the_rest_is_start_up():
