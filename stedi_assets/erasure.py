@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from stedi_assets.audit import Audit, Rule
 from stedi_assets.engine import Relation
-from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.delta import Lake, Snapshot, Staged
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
@@ -363,7 +363,11 @@ def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: 
     columns = erased_by(audit)
     column, kind = columns[table.name]
     base = inc.base
-    added = [built.data] if isinstance(built.data, pa.Table) else list(built.data)
+    if isinstance(built.data, Staged):  # read back per data file, and written again as parts (rare: new requests)
+        added = [replace(built.data, files=(f,)).to_arrow() for f in built.data.files]
+        lake.discard(built.data)
+    else:
+        added = [built.data] if isinstance(built.data, pa.Table) else list(built.data)
     added = [p.filter(pc.invert(erasures.dropping(p, column, kind, privacy))) for p in added]
     landing = companion is not None and inc.companion_base is not None and audit.ledger is not None
     scanned = {f: _read(base, f, [column, "source_file"] if landing else [column]) for f in base.files if f not in inc.removes}
@@ -383,10 +387,9 @@ def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: 
         )
     assert companion is not None and audit.ledger is not None
     rejects_base = inc.companion_base
-    rejects_column = columns[companion.name][0]
     reject_files = {f: _read(rejects_base, f) for f in rejects_base.files if f not in inc.companion_removes}
     empty = table.spec.storage_schema.empty_table()
-    touched = [f for f, t in reject_files.items() if leave_out(empty, t, erasures, privacy, column, rejects_column, kind).rejects.num_rows < t.num_rows]
+    touched = [f for f, t in reject_files.items() if leave_out(empty, t, erasures, privacy, column, kind).rejects.num_rows < t.num_rows]
     # Every source file one of their rows or lines came from, read whole (rows and rejects).
     sources = set().union(*(scanned[f]["source_file"].to_pylist() for f in holding), *(reject_files[f]["source_file"].to_pylist() for f in touched))
     if not sources:
@@ -395,7 +398,7 @@ def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: 
     reject_files_read = [f for f, t in reject_files.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
     rows = _numbered([_read(base, f) for f in row_files], empty)
     rejects = _numbered([reject_files[f] for f in reject_files_read], companion.spec.storage_schema.empty_table())
-    left = leave_out(rows, rejects, erasures, privacy, column, rejects_column, kind)
+    left = leave_out(rows, rejects, erasures, privacy, column, kind)
     new_rows, gone_rows = _split(rows, left.rows, row_files)
     new_rejects, gone_rejects = _split(rejects, left.rejects, reject_files_read)
     dropped = rows.num_rows - left.rows.num_rows
@@ -416,7 +419,7 @@ def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: 
     if ERASED_SERIALS in info:
         final_rows = [_read(base, f, ["serialNumber"]) for f in scanned if f not in gone_rows] + [p.select(["serialNumber"]) for p in [*added, *new_rows]]
         final_rejects = [t for f, t in reject_files.items() if f not in gone_rejects] + [*new_companion, *new_rejects]
-        owned = {v for t in final_rows for v in _values(t, "serialNumber")} | {v for t in final_rejects for v in _values(t, "named_serial")}
+        owned = {v for t in final_rows for v in _values(t, "serialNumber")} | {v for t in final_rejects for v in _values(t, "named_serials")}
         candidates = set(info[ERASED_SERIALS]) | erased_serials(base) | set(left.serials)
         info[ERASED_SERIALS] = sorted(candidates - set(serial_keys(owned, privacy).values()))
     return replace(
