@@ -277,3 +277,21 @@ def test_versions_leave_the_history_after_the_retention_period(lakehouse_factory
     assert gone == ["current", "gone"]
     refused = brief.stedi("rollback", "customer_landing", check=False)
     assert refused.returncode != 0 and "past the retention window (STEDI_RETENTION_HOURS=0)" in refused.stderr
+
+
+def test_a_purge_waits_for_the_readers_or_stedi_forget_purge(sample_lake, tmp_path):
+    """A run of customer_landing alone applies a request: its earlier version awaits the purge
+    (its readers, not run, were built from it and still follow from it), `stedi versions`
+    says so, and `stedi forget --purge` deletes it. Costs a copy of the sample lake and one
+    single-step run."""
+    lakehouse = sample_lake.copy(tmp_path)
+    [person] = lakehouse.sql("SELECT email, customerName FROM customer_trusted ORDER BY email LIMIT 1")
+    lakehouse.stedi("forget", person["email"])
+    assert lakehouse.run("customer_landing").success
+    assert "awaiting-purge" in lakehouse.stedi("versions", "customer_landing").stdout
+    assert "awaiting-purge" in lakehouse.stedi("versions", "customer_landing_files").stdout  # its ledger
+    said = lakehouse.stedi("forget", "--purge").stdout
+    assert "customer_landing: deleted every version built before the erasure requests" in said
+    assert "awaiting-purge" not in lakehouse.stedi("versions", "customer_landing").stdout
+    assert traces(every_text_under(lakehouse.lake / "customer" / "landing"), {**person, "serialNumber": person["email"]}) == []
+    assert lakehouse.stedi("forget", "--purge").stdout == "no version awaits the purge\n"
