@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING, Table, as_read
+from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, RESCUED_DATA, STEP_TRAINER_LANDING, Table, as_read
 
 # (output table, its SQL over earlier outputs and the landing views), in the seeds' order.
 JOBS: tuple[tuple[str, str], ...] = (
@@ -60,8 +60,11 @@ def local_session(driver_memory: str = "4g") -> SparkSession:
 
 def landing_ddl(table: Table) -> str:
     """The seeds' landing table schema: the contract's data columns, without our lineage and
-    person key."""
-    return ", ".join(f"`{c.name}` {c.athena_type}" for c in as_read(table).columns if not c.name.startswith("source_"))
+    person key, and without the fields outside the contract we keep (the seeds drop them)."""
+    ours = {RESCUED_DATA.name}
+    return ", ".join(
+        f"`{c.name}` {c.athena_type}" for c in as_read(table).columns if not c.name.startswith("source_") and c.name not in ours
+    )
 
 
 def run_jobs(spark: SparkSession, source: str | Path, out: str | Path) -> dict[str, str]:

@@ -250,7 +250,7 @@ def test_funnel_numbers_are_the_table_counts_on_the_real_data(real_run):
 def test_the_funnel_sql_gives_the_same_counts_on_spark(real_run, spark_engine):
     policy, _, lake = real_run
     current = LakeResource(root=str(lake)).lake().current
-    relations = {t.name: current(t) for t in (*signals.FUNNEL_READS, CUSTOMER_CURATED, STEP_TRAINER_TRUSTED)}
+    relations = {t.name: current(t.spec) for t in (*signals.FUNNEL_READS, CUSTOMER_CURATED, STEP_TRAINER_TRUSTED)}
     privacy = PrivacyPolicy(consent_policy=policy)
     on_spark = signals.curated_counts(spark_engine, relations, privacy, step_trainer=True)
     assert on_spark == signals.curated_counts(DuckDBEngine(), relations, privacy, step_trainer=True)

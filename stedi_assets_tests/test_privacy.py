@@ -3,6 +3,7 @@ the right to erasure, and retention of old versions."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -118,17 +119,19 @@ def normalized(text: str) -> str:
 def every_text_under(folder: Path) -> str:
     """Every file under `folder` as text, `normalized`: Parquet decoded to the distinct
     values of each column, anything else decoded as UTF-8 with JSON escapes undone too."""
-    texts = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.suffix == ".parquet":
-            data = pq.read_table(path)
-            for column in data.columns:  # a list column (a rejected line's names): each of its values
-                values = pc.list_flatten(column) if pa.types.is_list(column.type) else column
-                texts += [str(v) for v in pc.unique(values).to_pylist()]
-        else:
-            text = path.read_bytes().decode("utf-8", errors="ignore")
-            texts += [text, text.encode("latin-1", errors="ignore").decode("unicode_escape", errors="ignore")]
-    return normalized("\n".join(texts))
+    return normalized("\n".join(text for path in sorted(p for p in folder.rglob("*") if p.is_file()) for text in file_texts(path.name, path.read_bytes())))
+
+
+def file_texts(name: str, body: bytes) -> list[str]:
+    """A file of the lake or the instance as texts: a Parquet file's distinct values, column by
+    column (each value of a list column: a rejected line's names), else its bytes as UTF-8,
+    with JSON escapes undone too."""
+    if name.endswith(".parquet"):
+        data = pq.read_table(io.BytesIO(body))
+        columns = [pc.list_flatten(c) if pa.types.is_list(c.type) else c for c in data.columns]
+        return [str(v) for column in columns for v in pc.unique(column).to_pylist()]
+    text = body.decode("utf-8", errors="ignore")
+    return [text, text.encode("latin-1", errors="ignore").decode("unicode_escape", errors="ignore")]
 
 
 def traces(text: str, person: dict) -> list[str]:

@@ -7,17 +7,14 @@ the purge."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from stedi_assets_tests.conftest import CliLakehouse, run_cli
 from stedi_assets_tests.lake.conftest import LAKE_BUCKET, SOURCE_BUCKET, Rerun
 from stedi_assets_tests.lake.s3_server import MotoServer, aws_env, copy_prefix, keys
-from stedi_assets_tests.test_privacy import counts, normalized, traces
+from stedi_assets_tests.test_privacy import counts, file_texts, normalized, traces
 
 pytestmark = [pytest.mark.s3, pytest.mark.reference]
 
@@ -28,13 +25,7 @@ def every_text_in(server: MotoServer, uri: str) -> str:
     texts = []
     for key_uri in keys(server, uri):
         bucket, _, key = key_uri.removeprefix("s3://").partition("/")
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        if key.endswith(".parquet"):
-            data = pq.read_table(io.BytesIO(body))
-            texts += [str(v) for column in data.columns for v in pc.unique(column).to_pylist()]
-        else:
-            text = body.decode("utf-8", errors="ignore")
-            texts += [text, text.encode("latin-1", errors="ignore").decode("unicode_escape", errors="ignore")]
+        texts += file_texts(key, client.get_object(Bucket=bucket, Key=key)["Body"].read())
     return normalized("\n".join(texts))
 
 
