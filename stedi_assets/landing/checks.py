@@ -34,16 +34,12 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
         f"or {rejects.name}, but the lines of erased people: nothing is lost.",
         sql=f"""
         WITH accounted AS (
-            -- DISTINCT, then a count per file: a plain grouping, which DuckDB spills to disk
-            -- beyond its memory limit; a grouped COUNT(DISTINCT) holds every line in memory.
-            SELECT source_file, COUNT(*) AS lines_accounted
+            SELECT source_file, COUNT(DISTINCT source_line) AS lines_accounted
             FROM (
-                SELECT DISTINCT source_file, source_line FROM (
-                    SELECT source_file, source_line FROM {table.name}
-                    UNION ALL
-                    SELECT source_file, source_line FROM {rejects.name}
-                ) AS line
-            ) AS distinct_line
+                SELECT source_file, source_line FROM {table.name}
+                UNION ALL
+                SELECT source_file, source_line FROM {rejects.name}
+            ) AS line
             GROUP BY source_file
         )
         SELECT COALESCE(s.source_file, a.source_file) AS source_file,
