@@ -136,7 +136,8 @@ class Profiler:
         codes = pc.dictionary_encode(self.customers["serialNumber"].combine_chunks()).indices
         self.serial_code = pc.fill_null(codes, -1).to_numpy().astype(np.int64) + 1  # 0: no serial number
         self.time_bits = 63 - max(1, int(self.serial_code.max(initial=0)).bit_length())
-        self.pairs: list[np.ndarray] = []
+        self.value_set = self.customers["subject_id"].combine_chunks()
+        self.pairs: list[pa.Array] = []
         self.held = self.merged = 0
         self.error: Exception | None = None
         self.seconds = 0.0  # counted with the step's pictures
@@ -153,7 +154,7 @@ class Profiler:
             yield batch
 
     def _count(self, batch: pa.RecordBatch) -> None:
-        subject = pc.fill_null(pc.index_in(batch.column("subject_id"), value_set=self.customers["subject_id"]), -1)
+        subject = pc.fill_null(pc.index_in(batch.column("subject_id"), value_set=self.value_set), -1)
         subject = subject.to_numpy(zero_copy_only=False)
         times = batch.column("sensorReadingTime").to_numpy(zero_copy_only=False)
         known = subject >= 0  # a subject not in customer_curated: left out
@@ -161,11 +162,13 @@ class Profiler:
         self.per_customer += np.bincount(subject, minlength=self.per_customer.size)
         if times.size and (times.min() < 0 or times.max() >= 1 << self.time_bits):
             raise ValueError("reading times outside the range the profile packs")
-        self.pairs.append(np.unique((self.serial_code[subject] << self.time_bits) | times))
-        self.held += self.pairs[-1].size
-        if self.held > 2 * self.merged + (1 << 20):  # merge now and then: memory of the distinct pairs
-            self.pairs = [np.unique(np.concatenate(self.pairs))]
-            self.held = self.merged = self.pairs[0].size
+        # Distinct by hashing (Arrow's unique), not sorting; merged now and then, so that what
+        # is held stays about the number of distinct pairs.
+        self.pairs.append(pc.unique(pa.array((self.serial_code[subject] << self.time_bits) | times)))
+        self.held += len(self.pairs[-1])
+        if self.held > 2 * self.merged + (1 << 22):
+            self.pairs = [pc.unique(pa.chunked_array(self.pairs, pa.int64()))]
+            self.held = self.merged = len(self.pairs[0])
 
     def result(self) -> MachineLearningProfile:
         if self.error is not None:
@@ -177,7 +180,7 @@ class Profiler:
                 "readings": pa.array(self.per_customer[present]),
             }
         ).sort_by([("readings", "descending"), ("subject_id", "ascending")])
-        matched = np.unique(np.concatenate(self.pairs)).size if self.pairs else 0
+        matched = len(pc.unique(pa.chunked_array(self.pairs, pa.int64()))) if self.pairs else 0
         return MachineLearningProfile(counts, int(matched))
 
 
