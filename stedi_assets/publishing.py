@@ -56,7 +56,6 @@ from stedi_assets.tables import Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
 MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
-ERASURES_APPLIED = erasure.ERASURES_APPLIED
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
 
 
@@ -199,7 +198,7 @@ class Audited:
             and not self.increment.removes
             and not any(c.changes for c in self.companions)
             # A version built without some erasure requests is committed again to record them.
-            and self.increment.base.info.get(ERASURES_APPLIED) == self.info.get(ERASURES_APPLIED)
+            and self.increment.base.info.get(erasure.ERASURES_APPLIED) == self.info.get(erasure.ERASURES_APPLIED)
         )
 
 
@@ -336,7 +335,7 @@ def _erasures_new(base: Snapshot, step: AssetStep) -> bool:
     on it then takes their rows out of it too (`erasure.targeted`), and is committed even if
     it changes nothing else, so that its version records the requests it applies and every
     earlier version awaits the purge (`erasure.awaiting_purge`)."""
-    return base.info.get(ERASURES_APPLIED) != step.erasures.fingerprint()
+    return base.info.get(erasure.ERASURES_APPLIED) != step.erasures.fingerprint()
 
 
 def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
@@ -380,7 +379,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             "inputs": {name: snapshot.version for name, snapshot in step.inputs.items()},
             "build": "full" if increment is None else "incremental",
             **({"changes": dict(increment.summary)} if increment is not None and increment.summary else {}),
-            ERASURES_APPLIED: step.erasures.fingerprint(),
+            erasure.ERASURES_APPLIED: step.erasures.fingerprint(),
             **built.info,
         }
         audited = Audited(

@@ -18,7 +18,7 @@ from stedi_assets.audit import Audit
 from stedi_assets.lake.delta import Snapshot, Staged
 from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing import checks
-from stedi_assets.landing.json_lines import _BOM as BOM  # one definition of the mark
+from stedi_assets.landing.json_lines import BOM
 from stedi_assets.landing.json_lines import MAX_DEPTH, count_lines, parse_files
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys

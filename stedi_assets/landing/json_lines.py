@@ -128,13 +128,13 @@ JSON_WHITESPACE = " \t\r\n"
 _JSON_WHITESPACE_BYTES = JSON_WHITESPACE.encode()
 _IS_WHITESPACE = np.zeros(256, dtype=bool)
 _IS_WHITESPACE[list(_JSON_WHITESPACE_BYTES)] = True
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 _SLICE = 1 << 22
 
 
 def _without_bom(data: Data) -> Data:
     """The file without the UTF-8 byte order mark at its very start, if it has one."""
-    if bytes(memoryview(data)[:3]) != _BOM:
+    if bytes(memoryview(data)[:3]) != BOM:
         return data
     return data.slice(3) if isinstance(data, pa.Buffer) else memoryview(data)[3:].tobytes()
 
