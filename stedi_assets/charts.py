@@ -1,14 +1,10 @@
 """Pictures for the Dagster UI: small PNG charts embedded in Markdown metadata.
 
-Pure functions: Arrow tables or counts in, a Markdown string out that holds one PNG as a
-`data:image/png;base64,...` image (Dagster renders Markdown metadata, images included). No
-Dagster context, no lake, no SQL engine; `Pictures` is the one place that talks to Dagster,
-and it makes sure a chart that fails to draw is a warning, never a failed step.
-
-Every chart aggregates with pyarrow first and hands matplotlib a few dozen bars or a few
-thousand points at most, whatever the size of the table. matplotlib is imported inside the
-drawing functions, so a process that never draws never pays for the import; it draws on a
-`Figure` with the Agg canvas, never through pyplot's global state.
+Pure functions: Arrow tables or counts in, a Markdown string holding one PNG data URI out.
+Each aggregates with pyarrow first, so matplotlib draws a few dozen bars or a few thousand
+points whatever the table's size, on a `Figure` with the Agg canvas (never pyplot's global
+state), imported only when drawing. `Pictures` is the one place that talks to Dagster: a chart
+that fails to draw is a warning, never a failed step.
 
 No label shows a direct identifier: subjects appear as a short prefix of their
 pseudonymous `subject_id`, landing files by name, rejects by the kind of problem with the
@@ -21,9 +17,11 @@ import base64
 import io
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -93,48 +91,29 @@ class Pictures:
 # -- landing ----------------------------------------------------------------------------------
 def rejects_by_reason(rejects: pa.Table) -> str:
     """Bars: how many landing lines were rejected for each kind of reason."""
-    counts = _count(pa.array([reason_kind(r) for r in rejects["reason"].to_pylist()], pa.string()))
-    fig = _figure(SMALL)
-    ax = fig.add_subplot()
-    if not counts:
-        _empty(ax, "no rejected lines")
-    else:
-        labels, values = zip(*_top(counts, MAX_BARS, "other reasons"))
-        _hbars(ax, labels, list(values), _RED)
-        _bar_layout(fig, ax.get_yticklabels())
-        ax.set_xlabel("rejected lines", fontsize=8)
-    ax.set_title(f"Rejects by reason ({rejects.num_rows:,} lines)", loc="left", fontsize=10)
-    return _markdown(fig, "rejects by reason")
+    counts = Counter(reason_kind(r) for r in rejects["reason"].to_pylist())
+    bars = _bars(counts, "other reasons")
+    return _hbar_chart(
+        f"Rejects by reason ({rejects.num_rows:,} lines)", "no rejected lines", "rejected lines",
+        [label for label, _ in bars], [sum(counts[k] for k in keys) for _, keys in bars], _RED,
+    )
 
 
 def rows_per_file(rows: pa.Table | Mapping[str, int], rejects: pa.Table | None = None) -> str:
     """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
-    files first; beyond MAX_BARS files, the rest are added up into one bar. `rows`: the
-    landing rows, or their count per file (what a build that staged them knows)."""
+    files first. `rows`: the landing rows, or their count per file (what a build that staged
+    them knows)."""
     per_file = {f: n for f, n in rows.items() if n} if isinstance(rows, Mapping) else _count(rows["source_file"])
-    bad = _count(rejects["source_file"]) if rejects is not None and rejects.num_rows else {}
+    bad = _count(rejects["source_file"]) if rejects is not None else {}
     files = set(per_file) | set(bad)
-    totals = {f: per_file.get(f, 0) + bad.get(f, 0) for f in files}
-    largest = sorted(totals, key=lambda f: (-totals[f], f))
-    shown = largest if len(largest) <= MAX_BARS else largest[: MAX_BARS - 1]
-    rest = files - set(shown)
-    labels = [_file_label(f) for f in shown]
-    good = [per_file.get(f, 0) for f in shown]
-    rejected = [bad.get(f, 0) for f in shown]
-    if rest:
-        labels.append(f"{len(rest):,} other files")
-        good.append(sum(per_file.get(f, 0) for f in rest))
-        rejected.append(sum(bad.get(f, 0) for f in rest))
-    fig = _figure(SMALL)
-    ax = fig.add_subplot()
-    if not files:
-        _empty(ax, "no files")
-    else:
-        _hbars(ax, labels, good, _BLUE, stacked=rejected, stacked_colour=_RED, stacked_name="rejected")
-        _bar_layout(fig, ax.get_yticklabels())
-        ax.set_xlabel("rows" + (" (red: rejected lines)" if any(rejected) else ""), fontsize=8)
-    ax.set_title(f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)", loc="left", fontsize=10)
-    return _markdown(fig, "rows per source file")
+    bars = _bars({f: per_file.get(f, 0) + bad.get(f, 0) for f in files}, "other files")
+    rejected = [sum(bad.get(f, 0) for f in keys) for _, keys in bars]
+    return _hbar_chart(
+        f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)", "no files",
+        "rows" + (" (red: rejected lines)" if any(rejected) else ""),
+        [_file_label(label) for label, _ in bars], [sum(per_file.get(f, 0) for f in keys) for _, keys in bars], _BLUE,
+        rejected,
+    )
 
 
 # -- curated ----------------------------------------------------------------------------------
@@ -179,8 +158,6 @@ def readings_per_subject(counts: pa.Table) -> str:
         _empty(ax, "no subjects")
         title = "Readings per subject"
     else:
-        import numpy as np
-
         ax.hist(readings, bins=int(min(30, readings.max() - readings.min() + 1)), color=_BLUE)
         ax.set_xlabel("readings (rows of the ML table)", fontsize=8)
         ax.set_ylabel("subjects", fontsize=8)
@@ -220,9 +197,10 @@ def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str] | None = N
         seconds = (rows["sensorReadingTime"].to_numpy() - start) / 1000.0
         step = _thin(len(seconds))
         # Several accelerometer rows can share one step trainer reading: one distance per time.
-        distance_t, distance_i = _unique_times(seconds)
-        distance = rows["distanceFromObject"].to_numpy(zero_copy_only=False)
-        top.step(distance_t[_thin(len(distance_t))], distance[distance_i][_thin(len(distance_t))], where="post", color=_GREY, lw=1)
+        distance_t, first = np.unique(seconds, return_index=True)
+        distance = rows["distanceFromObject"].to_numpy(zero_copy_only=False)[first]
+        thin = _thin(len(distance_t))
+        top.step(distance_t[thin], distance[thin], where="post", color=_GREY, lw=1)
         for axis, colour in _XYZ_COLOURS.items():
             values = rows[axis].to_numpy(zero_copy_only=False)
             bottom.plot(seconds[step], values[step], lw=0.8, color=colour, label=axis)
@@ -250,10 +228,9 @@ def step_trainer_matches(matched: int, total: int) -> str:
     if total <= 0:
         _empty(ax, "no step trainer readings")
     else:
-        share = matched / total
         ax.barh([0], [matched], color=_GREEN, label="with an accelerometer reading")
         ax.barh([0], [total - matched], left=[matched], color=_GREY, label="without")
-        ax.text(matched / 2, 0, f"{matched:,} ({share:.1%})", ha="center", va="center", fontsize=8, color="white")
+        ax.text(matched / 2, 0, f"{matched:,} ({matched / total:.1%})", ha="center", va="center", fontsize=8, color="white")
         ax.set_xlim(0, total)
         ax.set_yticks([])
         ax.set_xlabel("step trainer readings", fontsize=8)
@@ -302,7 +279,6 @@ def _figure(size: tuple[float, float]) -> Figure:
     the labels for us but costs a third of a chart's time, and every chart is drawn each run."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.text import Text
 
     fig = Figure(figsize=size, dpi=DPI)
     fig.subplots_adjust(left=0.08, right=0.97, top=0.88, bottom=0.17)
@@ -321,35 +297,38 @@ def _markdown(fig: Figure, alt: str, caption: str | None = None) -> str:
     return image if caption is None else f"{image}\n\n{caption}"
 
 
-def _hbars(
-    ax: Axes,
-    labels: Sequence[str],
-    values: Sequence[int],
-    colour: str,
-    stacked: Sequence[int] | None = None,
-    stacked_colour: str = _RED,
-    stacked_name: str = "",
-) -> None:
-    """Horizontal bars, the first on top, each with its number; `stacked` adds a second
-    segment to each bar, and its number to the label where it is not zero."""
+def _hbar_chart(
+    title: str, empty: str, xlabel: str, labels: Sequence[str], values: Sequence[int], colour: str,
+    rejected: Sequence[int] | None = None,
+) -> str:
+    """Horizontal bars, the first on top, each with its number; `rejected` adds a red segment
+    to each bar, and its number to the label where it is not zero."""
     from matplotlib.ticker import MaxNLocator
 
+    fig = _figure(SMALL)
+    ax = fig.add_subplot()
+    ax.set_title(title, loc="left", fontsize=10)
+    if not values:
+        _empty(ax, empty)
+        return _markdown(fig, title.split(" (")[0].lower())
     positions = list(range(len(values)))
-    extra = list(stacked) if stacked is not None else [0] * len(values)
+    extra = list(rejected) if rejected is not None else [0] * len(values)
     ax.barh(positions, values, color=colour)
     if any(extra):
-        ax.barh(positions, extra, left=values, color=stacked_colour)
+        ax.barh(positions, extra, left=values, color=_RED)
     totals = [v + e for v, e in zip(values, extra)]
     top = max(totals, default=0) or 1
     for y, v, e, total in zip(positions, values, extra, totals):
-        text = f"{v:,}" + (f" + {e:,} {stacked_name}" if e else "")
-        ax.text(total + top * 0.01, y, text, va="center", fontsize=7)
+        ax.text(total + top * 0.01, y, f"{v:,}" + (f" + {e:,} rejected" if e else ""), va="center", fontsize=7)
     ax.set_yticks(positions, [_safe_label(x, width=40) for x in labels], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, top * (1.3 if any(extra) else 1.15))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
     ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel(xlabel, fontsize=8)
     _tidy(ax)
+    _bar_layout(fig, ax.get_yticklabels())
+    return _markdown(fig, title.split(" (")[0].lower())
 
 
 def _bar_layout(fig: Figure, ticks: Sequence[Text]) -> None:
@@ -369,33 +348,21 @@ def _tidy(ax: Axes) -> None:
 
 
 def _count(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
-    """Occurrences of each value, chunk by chunk: a landing table's file names are dictionary
-    encoded, each chunk with its own dictionary, which pyarrow cannot group across chunks."""
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    out: dict[str, int] = {}
-    for chunk in chunks:
-        if len(chunk) == 0:
-            continue
-        counted = pc.value_counts(chunk)
-        for value, n in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()):
-            out[value] = out.get(value, 0) + n
-    return out
+    """Occurrences of each value (decoded first: pyarrow cannot group dictionary chunks with
+    dictionaries of their own)."""
+    counted = pc.value_counts(values.cast(pa.string()))
+    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
 
 
-def _top(counts: dict[str, int], n: int, rest_label: str) -> list[tuple[str, int]]:
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    if len(ordered) <= n:
-        return ordered
-    head, tail = ordered[: n - 1], ordered[n - 1 :]
-    return [*head, (f"{len(tail)} {rest_label}", sum(v for _, v in tail))]
+def _bars(totals: Mapping[str, int], others: str) -> list[tuple[str, list[str]]]:
+    """(label, the keys it adds up) per bar, the largest total first, ties by key; beyond
+    MAX_BARS, the smallest are added up into one bar `<n> <others>`."""
+    ordered = sorted(totals, key=lambda k: (-totals[k], str(k)))
+    if len(ordered) <= MAX_BARS:
+        return [(k, [k]) for k in ordered]
+    head, tail = ordered[: MAX_BARS - 1], ordered[MAX_BARS - 1 :]
+    return [*((k, [k]) for k in head), (f"{len(tail):,} {others}", tail)]
 
 
 def _thin(length: int, limit: int = MAX_POINTS) -> slice:
     return slice(None, None, max(1, -(-length // limit)))
-
-
-def _unique_times(seconds):
-    import numpy as np
-
-    times, first = np.unique(seconds, return_index=True)
-    return times, first
