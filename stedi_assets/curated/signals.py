@@ -1,19 +1,14 @@
-"""The numbers behind the curated zone's pictures, and the pictures themselves as metadata.
+"""The numbers behind the curated zone's pictures, and the pictures as metadata.
 
 - The privacy funnel: customers in landing -> with research consent -> with accelerometer
-  readings -> (under `since_consent`) with readings since their consent -> in the ML table.
-  Scalar subqueries that DuckDB and Spark both run, asked for in one query (`curated_counts`),
-  over customer_landing, customer_trusted, customer_curated and accelerometer_landing; the ML
-  table's subjects are counted from the table in hand.
-- The ML table's profile: readings per subject, and how many step trainer readings found an
-  accelerometer reading of the same customer at the same time (the readings the ML table is
-  made of), counted with Arrow and numpy from the batches the build stages (`Profiler`): one
-  hash lookup per row and sorts of integers, no second scan of the table, no GROUP BY over
-  millions of wide rows, and never the whole table in memory.
+  readings -> (under `since_consent`) with readings since their consent -> in the ML table:
+  scalar subqueries that DuckDB and Spark both run, in one query (`curated_counts`).
+- The ML table's profile (`Profiler`): readings per subject, and the step trainer readings that
+  found an accelerometer reading of the same customer at the same time, counted from the
+  batches the build stages: no second scan, no GROUP BY over millions of wide rows, never the
+  whole table in memory.
 
-`customer_curated_pictures` and `machine_learning_pictures` are what the two assets call: each
-returns metadata for `context.add_output_metadata`, and a picture or number that fails is a
-warning in the log and missing from the metadata, never a failed step.
+A picture or number that fails is a warning and missing from the metadata, never a failed step.
 """
 
 from __future__ import annotations
@@ -60,11 +55,6 @@ WITH_READINGS_BEFORE_CONSENT_ONLY = """(
 STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
 
 
-def counts_sql(counts: Mapping[str, str]) -> str:
-    """One row, one column per count: `SELECT (<subquery>) AS <name>, ...`."""
-    return "SELECT " + ",\n       ".join(f"{sql} AS {name}" for name, sql in counts.items())
-
-
 Published = Callable[[Table], "Relation"]  # a table's current published version (the lake's `current`)
 
 
@@ -83,7 +73,8 @@ def curated_counts(
         wanted["with_readings_before_consent_only"] = WITH_READINGS_BEFORE_CONSENT_ONLY
     if step_trainer:
         wanted["step_trainer_readings"] = STEP_TRAINER_READINGS
-    [row] = engine.query(counts_sql(wanted), relations).to_pylist()
+    sql = "SELECT " + ",\n       ".join(f"{subquery} AS {name}" for name, subquery in wanted.items())
+    [row] = engine.query(sql, relations).to_pylist()
     return row
 
 
@@ -121,14 +112,11 @@ class MachineLearningProfile:
 
 class Profiler:
     """Readings per subject and the matched step trainer readings, exactly, counted from the
-    ML table's record batches as the build stages them (`observe`, AssetStep.stage): the
-    table is read once, by the build, never again for its pictures, and never held whole.
-    Each row's subject is looked up among the curated customers (a small table); subjects
-    are mapped to serial numbers, not counted as (subject, time), since two customers
-    registered to the same step trainer can both match one of its readings. It holds one
-    count per customer and one integer per distinct matched (serial number, time), packed
-    serial above time. A batch it cannot count makes `result` raise (a picture left out,
-    a warning), never the build fail."""
+    ML table's record batches as the build stages them (`observe`, AssetStep.stage).
+    Matches are counted as distinct (serial number, time), not (subject, time), since two
+    customers registered to the same step trainer can both match one of its readings; each
+    is one integer, serial above time. A batch it cannot count makes `result` raise (a
+    picture left out, a warning), never the build fail."""
 
     def __init__(self, customer_curated: pa.Table):
         self.customers = customer_curated.select(["subject_id", "serialNumber"]).combine_chunks()
@@ -193,21 +181,22 @@ def rows_of(engine: SqlEngine, ml: Relation, subjects: list[str]) -> pa.Table:
     )
 
 
+def _counts(
+    engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published, step_trainer: bool = False
+) -> dict[str, int]:
+    """`curated_counts` over the asset's `relations` and, for the rest, the published tables."""
+    reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
+    return curated_counts(engine, {**reads, **relations}, privacy, step_trainer)
+
+
 def customer_curated_pictures(
-    pictures: Pictures,
-    engine: SqlEngine,
-    privacy: PrivacyPolicy,
-    relations: Mapping[str, Relation],
-    published: Published,
+    pictures: Pictures, engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published
 ) -> dict[str, dg.MetadataValue]:
     """customer_curated's funnel, up to itself. `relations`: the asset's inputs and its result
     as customer_curated; `published` gives the landing tables the funnel also reads."""
-
-    def funnel() -> str:
-        reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
-        return charts.privacy_funnel(funnel_stages(curated_counts(engine, {**reads, **relations}, privacy), privacy))
-
-    return pictures.chart("privacy_funnel", funnel)
+    return pictures.chart(
+        "privacy_funnel", lambda: charts.privacy_funnel(funnel_stages(_counts(engine, privacy, relations, published), privacy))
+    )
 
 
 def machine_learning_pictures(
@@ -219,31 +208,21 @@ def machine_learning_pictures(
     published: Published,
     profiler: Profiler,
 ) -> dict[str, dg.RawMetadataValue]:
-    """The ML table's pictures: the whole privacy funnel, a few subjects' signals, readings
-    per subject and the share of step trainer readings matched; and the numbers `subjects`,
-    `step_trainer_readings_matched` and `step_trainer_match_share`, which Dagster plots across
-    materializations. `ml`: the table the asset is about to return; `relations`: its inputs
-    (step_trainer_trusted, accelerometer_trusted, customer_curated)."""
+    """The ML table's pictures (the whole funnel, a few subjects' signals, readings per
+    subject, the step trainer readings matched) and the numbers Dagster plots across
+    materializations. `ml`: the table the asset is about to return; `relations`: its inputs."""
     out: dict[str, dg.RawMetadataValue] = {}
     pictures.seconds += profiler.seconds  # counted while the build staged the table
     found = pictures.guarded("ML table profile", profiler.result)
-
-    def count() -> dict[str, int]:
-        reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
-        return curated_counts(engine, {**reads, **relations}, privacy, step_trainer=True)
-
-    counts = pictures.guarded("curated counts", count)
+    counts = pictures.guarded("curated counts", lambda: _counts(engine, privacy, relations, published, step_trainer=True))
     if counts is not None:
-        subjects = None if found is None else found.subjects
-        stages = funnel_stages(counts, privacy, ml_subjects=subjects)
+        stages = funnel_stages(counts, privacy, ml_subjects=None if found is None else found.subjects)
         out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(stages)))
     if found is None:
         return out
     picked = charts.pick_subjects(found.subject_counts)
     out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(rows_of(engine, ml, picked), picked)))
-    out.update(
-        pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts))
-    )
+    out.update(pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts)))
     out["subjects"] = found.subjects
     if counts is not None:
         matched, total = found.step_trainer_readings_matched, counts["step_trainer_readings"]
@@ -251,4 +230,3 @@ def machine_learning_pictures(
         out["step_trainer_readings_matched"] = matched
         out["step_trainer_match_share"] = matched / total if total else 0.0
     return out
-
