@@ -18,6 +18,7 @@ left means no key (None). This module imports no Dagster and builds nothing on i
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 
@@ -29,6 +30,10 @@ _INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
 # The pure-ASCII case of the same definition, for pyarrow: NFKC leaves ASCII alone, casefold
 # is lower(), and the ASCII whitespace and control characters are 0x00-0x20 and 0x7F.
 _ASCII_INVISIBLE = r"[\x00-\x20\x7f]"
+# Anything shaped like an e-mail address in free text (`x@y`, neither side holding white space,
+# quotes, brackets or separators): what a rejected line names, and what a label masks.
+_STOP = r"""\s"'`<>()\[\]{},;:\\"""
+EMAIL_SHAPED = re.compile(rf"[^{_STOP}@]+@[^{_STOP}@]+")
 
 
 def _visible(char: str) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from stedi_assets.person import EMAIL_SHAPED
 from stedi_assets.settings import DEFAULT_RETENTION_HOURS, DEVELOPMENT_SUBJECT_KEY, ConsentPolicy
 from stedi_assets.tables import PERSONAL, RESCUED_DATA
 
@@ -77,10 +78,7 @@ def mask(column: str, value: object) -> object:
     return f"{local[:2]}***{at}{domain}"
 
 
-_EMAIL_LIKE = re.compile(r"[^\s\"'@,;:<>()\[\]{}]+@[^\s\"'@,;:<>()\[\]{}]+")
-
-
 def scrub(text: str) -> str:
     """`text` with anything shaped like an e-mail address masked, for free text that goes to
     Dagster (reject reasons quote the values they reject)."""
-    return _EMAIL_LIKE.sub(lambda m: mask("email", m[0]), text)  # type: ignore[arg-type]
+    return EMAIL_SHAPED.sub(lambda m: mask("email", m[0]), text)  # type: ignore[arg-type]

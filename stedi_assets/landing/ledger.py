@@ -43,7 +43,6 @@ class Arrivals:
     entries: dict[str, Entry]
     recorded: dict[str, dict]  # source_file -> its ledger row
     published: Snapshot | None = None
-    ledger: Snapshot | None = None
     new: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # recorded and no longer listed: their rows stay
@@ -63,24 +62,13 @@ class Arrivals:
     def run_key(self) -> str:
         """Names exactly this set of arrivals, each file at its identity: a sensor requests
         one run per key, so the same arrivals are never ingested twice."""
-        identities = [[key, _identity(self.entries[key])] for key in self.to_parse]
+        identities = [[key, self.entries[key].etag] for key in self.to_parse]
         return hashlib.sha256(json.dumps(identities).encode()).hexdigest()[:32]
-
-
-def _identity(entry: Entry) -> str | None:
-    """A file is its content (`LandingSource.survey` hashes it): a correction that keeps the
-    size and modification time is read again, a file only touched is not. A ledger row
-    written before content hashes has none, so its file is read again once."""
-    return entry.etag
 
 
 def _stat(entry: Entry) -> dict:
     """What a ledger row records of a file's status, beside its content hash."""
     return dict(size=entry.size, modified_ns=entry.modified_ns, changed_ns=entry.changed_ns, inode=entry.inode)
-
-
-def _recorded_identity(row: dict) -> str | None:
-    return row["etag"]
 
 
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
@@ -97,9 +85,10 @@ def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> 
         entries,
         recorded,
         published,
-        record,
         new=[k for k in entries if k not in recorded],
-        changed=[k for k, e in entries.items() if k in recorded and _recorded_identity(recorded[k]) != _identity(e)],
+        # A file is its content (`LandingSource.survey` hashes it): a correction that keeps the
+        # size and modification time is read again, a file only touched is not.
+        changed=[k for k, e in entries.items() if k in recorded and recorded[k]["etag"] != e.etag],
         gone=[k for k in recorded if k not in entries],
         skipped=skipped,
     )
@@ -113,8 +102,8 @@ def ledger_rows(arrivals: Arrivals, parsed: dict[str, tuple[int, int, int, int]]
     for key, entry in arrivals.entries.items():
         if key in parsed:
             lines, count, rejects, erased = parsed[key]
-            rows.append(dict(**_stat(entry), etag=entry.etag, source_file=key,
-                             lines=lines, rows=count, rejects=rejects, lines_erased=erased, present=True))
+            rows.append(dict(**_stat(entry), etag=entry.etag, source_file=key, lines=lines, rows=count, rejects=rejects,
+                             lines_erased=erased, present=True))
         else:  # unchanged content; its status as listed now, so a file only touched is not hashed again
             rows.append({"lines_erased": 0, **arrivals.recorded[key], **_stat(entry), "present": True})
     rows += [{"lines_erased": 0, **arrivals.recorded[key], "present": False} for key in arrivals.gone]

@@ -24,7 +24,7 @@ import unicodedata
 
 import pyarrow as pa
 
-from stedi_assets.person import person_key
+from stedi_assets.person import EMAIL_SHAPED, person_key
 from stedi_assets.tables import NAMES
 
 # A pair: the key in either quote style, any letter case, spaces inside the quotes; the value a
@@ -33,9 +33,6 @@ _PAIR = re.compile(
     r"""(["'])\s*(email|user|serialnumber)\s*\1\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""",
     re.IGNORECASE,
 )
-# Characters that end a bare token: whitespace, quotes, brackets, separators.
-_STOP = r"""\s"'`<>()\[\]{},;:\\"""
-_EMAIL_SHAPED = re.compile(rf"[^{_STOP}@]+@[^{_STOP}@]+")
 _SERIAL_SHAPED = re.compile(r"(?<![0-9A-Fa-f-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f-])")
 
 
@@ -48,7 +45,7 @@ def named_tokens(raw: str) -> tuple[list[str], list[str]]:
         value = _unescape(match[3]) if match[3] is not None else match[4].replace("\\'", "'")
         (serials if match[2].lower() == "serialnumber" else emails).append(value)
     text = unicodedata.normalize("NFKC", raw)
-    emails += _EMAIL_SHAPED.findall(text)
+    emails += EMAIL_SHAPED.findall(text)
     serials += _SERIAL_SHAPED.findall(text)
     return list(dict.fromkeys(emails)), list(dict.fromkeys(serials))
 

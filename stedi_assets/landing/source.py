@@ -39,20 +39,15 @@ class LandingSource:
 
     def files(self, source: str) -> list[str]:
         """The JSON files of one source, as keys relative to the root, in a stable order."""
-        return list(self.entries(source))
-
-    def entries(self, source: str) -> dict[str, Entry]:
-        """The JSON files of one source with what identifies their content (size,
-        modification time and a content hash), in a stable order: one listing of the folder
-        or bucket prefix, every page of it."""
-        return self.survey(source)[0]
+        return list(self.survey(source)[0])
 
     def survey(
         self, source: str, recorded: Mapping[str, Mapping[str, Any]] | None = None
     ) -> tuple[dict[str, Entry], dict[str, str]]:
-        """One listing of a source: the files that are read (`entries`, each with its content
-        hash), and every other file under its folder with why it is not read, so no file is
-        ignored without a word. Special files and symlinks out of the root are never opened.
+        """One listing of a source, every page of it: the files that are read (`entries`, each
+        with its content hash), and every other file under its folder with why it is not read,
+        so no file is ignored without a word. Special files and symlinks out of the root are
+        never opened.
 
         `recorded`: ledger rows by file. A local file whose size, modification time, ctime and
         inode are all those recorded keeps its recorded hash instead of being read again: it
