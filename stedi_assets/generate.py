@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,8 +85,6 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
         i, r = divmod(j, STEP_READINGS_PER_CUSTOMER)
         return f'{{"sensorReadingTime":{times[i, r]},"serialNumber":"{serials[i]}","distanceFromObject":{distances[i, r]}}}'
 
-    step_lines = _Lines(n * STEP_READINGS_PER_CUSTOMER, step_line)
-
     per_time = rng.choice([1, 2, 3], p=[0.003, 0.16, 0.837], size=(n, STEP_READINGS_PER_CUSTOMER))
     # Each accelerometer line as numbers (its step reading, its triple), formatted only when
     # its file is written: the generator's memory grows with the numbers, not the text.
@@ -103,15 +101,14 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
         x, y, z = triples[triple[j]]
         return f'{{"user":"{emails[i]}","timestamp":{times[i, r]},"x":{x},"y":{y},"z":{z}}}'
 
-    accelerometer_lines = _Lines(reading.size, accelerometer_line)
-
+    counts = GeneratedCounts(len(customer_lines), reading.size, n * STEP_READINGS_PER_CUSTOMER)
     files_c, files_a, files_s = options.files_per_source
-    _write(store, "customer", customer_lines, files_c, rng)
-    _write(store, "accelerometer", accelerometer_lines, files_a, rng)
-    _write(store, "step_trainer", step_lines, files_s, rng)
+    _write(store, "customer", counts.customer, customer_lines.__getitem__, files_c, rng)
+    _write(store, "accelerometer", counts.accelerometer, accelerometer_line, files_a, rng)
+    _write(store, "step_trainer", counts.step_trainer, step_line, files_s, rng)
     if options.dirty_lines:
         store.write("accelerometer/landing/late/accelerometer-dirty.json", DIRTY_ACCELEROMETER.encode())
-    return GeneratedCounts(len(customer_lines), len(accelerometer_lines), len(step_lines))
+    return counts
 
 
 # Every kind of line the landing zone must survive: CRLF, blank lines, two objects on a line,
@@ -149,26 +146,13 @@ def _customer_line(i, email, serial, registered, consent_at, consents, null_cons
     return json.dumps(record)
 
 
-@dataclass(frozen=True)
-class _Lines:
-    """`size` lines, each made by `line(j)` when it is written."""
-
-    size: int
-    line: Callable[[int], str]
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, j: int) -> str:
-        return self.line(j)
-
-
-def _write(store: Store, source: str, lines: Sequence[str] | _Lines, files: int, rng: np.random.Generator) -> None:
+def _write(store: Store, source: str, size: int, line: Callable[[int], str], files: int, rng: np.random.Generator) -> None:
+    """`size` lines, each made by `line(j)` only when its file is written, in `files` files."""
     store.delete_prefix(f"{source}/landing")
-    order = rng.permutation(len(lines))  # files are not sorted by customer, as in the real data
+    order = rng.permutation(size)  # files are not sorted by customer, as in the real data
     for part, chunk in enumerate(np.array_split(order, max(1, files))):
         # Encoded a slice at a time: one file's bytes in memory, not its text as well.
         body = b"".join(
-            "".join(lines[j] + "\n" for j in piece.tolist()).encode() for piece in np.array_split(chunk, max(1, len(chunk) // 100_000))
+            "".join(line(j) + "\n" for j in piece.tolist()).encode() for piece in np.array_split(chunk, max(1, len(chunk) // 100_000))
         )
         store.write(f"{source}/landing/{source}-{BASE_TIME_MS + part}.json", body or b"\n")
