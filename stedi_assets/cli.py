@@ -50,6 +50,14 @@ def _privacy(settings: Settings) -> PrivacyPolicy:
     return PrivacyPolicy(settings.consent_policy, settings.subject_key, settings.retention_hours)
 
 
+def _source(settings: Settings) -> LandingSource:
+    return LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
+
+
+def _counted(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
 def _tables(names) -> str:
     """The table names for a command's help, one a line (`\b`: click must not rewrap them
     and break a name mid-word)."""
@@ -92,7 +100,7 @@ def render(result: pa.Table, fmt: str) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(result.column_names))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines) + f"\n({result.num_rows} row{'s' if result.num_rows != 1 else ''})\n"
+    return "\n".join(lines) + f"\n({_counted(result.num_rows, 'row')})\n"
 
 
 @main.command("generate")
@@ -102,9 +110,7 @@ def render(result: pa.Table, fmt: str) -> str:
 @click.option("--duplicate-emails", type=int, default=0, show_default=True, help="Customers listed twice.")
 @click.option("--reused-serials", type=int, default=0, show_default=True, help="Serial numbers given to two customers.")
 @click.option("--dirty-lines", is_flag=True, help="Add a file with every kind of bad landing line.")
-def generate_command(
-    out: str | None, scale: float, seed: int, duplicate_emails: int, reused_serials: int, dirty_lines: bool
-) -> None:
+def generate_command(out: str | None, **options) -> None:
     """Write synthetic landing data to OUT (default: STEDI_SOURCE) in the source layout."""
     settings = Settings.from_env()
     target = out or settings.source
@@ -113,10 +119,7 @@ def generate_command(
             f"generate writes to OUT, else STEDI_SOURCE, which names the bundled sample ({SAMPLE_SOURCE}): "
             "name an output folder, e.g. stedi generate generated_source"
         )
-    options = GenerateOptions(
-        scale=scale, seed=seed, duplicate_emails=duplicate_emails, reused_serials=reused_serials, dirty_lines=dirty_lines
-    )
-    counts = generate(open_store(target, settings.aws_access()), options)
+    counts = generate(open_store(target, settings.aws_access()), GenerateOptions(**options))
     click.echo(
         f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and "
         f"{counts.step_trainer} step trainer records to {target}"
@@ -135,9 +138,7 @@ def rollback_command(table: str, to_version: int | None, apply: bool, lake: str 
     from stedi_assets.engine.resource import engine_resource  # Dagster: the rules run on the chosen engine
 
     settings = _settings(lake)
-    source = LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
-    lakehouse = _open(settings)
-    result = rollback(lakehouse, table, engine_resource(settings), _privacy(settings), source, to_version, apply)
+    result = rollback(_open(settings), table, engine_resource(settings), _privacy(settings), _source(settings), to_version, apply)
     if result.refused:
         raise click.ClickException(refusal(result))
     if result.restored is None:
@@ -163,7 +164,7 @@ def versions(table: str, lake: str | None) -> None:
     store, spec = _lake(lake), LAKE_TABLES[table].spec
     history = store.history(spec)
     owner = OWNERS.get(table, LAKE_TABLES[table])
-    purge = set(erasure.awaiting_purge(store, spec)) or (
+    awaiting = set(erasure.awaiting_purge(store, spec)) or (
         {c.version for c in history[1:] if store.restorable(spec, c.version)} if erasure.awaiting_purge(store, owner.spec) else set()
     )
     for commit in history:
@@ -172,7 +173,7 @@ def versions(table: str, lake: str | None) -> None:
         origin = f"restore of {info['restored_version']}, " if "restored_version" in info else ""
         if commit is history[0]:
             kept = "current"
-        elif commit.version in purge:
+        elif commit.version in awaiting:
             kept = "awaiting-purge"
         else:
             kept = "kept" if store.restorable(spec, commit.version) else "gone"
@@ -222,7 +223,7 @@ def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, dro
     settings = _settings(lake)
     new = erasure.record(_open(settings), _privacy(settings), given)
     click.echo(
-        f"recorded {new} new erasure request{'s' if new != 1 else ''}; the next run of the graph removes "
+        f"recorded {_counted(new, 'new erasure request')}; the next run of the graph removes "
         "every row of theirs from every table, and the earlier versions that hold them"
     )
 
@@ -234,7 +235,7 @@ def _rekey(settings: Settings, drop_unfound: bool) -> None:
     new = _privacy(settings)
     if old_key == new.subject_key:
         raise click.UsageError(f"{erasure.PREVIOUS_KEY_VARIABLE} is STEDI_SUBJECT_KEY: set the new key in STEDI_SUBJECT_KEY")
-    source = LandingSource(settings.source, dict(settings.source_prefixes), settings.aws_access(settings.source_anonymous))
+    source = _source(settings)
     texts = (
         data.to_pybytes().decode("utf-8", errors="replace")
         for audit in AUDITS.values()
@@ -243,7 +244,7 @@ def _rekey(settings: Settings, drop_unfound: bool) -> None:
     )
     done = erasure.rekey(_open(settings), replace(new, subject_key=old_key), new, texts, drop_unfound)
     click.echo(
-        f"re-keyed {done.rekeyed} erasure request{'s' if done.rekeyed != 1 else ''} under STEDI_SUBJECT_KEY"
+        f"re-keyed {_counted(done.rekeyed, 'erasure request')} under STEDI_SUBJECT_KEY"
         + (f"; dropped {done.dropped} whose person the source does not hold" if done.dropped else "")
         + "; now rebuild customer_landing and the tables holding subject ids with full_refresh (docs/privacy.md)"
     )
@@ -273,8 +274,7 @@ def vacuum(tables: tuple[str, ...], retain_hours: int | None, apply: bool, lake:
         except LakeError as error:
             click.echo(f"{name}: {error}")
             continue
-        verb = "deleted" if apply else "would delete"
-        click.echo(f"{name}: {verb} {len(files)} file{'s' if len(files) != 1 else ''}")
+        click.echo(f"{name}: {'deleted' if apply else 'would delete'} {_counted(len(files), 'file')}")
         for path in files:
             click.echo(f"  {path}")
 
