@@ -105,44 +105,49 @@ class Settings:
             consent_policy=consent_policy,
             subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
             engine=engine,
-            spark_master=_spark_master(env),
+            spark_master=_setting(
+                env, "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, SPARK_MASTER,
+                "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://...",
+            ),
             source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
             source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
             glue_database=glue_database,
             s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
             s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
-            retention_hours=_hours(env, "STEDI_RETENTION_HOURS", DEFAULT_RETENTION_HOURS),
+            retention_hours=int(
+                _setting(env, "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), "[0-9]+",
+                         "a whole number of hours: set it to 0 or more")
+            ),
             sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
             automation=_flag(env, "STEDI_AUTOMATION", default="true"),
-            memory_limit=_memory(env, "STEDI_MEMORY_LIMIT", "1GB"),
+            # An amount of memory as DuckDB writes it (docs/benchmarks.md).
+            memory_limit=_setting(
+                env, "STEDI_MEMORY_LIMIT", "1GB", r"(?i)[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)",
+                "an amount of memory: write it as 512MB, 1GB or 2GiB",
+            ),
             spill_directory=env.get("STEDI_SPILL_DIRECTORY") or None,
         )
 
 
-def _spark_master(env: Mapping[str, str]) -> str:
-    master = (env.get("STEDI_SPARK_MASTER") or DEFAULT_SPARK_MASTER).strip()
-    if not SPARK_MASTER.fullmatch(master):
-        raise SettingsError(
-            f"STEDI_SPARK_MASTER={master!r} is not a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://..."
-        )
-    return master
-
-
-def _memory(env: Mapping[str, str], name: str, default: str) -> str:
-    """An amount of memory as DuckDB writes it: a number and KB, MB, GB (or KiB, MiB, GiB)."""
+def _setting(env: Mapping[str, str], name: str, default: str, pattern: str | re.Pattern, expected: str) -> str:
+    """`name`'s value (`default` if unset or empty), stripped, refused unless all of it matches
+    `pattern`; `expected` says what it should be, and what to do."""
     value = (env.get(name) or default).strip()
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)", value, re.IGNORECASE):
-        raise SettingsError(f"{name}={value} is not an amount of memory: write it as 512MB, 1GB or 2GiB")
+    if not re.fullmatch(pattern, value):
+        raise SettingsError(f"{name}={value!r} is not {expected}")
     return value
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: list[str]) -> str:
     """A setting that names one of `allowed` (the first is its default), in any case."""
-    value = (env.get(name) or allowed[0]).strip().lower()
-    if value not in allowed:
-        raise SettingsError(f"{name}={env[name]!r} is not one of: {', '.join(allowed)}")
-    return value
+    listed = ", ".join(allowed)
+    return _setting(env, name, allowed[0], f"(?i){'|'.join(allowed)}", f"one of: {listed}").lower()
+
+
+def _flag(env: Mapping[str, str], name: str, default: str = "false") -> bool:
+    value = _setting(env, name, default, "(?i)true|1|yes|false|0|no", "true or false: set it to true or false")
+    return value.lower() in {"true", "1", "yes"}
 
 
 def _folder(location: str, name: str) -> None:
@@ -159,13 +164,6 @@ def _folder(location: str, name: str) -> None:
         )
 
 
-def _flag(env: Mapping[str, str], name: str, default: str = "false") -> bool:
-    value = (env.get(name) or default).strip().lower()
-    if value not in {"true", "1", "yes", "false", "0", "no"}:
-        raise SettingsError(f"{name}={env[name]!r} is not true or false: set it to true or false")
-    return value in {"true", "1", "yes"}
-
-
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
     value = env.get(name)
     if not value:
@@ -177,15 +175,6 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if number <= 0:
         raise SettingsError(f"{name}={value!r} must be positive: set it to a positive number")
     return number
-
-
-def _hours(env: Mapping[str, str], name: str, default: int) -> int:
-    value = env.get(name)
-    if not value:
-        return default
-    if not value.strip().isdigit():
-        raise SettingsError(f"{name}={value!r} is not a whole number of hours: set it to 0 or more")
-    return int(value)
 
 
 def _source_prefixes(value: str) -> dict[str, str]:
