@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -57,12 +57,9 @@ def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
     the version its landing table names, so they always come from one step."""
     out = {}
     for name in names:
-        table = LAKE_TABLES[name]
+        spec = LAKE_TABLES[name].spec
         try:
-            if name in OWNERS:
-                out[name] = lake.companion(lake.current(OWNERS[name].spec), table.spec)
-            else:
-                out[name] = lake.current(table.spec)
+            out[name] = lake.companion(lake.current(OWNERS[name].spec), spec) if name in OWNERS else lake.current(spec)
         except TableNotPublishedError:
             continue
     return out
@@ -103,8 +100,6 @@ class RollbackResult:
         return not all(o.passed for o in self.outcomes)
 
 
-
-
 def rollback(
     lake: Lake,
     name: str,
@@ -137,10 +132,8 @@ def rollback(
         raise LakeError(f"{name} version {target_version} {gone}: it left the history and cannot be restored")
     reads = [t.name for t in audit.reads]
     relations: dict[str, Any] = {**published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]), name: target}
-    companion = None
     if audit.companion is not None:
-        companion = lake.companion(target, audit.companion.spec)
-        relations[audit.companion.name] = companion
+        relations[audit.companion.name] = lake.companion(target, audit.companion.spec)
     if audit.from_source is not None:
         try:
             ledger = lake.companion(target, audit.ledger.spec) if audit.ledger is not None else None
@@ -151,8 +144,9 @@ def rollback(
     serials_from = target if name == CUSTOMER_LANDING.name else relations.get(CUSTOMER_LANDING.name)
     relations.update(erasures.with_serials(erasure.erased_serials(serials_from)).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
-    if not apply or not all(o.passed for o in outcomes):
-        return RollbackResult(audit.table, target, outcomes, None)
+    judged = RollbackResult(audit.table, target, outcomes, None)
+    if not apply or judged.refused:
+        return judged
     info: Mapping[str, Any] = {
         **target.info,
         "restored_version": target.version,
@@ -163,7 +157,7 @@ def rollback(
     versions = {}
     for table in audit.companions:  # the rejects and the ledger go back with their landing table
         try:
-            paired = companion if table is audit.companion and companion is not None else lake.companion(target, table.spec)
+            paired = lake.companion(target, table.spec)
         except TableNotPublishedError:  # a version from before the table had a ledger
             continue
         if lake.current(table.spec).version != paired.version:
@@ -171,7 +165,7 @@ def rollback(
         versions[table.name] = paired.version
     if versions:
         info = {**info, "companions": versions}
-    return RollbackResult(audit.table, target, outcomes, lake.restore(audit.table.spec, target.version, info))
+    return replace(judged, restored=lake.restore(audit.table.spec, target.version, info))
 
 
 def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, privacy: PrivacyPolicy) -> str | None:
