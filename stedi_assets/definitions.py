@@ -23,8 +23,6 @@ from stedi_assets.trusted import assets as trusted_assets
 # declared on the asset itself (publishing.py): loading the assets loads the checks.
 ZONE_ASSETS = (landing_assets, trusted_assets, curated_assets)
 
-LANDING_AUDITS = (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
-
 lakehouse_job = dg.define_asset_job(
     "stedi_lakehouse",
     selection=dg.AssetSelection.all(),
@@ -40,27 +38,17 @@ def aws_config(settings: Settings, anonymous: bool = False) -> AwsConfig:
     return AwsConfig(max_attempts=settings.s3_max_attempts, timeout_seconds=settings.s3_timeout_seconds, anonymous=anonymous)
 
 
-def lake_resource(settings: Settings) -> LakeResource:
-    """The lake root (a folder or `s3://`, see lake/store.py), and on S3 the optional Glue
-    database (lake/glue.py)."""
-    return LakeResource(
+def resources_for(settings: Settings) -> Mapping[str, object]:
+    lake = LakeResource(
         root=settings.lake,
         aws=aws_config(settings),
         glue_database=settings.glue_database,
         allow_unconditional_writes=settings.s3_allow_unsafe_commits,
         unconditional_writes_setting=f"{UNSAFE_COMMITS_VARIABLE}=true",
     )
-
-
-def privacy_resource(settings: Settings) -> PrivacyResource:
-    # The secret reaches the resource through dg.EnvVar, so the UI shows the variable's name,
-    # never its value. The development default is no secret.
-    key = dg.EnvVar(SUBJECT_KEY_VARIABLE) if settings.subject_key_is_set else settings.subject_key
-    return PrivacyResource(consent_policy=settings.consent_policy, subject_key=key, retention_hours=settings.retention_hours)
-
-
-def resources_for(settings: Settings) -> Mapping[str, object]:
-    lake = lake_resource(settings)
+    # The secret reaches the privacy resource through dg.EnvVar, so the UI shows the variable's
+    # name, never its value. The development default is no secret.
+    subject_key = dg.EnvVar(SUBJECT_KEY_VARIABLE) if settings.subject_key_is_set else settings.subject_key
     return {
         "lake": lake,
         "io_manager": DeltaLakeIOManager(lake=lake),
@@ -70,7 +58,9 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
             aws=aws_config(settings, anonymous=settings.source_anonymous),
         ),
         "engine": engine_resource(settings),
-        "privacy": privacy_resource(settings),
+        "privacy": PrivacyResource(
+            consent_policy=settings.consent_policy, subject_key=subject_key, retention_hours=settings.retention_hours
+        ),
     }
 
 
@@ -81,7 +71,10 @@ def sensors(settings: Settings) -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     interval = settings.sensor_interval_seconds
     return [
-        *(landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status) for audit in LANDING_AUDITS),
+        *(
+            landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status)
+            for audit in (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
+        ),
         dg.AutomationConditionSensorDefinition(
             "stedi_automation",
             target=dg.AssetSelection.all(),
