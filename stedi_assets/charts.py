@@ -93,10 +93,9 @@ def rejects_by_reason(rejects: pa.Table) -> str:
     """Bars: how many landing lines were rejected for each kind of reason."""
     counts = Counter(reason_kind(r) for r in rejects["reason"].to_pylist())
     bars = _bars(counts, "other reasons")
-    return _hbar_chart(
-        f"Rejects by reason ({rejects.num_rows:,} lines)", "no rejected lines", "rejected lines",
-        [label for label, _ in bars], [sum(counts[k] for k in keys) for _, keys in bars], _RED,
-    )
+    values = [sum(counts[k] for k in keys) for _, keys in bars]
+    title = f"Rejects by reason ({rejects.num_rows:,} lines)"
+    return _hbar_chart(title, "no rejected lines", "rejected lines", [label for label, _ in bars], values, _RED)
 
 
 def rows_per_file(rows: pa.Table | Mapping[str, int], rejects: pa.Table | None = None) -> str:
@@ -107,13 +106,12 @@ def rows_per_file(rows: pa.Table | Mapping[str, int], rejects: pa.Table | None =
     bad = _count(rejects["source_file"]) if rejects is not None else {}
     files = set(per_file) | set(bad)
     bars = _bars({f: per_file.get(f, 0) + bad.get(f, 0) for f in files}, "other files")
+    labels = [_file_label(label) for label, _ in bars]
+    good = [sum(per_file.get(f, 0) for f in keys) for _, keys in bars]
     rejected = [sum(bad.get(f, 0) for f in keys) for _, keys in bars]
-    return _hbar_chart(
-        f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)", "no files",
-        "rows" + (" (red: rejected lines)" if any(rejected) else ""),
-        [_file_label(label) for label, _ in bars], [sum(per_file.get(f, 0) for f in keys) for _, keys in bars], _BLUE,
-        rejected,
-    )
+    title = f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)"
+    xlabel = "rows" + (" (red: rejected lines)" if any(rejected) else "")
+    return _hbar_chart(title, "no files", xlabel, labels, good, _BLUE, rejected)
 
 
 # -- curated ----------------------------------------------------------------------------------
@@ -305,12 +303,13 @@ def _hbar_chart(
     to each bar, and its number to the label where it is not zero."""
     from matplotlib.ticker import MaxNLocator
 
+    alt = title.split(" (")[0].lower()  # the title without its numbers
     fig = _figure(SMALL)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=10)
     if not values:
         _empty(ax, empty)
-        return _markdown(fig, title.split(" (")[0].lower())
+        return _markdown(fig, alt)
     positions = list(range(len(values)))
     extra = list(rejected) if rejected is not None else [0] * len(values)
     ax.barh(positions, values, color=colour)
@@ -328,7 +327,7 @@ def _hbar_chart(
     ax.set_xlabel(xlabel, fontsize=8)
     _tidy(ax)
     _bar_layout(fig, ax.get_yticklabels())
-    return _markdown(fig, title.split(" (")[0].lower())
+    return _markdown(fig, alt)
 
 
 def _bar_layout(fig: Figure, ticks: Sequence[Text]) -> None:
