@@ -67,12 +67,30 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
             serials[receiver] = serials[donor]
     emails = [f"{_FIRST_NAMES[i % len(_FIRST_NAMES)]}.{_LAST_NAMES[(i // 7) % len(_LAST_NAMES)]}{i}@test.com" for i in ids]
 
-    customer_lines = [_customer_line(i, emails[i], serials[i], registered[i], consent_at[i], consents[i], null_consent[i], rng) for i in ids]
+    def customer_line(i: int, consents: bool, null_consent: bool, age_ms: int = 0) -> str:
+        record = {
+            "customerName": emails[i].split("@")[0].replace(".", " ").rstrip("0123456789"),
+            "email": emails[i],
+            "phone": "8015551212",
+            "birthDay": f"{1930 + i % 70}-01-01",
+            "serialNumber": serials[i],
+            "registrationDate": int(registered[i]),
+            "lastUpdateDate": int(registered[i]) + 1000 - age_ms,
+        }
+        if consents:
+            record["shareWithResearchAsOfDate"] = int(consent_at[i])
+        elif null_consent:
+            record["shareWithResearchAsOfDate"] = None
+        if rng.random() < 0.5:
+            record["shareWithPublicAsOfDate"] = int(registered[i])
+        if rng.random() < 0.5:
+            record["shareWithFriendsAsOfDate"] = int(registered[i])
+        return json.dumps(record)
+
+    customer_lines = [customer_line(i, consents[i], null_consent[i]) for i in ids]
     for i in rng.choice(n, size=min(options.duplicate_emails, n), replace=False):
         # An older record of the same customer; the newer one must win.
-        customer_lines.append(
-            _customer_line(i, emails[i], serials[i], registered[i], consent_at[i], not consents[i], False, rng, age_ms=86_400_000)
-        )
+        customer_lines.append(customer_line(i, not consents[i], False, age_ms=86_400_000))
 
     # Reading times: 30 per customer from a session start on a 100 ms grid, so that times
     # collide across customers as they do in the course data.
@@ -123,27 +141,6 @@ DIRTY_ACCELEROMETER = (
     '["a", "list"]\n'
     '{"user":"Ben.Khatib@test.com","timestamp":1655564440172,"x":0,\n'
 )
-
-
-def _customer_line(i, email, serial, registered, consent_at, consents, null_consent, rng, age_ms=0) -> str:
-    record = {
-        "customerName": email.split("@")[0].replace(".", " ").rstrip("0123456789"),
-        "email": email,
-        "phone": "8015551212",
-        "birthDay": f"{1930 + i % 70}-01-01",
-        "serialNumber": serial,
-        "registrationDate": int(registered),
-        "lastUpdateDate": int(registered) + 1000 - age_ms,
-    }
-    if consents:
-        record["shareWithResearchAsOfDate"] = int(consent_at)
-    elif null_consent:
-        record["shareWithResearchAsOfDate"] = None
-    if rng.random() < 0.5:
-        record["shareWithPublicAsOfDate"] = int(registered)
-    if rng.random() < 0.5:
-        record["shareWithFriendsAsOfDate"] = int(registered)
-    return json.dumps(record)
 
 
 def _write(store: Store, source: str, size: int, line: Callable[[int], str], files: int, rng: np.random.Generator) -> None:
