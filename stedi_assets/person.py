@@ -9,11 +9,8 @@ the key is computed once, here, in Python, at landing, and kept as a column besi
 spelling as it arrived; every rule, check, erasure request and subject id compares that
 column and no engine computes a key of its own.
 
-The key of a text: Unicode NFKC (full-width and other compatibility forms become their plain
-letters), case-folded (stronger than lower-casing: 'ß' is 'ss'), with every whitespace,
-control and format character removed (categories Zs, Zl, Zp, Cc, Cf, and whatever
-`str.isspace` calls space: tab, newline, U+00A0, U+200B, U+FEFF, U+3000 and their kin). Nothing
-left means no key (None). This module imports no Dagster and builds nothing on import.
+The key of a text: Unicode NFKC, case-folded (stronger than lower-casing: 'ß' is 'ss'), with
+every whitespace, control and format character removed; nothing left means no key (None).
 """
 
 from __future__ import annotations

@@ -2,21 +2,12 @@
 the landing step and the sensor make.
 
 Each landing table is published with a ledger, `<source>/landing_files`: one row per source
-file it holds, with the identity the file had when it was parsed (its content hash in `etag`,
-beside its size and modification time), its line, row and reject counts, and whether it was still in the
-source. The ledger is a Delta table committed in the same step as the landing table and its
-rejects, just before the landing table's commit, which names the ledger version it belongs
-with (the rejects' pairing, `Lake.companion`). Why a table of its own and not the commit
-info or columns of the landing table:
-
-- readers pair it with the landing version through that version's commit, so it can never
-  describe other rows than the ones readers see: a run that dies between the two commits
-  leaves a ledger version no landing commit names, and the next run starts from the last
-  pair, as every reader does;
-- it is queryable (`stedi sql "SELECT * FROM accelerometer_landing_files"`), by Athena too;
-- a landing commit's own info would hold a map of every file in a log entry that Delta may
-  clean up after a checkpoint, and identity columns on every row would cost a copy per row
-  and could not record a file that gave no rows (all lines rejected, or an empty file).
+file, with its content hash (`etag`), status, line, row and reject counts, and whether it is
+still in the source. It is a Delta table of its own, paired with the landing version through
+that version's commit (`Lake.companion`), so it never describes other rows than the ones
+readers see, and it is queryable. Not the commit info: Delta may clean a log entry up after
+a checkpoint; not columns of the landing table: a copy per row, and no row for a file that
+gave none (all lines rejected, or an empty file).
 """
 
 from __future__ import annotations

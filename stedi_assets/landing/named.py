@@ -7,14 +7,9 @@ names is not trusted until the line is fixed, a serial number it names is treate
 and an erased person's rejected lines are found by the e-mail they name.
 
 The scan is tolerant on purpose, since a rejected line is by definition not what a parser
-expects: it reads `key: value` pairs wherever they are, in JSON's double quotes or Python's
-single ones (`{'email': '...'}`), the key in any letter case and with spaces inside its quotes
-(`"email "`); and besides those, every e-mail-shaped token (`x@y`, after Unicode NFKC, so a
-full-width `＠` counts) and every serial-shaped token (a UUID, as the producer's serials are)
-anywhere in the text. `named_tokens` returns all of them, and the rejects table keeps all of
-them (`with_named_keys`): every e-mail as its person key (stedi_assets/person.py, so any
-spelling of it is the same person) in `named_person_keys`, every serial number as written in
-`named_serials`. A line of several records cut off in the last names each of them."""
+expects: `key: value` pairs in either quote style and any letter case, and every e-mail- or
+serial-shaped token anywhere in the text (after Unicode NFKC, so a full-width `＠` counts). The
+rejects keep every e-mail as its person key, so that any spelling of it is the same person."""
 
 from __future__ import annotations
 
