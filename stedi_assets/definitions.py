@@ -16,7 +16,7 @@ from stedi_assets.resources.aws import AwsConfig
 from stedi_assets.resources.lake import LakeResource
 from stedi_assets.resources.privacy import PrivacyResource
 from stedi_assets.resources.source import LandingSourceResource
-from stedi_assets.settings import SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
+from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
 from stedi_assets.trusted import assets as trusted_assets
 
 # Each asset's step builds, audits and publishes its table, with its blocking checks
@@ -48,7 +48,7 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
     )
     # The secret reaches the privacy resource through dg.EnvVar, so the UI shows the variable's
     # name, never its value. The development default is no secret.
-    subject_key = dg.EnvVar(SUBJECT_KEY_VARIABLE) if settings.subject_key_is_set else settings.subject_key
+    subject_key = settings.subject_key if settings.subject_key == DEVELOPMENT_SUBJECT_KEY else dg.EnvVar(SUBJECT_KEY_VARIABLE)
     return {
         "lake": lake,
         "io_manager": DeltaLakeIOManager(lake=lake),

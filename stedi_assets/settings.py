@@ -72,10 +72,6 @@ class Settings:
     memory_limit: str = "1GB"  # what DuckDB may hold before it spills (docs/benchmarks.md)
     spill_directory: str | None = None  # where it spills; default: the system's temp folder
 
-    @property
-    def subject_key_is_set(self) -> bool:
-        return self.subject_key != DEVELOPMENT_SUBJECT_KEY
-
     def aws_access(self, anonymous: bool = False) -> AwsAccess:
         """The S3 and Glue access of the lake, or (`anonymous` for an unsigned source) of the source."""
         return AwsAccess(
