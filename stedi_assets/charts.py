@@ -202,7 +202,7 @@ def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str] | None = N
         for axis, colour in _XYZ_COLOURS.items():
             values = rows[axis].to_numpy(zero_copy_only=False)
             bottom.plot(seconds[step], values[step], lw=0.8, color=colour, label=axis)
-        top.set_title(f"subject {subject_label(subject)}", fontsize=8)
+        top.set_title(f"subject {subject[:SUBJECT_PREFIX]}…", fontsize=8)
         bottom.set_xlabel("seconds", fontsize=8)
         for ax in (top, bottom):
             ax.tick_params(labelsize=7)
@@ -243,10 +243,6 @@ def step_trainer_matches(matched: int, total: int) -> str:
 
 
 # -- labels -----------------------------------------------------------------------------------
-def subject_label(subject_id: str) -> str:
-    return f"{subject_id[:SUBJECT_PREFIX]}…"
-
-
 def reason_kind(reason: str | None) -> str:
     """A reject reason without the rejected value: `phone has int value 8015551212, expected
     string` is `phone has int value, expected string`; `not JSON: ... at column 17` loses
