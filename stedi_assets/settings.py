@@ -27,6 +27,11 @@ DEFAULT_SPARK_MASTER = "local[*]"
 # The Spark master URLs the engine runs on (docs/spark.md): this process's cores, a standalone
 # cluster, YARN (EMR) or Kubernetes.
 SPARK_MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+")
+SPARK_MASTER_HINT = "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://..."
+# An amount of memory as DuckDB writes it (docs/benchmarks.md).
+MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)", re.IGNORECASE)
+MEMORY_HINT = "an amount of memory: write it as 512MB, 1GB or 2GiB"
+HOURS_HINT = "a whole number of hours: set it to 0 or more"
 DEFAULT_RETENTION_HOURS = 168
 
 
@@ -101,27 +106,17 @@ class Settings:
             consent_policy=consent_policy,
             subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
             engine=engine,
-            spark_master=_setting(
-                env, "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, SPARK_MASTER,
-                "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://...",
-            ),
+            spark_master=_setting(env, "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, SPARK_MASTER, SPARK_MASTER_HINT),
             source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
             source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
             glue_database=glue_database,
             s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
             s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
-            retention_hours=int(
-                _setting(env, "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), "[0-9]+",
-                         "a whole number of hours: set it to 0 or more")
-            ),
+            retention_hours=int(_setting(env, "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), "[0-9]+", HOURS_HINT)),
             sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
             automation=_flag(env, "STEDI_AUTOMATION", default="true"),
-            # An amount of memory as DuckDB writes it (docs/benchmarks.md).
-            memory_limit=_setting(
-                env, "STEDI_MEMORY_LIMIT", "1GB", r"(?i)[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)",
-                "an amount of memory: write it as 512MB, 1GB or 2GiB",
-            ),
+            memory_limit=_setting(env, "STEDI_MEMORY_LIMIT", "1GB", MEMORY, MEMORY_HINT),
             spill_directory=env.get("STEDI_SPILL_DIRECTORY") or None,
         )
 
