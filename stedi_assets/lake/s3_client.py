@@ -29,6 +29,11 @@ from botocore.exceptions import (
 
 from stedi_assets.lake.errors import AUTH_CODES, AUTH_HINT, AwsRequestError, without_userinfo
 
+# A request that got no answer, or a body cut off after the response headers arrived (then
+# botocore has already returned, and the retry is S3Store.read's).
+TRANSPORT_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
+
+
 def new_client(service: str, max_attempts: int, timeout_seconds: float, anonymous: bool) -> Any:
     """A boto3 client for `service` (s3, glue): connect and read timeouts, so a stalled call
     fails and is retried instead of hanging; botocore's "standard" retries (throttling, 5xx and
@@ -80,7 +85,7 @@ def _describe(error: Exception, max_attempts: int) -> str:
         text = f"no AWS credentials found; {AUTH_HINT} (a public source bucket needs STEDI_SOURCE_ANONYMOUS=true)"
     else:
         text = str(error)
-        if isinstance(error, (ConnectionError, HTTPClientError, IncompleteReadError)):
+        if isinstance(error, TRANSPORT_ERRORS):
             attempts = max_attempts  # retried (by botocore, or S3Store.read for a body) until out of attempts
     if attempts > 1:
         return f" after {attempts} attempts (STEDI_S3_MAX_ATTEMPTS): {text}"
