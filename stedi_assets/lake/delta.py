@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 LOG = "_delta_log"
 INFO_KEY = "stedi"  # our part of each commit's info
 WRITE_ID = "stedi_write_id"  # beside it: the id of the write that made the commit
-# File statistics are row counts only (see `_stats`); other writers (Spark) collect no column bounds either.
+# File statistics are row counts only (see `_write_file`); other writers (Spark) collect no column bounds either.
 CONFIGURATION = {"delta.dataSkippingNumIndexedCols": "0"}
 ROW_GROUP_ROWS = 1 << 20  # a staged file's row groups: DuckDB and Spark scan them in parallel
 
@@ -314,17 +314,15 @@ class Lake:
                 try:
                     landed, latest_version = self._landed(spec, write_id, read_version)
                 except Exception:
-                    landed, latest_version = None, None
-                if landed is not None:
-                    break
-                if latest_version is None:
                     if not isinstance(error, Exception):
-                        raise
+                        raise error from None
                     raise LakeError(
                         f"commit of {spec.name} at {uri} failed ({' '.join(describe(error).split())}), and its log could not be "
                         "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
                         "deletes them once older than --retain-hours, if no commit names them)"
                     ) from None
+                if landed is not None:
+                    break
                 # delta-rs does not retry a conditional PUT that got no answer (it may have been
                 # made): tried again here, while no other writer has committed meanwhile.
                 if attempt < attempts and latest_version == read_version and is_transport_error(error):
@@ -391,7 +389,11 @@ class Lake:
                 chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
                 writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
                 rows += chunk.num_rows
-        return AddAction(name, filesystem.get_file_info(path).size, {}, int(time.time() * 1000), True, json.dumps(_stats(rows)))
+        # Statistics: the row count only. Column bounds would copy names and e-mail addresses
+        # into the log, and bounds for some columns only are worse than none: delta-rs 1.6 makes
+        # a column without bounds bounds of null, so a filtered scan of such a file finds no rows.
+        stats = json.dumps({"numRecords": rows})
+        return AddAction(name, filesystem.get_file_info(path).size, {}, int(time.time() * 1000), True, stats)
 
     def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
         """Write each part with rows as one data file into the table's folder, without
@@ -609,12 +611,3 @@ def _new_file_name() -> str:
 
 def _rows(add: Any) -> int:
     return json.loads(add.stats)["numRecords"]
-
-
-def _stats(rows: int) -> dict[str, Any]:
-    """Delta file statistics (as `_write_file` writes them): the row count only. Column
-    bounds would copy names and e-mail addresses into the log, and bounds for some columns
-    only are worse than none: delta-rs
-    1.6 turns a column without bounds into bounds of null in its pyarrow datasets, so a
-    filtered scan (DuckDB, Polars) of such a file returns no rows."""
-    return {"numRecords": rows}
