@@ -430,7 +430,8 @@ class Lake:
         base: Any | None = None, removes: Sequence[str] = (),
     ) -> None:
         """Commit data files another engine wrote (Arrow here, Spark) as the table's next
-        version: `adds` are delta-rs AddActions with row-count stats. On `base` (a DeltaTable
+        version (delta-rs commits only the files it writes itself, but for add actions):
+        `adds` are delta-rs AddActions with row-count stats. On `base` (a DeltaTable
         at the version the change was built from) an append that removes `removes`;
         otherwise `mode` on the latest version, creating the table if there is none."""
         from deltalake import Schema
@@ -484,7 +485,7 @@ class Lake:
         table = self._open(spec, on)
         on_version = table.version()
         failed = f"restore of {spec.name} at {table.table_uri} to version {version} failed"
-        try:
+        try:  # delta-rs's restore; on `on` without commit retries, it is refused if another writer committed
             table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}, max_commit_retries=0))
         except Exception as error:
             latest = self._latest(table.table_uri)

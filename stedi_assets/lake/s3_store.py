@@ -1,7 +1,7 @@
 """The lake or the landing zone on S3, or on any S3-compatible store (MinIO, Ceph, R2).
 
-Keys live under `s3://bucket/prefix/`. Each call is one whole-object request. The lake writes
-its data files through this store and its Delta log through delta-rs, whose commits are
+Keys live under `s3://bucket/prefix/`. Each call is one whole-object request. The lake reads,
+lists and deletes through this store; delta-rs writes the Delta log, whose commits are
 conditional PUTs: `require_conditional_writes` checks that the store honours them. botocore
 retries transient failures with backoff; a call that still fails raises `AwsRequestError`
 naming the bucket and key."""
