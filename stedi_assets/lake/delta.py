@@ -1,28 +1,21 @@
 """Delta Lake tables on a folder or on S3: a thin layer over delta-rs.
 
-A table lives at `<lake>/<location>/` as a Delta table: Parquet data files and the
-`_delta_log/` of commits. Athena, Spark, DuckDB, Polars and delta-rs read it without this
-code. `Lake.write` has delta-rs write a version and commit it in one step, with what the
-caller says stands behind it (run, audits, policy) in the commit info: replacing the
-current version, appending to it, or, given the version it builds on, conditionally on
-that version (an incremental change: new rows appended, the rows of a replaced source file
-swapped for its new ones). So a reader sees the old version or the new one, never a
-half-written one. Commits are conditional writes of the next log entry: of two writers,
-one wins and the other fails (`CommitConflictError`), so no commit is lost silently. `restore` and `vacuum` are
-delta-rs's. Every error from delta-rs is re-raised as a `LakeError` in one line that names
-the table and, for a failed S3 request, the object (lake/delta_errors.py).
+A table lives at `<lake>/<location>/`: Parquet data files and the `_delta_log/` of commits,
+which Athena, Spark, DuckDB, Polars and delta-rs read without this code. `Lake.write` has
+delta-rs write and commit a version in one step, with what stands behind it (run, audits,
+policy) in the commit info; a reader sees the old version or the new one, never a half-written
+one. Commits are conditional PUTs of the next log entry: of two writers one wins, the other
+gets `CommitConflictError`. Every error from delta-rs becomes a one-line `LakeError` naming
+the table and, for a failed S3 request, the object (lake/errors.py `describe`).
 
-The lake keeps the reader protocol at 1 (no deletion vectors, no column mapping, no
-timestamp types without time zone), so every engine reads its tables, and its file
-statistics are row counts only: the log never holds a name or an e-mail address.
-
-Example:
+Reader protocol 1 (no deletion vectors, no column mapping, no timestamps without time zone),
+so every engine reads the tables; file statistics are row counts only, so the log never
+holds a name or an e-mail address.
 
     >>> lake = Lake(LocalStore("/tmp/lake"))
     >>> spec = TableSpec("readings", "readings/trusted", pa.schema([("t", pa.int64())]))
-    >>> snapshot = lake.write(spec, pa.table({"t": [1, 2]}), {"run_id": "r1"})
-    >>> snapshot.version, snapshot.rows
-    (0, 2)
+    >>> lake.write(spec, pa.table({"t": [1, 2]}), {"run_id": "r1"}).rows
+    2
 """
 
 from __future__ import annotations
@@ -40,13 +33,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.lake.delta_errors import describe, is_request_error, is_transport_error
 from stedi_assets.lake.errors import (
     AwsRequestError,
     CommitConflictError,
     DamagedTableError,
     LakeError,
     TableNotPublishedError,
+    describe,
+    is_request_error,
+    is_transport_error,
 )
 from stedi_assets.lake.store import Store
 
@@ -56,8 +51,9 @@ if TYPE_CHECKING:
 LOG = "_delta_log"
 INFO_KEY = "stedi"  # our part of each commit's info
 WRITE_ID = "stedi_write_id"  # beside it: the id of the write that made the commit
-# File statistics are row counts only (see `_stats`); other writers (Spark) collect no column bounds either.
+# File statistics are row counts only (see `_write_file`); other writers (Spark) collect no column bounds either.
 CONFIGURATION = {"delta.dataSkippingNumIndexedCols": "0"}
+ROW_GROUP_ROWS = 1 << 20  # a staged file's row groups: DuckDB and Spark scan them in parallel
 
 
 @dataclass(frozen=True)
@@ -92,17 +88,13 @@ class Commit:
     info: Mapping[str, Any]  # what our writer recorded; {} for commits of other writers
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """One committed version of a table: what readers, engines and checks receive."""
+class _DataFiles:
+    """Data files of one table that engines scan where they lie (a version, or staged files)."""
 
     spec: TableSpec
     uri: str  # the table's root
-    version: int
-    files: tuple[str, ...]  # absolute URIs of its data files
-    rows: int
-    info: Mapping[str, Any]
-    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    files: tuple[str, ...]  # absolute URIs
+    storage_options: Mapping[str, str]
 
     @property
     def name(self) -> str:
@@ -111,15 +103,37 @@ class Snapshot:
     def local_paths(self) -> list[str] | None:
         """The data files as local paths, or None on a remote store, or if there are none (no
         engine scans an empty list of files: they scan `dataset()` instead)."""
-        return _local_paths(self.uri, self.files)
+        if self.uri.startswith("s3://") or not self.files:
+            return None
+        return [f.removeprefix("file://") for f in self.files]
 
     def dataset(self) -> pa_ds.Dataset:
-        """The version's data files (as its Delta log lists them) as a pyarrow dataset,
-        scanned lazily, in batches, by DuckDB or Arrow; on S3 through Arrow's S3 client."""
-        return _dataset(self.spec, self.uri, self.files, self.storage_options)
+        """The data files as a pyarrow dataset, scanned lazily, in batches, by DuckDB or Arrow."""
+        import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
+
+        if not self.files:
+            return pa_ds.dataset(self.spec.storage_schema.empty_table())
+        filesystem, paths = _arrow_paths(self.files, self.storage_options)
+        return pa_ds.dataset(paths, schema=self.spec.storage_schema, format="parquet", filesystem=filesystem)
 
     def to_arrow(self) -> pa.Table:
         return self.dataset().to_table()
+
+    def head(self, rows: int) -> pa.Table:
+        return self.dataset().head(rows)
+
+
+@dataclass(frozen=True)
+class Snapshot(_DataFiles):
+    """One committed version of a table: what readers, engines and checks receive."""
+
+    spec: TableSpec
+    uri: str
+    version: int
+    files: tuple[str, ...]
+    rows: int
+    info: Mapping[str, Any]
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def part(self, files: Sequence[str]) -> Snapshot:
         """This version restricted to some of its data files (maybe none), scanned lazily like
@@ -139,59 +153,32 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class Staged:
+class Staged(_DataFiles):
     """Data files written into a table's folder by `Lake.stage` (or by another engine) and
     not committed: out of sight, since a Delta reader reads only the files its log names.
-    Engines read them where they lie, as they read a version (`local_paths`, `dataset`), so
-    the rules judge exactly the files the commit then adds as they are (`Lake.write`);
+    The rules judge exactly the files the commit then adds as they are (`Lake.write`);
     `Lake.discard` deletes them if nothing is to be committed. `adds`: delta-rs AddActions
     with row-count statistics."""
 
     spec: TableSpec
-    uri: str  # the table's root
-    files: tuple[str, ...]  # absolute URIs
+    uri: str
+    files: tuple[str, ...]
     adds: tuple[Any, ...]
     rows: int
     storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
-    def local_paths(self) -> list[str] | None:
-        return _local_paths(self.uri, self.files)
+def _arrow_paths(files: Sequence[str], options: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """Arrow's filesystem for these files and their paths on it. On S3, Arrow's own client with
+    the lake's settings: delta-rs's filesystem is written in Python, and its calls from Arrow's
+    threads can abort the interpreter at exit."""
+    from pyarrow import fs
 
-    def dataset(self) -> pa_ds.Dataset:
-        return _dataset(self.spec, self.uri, self.files, self.storage_options)
+    if files and files[0].startswith("s3://"):
+        from stedi_assets.lake.s3_client import arrow_s3  # boto3 only for a lake on S3
 
-    def to_arrow(self) -> pa.Table:
-        return self.dataset().to_table()
-
-    def head(self, rows: int) -> pa.Table:
-        return self.dataset().head(rows)
-
-
-def _local_paths(uri: str, files: Sequence[str]) -> list[str] | None:
-    if uri.startswith("s3://") or not files:
-        return None
-    return [f.removeprefix("file://") for f in files]
-
-
-def _dataset(spec: TableSpec, uri: str, files: Sequence[str], storage_options: Mapping[str, str]) -> pa_ds.Dataset:
-    import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
-
-    if not files:
-        return pa_ds.dataset(spec.storage_schema.empty_table())
-    paths = _local_paths(uri, files)
-    if paths is not None:
-        return pa_ds.dataset(paths, schema=spec.storage_schema, format="parquet")
-    from stedi_assets.lake.s3_client import arrow_dataset  # boto3 only for a lake on S3
-
-    return arrow_dataset(list(files), spec.storage_schema, storage_options)
-
-
-# A staged data file's row groups: DuckDB and Spark scan a file's row groups in parallel.
-ROW_GROUP_ROWS = 1 << 20
+        return arrow_s3(options), [f.removeprefix("s3://") for f in files]
+    return fs.LocalFileSystem(), [f.removeprefix("file://") for f in files]
 
 
 class Lake:
@@ -249,6 +236,16 @@ class Lake:
                 raise TableNotPublishedError(f"{spec.name} has no version {version} at {uri}: {describe(error)}") from None
             raise DamagedTableError(f"{spec.name} at {uri} cannot be read: {describe(error)}") from None
 
+    def _latest(self, uri: str) -> Any:
+        """The table at its latest version, or None if there is no table yet."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            return None
+
     # -- write ---------------------------------------------------------------------------
     def write(
         self,
@@ -262,35 +259,26 @@ class Lake:
         companions: Sequence[Snapshot] = (),
     ) -> Snapshot:
         """Write `data`, conformed to the spec, and commit it as the table's next version with
-        `info` in the commit. Without `base` it replaces the current version whole (or, with
-        `mode="append"`, adds to it). With `base` (the version the caller read) the next
-        version is `base`'s files less `removes` plus the new ones, committed only if it is
-        the version right after `base`: a writer that lost the race fails, nothing is merged
-        blindly. A table is written by delta-rs; a sequence of tables as one data file each
-        (`commit_files`), so that a later commit can remove the rows of one of them alone (a
-        landing table: one per source file); `Staged` files are committed as they are.
-        `companions`: versions of other tables that
+        `info` in the commit: replacing the current version (or, `mode="append"`, adding to
+        it), or, given `base` (the version the caller read), as `base`'s files less `removes`
+        plus the new ones, only if no other writer committed since (no blind merge). A table
+        of rows is written by delta-rs; a sequence of tables becomes a data file each (so a
+        later commit can remove one of them alone: a landing table, one per source file) and
+        `Staged` files are committed as they are. `companions`: versions of other tables that
         belong with this one (a landing table's rejects), recorded so that readers pair them.
 
-        A commit refused because another writer committed since the version the change was
-        built on (`base`, else the latest when the write began) raises `CommitConflictError`:
-        build again on the new version. Many writers may write one table at once.
-
-        Each write carries a unique id in its commit: a commit whose response was lost (it
-        landed, the client saw an error) is found in the log by it and returns as if it had
-        succeeded. A write that did not land deletes the data files Arrow wrote for it (their
-        names are ours); those delta-rs wrote are named by no commit and left to `vacuum`'s
-        sweep of untracked files (delta-rs does not say which files a failed write made, and
-        a file that appeared meanwhile may be another writer's, about to be committed). One
-        without `base` whose request got no answer is tried again while no other writer has
-        committed meanwhile (delta-rs does not retry a conditional PUT that may have been
-        made), up to `max_retries` times. If the log cannot be read back, the files are left
-        for `vacuum` and the error says so. A catalog is told of the table after its commit;
-        if that fails the commit stands and the error says so."""
+        A commit refused because another writer committed since `base` (else since the write
+        began) raises `CommitConflictError`: build again on the new version. A write that did
+        not land deletes the files staged for it; files delta-rs wrote are named by no commit
+        and left to `vacuum`'s sweep (delta-rs does not say which files a failed write made).
+        If the catalog registration fails after the commit, the commit stands and the error
+        says so."""
         from deltalake import CommitProperties
 
         uri = self.uri(spec.location)
         failed = f"commit of {spec.name} at {uri} failed, nothing was published"
+        # Each write's id in its commit: a commit whose response was lost (it landed, the
+        # client saw an error) is found in the log by it, not committed twice (`_landed`).
         write_id = uuid.uuid4().hex
         recorded = {**info, **({"companions": {c.name: c.version for c in companions}} if companions else {})}
         # On a base version, no retries: a retry would commit on top of a version this change never saw.
@@ -307,34 +295,36 @@ class Lake:
             read_version = base.version if base is not None else latest_version
             if latest_version > read_version:  # refused now, before writing files for nothing
                 raise _conflict(failed, read_version)
+            # delta-rs writes a table of rows on its own; it chooses where its files end and
+            # writes none for no rows (no engine scans a version of no files): the rest is staged.
+            whole = isinstance(data, pa.Table) and data.num_rows and (base is None or set(removes) in (set(), set(base.files)))
+            if not whole and data is not None and not isinstance(data, Staged):
+                data = self.stage(spec, [data] if isinstance(data, pa.Table) else data)
         except BaseException as error:
             if isinstance(data, Staged):  # no commit was tried: its files will never be named
                 self.discard(data)
-            # `from None` here and below: the message already says the cause in one line, and
-            # delta-rs's own text may quote an endpoint with its credentials (privacy.md).
+            # `from None` here and below: the message says the cause in one line, and delta-rs's
+            # own text may quote an endpoint with its credentials (privacy.md).
             raise self._wrapped(failed, error) from None
         for attempt in range(1, attempts + 1):
-            written: list[str] = []  # the data files Arrow writes for this attempt
             try:
-                self._write_once(spec, data, properties, mode, base, removes, written)
+                self._commit(spec, data, properties, mode, base, removes)
                 break
             except BaseException as error:
                 try:
                     landed, latest_version = self._landed(spec, write_id, read_version)
                 except Exception:
-                    landed, latest_version = None, None
-                if landed is not None:
-                    break
-                if latest_version is None:
                     if not isinstance(error, Exception):
-                        raise
+                        raise error from None
                     raise LakeError(
                         f"commit of {spec.name} at {uri} failed ({' '.join(describe(error).split())}), and its log could not be "
                         "read back to tell whether it landed: its data files are kept (`stedi vacuum --apply` "
                         "deletes them once older than --retain-hours, if no commit names them)"
                     ) from None
-                for name in written:  # named by no commit: the write did not land
-                    self.store.delete_prefix(f"{spec.location}/{name}")
+                if landed is not None:
+                    break
+                # delta-rs does not retry a conditional PUT that got no answer (it may have been
+                # made): tried again here, while no other writer has committed meanwhile.
                 if attempt < attempts and latest_version == read_version and is_transport_error(error):
                     time.sleep(random.random() * 0.1 * 2**attempt)
                     continue
@@ -359,96 +349,75 @@ class Lake:
             raise DamagedTableError(f"{spec.name} at {uri}: the commit of this write is not in its log")
         return committed
 
-    def _write_once(
-        self,
-        spec: TableSpec,
-        data: Any,
-        properties: Any,
-        mode: str,
-        base: Snapshot | None,
-        removes: Sequence[str],
-        written: list[str],
+    def _commit(
+        self, spec: TableSpec, data: pa.Table | Staged | None, properties: Any, mode: str, base: Snapshot | None, removes: Sequence[str]
     ) -> None:
         from deltalake import DeltaTable, WriterProperties, write_deltalake
 
-        options = self.storage_options or None
-        table = DeltaTable(self.uri(spec.location), version=base.version, storage_options=options) if base else None
-        # delta-rs writes no file for no rows, and engines cannot scan a version of no files.
-        if isinstance(data, pa.Table) and data.num_rows and (base is None or not removes or set(removes) == set(base.files)):
-            if base is not None:
-                mode = "overwrite" if removes else "append"
-            write_deltalake(
-                table if table is not None else self.uri(spec.location),
-                data.select(spec.schema.names).cast(spec.storage_schema),
-                mode=mode,  # type: ignore[arg-type]
-                name=spec.name,
-                description=spec.description or None,
-                configuration=CONFIGURATION,
-                schema_mode="overwrite" if mode == "overwrite" and base is None else None,
-                storage_options=options if table is None else None,
-                writer_properties=WriterProperties(compression="ZSTD"),
-                commit_properties=properties,
-            )
+        uri, options = self.uri(spec.location), self.storage_options or None
+        table = DeltaTable(uri, version=base.version, storage_options=options) if base else None
+        if not isinstance(data, pa.Table):
+            self.commit_files(spec, data.adds if data is not None else (), properties, mode, table, removes)
             return
-        if isinstance(data, Staged):
-            self.commit_files(spec, data.adds, properties, mode, table, removes)
-            return
-        parts = [] if data is None else [data] if isinstance(data, pa.Table) else list(data) or [spec.schema.empty_table()]
-        adds = []
-        for part in parts:
-            written.append(_new_file_name())  # before writing: a half-written file is ours too
-            adds.append(self._write_file(spec, part, written[-1]))
-        self.commit_files(spec, adds, properties, mode, table, removes)
+        write_deltalake(
+            table if table is not None else uri,
+            data.select(spec.schema.names).cast(spec.storage_schema),
+            mode=("overwrite" if removes else "append") if base is not None else mode,  # type: ignore[arg-type]
+            name=spec.name,
+            description=spec.description or None,
+            configuration=CONFIGURATION,
+            schema_mode="overwrite" if mode == "overwrite" and base is None else None,
+            storage_options=options if table is None else None,
+            writer_properties=WriterProperties(compression="ZSTD"),
+            commit_properties=properties,
+        )
 
     def _write_file(self, spec: TableSpec, part: pa.Table | Iterable[pa.RecordBatch], name: str) -> Any:
         """One Parquet data file `name` holding exactly `part` (a table, or record batches
-        streamed into it one at a time), written by Arrow: delta-rs chooses where its files
-        end, and a part must stay one file of its own."""
+        streamed into it one at a time), written by Arrow: delta-rs has no call that writes
+        files without committing them, and chooses where its files end."""
         import pyarrow.parquet as pq
         from deltalake.transaction import AddAction
 
-        schema = spec.storage_schema
-        root = self.uri(spec.location)
-        if root.startswith("s3://"):
-            from stedi_assets.lake.s3_client import arrow_s3  # boto3 only for a lake on S3
-
-            filesystem, path = arrow_s3(self.storage_options), f"{root.removeprefix('s3://')}/{name}"
-        else:
+        schema, root = spec.storage_schema, self.uri(spec.location)
+        filesystem, [path] = _arrow_paths([f"{root}/{name}"], self.storage_options)
+        if not root.startswith("s3://"):
             os.makedirs(root, exist_ok=True)
-            filesystem, path = None, f"{root}/{name}"
         rows = 0
         with pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd") as writer:
             for batch in [part] if isinstance(part, pa.Table) else part:
                 chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
                 writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
                 rows += chunk.num_rows
-        size = (filesystem.get_file_info(path).size if filesystem is not None else os.path.getsize(path))
-        return AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(_stats(rows)))
+        # Statistics: the row count only. Column bounds would copy names and e-mail addresses
+        # into the log, and bounds for some columns only are worse than none: delta-rs 1.6 makes
+        # a column without bounds bounds of null, so a filtered scan of such a file finds no rows.
+        stats = json.dumps({"numRecords": rows})
+        return AddAction(name, filesystem.get_file_info(path).size, {}, int(time.time() * 1000), True, stats)
 
     def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
         """Write each part with rows as one data file into the table's folder, without
         committing it (see `Staged`), holding one record batch at a time: a part may be a
         stream of batches (an engine's result, a file parsed chunk by chunk) and `parts` a
         generator. At least one file, empty if there are no rows: no engine scans a list of
-        no files."""
+        no files. If writing fails, the files written for it are deleted."""
         self._writing()  # a store that cannot commit safely is refused before any file is written
-        root = self.uri(spec.location)
-        adds = []
-        for part in parts:
-            add = self._write_file(spec, part, _new_file_name())
-            if json.loads(add.stats)["numRecords"]:
-                adds.append(add)
-            else:  # a part of no rows (a source file of rejects only) has no data file
-                self.store.delete_prefix(f"{spec.location}/{add.path}")
-        adds = adds or [self._write_file(spec, spec.schema.empty_table(), _new_file_name())]
-        return Staged(
-            spec,
-            root,
-            tuple(f"{root}/{a.path}" for a in adds),
-            tuple(adds),
-            sum(json.loads(a.stats)["numRecords"] for a in adds),
-            self.storage_options,
-        )
+        root, names, adds = self.uri(spec.location), [], []
+        try:
+            for part in parts:
+                names.append(_new_file_name())  # before writing: a half-written file is ours too
+                adds.append(self._write_file(spec, part, names[-1]))
+                if not _rows(adds[-1]):  # a part of no rows (a source file of rejects only) has no data file
+                    self.store.delete_prefix(f"{spec.location}/{names.pop()}")
+                    adds.pop()
+            if not adds:
+                names.append(_new_file_name())
+                adds.append(self._write_file(spec, spec.schema.empty_table(), names[-1]))
+        except BaseException:
+            for name in names:
+                self.store.delete_prefix(f"{spec.location}/{name}")
+            raise
+        return Staged(spec, root, tuple(f"{root}/{a.path}" for a in adds), tuple(adds), sum(map(_rows, adds)), self.storage_options)
 
     def discard(self, staged: Staged) -> None:
         """Delete staged files that will not be committed (a failed audit, nothing to add)."""
@@ -461,7 +430,8 @@ class Lake:
         base: Any | None = None, removes: Sequence[str] = (),
     ) -> None:
         """Commit data files another engine wrote (Arrow here, Spark) as the table's next
-        version: `adds` are delta-rs AddActions with row-count stats. On `base` (a DeltaTable
+        version (delta-rs commits only the files it writes itself, but for add actions):
+        `adds` are delta-rs AddActions with row-count stats. On `base` (a DeltaTable
         at the version the change was built from) an append that removes `removes`;
         otherwise `mode` on the latest version, creating the table if there is none."""
         from deltalake import Schema
@@ -474,7 +444,7 @@ class Lake:
             drops = [RemoveAction(_relative(f, root), True, now, None, None) for f in removes]
             base.create_write_transaction([*adds, *drops], mode="append", schema=schema, commit_properties=properties)
         elif (table := self._latest(self.uri(spec.location))) is not None:
-            table.create_write_transaction(adds, mode=mode, schema=schema, commit_properties=properties)
+            table.create_write_transaction(list(adds), mode=mode, schema=schema, commit_properties=properties)
         else:
             create_table_with_add_actions(
                 self.uri(spec.location),
@@ -488,21 +458,10 @@ class Lake:
                 commit_properties=properties,
             )
 
-    def _latest(self, uri: str) -> Any:
-        """The table at its latest version, or None if there is no table yet."""
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            return DeltaTable(uri, storage_options=self.storage_options or None)
-        except TableNotFoundError:
-            return None
-
     def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[Snapshot | None, int]:
         """The version after `base` whose commit carries `write_id` (this write's own, wherever
-        other writers' commits landed around it), or None; and the latest version. The log
-        entries are read through the store: delta-rs's `history` holds the GIL while it
-        waits on S3."""
+        other writers' commits landed around it), or None; and the latest version. delta-rs
+        returns no version from a write, and none at all from one whose response was lost."""
         table = self._latest(self.uri(spec.location))
         latest = table.version() if table is not None else -1
         for version in range(latest, base, -1):
@@ -526,7 +485,7 @@ class Lake:
         table = self._open(spec, on)
         on_version = table.version()
         failed = f"restore of {spec.name} at {table.table_uri} to version {version} failed"
-        try:
+        try:  # delta-rs's restore; on `on` without commit retries, it is refused if another writer committed
             table.restore(version, commit_properties=CommitProperties(custom_metadata={INFO_KEY: dict(info)}, max_commit_retries=0))
         except Exception as error:
             latest = self._latest(table.table_uri)
@@ -545,18 +504,14 @@ class Lake:
             files = table.vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
         except Exception as error:
             raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
-        # delta-rs (1.6.6) lists a file for every remove action in the log, whether the file is
-        # still there or not, and once per action: one listing of the folder says which are left.
+        # delta-rs (1.6.6) lists a file once per remove action, whether it is still there or not.
         present = set(self.store.list(spec.location))
         files = {name for name in files if f"{spec.location}/{name}" in present}
-        if apply:
-            # delta-rs lists them (above); they are deleted here rather than by delta-rs, which
-            # (1.6.6) adds two commits, VACUUM START and END, to every vacuum, even one with
-            # nothing left to delete: versions without data that would push the one standing
-            # behind the data out of `current`, make every run look like a change to the
-            # tables that read it, and need a conditional-put store for a vacuum.
-            for name in files:
-                self.store.delete_prefix(f"{spec.location}/{name}")
+        # Deleted here, not by delta-rs, which (1.6.6) commits VACUUM START and END to every
+        # vacuum, even an empty one: versions without data that make every run look like a
+        # change to the tables that read it, and that need a conditional-put store.
+        for name in files if apply else ():
+            self.store.delete_prefix(f"{spec.location}/{name}")
         return sorted(files)
 
     # -- read ----------------------------------------------------------------------------
@@ -613,29 +568,19 @@ class Lake:
             table.version(),
             tuple(table.file_uris()),
             int(rows or 0),
-            self._info(spec, table.version()),
+            # Our part of its commit info (gone once the log is cleaned up past a checkpoint: {}).
+            self._commit_info(spec, table.version()).get(INFO_KEY) or {},
             self.storage_options,
         )
 
-    def _info(self, spec: TableSpec, version: int) -> Mapping[str, Any]:
-        """Our part of a version's commit info, read from its log entry (gone once the log
-        is cleaned up past a checkpoint: then {}). A restore commit records the version it
-        restored; the info that stands behind the data is that version's."""
-        return self._commit_info(spec, version).get(INFO_KEY) or {}
-
     def _commit_info(self, spec: TableSpec, version: int) -> Mapping[str, Any]:
-        for line in self._log_entry(spec, version):
-            action = json.loads(line)
-            if "commitInfo" in action:
-                return action["commitInfo"]
-        return {}
-
-    def _log_entry(self, spec: TableSpec, version: int) -> list[str]:
-        key = f"{spec.location}/{LOG}/{version:020d}.json"
+        """A version's commit info, read from its log entry through the store: delta-rs has no
+        call for one version's, and its `history` holds the GIL while it waits on S3."""
         try:
-            return self.store.read(key).decode().splitlines()
+            lines = self.store.read(f"{spec.location}/{LOG}/{version:020d}.json").decode().splitlines()
         except (FileNotFoundError, LakeError):
-            return []
+            return {}
+        return next((action["commitInfo"] for action in map(json.loads, lines) if "commitInfo" in action), {})
 
 
 def _conflict(failed: str, read: int) -> CommitConflictError:
@@ -665,9 +610,5 @@ def _new_file_name() -> str:
     return f"part-{uuid.uuid4()}.zstd.parquet"
 
 
-def _stats(rows: int) -> dict[str, Any]:
-    """Delta file statistics (as `_write_file` writes them): the row count only. Column
-    bounds would copy names and e-mail addresses into the log, and bounds for some columns only are worse than none: delta-rs
-    1.6 turns a column without bounds into bounds of null in its pyarrow datasets, so a
-    filtered scan (DuckDB, Polars) of such a file returns no rows."""
-    return {"numRecords": rows}
+def _rows(add: Any) -> int:
+    return json.loads(add.stats)["numRecords"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,26 +27,11 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from stedi_assets.lake.errors import AwsRequestError, without_userinfo
+from stedi_assets.lake.errors import AUTH_CODES, AUTH_HINT, AwsRequestError, without_userinfo
 
-# Codes for which the usual cause is the caller's credentials or permissions.
-_AUTH_CODES = frozenset(
-    {
-        "403",
-        "AccessDenied",
-        "AccessDeniedException",
-        "ExpiredToken",
-        "InvalidAccessKeyId",
-        "InvalidClientTokenId",
-        "InvalidToken",
-        "SignatureDoesNotMatch",
-        "UnrecognizedClientException",
-    }
-)
-_AUTH_HINT = (
-    "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the instance role) "
-    "and their permissions"
-)
+# A request that got no answer, or a body cut off after the response headers arrived (then
+# botocore has already returned, and the retry is S3Store.read's).
+TRANSPORT_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
 
 
 def new_client(service: str, max_attempts: int, timeout_seconds: float, anonymous: bool) -> Any:
@@ -94,13 +79,13 @@ def _describe(error: Exception, max_attempts: int) -> str:
         code = error_code(error) or "error"
         text = f"{code}: {error.response.get('Error', {}).get('Message') or 'no message'}"
         attempts += error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-        if code in _AUTH_CODES:
-            text += f"; {_AUTH_HINT}"
+        if code in AUTH_CODES:
+            text += f"; {AUTH_HINT}"
     elif isinstance(error, NoCredentialsError):
-        text = f"no AWS credentials found; {_AUTH_HINT} (a public source bucket needs STEDI_SOURCE_ANONYMOUS=true)"
+        text = f"no AWS credentials found; {AUTH_HINT} (a public source bucket needs STEDI_SOURCE_ANONYMOUS=true)"
     else:
         text = str(error)
-        if isinstance(error, (ConnectionError, HTTPClientError, IncompleteReadError)):
+        if isinstance(error, TRANSPORT_ERRORS):
             attempts = max_attempts  # retried (by botocore, or S3Store.read for a body) until out of attempts
     if attempts > 1:
         return f" after {attempts} attempts (STEDI_S3_MAX_ATTEMPTS): {text}"
@@ -131,7 +116,7 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
             options["AWS_ALLOW_HTTP"] = "true"
     credentials = boto3.session.Session().get_credentials()  # the chain the clients use
     if credentials is None:
-        raise AwsRequestError(f"S3 access to the lake failed: no AWS credentials found; {_AUTH_HINT}")
+        raise AwsRequestError(f"S3 access to the lake failed: no AWS credentials found; {AUTH_HINT}")
     frozen = credentials.get_frozen_credentials()
     options["AWS_ACCESS_KEY_ID"] = frozen.access_key
     options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
@@ -161,12 +146,3 @@ def arrow_s3(options: Mapping[str, str]) -> Any:
         connect_timeout=float(options.get("connect_timeout", "30s").rstrip("s")),
         request_timeout=float(options.get("timeout", "30s").rstrip("s")),
     )
-
-
-def arrow_dataset(files: Sequence[str], schema: Any, options: Mapping[str, str]) -> Any:
-    """Data files on S3 (`s3://` URIs) as a pyarrow dataset read through Arrow's own S3 client:
-    delta-rs's dataset reads through a filesystem written in Python, whose calls from Arrow's
-    threads can abort the interpreter at exit."""
-    import pyarrow.dataset as pa_ds
-
-    return pa_ds.dataset([f.removeprefix("s3://") for f in files], schema=schema, format="parquet", filesystem=arrow_s3(options))

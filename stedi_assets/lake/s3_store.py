@@ -1,7 +1,7 @@
 """The lake or the landing zone on S3, or on any S3-compatible store (MinIO, Ceph, R2).
 
-Keys live under `s3://bucket/prefix/`. Each call is one whole-object request. The lake writes
-its data files through this store and its Delta log through delta-rs, whose commits are
+Keys live under `s3://bucket/prefix/`. Each call is one whole-object request. The lake reads,
+lists and deletes through this store; delta-rs writes the Delta log, whose commits are
 conditional PUTs: `require_conditional_writes` checks that the store honours them. botocore
 retries transient failures with backoff; a call that still fails raises `AwsRequestError`
 naming the bucket and key."""
@@ -13,17 +13,14 @@ import time
 import uuid
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.errors import AwsRequestError, UnsafeStoreError
-from stedi_assets.lake.s3_client import error_code, reported
+from stedi_assets.lake.s3_client import TRANSPORT_ERRORS, error_code, reported
 from stedi_assets.lake.store import Entry
 
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
-# A body cut off after the response headers arrived: botocore has already returned, so the
-# retry is ours.
-_BODY_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
 
 
 class S3Store:
@@ -85,7 +82,7 @@ class S3Store:
                 body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
                 try:
                     return body.read()
-                except _BODY_ERRORS:
+                except TRANSPORT_ERRORS:
                     if attempt == self.max_attempts:
                         raise
                     time.sleep(random.random() * 0.05 * 2**attempt)  # botocore's jittered backoff

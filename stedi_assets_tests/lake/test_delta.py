@@ -242,3 +242,19 @@ def test_a_write_returns_the_version_it_committed_though_another_writer_committe
     mine = lake.write(READINGS, readings(1), {"run_id": "mine"})
     assert (mine.version, mine.info, mine.rows) == (0, {"run_id": "mine"}, 1)
     assert lake.current(READINGS).version == 1
+
+
+def test_a_stage_that_fails_midway_deletes_the_files_it_wrote_and_no_other(lake, tmp_path):
+    lake.write(READINGS, readings(1), {})
+    files = parquet_files(lake)
+
+    def parts():
+        yield readings(2)
+        yield iter([readings(3).to_batches()[0], pa.record_batch({"timestamp": ["not a number"]})])
+
+    with pytest.raises(Exception):
+        lake.stage(READINGS, parts())
+    assert parquet_files(lake) == files
+    with pytest.raises(LakeError):
+        lake.write(READINGS, parts(), {})
+    assert parquet_files(lake) == files and lake.current(READINGS).version == 0
