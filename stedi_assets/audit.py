@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from stedi_assets.engine import Relation
-from stedi_assets.lake.delta import Snapshot
+from stedi_assets.lake.delta import Lake, Snapshot
+from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.privacy import mask
 from stedi_assets.tables import Table
 
@@ -81,6 +82,21 @@ class Audit:
     def companions(self) -> tuple[Table, ...]:
         """The tables published with this one, each at the version its commit names."""
         return tuple(t for t in (self.companion, self.ledger) if t is not None)
+
+    def published_relations(self, lake: Lake, version: Snapshot, source: Any) -> dict[str, Relation]:
+        """What judging a published `version` of the table reads besides its inputs: the
+        version itself, its companion at the version its commit names, and what the source
+        recounts with the version's ledger (checks run alone, and a rollback)."""
+        relations: dict[str, Relation] = {self.table.name: version}
+        if self.companion is not None:
+            relations[self.companion.name] = lake.companion(version, self.companion.spec)
+        if self.from_source is not None:
+            try:
+                ledger = lake.companion(version, self.ledger.spec) if self.ledger is not None else None
+            except TableNotPublishedError:  # a version from before the table had a ledger
+                ledger = None
+            relations.update(self.from_source(source, ledger))
+        return relations
 
     def judge(
         self,

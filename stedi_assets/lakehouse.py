@@ -131,15 +131,10 @@ def rollback(
     if gone := _why_gone(lake, audit.table, target, current, privacy):
         raise LakeError(f"{name} version {target_version} {gone}: it left the history and cannot be restored")
     reads = [t.name for t in audit.reads]
-    relations: dict[str, Any] = {**published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]), name: target}
-    if audit.companion is not None:
-        relations[audit.companion.name] = lake.companion(target, audit.companion.spec)
-    if audit.from_source is not None:
-        try:
-            ledger = lake.companion(target, audit.ledger.spec) if audit.ledger is not None else None
-        except TableNotPublishedError:
-            ledger = None
-        relations.update(audit.from_source(source, ledger))
+    relations: dict[str, Any] = {
+        **published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]),
+        **audit.published_relations(lake, target, source),
+    }
     erasures = erasure.load(lake, privacy)
     serials_from = target if name == CUSTOMER_LANDING.name else relations.get(CUSTOMER_LANDING.name)
     relations.update(erasures.with_serials(erasure.erased_serials(serials_from)).relations())

@@ -465,12 +465,7 @@ def _judge_published(step: AssetStep, audit: Audit):
         raise dg.Failure(description=f"{error}; there is nothing to check yet") from None
     # The serial keys only erased people own, as this version recorded them (if it does).
     erasures = step.erasures.with_serials(step.erasures.serials | erasure.erased_serials(published))
-    relations: dict[str, Any] = {**step.inputs, **erasures.relations(), table.name: published}
-    if audit.companion is not None:
-        relations[audit.companion.name] = lake.companion(published, audit.companion.spec)
-    if audit.from_source is not None:
-        ledger = None if audit.ledger is None else _companion_or_none(lake, published, audit.ledger)
-        relations.update(audit.from_source(step.source, ledger))
+    relations = {**step.inputs, **erasures.relations(), **audit.published_relations(lake, published, step.source)}
     target = _materialization_of(context, table, published)
     for outcome in audit.judge(relations, step.engine, step.privacy, step.as_of):
         if _selected(context, table, outcome):
