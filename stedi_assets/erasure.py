@@ -148,6 +148,9 @@ class Erasures:
         return pc.fill_null(pc.is_in(values, value_set=pa.array(erased, pa.string())), False)
 
 
+NO_REQUESTS = Erasures().fingerprint()  # what a version built with no erasure request in force records
+
+
 def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
     """The requests recorded in the lake (none if there is no table yet)."""
     try:
@@ -281,6 +284,11 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
     Walks back from the newest such version and stops at the first whose files beyond the
     current version's are all gone: the purge deletes every one, and retention deletes those
     replaced earlier first, so none older is still there."""
+    # A version applying no request is the case of almost every run: then no version holds a
+    # person erased since, and one commit of the log is all that is read.
+    latest = lake.history(spec, 1)
+    if not latest or latest[0].info.get(ERASURES_APPLIED) == NO_REQUESTS:
+        return []
     history = lake.history(spec)
     if len(history) < 2:
         return []

@@ -43,3 +43,22 @@ def test_stedi_vacuum_keeps_the_retention_setting(lakehouse_factory, tmp_path):
     lakehouse.env["STEDI_RETENTION_HOURS"] = "0"
     lakehouse.stedi("vacuum", "customer_landing", "--apply")
     assert _states(lakehouse) == ["current", "gone"]
+
+
+def test_with_no_erasure_request_each_step_reads_one_commit_per_table_for_the_purge(sample_lake, tmp_path, monkeypatch):
+    """The purge check runs at every step for its table and each input: with no request in
+    force (the versions say so), it reads one commit of each log, not the whole history nor
+    any earlier version. Counted on a real lake (a copy of the sample's: cheap)."""
+    from stedi_assets.io_manager import forget_history
+    from stedi_assets.lake.delta import Lake
+    from stedi_assets.lake.store import LocalStore
+    from stedi_assets.tables import MACHINE_LEARNING_CURATED
+
+    lake = Lake(LocalStore(shutil.copytree(sample_lake.lake, tmp_path / "lake")))
+    reads: list[tuple[str, object]] = []
+    history, at = Lake.history, Lake.at
+    monkeypatch.setattr(Lake, "history", lambda self, spec, limit=None: reads.append((spec.name, limit)) or history(self, spec, limit))
+    monkeypatch.setattr(Lake, "at", lambda self, spec, version: reads.append((spec.name, "at")) or at(self, spec, version))
+    inputs = ["step_trainer_trusted", "accelerometer_trusted", "customer_curated"]
+    assert forget_history(lake, [MACHINE_LEARNING_CURATED], 24 * 365, inputs) == []
+    assert reads == [(name, 1) for name in [MACHINE_LEARNING_CURATED.name, *inputs]]
