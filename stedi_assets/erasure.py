@@ -95,19 +95,17 @@ def serial_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[st
 
 @dataclass(frozen=True)
 class Erasures:
-    """The erasure requests in force: the people's erasure keys, the latest request time, and
-    the keyed hashes of the serial numbers only erased people own (once the customer landing
+    """The erasure requests in force: the people's erasure keys, and the keyed hashes of the serial numbers only erased people own (once the customer landing
     step has found them)."""
 
     subjects: frozenset[str] = frozenset()
-    requested_until: int = 0
     serials: frozenset[str] = field(default=frozenset())
 
     def __bool__(self) -> bool:
         return bool(self.subjects)
 
     def with_serials(self, serials: Iterable[str]) -> Erasures:
-        return Erasures(self.subjects, self.requested_until, frozenset(serials))
+        return Erasures(self.subjects, frozenset(serials))
 
     def fingerprint(self) -> str:
         """Names exactly these requests (keys only): a version built with others is rebuilt."""
@@ -126,7 +124,7 @@ class Erasures:
             table = relations.get(name)
             return frozenset(table[column].to_pylist()) if isinstance(table, pa.Table) else frozenset()
 
-        return cls(keys("erasures", "erasure_key"), 0, keys("erased_serial_keys", "serial_key"))
+        return cls(keys("erasures", "erasure_key"), keys("erased_serial_keys", "serial_key"))
 
     def dropping(self, table: pa.Table, column: str, kind: str, privacy: PrivacyPolicy) -> pa.ChunkedArray | pa.Array:
         """The mask of `table`'s rows whose `column` names an erased person: a person key
@@ -166,7 +164,7 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
             f"{PREVIOUS_KEY_VARIABLE}, the new one in STEDI_SUBJECT_KEY, then `stedi forget --rekey` "
             "(docs/privacy.md, Key rotation)"
         )
-    return Erasures(frozenset(requests["erasure_key"].to_pylist()), int(pc.max(requests["requested_at"]).as_py()))
+    return Erasures(frozenset(requests["erasure_key"].to_pylist()))
 
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:

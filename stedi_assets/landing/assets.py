@@ -70,7 +70,8 @@ def landing_asset(
             f"{ledger.name}); a changed file's rows and rejects are replaced, a file gone from the source "
             f"keeps its rows. The three are built, audited and published together, and readers pair them "
             f"by the versions {table.name}'s commit names. Lines of people whose erasure was requested "
-            "are left out of both, and counted."
+            "are left out of both, and counted; a new request rewrites, from the published version, only the "
+            "data files of the source files that hold theirs (not parsed again, gone files included)."
         ),
     )
     def _landing(step: AssetStep) -> Build:
