@@ -282,7 +282,7 @@ def _published_rows(
             data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
         else:
             data = with_named_keys(data.drop_columns(["named_person_keys", "named_serials"]))
-        data = data.select(table.column_names).cast(table.arrow_schema)
+        data = table.conform(data)
         out.append({key: data.filter(pc.equal(data["source_file"], key)) for key in keys})
     return out[0], out[1]
 
