@@ -9,9 +9,12 @@ then on every run of the graph:
 - drops them at landing: their customer records, the readings under their e-mail, the step
   trainer readings of serial numbers only they own, and rejected lines that name them (not
   stored in the rejects either), counted in the landing asset's metadata;
-- takes exactly their rows out of every published table (`targeted`): the data files holding
-  them are written again without them, in the step's own judged commit; no table is rebuilt
-  and no source file parsed again for an erasure, so nobody else's rows change;
+- takes exactly their rows out of every published table, as a change each step follows:
+  a landing step rewrites the data files of the source files holding their rows or lines
+  from its published version, without them (landing/assets.py, not parsed again, a file
+  gone from the source included), and the steps downstream follow what it removed
+  (incremental.py), rewriting only the data files that held those rows; all in each step's
+  own judged commit, so nobody else's rows change;
 - judges every table with a blocking rule that no row belongs to an erased person, so
   nothing can bring them back, re-ingesting the same source files included;
 - purges each table's history once a version applies the requests: every earlier version
@@ -31,26 +34,23 @@ Erasure keys depend on STEDI_SUBJECT_KEY: every request records a fingerprint of
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.audit import Audit, Rule
+from stedi_assets.audit import Rule
 from stedi_assets.engine import Relation
-from stedi_assets.lake.delta import Lake, Snapshot, Staged
+from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets.landing.named import named_tokens, with_named_keys
-from stedi_assets.tables import ERASURE_REQUESTS, LAKE_TABLES, RESCUED_DATA
+from stedi_assets.landing.named import named_tokens
+from stedi_assets.tables import ERASURE_REQUESTS, LAKE_TABLES
 
 # What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
 # tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
@@ -95,19 +95,17 @@ def serial_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[st
 
 @dataclass(frozen=True)
 class Erasures:
-    """The erasure requests in force: the people's erasure keys, the latest request time, and
-    the keyed hashes of the serial numbers only erased people own (once the customer landing
+    """The erasure requests in force: the people's erasure keys, and the keyed hashes of the serial numbers only erased people own (once the customer landing
     step has found them)."""
 
     subjects: frozenset[str] = frozenset()
-    requested_until: int = 0
     serials: frozenset[str] = field(default=frozenset())
 
     def __bool__(self) -> bool:
         return bool(self.subjects)
 
     def with_serials(self, serials: Iterable[str]) -> Erasures:
-        return Erasures(self.subjects, self.requested_until, frozenset(serials))
+        return Erasures(self.subjects, frozenset(serials))
 
     def fingerprint(self) -> str:
         """Names exactly these requests (keys only): a version built with others is rebuilt."""
@@ -126,7 +124,7 @@ class Erasures:
             table = relations.get(name)
             return frozenset(table[column].to_pylist()) if isinstance(table, pa.Table) else frozenset()
 
-        return cls(keys("erasures", "erasure_key"), 0, keys("erased_serial_keys", "serial_key"))
+        return cls(keys("erasures", "erasure_key"), keys("erased_serial_keys", "serial_key"))
 
     def dropping(self, table: pa.Table, column: str, kind: str, privacy: PrivacyPolicy) -> pa.ChunkedArray | pa.Array:
         """The mask of `table`'s rows whose `column` names an erased person: a person key
@@ -148,6 +146,9 @@ class Erasures:
         return pc.fill_null(pc.is_in(values, value_set=pa.array(erased, pa.string())), False)
 
 
+NO_REQUESTS = Erasures().fingerprint()  # what a version built with no erasure request in force records
+
+
 def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
     """The requests recorded in the lake (none if there is no table yet)."""
     try:
@@ -163,7 +164,7 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
             f"{PREVIOUS_KEY_VARIABLE}, the new one in STEDI_SUBJECT_KEY, then `stedi forget --rekey` "
             "(docs/privacy.md, Key rotation)"
         )
-    return Erasures(frozenset(requests["erasure_key"].to_pylist()), int(pc.max(requests["requested_at"]).as_py()))
+    return Erasures(frozenset(requests["erasure_key"].to_pylist()))
 
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
@@ -243,8 +244,7 @@ NO_ERASED_PERSON = "no_erased_person"
 
 @dataclass(frozen=True)
 class _NotErased:
-    """The evaluator of `not_erased`: also what tells, for `targeted`, which column of each
-    table names a person."""
+    """The evaluator of `not_erased`."""
 
     columns: tuple[tuple[str, str, str], ...]
 
@@ -272,16 +272,6 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
     return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=_NotErased(columns))
 
 
-def erased_by(audit: Audit) -> dict[str, tuple[str, str]]:
-    """Each table the audit's `not_erased` rule judges -> (the column naming a person, its kind)."""
-    return {
-        table: (column, kind)
-        for rule in audit.rules
-        if isinstance(rule.evaluate, _NotErased)
-        for table, column, kind in rule.evaluate.columns
-    }
-
-
 def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
     """The versions of a table built with other erasure requests than its current version
     (before they were applied) whose data files, other than the current version's, are still
@@ -292,6 +282,11 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
     Walks back from the newest such version and stops at the first whose files beyond the
     current version's are all gone: the purge deletes every one, and retention deletes those
     replaced earlier first, so none older is still there."""
+    # A version applying no request is the case of almost every run: then no version holds a
+    # person erased since, and one commit of the log is all that is read.
+    latest = lake.history(spec, 1)
+    if not latest or latest[0].info.get(ERASURES_APPLIED) == NO_REQUESTS:
+        return []
     history = lake.history(spec)
     if len(history) < 2:
         return []
@@ -341,258 +336,3 @@ def _still_read(lake: Lake, name: str, versions: Sequence[int], companions: Mapp
         if inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()):
             return True
     return False
-
-
-# -- targeted erasure of a published version -------------------------------------------------
-_PART = "__erasure_part"  # which data file a row was read from, while rows of several are left out together
-
-
-def targeted(lake: Lake, audit: Audit, built: Any, erasures: Erasures, privacy: PrivacyPolicy) -> Any:
-    """`built` (an incremental publishing.Build) that also takes the erased people's rows out
-    of the version it builds on, in the same commit, judged with it: each data file holding
-    one of their rows is read, written again without them, and removed. No other data file
-    is touched, nothing is parsed again, no one else's row changes (a table is never rebuilt
-    for an erasure: a landing table keeps the rows of source files gone from the source).
-    The rows the build adds are left out likewise.
-
-    A landing table (with its rejects as companion): the rows and rejected lines of each
-    source file that holds one of theirs are left out together, as at parse time
-    (`leave_out`), and judged whole (its line accounting); the ledger counts the lines left
-    out; customer_landing records again the serial numbers only erased people own."""
-    inc, table, companion = built.increment, audit.table, audit.companion
-    columns = erased_by(audit)
-    column, kind = columns[table.name]
-    base = inc.base
-    if isinstance(built.data, Staged):  # read back per data file, and written again as parts (rare: new requests)
-        added = [replace(built.data, files=(f,)).to_arrow() for f in built.data.files]
-        lake.discard(built.data)
-    else:
-        added = [built.data] if isinstance(built.data, pa.Table) else list(built.data)
-    added = [p.filter(pc.invert(erasures.dropping(p, column, kind, privacy))) for p in added]
-    landing = companion is not None and inc.companion_base is not None and audit.ledger is not None
-    scanned = {f: _read(base, f, [column, "source_file"] if landing else [column]) for f in base.files if f not in inc.removes}
-    holding = [f for f, t in scanned.items() if pc.any(erasures.dropping(t, column, kind, privacy)).as_py()]
-    if not landing:
-        parts = {f: _read(base, f) for f in holding}
-        kept = {f: t.filter(pc.invert(erasures.dropping(t, column, kind, privacy))) for f, t in parts.items()}
-        dropped = sum(parts[f].num_rows - kept[f].num_rows for f in holding)
-        judged = built.relations.get(table.name)
-        judged = _stored(table, [*([judged] if isinstance(judged, pa.Table) else added), *kept.values()])
-        return replace(
-            built,
-            data=tuple(p for p in [*added, *kept.values()] if p.num_rows),
-            relations={**built.relations, table.name: judged},
-            increment=replace(inc, removes=(*inc.removes, *holding), rows=inc.rows - dropped, summary={**inc.summary, "erased_rows": dropped}),
-            metadata={**built.metadata, "erased_rows": dropped},
-        )
-    assert companion is not None and audit.ledger is not None
-    rejects_base = inc.companion_base
-    reject_files = {f: _read(rejects_base, f) for f in rejects_base.files if f not in inc.companion_removes}
-    empty = table.spec.storage_schema.empty_table()
-    touched = [f for f, t in reject_files.items() if leave_out(empty, t, erasures, privacy, column, kind).rejects.num_rows < t.num_rows]
-    # Every source file one of their rows or lines came from, read whole (rows and rejects).
-    sources = set().union(*(scanned[f]["source_file"].to_pylist() for f in holding), *(reject_files[f]["source_file"].to_pylist() for f in touched))
-    if not sources:
-        return replace(built, data=tuple(p for p in added if p.num_rows))
-    row_files = [f for f, t in scanned.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
-    reject_files_read = [f for f, t in reject_files.items() if sources & set(pc.unique(t["source_file"]).to_pylist())]
-    rows = _numbered([_read(base, f) for f in row_files], empty)
-    rejects = _numbered([reject_files[f] for f in reject_files_read], companion.spec.storage_schema.empty_table())
-    left = leave_out(rows, rejects, erasures, privacy, column, kind)
-    new_rows, gone_rows = _split(rows, left.rows, row_files)
-    new_rejects, gone_rejects = _split(rejects, left.rejects, reject_files_read)
-    dropped = rows.num_rows - left.rows.num_rows
-    ledger = _ledger_less(
-        built.ledger if built.ledger is not None else lake.companion(base, audit.ledger.spec).to_arrow(), rows, left, rejects
-    )
-    recorded = {r["source_file"]: r for r in ledger.to_pylist()}
-    lines = pa.table(
-        {
-            "source_file": pa.array(sorted(sources), pa.string()),
-            "lines_read": pa.array([recorded[s]["lines"] for s in sorted(sources)], pa.int64()),
-            "lines_erased": pa.array([recorded[s]["lines_erased"] or 0 for s in sorted(sources)], pa.int64()),
-        }
-    )
-    before = built.relations.get("source_lines")
-    new_companion = [] if built.companion is None else [built.companion] if isinstance(built.companion, pa.Table) else list(built.companion)
-    info = dict(built.info)
-    if ERASED_SERIALS in info:
-        final_rows = [_read(base, f, ["serialNumber"]) for f in scanned if f not in gone_rows] + [p.select(["serialNumber"]) for p in [*added, *new_rows]]
-        final_rejects = [t for f, t in reject_files.items() if f not in gone_rejects] + [*new_companion, *new_rejects]
-        owned = {v for t in final_rows for v in _values(t, "serialNumber")} | {v for t in final_rejects for v in _values(t, "named_serials")}
-        candidates = set(info[ERASED_SERIALS]) | erased_serials(base) | set(left.serials)
-        info[ERASED_SERIALS] = sorted(candidates - set(serial_keys(owned, privacy).values()))
-    return replace(
-        built,
-        data=tuple(p for p in [*added, *new_rows] if p.num_rows),
-        companion=tuple(p for p in [*new_companion, *new_rejects] if p.num_rows),
-        ledger=ledger,
-        info=info,
-        relations={
-            **built.relations,
-            table.name: _stored(table, [*added, left.rows.drop_columns([_PART])]),
-            companion.name: _stored(companion, [*new_companion, left.rejects.drop_columns([_PART])]),
-            "source_lines": pa.concat_tables([before, lines.cast(before.schema)]) if before is not None else lines,
-        },
-        increment=replace(
-            inc,
-            removes=(*inc.removes, *gone_rows),
-            companion_removes=(*inc.companion_removes, *gone_rejects),
-            rows=inc.rows - dropped,
-            summary={**inc.summary, "erased_rows": dropped, "erased_lines": sum(left.lines.values())},
-        ),
-        metadata={**built.metadata, "erased_rows": dropped, "erased_lines": sum(left.lines.values())},
-    )
-
-
-def _read(snapshot: Snapshot, file: str, columns: list[str] | None = None) -> pa.Table:
-    return snapshot.part([file]).dataset().to_table(columns=columns)  # type: ignore[union-attr]
-
-
-def _stored(table: Any, parts: Iterable[pa.Table | None]) -> pa.Table:
-    """`parts` as one table of `table`'s stored columns, for judging them together."""
-    spec = table.spec
-    conformed = [p.select(spec.schema.names).cast(spec.storage_schema) for p in parts if p is not None]
-    return pa.concat_tables(conformed) if conformed else spec.storage_schema.empty_table()
-
-
-def _numbered(parts: list[pa.Table], empty: pa.Table) -> pa.Table:
-    """The parts as one table, each row with the index of the part it came from (`_PART`)."""
-    return pa.concat_tables(
-        [p.append_column(_PART, pa.array([i] * p.num_rows, pa.int64())) for i, p in enumerate([empty, *parts], start=-1)]
-    )
-
-
-def _split(read: pa.Table, kept: pa.Table, files: list[str]) -> tuple[list[pa.Table], list[str]]:
-    """The parts (data files) that lost rows, without those rows, and the files they replace."""
-    parts, gone = [], []
-    for i, file in enumerate(files):
-        mine = kept.filter(pc.equal(kept[_PART], i))
-        if mine.num_rows < pc.sum(pc.equal(read[_PART], i)).as_py():
-            parts.append(mine.drop_columns([_PART]))
-            gone.append(file)
-    return parts, gone
-
-
-def _ledger_less(ledger: pa.Table, rows: pa.Table, left: LeftOut, rejects: pa.Table) -> pa.Table:
-    """The landing ledger with each source file's rows, rejects and lines left out as they are
-    once `left` has left the erased people out of `rows` and `rejects`."""
-
-    def per_file(t: pa.Table) -> dict[str, int]:
-        return dict(collections.Counter(t["source_file"].to_pylist())) if t.num_rows else {}
-
-    rows_kept, rejects_kept = per_file(left.rows), per_file(left.rejects)
-    rows_gone = {f: n - rows_kept.get(f, 0) for f, n in per_file(rows).items()}
-    rejects_gone = {f: n - rejects_kept.get(f, 0) for f, n in per_file(rejects).items()}
-    out = []
-    for row in ledger.to_pylist():
-        f = row["source_file"]
-        if f in rows_gone or f in rejects_gone or f in left.lines:
-            row = {
-                **row,
-                "rows": row["rows"] - rows_gone.get(f, 0),
-                "rejects": row["rejects"] - rejects_gone.get(f, 0),
-                "lines_erased": (row.get("lines_erased") or 0) + left.lines.get(f, 0),
-            }
-        out.append(row)
-    return pa.Table.from_pylist(out, schema=ledger.schema)
-
-
-def _values(table: pa.Table, column: str) -> set[str]:
-    """The distinct values of a column of strings, or of lists of strings."""
-    values = table[column]
-    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        values = pc.list_flatten(values)
-    return {v for v in pc.unique(values).to_pylist() if v is not None}
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """What a landing step kept of its parse once erased people are left out, and what it
-    left out: lines per file (neither rows nor rejects) and, for customers, the keyed hashes
-    of serial numbers that only erased people own."""
-
-    rows: pa.Table
-    rejects: pa.Table
-    lines: dict[str, int]
-    serials: list[str]
-
-    @property
-    def count(self) -> int:
-        return sum(self.lines.values())
-
-
-def leave_out(
-    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
-) -> LeftOut:
-    """Leave out of a landing parse the rows whose `column` (compared as `kind`) names an
-    erased person, and the rejected lines that name one anywhere (`_naming`)."""
-    if not erasures:
-        return LeftOut(rows, rejects, {}, [])
-    rows = _rescued_without_erased(rows, erasures, privacy)
-    row_mask = erasures.dropping(rows, column, kind, privacy)
-    reject_mask = pa.array(_naming(rejects, erasures, privacy))
-    kept_rows, dropped_rows = rows.filter(pc.invert(row_mask)), rows.filter(row_mask)
-    kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
-    lines = _lines_left_out(
-        [dropped_rows, dropped_rejects], [kept_rows, kept_rejects]
-    ) if dropped_rows.num_rows or dropped_rejects.num_rows else {}
-    serials: list[str] = []
-    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices
-        def named(table: pa.Table) -> set[str]:
-            return set(pc.list_flatten(table["named_serials"]).to_pylist())
-
-        theirs = set(dropped_rows["serialNumber"].to_pylist()) | named(dropped_rejects)
-        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | named(kept_rejects)
-        serials = sorted(serial_keys(theirs - others, privacy).values())
-    return LeftOut(kept_rows, kept_rejects, lines, serials)
-
-
-def _naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np.ndarray:
-    """The mask of rejected lines that name an erased person, in whatever position: any of the
-    person keys they name (`named_person_keys`: every e-mail anywhere in the text,
-    landing/named.py) is hers, or any serial number they name (`named_serials`) only erased
-    people own. Their text is kept nowhere."""
-    mask = np.zeros(rejects.num_rows, dtype=bool)
-    for column, kind in (("named_person_keys", EMAIL), ("named_serials", SERIAL)):
-        if column not in rejects.column_names or not rejects.num_rows:
-            continue
-        lists = rejects[column].combine_chunks()
-        names = pa.table({column: pc.list_flatten(lists)})
-        hits = erasures.dropping(names, column, kind, privacy)
-        mask[pc.list_parent_indices(lists).filter(hits).to_numpy()] = True
-    return mask
-
-
-def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> pa.Table:
-    """`rows` with the fields outside the contract (`rescued_data`) cleared where they name an
-    erased person, as a rejected line's text would: the row is someone else's and stays, her
-    name goes."""
-    if RESCUED_DATA.name not in rows.column_names or rows[RESCUED_DATA.name].null_count == rows.num_rows:
-        return rows
-    rescued = rows[RESCUED_DATA.name]
-    naming = pa.array(_naming(with_named_keys(pa.table({"raw": rescued})), erasures, privacy))
-    if not pc.any(naming).as_py():
-        return rows
-    cleared = pc.if_else(naming, pa.scalar(None, pa.string()), rescued)
-    return rows.set_column(rows.column_names.index(RESCUED_DATA.name), RESCUED_DATA.name, cleared)
-
-
-def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:
-    """Lines (per file) of the dropped rows and rejects that no kept row or reject shares."""
-    def lines(tables: list[pa.Table]) -> pa.Table:
-        return pa.concat_tables(
-            [t.select(["source_file", "source_line"]).cast(pa.schema([("source_file", pa.string()), ("source_line", pa.int64())])) for t in tables]
-        )
-
-    with duckdb.connect() as con:
-        con.register("dropped", lines(dropped))
-        con.register("kept", lines(kept))
-        result = con.sql(
-            """
-            SELECT d.source_file, COUNT(*) AS n FROM (SELECT DISTINCT source_file, source_line FROM dropped) AS d
-            WHERE NOT EXISTS (SELECT 1 FROM kept AS k WHERE k.source_file = d.source_file AND k.source_line = d.source_line)
-            GROUP BY d.source_file
-            """
-        ).fetchall()
-    return {file: int(n) for file, n in result}

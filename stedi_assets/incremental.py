@@ -12,18 +12,20 @@ without a list of the columns each rule reads.
 From those changes each table's build (trusted/assets.py, curated/assets.py) derives the
 *affected* keys, whose rows must be recomputed from the whole inputs (a customer whose
 consent changed, a serial number whose owners changed, a key some removed rows belonged to),
-and runs its zone rule, unchanged, over the added input rows for every other key. If no key is
-affected, the new rows are appended (an append commit on the version it read); otherwise the
-table is rewritten: its rows of unaffected keys, the affected keys' recomputed rows and the
-new rows. Either way the result is exactly what the rule gives over the whole inputs, which
+and runs its zone rule, unchanged, over the added input rows for every other key. Only the
+data files holding an affected key's rows are rewritten (their other rows, the affected keys'
+recomputed rows and the new rows); with none, the new rows are appended, in a commit on the
+version it read. An erased person is followed so: once a landing table lost her rows, she is
+an affected key whose rows the rule no longer gives. Either way the result is exactly what
+the rule gives over the whole inputs, which
 the tests check against a full build, and a full build is what runs when there is nothing
 sound to start from: no previous version, one built under another consent policy or other
 rule SQL, an input version that can no longer be read, or `full_refresh`.
 
-The blocking rules of an appended build judge the rows that can break them: the new rows,
-and the published rows that share a unique key with one of them (table-wide uniqueness of the
-new keys against the existing ones). A published row of an unaffected key met every rule
-before and its inputs have not changed, so it is not judged again.
+The blocking rules judge the rows that can break them: the rows written, and the published
+rows kept that share a unique key with one of them (table-wide uniqueness of the new keys
+against the existing ones). A published row of an unaffected key met every rule before and
+its inputs have not changed, so it is not judged again.
 """
 
 from __future__ import annotations
@@ -181,53 +183,57 @@ class Follower:
             self.reason = f"{', '.join(overlooked)} changed and the incremental build does not follow it"
             return self.full(recompute_all(), metadata)
         affected = self.sql(f"SELECT DISTINCT {key} FROM affected_keys WHERE {key} IS NOT NULL", affected_keys=affected)
-        relations = {"published_rows": previous, "fresh_rows": fresh, "affected_keys": affected}
         info = dict(summary or {})
         info["affected_keys"] = affected.num_rows
-        if affected.num_rows == 0:
-            # One scan of the published rows: those sharing a unique key with a fresh row. A
-            # fresh row already published is among them (the key is part of the row).
-            unique = " AND ".join(f"p.{c} IS NOT DISTINCT FROM f.{c}" for c in self.table.unique_key)
-            matches = self.sql(
-                f"""
-                SELECT p.* FROM (SELECT * FROM published_rows WHERE {time} IN (SELECT {time} FROM fresh_rows)) AS p
-                WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})
-                """,
-                published_rows=previous,
-                fresh_rows=fresh,
-            )
-            if distinct:
-                fresh = self.sql("SELECT * FROM fresh_rows EXCEPT SELECT * FROM matches", fresh_rows=fresh, matches=matches)
-            info["rows_added"] = fresh.num_rows
-            colliding = self.sql(
-                f"SELECT p.* FROM matches AS p WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})",
-                matches=matches,
-                fresh_rows=fresh,
-            )
-            judged = pa.concat_tables([fresh.select(self.table.column_names).cast(self.table.spec.schema),
-                                       colliding.select(self.table.column_names).cast(self.table.spec.schema)])
-            return Build(
-                fresh,
-                relations={**(judge_with or {}), self.table.name: judged},
-                increment=Increment(previous, rows=previous.rows + fresh.num_rows, summary=info),
-                metadata={**(metadata or {}), "judged_rows": judged.num_rows},
-                info={"rules_fingerprint": self.fingerprint},
-            )
+        # Only the data files holding an affected key's rows are rewritten: their other rows,
+        # the affected keys' rows recomputed, and the fresh rows of other keys. With none, the
+        # fresh rows are appended. A person whose erasure was requested is such a key once a
+        # table upstream has lost her rows: only the files that held hers change.
+        keys = set(affected[key].to_pylist())
+        holding = [f for f, values in previous.values_by_file(key).items() if values & keys] if keys else []
+        rest = previous.part([f for f in previous.files if f not in holding])
         union = "UNION" if distinct else "UNION ALL"
-        whole = self.sql(
+        if keys:
+            fresh = self.sql(
+                f"""
+                SELECT * FROM held_rows WHERE {key} NOT IN (SELECT {key} FROM affected_keys)
+                {union} SELECT * FROM recomputed_rows
+                {union} SELECT * FROM fresh_rows WHERE {key} NOT IN (SELECT {key} FROM affected_keys)
+                """,
+                held_rows=previous.part(holding),
+                recomputed_rows=recompute(affected),
+                fresh_rows=fresh,
+                affected_keys=affected,
+            )
+        # One scan of the rows kept as they are: those sharing a unique key with a new row. A
+        # new row already among them is not added again (the key is part of the row).
+        unique = " AND ".join(f"p.{c} IS NOT DISTINCT FROM f.{c}" for c in self.table.unique_key)
+        matches = self.sql(
             f"""
-            SELECT * FROM published_rows WHERE {key} NOT IN (SELECT {key} FROM affected_keys)
-            {union} SELECT * FROM recomputed_rows
-            {union} SELECT * FROM fresh_rows WHERE {key} NOT IN (SELECT {key} FROM affected_keys)
+            SELECT p.* FROM (SELECT * FROM kept_rows WHERE {time} IN (SELECT {time} FROM fresh_rows)) AS p
+            WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})
             """,
-            **relations,
-            recomputed_rows=recompute(affected),
+            kept_rows=rest,
+            fresh_rows=fresh,
         )
-        info["rows_after"] = whole.num_rows
+        if distinct:
+            fresh = self.sql("SELECT * FROM fresh_rows EXCEPT SELECT * FROM matches", fresh_rows=fresh, matches=matches)
+        info["rows_added" if not holding else "rows_written"] = fresh.num_rows
+        colliding = self.sql(
+            f"SELECT p.* FROM matches AS p WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})",
+            matches=matches,
+            fresh_rows=fresh,
+        )
+        # The rules judge the new rows and the kept rows that share a unique key with one: a
+        # kept row met every rule before and its inputs did not change. Recomputed rows are
+        # judged against the whole inputs, fresh rows alone against `judge_with`.
+        judged = pa.concat_tables([self.table.conform(fresh), self.table.conform(colliding)])
+        held = previous.part(holding).dataset().count_rows() if holding else 0
         return Build(
-            whole,
-            increment=Increment(previous, rows=whole.num_rows, removes=previous.files, summary=info),
-            metadata={**(metadata or {}), "judged_rows": whole.num_rows},
+            fresh,
+            relations={**({} if keys else judge_with or {}), self.table.name: judged},
+            increment=Increment(previous, rows=previous.rows - held + fresh.num_rows, removes=tuple(holding), summary=info),
+            metadata={**(metadata or {}), "judged_rows": judged.num_rows},
             info={"rules_fingerprint": self.fingerprint},
         )
 

@@ -125,7 +125,7 @@ def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int, in
             lines.append(f"{purged_name}: erasure applied; deleted every earlier version ({len(gone) + len(untracked)} files; "
                          f"{name} versions {min(pending)}-{max(pending)} were built before it)")
     for table in tables:
-        gone = lake.vacuum(table.spec, retention_hours, apply=True)
+        gone = lake.vacuum(table.spec, retention_hours, apply=True, untracked_hours=UNTRACKED_FILE_HOURS)
         if gone:
-            lines.append(f"{table.name}: {len(gone)} files past the {retention_hours} h retention deleted")
+            lines.append(f"{table.name}: {len(gone)} files past the {retention_hours} h retention, or of a dead run, deleted")
     return lines

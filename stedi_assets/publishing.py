@@ -202,21 +202,10 @@ class Audited:
         )
 
 
-def whole(table: Table, data: pa.Table | Sequence[pa.Table] | Staged) -> pa.Table | Staged:
-    if isinstance(data, (pa.Table, Staged)):
-        return data
-    return pa.concat_tables(data) if data else table.spec.schema.empty_table()
-
-
-def conform(table: Table, data: pa.Table) -> pa.Table:
-    """The columns of the contract, in its order and types: what is judged is what is written."""
-    return data.select(table.column_names).cast(table.spec.schema)
-
-
 def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table] | Staged) -> Data | Staged:
     if isinstance(data, Staged):  # conformed as it was written (Lake.stage)
         return data
-    return conform(table, data) if isinstance(data, pa.Table) else tuple(conform(table, part) for part in data)
+    return table.conform(data) if isinstance(data, pa.Table) else tuple(table.conform(part) for part in data)
 
 
 def _rows(data: pa.Table | Staged) -> int:
@@ -324,33 +313,24 @@ def _paired(lake: Lake, audit: Audit, snapshots: Mapping[str, Snapshot]) -> dict
 def _out_of_date(published: Snapshot | None, step: AssetStep) -> bool:
     """Whether the published version must be rebuilt whole whatever changed in its inputs: a
     moment it recorded as due (consent dated after its run). Erasure requests it was not
-    built with are no reason: they are applied to it (`_erasures_new`)."""
+    built with are no reason: each zone's build takes their rows out as a change it follows
+    (landing/assets.py, incremental.py), and commits the version that records them."""
     if published is None:
         return False
     return step.as_of >= published.info.get(REBUILD_AT, step.as_of + 1)
 
 
-def _erasures_new(base: Snapshot, step: AssetStep) -> bool:
-    """Whether `base` was built without some of the erasure requests in force: an increment
-    on it then takes their rows out of it too (`erasure.targeted`), and is committed even if
-    it changes nothing else, so that its version records the requests it applies and every
-    earlier version awaits the purge (`erasure.awaiting_purge`)."""
-    return base.info.get(erasure.ERASURES_APPLIED) != step.erasures.fingerprint()
-
-
 def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     table, context = audit.table, step.context
     started = time.perf_counter()
-    if built.increment is not None and step.erasures and _erasures_new(built.increment.base, step):
-        built = erasure.targeted(step.lake, audit, built, step.erasures, step.privacy)
     increment = built.increment
     data = _conform_all(table, built.data)
-    added = whole(table, data)
+    added = table.whole(data)
     relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: added}
     companions: list[Companion] = []
     if audit.companion is not None and built.companion is not None:
         rejects = _conform_all(audit.companion, built.companion)
-        relations[audit.companion.name] = whole(audit.companion, rejects)
+        relations[audit.companion.name] = audit.companion.whole(rejects)
         if increment is None:
             companions.append(Companion(audit.companion, rejects))
         elif increment.companion_base is not None:
@@ -358,7 +338,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             companions.append(Companion(audit.companion, new, increment.companion_base, increment.companion_removes))
     if audit.ledger is not None:
         if built.ledger is not None:
-            companions.append(Companion(audit.ledger, conform(audit.ledger, built.ledger)))
+            companions.append(Companion(audit.ledger, audit.ledger.conform(built.ledger)))
         elif increment is not None and (ledger := _companion_or_none(step.lake, increment.base, audit.ledger)) is not None:
             companions.append(Companion(audit.ledger, None, ledger))
     relations.update(built.relations)

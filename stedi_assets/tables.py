@@ -4,12 +4,13 @@ Glue catalog, so they cannot drift."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from stedi_assets.lake.delta import TableSpec
+from stedi_assets.lake.delta import Staged, TableSpec
 from stedi_assets.lake.glue import ATHENA_TYPES
 
 if TYPE_CHECKING:
@@ -64,6 +65,16 @@ class Table:
             self.location,
             pa.schema([pa.field(c.name, c.type, metadata={"comment": c.description}) for c in self.columns]),
         )
+
+    def conform(self, data: pa.Table) -> pa.Table:
+        """The columns of the contract, in its order and types: what is judged is what is written."""
+        return data.select(self.column_names).cast(self.spec.schema)
+
+    def whole(self, data: pa.Table | Sequence[pa.Table] | Staged) -> pa.Table | Staged:
+        """A table built in parts (one data file each) as one table, to judge them together."""
+        if isinstance(data, (pa.Table, Staged)):
+            return data
+        return pa.concat_tables(data) if data else self.spec.schema.empty_table()
 
     @property
     def table_schema(self) -> dg.TableSchema:

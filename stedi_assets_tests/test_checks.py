@@ -178,7 +178,7 @@ def test_lines_accounted_for_finds_a_lost_line():
 
 def test_no_erased_person_finds_the_rows_of_an_erased_person_whatever_the_spelling():
     privacy = PrivacyPolicy()
-    erased = erasure.Erasures(frozenset(erasure.erasure_keys(["gone@x"], privacy).values()), 1)
+    erased = erasure.Erasures(frozenset(erasure.erasure_keys(["gone@x"], privacy).values()))
     rule = erasure.not_erased(("customer_trusted", "email", erasure.EMAIL))
     customers = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5), customer(" GONE@x", "s2", 5))
     found = evaluate(rule, {"customer_trusted": customers, **erased.relations()}, DuckDBEngineResource(), privacy)

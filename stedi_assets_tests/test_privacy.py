@@ -298,3 +298,26 @@ def test_a_purge_waits_for_the_readers_or_stedi_forget_purge(sample_lake, tmp_pa
     assert "awaiting-purge" not in lakehouse.stedi("versions", "customer_landing").stdout
     assert traces(every_text_under(lakehouse.lake / "customer" / "landing"), {**person, "serialNumber": person["email"]}) == []
     assert lakehouse.stedi("forget", "--purge").stdout == "no version awaits the purge\n"
+
+
+def test_an_erasure_downstream_rewrites_only_the_data_files_that_held_her(sample_lake, tmp_path):
+    """accelerometer_trusted follows an erasure like any change: once accelerometer_landing
+    lost her readings, only its data files holding them are rewritten; a file appended since
+    (another customer's new reading) stays as it is, in the same judged, incremental commit.
+    Costs a copy of the sample lake and two in-process runs."""
+    lakehouse = sample_lake.copy(tmp_path)
+    [her, other] = lakehouse.sql("SELECT user, MAX(timestamp) AS last FROM accelerometer_trusted GROUP BY user ORDER BY user LIMIT 2")
+    reading = {"user": other["user"], "timestamp": other["last"] + 1, "x": 0.5, "y": 0.5, "z": 0.5}
+    (lakehouse.source / "accelerometer" / "landing" / "later.json").write_text(json.dumps(reading) + "\n")
+    assert lakehouse.run().success
+    trusted = lakehouse.delta("accelerometer/trusted")
+    before = set(trusted.file_uris())
+    [appended] = [f for f in before if pq.read_table(f.removeprefix("file://")).num_rows == 1]
+    rows = lakehouse.count("accelerometer_trusted")
+    [theirs] = lakehouse.sql(f"SELECT COUNT(*) AS n FROM accelerometer_trusted WHERE user = '{her['user']}'")
+    lakehouse.stedi("forget", her["user"])
+    assert lakehouse.run().success
+    trusted = lakehouse.delta("accelerometer/trusted")
+    assert appended in set(trusted.file_uris()) and len(before - set(trusted.file_uris())) == 1
+    assert lakehouse.count("accelerometer_trusted") == rows - theirs["n"] > 0
+    assert trusted.history(1)[0]["stedi"]["build"] == "incremental"

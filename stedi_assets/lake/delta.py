@@ -494,14 +494,25 @@ class Lake:
             raise self._failure(failed, error) from None
         return self.at(spec, on_version + 1)  # conditional: the restore is the version right after
 
-    def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True) -> list[str]:
+    def vacuum(
+        self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True, untracked_hours: int | None = None
+    ) -> list[str]:
         """The files of versions replaced more than `retain_hours` ago, and (`untracked`)
-        files no commit ever named that are as old (written by a run that died: a younger one
-        may be another writer's, about to be committed); deleted only with `apply` (default:
-        a dry run)."""
+        files no commit ever named that are as old, or `untracked_hours` old if given (written
+        by a run that died: a younger one may be another writer's, about to be committed);
+        deleted only with `apply` (default: a dry run)."""
         table = self._open(spec)
+
+        def listed(hours: int, full: bool) -> set[str]:
+            return set(table.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False, full=full))
+
         try:
-            files = table.vacuum(retention_hours=retain_hours, dry_run=True, enforce_retention_duration=False, full=untracked)
+            hours = retain_hours if untracked_hours is None else untracked_hours
+            # A full vacuum lists the untracked files and the replaced ones as old: the latter
+            # are taken at their own age.
+            files = listed(retain_hours, untracked and hours == retain_hours)
+            if untracked and hours != retain_hours:
+                files |= listed(hours, True) - listed(hours, False)
         except Exception as error:
             raise self._failure(f"vacuum of {spec.name} at {table.table_uri} failed", error) from None
         # delta-rs (1.6.6) lists a file once per remove action, whether it is still there or not.

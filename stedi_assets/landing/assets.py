@@ -25,7 +25,8 @@ from stedi_assets.landing.named import with_named_keys
 from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.person import with_person_keys
 from stedi_assets.privacy import scrub
-from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset, whole
+from stedi_assets.landing.erased import leave_out, sources_naming
+from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, PERSON_KEY_OF, RESCUED_DATA, Table, as_read
 
 CONTRACT = "contract"  # the commit info key naming the columns a landing version was written with
@@ -44,7 +45,7 @@ def landing_asset(
     audit: Audit, description: str, erased_by: tuple[str, str], inputs: Sequence[Table] = ()
 ) -> dg.AssetsDefinition:
     """`erased_by`: (column of the rows, kind) that tell an erased person's rows; rejected
-    lines are told by every name they hold (erasure.py `leave_out`)."""
+    lines are told by every name they hold (landing/erased.py)."""
     table, rejects, ledger = audit.table, audit.companion, audit.ledger
     assert rejects is not None and ledger is not None
     keys = PERSON_KEY_OF.get(table.name, {})
@@ -69,7 +70,8 @@ def landing_asset(
             f"{ledger.name}); a changed file's rows and rejects are replaced, a file gone from the source "
             f"keeps its rows. The three are built, audited and published together, and readers pair them "
             f"by the versions {table.name}'s commit names. Lines of people whose erasure was requested "
-            "are left out of both, and counted."
+            "are left out of both, and counted; a new request rewrites, from the published version, only the "
+            "data files of the source files that hold theirs (not parsed again, gone files included)."
         ),
     )
     def _landing(step: AssetStep) -> Build:
@@ -83,19 +85,12 @@ def landing_asset(
         # columns from their files), and the rows of files gone from the source are kept,
         # read back with the new columns null.
         upgrade = continuing and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
-        carried = found.gone if upgrade else []
         if upgrade:
             step.context.log.warning(f"{table.name}: written under another column contract; parsing every file again")
         incremental = continuing and not upgrade
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
-        increment = None
-        if incremental:
-            assert found.published is not None
-            increment = _replacing(step, found.published, rejects, replaced, found)
-            if increment is None:  # a data file also holds rows of files that did not change
-                step.context.log.warning(f"{table.name}: data files hold several source files; parsing every file again")
-                incremental, to_parse, replaced = False, list(found.entries), []
+        increment, carried = _replacing(step, found, rejects, replaced, erased_by) if incremental else (None, found.gone if upgrade else [])
         reject_parts, parsed, exact, line_counts = [], {}, [], []
         erased_lines: dict[str, int] = {}
         serials: set[str] = set()
@@ -109,7 +104,7 @@ def landing_asset(
             counts = [0, 0, 0, erased_before, 0]  # lines read, rows, rejects, erased lines, lines counted
             fields: Counter[str] = Counter()
             for rows, rejected, lines, lines_read in pieces:
-                kept = erasure.leave_out(rows, rejected, step.erasures, step.privacy, *erased_by)
+                kept = leave_out(rows, rejected, step.erasures, step.privacy, *erased_by)
                 if kept.rejects.num_rows:
                     reject_parts.append(kept.rejects)
                 serials.update(kept.serials)
@@ -133,7 +128,7 @@ def landing_asset(
                 # Lines counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
                 yield rows, with_named_keys(_after(batch.rejects, before)), count_lines(data), batch.lines_read
 
-        old_rows, old_rejects = _published_rows(step, found.published, (table, rejects), carried) if carried else ({}, {})  # type: ignore[arg-type]
+        old_rows, old_rejects = _published_rows(step, found.published, increment, (table, rejects), carried) if carried else ({}, {})  # type: ignore[arg-type]
         files = [
             *(ingest(key, parse(key)) for key in to_parse),
             *(
@@ -151,11 +146,13 @@ def landing_asset(
             listed = "; ".join(f"{key}: {', '.join(f'{f} ({n} rows)' for f, n in fields.items())}" for key, fields in list(rescued.items())[:20])
             step.context.log.warning(f"{table.name}: fields outside the contract, kept in {RESCUED_DATA.name}: {listed}")
         rows_added = staged.rows
-        kept_rejects = whole(rejects, reject_parts)
+        kept_rejects = rejects.whole(reject_parts)
+        erased_rows = sum(found.recorded[key]["rows"] - parsed[key][1] for key in carried)
         if increment is not None:
-            removed_rows = sum(found.recorded[key]["rows"] for key in replaced)
-            increment = replace(increment, rows=found.published.rows - removed_rows + rows_added)  # type: ignore[union-attr]
-        if carried:  # the gone files kept, with what they hold now
+            removed_rows = sum(found.recorded[key]["rows"] for key in [*replaced, *carried])
+            summary = {**increment.summary, **({"files_carried": len(carried), "erased_rows": erased_rows} if carried else {})}
+            increment = replace(increment, rows=found.published.rows - removed_rows + rows_added, summary=summary)  # type: ignore[union-attr]
+        if carried:  # the files carried from the published version, with what they hold now
             recorded = {**found.recorded, **{k: {**found.recorded[k], "rows": parsed[k][1], "rejects": parsed[k][2],
                                                  "lines_erased": parsed[k][3]} for k in carried}}
             record = ledger_rows(replace(found, recorded=recorded), parsed)
@@ -166,7 +163,7 @@ def landing_asset(
         relations = {"source_lines": checks.source_lines(line_counts, erased_lines)}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
-            serials = _erased_serials(serials, found.published if incremental or carried else None, staged, kept_rejects, step)
+            serials = _erased_serials(serials, found.published if incremental or carried else None, increment, staged, kept_rejects, step)
             info[erasure.ERASED_SERIALS] = sorted(serials)
             relations.update(step.erasures.with_serials(serials).relations())
         reasons = Counter(kept_rejects["reason_code"].to_pylist())
@@ -191,6 +188,7 @@ def landing_asset(
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
                 "rescued_fields": dg.MetadataValue.json(rescued),
                 "erased_lines": sum(erased_lines.values()),
+                "erased_rows": erased_rows,
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
                 **step.pictures.chart("rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
@@ -233,19 +231,23 @@ def _after(rows: pa.Table, lines: int) -> pa.Table:
 
 
 def _erased_serials(
-    found: set[str], published: Snapshot | None, staged: Staged, rejects, step: AssetStep
+    found: set[str], published: Snapshot | None, increment: Increment | None, staged: Staged, rejects: pa.Table, step: AssetStep
 ) -> set[str]:
     """The keyed hashes of serial numbers only erased people own: those of the customer
     records this build left out, less any a record it kept names (`leave_out` has taken those
     of the same file out already), and, building on a published version, with the ones it
-    recorded, less those its kept records name."""
+    recorded, less those named by the records and rejected lines it keeps."""
     if published is None:
         return found
-    kept = set(pc.unique(staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]).to_pylist())
-    kept |= set(pc.unique(published.dataset().to_table(columns=["serialNumber"])["serialNumber"]).to_pylist())
-    kept |= set(pc.list_flatten(rejects["named_serials"]).to_pylist())
-    owned = set(erasure.serial_keys(kept, step.privacy).values())
-    return (found | erasure.erased_serials(published)) - owned
+    serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
+    if increment is not None and increment.companion_base is not None:
+        kept = increment.base.part([f for f in increment.base.files if f not in increment.removes])
+        serials.append(kept.dataset().to_table(columns=["serialNumber"])["serialNumber"])
+        base = increment.companion_base
+        kept = base.part([f for f in base.files if f not in increment.companion_removes])
+        named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
+    owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
+    return (found | erasure.erased_serials(published)) - set(erasure.serial_keys(owned, step.privacy).values())
 
 
 def _rescued_fields(rows) -> dict[str, int]:
@@ -259,46 +261,60 @@ def _rescued_fields(rows) -> dict[str, int]:
     return dict(counts)
 
 
-def _published_rows(step: AssetStep, published: Snapshot, tables: tuple[Table, Table], keys: list[str]) -> tuple[dict, dict]:
-    """The rows and rejects of `keys` (source files) in a version written under an older
-    contract, per file, with the columns it lacked null, the person keys computed again and
-    what each rejected line names found again in its text, as the landing step builds them."""
+def _published_rows(
+    step: AssetStep, published: Snapshot, increment: Increment | None, tables: tuple[Table, Table], keys: list[str]
+) -> tuple[dict, dict]:
+    """The rows and rejects of `keys` (source files) in a published version (on an increment,
+    read from the data files it replaces only), per file, with the columns a version written
+    under an older contract lacked null, the person keys computed again and what each
+    rejected line names found again in its text, as the landing step builds them."""
     wanted = pa.array(keys, pa.string())
+    if increment is not None:
+        assert increment.companion_base is not None
+        snapshots = (published.part(increment.removes), increment.companion_base.part(increment.companion_removes))
+    else:
+        snapshots = (published, step.lake.companion(published, tables[1].spec))
     out = []
-    for table, snapshot in zip(tables, (published, step.lake.companion(published, tables[1].spec))):
+    for table, snapshot in zip(tables, snapshots):
         data = snapshot.dataset().to_table()  # the contract's columns: those the old files lack are null
         data = data.filter(pc.is_in(data["source_file"], value_set=wanted))
-        if snapshot is published:
+        if table is tables[0]:
             data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
         else:
             data = with_named_keys(data.drop_columns(["named_person_keys", "named_serials"]))
-        data = data.select(table.column_names).cast(table.arrow_schema)
+        data = table.conform(data)
         out.append({key: data.filter(pc.equal(data["source_file"], key)) for key in keys})
     return out[0], out[1]
 
 
 def _replacing(
-    step: AssetStep, published: Snapshot, rejects: Table, replaced: list[str], found: Arrivals
-) -> Increment | None:
-    """The change to the published landing table and its rejects that drops the rows of the
-    replaced source files: their data files. None if a data file to drop also holds rows of
-    another file (a table written before one data file per source file)."""
+    step: AssetStep, found: Arrivals, rejects: Table, replaced: list[str], erased_by: tuple[str, str]
+) -> tuple[Increment, list[str]]:
+    """The change to the published landing table and its rejects that drops the data files
+    holding rows or lines of the `replaced` source files, and the source files whose rows and
+    lines are carried from the published version into new data files (not parsed again):
+
+    - those holding a person whose erasure request the version does not apply yet: an
+      erasure is a change like another, so only their data files are rewritten, without her
+      rows and lines (counted as left out), and a file gone from the source keeps the rest;
+    - those sharing a data file with a file dropped (a table written before one data file
+      per source file)."""
+    published = found.published
+    assert published is not None
     rejects_base = step.lake.companion(published, rejects.spec)
-    removes = {}
-    for name, snapshot in (("table", published), ("rejects", rejects_base)):
-        holding = snapshot.values_by_file("source_file") if replaced else {}
-        drop = [f for f, sources in holding.items() if sources & set(replaced)]
-        if any(not holding[f] <= set(replaced) for f in drop):
-            return None
-        removes[name] = tuple(drop)
-    return Increment(
-        published,
-        rows=published.rows,
-        removes=removes["table"],
-        companion_base=rejects_base,
-        companion_removes=removes["rejects"],
-        summary={"files_new": len(found.new), "files_replaced": len(replaced), "files_gone": len(found.gone)},
-    )
+    dropping, carry = set(replaced), set()
+    if step.erasures and published.info.get(erasure.ERASURES_APPLIED) != step.erasures.fingerprint():
+        carry = sources_naming(published, rejects_base, step.erasures, step.privacy, *erased_by) - dropping
+    holding = [s.values_by_file("source_file") if dropping | carry else {} for s in (published, rejects_base)]
+    while True:
+        drop = [[f for f, sources in files.items() if sources & (dropping | carry)] for files in holding]
+        more = set().union(*(files[f] for files, dropped in zip(holding, drop) for f in dropped)) - dropping - carry
+        if not more:
+            break
+        carry |= more
+    summary = {"files_new": len(found.new), "files_replaced": len(replaced), "files_gone": len(found.gone)}
+    increment = Increment(published, published.rows, tuple(drop[0]), rejects_base, tuple(drop[1]), summary)
+    return increment, sorted(carry)
 
 
 customer_landing = landing_asset(

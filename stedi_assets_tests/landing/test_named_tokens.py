@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from stedi_assets import erasure
 from stedi_assets.landing.json_lines import parse_file
 from stedi_assets.landing.named import named_keys, named_tokens
+from stedi_assets.landing.erased import leave_out
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.privacy import PrivacyPolicy
@@ -115,7 +116,7 @@ def test_rescued_fields_naming_an_erased_person_are_cleared_from_another_persons
         {**reading, "user": "bo@test.com", "rescued_data": '{"battery": 0.5}', "source_line": 2},
         {**reading, "user": "erin@test.com", "rescued_data": None, "source_line": 3},
     )
-    kept = erasure.leave_out(rows, table(ACCELEROMETER_LANDING_REJECTS), erasures, privacy, "person_key", erasure.EMAIL)
+    kept = leave_out(rows, table(ACCELEROMETER_LANDING_REJECTS), erasures, privacy, "person_key", erasure.EMAIL)
     assert kept.rows.select(["user", "rescued_data"]).to_pylist() == [
         {"user": "bo@test.com", "rescued_data": None},
         {"user": "bo@test.com", "rescued_data": '{"battery": 0.5}'},

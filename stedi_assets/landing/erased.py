@@ -1,0 +1,115 @@
+"""Erasure in the landing zone: a parse, or what a published version holds of a source file,
+with the erased people's rows and rejected lines left out and their lines counted, so that
+the line accounting of every file stays whole (`lines_accounted_for`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stedi_assets.erasure import EMAIL, SERIAL, Erasures, serial_keys
+from stedi_assets.landing.named import with_named_keys
+from stedi_assets.lake.delta import Snapshot
+from stedi_assets.privacy import PrivacyPolicy
+from stedi_assets.tables import RESCUED_DATA
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """What a landing step kept of its parse once erased people are left out, and what it
+    left out: lines per file (neither rows nor rejects) and, for customers, the keyed hashes
+    of serial numbers that only erased people own."""
+
+    rows: pa.Table
+    rejects: pa.Table
+    lines: dict[str, int]
+    serials: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(self.lines.values())
+
+
+def leave_out(
+    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
+) -> LeftOut:
+    """Leave out of a landing parse the rows whose `column` (compared as `kind`) names an
+    erased person, and the rejected lines that name one anywhere (`naming`)."""
+    if not erasures:
+        return LeftOut(rows, rejects, {}, [])
+    rows = _rescued_without_erased(rows, erasures, privacy)
+    row_mask = erasures.dropping(rows, column, kind, privacy)
+    reject_mask = pa.array(naming(rejects, erasures, privacy))
+    kept_rows, dropped_rows = rows.filter(pc.invert(row_mask)), rows.filter(row_mask)
+    kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
+    lines = _lines_left_out([dropped_rows, dropped_rejects], [kept_rows, kept_rejects])
+    serials: list[str] = []
+    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices
+        def named(table: pa.Table) -> set[str]:
+            return set(pc.list_flatten(table["named_serials"]).to_pylist())
+
+        theirs = set(dropped_rows["serialNumber"].to_pylist()) | named(dropped_rejects)
+        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | named(kept_rejects)
+        serials = sorted(serial_keys(theirs - others, privacy).values())
+    return LeftOut(kept_rows, kept_rejects, lines, serials)
+
+
+def naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np.ndarray:
+    """The mask of rejected lines that name an erased person, in whatever position: any of the
+    person keys they name (`named_person_keys`: every e-mail anywhere in the text,
+    landing/named.py) is hers, or any serial number they name (`named_serials`) only erased
+    people own. Their text is kept nowhere."""
+    mask = np.zeros(rejects.num_rows, dtype=bool)
+    for column, kind in (("named_person_keys", EMAIL), ("named_serials", SERIAL)):
+        if column not in rejects.column_names or not rejects.num_rows:
+            continue
+        lists = rejects[column].combine_chunks()
+        names = pa.table({column: pc.list_flatten(lists)})
+        hits = erasures.dropping(names, column, kind, privacy)
+        mask[pc.list_parent_indices(lists).filter(hits).to_numpy()] = True
+    return mask
+
+
+def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> pa.Table:
+    """`rows` with the fields outside the contract (`rescued_data`) cleared where they name an
+    erased person, as a rejected line's text would: the row is someone else's and stays, her
+    name goes."""
+    if RESCUED_DATA.name not in rows.column_names or rows[RESCUED_DATA.name].null_count == rows.num_rows:
+        return rows
+    rescued = rows[RESCUED_DATA.name]
+    cleared = pa.array(naming(with_named_keys(pa.table({"raw": rescued})), erasures, privacy))
+    if not pc.any(cleared).as_py():
+        return rows
+    return rows.set_column(
+        rows.column_names.index(RESCUED_DATA.name), RESCUED_DATA.name, pc.if_else(cleared, pa.scalar(None, pa.string()), rescued)
+    )
+
+
+def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:
+    """Lines (per file) of the dropped rows and rejects that no kept row or reject shares (a
+    line of several records may keep some)."""
+
+    def lines(tables: list[pa.Table]) -> set[tuple[str, int]]:
+        return {pair for t in tables for pair in zip(t["source_file"].to_pylist(), t["source_line"].to_pylist())}
+
+    gone = lines(dropped)
+    if gone:
+        numbers = pa.array(sorted({n for _, n in gone}), pa.int64())
+        gone -= lines([t.filter(pc.is_in(t["source_line"], value_set=numbers)) for t in kept])
+    return dict(Counter(file for file, _ in gone))
+
+
+def sources_naming(
+    rows: Snapshot, rejects: Snapshot, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
+) -> set[str]:
+    """The source files some of whose rows (by `column`) or rejected lines, in a published
+    landing version and its rejects, name an erased person: those a build applying new
+    requests carries again without them (landing/assets.py). One column of the rows is read."""
+    found = rows.dataset().to_table(columns=[column, "source_file"])
+    named = rejects.dataset().to_table(columns=["source_file", "named_person_keys", "named_serials"])
+    hits = found.filter(erasures.dropping(found, column, kind, privacy))["source_file"]
+    return set(pc.unique(hits).to_pylist()) | set(named.filter(pa.array(naming(named, erasures, privacy)))["source_file"].to_pylist())
