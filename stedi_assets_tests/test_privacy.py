@@ -321,3 +321,21 @@ def test_an_erasure_downstream_rewrites_only_the_data_files_that_held_her(sample
     assert appended in set(trusted.file_uris()) and len(before - set(trusted.file_uris())) == 1
     assert lakehouse.count("accelerometer_trusted") == rows - theirs["n"] > 0
     assert trusted.history(1)[0]["stedi"]["build"] == "incremental"
+
+
+def test_a_table_selected_without_the_table_that_drops_her_fails_and_keeps_her_out(sample_lake, tmp_path):
+    """After `stedi forget`, accelerometer_trusted selected alone (its landing input still holds
+    her readings) cannot publish a version that says it applies the request while holding her
+    rows: its kept rows are judged too, the step fails, and the next whole run removes her.
+    Costs a copy of the sample lake and two in-process runs (about 15 s)."""
+    lakehouse = sample_lake.copy(tmp_path)
+    [her] = lakehouse.sql("SELECT user, COUNT(*) AS n FROM accelerometer_trusted GROUP BY user ORDER BY user LIMIT 1")
+    published = lakehouse.delta("accelerometer/trusted").version()
+    lakehouse.stedi("forget", her["user"])
+    result = lakehouse.run(select="accelerometer_trusted", raise_on_error=False)
+    assert not result.success
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_erased_person"]
+    assert not check.passed and check.metadata["violations"].value == her["n"]
+    assert lakehouse.delta("accelerometer/trusted").version() == published
+    assert lakehouse.run().success
+    assert lakehouse.sql(f"SELECT COUNT(*) AS n FROM accelerometer_trusted WHERE user = '{her['user']}'") == [{"n": 0}]
