@@ -43,6 +43,11 @@ SUBJECT_PREFIX = 8  # hex digits of subject_id shown in a label: enough to find,
 MAX_BARS = 12  # bars in one chart; the rest are added up into one "others" bar
 MAX_POINTS = 2_000  # points per line in a time series
 SIGNAL_SUBJECTS = 3
+# Titles just above the axes, where matplotlib would place them anyway on a chart whose y axis
+# shows labels or counts (never an offset text like `1e6`): fixed, matplotlib does not measure
+# every tick label at each draw to find out (a seventh of a chart's time). Not on the signals,
+# whose y values may get an offset text that a title must clear.
+TITLE_Y = 1.0
 
 _BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
 _XYZ_COLOURS = {"x": "#4c72b0", "y": "#dd8452", "z": "#55a868"}
@@ -134,7 +139,7 @@ def privacy_funnel(stages: Sequence[tuple[str, int]]) -> str:
     ax.tick_params(axis="x", labelsize=7)
     _bar_layout(fig, ax.get_yticklabels())
     _tidy(ax)
-    ax.set_title("Privacy funnel: customers at each stage", loc="left", fontsize=10)
+    ax.set_title("Privacy funnel: customers at each stage", loc="left", fontsize=10, y=TITLE_Y)
     caption = " → ".join(f"**{v:,}** {_safe_label(label, width=60)}" for label, v in zip(labels, values))
     return _markdown(fig, "privacy funnel", caption)
 
@@ -163,7 +168,7 @@ def readings_per_subject(counts: pa.Table) -> str:
         fig.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.17)
         _tidy(ax)
         title = f"Readings per subject ({readings.size:,} subjects, median {float(np.median(readings)):,.0f})"
-    ax.set_title(title, loc="left", fontsize=10)
+    ax.set_title(title, loc="left", fontsize=10, y=TITLE_Y)
     return _markdown(fig, "readings per subject")
 
 
@@ -236,7 +241,7 @@ def step_trainer_matches(matched: int, total: int) -> str:
         fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
         fig.subplots_adjust(left=0.02, right=0.97, top=0.8, bottom=0.42)
         _tidy(ax)
-    ax.set_title(f"Step trainer readings matched at the same time: {matched:,} of {total:,}", loc="left", fontsize=9)
+    ax.set_title(f"Step trainer readings matched at the same time: {matched:,} of {total:,}", loc="left", fontsize=9, y=TITLE_Y)
     share = f" ({matched / total:.1%})" if total > 0 else ""
     caption = f"**{matched:,}** of **{total:,}** step trainer readings{share} found an accelerometer reading at the same time"
     return _markdown(fig, "step trainer readings matched", caption)
@@ -302,7 +307,7 @@ def _hbar_chart(
     alt = title.split(" (")[0].lower()  # the title without its numbers
     fig = _figure(SMALL)
     ax = fig.add_subplot()
-    ax.set_title(title, loc="left", fontsize=10)
+    ax.set_title(title, loc="left", fontsize=10, y=TITLE_Y)
     if not values:
         _empty(ax, empty)
         return _markdown(fig, alt)
