@@ -194,6 +194,36 @@ def _dataset(spec: TableSpec, uri: str, files: Sequence[str], storage_options: M
 ROW_GROUP_ROWS = 1 << 20
 
 
+def write_data_file(
+    spec: TableSpec, root: str, part: pa.Table | Iterable[pa.RecordBatch], storage_options: Mapping[str, str], name: str | None = None
+) -> Any:
+    """One Parquet data file `name` (a new one by default) in the table folder `root`, holding
+    exactly `part` (a table, or record batches streamed into it one at a time) in the storage
+    schema, written by Arrow: delta-rs chooses where its files end, and a part must stay one
+    file of its own. Its delta-rs AddAction (row-count stats). A function of its own, not of
+    `Lake`: Spark's executors write a table's staged files with it (engine/spark_engine.py)."""
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    name = name or _new_file_name()
+    schema = spec.storage_schema
+    if root.startswith("s3://"):
+        from stedi_assets.lake.s3_client import arrow_s3  # boto3 only for a lake on S3
+
+        filesystem, path = arrow_s3(storage_options), f"{root.removeprefix('s3://')}/{name}"
+    else:
+        os.makedirs(root, exist_ok=True)
+        filesystem, path = None, f"{root}/{name}"
+    rows = 0
+    with pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd") as writer:
+        for batch in [part] if isinstance(part, pa.Table) else part:
+            chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
+            rows += chunk.num_rows
+    size = (filesystem.get_file_info(path).size if filesystem is not None else os.path.getsize(path))
+    return AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(_stats(rows)))
+
+
 class Lake:
     """The Delta tables under one root. `storage_options` are delta-rs's (S3 access);
     `catalog` is told of every table the lake creates; `before_write` runs once before the
@@ -401,29 +431,7 @@ class Lake:
         self.commit_files(spec, adds, properties, mode, table, removes)
 
     def _write_file(self, spec: TableSpec, part: pa.Table | Iterable[pa.RecordBatch], name: str) -> Any:
-        """One Parquet data file `name` holding exactly `part` (a table, or record batches
-        streamed into it one at a time), written by Arrow: delta-rs chooses where its files
-        end, and a part must stay one file of its own."""
-        import pyarrow.parquet as pq
-        from deltalake.transaction import AddAction
-
-        schema = spec.storage_schema
-        root = self.uri(spec.location)
-        if root.startswith("s3://"):
-            from stedi_assets.lake.s3_client import arrow_s3  # boto3 only for a lake on S3
-
-            filesystem, path = arrow_s3(self.storage_options), f"{root.removeprefix('s3://')}/{name}"
-        else:
-            os.makedirs(root, exist_ok=True)
-            filesystem, path = None, f"{root}/{name}"
-        rows = 0
-        with pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd") as writer:
-            for batch in [part] if isinstance(part, pa.Table) else part:
-                chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-                writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
-                rows += chunk.num_rows
-        size = (filesystem.get_file_info(path).size if filesystem is not None else os.path.getsize(path))
-        return AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps(_stats(rows)))
+        return write_data_file(spec, self.uri(spec.location), part, self.storage_options, name)
 
     def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
         """Write each part with rows as one data file into the table's folder, without
@@ -432,7 +440,6 @@ class Lake:
         generator. At least one file, empty if there are no rows: no engine scans a list of
         no files."""
         self._writing()  # a store that cannot commit safely is refused before any file is written
-        root = self.uri(spec.location)
         adds = []
         for part in parts:
             add = self._write_file(spec, part, _new_file_name())
@@ -440,6 +447,17 @@ class Lake:
                 adds.append(add)
             else:  # a part of no rows (a source file of rejects only) has no data file
                 self.store.delete_prefix(f"{spec.location}/{add.path}")
+        return self._staged(spec, adds)
+
+    def stage_with(self, spec: TableSpec, write: Callable[[str, Mapping[str, str]], Sequence[Any]]) -> Staged:
+        """Data files another engine writes into the table's folder, staged as `stage` stages
+        its own: `write(root, storage_options)` writes them (Spark's executors, each with
+        `write_data_file`, none of no rows) and returns their AddActions."""
+        self._writing()  # as in `stage`: refused before any file is written
+        return self._staged(spec, list(write(self.uri(spec.location), self.storage_options)))
+
+    def _staged(self, spec: TableSpec, adds: list[Any]) -> Staged:
+        root = self.uri(spec.location)
         adds = adds or [self._write_file(spec, spec.schema.empty_table(), _new_file_name())]
         return Staged(
             spec,
