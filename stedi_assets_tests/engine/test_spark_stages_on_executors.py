@@ -13,24 +13,17 @@ import pytest
 from pyspark.sql.classic.dataframe import DataFrame
 
 from stedi_assets import lakehouse
-from stedi_assets.curated import rules as curated_rules
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake import delta
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.tables import TABLES
-from stedi_assets.trusted import rules as trusted_rules
 from stedi_assets_tests.builders import sorted_rows
+from stedi_assets_tests.engine.test_engines_agree import STAGED, ZONE_RULES
 
 pytestmark = pytest.mark.spark
 
-# The tables a full build stages (AssetStep.stage), with their rules.
-STAGED = {
-    "accelerometer_trusted": trusted_rules.ACCELEROMETER_TRUSTED,
-    "step_trainer_trusted": trusted_rules.STEP_TRAINER_TRUSTED,
-    "machine_learning_curated": curated_rules.MACHINE_LEARNING_CURATED,
-}
 
 
 def folder_files(lake: Path, location: str) -> set[str]:
@@ -54,7 +47,8 @@ def test_staged_tables_are_written_by_the_executors_as_duckdb_writes_them(spark_
         return result
 
     monkeypatch.setattr(DataFrame, "toArrow", counted)
-    for name, sql in STAGED.items():
+    for name in STAGED:
+        sql = ZONE_RULES[name]
         spec = TABLES[name].spec
         published = inputs[name]
         before = folder_files(house.lake, spec.location)
