@@ -168,7 +168,9 @@ class Staged:
         return self.dataset().to_table()
 
     def head(self, rows: int) -> pa.Table:
-        return self.dataset().head(rows)
+        # No read-ahead: by default Arrow reads whole row groups of several files ahead (about
+        # 600 MB for a preview of five rows of the ML table at 100x; 140 MB without).
+        return self.dataset().head(rows, batch_size=max(rows, 1), batch_readahead=0, fragment_readahead=0)
 
 
 def _local_paths(uri: str, files: Sequence[str]) -> list[str] | None:
