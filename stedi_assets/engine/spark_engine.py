@@ -152,8 +152,9 @@ class SparkEngine:
             return [AddAction(partition_values={}, **row) for row in added.to_pylist()]
 
         staged = lake.stage_with(spec, write)
-        if observe is not None:
-            for _ in observe(iter(staged.dataset().to_batches())):
+        if observe is not None:  # a batch at a time: no files or batches read ahead
+            scan = staged.dataset().to_batches(batch_size=STAGE_BATCH_ROWS, batch_readahead=0, fragment_readahead=0)
+            for _ in observe(iter(scan)):
                 pass
         return staged
 
