@@ -138,12 +138,12 @@ class AssetStep:
         observe: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
         **relations: Relation,
     ) -> Staged:
-        """`query`'s result as `table`'s staged files, streamed from the engine in batches:
-        memory bounded by the engine's setting (STEDI_MEMORY_LIMIT), not by the result.
-        `observe` sees each batch on its way (the numbers behind a picture)."""
+        """`query`'s result as `table`'s staged files, written by the engine (SqlEngine.stage):
+        DuckDB streams it here in batches, memory bounded by its setting (STEDI_MEMORY_LIMIT),
+        Spark's executors write it. `observe` sees each batch (the numbers behind a picture)."""
         rendered = self.privacy.render(sql, self.as_of)
-        batches = self.engine.engine().batches(rendered, {**{name: self.inputs[name] for name in inputs}, **relations})
-        return self.lake.stage(table.spec, [observe(batches) if observe is not None else batches])
+        relations = {**{name: self.inputs[name] for name in inputs}, **relations}
+        return self.engine.engine().stage(rendered, relations, self.lake, table.spec, observe)
 
     def current(self, table: Table) -> Snapshot | None:
         """The table's published version, or None if it has none."""

@@ -3,21 +3,31 @@ written in the dialect DuckDB and Spark SQL share, so the engines cannot disagre
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, Union
 
 import pyarrow as pa
 
-from stedi_assets.lake.delta import Snapshot, Staged
+from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 
 # A published version of a lake table, files staged to become one (a table a step is
 # auditing), or a table in memory.
 Relation = Union[Snapshot, Staged, pa.Table]
+# Sees each record batch of a staged result (the numbers behind a picture), yielding it on.
+Observer = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 class SqlEngine(Protocol):
     name: str
 
-    def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table: ...
+    def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
+        """A result small enough for the step's process: a rule's violations, counts, keys,
+        a small table (customers)."""
+        ...
 
-    def batches(self, sql: str, relations: Mapping[str, Relation]) -> Iterator[pa.RecordBatch]: ...
+    def stage(
+        self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec, observe: Observer | None = None
+    ) -> Staged:
+        """A result of any size written as `spec`'s staged data files (not committed, see
+        `Staged`), by the engine where it runs: the way every large table is built."""
+        ...

@@ -3,12 +3,13 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import duckdb
 import pyarrow as pa
 
-from stedi_assets.engine import Relation
+from stedi_assets.engine import Observer, Relation
+from stedi_assets.lake.delta import Lake, Staged, TableSpec
 
 # What one process's DuckDB may hold in memory before it spills to disk (STEDI_MEMORY_LIMIT),
 # and where it spills (STEDI_SPILL_DIRECTORY): the bound is set here, not by the data.
@@ -46,10 +47,14 @@ class DuckDBEngine:
         with self._cursor(relations) as con:
             return con.sql(sql).to_arrow_table()
 
-    def batches(self, sql: str, relations: Mapping[str, Relation]) -> Iterator[pa.RecordBatch]:
-        """A result of any size, one record batch at a time (a table to stage, Lake.stage)."""
+    def stage(
+        self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec, observe: Observer | None = None
+    ) -> Staged:
+        """A result of any size streamed into `spec`'s staged files (Lake.stage) one record
+        batch at a time: memory bounded by `memory_limit`, not by the result."""
         with self._cursor(relations) as con:
-            yield from con.sql(sql).to_arrow_reader(BATCH_ROWS)
+            batches = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+            return lake.stage(spec, [observe(batches) if observe is not None else batches])
 
     def _cursor(self, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
         # A cursor is a connection of its own to the shared database, ~100x cheaper to open

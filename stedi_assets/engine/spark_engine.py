@@ -7,19 +7,27 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import asdict
 
 import pyarrow as pa
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stedi_assets.engine import Relation
+from stedi_assets.engine import Observer, Relation
 from stedi_assets.engine.resource import SqlEngineResource
-from stedi_assets.lake.delta import Snapshot
+from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 from stedi_assets.settings import DEFAULT_SPARK_MASTER
 
 APP_NAME = "stedi-lakehouse"  # how the application shows in the cluster manager
+# What each executor task that writes a staged data file sends back: its delta-rs AddAction
+# (deltalake.transaction.AddAction, less its partition values: the lake's tables have none).
+ADDED = pa.schema([("path", pa.string()), ("size", pa.int64()), ("modification_time", pa.int64()),
+                   ("data_change", pa.bool_()), ("stats", pa.string())])
+# Rows per record batch an executor hands to the Python that writes a staged file (Spark's
+# default, 10,000, would make as many small row groups): as DuckDB's batches (BATCH_ROWS).
+STAGE_BATCH_ROWS = 1 << 17
 
 # What a rule's result depends on, so it is set on every query's session whatever the
 # deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
@@ -103,7 +111,7 @@ class SparkEngine:
             raise RuntimeError(f"this process already runs Spark on {running}; it cannot also run on {master}")
         return cls(session)
 
-    def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
+    def _sql(self, sql: str, relations: Mapping[str, Relation]) -> DataFrame:
         session = self.session.newSession()
         for key, value in ENGINE_SQL_CONF.items():
             session.conf.set(key, value)
@@ -112,13 +120,62 @@ class SparkEngine:
         for name, relation in relations.items():
             if re.search(rf"\b{re.escape(name)}\b", sql, re.IGNORECASE):
                 _frame(session, relation).createOrReplaceTempView(name)
-        result = session.sql(sql).toArrow()
+        return session.sql(sql)
+
+    def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
+        """A small result (a rule's violations, counts, keys, the customers), brought to this
+        process as Arrow: `stage` is the way for a table of any size."""
+        result = self._sql(sql, relations).toArrow()
         # Spark marks some columns NOT NULL; DuckDB and the contracts never do.
         return result.cast(pa.schema([f.with_nullable(True) for f in result.schema]))
 
-    def batches(self, sql: str, relations: Mapping[str, Relation]) -> Iterator[pa.RecordBatch]:
-        """A result to stage (Lake.stage), as record batches: here through the driver, whole."""
-        yield from self.query(sql, relations).to_batches()
+    def stage(
+        self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec, observe: Observer | None = None
+    ) -> Staged:
+        """The result written by the executors as `spec`'s staged data files, in the table's
+        folder, where the step commits them (Lake.write of the Staged): each task with rows
+        writes its share as one Parquet file with the lake's own writer (lake/delta.py
+        `write_data_file`, Arrow: the storage schema exactly, the same as DuckDB's files, on
+        a folder or S3 without hadoop-aws) and sends back only its AddAction. Spark's own
+        Parquet writer is not used: its files differ in types (INT96 timestamps), nullability
+        and leave metadata files (_SUCCESS, .crc) in the folder. `observe` then reads the
+        staged files back here a record batch at a time (the ML table's profile, on a full
+        build). A task Spark retries leaves its first file unnamed: vacuum's sweep of untracked
+        files deletes it."""
+        frame = self._sql(sql, relations)
+        frame.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(STAGE_BATCH_ROWS))
+
+        def write(root: str, options: Mapping[str, str]) -> list:
+            from deltalake.transaction import AddAction
+
+            added = frame.mapInArrow(_writer(spec, root, dict(options)), from_arrow_schema(ADDED)).toArrow()
+            return [AddAction(partition_values={}, **row) for row in added.to_pylist()]
+
+        staged = lake.stage_with(spec, write)
+        if observe is not None:  # a batch at a time: no files or batches read ahead
+            scan = staged.dataset().to_batches(batch_size=STAGE_BATCH_ROWS, batch_readahead=0, fragment_readahead=0)
+            for _ in observe(iter(scan)):
+                pass
+        return staged
+
+
+def _writer(spec: TableSpec, root: str, options: dict[str, str]):
+    """What each executor task runs over its share of a staged result: one data file of its
+    batches (none if it has no rows), answered by the file's AddAction."""
+
+    def write(batches):
+        import itertools
+
+        from stedi_assets.lake.delta import write_data_file
+
+        with_rows = (batch for batch in batches if batch.num_rows)
+        first = next(with_rows, None)
+        if first is not None:
+            add = asdict(write_data_file(spec, root, itertools.chain([first], with_rows), options))
+            add.pop("partition_values")
+            yield pa.RecordBatch.from_pylist([add], schema=ADDED)
+
+    return write
 
 
 def _frame(session: SparkSession, relation: Relation) -> DataFrame:
@@ -132,7 +189,7 @@ def _frame(session: SparkSession, relation: Relation) -> DataFrame:
     return _read_on_executors(session, relation)
 
 
-def _read_on_executors(session: SparkSession, snapshot: Snapshot) -> DataFrame:
+def _read_on_executors(session: SparkSession, snapshot: Snapshot | Staged) -> DataFrame:
     """A version on S3, read by the executors, a share of its data files each, with Arrow's S3
     client and the lake's access: Spark's own S3 connector (hadoop-aws) is not part of
     PySpark, and the rows need not pass through this process. Only the file list (from the

@@ -120,7 +120,9 @@ class _DataFiles:
         return self.dataset().to_table()
 
     def head(self, rows: int) -> pa.Table:
-        return self.dataset().head(rows)
+        # No read-ahead: by default Arrow reads whole row groups of several files ahead (about
+        # 600 MB for a preview of five rows of the ML table at 100x; 140 MB without).
+        return self.dataset().head(rows, batch_size=max(rows, 1), batch_readahead=0, fragment_readahead=0)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,35 @@ def _arrow_paths(files: Sequence[str], options: Mapping[str, str]) -> tuple[Any,
 
         return arrow_s3(options), [f.removeprefix("s3://") for f in files]
     return fs.LocalFileSystem(), [f.removeprefix("file://") for f in files]
+
+
+def write_data_file(
+    spec: TableSpec, root: str, part: pa.Table | Iterable[pa.RecordBatch], storage_options: Mapping[str, str], name: str | None = None
+) -> Any:
+    """One Parquet data file `name` (a new one by default) in the table folder `root`, holding
+    exactly `part` (a table, or record batches streamed into it one at a time) in the storage
+    schema, and its delta-rs AddAction. Written by Arrow: delta-rs has no call that writes
+    files without committing them, and chooses where its files end. A function, not a `Lake`
+    method: Spark's executors write a table's staged files with it (engine/spark_engine.py)."""
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    name = name or _new_file_name()
+    schema = spec.storage_schema
+    filesystem, [path] = _arrow_paths([f"{root}/{name}"], storage_options)
+    if not root.startswith("s3://"):
+        os.makedirs(root, exist_ok=True)
+    rows = 0
+    with pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd") as writer:
+        for batch in [part] if isinstance(part, pa.Table) else part:
+            chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
+            rows += chunk.num_rows
+    # Statistics: the row count only. Column bounds would copy names and e-mail addresses
+    # into the log, and bounds for some columns only are worse than none: delta-rs 1.6 makes
+    # a column without bounds bounds of null, so a filtered scan of such a file finds no rows.
+    stats = json.dumps({"numRecords": rows})
+    return AddAction(name, filesystem.get_file_info(path).size, {}, int(time.time() * 1000), True, stats)
 
 
 class Lake:
@@ -373,27 +404,7 @@ class Lake:
         )
 
     def _write_file(self, spec: TableSpec, part: pa.Table | Iterable[pa.RecordBatch], name: str) -> Any:
-        """One Parquet data file `name` holding exactly `part` (a table, or record batches
-        streamed into it one at a time), written by Arrow: delta-rs has no call that writes
-        files without committing them, and chooses where its files end."""
-        import pyarrow.parquet as pq
-        from deltalake.transaction import AddAction
-
-        schema, root = spec.storage_schema, self.uri(spec.location)
-        filesystem, [path] = _arrow_paths([f"{root}/{name}"], self.storage_options)
-        if not root.startswith("s3://"):
-            os.makedirs(root, exist_ok=True)
-        rows = 0
-        with pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd") as writer:
-            for batch in [part] if isinstance(part, pa.Table) else part:
-                chunk = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-                writer.write_table(chunk.select(spec.schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
-                rows += chunk.num_rows
-        # Statistics: the row count only. Column bounds would copy names and e-mail addresses
-        # into the log, and bounds for some columns only are worse than none: delta-rs 1.6 makes
-        # a column without bounds bounds of null, so a filtered scan of such a file finds no rows.
-        stats = json.dumps({"numRecords": rows})
-        return AddAction(name, filesystem.get_file_info(path).size, {}, int(time.time() * 1000), True, stats)
+        return write_data_file(spec, self.uri(spec.location), part, self.storage_options, name)
 
     def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
         """Write each part with rows as one data file into the table's folder, without
@@ -402,7 +413,7 @@ class Lake:
         generator. At least one file, empty if there are no rows: no engine scans a list of
         no files. If writing fails, the files written for it are deleted."""
         self._writing()  # a store that cannot commit safely is refused before any file is written
-        root, names, adds = self.uri(spec.location), [], []
+        names, adds = [], []
         try:
             for part in parts:
                 names.append(_new_file_name())  # before writing: a half-written file is ours too
@@ -410,13 +421,22 @@ class Lake:
                 if not _rows(adds[-1]):  # a part of no rows (a source file of rejects only) has no data file
                     self.store.delete_prefix(f"{spec.location}/{names.pop()}")
                     adds.pop()
-            if not adds:
-                names.append(_new_file_name())
-                adds.append(self._write_file(spec, spec.schema.empty_table(), names[-1]))
+            return self._staged(spec, adds)
         except BaseException:
             for name in names:
                 self.store.delete_prefix(f"{spec.location}/{name}")
             raise
+
+    def stage_with(self, spec: TableSpec, write: Callable[[str, Mapping[str, str]], Sequence[Any]]) -> Staged:
+        """Data files another engine writes into the table's folder, staged as `stage` stages
+        its own: `write(root, storage_options)` writes them (Spark's executors, each with
+        `write_data_file`, none of no rows) and returns their AddActions."""
+        self._writing()  # as in `stage`: refused before any file is written
+        return self._staged(spec, list(write(self.uri(spec.location), self.storage_options)))
+
+    def _staged(self, spec: TableSpec, adds: list[Any]) -> Staged:
+        root = self.uri(spec.location)
+        adds = adds or [self._write_file(spec, spec.schema.empty_table(), _new_file_name())]
         return Staged(spec, root, tuple(f"{root}/{a.path}" for a in adds), tuple(adds), sum(map(_rows, adds)), self.storage_options)
 
     def discard(self, staged: Staged) -> None:

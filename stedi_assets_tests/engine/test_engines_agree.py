@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
 from stedi_assets.audit import evaluate
 from stedi_assets.curated import checks as curated_checks
@@ -18,7 +19,7 @@ from stedi_assets.curated import rules as curated_rules
 from stedi_assets.definitions import defs
 from stedi_assets.engine import Relation, SqlEngine
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
-from stedi_assets.engine.spark_engine import APP_NAME, SparkEngine, SparkEngineResource
+from stedi_assets.engine.spark_engine import ADDED, APP_NAME, SparkEngine, SparkEngineResource
 from stedi_assets.lake.delta import Lake
 from stedi_assets import lakehouse
 from stedi_assets.lake.store import LocalStore
@@ -56,6 +57,8 @@ ZONE_RULES = {
     "step_trainer_trusted": trusted_rules.STEP_TRAINER_TRUSTED,
     "machine_learning_curated": curated_rules.MACHINE_LEARNING_CURATED,
 }
+# The tables a full build stages (AssetStep.stage): on Spark, written by the executors.
+STAGED = ("accelerometer_trusted", "step_trainer_trusted", "machine_learning_curated")
 CHECK_RULES = {name: audit.rules for name, audit in lakehouse.AUDITS.items()}
 
 
@@ -153,19 +156,32 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
     """The whole job run in process with STEDI_ENGINE=spark and STEDI_SPARK_MASTER the
     session's standalone cluster (conftest.py), on the run's one Spark session, publishes the
     rows the session's DuckDB-built sample lake holds, table by table, row for row; and the
-    cluster's master registered the application. (That a run on DuckDB starts no JVM is
+    cluster's master registered the application; and no table the executors stage came back
+    whole to the run's process (every result Spark returned to it, `toArrow`, is recorded). (That a run on DuckDB starts no JVM is
     test_pipeline's, on the CLI.)"""
-    masters = []
-    spark_query = SparkEngine.query
+    masters, returned = [], []
+    spark_query, to_arrow = SparkEngine.query, ClassicDataFrame.toArrow
 
     def counted(self, sql, relations):  # the real query, counted: the run did go to the cluster
         masters.append(self.session.sparkContext.master)
         return spark_query(self, sql, relations)
 
+    def recorded(frame):
+        result = to_arrow(frame)
+        returned.append((tuple(result.column_names), result.num_rows))
+        return result
+
     monkeypatch.setattr(SparkEngine, "query", counted)
+    monkeypatch.setattr(ClassicDataFrame, "toArrow", recorded)
     on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark", STEDI_SPARK_MASTER=spark_cluster.url)
     assert on_spark.run().success
     assert len(masters) >= len(ZONE_RULES) and set(masters) == {spark_cluster.url}
+    for name in STAGED:  # built on the executors, judged where they lie: never here whole
+        staged = Lake(LocalStore(on_spark.lake)).current(TABLES[name].spec).rows
+        # (A picture's few subjects' ML rows do come back: the subject_signals chart.)
+        held = [rows for columns, rows in returned if set(columns) == set(TABLES[name].column_names)]
+        assert max(held, default=0) < staged, name
+    assert any(columns == tuple(ADDED.names) for columns, _ in returned)  # what came back instead
     on_duckdb = sample_lake.lakehouse
     for table in TABLES.values():
         duck, spark = (lakehouse.published(Lake(LocalStore(house.lake)), [table.name])[table.name] for house in (on_duckdb, on_spark))
