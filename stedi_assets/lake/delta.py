@@ -168,7 +168,18 @@ class Staged:
         return self.dataset().to_table()
 
     def head(self, rows: int) -> pa.Table:
-        return self.dataset().head(rows)
+        """The first rows of the first file that has any. Not the dataset's `head`: it reads
+        whole row groups of several files ahead (at 100x, 0.6 GB and 4 s for 5 rows, the peak
+        of a landing step); one file's first batch costs a few milliseconds."""
+        import pyarrow.parquet as pq
+
+        schema = self.spec.storage_schema
+        for fragment in self.dataset().get_fragments() if self.files else ():
+            with pq.ParquetFile(fragment.path, filesystem=fragment.filesystem) as file:
+                batch = next(file.iter_batches(batch_size=rows, columns=schema.names), None)
+            if batch is not None and batch.num_rows:
+                return pa.Table.from_batches([batch]).cast(schema)
+        return schema.empty_table()
 
 
 def _local_paths(uri: str, files: Sequence[str]) -> list[str] | None:

@@ -242,3 +242,13 @@ def test_a_write_returns_the_version_it_committed_though_another_writer_committe
     mine = lake.write(READINGS, readings(1), {"run_id": "mine"})
     assert (mine.version, mine.info, mine.rows) == (0, {"run_id": "mine"}, 1)
     assert lake.current(READINGS).version == 1
+
+
+def test_the_head_of_staged_files_is_the_first_rows_of_the_first_file_in_the_contract(lake):
+    staged = lake.stage(READINGS, [readings(1, 2, 3), readings(4, user="bob@example.com")])
+    head = staged.head(2)
+    assert head.schema == READINGS.storage_schema
+    assert head.column("timestamp").to_pylist() == [1, 2]
+    assert staged.head(10).num_rows == 3  # one file's rows: a preview, not a scan of every file
+    empty = lake.stage(READINGS, [])
+    assert empty.head(5).schema == READINGS.storage_schema and empty.head(5).num_rows == 0
