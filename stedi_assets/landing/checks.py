@@ -28,18 +28,39 @@ LINES_ACCOUNTED_FOR = "lines_accounted_for"
 
 
 def lines_accounted_for(table: Table, rejects: Table) -> Rule:
+    """Each file's distinct line numbers in the table and its rejects, against the lines counted
+    from the source. A line may give several rows (several objects on one line) and both rows
+    and a reject (a line cut inside its last object), so it is the distinct lines that count.
+
+    They are counted as a bitmap, not with COUNT(DISTINCT): each line sets one bit of a 63-bit
+    word for its file and run of 63 line numbers (`bit_or`), and a file's distinct lines are
+    the bits set (`bit_count`). That is exactly COUNT(DISTINCT source_line) per file, as
+    strict, for any line numbers, but a plain grouping with one group per 63 lines, which DuckDB
+    spills past its memory limit: a grouped COUNT(DISTINCT) (or DISTINCT, then a count) over
+    the 81 M lines at 1000x ran out of DuckDB's 1 GB; this took 0.3 GB and 7 s. It judges the
+    staged rows themselves, not what the parse says of them, so a published version (no parse
+    at hand) is judged by the same SQL, on either engine."""
     return Rule(
         LINES_ACCOUNTED_FOR,
         f"Each landing file's non-blank lines, counted apart from the parse, all appear in {table.name} "
         f"or {rejects.name}, but the lines of erased people: nothing is lost.",
         sql=f"""
-        WITH accounted AS (
-            SELECT source_file, COUNT(DISTINCT source_line) AS lines_accounted
+        WITH line AS (
+            SELECT source_file, source_line, (source_line % {_WORD} + {_WORD}) % {_WORD} AS bit
             FROM (
                 SELECT source_file, source_line FROM {table.name}
                 UNION ALL
                 SELECT source_file, source_line FROM {rejects.name}
-            ) AS line
+            ) AS landed
+        ),
+        word AS (
+            SELECT source_file, bit_or(CAST(POWER(2, bit) AS BIGINT)) AS lines
+            FROM line
+            GROUP BY source_file, source_line - bit
+        ),
+        accounted AS (
+            SELECT source_file, CAST(SUM(bit_count(lines)) AS BIGINT) AS lines_accounted
+            FROM word
             GROUP BY source_file
         )
         SELECT COALESCE(s.source_file, a.source_file) AS source_file,
@@ -52,6 +73,8 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
         """,
     )
 
+
+_WORD = 63  # line numbers per bitmap word: bits 0 to 62 of a signed 64-bit integer
 
 
 def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None = None) -> pa.Table:

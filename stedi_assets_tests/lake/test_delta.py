@@ -258,3 +258,13 @@ def test_a_stage_that_fails_midway_deletes_the_files_it_wrote_and_no_other(lake,
     with pytest.raises(LakeError):
         lake.write(READINGS, parts(), {})
     assert parquet_files(lake) == files and lake.current(READINGS).version == 0
+
+
+def test_the_head_of_staged_files_is_the_first_rows_of_the_first_file_in_the_contract(lake):
+    staged = lake.stage(READINGS, [readings(1, 2, 3), readings(4, user="bob@example.com")])
+    head = staged.head(2)
+    assert head.schema == READINGS.storage_schema
+    assert head.column("timestamp").to_pylist() == [1, 2]
+    assert staged.head(10).num_rows == 3  # one file's rows: a preview, not a scan of every file
+    empty = lake.stage(READINGS, [])
+    assert empty.head(5).schema == READINGS.storage_schema and empty.head(5).num_rows == 0
