@@ -273,23 +273,16 @@ def audited_asset(
                 )
             except erasure.SubjectKeyChangedError as error:
                 raise dg.Failure(description=str(error)) from None
+            resources = context.resources
             step = AssetStep(
-                context,
-                snapshots,
-                context.resources.engine,
-                privacy,
-                context.resources.source,
-                lake,
-                Pictures(context.log),
-                erasures,
+                context, snapshots, resources.engine, privacy, resources.source, lake, Pictures(context.log), erasures
             )
-            published = step.current(table)
-            if config.full_refresh or _out_of_date(published, step):
+            if config.full_refresh or _out_of_date(step.current(table), step):
                 step = replace(step, full_refresh=True)
             if dg.AssetKey(table.name) in context.selected_asset_keys:
                 started = time.perf_counter()
                 built = build(step)
-                yield from _publish(step, audit, built, build_seconds=time.perf_counter() - started)
+                yield from _publish(step, audit, built, time.perf_counter() - started)
             else:
                 yield from _judge_published(step, audit)
 
