@@ -66,11 +66,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             context.log.info(line)
 
     def load_input(self, context: dg.InputContext) -> Snapshot:
-        return self.lake.lake().current(table_for(context.asset_key).spec)
-
-
-def table_for(asset_key: dg.AssetKey) -> Table:
-    return TABLES[asset_key.path[-1]]
+        return self.lake.lake().current(TABLES[context.asset_key.path[-1]].spec)
 
 
 def write(lake: Lake, out: Audited) -> Snapshot | None:
@@ -82,15 +78,13 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     out = replace(out, companions=tuple(_paired_again(lake, c, out.info) for c in out.companions))
     if out.changes_nothing:
         return None
-    companions = [
+    paired = [
         lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
         for c in out.companions
     ]
-    paired = [c for c in companions if c is not None]
-    inc = out.increment
-    if inc is None:
-        return lake.write(out.table.spec, out.data, out.info, companions=paired)
-    return lake.write(out.table.spec, out.data, out.info, companions=paired, base=inc.base, removes=inc.removes)
+    base, removes = (out.increment.base, out.increment.removes) if out.increment else (None, ())
+    companions = [c for c in paired if c is not None]
+    return lake.write(out.table.spec, out.data, out.info, companions=companions, base=base, removes=removes)
 
 
 def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> Companion:
