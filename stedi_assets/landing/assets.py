@@ -18,8 +18,7 @@ from stedi_assets.audit import Audit
 from stedi_assets.lake.delta import Snapshot, Staged
 from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing import checks
-from stedi_assets.landing.json_lines import BOM
-from stedi_assets.landing.json_lines import MAX_DEPTH, count_lines, parse_files
+from stedi_assets.landing.json_lines import BOM, MAX_DEPTH, count_lines, parse_files
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.named import with_named_keys
 from stedi_assets.landing.source import JSON_SUFFIXES
@@ -109,7 +108,7 @@ def landing_asset(
                     reject_parts.append(kept.rejects)
                 serials.update(kept.serials)
                 fields.update(_rescued_fields(kept.rows))
-                added = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, kept.count, lines)
+                added = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, sum(kept.lines.values()), lines)
                 counts = [a + b for a, b in zip(counts, added)]
                 yield kept.rows
             line_counts.append((key, counts[4]))

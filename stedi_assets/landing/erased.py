@@ -29,10 +29,6 @@ class LeftOut:
     lines: dict[str, int]
     serials: list[str]
 
-    @property
-    def count(self) -> int:
-        return sum(self.lines.values())
-
 
 def leave_out(
     rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
