@@ -178,14 +178,8 @@ def step_trainer_trusted(step: AssetStep) -> Build:
         key="serialNumber",
         time="sensorReadingTime",
         affected=affected,
-        fresh=step.query(
-            rules.STEP_TRAINER_TRUSTED,
-            "customer_curated",
-            "customer_landing",
-            "customer_landing_rejects",
-            step_trainer_landing=readings.added,
-            accelerometer_trusted=phones_then,
-        ),
+        # The phone readings at the new readings' times stand in for the whole input.
+        fresh=step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=readings.added, accelerometer_trusted=phones_then),
         recompute=recompute,
         recompute_all=everything,
         distinct=True,
