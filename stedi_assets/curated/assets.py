@@ -136,7 +136,6 @@ def machine_learning_curated(step: AssetStep) -> Build:
         customers = follower.sql("SELECT * FROM customer_curated WHERE subject_id IN (SELECT subject_id FROM keys)", keys=keys)
         return step.query(rules.MACHINE_LEARNING_CURATED, "step_trainer_trusted", "accelerometer_trusted", customer_curated=customers)
 
-    judge_with = {"step_trainer_trusted": steps_then, "accelerometer_trusted": phones_then}
     return follower.follow(
         key="subject_id",
         time="sensorReadingTime",
@@ -145,6 +144,6 @@ def machine_learning_curated(step: AssetStep) -> Build:
         recompute=recompute,
         recompute_all=everything,
         distinct=False,
-        judge_with=judge_with,
+        judge_with={"step_trainer_trusted": steps_then, "accelerometer_trusted": phones_then},
         metadata=metadata,
     )
