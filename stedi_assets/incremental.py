@@ -132,8 +132,8 @@ class Follower:
         self.compared.add(name)
         old, new = self.bases[name], self.step.inputs[name]
         kept = set(new.files) & set(old.files)
-        removed = old.part([f for f in old.files if f not in kept])
-        added = new.part([f for f in new.files if f not in kept])
+        removed = old.without(kept)
+        added = new.without(kept)
         if not removed.files or not added.files:  # nothing removed, or nothing added
             return Changes(old, new, removed, added)
         # Files were replaced: only rows in one and not the other changed.
@@ -191,7 +191,7 @@ class Follower:
         # table upstream has lost her rows: only the files that held hers change.
         keys = set(affected[key].to_pylist())
         holding = [f for f, values in previous.values_by_file(key).items() if values & keys] if keys else []
-        rest = previous.part([f for f in previous.files if f not in holding])
+        rest = previous.without(holding)
         union = "UNION" if distinct else "UNION ALL"
         if keys:
             fresh = self.sql(

@@ -395,12 +395,9 @@ def _erasure_judged_on_kept_rows(
     rule that reads them (`erasure.not_erased`) judges the kept rows too: a table selected
     without the upstream table that drops her rows (a trusted table alone after `stedi
     forget`) fails instead of publishing her rows as erased."""
-    def kept(base: Snapshot, removes: Sequence[str]) -> Snapshot:
-        return base.part([f for f in base.files if f not in set(removes)])
-
-    old = {audit.table.name: kept(increment.base, increment.removes)}
+    old = {audit.table.name: increment.base.without(increment.removes)}
     if audit.companion is not None and increment.companion_base is not None:
-        old[audit.companion.name] = kept(increment.companion_base, increment.companion_removes)
+        old[audit.companion.name] = increment.companion_base.without(increment.companion_removes)
     judged = []
     for outcome in outcomes:
         if outcome.rule.name == erasure.NO_ERASED_PERSON:

@@ -154,6 +154,11 @@ class Snapshot(_DataFiles):
             raise ValueError(f"{self.name} version {self.version} has no data file {sorted(unknown)[0]}")
         return replace(self, files=tuple(files), rows=-1 if files else 0)
 
+    def without(self, files: Iterable[str]) -> Snapshot:
+        """This version less some of its data files (those a commit on it removes, say)."""
+        dropped = set(files)
+        return self.part([f for f in self.files if f not in dropped])
+
     def values_by_file(self, column: str) -> dict[str, set[Any]]:
         """The distinct values of `column` in each data file, reading that column only: which
         files hold the rows of, say, a given landing file."""

@@ -240,10 +240,10 @@ def _erased_serials(
         return found
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
     if increment is not None and increment.companion_base is not None:
-        kept = increment.base.part([f for f in increment.base.files if f not in increment.removes])
+        kept = increment.base.without(increment.removes)
         serials.append(kept.dataset().to_table(columns=["serialNumber"])["serialNumber"])
         base = increment.companion_base
-        kept = base.part([f for f in base.files if f not in increment.companion_removes])
+        kept = base.without(increment.companion_removes)
         named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
     owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
     return (found | erasure.erased_serials(published)) - set(erasure.serial_keys(owned, step.privacy).values())

@@ -216,6 +216,8 @@ def test_a_part_of_a_version_is_read_like_the_version(lake):
     assert DuckDBEngine().query("SELECT COUNT(*) AS n FROM t", {"t": empty}).to_pylist() == [{"n": 0}]
     [bigger] = [f for f in snapshot.files if snapshot.part([f]).dataset().count_rows() == 2]
     assert sorted(snapshot.part([bigger]).to_arrow().column("timestamp").to_pylist()) == [2, 3]
+    assert snapshot.without([bigger]).to_arrow().column("timestamp").to_pylist() == [1]
+    assert snapshot.without(snapshot.files).rows == 0
 
 
 def test_a_vacuum_lists_each_file_left_once_and_never_one_it_deleted(lake):
