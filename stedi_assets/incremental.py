@@ -52,6 +52,11 @@ class Changes:
     removed: Relation
     added: Relation
 
+    @property
+    def nothing_removed(self) -> bool:
+        """No row left the input: no data file left it, or those that did hold no row it lacks now."""
+        return self.removed.num_rows == 0 if isinstance(self.removed, pa.Table) else not self.removed.files
+
 
 def fingerprint(step: AssetStep, *sql: str) -> str:
     """The rule SQL a table is built with, as the consent policy renders it: a build under

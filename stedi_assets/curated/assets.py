@@ -29,7 +29,7 @@ def customer_curated(step: AssetStep) -> Build:
     follower = Follower(step, CUSTOMER_CURATED, [rules.CUSTOMER_CURATED, key_probe])
     if follower.usable and not follower.inputs_unchanged:
         phones = follower.changes("accelerometer_trusted")
-        if isinstance(phones.removed, pa.Table) and phones.removed.num_rows == 0:
+        if phones.nothing_removed:
             # No reading was removed, so whoever had one still has: the customers with
             # readings are the published ones and the users of the new readings. The rule
             # and its audit run over those instead of every reading.
