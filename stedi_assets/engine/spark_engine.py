@@ -25,9 +25,6 @@ APP_NAME = "stedi-lakehouse"  # how the application shows in the cluster manager
 # (deltalake.transaction.AddAction, less its partition values: the lake's tables have none).
 ADDED = pa.schema([("path", pa.string()), ("size", pa.int64()), ("modification_time", pa.int64()),
                    ("data_change", pa.bool_()), ("stats", pa.string())])
-# Rows per record batch an executor hands to the Python that writes a staged file (Spark's
-# default, 10,000, would make as many small row groups): as DuckDB's batches (BATCH_ROWS).
-STAGE_BATCH_ROWS = 1 << 17
 
 # What a rule's result depends on, so it is set on every query's session whatever the
 # deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
@@ -37,7 +34,11 @@ ENGINE_SQL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.useLargeVarTypes": "false",
+    # Rows per record batch an executor hands to the Python that writes a staged file (Spark's
+    # default, 10,000, would make as many small row groups): as DuckDB's batches (BATCH_ROWS).
+    "spark.sql.execution.arrow.maxRecordsPerBatch": str(1 << 17),
 }
+STAGE_BATCH_ROWS = int(ENGINE_SQL_CONF["spark.sql.execution.arrow.maxRecordsPerBatch"])
 
 
 def on_this_machine(master: str) -> bool:
@@ -143,7 +144,6 @@ class SparkEngine:
         build). A task Spark retries leaves its first file unnamed: vacuum's sweep of untracked
         files deletes it."""
         frame = self._sql(sql, relations)
-        frame.sparkSession.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(STAGE_BATCH_ROWS))
 
         def write(root: str, options: Mapping[str, str]) -> list:
             from deltalake.transaction import AddAction

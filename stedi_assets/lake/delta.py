@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 LOG = "_delta_log"
 INFO_KEY = "stedi"  # our part of each commit's info
 WRITE_ID = "stedi_write_id"  # beside it: the id of the write that made the commit
-# File statistics are row counts only (see `_write_file`); other writers (Spark) collect no column bounds either.
+# File statistics are row counts only (see `write_data_file`); other writers (Spark) collect no column bounds either.
 CONFIGURATION = {"delta.dataSkippingNumIndexedCols": "0"}
 ROW_GROUP_ROWS = 1 << 20  # a staged file's row groups: DuckDB and Spark scan them in parallel
 
@@ -417,9 +417,6 @@ class Lake:
             commit_properties=properties,
         )
 
-    def _write_file(self, spec: TableSpec, part: pa.Table | Iterable[pa.RecordBatch], name: str) -> Any:
-        return write_data_file(spec, self.uri(spec.location), part, self.storage_options, name)
-
     def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
         """Write each part with rows as one data file into the table's folder, without
         committing it (see `Staged`), holding one record batch at a time: a part may be a
@@ -431,7 +428,7 @@ class Lake:
         try:
             for part in parts:
                 names.append(_new_file_name())  # before writing: a half-written file is ours too
-                adds.append(self._write_file(spec, part, names[-1]))
+                adds.append(write_data_file(spec, self.uri(spec.location), part, self.storage_options, names[-1]))
                 if not _rows(adds[-1]):  # a part of no rows (a source file of rejects only) has no data file
                     self.store.delete_prefix(f"{spec.location}/{names.pop()}")
                     adds.pop()
@@ -450,7 +447,7 @@ class Lake:
 
     def _staged(self, spec: TableSpec, adds: list[Any]) -> Staged:
         root = self.uri(spec.location)
-        adds = adds or [self._write_file(spec, spec.schema.empty_table(), _new_file_name())]
+        adds = adds or [write_data_file(spec, root, spec.schema.empty_table(), self.storage_options)]
         return Staged(spec, root, tuple(f"{root}/{a.path}" for a in adds), tuple(adds), sum(map(_rows, adds)), self.storage_options)
 
     def discard(self, staged: Staged) -> None:

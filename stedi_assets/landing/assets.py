@@ -275,8 +275,8 @@ def _published_rows(
         snapshots = (published, step.lake.companion(published, tables[1].spec))
     out = []
     for table, snapshot in zip(tables, snapshots):
-        data = snapshot.dataset().to_table()  # the contract's columns: those the old files lack are null
-        data = data.filter(pc.is_in(data["source_file"], value_set=wanted))
+        # The contract's columns (those the old files lack are null), of the wanted files only.
+        data = snapshot.dataset().to_table(filter=pc.field("source_file").isin(wanted))
         if table is tables[0]:
             data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
         else:
