@@ -1,47 +1,16 @@
 """Typed landing tables from line-delimited JSON, with a rejects record for every bad line.
 
-A file is parsed in two ways that agree on every input (rows, their line numbers, and rejects):
-- fast: pyarrow's vectorised JSON reader against the table's contract, used only when the file is
-  clean enough that it can be proven to yield exactly one row per non-blank line, each from its
-  own line (the usual case); otherwise it declines and
-- exact: line by line in Python, for files with malformed lines, wrongly typed values or several
-  objects on one line, so each problem gets its file, line number, raw text and reason.
-
-One definition of a line, shared by the line count, the fast path and the exact path:
-- Lines are split on b"\n" only. U+2028, U+0085 and the like inside a line are not line breaks.
-- Whitespace is JSON's insignificant whitespace and nothing else: space, \t, \r, \n. A line of
-  nothing but those is blank and carries no record; a `\r` before the `\n` is such whitespace.
-  Every other line is non-blank and becomes a row or a reject, always: a line of only U+00A0,
-  \x0b, \x0c, \x1c-\x1f, U+0085, U+2028 or U+3000 is a reject ("not JSON: ...").
-- A UTF-8 byte order mark (EF BB BF) at the very start of the file is dropped before anything
-  else: line 1 is still line 1, and its raw text has no BOM. A BOM anywhere else is content, so
-  a line starting with one is a reject ("not JSON: ...").
-
-Hostile input never crashes a run: any bytes give rows and rejects, never an exception or a
-signal. In particular:
-- a line nested deeper than MAX_DEPTH (64) levels of `[`/`{` (brackets in strings do not count)
-  is a reject "nested deeper than 64 levels", found before any parser that recurses sees it;
-- NaN, Infinity, -Infinity and numbers that overflow a double (1e999) are not finite numbers and
-  make their line a reject "not a finite number: ..."; no float column holds NaN or infinity;
-- a string with a lone surrogate escape (\ud800) is a reject "not valid Unicode: ...";
-- anything else unexpected on a line of the exact path becomes a reject of that line.
-
-Several objects on one line are each a row (or a reject of their own); from the first part of
-the line that does not parse, the rest of it is one reject, so records before a cut are kept.
-A record that gives a column two different values, under two letter cases of its key or the
-same key twice (`null` beside a date), is a reject "conflicting values for ...": which one the
-producer meant is in doubt, and Python's json and pyarrow would each quietly keep one.
-
-Every reject has a stable reason code, one per cause (`REASON_CODES`; `bad_type:<column>` and
-`missing:<columns>` name the columns), beside the reason for people, which may quote the value:
-the rejects can be grouped by cause. Fields of a record outside the table's contract are never
-dropped: they are kept with the row as a JSON object in `rescued_data` (tables.RESCUED_DATA).
-A file holding such fields is parsed by the exact path, which sees each
-field as it was sent (pyarrow reads an absent field and a null alike, and infers types).
+A file is parsed in two ways that agree on every input (rows, line numbers, rejects): fast,
+with pyarrow's vectorised reader, only when the file provably gives one row per non-blank line
+(the usual case); else exact, line by line in Python, so each problem gets its file, line
+number, raw text, reason code (`REASON_CODES`) and reason. Both share one definition of a line
+and never crash on hostile input: docs/ingestion.md ("What a line is", "Reason codes") says
+what is a line, a row and a reject. Fields outside the contract are kept in `rescued_data`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -105,20 +74,14 @@ def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
 
 
 def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch:
-    batch_rows, batch_rejects = [], []
-    out = LandingBatch(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table())
-    for source_file, data in files:
-        parsed = parse_file(data, source_file, table)
-        batch_rows.append(parsed.rows)
-        batch_rejects.append(parsed.rejects)
-        out.files += 1
-        out.lines_read += parsed.lines_read
-        if parsed.exact_path:
-            out.files_parsed_exactly.append(source_file)
-    if batch_rows:
-        out.rows = pa.concat_tables(batch_rows)
-        out.rejects = pa.concat_tables(batch_rejects)
-    return out
+    parsed = [(source_file, parse_file(data, source_file, table)) for source_file, data in files]
+    return LandingBatch(
+        pa.concat_tables([p.rows for _, p in parsed]) if parsed else table.arrow_schema.empty_table(),
+        pa.concat_tables([p.rejects for _, p in parsed]) if parsed else REJECT_SCHEMA.empty_table(),
+        len(parsed),
+        sum(p.lines_read for _, p in parsed),
+        [source_file for source_file, p in parsed if p.exact_path],
+    )
 
 
 # -- one definition of a line ------------------------------------------------------------------
@@ -150,13 +113,15 @@ def non_blank_line_numbers(data: Data) -> np.ndarray:
     return _non_blank(view, starts, ends) + 1
 
 
+def _where(view: np.ndarray, test) -> np.ndarray:
+    """Offsets of the bytes that pass `test`, found in slices: a mask as large as the file costs
+    more to allocate than to compute."""
+    return np.concatenate([np.flatnonzero(test(view[i : i + _SLICE])) + i for i in range(0, view.size, _SLICE)])
+
+
 def _line_bounds(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and (exclusive) end offset of every line, split on b"\n" only."""
-    # In slices, so the temporary masks stay small: a mask as large as the file costs more to
-    # allocate than to compute.
-    newlines = np.concatenate(
-        [np.flatnonzero(view[i : i + _SLICE] == ord("\n")) + i for i in range(0, view.size, _SLICE)]
-    )
+    newlines = _where(view, lambda part: part == ord("\n"))
     starts = np.concatenate(([0], newlines + 1))
     ends = np.append(newlines, view.size)  # exclusive; the last line ends with the data
     return starts, ends
@@ -200,13 +165,10 @@ def count_lines(data: Data) -> int:
 
 
 # -- the nesting guard -------------------------------------------------------------------------
-# Both JSON parsers here recurse once per level of `[`/`{`. pyarrow's reader (RapidJSON's
-# default, recursive parser; its iterative mode, kParseIterativeFlag, is not what Arrow uses)
-# overflows the C stack and kills the process with SIGSEGV on a line nested ~20,000 deep;
-# Python's json raises RecursionError at ~1,000. The RapidJSON behaviour is known upstream
-# (Tencent/rapidjson#1027, "Stack overflow when parsing many nested arrays"); no Arrow report
-# of it in pyarrow.json.read_json was found as of 2026-12. So no line deeper than MAX_DEPTH
-# reaches either parser: it is a reject. The real data nests 1 level.
+# Hand-written because both parsers recurse per level of `[`/`{`: pyarrow's (RapidJSON's
+# recursive mode, Tencent/rapidjson#1027) dies of SIGSEGV at ~20,000 levels, Python's json
+# raises RecursionError at ~1,000. So no line deeper than MAX_DEPTH reaches either: it is a
+# reject. The real data nests 1 level.
 MAX_DEPTH = 64
 TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
@@ -240,15 +202,10 @@ def _too_deep(line: bytes) -> bool:
 def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bool:
     """Whether any of the given lines (0-based, each starting with `{`) nests too deep: one
     vectorised pass over the bytes; only lines with many brackets are scanned exactly."""
-    folded_opens = sum(
-        int(np.count_nonzero((view[i : i + _SLICE] | 0x20) == ord("{"))) for i in range(0, view.size, _SLICE)
-    )
+    positions = _where(view, lambda part: (part | 0x20) == ord("{"))  # `[` folds to `{`
     # Each of the lines holds at least one `{`, so no line holds more than this.
-    if folded_opens - (lines.size - 1) <= MAX_DEPTH:
+    if positions.size - (lines.size - 1) <= MAX_DEPTH:
         return False
-    positions = np.concatenate(
-        [np.flatnonzero((view[i : i + _SLICE] | 0x20) == ord("{")) + i for i in range(0, view.size, _SLICE)]
-    )
     per_line = np.bincount(np.searchsorted(starts, positions, side="right") - 1, minlength=starts.size)
     for line in np.flatnonzero(per_line > MAX_DEPTH):
         if _max_depth(view[starts[line] : ends[line]]) > MAX_DEPTH:
@@ -311,12 +268,13 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     values["source_line"] = line_numbers
     rows = pa.table(values, schema=table.arrow_schema)
 
-    missing = _missing_required_mask(rows, columns)
+    required = [c.name for c in columns if c.required]
+    missing = functools.reduce(pc.or_, [pc.is_null(rows[name]) for name in required], pa.scalar(False))
     if not pc.any(missing).as_py():
         return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
     bad = rows.filter(missing)
     raw = pc.take(_lines(data), pc.subtract(bad["source_line"], 1))
-    reasons = [_missing_reason(r, columns) for r in bad.select([c.name for c in columns if c.required]).to_pylist()]
+    reasons = [_missing([name for name in required if r[name] is None]) for r in bad.select(required).to_pylist()]
     rejects = pa.table(
         {
             "source_file": bad["source_file"].cast(pa.string()),
@@ -384,18 +342,8 @@ def _lines(data: Data) -> pa.Array:
     return pc.split_pattern(whole, b"\n").flatten().cast(pa.large_string())
 
 
-def _missing_required_mask(rows: pa.Table, columns: list[Column]) -> pa.ChunkedArray:
-    mask = None
-    for column in columns:
-        if column.required:
-            is_null = pc.is_null(rows[column.name])
-            mask = is_null if mask is None else pc.or_(mask, is_null)
-    return mask if mask is not None else pa.chunked_array([pa.array([False] * rows.num_rows)])
-
-
-def _missing_reason(row: dict[str, Any], columns: list[Column]) -> Reason:
-    missing = [c.name for c in columns if c.required and row.get(c.name) is None]
-    return MISSING + ",".join(missing), "missing required field " + ", ".join(missing)
+def _missing(names: list[str]) -> Reason:
+    return MISSING + ",".join(names), "missing required field " + ", ".join(names)
 
 
 # -- exact path --------------------------------------------------------------------------------
@@ -426,10 +374,8 @@ def _int(text: str) -> int:
 
 
 class _Record(dict):
-    """A JSON object, and the keys (in lower case) it gives more than one differing value: the
-    same key twice, or spelled in two letter cases (`"shareWithResearchAsOfDate": null` beside
-    `"ShareWithResearchAsOfDate": 1655564376361`). Python's dict and pyarrow would each quietly
-    keep one of them; which one the producer meant is in doubt, so such a record is rejected."""
+    """A JSON object, and the keys (lower case) it gives differing values, twice or in two letter
+    cases: Python's dict and pyarrow would each quietly keep one; which the producer meant is in doubt."""
 
     conflicts: frozenset[str] = frozenset()
 
@@ -440,14 +386,10 @@ def _record(pairs: list[tuple[str, Any]]) -> _Record:
         given: dict[str, list[Any]] = {}
         for key, value in pairs:
             given.setdefault(key.lower(), []).append(value)
-        record.conflicts = frozenset(
-            key for key, values in given.items() if any(_differ(values[0], v) for v in values[1:])
-        )
+        # `true` is not `1`, `null` is not a date
+        differ = (k for k, vs in given.items() if any(type(v) is not type(vs[0]) or v != vs[0] for v in vs[1:]))
+        record.conflicts = frozenset(differ)
     return record
-
-
-def _differ(a: Any, b: Any) -> bool:
-    return type(a) is not type(b) or a != b  # `true` is not `1`, `null` is not a date
 
 
 _DECODER = json.JSONDecoder(
@@ -464,11 +406,8 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
     lines_read = 0
 
     def reject(line_number: int, raw: str, reason: Reason) -> None:
-        rejects["source_file"].append(source_file)
-        rejects["source_line"].append(line_number)
-        rejects["raw"].append(raw)
-        rejects["reason_code"].append(reason[0])
-        rejects["reason"].append(reason[1])
+        for name, value in zip(REJECT_SCHEMA.names, (source_file, line_number, raw, *reason)):
+            rejects[name].append(value)
 
     for line_number, raw_bytes in enumerate(data.split(b"\n"), start=1):
         raw_bytes = raw_bytes.strip(_JSON_WHITESPACE_BYTES)
@@ -581,7 +520,7 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
         else:
             out[column.name] = value
     if missing:
-        return MISSING + ",".join(missing), "missing required field " + ", ".join(missing)
+        return _missing(missing)
     contract = {c.name.lower() for c in columns}
     out[RESCUED_DATA.name] = {key: value for key, value in obj.items() if key.lower() not in contract}
     return out
