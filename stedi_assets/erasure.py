@@ -1,35 +1,10 @@
 """The right to erasure: requests recorded by keyed hash, and every table kept clear of them.
 
-`stedi forget EMAIL` appends to the lake table `erasure_requests` the person's *erasure key*
-(HMAC-SHA256 of their person key, stedi_assets/person.py, with STEDI_SUBJECT_KEY, which is
-also their `subject_id`) and the request time; never the e-mail itself. Rows are told by the
-person key computed at landing, so every spelling of the address is the same person. From
-then on every run of the graph:
-
-- drops them at landing: their customer records, the readings under their e-mail, the step
-  trainer readings of serial numbers only they own, and rejected lines that name them (not
-  stored in the rejects either), counted in the landing asset's metadata;
-- takes exactly their rows out of every published table, as a change each step follows:
-  a landing step rewrites the data files of the source files holding their rows or lines
-  from its published version, without them (landing/assets.py, not parsed again, a file
-  gone from the source included), and the steps downstream follow what it removed
-  (incremental.py), rewriting only the data files that held those rows; all in each step's
-  own judged commit, so nobody else's rows change;
-- judges every table with a blocking rule that no row belongs to an erased person, so
-  nothing can bring them back, re-ingesting the same source files included;
-- purges each table's history once a version applies the requests: every earlier version
-  built without them awaits the purge (`awaiting_purge`, read from the Delta log, so a run
-  that died first leaves it to the next) until a vacuum keeps only the current version. The
-  Delta log never held their values: its file statistics are row counts only, and commit
-  info holds no personal value.
-
-The serial numbers only erased people own are found by the customer landing step, from the
-records it drops, and recorded as keyed hashes in its commit info, where the step trainer
-landing step (which reads customer_landing) takes them from.
-
-Erasure keys depend on STEDI_SUBJECT_KEY: every request records a fingerprint of the key
-(`key_id`), and a run with another key refuses to start instead of letting erased people back;
-`rekey` records them again under a new key (docs/privacy.md, Key rotation).
+`stedi forget EMAIL` records only the person's *erasure key* (HMAC-SHA256 of their person key
+with STEDI_SUBJECT_KEY, also their `subject_id`) and the time, never the e-mail. Every run then
+leaves them out at landing, takes exactly their rows out of every published table as a change
+each step follows, judges every table with the blocking rule `no_erased_person`, and purges the
+earlier versions that held them. docs/privacy.md ("Right to erasure", "Key rotation") says how.
 """
 
 from __future__ import annotations
@@ -95,8 +70,8 @@ def serial_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[st
 
 @dataclass(frozen=True)
 class Erasures:
-    """The erasure requests in force: the people's erasure keys, and the keyed hashes of the serial numbers only erased people own (once the customer landing
-    step has found them)."""
+    """The erasure requests in force: the people's erasure keys, and the keyed hashes of the
+    serial numbers only erased people own (once the customer landing step has found them)."""
 
     subjects: frozenset[str] = frozenset()
     serials: frozenset[str] = field(default=frozenset())
@@ -169,8 +144,7 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     """Append erasure requests for `emails` (only their keys and the time); returns how many
-    people were not requested before. Refuses (ValueError, nothing recorded) if any of them is
-    empty or no e-mail address."""
+    are new. Refuses them all (ValueError) if one is empty or no e-mail address."""
     emails = list(emails)
     for given in emails:
         if (why := refused(given)) is not None:
@@ -200,14 +174,10 @@ class Rekeyed:
 
 
 def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[str], drop_unfound: bool = False) -> Rekeyed:
-    """Record the erasure requests again under the new subject key, without an e-mail ever
-    being stored: a request holds only HMAC(old key, person key), so the person is looked
-    for among every e-mail-shaped token of `texts` (the landing source, read whole: erased
-    people's lines are there, not in the lake), and each request whose person is found is
-    replaced by HMAC(new key, person key), at its request time. A request whose person is
-    found nowhere cannot be re-keyed by anyone: then nothing changes (LakeError), unless
-    `drop_unfound`, which drops it (their data, if ever delivered again, is not recognised:
-    they must ask again). Requests already under the new key are kept as they are."""
+    """Record the erasure requests again under the new subject key: a request holds only
+    HMAC(old key, person key), so each person is found again among the e-mail-shaped tokens of
+    `texts` (the landing source). A request whose person is found nowhere changes nothing
+    (LakeError) unless `drop_unfound` drops it (docs/privacy.md, Key rotation)."""
     requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
     old_id, new_id = key_id(old), key_id(new)
     if unknown := set(requests["key_id"].to_pylist()) - {old_id, new_id}:
@@ -263,9 +233,8 @@ class _NotErased:
 
 
 def not_erased(*columns: tuple[str, str, str]) -> Rule:
-    """The blocking rule that no row belongs to an erased person: for each (table, column,
-    kind), the rows whose `column` names one (see `Erasures.dropping`), by the relations
-    `erasures` and `erased_serial_keys`."""
+    """The blocking rule that no row belongs to an erased person: for each (table, column, kind),
+    the rows whose `column` names one (`Erasures.dropping`)."""
     kinds = {kind for _, _, kind in columns}
     assert len(kinds) == 1, "one kind of value per rule, reported under one column"
     names = ", ".join(sorted({table for table, _, _ in columns}))
@@ -273,15 +242,11 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
 
 
 def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
-    """The versions of a table built with other erasure requests than its current version
-    (before they were applied) whose data files, other than the current version's, are still
-    stored: they may hold an erased person's rows until the purge deletes them. Read from the
-    Delta log and the store alone, so a run that died right after applying the requests, or a
-    run in another Dagster instance, finds the purge still to do.
-
-    Walks back from the newest such version and stops at the first whose files beyond the
-    current version's are all gone: the purge deletes every one, and retention deletes those
-    replaced earlier first, so none older is still there."""
+    """The versions of a table built with other erasure requests than its current version whose
+    own data files are still stored: they may hold an erased person's rows. Read from the Delta
+    log and the store alone, so a run that died first, or another Dagster instance, finds the
+    purge still to do. Stops at the first such version whose files are all gone: retention
+    deletes older files first, so none older is still there."""
     # A version applying no request is the case of almost every run: then no version holds a
     # person erased since, and one commit of the log is all that is read.
     latest = lake.history(spec, 1)
@@ -309,12 +274,10 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
 
 
 def purge(lake: Lake, name: str, force: bool = False) -> tuple[list[int], dict[str, list[str]]]:
-    """If table `name` awaits the purge (`awaiting_purge`): delete every earlier version of
-    it and of its companions (those its current commit names), keeping only their current
-    versions' files. Not while the current version of a table that reads it was built from
-    one of those versions (unless `force`): its next build follows what changed since, which
-    needs them; the purge then happens after that build (see io_manager.forget_history).
-    Returns the versions that awaited it, and the files deleted per table."""
+    """If table `name` awaits the purge: delete every earlier version of it and of its
+    companions, keeping only their current files; unless `force`, not while a reader's current
+    version was built from one of them (its next build needs them). Returns the versions that
+    awaited it, and the files deleted per table."""
     spec = LAKE_TABLES[name].spec
     pending = awaiting_purge(lake, spec)
     if not pending:

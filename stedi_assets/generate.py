@@ -1,12 +1,9 @@
 """Synthetic STEDI landing data in the STEDI_SOURCE layout, with the real data's traps.
 
-At scale 1 the shape is the course data's: 956 customers (about half without a research
-consent key), 30 step trainer readings per customer and 1 to 3 accelerometer readings at
-each of those times (81 thousand rows). Its traps: the consent key is *missing* (not null)
-for non-consenting customers, several accelerometer rows share a (user, timestamp), reading
-times collide across customers, and many readings were taken before the consent date.
-Optional traps: customers listed twice (an older record, with or without consent), and
-serial numbers re-used across customers.
+At scale 1 the course data's shape (956 customers, 81 thousand readings) and traps: the
+consent key *missing* for non-consenting customers, several accelerometer rows per (user,
+timestamp), reading times colliding across customers, readings before the consent date; on
+request, customers listed twice and serial numbers re-used.
 """
 
 from __future__ import annotations

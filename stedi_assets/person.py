@@ -1,16 +1,11 @@
 """The person key: the one definition of "the same person" for every table, rule and request.
 
-A customer is an e-mail address, but the same address arrives spelled many ways: upper case,
-a trailing tab or newline, a zero-width space before the `@`, a byte order mark in front,
-full-width letters, a no-break space. SQL engines cannot be trusted to compare those alike
-(DuckDB's trim keeps tab, newline and U+200B; Spark's keeps U+00A0 and U+3000, and its lower()
-of 'İ' differs), and an erased person who comes back under another spelling is not erased. So
-the key is computed once, here, in Python, at landing, and kept as a column beside the
-spelling as it arrived; every rule, check, erasure request and subject id compares that
-column and no engine computes a key of its own.
-
-The key of a text: Unicode NFKC, case-folded (stronger than lower-casing: 'ß' is 'ss'), with
-every whitespace, control and format character removed; nothing left means no key (None).
+The same address arrives spelled many ways (case, a trailing tab, a zero-width space, a BOM,
+full-width letters), and SQL engines do not compare those alike (DuckDB's and Spark's trim and
+lower() differ): an erased person who comes back under another spelling is not erased. So the
+key is computed once, here, in Python, at landing, and kept beside the spelling as it arrived:
+Unicode NFKC, case-folded, every whitespace, control and format character removed; nothing
+left means no key (None). docs/privacy.md, "One person, one key".
 """
 
 from __future__ import annotations

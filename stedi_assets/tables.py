@@ -131,7 +131,8 @@ _STEP_TRAINER = (
     Column("serialNumber", pa.string(), "Serial number of the step trainer", required=True),
     Column("distanceFromObject", pa.int64(), "Distance measured by the sensor"),
 )
-_REJECTS = (
+# A rejected line as the parser reports it (landing/json_lines.py); its table adds what it names.
+REJECTED_LINE = (
     Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
     Column("source_line", pa.int64(), "1-based line number in that file"),
     Column("raw", pa.string(), "The rejected text, as it was (direct identifiers possible)"),
@@ -142,6 +143,8 @@ _REJECTS = (
         "conflicting_values, ...: docs/ingestion.md), to group the rejects by",
     ),
     Column("reason", pa.string(), "Why it was rejected, for people: the code's detail, a value of the line included"),
+)
+_REJECTS = REJECTED_LINE + (
     Column(
         "named_person_keys",
         NAMES,

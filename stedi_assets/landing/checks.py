@@ -28,18 +28,12 @@ LINES_ACCOUNTED_FOR = "lines_accounted_for"
 
 
 def lines_accounted_for(table: Table, rejects: Table) -> Rule:
-    """Each file's distinct line numbers in the table and its rejects, against the lines counted
-    from the source. A line may give several rows (several objects on one line) and both rows
-    and a reject (a line cut inside its last object), so it is the distinct lines that count.
+    """Each file's distinct line numbers in the table and its rejects (a line may give several
+    rows, or rows and a reject), against the lines counted from the source.
 
-    They are counted as a bitmap, not with COUNT(DISTINCT): each line sets one bit of a 63-bit
-    word for its file and run of 63 line numbers (`bit_or`), and a file's distinct lines are
-    the bits set (`bit_count`). That is exactly COUNT(DISTINCT source_line) per file, as
-    strict, for any line numbers, but a plain grouping with one group per 63 lines, which DuckDB
-    spills past its memory limit: a grouped COUNT(DISTINCT) (or DISTINCT, then a count) over
-    the 81 M lines at 1000x ran out of DuckDB's 1 GB; this took 0.3 GB and 7 s. It judges the
-    staged rows themselves, not what the parse says of them, so a published version (no parse
-    at hand) is judged by the same SQL, on either engine."""
+    Counted as a bitmap (`bit_or` of one bit per line into a word per 63 lines, then
+    `bit_count`): exactly COUNT(DISTINCT), but a plain grouping DuckDB can spill; a grouped
+    COUNT(DISTINCT) over 81 M lines (1000x) ran out of 1 GB, this took 0.3 GB and 7 s."""
     return Rule(
         LINES_ACCOUNTED_FOR,
         f"Each landing file's non-blank lines, counted apart from the parse, all appear in {table.name} "

@@ -24,19 +24,11 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from stedi_assets.lake.store import arrow_buffer
-from stedi_assets.tables import RESCUED_DATA, Column, Table
+from stedi_assets.tables import REJECTED_LINE, RESCUED_DATA, Column, Table
 
 Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arrow memory
 
-REJECT_SCHEMA = pa.schema(
-    [
-        ("source_file", pa.string()),
-        ("source_line", pa.int64()),
-        ("raw", pa.string()),
-        ("reason_code", pa.string()),
-        ("reason", pa.string()),
-    ]
-)
+REJECT_SCHEMA = pa.schema([(c.name, c.type) for c in REJECTED_LINE])
 # The reason code of each cause of a reject (docs/ingestion.md lists them); `bad_type:` and
 # `missing:` are followed by the column(s).
 NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE = "not_utf8", "not_json", "not_object", "not_finite", "not_unicode"

@@ -1,13 +1,11 @@
 """What a landing table has ingested, and what has arrived since: the one comparison that both
 the landing step and the sensor make.
 
-Each landing table is published with a ledger, `<source>/landing_files`: one row per source
-file, with its content hash (`etag`), status, line, row and reject counts, and whether it is
-still in the source. It is a Delta table of its own, paired with the landing version through
-that version's commit (`Lake.companion`), so it never describes other rows than the ones
-readers see, and it is queryable. Not the commit info: Delta may clean a log entry up after
-a checkpoint; not columns of the landing table: a copy per row, and no row for a file that
-gave none (all lines rejected, or an empty file).
+The ledger, `<source>/landing_files`, has a row per source file (content hash, status, line,
+row and reject counts, still present or not). It is a Delta table paired with the landing
+version through that version's commit (`Lake.companion`), so it always describes the rows
+readers see: not commit info (Delta may clean it up), nor columns of the landing table (a copy
+per row, and no row for a file that gave none). docs/ingestion.md, "What is re-read: the ledger".
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """What a rejected landing line still says about a person, read from its raw text.
 
-A line can be rejected (not JSON, a value of the wrong type, one non-UTF-8 byte in a name) and
-still name a customer: its e-mail address (`email`, or an accelerometer line's `user`) or its
-step trainer's serial number. For privacy those count: an e-mail a rejected customer line
-names is not trusted until the line is fixed, a serial number it names is treated as shared,
-and an erased person's rejected lines are found by the e-mail they name.
-
-The scan is tolerant on purpose, since a rejected line is by definition not what a parser
-expects: `key: value` pairs in either quote style and any letter case, and every e-mail- or
-serial-shaped token anywhere in the text (after Unicode NFKC, so a full-width `＠` counts). The
-rejects keep every e-mail as its person key, so that any spelling of it is the same person."""
+A rejected line can still name a customer by e-mail or serial number, and for privacy that
+counts (docs/privacy.md). So the scan is tolerant on purpose: `key: value` pairs in either
+quote style and any letter case, and every e-mail- or serial-shaped token anywhere in the text
+(after NFKC, so a full-width `＠` counts); e-mails are kept as their person keys."""
 
 from __future__ import annotations
 

@@ -1,15 +1,9 @@
 """New landing files flow in on their own: one sensor per source.
 
-Every `interval` seconds (STEDI_SENSOR_INTERVAL, default 30) each sensor lists its source
-(a folder, or every page of an S3 prefix) and compares it with the ledger of the published
-landing table, in the lake: not with a cursor of its own, so a run that failed, or files
-that another run already ingested, are seen as they are. If files are new or changed it
-requests a run of that landing asset, with a run key made from the files and their
-identities, so the same arrivals are requested once; otherwise it skips, saying why. A
-landing table that reads another (step_trainer_landing reads customer_landing for the serial
-numbers of erased people) is not requested before that one is published: a run that could
-only fail would spend the run key of those arrivals. Downstream tables follow by declarative
-automation (definitions.py).
+Each sensor compares its source's listing with the ledger of the published landing table, in
+the lake, not with a cursor of its own: a failed run, or files another run already ingested,
+are seen as they are. It requests a run keyed by the files' identities, so the same arrivals
+are requested once. docs/ingestion.md, "The sensors and the automation".
 """
 
 from __future__ import annotations
