@@ -157,10 +157,9 @@ def rollback_command(table: str, to_version: int | None, apply: bool, lake: str 
 @click.argument("table", type=click.Choice(sorted(LAKE_TABLES)), metavar="TABLE")
 @LAKE_OPTION
 def versions(table: str, lake: str | None) -> None:
-    """List TABLE's versions, newest first: when, which run, what its audit found, and
-    whether it is still kept (its files are there, so a rollback can restore it), gone, or
-    awaiting-purge: built before erasure requests the current version applies, its files
-    still there until the next run, or `stedi forget --purge`, deletes them."""
+    """List TABLE's versions, newest first: when, which run, what its audit found, and whether
+    it is kept (a rollback can restore it), gone, or awaiting-purge (built before erasure
+    requests the current version applies; the next run or `stedi forget --purge` deletes it)."""
     store, spec = _lake(lake), LAKE_TABLES[table].spec
     history = store.history(spec)
     owner = OWNERS.get(table, LAKE_TABLES[table])
@@ -171,12 +170,8 @@ def versions(table: str, lake: str | None) -> None:
         info = commit.info
         rules = ", ".join(f"{rule} {n}" for rule, n in info.get("rules", {}).items()) or "-"
         origin = f"restore of {info['restored_version']}, " if "restored_version" in info else ""
-        if commit is history[0]:
-            kept = "current"
-        elif commit.version in awaiting:
-            kept = "awaiting-purge"
-        else:
-            kept = "kept" if store.restorable(spec, commit.version) else "gone"
+        kept = "current" if commit is history[0] else "awaiting-purge" if commit.version in awaiting else None
+        kept = kept or ("kept" if store.restorable(spec, commit.version) else "gone")
         click.echo(
             f"{commit.version:>4}  {commit.timestamp:%Y-%m-%d %H:%M:%S}  {kept:<7}  {commit.operation:<12} "
             f"{origin}run {info.get('run_id', '-')}  policy {info.get('consent_policy', '-')}  rules: {rules}"
@@ -186,27 +181,19 @@ def versions(table: str, lake: str | None) -> None:
 @main.command()
 @click.argument("emails", nargs=-1)
 @click.option("--file", "from_file", type=click.File("r"), help="One e-mail address a line ('-': standard input).")
-@click.option(
-    "--purge",
-    "purge_now",
-    is_flag=True,
-    help="Delete now every earlier version awaiting the purge of applied erasure requests (`stedi versions` "
-    "shows them), as the next run would.",
-)
+@click.option("--purge", "purge_now", is_flag=True, help="Delete now every version awaiting the purge, as the next run would.")
 @click.option(
     "--rekey",
     is_flag=True,
-    help=f"Key rotation: record every request again under STEDI_SUBJECT_KEY, finding each person in the landing "
-    f"source under the old key, read from {erasure.PREVIOUS_KEY_VARIABLE} (docs/privacy.md).",
+    help=f"Key rotation: record every request again under STEDI_SUBJECT_KEY, the old key read from "
+    f"{erasure.PREVIOUS_KEY_VARIABLE} (docs/privacy.md).",
 )
 @click.option("--drop-unfound", is_flag=True, help="With --rekey: drop the requests whose person is found nowhere in the source.")
 @LAKE_OPTION
 def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, drop_unfound: bool, lake: str | None) -> None:
-    """Request the erasure of each person by EMAIL: the lake records only their erasure key
-    (a keyed hash of the address's person key, stedi_assets/person.py) and the time; an
-    empty or non-e-mail argument records nothing. The next run of the graph removes every
-    row of theirs from every table and then the earlier versions that held them (see
-    erasure.py); --purge deletes such versions now."""
+    """Request the erasure of each person by EMAIL: the lake records only a keyed hash of the
+    address's person key, and the time. The next run of the graph removes every row of theirs
+    from every table, then the earlier versions that held them (docs/privacy.md)."""
     given = [*emails, *((line.strip() for line in from_file if line.strip()) if from_file else ())]
     if rekey and not given:
         _rekey(_settings(lake), drop_unfound)

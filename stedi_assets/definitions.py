@@ -19,10 +19,6 @@ from stedi_assets.resources.source import LandingSourceResource
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
 from stedi_assets.trusted import assets as trusted_assets
 
-# Each asset's step builds, audits and publishes its table, with its blocking checks
-# declared on the asset itself (publishing.py): loading the assets loads the checks.
-ZONE_ASSETS = (landing_assets, trusted_assets, curated_assets)
-
 lakehouse_job = dg.define_asset_job(
     "stedi_lakehouse",
     selection=dg.AssetSelection.all(),
@@ -53,9 +49,7 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
         "lake": lake,
         "io_manager": DeltaLakeIOManager(lake=lake),
         "source": LandingSourceResource(
-            root=settings.source,
-            prefixes=dict(settings.source_prefixes),
-            aws=aws_config(settings, anonymous=settings.source_anonymous),
+            root=settings.source, prefixes=dict(settings.source_prefixes), aws=aws_config(settings, settings.source_anonymous)
         ),
         "engine": engine_resource(settings),
         "privacy": PrivacyResource(
@@ -70,11 +64,9 @@ def sensors(settings: Settings) -> list[dg.SensorDefinition]:
     STEDI_AUTOMATION=false; either can be stopped in the UI (Automation)."""
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     interval = settings.sensor_interval_seconds
+    landing = (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
     return [
-        *(
-            landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status)
-            for audit in (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
-        ),
+        *(landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status) for audit in landing),
         dg.AutomationConditionSensorDefinition(
             "stedi_automation",
             target=dg.AssetSelection.all(),
@@ -87,7 +79,8 @@ def sensors(settings: Settings) -> list[dg.SensorDefinition]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(ZONE_ASSETS),
+        # Each asset carries its blocking checks (publishing.py): loading the assets loads them.
+        assets=dg.load_assets_from_modules([landing_assets, trusted_assets, curated_assets]),
         jobs=[lakehouse_job],
         sensors=sensors(settings),
         resources=resources_for(settings),

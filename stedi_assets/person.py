@@ -33,11 +33,9 @@ def _visible(char: str) -> bool:
 
 
 def person_key(text: str | None) -> str | None:
-    """The key `text` is compared by (module docstring); None if nothing is left.
-
-    Normalising can expose what another step removes (NFKC turns U+00A8 into a space and a
-    combining mark; removing a zero-width space lets a letter compose with the accent after
-    it), so the steps repeat until the text no longer changes: the key of a key is itself."""
+    """The key `text` is compared by; None if nothing is left. The steps repeat until the text
+    no longer changes (NFKC turns U+00A8 into a space and a combining mark; removing a zero-width
+    space lets a letter compose with the accent after it): the key of a key is itself."""
     if text is None:
         return None
     key = text

@@ -26,9 +26,8 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class PrivacyPolicy:
-    """Which readings of consenting customers may be used, the secret of the subject key,
-    and how long personal data of replaced versions is kept. Steps get it from the privacy
-    resource (resources/privacy.py); the `stedi` command builds it from the settings."""
+    """Which readings of consenting customers may be used, the secret of the subject key, and
+    how long personal data of replaced versions is kept."""
 
     consent_policy: ConsentPolicy = ConsentPolicy.ANY
     subject_key: str = field(default=DEVELOPMENT_SUBJECT_KEY, repr=False)  # a secret: never in a repr or log
@@ -47,11 +46,9 @@ class PrivacyPolicy:
         return self.subject_key == DEVELOPMENT_SUBJECT_KEY
 
     def render(self, sql: str, as_of: int | None = None) -> str:
-        """A rule's SQL under this policy, judging consent as of `as_of` (epoch ms; default:
-        now): each `{since_consent: <condition>}` becomes the condition, or TRUE under `any`,
-        and `{as_of}` the moment. A literal TRUE, not a policy flag in the SQL (`NOT FALSE OR
-        ...`): DuckDB does not fold that away, and it turns a correlated EXISTS into a join
-        several times slower."""
+        """A rule's SQL under this policy, judging consent as of `as_of` (epoch ms; default: now).
+        A literal TRUE under `any`, not a policy flag in the SQL: DuckDB does not fold that away,
+        and it turns a correlated EXISTS into a join several times slower."""
         rendered = _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
         return rendered.replace(AS_OF, str(now_ms() if as_of is None else as_of))
 

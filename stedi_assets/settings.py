@@ -24,22 +24,12 @@ SUBJECT_KEY_VARIABLE = "STEDI_SUBJECT_KEY"
 UNSAFE_COMMITS_VARIABLE = "STEDI_S3_ALLOW_UNSAFE_COMMITS"
 ENGINES = ("duckdb", "spark")
 DEFAULT_SPARK_MASTER = "local[*]"
-# The Spark master URLs the engine runs on (docs/spark.md): this process's cores, a standalone
-# cluster, YARN (EMR) or Kubernetes.
-SPARK_MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+")
-SPARK_MASTER_HINT = "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://..."
-# An amount of memory as DuckDB writes it (docs/benchmarks.md).
-MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)", re.IGNORECASE)
-MEMORY_HINT = "an amount of memory: write it as 512MB, 1GB or 2GiB"
-HOURS_HINT = "a whole number of hours: set it to 0 or more"
 DEFAULT_RETENTION_HOURS = 168
 
 
 class SettingsError(click.ClickException, ValueError):
     """A setting that cannot be used: the message names it and says what to do. A click
-    exception, so that every command line that loads the settings reports it in one line
-    without a traceback and exits 2 (a usage error): `stedi`, and the `dagster` commands
-    that import the Definitions, which load them."""
+    exception, so `stedi` and the `dagster` commands report it in one line and exit 2."""
 
     exit_code = 2
 
@@ -79,13 +69,8 @@ class Settings:
 
     def aws_access(self, anonymous: bool = False) -> AwsAccess:
         """The S3 and Glue access of the lake, or (`anonymous` for an unsigned source) of the source."""
-        return AwsAccess(
-            self.s3_max_attempts,
-            self.s3_timeout_seconds,
-            anonymous,
-            self.s3_allow_unsafe_commits,
-            f"{UNSAFE_COMMITS_VARIABLE}=true",
-        )
+        unsafe = f"{UNSAFE_COMMITS_VARIABLE}=true"
+        return AwsAccess(self.s3_max_attempts, self.s3_timeout_seconds, anonymous, self.s3_allow_unsafe_commits, unsafe)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,22 +91,34 @@ class Settings:
             consent_policy=consent_policy,
             subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
             engine=engine,
-            spark_master=_setting(env, "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, SPARK_MASTER, SPARK_MASTER_HINT),
+            # This machine's cores, a standalone cluster, YARN (EMR) or Kubernetes (docs/spark.md).
+            spark_master=_setting(
+                env, "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+",
+                "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://...",
+            ),
             source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
             source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
             glue_database=glue_database,
             s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
             s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
             s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
-            retention_hours=int(_setting(env, "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), "[0-9]+", HOURS_HINT)),
+            retention_hours=int(
+                _setting(
+                    env, "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), "[0-9]+", "a whole number of hours: set it to 0 or more"
+                )
+            ),
             sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
             automation=_flag(env, "STEDI_AUTOMATION", default="true"),
-            memory_limit=_setting(env, "STEDI_MEMORY_LIMIT", "1GB", MEMORY, MEMORY_HINT),
+            # As DuckDB writes it (docs/benchmarks.md).
+            memory_limit=_setting(
+                env, "STEDI_MEMORY_LIMIT", "1GB", r"(?i)[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)",
+                "an amount of memory: write it as 512MB, 1GB or 2GiB",
+            ),
             spill_directory=env.get("STEDI_SPILL_DIRECTORY") or None,
         )
 
 
-def _setting(env: Mapping[str, str], name: str, default: str, pattern: str | re.Pattern, expected: str) -> str:
+def _setting(env: Mapping[str, str], name: str, default: str, pattern: str, expected: str) -> str:
     """`name`'s value (`default` if unset or empty), stripped, refused unless all of it matches
     `pattern`; `expected` says what it should be, and what to do."""
     value = (env.get(name) or default).strip()

@@ -82,19 +82,13 @@ class Table:
         the `stedi` command reads tables without it."""
         import dagster as dg
 
-        return dg.TableSchema(
-            columns=[
-                dg.TableColumn(c.name, c.athena_type, description=c.description)
-                for c in self.columns
-            ]
-        )
+        return dg.TableSchema([dg.TableColumn(c.name, c.athena_type, description=c.description) for c in self.columns])
 
 
-def _lineage() -> tuple[Column, ...]:
-    return (
-        Column("source_file", FILE_NAME, "Landing file the record came from, relative to STEDI_SOURCE"),
-        Column("source_line", pa.int64(), "1-based line number of the record in its landing file"),
-    )
+_LINEAGE = (
+    Column("source_file", FILE_NAME, "Landing file the record came from, relative to STEDI_SOURCE"),
+    Column("source_line", pa.int64(), "1-based line number of the record in its landing file"),
+)
 
 
 _CUSTOMER = (
@@ -197,12 +191,12 @@ def _person_key(of: str) -> Column:
 
 
 CUSTOMER_LANDING = Table(
-    "customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _lineage()
+    "customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE
 )
 ACCELEROMETER_LANDING = Table(
-    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _lineage()
+    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _LINEAGE
 )
-STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + (RESCUED_DATA,) + _lineage())
+STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + (RESCUED_DATA,) + _LINEAGE)
 CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
 ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
 STEP_TRAINER_LANDING_REJECTS = Table("step_trainer_landing_rejects", "step_trainer", "landing_rejects", _REJECTS)
@@ -284,20 +278,10 @@ REJECTS_OF: dict[str, Table] = {
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        CUSTOMER_LANDING,
-        ACCELEROMETER_LANDING,
-        STEP_TRAINER_LANDING,
-        CUSTOMER_LANDING_REJECTS,
-        ACCELEROMETER_LANDING_REJECTS,
-        STEP_TRAINER_LANDING_REJECTS,
-        CUSTOMER_LANDING_FILES,
-        ACCELEROMETER_LANDING_FILES,
-        STEP_TRAINER_LANDING_FILES,
-        CUSTOMER_TRUSTED,
-        ACCELEROMETER_TRUSTED,
-        STEP_TRAINER_TRUSTED,
-        CUSTOMER_CURATED,
-        MACHINE_LEARNING_CURATED,
+        *(CUSTOMER_LANDING, ACCELEROMETER_LANDING, STEP_TRAINER_LANDING),
+        *(CUSTOMER_LANDING_REJECTS, ACCELEROMETER_LANDING_REJECTS, STEP_TRAINER_LANDING_REJECTS),
+        *(CUSTOMER_LANDING_FILES, ACCELEROMETER_LANDING_FILES, STEP_TRAINER_LANDING_FILES),
+        *(CUSTOMER_TRUSTED, ACCELEROMETER_TRUSTED, STEP_TRAINER_TRUSTED, CUSTOMER_CURATED, MACHINE_LEARNING_CURATED),
     )
 }
 # Every table under the lake: the graph's, and the erasure requests `stedi forget` writes.

@@ -505,12 +505,8 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
         if not _has_type(value, column.type):
             kind, shown = ("int", "-0") if isinstance(value, _NegativeZero) else (type(value).__name__, json.dumps(value))
             return BAD_TYPE + column.name, f"{column.name} has {kind} value {shown[:40]}, expected {column.athena_type}"
-        if pa.types.is_floating(column.type):
-            out[column.name] = float(value)
-        elif pa.types.is_integer(column.type):
-            out[column.name] = int(value)
-        else:
-            out[column.name] = value
+        kind = column.type
+        out[column.name] = float(value) if pa.types.is_floating(kind) else int(value) if pa.types.is_integer(kind) else value
     if missing:
         return _missing(missing)
     contract = {c.name.lower() for c in columns}

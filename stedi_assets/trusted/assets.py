@@ -1,10 +1,8 @@
 """Trusted: only customers who consented to research, and only their readings.
 
-Each table follows its inputs on its own (declarative automation, `eager`): after a landing
-table changes, the tables downstream of it are updated without a click, and each from what
-changed (stedi_assets/incremental.py): customer_trusted is small and rebuilt; the readings
-tables append the results for new landing rows and recompute the customers or serial
-numbers whose consent or ownership changed."""
+Each table follows its inputs by declarative automation (`eager`), from what changed
+(incremental.py): customer_trusted is small and rebuilt; the readings tables add the new
+landing rows' results and recompute the keys whose consent or ownership changed."""
 
 from __future__ import annotations
 
@@ -35,15 +33,10 @@ EAGER = dg.AutomationCondition.eager()
     checks.CUSTOMER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_LANDING], automation_condition=EAGER
 )
 def customer_trusted(step: AssetStep) -> Build:
-    """Customers who consented to research, one row per person key (the e-mail normalised at
-    landing, stedi_assets/person.py, and stored so): the latest record of each, kept only if it unambiguously
-    gives research consent dated at or before the run. Consent in doubt means out: records
-    that cannot be ordered (one without `lastUpdateDate`), latest records that disagree on
-    consent, consent dated in the future, and an e-mail that a rejected customer line names
-    (e.g. a withdrawal written as `false`) all keep the customer out; the metadata counts
-    them by reason. A missing or null `shareWithResearchAsOfDate` means no consent. The
-    table is rebuilt when customer_landing changes, and when a consent dated in the future
-    falls due."""
+    """Customers who consented to research, one row per person key (stored as `email`): the
+    latest record of each, kept only if it unambiguously gives research consent dated at or
+    before the run. Consent in doubt means out (docs/privacy.md); the metadata counts those
+    held out by reason. Rebuilt when customer_landing changes, and when a future consent falls due."""
     metadata = {"consent_policy": step.privacy.consent_policy.value}
     due = {}
 

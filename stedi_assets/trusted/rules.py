@@ -1,19 +1,11 @@
 """The trusted-zone rules, each one SQL text that DuckDB and Spark SQL both run.
 
-Consent in doubt means out. A customer is one person key (`person_key`, computed at landing by
-stedi_assets/person.py; no rule computes a key of its own, so every engine compares alike);
-they are trusted only if their latest record unambiguously gives research consent dated at or
-before the run (`{as_of}`). Records that cannot be ordered (one of several has no
-`lastUpdateDate`), latest records that disagree on consent, consent dated at or before the epoch
-(0, -1, year 1: a placeholder, not a decision) or before the customer registered (nobody consents
-before they exist here), consent dated after the run, and an e-mail that a rejected customer line
-names (a withdrawal written as `false` or `""`, or a record whose consent keys conflict, is such a
-line: json_lines.py) all mean no consent, each counted by reason (`CUSTOMERS_HELD_OUT`).
-
-`{since_consent: <condition>}` is the consent policy's clause (PrivacyPolicy.render): the
-condition under the `since_consent` policy, so readings taken before the customer's
-research-consent date are kept out as well, and TRUE under `any`. Each membership rule is a
-predicate, used once to build the table and once more by its audit on what was built."""
+Consent in doubt means out (docs/privacy.md, "Who is trusted"): a customer is one person key,
+computed at landing (no rule computes a key of its own, so every engine compares alike), trusted
+only if their latest record unambiguously gives research consent dated at or before the run
+(`{as_of}`). `{since_consent: <condition>}` is the consent policy's clause
+(PrivacyPolicy.render). Each membership rule is a predicate, used once to build the table and
+once more by its audit on what was built."""
 
 # From the trusted zone on, an e-mail is its person key: one spelling per customer.
 CUSTOMER_COLUMNS = (
@@ -23,14 +15,11 @@ CUSTOMER_COLUMNS = (
 CONSENTED = "consented"
 NO_CONSENT = "no consent"
 
-# The consent verdict of every customer of customer_landing, one row per person: the CTEs
-# `latest` (each customer's records at their latest update) and `consent` (the verdict:
-# CONSENTED, NO_CONSENT, or why consent is in doubt). `person` is a record's person key;
-# records without one are one person '', held out for having no usable e-mail address.
-# `named`: the customers a rejected customer line names, in any position of its text (the rejects'
-# `named_person_keys` lists; `array_contains`, which DuckDB and Spark SQL share).
-# `registered` is the latest registration date the latest records claim: consent before it is in
-# doubt (privacy wins where the records disagree on when the customer registered).
+# The consent verdict of every customer of customer_landing, one row per person: `latest` (each
+# customer's records at their latest update) and `consent` (CONSENTED, NO_CONSENT, or why consent
+# is in doubt). Records without a person key are one person '', held out. `named`: customers a
+# rejected customer line names. `registered`: the latest registration date the latest records
+# claim (privacy wins where they disagree).
 _CONSENT_VERDICT = f"""
 WITH record AS (
     SELECT *, COALESCE(person_key, '') AS person FROM customer_landing
@@ -130,11 +119,9 @@ SERIAL_SHARED = """
 """
 
 # Step trainer reading `s` belongs to the curated customer registered to its serial number;
-# on a shared serial number, only when that customer's phone recorded at the same moment, so
-# no reading of a non-consenting co-owner gets in. The second branch is limited to shared
-# serial numbers, where it decides, so that only their customers' phone readings are joined.
-# Written as two EXISTS, each subquery referring only to the query right around it: Spark
-# SQL cannot resolve a reference two levels out (`s` from inside a subquery of `c`).
+# on a shared serial number, only when that customer's phone recorded at the same moment (no
+# reading of a non-consenting co-owner gets in). Two EXISTS, each referring only to the query
+# right around it: Spark SQL cannot resolve `s` from inside a subquery of `c`.
 STEP_TRAINER_READING_CONSENTED = f"""
 (
     EXISTS (
