@@ -29,17 +29,12 @@ from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, Settings, SettingsError
 from stedi_assets.tables import LAKE_TABLES, TABLES
 
-FORMATS = ("table", "csv", "json")
 LAKE_OPTION = click.option("--lake", help="Lake root; default: STEDI_LAKE.")
 
 
 def _settings(lake: str | None = None) -> Settings:
     settings = Settings.from_env()
     return replace(settings, lake=lake or settings.lake)
-
-
-def _lake(lake: str | None) -> Lake:
-    return _open(_settings(lake))
 
 
 def _open(settings: Settings) -> Lake:
@@ -82,11 +77,11 @@ def main() -> None:
 
 @main.command()
 @click.argument("sql_query", metavar="QUERY")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
 @LAKE_OPTION
 def sql(sql_query: str, fmt: str, lake: str | None) -> None:
     """Run QUERY over the current version of the published tables it names (rejects included)."""
-    click.echo(render(query(_lake(lake), sql_query), fmt), nl=False)
+    click.echo(render(query(_open(_settings(lake)), sql_query), fmt), nl=False)
 
 
 def render(result: pa.Table, fmt: str) -> str:
@@ -160,7 +155,7 @@ def versions(table: str, lake: str | None) -> None:
     """List TABLE's versions, newest first: when, which run, what its audit found, and whether
     it is kept (a rollback can restore it), gone, or awaiting-purge (built before erasure
     requests the current version applies; the next run or `stedi forget --purge` deletes it)."""
-    store, spec = _lake(lake), LAKE_TABLES[table].spec
+    store, spec = _open(_settings(lake)), LAKE_TABLES[table].spec
     history = store.history(spec)
     owner = OWNERS.get(table, LAKE_TABLES[table])
     awaiting = set(erasure.awaiting_purge(store, spec)) or (
@@ -199,7 +194,7 @@ def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, dro
         _rekey(_settings(lake), drop_unfound)
         return
     if purge_now and not given:
-        for line in purge(_lake(lake)) or ["no version awaits the purge"]:
+        for line in purge(_open(_settings(lake))) or ["no version awaits the purge"]:
             click.echo(line)
         return
     if not given:
@@ -273,7 +268,7 @@ def ddl(lake: str | None, database: str | None) -> None:
     """Print Athena CREATE EXTERNAL TABLE statements for every table: Delta tables at their
     fixed locations (see lake/ddl.py)."""
     specs = [t.spec for t in TABLES.values()]
-    click.echo(lake_ddl(_lake(lake), specs, database or Settings.from_env().glue_database or "stedi"), nl=False)
+    click.echo(lake_ddl(_open(_settings(lake)), specs, database or Settings.from_env().glue_database or "stedi"), nl=False)
 
 
 if __name__ == "__main__":

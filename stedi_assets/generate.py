@@ -36,10 +36,6 @@ class GenerateOptions:
     dirty_lines: bool = False  # add one line of every kind the landing parser must reject or tolerate
     files_per_source: tuple[int, int, int] = (1, 9, 3)  # customer, accelerometer, step trainer
 
-    @property
-    def customers(self) -> int:
-        return max(1, round(CUSTOMERS_PER_SCALE * self.scale))
-
 
 @dataclass(frozen=True)
 class GeneratedCounts:
@@ -50,7 +46,7 @@ class GeneratedCounts:
 
 def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> GeneratedCounts:
     rng = np.random.default_rng(options.seed)
-    n = options.customers
+    n = max(1, round(CUSTOMERS_PER_SCALE * options.scale))
     ids = np.arange(n)
     registered = BASE_TIME_MS + np.sort(rng.integers(0, 5_000_000, n))
     consents = rng.random(n) < options.consent_share

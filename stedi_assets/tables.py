@@ -147,9 +147,7 @@ _REJECTS = REJECTED_LINE + (
     ),
     Column("named_serials", NAMES, "Every step trainer serial number the line names, anywhere in its text; empty: none"),
 )
-# What a landing table has ingested: each source file, the identity it had when it was parsed,
-# and what became of its lines. Committed with the landing table (its version is named in the
-# landing table's commit), so it always describes exactly the rows readers see.
+# The ledger of a landing table (landing/ledger.py): each source file, its identity when parsed, what became of its lines.
 _LANDING_FILES = (
     Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
     Column("size", pa.int64(), "Its size in bytes when it was parsed"),
@@ -167,9 +165,7 @@ _LANDING_FILES = (
     Column("lines_erased", pa.int64(), "Lines of it left out because they name a person whose erasure was requested"),
     Column("present", pa.bool_(), "Still in the source at the last ingest; false: gone, its rows kept"),
 )
-SUBJECT_ID = Column(
-    "subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the person key with STEDI_SUBJECT_KEY"
-)
+SUBJECT_ID = Column("subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the person key with STEDI_SUBJECT_KEY")
 
 
 # Fields of a landing record outside its table's contract: kept with the row, never dropped.
@@ -190,9 +186,7 @@ def _person_key(of: str) -> Column:
     )
 
 
-CUSTOMER_LANDING = Table(
-    "customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE
-)
+CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE)
 ACCELEROMETER_LANDING = Table(
     "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _LINEAGE
 )

@@ -14,13 +14,11 @@ from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
     ACCELEROMETER_LANDING_FILES,
-    ACCELEROMETER_LANDING_REJECTS,
     CUSTOMER_LANDING,
     CUSTOMER_LANDING_FILES,
-    CUSTOMER_LANDING_REJECTS,
+    REJECTS_OF,
     STEP_TRAINER_LANDING,
     STEP_TRAINER_LANDING_FILES,
-    STEP_TRAINER_LANDING_REJECTS,
     Table,
 )
 
@@ -99,17 +97,12 @@ def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[
     return relations
 
 
-def _landing_audit(table: Table, rejects: Table, ledger: Table, column: str, rejects_column: str, kind: str) -> Audit:
-    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, rejects_column, kind)))
+def _landing_audit(table: Table, ledger: Table, column: str, kind: str) -> Audit:
+    rejects, named = REJECTS_OF[table.name], "named_person_keys" if kind == EMAIL else "named_serials"
+    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, named, kind)))
     return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
 
 
-CUSTOMER_LANDING_AUDIT = _landing_audit(
-    CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, CUSTOMER_LANDING_FILES, "person_key", "named_person_keys", EMAIL
-)
-ACCELEROMETER_LANDING_AUDIT = _landing_audit(
-    ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_REJECTS, ACCELEROMETER_LANDING_FILES, "person_key", "named_person_keys", EMAIL
-)
-STEP_TRAINER_LANDING_AUDIT = _landing_audit(
-    STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_REJECTS, STEP_TRAINER_LANDING_FILES, "serialNumber", "named_serials", SERIAL
-)
+CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES, "person_key", EMAIL)
+ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_FILES, "person_key", EMAIL)
+STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_FILES, "serialNumber", SERIAL)

@@ -266,15 +266,10 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
     bad = rows.filter(missing)
     raw = pc.take(_lines(data), pc.subtract(bad["source_line"], 1))
-    reasons = [_missing([name for name in required if r[name] is None]) for r in bad.select(required).to_pylist()]
+    codes, reasons = zip(*(_missing([name for name in required if r[name] is None]) for r in bad.select(required).to_pylist()))
+    raw = pc.utf8_trim(raw, JSON_WHITESPACE).cast(pa.string())
     rejects = pa.table(
-        {
-            "source_file": bad["source_file"].cast(pa.string()),
-            "source_line": bad["source_line"],
-            "raw": pc.utf8_trim(raw, JSON_WHITESPACE).cast(pa.string()),
-            "reason_code": pa.array([code for code, _ in reasons], pa.string()),
-            "reason": pa.array([reason for _, reason in reasons], pa.string()),
-        },
+        [bad["source_file"].cast(pa.string()), bad["source_line"], raw, pa.array(codes, pa.string()), pa.array(reasons, pa.string())],
         schema=REJECT_SCHEMA,
     )
     return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)

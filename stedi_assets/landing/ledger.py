@@ -63,12 +63,10 @@ def _stat(entry: Entry) -> dict:
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
     """List the source of `table` and compare it with the ledger of its published version."""
     try:
-        published = lake.current(table.spec)
-        record = lake.companion(published, ledger.spec)
-    except TableNotPublishedError:  # never ingested, or published before it had a ledger
-        entries, skipped = source.survey(table.source)
-        return Arrivals(entries, {}, new=list(entries), skipped=skipped)
-    recorded = {row["source_file"]: row for row in record.to_arrow().to_pylist()}
+        published: Snapshot | None = lake.current(table.spec)
+        recorded = {row["source_file"]: row for row in lake.companion(published, ledger.spec).to_arrow().to_pylist()}
+    except TableNotPublishedError:  # never ingested, or published before it had a ledger: all is new
+        published, recorded = None, {}
     entries, skipped = source.survey(table.source, recorded)  # files unchanged since recorded are not hashed again
     return Arrivals(
         entries,
