@@ -224,10 +224,10 @@ def _rekey(settings: Settings, drop_unfound: bool) -> None:
         if audit.from_source is not None
         for _, data in source.read_all(audit.table.source)
     )
-    done = erasure.rekey(_open(settings), replace(new, subject_key=old_key), new, texts, drop_unfound)
+    rekeyed, dropped = erasure.rekey(_open(settings), replace(new, subject_key=old_key), new, texts, drop_unfound)
     click.echo(
-        f"re-keyed {_counted(done.rekeyed, 'erasure request')} under STEDI_SUBJECT_KEY"
-        + (f"; dropped {done.dropped} whose person the source does not hold" if done.dropped else "")
+        f"re-keyed {_counted(rekeyed, 'erasure request')} under STEDI_SUBJECT_KEY"
+        + (f"; dropped {dropped} whose person the source does not hold" if dropped else "")
         + "; now rebuild customer_landing and the tables holding subject ids with full_refresh (docs/privacy.md)"
     )
 

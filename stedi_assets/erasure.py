@@ -167,17 +167,12 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
 PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
 
 
-@dataclass(frozen=True)
-class Rekeyed:
-    rekeyed: int  # requests now recorded under the new key
-    dropped: int  # requests whose person could not be found, dropped (only if asked to)
-
-
-def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[str], drop_unfound: bool = False) -> Rekeyed:
+def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[str], drop_unfound: bool = False) -> tuple[int, int]:
     """Record the erasure requests again under the new subject key: a request holds only
     HMAC(old key, person key), so each person is found again among the e-mail-shaped tokens of
     `texts` (the landing source). A request whose person is found nowhere changes nothing
-    (LakeError) unless `drop_unfound` drops it (docs/privacy.md, Key rotation)."""
+    (LakeError) unless `drop_unfound` drops it (docs/privacy.md, Key rotation). Returns how many
+    requests were re-keyed, and how many dropped."""
     requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
     old_id, new_id = key_id(old), key_id(new)
     if unknown := set(requests["key_id"].to_pylist()) - {old_id, new_id}:
@@ -199,7 +194,7 @@ def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[st
         merged.setdefault(r["erasure_key"], r)  # one person asked under both keys: the first request
     table = pa.Table.from_pylist(list(merged.values()), schema=requests.schema)
     lake.write(ERASURE_REQUESTS.spec, table, {"rekeyed": len(rekeyed), "dropped_unfound": dropped})
-    return Rekeyed(len(rekeyed), dropped)
+    return len(rekeyed), dropped
 
 
 def erased_serials(snapshot: Snapshot | None) -> frozenset[str]:

@@ -79,7 +79,5 @@ def with_person_keys(data: pa.Table, sources: Mapping[str, str]) -> pa.Table:
 def is_email_key(key: str | None) -> bool:
     """Whether a key can be an e-mail address: one `@` with something on either side. What
     `stedi forget` accepts: an empty or e-mail-less request would erase nobody, silently."""
-    if not key:
-        return False
-    local, at, domain = key.partition("@")
+    local, at, domain = (key or "").partition("@")
     return bool(local and at and domain) and "@" not in domain

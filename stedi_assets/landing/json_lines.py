@@ -345,11 +345,7 @@ class _NegativeZero(int):
         return -0.0
 
 
-def _no_constant(name: str) -> Any:
-    raise _NotFinite(name)
-
-
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float:  # also NaN, Infinity, -Infinity: JSON's missing constants
     value = float(text)
     if not math.isfinite(value):
         raise _NotFinite(text)
@@ -380,7 +376,7 @@ def _record(pairs: list[tuple[str, Any]]) -> _Record:
 
 
 _DECODER = json.JSONDecoder(
-    object_pairs_hook=_record, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int
+    object_pairs_hook=_record, parse_constant=_finite_float, parse_float=_finite_float, parse_int=_int
 )
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -389,7 +385,6 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
     """`data` has no BOM at its start (parse_file dropped it)."""
     records: dict[str, list[Any]] = {c.name: [] for c in table.columns}
     rejects: dict[str, list[Any]] = {f.name: [] for f in REJECT_SCHEMA}
-    rescuing = RESCUED_DATA.name in records
     lines_read = 0
 
     def reject(line_number: int, raw: str, reason: Reason) -> None:
@@ -414,13 +409,11 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
             if isinstance(outcome, tuple):
                 reject(line_number, text, outcome)
                 continue
-            extra = outcome.pop(RESCUED_DATA.name)
-            for name, value in outcome.items():
-                records[name].append(value)
-            if rescuing:
-                records[RESCUED_DATA.name].append(json.dumps(extra, ensure_ascii=False) if extra else None)
-            records["source_file"].append(source_file)
-            records["source_line"].append(line_number)
+            extra = outcome[RESCUED_DATA.name]
+            outcome.update(source_file=source_file, source_line=line_number)
+            outcome[RESCUED_DATA.name] = json.dumps(extra, ensure_ascii=False) if extra else None
+            for name, values in records.items():
+                values.append(outcome[name])
     return ParsedFile(
         pa.table(records, schema=table.arrow_schema),
         pa.table(rejects, schema=REJECT_SCHEMA),
