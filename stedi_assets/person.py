@@ -28,10 +28,6 @@ _STOP = r"""\s"'`<>()\[\]{},;:\\"""
 EMAIL_SHAPED = re.compile(rf"[^{_STOP}@]+@[^{_STOP}@]+")
 
 
-def _visible(char: str) -> bool:
-    return not char.isspace() and unicodedata.category(char) not in _INVISIBLE
-
-
 def person_key(text: str | None) -> str | None:
     """The key `text` is compared by; None if nothing is left. The steps repeat until the text
     no longer changes (NFKC turns U+00A8 into a space and a combining mark; removing a zero-width
@@ -41,7 +37,7 @@ def person_key(text: str | None) -> str | None:
     key = text
     for _ in range(8):  # a fixed point comes after one or two rounds; the bound only guards
         step = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", key).casefold())
-        step = "".join(filter(_visible, step))
+        step = "".join(c for c in step if not c.isspace() and unicodedata.category(c) not in _INVISIBLE)
         if step == key:
             break
         key = step

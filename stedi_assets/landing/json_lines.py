@@ -184,13 +184,6 @@ def _max_depth(line: np.ndarray) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
-def _too_deep(line: bytes) -> bool:
-    # Cheap bound first: a line with at most MAX_DEPTH opening brackets cannot be deeper.
-    if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
-        return False
-    return _max_depth(np.frombuffer(line, dtype=np.uint8)) > MAX_DEPTH
-
-
 def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bool:
     """Whether any of the given lines (0-based, each starting with `{`) nests too deep: one
     vectorised pass over the bytes; only lines with many brackets are scanned exactly."""
@@ -352,10 +345,6 @@ def _finite_float(text: str) -> float:  # also NaN, Infinity, -Infinity: JSON's 
     return value
 
 
-def _int(text: str) -> int:
-    return _NegativeZero(0) if text == "-0" else int(text)
-
-
 class _Record(dict):
     """A JSON object, and the keys (lower case) it gives differing values, twice or in two letter
     cases: Python's dict and pyarrow would each quietly keep one; which the producer meant is in doubt."""
@@ -376,7 +365,10 @@ def _record(pairs: list[tuple[str, Any]]) -> _Record:
 
 
 _DECODER = json.JSONDecoder(
-    object_pairs_hook=_record, parse_constant=_finite_float, parse_float=_finite_float, parse_int=_int
+    object_pairs_hook=_record,
+    parse_constant=_finite_float,
+    parse_float=_finite_float,
+    parse_int=lambda text: _NegativeZero(0) if text == "-0" else int(text),
 )
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -425,7 +417,9 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
 def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[tuple[str, dict[str, Any] | Reason]]:
     """Each object of a (stripped, non-blank) line with its text, and its values or the reason
     it is rejected; a line that cannot be read at all is one reject of the whole line."""
-    if _too_deep(raw_bytes):
+    # Cheap bound first: a line with at most MAX_DEPTH opening brackets cannot be deeper.
+    brackets = raw_bytes.count(b"[") + raw_bytes.count(b"{")
+    if brackets > MAX_DEPTH and _max_depth(np.frombuffer(raw_bytes, dtype=np.uint8)) > MAX_DEPTH:
         return [(line, (TOO_DEEP_CODE, TOO_DEEP))]
     objects, rest = _split_objects(line)
     out: list[tuple[str, dict[str, Any] | Reason]] = []
@@ -484,7 +478,9 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
     out: dict[str, Any] = {}
     missing = []
     for column in columns:
-        value = _field(obj, column.name)
+        value = obj.get(column.name)
+        if value is None:  # another spelling of the key (spellings that disagree were rejected)
+            value = next((v for k, v in obj.items() if k.lower() == column.name.lower() and v is not None), None)
         if value is None:
             if column.required:
                 missing.append(column.name)
@@ -493,20 +489,13 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
         if not _has_type(value, column.type):
             kind, shown = ("int", "-0") if isinstance(value, _NegativeZero) else (type(value).__name__, json.dumps(value))
             return BAD_TYPE + column.name, f"{column.name} has {kind} value {shown[:40]}, expected {column.athena_type}"
-        kind = column.type
-        out[column.name] = float(value) if pa.types.is_floating(kind) else int(value) if pa.types.is_integer(kind) else value
+        wanted = column.type
+        out[column.name] = float(value) if pa.types.is_floating(wanted) else int(value) if pa.types.is_integer(wanted) else value
     if missing:
         return _missing(missing)
     contract = {c.name.lower() for c in columns}
     out[RESCUED_DATA.name] = {key: value for key, value in obj.items() if key.lower() not in contract}
     return out
-
-
-def _field(obj: dict[str, Any], name: str) -> Any:
-    """The canonical spelling first, then any other spelling (spellings that disagree were rejected)."""
-    if obj.get(name) is not None:
-        return obj[name]
-    return next((v for k, v in obj.items() if k.lower() == name.lower() and v is not None), None)
 
 
 def _has_type(value: Any, wanted: pa.DataType) -> bool:
