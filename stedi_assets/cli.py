@@ -136,15 +136,13 @@ def rollback_command(table: str, to_version: int | None, apply: bool, lake: str 
     result = rollback(_open(settings), table, engine_resource(settings), _privacy(settings), _source(settings), to_version, apply)
     if result.refused:
         raise click.ClickException(refusal(result))
-    if result.restored is None:
-        click.echo(
-            f"{table} would be restored to version {result.target.version} ({result.target.rows} rows); every "
-            "blocking rule passed; nothing was changed: add --apply to restore it"
-        )
-        return
+    target, restored = result.target, result.restored
     click.echo(
-        f"{table} restored to version {result.target.version} as version {result.restored.version} "
-        f"({result.restored.rows} rows); every blocking rule passed"
+        f"{table} would be restored to version {target.version} ({target.rows} rows); every blocking rule passed; "
+        "nothing was changed: add --apply to restore it"
+        if restored is None
+        else f"{table} restored to version {target.version} as version {restored.version} ({restored.rows} rows); "
+        "every blocking rule passed"
     )
 
 

@@ -5,7 +5,7 @@ Glue catalog, so they cannot drift."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -236,10 +236,8 @@ ERASURE_REQUESTS = Table(
     unique_key=("erasure_key",),
 )
 
-# The person keys each table keeps beside the e-mail as it arrived, computed at landing:
-# key column -> the column it is the key of. From the trusted zone on, `email` and `user` hold
-# the person key itself (one spelling per person), so those tables need no second column. The
-# rejects keep the keys alone (`named_person_keys`): the spellings are in their `raw` text.
+# The person keys a landing table keeps beside the e-mail as it arrived (key column -> the column
+# it is the key of); from the trusted zone on, `email` and `user` hold the key itself.
 PERSON_KEY_OF: dict[str, dict[str, str]] = {
     CUSTOMER_LANDING.name: {"person_key": "email"},
     ACCELEROMETER_LANDING.name: {"person_key": "user"},
@@ -249,16 +247,12 @@ PERSON_KEY_OF: dict[str, dict[str, str]] = {
 def as_read(table: Table) -> Table:
     """The contract a landing file is read against: without the person keys, which are
     computed from the e-mail as it arrived, never read from a file."""
-    keys = PERSON_KEY_OF.get(table.name, {})
-    return Table(table.name, table.source, table.zone, tuple(c for c in table.columns if c.name not in keys), table.unique_key)
+    return replace(table, columns=tuple(c for c in table.columns if c.name not in PERSON_KEY_OF.get(table.name, {})))
 
 
 # Columns that name a person; none may reach the machine-learning table.
-DIRECT_IDENTIFIERS = frozenset(
-    {"customerName", "email", "user", "person_key", "phone", "birthDay", "named_person_keys"}
-)
-# Columns that lead to a person: masked wherever Dagster shows a value (metadata, previews,
-# check evidence, logs), like the direct identifiers.
+DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "person_key", "phone", "birthDay", "named_person_keys"})
+# Columns that lead to a person: masked wherever Dagster shows a value (metadata, previews, check evidence, logs).
 PERSONAL = DIRECT_IDENTIFIERS | {"serialNumber", "named_serials", "raw", RESCUED_DATA.name}
 
 # Each landing table's rejects: built, judged and published with it, read at the version it names.

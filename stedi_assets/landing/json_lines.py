@@ -166,10 +166,8 @@ TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
 
 def _max_depth(line: np.ndarray) -> int:
-    """The deepest nesting of `[`/`{` on one line, brackets inside JSON strings not counted.
-
-    An upper bound of the depth a parser reaches before it stops: up to the first syntax error,
-    the text is valid JSON and this is exact; past it nothing is parsed."""
+    """The deepest nesting of `[`/`{` on one line, brackets inside JSON strings not counted: an
+    upper bound of the depth a parser reaches (exact up to the first syntax error)."""
     if line.size == 0:
         return 0
     index = np.arange(line.size)
@@ -445,10 +443,9 @@ def _has_lone_surrogate(obj: Any) -> bool:
 
 
 def _split_objects(line: str) -> tuple[list[tuple[Any, str]], tuple[str, Reason] | None]:
-    """Every JSON value on the line (`{...}{...}` included), with its own text; and if part of
-    the line does not parse, the rest of it with why it is rejected (else None). The rest starts
-    at the first value that is not a complete object (`"c",` of a record cut in two is a string
-    that parses): a line of 171 records cut off inside the last keeps 170 rows, one reject."""
+    """Every JSON value on the line with its own text; and the rest of the line from the first
+    value that is not a complete object (`"c",` of a cut record parses), with why it is rejected
+    (else None): a line of 171 records cut inside the last keeps 170 rows and one reject."""
     values, starts, pos = [], [], 0
     while pos < len(line):
         try:

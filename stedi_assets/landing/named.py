@@ -28,8 +28,7 @@ _SERIAL_SHAPED = re.compile(r"(?<![0-9A-Fa-f-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4})
 def named_tokens(raw: str) -> tuple[list[str], list[str]]:
     """Every e-mail address and every serial number `raw` names, each once, in the order
     found: the values of `email`/`user`/`serialNumber` pairs first, then the bare tokens."""
-    emails: list[str] = []
-    serials: list[str] = []
+    emails, serials = [], []
     for match in _PAIR.finditer(raw):
         value = _unescape(match[3]) if match[3] is not None else match[4].replace("\\'", "'")
         (serials if match[2].lower() == "serialnumber" else emails).append(value)

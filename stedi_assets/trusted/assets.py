@@ -112,10 +112,8 @@ def accelerometer_trusted(step: AssetStep) -> Build:
 )
 def step_trainer_trusted(step: AssetStep) -> Build:
     """Step trainer readings whose serial number belongs to a customer_curated customer (under
-    `since_consent`, taken at or after that customer's consent date). On a serial number that
-    other customers were also registered with, or that a rejected customer line names (its
-    owner unknown), a reading counts only if that customer's phone recorded at the same
-    moment; readings are never multiplied by shared serial numbers."""
+    `since_consent`, taken at or after their consent date). On a serial number shared with others
+    or named by a rejected line, a reading counts only if that customer's phone recorded at the same moment."""
     metadata = {"consent_policy": step.privacy.consent_policy.value}
     inputs = ("customer_curated", "customer_landing", "customer_landing_rejects", "accelerometer_trusted")
     follower = Follower(step, STEP_TRAINER_TRUSTED, [rules.STEP_TRAINER_TRUSTED])
