@@ -265,8 +265,8 @@ def vacuum(tables: tuple[str, ...], retain_hours: int | None, apply: bool, lake:
 def ddl(lake: str | None, database: str | None) -> None:
     """Print Athena CREATE EXTERNAL TABLE statements for every table: Delta tables at their
     fixed locations (see lake/ddl.py)."""
-    specs = [t.spec for t in TABLES.values()]
-    click.echo(lake_ddl(_open(_settings(lake)), specs, database or Settings.from_env().glue_database or "stedi"), nl=False)
+    settings = _settings(lake)
+    click.echo(lake_ddl(_open(settings), [t.spec for t in TABLES.values()], database or settings.glue_database or "stedi"), nl=False)
 
 
 if __name__ == "__main__":

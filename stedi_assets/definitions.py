@@ -59,9 +59,8 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
 
 
 def sensors(settings: Settings) -> list[dg.SensorDefinition]:
-    """A sensor per landing source, and the automation that updates the tables downstream of
-    what changed: on by default wherever the daemon runs (`dagster dev`), unless
-    STEDI_AUTOMATION=false; either can be stopped in the UI (Automation)."""
+    """A sensor per landing source, and the automation that updates the tables downstream of what
+    changed: on wherever the daemon runs (`dagster dev`) unless STEDI_AUTOMATION=false."""
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     interval = settings.sensor_interval_seconds
     landing = (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)

@@ -130,9 +130,7 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
         requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
     except TableNotPublishedError:
         return Erasures()
-    if requests.num_rows == 0:
-        return Erasures()
-    if set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
+    if requests.num_rows and set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
         raise SubjectKeyChangedError(
             "erasure requests in the lake were recorded under another STEDI_SUBJECT_KEY: with this key the erased "
             f"people would come back. Run with the key they were recorded under, or re-key them: the old key in "
@@ -152,14 +150,8 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     keys = sorted(set(erasure_keys(emails, privacy).values()) - load(lake, privacy).subjects)
     if not keys:
         return 0
-    now = now_ms()
-    rows = pa.table(
-        {
-            "erasure_key": pa.array(keys, pa.string()),
-            "requested_at": pa.array([now] * len(keys), pa.int64()),
-            "key_id": pa.array([key_id(privacy)] * len(keys), pa.string()),
-        }
-    )
+    now, made_with = now_ms(), key_id(privacy)
+    rows = pa.Table.from_pylist([dict(erasure_key=k, requested_at=now, key_id=made_with) for k in keys], ERASURE_REQUESTS.arrow_schema)
     lake.write(ERASURE_REQUESTS.spec, rows, {"requests": len(keys)}, mode="append")
     return len(keys)
 
@@ -289,8 +281,5 @@ def _still_read(lake: Lake, name: str, versions: Sequence[int], companions: Mapp
     current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
     # A companion's commit info is its table's, as it was when last written: not a reader.
     paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
-    for snapshot in (s for name_, s in current.items() if name_ not in paired):
-        inputs = snapshot.info.get("inputs", {})
-        if inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()):
-            return True
-    return False
+    readers = (s.info.get("inputs", {}) for reader, s in current.items() if reader not in paired)
+    return any(inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()) for inputs in readers)

@@ -53,10 +53,8 @@ class PrivacyPolicy:
         """HMAC-SHA256 of each person key (stedi_assets/person.py): stable across runs and
         spellings, not reversible without the key."""
         key = self.subject_key.encode()
-        return pa.array(
-            [None if e is None else hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in email_keys.to_pylist()],
-            pa.string(),
-        )
+        digests = [None if e is None else hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in email_keys.to_pylist()]
+        return pa.array(digests, pa.string())
 
 
 def mask(column: str, value: object) -> object:

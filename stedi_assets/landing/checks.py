@@ -72,14 +72,8 @@ _WORD = 63  # line numbers per bitmap word: bits 0 to 62 of a signed 64-bit inte
 def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None = None) -> pa.Table:
     """The `source_lines` relation of the rule: each landing file, its non-blank lines, and
     how many of them were left out because they name an erased person."""
-    erased = erased or {}
-    return pa.table(
-        {
-            "source_file": pa.array([k for k, _ in counts], pa.string()),
-            "lines_read": pa.array([n for _, n in counts], pa.int64()),
-            "lines_erased": pa.array([erased.get(k, 0) for k, _ in counts], pa.int64()),
-        }
-    )
+    rows = [dict(source_file=k, lines_read=n, lines_erased=(erased or {}).get(k, 0)) for k, n in counts]
+    return pa.Table.from_pylist(rows, pa.schema([("source_file", pa.string()), ("lines_read", pa.int64()), ("lines_erased", pa.int64())]))
 
 
 def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]]:

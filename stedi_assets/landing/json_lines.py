@@ -60,9 +60,7 @@ def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
     data = _without_bom(data)
     data_columns = [c for c in table.columns if c.name not in (*_LINEAGE, RESCUED_DATA.name)]
     fast = _parse_fast(data, source_file, table, data_columns)
-    if fast is not None:
-        return fast
-    return _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns)
+    return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns)
 
 
 def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch:
@@ -101,8 +99,7 @@ def non_blank_line_numbers(data: Data) -> np.ndarray:
     view = np.frombuffer(_without_bom(data), dtype=np.uint8)
     if view.size == 0:
         return np.empty(0, dtype=np.int64)
-    starts, ends = _line_bounds(view)
-    return _non_blank(view, starts, ends) + 1
+    return _non_blank(view, *_line_bounds(view)) + 1
 
 
 def _where(view: np.ndarray, test) -> np.ndarray:
@@ -114,9 +111,7 @@ def _where(view: np.ndarray, test) -> np.ndarray:
 def _line_bounds(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and (exclusive) end offset of every line, split on b"\n" only."""
     newlines = _where(view, lambda part: part == ord("\n"))
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.append(newlines, view.size)  # exclusive; the last line ends with the data
-    return starts, ends
+    return np.concatenate(([0], newlines + 1)), np.append(newlines, view.size)  # the last line ends with the data
 
 
 def _non_blank(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -219,9 +214,8 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     if _any_too_deep(view, starts, ends, non_blank):
         return None  # never handed to pyarrow: the exact path rejects the line
     line_numbers = pa.array(non_blank + 1)
-    options = pa_json.ParseOptions(
-        explicit_schema=pa.schema([(c.name, c.type) for c in columns]), unexpected_field_behavior="infer"
-    )
+    schema = pa.schema([(c.name, c.type) for c in columns])
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     try:
         parsed = pa_json.read_json(pa.BufferReader(_arrow_owned(data)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -245,9 +239,8 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     values = {column.name: parsed[column.name] for column in columns}
     if rescuing:
         values[RESCUED_DATA.name] = pa.nulls(parsed.num_rows, pa.string())
-    values["source_file"] = pa.DictionaryArray.from_arrays(
-        np.zeros(parsed.num_rows, dtype=np.int32), pa.array([source_file], pa.string())
-    )
+    one_file = pa.array([source_file], pa.string())
+    values["source_file"] = pa.DictionaryArray.from_arrays(np.zeros(parsed.num_rows, dtype=np.int32), one_file)
     values["source_line"] = line_numbers
     rows = pa.table(values, schema=table.arrow_schema)
 
@@ -266,9 +259,6 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)
 
 
-_MAX_SKIP = 16  # whitespace bytes skipped at either end of a line before the fast path gives up
-
-
 def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
     """Whether each (non-blank) line's first and last byte other than JSON whitespace are `{`, `}`."""
     first, last = starts, ends - 1
@@ -277,7 +267,7 @@ def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray)
         return True
     unbraced = np.flatnonzero(~braced)
     first, last = first[unbraced], last[unbraced]
-    for _ in range(_MAX_SKIP):  # a few vectorised steps: lines rarely start or end with more
+    for _ in range(16):  # a few vectorised steps, a whitespace byte each: lines rarely start or end with more
         leading, trailing = _IS_WHITESPACE[view[first]], _IS_WHITESPACE[view[last]]
         if not (leading.any() or trailing.any()):
             return bool((view[first] == ord("{")).all() and (view[last] == ord("}")).all())
