@@ -38,13 +38,15 @@ class Rule:
     """A blocking rule: `sql` (or `evaluate`) returns the violating rows, keys first.
     `met_by`: the SQL whose result, over the inputs the rule reads, meets the rule by
     construction; a table the step built as exactly that result (`Build.built_with`) is not
-    judged again by recomputing it."""
+    judged again by recomputing it. `reads_erasures`: it reads the erasure requests in force,
+    so an increment on a version built without some of them is judged on its kept rows too."""
 
     name: str
     description: str
     sql: str | None = None
     evaluate: Evaluator | None = None
     met_by: str | None = None
+    reads_erasures: bool = False
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,7 @@ def _erasure_judged_on_kept_rows(
 ) -> list[Outcome]:
     """An increment on a version built without some of the erasure requests in force keeps
     rows its build never looked at. Its version will say it applies those requests, so the
-    rule that reads them (`erasure.not_erased`) judges the kept rows too: a table selected
+    rules that read them (`Rule.reads_erasures`) judge the kept rows too: a table selected
     without the upstream table that drops her rows (a trusted table alone after `stedi
     forget`) fails instead of publishing her rows as erased."""
     old = {audit.table.name: increment.base.without(increment.removes)}
@@ -400,7 +400,7 @@ def _erasure_judged_on_kept_rows(
         old[audit.companion.name] = increment.companion_base.without(increment.companion_removes)
     judged = []
     for outcome in outcomes:
-        if outcome.rule.name == erasure.NO_ERASED_PERSON:
+        if outcome.rule.reads_erasures:
             again = evaluate(outcome.rule, {**relations, **old}, step.engine, step.privacy, step.as_of)
             outcome = replace(outcome, violations=outcome.violations + again.violations, sample=(outcome.sample + again.sample)[:SAMPLE_SIZE])
         judged.append(outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -51,7 +52,7 @@ CUSTOMER_CURATED_AUDIT = Audit(
                 WHERE NOT EXISTS (SELECT 1 FROM accelerometer_trusted AS a WHERE a.user = c.email)
                 """,
         ),
-        not_erased((CUSTOMER_CURATED.name, "email", EMAIL)),
+        replace(not_erased((CUSTOMER_CURATED.name, "email", EMAIL)), reads_erasures=True),
     ),
     reads=(ACCELEROMETER_TRUSTED,),
 )
@@ -90,7 +91,7 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
                 report=["subject_id", "sensorReadingTime"],
             ),
         ),
-        not_erased((MACHINE_LEARNING_CURATED.name, "subject_id", SUBJECT)),
+        replace(not_erased((MACHINE_LEARNING_CURATED.name, "subject_id", SUBJECT)), reads_erasures=True),
     ),
     reads=(CUSTOMER_CURATED, STEP_TRAINER_TRUSTED, ACCELEROMETER_TRUSTED),
 )

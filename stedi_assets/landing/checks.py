@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -106,7 +107,8 @@ def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[
 
 
 def _landing_audit(table: Table, rejects: Table, ledger: Table, column: str, rejects_column: str, kind: str) -> Audit:
-    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, rejects_column, kind)))
+    erased = not_erased((table.name, column, kind), (rejects.name, rejects_column, kind))
+    rules = (lines_accounted_for(table, rejects), replace(erased, reads_erasures=True))
     return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
 
 

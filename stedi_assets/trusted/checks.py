@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stedi_assets.audit import Audit, Rule, duplicates
 from stedi_assets.erasure import EMAIL, SERIAL, not_erased
 from stedi_assets.tables import (
@@ -44,7 +46,7 @@ CUSTOMER_TRUSTED_AUDIT = Audit(
                 GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
                 """,
         ),
-        not_erased((CUSTOMER_TRUSTED.name, "email", EMAIL)),
+        replace(not_erased((CUSTOMER_TRUSTED.name, "email", EMAIL)), reads_erasures=True),
     ),
     reads=(CUSTOMER_LANDING,),
     paired=(CUSTOMER_LANDING_REJECTS,),  # what a rejected customer line names counts for privacy
@@ -64,7 +66,7 @@ ACCELEROMETER_TRUSTED_AUDIT = Audit(
             "No reading appears twice.",
             sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
         ),
-        not_erased((ACCELEROMETER_TRUSTED.name, "user", EMAIL)),
+        replace(not_erased((ACCELEROMETER_TRUSTED.name, "user", EMAIL)), reads_erasures=True),
     ),
     reads=(CUSTOMER_TRUSTED,),
 )
@@ -90,7 +92,7 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
                 f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
             ),
         ),
-        not_erased((STEP_TRAINER_TRUSTED.name, "serialNumber", SERIAL)),
+        replace(not_erased((STEP_TRAINER_TRUSTED.name, "serialNumber", SERIAL)), reads_erasures=True),
     ),
     reads=(CUSTOMER_CURATED, CUSTOMER_LANDING, ACCELEROMETER_TRUSTED),
     paired=(CUSTOMER_LANDING_REJECTS,),
