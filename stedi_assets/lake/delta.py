@@ -141,7 +141,8 @@ class Snapshot(_DataFiles):
         return self.part([f for f in self.files if f not in dropped])
 
     def values_by_file(self, column: str) -> dict[str, set[Any]]:
-        """The distinct values of `column` in each data file (which files hold a key's rows)."""
+        """The distinct values of `column` in each data file (which files hold a key's rows): the
+        log has no column statistics to tell (row counts only, see `write_data_file`)."""
         return {
             file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())
             for file in self.files
@@ -426,7 +427,8 @@ class Lake:
         return None, latest
 
     def missing(self, files: Sequence[str]) -> list[str]:
-        """Which of these data files (as a Snapshot names them) are gone (vacuumed)."""
+        """Which of these data files (as a Snapshot names them) are gone (vacuumed): delta-rs
+        opens a version from its log alone, and fails only when a scan reaches a lost file."""
         root = self.store.uri().rstrip("/") + "/"
         return [f for f in files if not self.store.exists(_relative(f, root))]
 
