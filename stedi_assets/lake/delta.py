@@ -3,8 +3,9 @@ restores and lists what vacuum may delete. A table lives at `<lake>/<location>/`
 Athena, Spark, DuckDB and Polars without this code; each commit's info says what stands behind
 it (run, audits, policy). Commits are conditional PUTs of the next log entry: of two writers one
 wins, the other gets `CommitConflictError`. Errors become one-line `LakeError`s (errors.py).
-Reader protocol 1 (no deletion vectors, no column mapping), so every engine reads the tables;
-file statistics are row counts only, so the log never holds a name or an e-mail address."""
+Reader protocol 1 (no deletion vectors, no column mapping, no timestamps without time zone), so
+every engine reads the tables; file statistics are row counts only, so the log never holds a
+name or an e-mail address."""
 
 from __future__ import annotations
 
@@ -252,10 +253,9 @@ class Lake:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        try:
+        with contextlib.suppress(TableNotFoundError):
             return DeltaTable(uri, storage_options=self.storage_options or None)
-        except TableNotFoundError:
-            return None
+        return None
 
     def write(self, spec: TableSpec, data: pa.Table | Sequence[pa.Table] | Staged | None, info: Mapping[str, Any], *,
               mode: str = "overwrite", base: Snapshot | None = None, removes: Sequence[str] = (),

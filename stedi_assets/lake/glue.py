@@ -3,6 +3,7 @@ location, so Athena reads each table's current version from its Delta log by its
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +45,8 @@ class GlueCatalog:
                 found = glue.get_table(DatabaseName=self.database, Name=spec.name)["Table"]
             except glue.exceptions.EntityNotFoundException:
                 self._ensure_database(glue)
-                try:
+                with contextlib.suppress(glue.exceptions.AlreadyExistsException):  # another process registered it meanwhile
                     glue.create_table(DatabaseName=self.database, TableInput=table)
-                except glue.exceptions.AlreadyExistsException:
-                    pass  # another process registered it meanwhile
             else:
                 location = found.get("StorageDescriptor", {}).get("Location", "").rstrip("/") + "/"
                 delta = (found.get("Parameters") or {}).get("table_type", "").upper() == "DELTA"
@@ -59,10 +58,8 @@ class GlueCatalog:
         try:
             glue.get_database(Name=self.database)
         except glue.exceptions.EntityNotFoundException:
-            try:
+            with contextlib.suppress(glue.exceptions.AlreadyExistsException):  # another step created it meanwhile
                 glue.create_database(DatabaseInput={"Name": self.database, "Description": "STEDI lakehouse zone tables"})
-            except glue.exceptions.AlreadyExistsException:
-                pass  # another step created it meanwhile
 
 
 # (Glue endpoint, database, table, location) already checked by this process.

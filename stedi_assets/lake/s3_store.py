@@ -5,6 +5,7 @@ botocore's retries raises `AwsRequestError` naming the bucket and key."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
@@ -133,10 +134,8 @@ class S3Store:
                         "writer ever runs at a time"
                     )
         finally:
-            try:
+            with contextlib.suppress(ClientError, BotoCoreError):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
-            except (ClientError, BotoCoreError):
-                pass
         _CONDITIONAL_WRITES_CHECKED.add((endpoint, self.bucket))
 
 
