@@ -98,7 +98,8 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
         "connect_timeout": f"{timeout_seconds:g}s",
     }
     endpoint = client.meta.endpoint_url
-    if endpoint and not _is_aws_endpoint(endpoint):
+    host = (endpoint or "").split("://", 1)[-1].split("/", 1)[0]
+    if endpoint and not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):  # not AWS's own
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
@@ -106,16 +107,10 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
     if credentials is None:
         raise AwsRequestError(f"S3 access to the lake failed: no AWS credentials found; {AUTH_HINT}")
     frozen = credentials.get_frozen_credentials()
-    options["AWS_ACCESS_KEY_ID"] = frozen.access_key
-    options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
+    options |= {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
     if frozen.token:
         options["AWS_SESSION_TOKEN"] = frozen.token
     return options
-
-
-def _is_aws_endpoint(endpoint: str) -> bool:
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
 def arrow_s3(options: Mapping[str, str]) -> Any:
