@@ -1,14 +1,10 @@
 """The blocking rules of each table, and how they are judged.
 
-Each zone declares, in its `checks.py`, one `Audit` per table: the table's `Rule`s (SQL that
-returns the offending rows; none = pass) and the other tables those rules look at. The same
-audit judges a table in three places, always on the data it is about to speak for:
-
-- in the table's own asset step, on the version the step has just built, before anything
-  is committed (see `stedi_assets/publishing.py`);
-- when its checks run alone (the UI's check tab), on the published version;
-- before `stedi rollback` restores an earlier version, on that version against today's
-  upstream tables.
+Each zone declares, in its `checks.py`, one `Audit` per table: its `Rule`s (SQL that returns
+the offending rows; none = pass) and the other tables they read. The same audit judges the
+data it is about to speak for: in the table's asset step, the version just built, before any
+commit (publishing.py); with its checks run alone, the published version; before `stedi
+rollback`, the version to restore against today's upstream tables.
 """
 
 from __future__ import annotations
@@ -38,13 +34,15 @@ class Rule:
     """A blocking rule: `sql` (or `evaluate`) returns the violating rows, keys first.
     `met_by`: the SQL whose result, over the inputs the rule reads, meets the rule by
     construction; a table the step built as exactly that result (`Build.built_with`) is not
-    judged again by recomputing it."""
+    judged again by recomputing it. `reads_erasures`: it reads the erasure requests in force,
+    so an increment on a version built without some of them is judged on its kept rows too."""
 
     name: str
     description: str
     sql: str | None = None
     evaluate: Evaluator | None = None
     met_by: str | None = None
+    reads_erasures: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,14 +59,11 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Audit:
-    """The rules of `table`. `reads`: the other tables they look at, as published.
-    `paired`: tables they look at that are published with one of `reads`, read at the
-    version its commit names (a landing table's rejects). `companion`: a table built and
-    published in the same step (a landing table's rejects), judged together with it.
-    `ledger`: a table published in the same step that records what the table was built from
-    (a landing table's source files), not judged. `from_source`: relations recounted from
-    the step's source resource (and the version's ledger), for judging a published version
-    (the asset step has them from its own parse)."""
+    """The rules of `table`. `reads`: the other tables they look at, as published; `paired`:
+    tables published with one of `reads`, at the version its commit names (a landing table's
+    rejects). Published in the same step: `companion`, judged with it (the rejects), and
+    `ledger`, not judged (the source files it was built from). `from_source`: relations
+    recounted from the source (and the version's ledger) to judge a published version."""
 
     table: Table
     rules: tuple[Rule, ...]
@@ -84,9 +79,8 @@ class Audit:
         return tuple(t for t in (self.companion, self.ledger) if t is not None)
 
     def published_relations(self, lake: Lake, version: Snapshot, source: Any) -> dict[str, Relation]:
-        """What judging a published `version` of the table reads besides its inputs: the
-        version itself, its companion at the version its commit names, and what the source
-        recounts with the version's ledger (checks run alone, and a rollback)."""
+        """What judging a published `version` reads besides its inputs: the version, its
+        companion as its commit names it, and the source recounted with its ledger."""
         relations: dict[str, Relation] = {self.table.name: version}
         if self.companion is not None:
             relations[self.companion.name] = lake.companion(version, self.companion.spec)
@@ -106,9 +100,8 @@ class Audit:
         as_of: int,
         built_with: str | None = None,
     ) -> list[Outcome]:
-        """Every rule, judging consent as of `as_of` (epoch ms). `built_with`: the SQL the
-        table was built as, exactly, over the same inputs (a full build), which meets the
-        rules it is `met_by` without recomputing it."""
+        """Every rule, judging consent as of `as_of` (epoch ms); one `met_by` the SQL the table
+        was `built_with` over the same inputs (a full build) is met without recomputing it."""
         return [
             Outcome(rule, 0, [], by_construction=True)
             if built_with is not None and rule.met_by == built_with
@@ -124,9 +117,8 @@ def failures(outcomes: Sequence[Outcome]) -> str:
 
 def duplicates(table: str, columns: Sequence[str], report: Sequence[str] | None = None) -> str:
     """SQL for the rows of `table` whose `columns` occur more than once, with `report` (default
-    `columns`) and the number of copies. Grouping millions of wide rows is what a uniqueness
-    rule costs; grouping one hash of them first is cheaper, and then only rows whose hash
-    repeats are grouped exactly, so a hash collision is never taken for a duplicate."""
+    `columns`) and the copies: grouping one hash of wide rows first is cheaper, then only rows
+    whose hash repeats are grouped exactly (a collision is never taken for a duplicate)."""
     key = ", ".join(columns)
     return f"""
         SELECT {", ".join(report or columns)}, COUNT(*) AS copies FROM {table}

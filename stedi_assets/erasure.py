@@ -225,7 +225,7 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
     kinds = {kind for _, _, kind in columns}
     assert len(kinds) == 1, "one kind of value per rule, reported under one column"
     names = ", ".join(sorted({table for table, _, _ in columns}))
-    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=_NotErased(columns))
+    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=_NotErased(columns), reads_erasures=True)
 
 
 def awaiting_purge(lake: Lake, spec: Any) -> list[int]:

@@ -1,31 +1,20 @@
 """Trusted and curated tables updated from what changed in their inputs.
 
-Every table's commit records the versions of the inputs it was built from (publishing.py,
-`inputs` in the commit info). The next build compares each input's published version with
-that one by its data files: a Delta version's files never change, so the rows only in files
-the old version lacks were added and those only in files the new one lacks were removed (both
-read, and set against each other, only when a commit replaced files: usually nothing was
-removed and only the new files are read; a small table rewritten whole, customers, is so
-compared row by row). Rows are compared whole: a column a rule starts to read is followed
-without a list of the columns each rule reads.
+Each commit records the input versions it was built from (`inputs` in its info). The next
+build compares each input's published version with that one by data files (a Delta version's
+files never change): rows only in files the old version lacks were added, those only in files
+the new one lacks removed, set against each other only when a commit replaced files. Rows are
+compared whole, so a column a rule starts to read is followed without a list of columns.
 
-From those changes each table's build (trusted/assets.py, curated/assets.py) derives the
-*affected* keys, whose rows must be recomputed from the whole inputs (a customer whose
-consent changed, a serial number whose owners changed, a key some removed rows belonged to),
-and runs its zone rule, unchanged, over the added input rows for every other key. Only the
-data files holding an affected key's rows are rewritten (their other rows, the affected keys'
-recomputed rows and the new rows); with none, the new rows are appended, in a commit on the
-version it read. An erased person is followed so: once a landing table lost her rows, she is
-an affected key whose rows the rule no longer gives. Either way the result is exactly what
-the rule gives over the whole inputs, which
-the tests check against a full build, and a full build is what runs when there is nothing
-sound to start from: no previous version, one built under another consent policy or other
-rule SQL, an input version that can no longer be read, or `full_refresh`.
-
-The blocking rules judge the rows that can break them: the rows written, and the published
-rows kept that share a unique key with one of them (table-wide uniqueness of the new keys
-against the existing ones). A published row of an unaffected key met every rule before and
-its inputs have not changed, so it is not judged again.
+From those changes each zone's build derives the *affected* keys (a customer whose consent
+changed, a serial number whose owners changed, a key of removed rows, an erased person),
+recomputed from the whole inputs, and runs its rule over the added rows for every other key.
+Only the data files holding an affected key's rows are rewritten; with none, the new rows are
+appended, in a commit on the version read. The result is what the rule gives over the whole
+inputs (the tests compare with a full build), and a full build runs when nothing sound can be
+started from: no previous version, another consent policy or rule SQL, an input version that
+can no longer be read, or `full_refresh`. The rules judge the rows written and the kept rows
+sharing a unique key with one: a kept row of an unaffected key met every rule before.
 """
 
 from __future__ import annotations
@@ -59,16 +48,14 @@ class Changes:
 
 
 def fingerprint(step: AssetStep, *sql: str) -> str:
-    """The rule SQL a table is built with, as the consent policy renders it: a build under
-    other rules (changed privacy rules, say) never continues a table built under these."""
-    # Rendered at a fixed moment: `{as_of}` is the run's, and not part of what the rules say.
+    """The rule SQL a table is built with, as the consent policy renders it (at a fixed
+    moment: `{as_of}` is the run's): a build under other rules never continues this one."""
     return hashlib.sha256("\n".join(step.privacy.render(s, as_of=0) for s in sql).encode()).hexdigest()[:16]
 
 
 class Follower:
-    """The published version of `table` as the start of an incremental build, if it is one:
-    built under the same consent policy and rule SQL, from input versions that can still be
-    read. `usable` is False otherwise (and then a full build runs)."""
+    """The published version of `table` as the start of an incremental build, if `usable`:
+    built under the same consent policy and rule SQL, from input versions still readable."""
 
     def __init__(self, step: AssetStep, table: Table, rules_sql: Sequence[str]):
         self.step, self.table = step, table
@@ -121,8 +108,7 @@ class Follower:
         )
 
     def full(self, data: pa.Table | Staged, metadata: Mapping | None = None, built_with: str | None = None) -> Build:
-        """A build from scratch, recording why it was not incremental; `built_with`: the rule
-        SQL `data` is the result of, over the step's inputs (Build.built_with)."""
+        """A build from scratch, recording why it was not incremental (`built_with`: Build's)."""
         return Build(
             data,
             metadata={**(metadata or {}), "full_build_because": self.reason or ""},
@@ -131,9 +117,7 @@ class Follower:
         )
 
     def changes(self, name: str) -> Changes:
-        """What changed in input `name`, as whole rows (every column a rule may read): by its
-        data files, the rows only in files the old version lacks and those only in files the
-        new one lacks, set against each other when a commit replaced files."""
+        """What changed in input `name`, as whole rows, by its data files (see the module)."""
         self.compared.add(name)
         old, new = self.bases[name], self.step.inputs[name]
         kept = set(new.files) & set(old.files)
@@ -142,14 +126,9 @@ class Follower:
         if not removed.files or not added.files:  # nothing removed, or nothing added
             return Changes(old, new, removed, added)
         # Files were replaced: only rows in one and not the other changed.
-        relations = {"removed_files": removed, "added_files": added}
-        query = self.step.engine.engine().query
-        return Changes(
-            old,
-            new,
-            query("SELECT * FROM removed_files EXCEPT SELECT * FROM added_files", relations),
-            query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations),
-        )
+        relations, query = {"removed_files": removed, "added_files": added}, self.step.engine.engine().query
+        removed_only = query("SELECT * FROM removed_files EXCEPT SELECT * FROM added_files", relations)
+        return Changes(old, new, removed_only, query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations))
 
     def sql(self, sql: str, **relations: Relation) -> pa.Table:
         """Helper SQL (not a rule) over the step's inputs and `relations`."""
@@ -171,13 +150,11 @@ class Follower:
     ) -> Build:
         """The build that takes the published version to what the rule gives over the whole
         inputs. `affected`: one column, `key`, of keys whose rows are recomputed
-        (`recompute(affected)` gives them, `recompute_all()` every row); `fresh`: the rule
-        over the added input rows.
-        `distinct`: the table holds each row once (the rule says DISTINCT), so fresh rows
-        already published are not added again. `time`: the reading-time column of the
-        unique key, by which the published rows are narrowed first (one number per row is
-        cheap to look up; a whole row is not). `judge_with`: relations the rules judge the
-        new rows against in place of whole inputs (restricted to what can explain them)."""
+        (`recompute(affected)`; `recompute_all()` gives every row); `fresh`: the rule over the
+        added input rows. `distinct`: the rule says DISTINCT, so fresh rows already published
+        are not added again. `time`: the unique key's reading-time column, which narrows the
+        published rows first (cheaper than whole rows). `judge_with`: relations the rules
+        judge the new rows against in place of whole inputs."""
         previous = self.previous
         assert previous is not None and self.usable
         if self.inputs_unchanged:
@@ -190,10 +167,8 @@ class Follower:
         affected = self.sql(f"SELECT DISTINCT {key} FROM affected_keys WHERE {key} IS NOT NULL", affected_keys=affected)
         info = dict(summary or {})
         info["affected_keys"] = affected.num_rows
-        # Only the data files holding an affected key's rows are rewritten: their other rows,
-        # the affected keys' rows recomputed, and the fresh rows of other keys. With none, the
-        # fresh rows are appended. A person whose erasure was requested is such a key once a
-        # table upstream has lost her rows: only the files that held hers change.
+        # Only the data files holding an affected key's rows are rewritten (with none, the
+        # fresh rows are appended): an erased person's, once a table upstream lost her rows.
         keys = set(affected[key].to_pylist())
         holding = [f for f, values in previous.values_by_file(key).items() if values & keys] if keys else []
         rest = previous.without(holding)
@@ -229,9 +204,8 @@ class Follower:
             matches=matches,
             fresh_rows=fresh,
         )
-        # The rules judge the new rows and the kept rows that share a unique key with one: a
-        # kept row met every rule before and its inputs did not change. Recomputed rows are
-        # judged against the whole inputs, fresh rows alone against `judge_with`.
+        # Judged: the new rows and the kept ones sharing a unique key with one; recomputed rows
+        # against the whole inputs, fresh rows alone against `judge_with`.
         judged = pa.concat_tables([self.table.conform(fresh), self.table.conform(colliding)])
         held = previous.part(holding).dataset().count_rows() if holding else 0
         return Build(
@@ -248,15 +222,12 @@ def rebuilt(follower: Follower, build: Callable[[], pa.Table], metadata: Mapping
     published as a new version only if its rows differ from the published ones."""
     if follower.inputs_unchanged:
         return follower.unchanged(metadata)
-    step, table, previous = follower.step, follower.table, follower.previous
+    table, previous = follower.table, follower.previous
     data = build()
     info = {"rules_fingerprint": follower.fingerprint}
     if previous is not None and previous.rows == data.num_rows:
-        relations = {"built_rows": data, "published_rows": previous}
-        difference = step.engine.engine().query(
-            "SELECT COUNT(*) AS n FROM (SELECT * FROM built_rows EXCEPT SELECT * FROM published_rows) AS d", relations
-        )
-        if difference["n"][0].as_py() == 0:
+        sql = "SELECT COUNT(*) AS n FROM (SELECT * FROM built_rows EXCEPT SELECT * FROM published_rows) AS d"
+        if follower.step.engine.engine().query(sql, {"built_rows": data, "published_rows": previous})["n"][0].as_py() == 0:
             return Build(
                 data.schema.empty_table(),
                 relations={table.name: data},

@@ -27,15 +27,11 @@ UNTRACKED_FILE_HOURS = 1
 
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
-    """The one place that writes a table to the lake: each output, a table that passed its
-    audit (publishing.py), is written and committed as the table's next Delta version in one
-    go; an output of None (the audit failed) writes nothing. Hands each input over as the
-    table's current published version.
-
-    Runs at once are serialised by the Delta commit itself, not by Dagster: a commit on a
-    version another run has moved on from is refused, and the step is retried, so it builds
-    and judges again on what that run published (no concurrency pool, whose slot a killed
-    run would hold for good)."""
+    """The one place that writes a table to the lake: an output that passed its audit
+    (publishing.py) is committed as the table's next Delta version; None writes nothing.
+    Inputs are the tables' published versions. Concurrent runs are serialised by the Delta
+    commit, not by Dagster: a refused commit retries the step, which builds and judges again
+    on the new version (no concurrency pool, whose slot a killed run would hold for good)."""
 
     lake: LakeResource
 
@@ -70,11 +66,9 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
 
 
 def write(lake: Lake, out: Audited) -> Snapshot | None:
-    """Commit `out`: its companions first, then the table naming their versions, so that a
-    reader pairing them (lake.companion) never sees one without the other. An increment is
-    committed on the version it was built from; one that changes nothing is not committed
-    (None). A companion whose latest version is not the one its table names is first
-    restored to it (`_paired_again`)."""
+    """Commit `out`: its companions first (each restored first to the version its table names,
+    `_paired_again`), then the table naming their versions, so a reader pairing them never
+    sees one without the other. An increment that changes nothing is not committed (None)."""
     out = replace(out, companions=tuple(_paired_again(lake, c, out.info) for c in out.companions))
     if out.changes_nothing:
         return None
@@ -89,10 +83,8 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
 
 def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> Companion:
     """`companion` on its latest version, restored first to the version its table names if
-    another was committed since: by a run that died between the companion's commit and its
-    table's (or another run between them right now, whose table still names its own version).
-    Until then a Delta reader of the companion alone sees that unpaired version; `stedi sql`
-    and the steps read the version the table names. The new commit builds on the restore."""
+    another was committed since (by a run that died between the two commits, or one between
+    them now); the new commit builds on the restore."""
     base = companion.base
     if base is None:
         return companion
@@ -104,13 +96,11 @@ def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> 
 
 
 def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int, inputs: Sequence[str] = ()) -> list[str]:
-    """At every run, committed or not: older versions of a step's tables (the first, and the
-    companions committed with it) leave the history once they are STEDI_RETENTION_HOURS old.
-    Every version built before erasure requests that a table's current version applies
-    leaves at once (`erasure.purge`, read from the lake: a run that died before the purge, in
-    this Dagster instance or another, leaves it to the next), so no old version keeps an
-    erased person: the step's own table's, and its `inputs`' once this step (the last of
-    their readers to follow them) no longer needs them."""
+    """At every run, committed or not: versions of a step's tables (the first, and its
+    companions) older than STEDI_RETENTION_HOURS leave the history, and every version built
+    before erasure requests the current one applies leaves at once (`erasure.purge`, read
+    from the lake, so a run that died first leaves it to the next): the step's own table's,
+    and its `inputs`' once this step (the last reader to follow them) no longer needs them."""
     lines = []
     for name in (tables[0].name, *inputs):
         pending, purged = erasure.purge(lake, name)

@@ -11,37 +11,24 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from stedi_assets import erasure
 from stedi_assets.audit import Audit, Outcome, failures
-from stedi_assets.curated.checks import CUSTOMER_CURATED_AUDIT, MACHINE_LEARNING_CURATED_AUDIT
+from stedi_assets.curated import checks as curated_checks
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import DamagedTableError, LakeError, TableNotPublishedError
-from stedi_assets.landing.checks import (
-    ACCELEROMETER_LANDING_AUDIT,
-    CUSTOMER_LANDING_AUDIT,
-    STEP_TRAINER_LANDING_AUDIT,
-)
+from stedi_assets.landing import checks as landing_checks
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
-from stedi_assets import erasure
-from stedi_assets.tables import CUSTOMER_LANDING, LAKE_TABLES, REJECTS_OF, Table
-from stedi_assets.trusted.checks import ACCELEROMETER_TRUSTED_AUDIT, CUSTOMER_TRUSTED_AUDIT, STEP_TRAINER_TRUSTED_AUDIT
+from stedi_assets.tables import LAKE_TABLES, Table
+from stedi_assets.trusted import checks as trusted_checks
 
 if TYPE_CHECKING:  # the engine resource is Dagster's: `stedi sql` and the like load no Dagster
     from stedi_assets.engine.resource import SqlEngineResource
 
+# Every table's audit, as its zone declares it, upstream zones first.
 AUDITS: dict[str, Audit] = {
-    audit.table.name: audit
-    for audit in (
-        CUSTOMER_LANDING_AUDIT,
-        ACCELEROMETER_LANDING_AUDIT,
-        STEP_TRAINER_LANDING_AUDIT,
-        CUSTOMER_TRUSTED_AUDIT,
-        ACCELEROMETER_TRUSTED_AUDIT,
-        STEP_TRAINER_TRUSTED_AUDIT,
-        CUSTOMER_CURATED_AUDIT,
-        MACHINE_LEARNING_CURATED_AUDIT,
-    )
+    a.table.name: a for m in (landing_checks, trusted_checks, curated_checks) for a in vars(m).values() if isinstance(a, Audit)
 }
 # A companion (a landing table's rejects and its ledger of source files) is read at the
 # version its table's commit names.
@@ -100,22 +87,13 @@ class RollbackResult:
         return not all(o.passed for o in self.outcomes)
 
 
-def rollback(
-    lake: Lake,
-    name: str,
-    engine: SqlEngineResource,
-    privacy: PrivacyPolicy,
-    source: LandingSource,
-    to_version: int | None = None,
-    apply: bool = False,
-) -> RollbackResult:
-    """Restore an earlier version of `name` as a new commit, only if it passes the table's
-    blocking rules against today's upstream tables (and, for a landing table, today's
-    source) and today's erasure requests: a rollback is a publish, so it can never bring back
-    what today's rules forbid, such as the readings of a customer who has withdrawn consent
-    or been erased since. Never past the retention window. Default target: the version
-    before the current one. Without `apply` a dry run: judged, nothing restored (like
-    delta-rs's destructive operations, since a restore replaces what every reader sees)."""
+def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyPolicy, source: LandingSource,
+             to_version: int | None = None, apply: bool = False) -> RollbackResult:
+    """Restore an earlier version of `name` (default: the one before the current) as a new
+    commit, only if it passes the table's blocking rules against today's upstream tables,
+    source and erasure requests: a rollback is a publish, so it never brings back what
+    today's rules forbid (a customer who withdrew consent or was erased since). Never past
+    the retention window. Without `apply` a dry run, like delta-rs's destructive operations."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
@@ -124,20 +102,17 @@ def rollback(
     if current.version == 0:
         raise TableNotPublishedError(f"{name} has only one version: there is nothing to roll back to")
     if not 0 <= target_version < current.version:
-        raise TableNotPublishedError(
-            f"{name} is at version {current.version}: roll back to one of versions 0 to {current.version - 1}"
-        )
+        raise TableNotPublishedError(f"{name} is at version {current.version}: roll back to one of versions 0 to {current.version - 1}")
     target = lake.at(audit.table.spec, target_version)
     if gone := _why_gone(lake, audit.table, target, current, privacy):
         raise LakeError(f"{name} version {target_version} {gone}: it left the history and cannot be restored")
-    reads = [t.name for t in audit.reads]
     relations: dict[str, Any] = {
-        **published(lake, reads + [REJECTS_OF[n].name for n in reads if n in REJECTS_OF]),
+        **published(lake, [t.name for t in (*audit.reads, *audit.paired)]),
         **audit.published_relations(lake, target, source),
     }
-    erasures = erasure.load(lake, privacy)
-    serials_from = target if name == CUSTOMER_LANDING.name else relations.get(CUSTOMER_LANDING.name)
-    relations.update(erasures.with_serials(erasure.erased_serials(serials_from)).relations())
+    # The serial keys only erased people own, as the versions read recorded them (as a step does).
+    serials = frozenset().union(*(erasure.erased_serials(s) for s in relations.values() if isinstance(s, Snapshot)))
+    relations.update(erasure.load(lake, privacy).with_serials(serials).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
     judged = RollbackResult(audit.table, target, outcomes, None)
     if not apply or judged.refused:
@@ -150,11 +125,10 @@ def rollback(
         "published_by": "stedi rollback",
     }
     versions = {}
-    for table in audit.companions:  # the rejects and the ledger go back with their landing table
-        try:
-            paired = lake.companion(target, table.spec)
-        except TableNotPublishedError:  # a version from before the table had a ledger
-            continue
+    # The rejects and the ledger go back with their landing table (if the version names them:
+    # not a version from before the table had a ledger).
+    for table in (t for t in audit.companions if t.name in target.info.get("companions", {})):
+        paired = lake.companion(target, table.spec)
         if lake.current(table.spec).version != paired.version:
             paired = lake.restore(table.spec, paired.version, info)
         versions[table.name] = paired.version
@@ -164,9 +138,8 @@ def rollback(
 
 
 def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, privacy: PrivacyPolicy) -> str | None:
-    """Why `target`'s data files are gone, or None if they are all there: replaced longer
-    ago than the retention window, purged with every version from before erasure requests
-    that the current version applies, or deleted by a vacuum (`stedi vacuum --retain-hours`)."""
+    """Why `target`'s data files are gone (past the retention window, purged for erasure
+    requests, or vacuumed), or None if they are all there."""
     window = now_ms() - privacy.retention_hours * 3_600_000
     replaced = lake.commit_time(table.spec, target.version + 1)
     if replaced is not None and replaced < window:
@@ -179,9 +152,8 @@ def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, pri
 
 
 def purge(lake: Lake) -> list[str]:
-    """Complete the purge of every table that awaits one (erasure.awaiting_purge), with its
-    companions, whether or not the tables reading it have followed yet (their next build is
-    then a full one): what `stedi forget --purge` does."""
+    """`stedi forget --purge`: complete the purge of every table that awaits one, with its
+    companions, whether or not its readers have followed yet (their next build is a full one)."""
     lines = []
     for name in AUDITS:
         try:
@@ -194,7 +166,5 @@ def purge(lake: Lake) -> list[str]:
 
 
 def refusal(result: RollbackResult) -> str:
-    return (
-        f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "
-        f"({failures(result.outcomes)}); nothing was changed"
-    )
+    return (f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "
+            f"({failures(result.outcomes)}); nothing was changed")

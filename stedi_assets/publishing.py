@@ -1,24 +1,13 @@
-"""Write-audit-publish inside each table's own asset step.
-
-`audited_asset` turns a function that builds a table into one Dagster step that:
-
-1. builds the table from the published upstream tables;
-2. judges every blocking rule of its `Audit` on exactly that data: in memory (a small
-   table), or, for a table of any size, as Parquet files staged in the table's folder and
-   not committed (`Staged`: out of sight, read by the engine where they lie);
-3. yields the `Output`: an `Audited` value, the data that passed with its companions and
-   commit info, which the IO manager writes and commits as the table's next Delta version
-   in one go (io_manager.py); or, if a rule failed, no data at all (nothing is written,
-   readers keep the previous version). Either way the materialization's metadata says
-   whether it was published;
-4. yields one `AssetCheckResult` per rule, with the violation count and masked sample keys:
-   after the output, so Dagster records them against this materialization;
-5. if a rule failed, fails the step, and everything downstream is skipped.
-
-Nothing is ever judged that the step did not build, and nothing is published that the step
-did not judge, whatever Dagster re-executes or selects. When only the checks of a table are
-selected (the UI's check tab), the step judges the *published* version instead, reports the
-checks against the materialization that produced it, and publishes nothing.
+"""Write-audit-publish inside each table's own asset step (`audited_asset`): the step builds
+the table from the published upstream tables; judges every blocking rule of its `Audit` on
+exactly that data (in memory, or as Parquet files staged out of sight in the table's folder,
+`Staged`); yields the `Output` (an `Audited` value that the IO manager commits as the next
+Delta version, or None if a rule failed: nothing written, readers keep the previous version);
+then one `AssetCheckResult` per rule, after the output so Dagster records them against this
+materialization; and fails if a rule failed, so everything downstream is skipped. Nothing is
+judged that the step did not build, nor published that it did not judge. With only a table's
+checks selected (the UI's check tab), the step judges the *published* version, reports against
+the materialization that produced it, and publishes nothing.
 
 This module names no zone and no table: what a zone needs beyond its inputs, it declares in
 its `Audit` (`paired`, `from_source`) or builds itself.
@@ -71,11 +60,9 @@ class StepConfig(dg.Config):
 
 @dataclass(frozen=True)
 class Increment:
-    """A build that changes the published version `base` rather than replacing it: the
-    built rows are added to it and its data files `removes` are removed (for a landing
-    table, likewise for its companion on `companion_base`), in one commit on `base`. `rows`:
-    the table's rows after the commit. A build with nothing to add or remove (and no new
-    ledger) commits nothing: the table stays at `base`."""
+    """A build that changes the published version `base` in one commit on it: the built rows
+    added, its data files `removes` removed (likewise for a companion on `companion_base`).
+    `rows`: the table's rows after the commit. With nothing to change, nothing is committed."""
 
     base: Snapshot
     rows: int
@@ -87,13 +74,11 @@ class Increment:
 
 @dataclass
 class Build:
-    """What an asset step built: the table (or, as a sequence, its parts, each written as
-    a data file of its own: a landing table's rows per source file), its companion (a
-    landing table's rejects, likewise), its ledger (a landing table's source files), the
-    relations its rules need beyond the step's inputs (they may stand in for the table
-    itself: an incremental build is judged on every row that can break a rule, not on the
-    whole table), metadata for the UI, and whether it changes the published version
-    (`increment`) rather than replacing it."""
+    """What an asset step built: the table (or its parts, a data file each: a landing table's
+    rows per source file), its companion and ledger (a landing table's rejects and source
+    files), the relations its rules need beyond the step's inputs (they may stand in for the
+    table: an incremental build is judged on the rows that can break a rule), UI metadata,
+    and the `increment` if it changes the published version rather than replacing it."""
 
     data: pa.Table | Sequence[pa.Table] | Staged
     companion: pa.Table | Sequence[pa.Table] | None = None
@@ -107,10 +92,9 @@ class Build:
 
 @dataclass(frozen=True)
 class AssetStep:
-    """What a build function works with: the published upstream tables (and the tables its
-    audit reads paired with them, at the version they name), the resources, the erasure
-    requests in force, the moment the step judges consent at (the same for building and
-    auditing), and whether it rebuilds from scratch."""
+    """What a build function works with: the published upstream tables (and those paired
+    with them), the resources, the erasure requests in force, the moment consent is judged
+    at (the same for building and auditing), and whether it rebuilds from scratch."""
 
     context: dg.AssetExecutionContext
     inputs: Mapping[str, Snapshot]
@@ -123,27 +107,20 @@ class AssetStep:
     full_refresh: bool = False
     as_of: int = field(default_factory=now_ms)
 
-    def query(self, sql: str, *inputs: str, **relations: Relation) -> pa.Table:
-        """A rule's SQL under the consent policy, over the named inputs and `relations`
-        (which stand in for inputs of the same name)."""
-        return self.engine.engine().query(
-            self.privacy.render(sql, self.as_of), {**{name: self.inputs[name] for name in inputs}, **relations}
-        )
+    def _rendered(self, sql: str, inputs: Sequence[str], relations: Mapping[str, Relation]) -> tuple[str, dict[str, Relation]]:
+        """A rule's SQL under the consent policy, over the named inputs and `relations` (which
+        stand in for inputs of the same name)."""
+        return self.privacy.render(sql, self.as_of), {**{name: self.inputs[name] for name in inputs}, **relations}
 
-    def stage(
-        self,
-        table: Table,
-        sql: str,
-        *inputs: str,
-        observe: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
-        **relations: Relation,
-    ) -> Staged:
+    def query(self, sql: str, *inputs: str, **relations: Relation) -> pa.Table:
+        return self.engine.engine().query(*self._rendered(sql, inputs, relations))
+
+    def stage(self, table: Table, sql: str, *inputs: str,
+              observe: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None, **relations: Relation) -> Staged:
         """`query`'s result as `table`'s staged files, written by the engine (SqlEngine.stage):
-        DuckDB streams it here in batches, memory bounded by its setting (STEDI_MEMORY_LIMIT),
-        Spark's executors write it. `observe` sees each batch (the numbers behind a picture)."""
-        rendered = self.privacy.render(sql, self.as_of)
-        relations = {**{name: self.inputs[name] for name in inputs}, **relations}
-        return self.engine.engine().stage(rendered, relations, self.lake, table.spec, observe)
+        DuckDB streams it here in batches (memory bounded by STEDI_MEMORY_LIMIT), Spark's
+        executors write it. `observe` sees each batch (the numbers behind a picture)."""
+        return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec, observe)
 
     def current(self, table: Table) -> Snapshot | None:
         """The table's published version, or None if it has none."""
@@ -158,9 +135,8 @@ Data = pa.Table | tuple[pa.Table, ...]  # a table, or its parts: one data file e
 
 @dataclass(frozen=True)
 class Companion:
-    """A table published in the same step as another and committed before it (a landing
-    table's rejects and ledger): `data` written whole, or on `base` less its files `removes`;
-    with neither data nor removes, `base` stays as it is and is paired again."""
+    """A table committed in the same step just before another (a landing table's rejects and
+    ledger): `data` written whole, or on `base` less `removes`; with neither, `base` is paired again."""
 
     table: Table
     data: Data | None
@@ -174,13 +150,9 @@ class Companion:
 
 @dataclass(frozen=True)
 class Audited:
-    """What a step hands its IO manager: a table that passed every blocking rule, exactly as
-    judged, to be written and committed as its next version (io_manager.py). `companions` are
-    committed first and named in its commit, so that readers pair them. An `increment` is
-    committed on the version it was built from; one that changes nothing is not committed.
-    After the commit the versions past `retention_hours` leave the history (all those
-    awaiting the purge of applied erasure requests at once). `timings` are the step's, for
-    its log line."""
+    """What a step hands its IO manager (io_manager.py): a table that passed every blocking
+    rule, exactly as judged, to commit as its next version after its `companions` (named in
+    its commit). Then versions past `retention_hours` leave the history. `timings`: for the log."""
 
     table: Table
     data: Data | Staged | None
@@ -214,30 +186,19 @@ def _rows(data: pa.Table | Staged) -> int:
 
 def check_specs(audit: Audit) -> list[dg.AssetCheckSpec]:
     """One blocking check per rule, depending on the tables the rules read."""
+    deps = [t.name for t in audit.reads]
     return [
-        dg.AssetCheckSpec(
-            rule.name,
-            asset=audit.table.name,
-            description=rule.description,
-            blocking=True,
-            additional_deps=[t.name for t in audit.reads],
-        )
-        for rule in audit.rules
+        dg.AssetCheckSpec(r.name, asset=audit.table.name, description=r.description, blocking=True, additional_deps=deps)
+        for r in audit.rules
     ]
 
 
 def audited_asset(
-    audit: Audit,
-    *,
-    group: str,
-    kinds: set[str],
-    inputs: Sequence[Table] = (),
-    description: str | None = None,
+    audit: Audit, *, group: str, kinds: set[str], inputs: Sequence[Table] = (), description: str | None = None,
     automation_condition: dg.AutomationCondition | None = None,
 ) -> Callable[[Callable[[AssetStep], Build]], dg.AssetsDefinition]:
     """An asset whose step builds, audits and publishes `audit.table` (see the module).
-    `inputs`: the published tables the build function reads, besides those the audit reads.
-    The description defaults to the build function's docstring."""
+    `inputs`: the tables the build reads besides the audit's; description: the build's docstring."""
     table = audit.table
     reads = list({t.name: t for t in [*inputs, *audit.reads]}.values())
 
@@ -274,9 +235,7 @@ def audited_asset(
             except erasure.SubjectKeyChangedError as error:
                 raise dg.Failure(description=str(error)) from None
             resources = context.resources
-            step = AssetStep(
-                context, snapshots, resources.engine, privacy, resources.source, lake, Pictures(context.log), erasures
-            )
+            step = AssetStep(context, snapshots, resources.engine, privacy, resources.source, lake, Pictures(context.log), erasures)
             if config.full_refresh or _out_of_date(step.current(table), step):
                 step = replace(step, full_refresh=True)
             if dg.AssetKey(table.name) in context.selected_asset_keys:
@@ -292,8 +251,7 @@ def audited_asset(
 
 
 def _paired(lake: Lake, audit: Audit, snapshots: Mapping[str, Snapshot]) -> dict[str, Snapshot]:
-    """The tables `audit` reads paired with a table it reads, at the version that table's
-    commit names (a landing table's rejects beside it)."""
+    """The tables `audit` reads paired with one it reads, at the version its commit names."""
     out = {}
     for table in audit.paired:
         owner = next((s for s in snapshots.values() if table.name in s.info.get("companions", {})), None)
@@ -305,9 +263,8 @@ def _paired(lake: Lake, audit: Audit, snapshots: Mapping[str, Snapshot]) -> dict
 
 def _out_of_date(published: Snapshot | None, step: AssetStep) -> bool:
     """Whether the published version must be rebuilt whole whatever changed in its inputs: a
-    moment it recorded as due (consent dated after its run). Erasure requests it was not
-    built with are no reason: each zone's build takes their rows out as a change it follows
-    (landing/assets.py, incremental.py), and commits the version that records them."""
+    moment it recorded as due (consent dated after its run). Not erasure requests: each
+    zone's build follows their rows out as a change (landing/assets.py, incremental.py)."""
     if published is None:
         return False
     return step.as_of >= published.info.get(REBUILD_AT, step.as_of + 1)
@@ -332,8 +289,8 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     if audit.ledger is not None:
         if built.ledger is not None:
             companions.append(Companion(audit.ledger, audit.ledger.conform(built.ledger)))
-        elif increment is not None and (ledger := _companion_or_none(step.lake, increment.base, audit.ledger)) is not None:
-            companions.append(Companion(audit.ledger, None, ledger))
+        elif increment is not None and audit.ledger.name in increment.base.info.get("companions", {}):
+            companions.append(Companion(audit.ledger, None, step.lake.companion(increment.base, audit.ledger.spec)))
     relations.update(built.relations)
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
     if increment is not None and increment.base.info.get(erasure.ERASURES_APPLIED) != step.erasures.fingerprint():
@@ -357,21 +314,10 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             erasure.ERASURES_APPLIED: step.erasures.fingerprint(),
             **built.info,
         }
-        audited = Audited(
-            table,
-            publishes,
-            info,
-            tuple(companions),
-            increment,
-            step.privacy.retention_hours,
-            # `stedi bench` reads these times from the commit's log line (bench/runner.py).
-            f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {audit_seconds:.3f} s",
-        )
-    metadata = {
-        **built.metadata,
-        **output_metadata(table, added, rows, outcomes, increment),
-        "dagster/uri": step.lake.uri(table.location),
-    }
+        # `stedi bench` reads these times from the commit's log line (bench/runner.py).
+        timings = f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {audit_seconds:.3f} s"
+        audited = Audited(table, publishes, info, tuple(companions), increment, step.privacy.retention_hours, timings)
+    metadata = {**built.metadata, **output_metadata(table, added, rows, outcomes, increment), "dagster/uri": step.lake.uri(table.location)}
     if audit.companion is not None and increment is None and audit.companion.name in relations:
         metadata[f"{audit.companion.name}_rows"] = relations[audit.companion.name].num_rows
     if isinstance(data, Staged) and (not passed or publishes is None):
@@ -392,7 +338,7 @@ def _erasure_judged_on_kept_rows(
 ) -> list[Outcome]:
     """An increment on a version built without some of the erasure requests in force keeps
     rows its build never looked at. Its version will say it applies those requests, so the
-    rule that reads them (`erasure.not_erased`) judges the kept rows too: a table selected
+    rules that read them (`Rule.reads_erasures`) judge the kept rows too: a table selected
     without the upstream table that drops her rows (a trusted table alone after `stedi
     forget`) fails instead of publishing her rows as erased."""
     old = {audit.table.name: increment.base.without(increment.removes)}
@@ -400,9 +346,10 @@ def _erasure_judged_on_kept_rows(
         old[audit.companion.name] = increment.companion_base.without(increment.companion_removes)
     judged = []
     for outcome in outcomes:
-        if outcome.rule.name == erasure.NO_ERASED_PERSON:
+        if outcome.rule.reads_erasures:
             again = evaluate(outcome.rule, {**relations, **old}, step.engine, step.privacy, step.as_of)
-            outcome = replace(outcome, violations=outcome.violations + again.violations, sample=(outcome.sample + again.sample)[:SAMPLE_SIZE])
+            sample = (outcome.sample + again.sample)[:SAMPLE_SIZE]
+            outcome = replace(outcome, violations=outcome.violations + again.violations, sample=sample)
         judged.append(outcome)
     return judged
 
@@ -413,8 +360,7 @@ PREVIEW_ROWS = 5
 def output_metadata(
     table: Table, added: pa.Table | Staged, rows: int, outcomes: Sequence[Outcome], increment: Increment | None
 ) -> dict[str, Any]:
-    """Row count (once committed), column schema, a masked preview (of the rows this build
-    adds) and the audit's verdict; for an incremental build, what it changed."""
+    """Row count, column schema, a masked preview of the rows added, the verdict, what changed."""
     failed = [f"{o.rule.name} ({o.violations})" for o in outcomes if not o.passed]
     metadata: dict[str, Any] = {
         "dagster/row_count": rows,
@@ -444,13 +390,6 @@ def _cell(value: Any) -> str | int | float | bool | None:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
-def _companion_or_none(lake: Lake, snapshot: Snapshot, table: Table) -> Snapshot | None:
-    try:
-        return lake.companion(snapshot, table.spec)
-    except TableNotPublishedError:
-        return None
-
-
 def _judge_published(step: AssetStep, audit: Audit):
     """Checks run alone: judge the published version, report against its materialization."""
     table, context, lake = audit.table, step.context, step.lake
@@ -466,13 +405,8 @@ def _judge_published(step: AssetStep, audit: Audit):
         if _selected(context, table, outcome):
             result = _result(table, outcome, published=True, version=published.version)
             yield dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey(table.name),
-                check_name=outcome.rule.name,
-                passed=outcome.passed,
-                metadata=result.metadata,
-                target_materialization_data=target,
-                severity=dg.AssetCheckSeverity.ERROR,
-                blocking=True,
+                asset_key=dg.AssetKey(table.name), check_name=outcome.rule.name, passed=outcome.passed, metadata=result.metadata,
+                target_materialization_data=target, severity=dg.AssetCheckSeverity.ERROR, blocking=True,
             )
 
 
@@ -481,43 +415,33 @@ def _selected(context: dg.AssetExecutionContext, table: Table, outcome: Outcome)
 
 
 def _result(table: Table, outcome: Outcome, published: bool, version: int | None = None) -> dg.AssetCheckResult:
-    metadata: dict[str, Any] = {
-        "violations": outcome.violations,
-        "sample_keys": dg.MetadataValue.json(outcome.sample),
-        "published": published,
-    }
+    metadata: dict[str, Any] = {"violations": outcome.violations, "sample_keys": dg.MetadataValue.json(outcome.sample)}
+    metadata["published"] = published
     if version is not None:
         metadata["judged_version"] = version
     if outcome.by_construction:
         metadata["judged"] = "by construction: the table is the rule's own SQL over the inputs it reads"
     return dg.AssetCheckResult(
-        check_name=outcome.rule.name,
-        asset_key=table.name,
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata=metadata,
+        check_name=outcome.rule.name, asset_key=table.name, passed=outcome.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
     )
 
 
 def _materialization_of(
     context: dg.AssetExecutionContext, table: Table, snapshot: Snapshot
 ) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The materialization that produced `snapshot` (by the run id in its commit), if this
-    Dagster instance recorded it: among the asset's materializations, newest first (storage
-    ids as the asset index numbers them, which is what check targets refer to)."""
+    """The materialization that produced `snapshot` (by its commit's run id), if this instance
+    recorded it: the asset's, newest first (storage ids as the asset index numbers them, which
+    check targets refer to)."""
     run_id = snapshot.info.get("run_id")
     if not run_id:
         return None
     cursor = None
     for _ in range(MATERIALIZATION_PAGES):
-        page = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(table.name)), limit=100, cursor=cursor
-        )
+        page = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(table.name)), limit=100, cursor=cursor)
         for record in page.records:
             if record.run_id == run_id:
-                return AssetCheckEvaluationTargetMaterializationData(
-                    storage_id=record.storage_id, run_id=run_id, timestamp=record.timestamp
-                )
+                return AssetCheckEvaluationTargetMaterializationData(storage_id=record.storage_id, run_id=run_id,
+                                                                     timestamp=record.timestamp)
         if not page.has_more:
             break
         cursor = page.cursor

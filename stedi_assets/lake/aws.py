@@ -12,14 +12,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class AwsAccess:
-    """Bounded retries with backoff for transient errors (throttling, 5xx, dropped or stalled
-    connections), and a timeout on every connect and read so that a stall becomes a retry.
-
-    Before its first write to S3 the lake checks that the store refuses a second conditional
-    PUT of one key (`If-None-Match: *`), which Delta's commits rely on: a store that ignores
-    the header would lose concurrent commits silently, so the lake refuses to write to it
-    unless `allow_unconditional_writes` (`unconditional_writes_setting` names the setting
-    that sets it, for the error message)."""
+    """Bounded retries with backoff for transient errors, and a timeout on every connect and
+    read so that a stall becomes a retry. Before its first write to S3 the lake checks that
+    the store refuses a second conditional PUT (`If-None-Match: *`), which Delta commits rely
+    on, unless `allow_unconditional_writes` (set by `unconditional_writes_setting`)."""
 
     max_attempts: int = 5  # the first call included
     timeout_seconds: float = 30.0
@@ -35,9 +31,8 @@ class AwsAccess:
         return shared_client(service, self.max_attempts, self.timeout_seconds, self.anonymous)
 
     def storage_options(self) -> dict[str, str]:
-        """The same access for delta-rs, which has an S3 client of its own: the endpoint, region
-        and credentials that botocore's chain resolved (so a profile, SSO or an instance role
-        work exactly as for boto3), and the same attempts and timeouts."""
+        """The same access for delta-rs's own S3 client: what botocore's chain resolved (a
+        profile, SSO or an instance role work as for boto3), the same attempts and timeouts."""
         from stedi_assets.lake.s3_client import delta_storage_options
 
         return delta_storage_options(self.client("s3"), self.max_attempts, self.timeout_seconds)

@@ -1,25 +1,15 @@
-"""Delta Lake tables on a folder or on S3: a thin layer over delta-rs.
-
-A table lives at `<lake>/<location>/`: Parquet data files and the `_delta_log/` of commits,
-which Athena, Spark, DuckDB, Polars and delta-rs read without this code. `Lake.write` has
-delta-rs write and commit a version in one step, with what stands behind it (run, audits,
-policy) in the commit info; a reader sees the old version or the new one, never a half-written
-one. Commits are conditional PUTs of the next log entry: of two writers one wins, the other
-gets `CommitConflictError`. Every error from delta-rs becomes a one-line `LakeError` naming
-the table and, for a failed S3 request, the object (lake/errors.py `describe`).
-
-Reader protocol 1 (no deletion vectors, no column mapping, no timestamps without time zone),
-so every engine reads the tables; file statistics are row counts only, so the log never
-holds a name or an e-mail address.
-
-    >>> lake = Lake(LocalStore("/tmp/lake"))
-    >>> spec = TableSpec("readings", "readings/trusted", pa.schema([("t", pa.int64())]))
-    >>> lake.write(spec, pa.table({"t": [1, 2]}), {"run_id": "r1"}).rows
-    2
-"""
+"""Delta Lake tables on a folder or on S3: a thin layer over delta-rs, which writes, commits,
+restores and lists what vacuum may delete. A table lives at `<lake>/<location>/`, readable by
+Athena, Spark, DuckDB and Polars without this code; each commit's info says what stands behind
+it (run, audits, policy). Commits are conditional PUTs of the next log entry: of two writers one
+wins, the other gets `CommitConflictError`. Errors become one-line `LakeError`s (errors.py).
+Reader protocol 1 (no deletion vectors, no column mapping, no timestamps without time zone), so
+every engine reads the tables; file statistics are row counts only, so the log never holds a
+name or an e-mail address."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -58,8 +48,7 @@ ROW_GROUP_ROWS = 1 << 20  # a staged file's row groups: DuckDB and Spark scan th
 
 @dataclass(frozen=True)
 class TableSpec:
-    """What the lake needs to know of a table: its name, its folder below the lake root and
-    its columns. Arrow field metadata `comment` becomes the Delta column comment."""
+    """A table's name, folder below the lake root and columns (field metadata `comment`: the column comment)."""
 
     name: str
     location: str
@@ -68,8 +57,7 @@ class TableSpec:
 
     @property
     def storage_schema(self) -> pa.Schema:
-        """The schema as stored: dictionary columns as their values (Delta has no dictionary
-        type; Parquet still dictionary-encodes them)."""
+        """Dictionary columns as their values: Delta has no dictionary type (Parquet still encodes them so)."""
         return pa.schema(
             [
                 pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type, metadata=f.metadata)
@@ -80,35 +68,36 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Commit:
-    """One entry of a table's history."""
+    """One entry of a table's history; `info`: what our writer recorded ({} for other writers')."""
 
     version: int
     timestamp: dt.datetime
     operation: str
-    info: Mapping[str, Any]  # what our writer recorded; {} for commits of other writers
+    info: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
 class _DataFiles:
-    """Data files of one table that engines scan where they lie (a version, or staged files)."""
+    """Data files of one table (absolute URIs under its root `uri`) that engines scan where
+    they lie: a version, or staged files."""
 
     spec: TableSpec
-    uri: str  # the table's root
-    files: tuple[str, ...]  # absolute URIs
-    storage_options: Mapping[str, str]
+    uri: str
+    files: tuple[str, ...]
+    rows: int
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def local_paths(self) -> list[str] | None:
-        """The data files as local paths, or None on a remote store, or if there are none (no
-        engine scans an empty list of files: they scan `dataset()` instead)."""
+        """The data files as local paths; None on S3, or if there are none (no engine scans an empty list)."""
         if self.uri.startswith("s3://") or not self.files:
             return None
         return [f.removeprefix("file://") for f in self.files]
 
     def dataset(self) -> pa_ds.Dataset:
-        """The data files as a pyarrow dataset, scanned lazily, in batches, by DuckDB or Arrow."""
         import pyarrow.dataset as pa_ds  # it imports pandas (0.2 s): only for the scans that need it
 
         if not self.files:
@@ -120,9 +109,8 @@ class _DataFiles:
         return self.dataset().to_table()
 
     def head(self, rows: int) -> pa.Table:
-        """The first rows of the first file that has any. Not the dataset's `head`: it reads
-        whole row groups of several files ahead (at 100x, 0.6 GB and 4 s for 5 rows, the peak
-        of a landing step); one file's first batch costs a few milliseconds."""
+        """The first rows of the first file that has any: the dataset's `head` reads whole row
+        groups of several files ahead (at 100x, 0.6 GB and 4 s for 5 rows)."""
         import pyarrow.parquet as pq
 
         schema = self.spec.storage_schema
@@ -138,17 +126,11 @@ class _DataFiles:
 class Snapshot(_DataFiles):
     """One committed version of a table: what readers, engines and checks receive."""
 
-    spec: TableSpec
-    uri: str
-    version: int
-    files: tuple[str, ...]
-    rows: int
-    info: Mapping[str, Any]
-    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    version: int = -1
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     def part(self, files: Sequence[str]) -> Snapshot:
-        """This version restricted to some of its data files (maybe none), scanned lazily like
-        the whole version. Its `rows` are unknown (-1) unless it has no file (0)."""
+        """This version restricted to some of its data files; `rows` unknown (-1) unless none (0)."""
         unknown = set(files) - set(self.files)
         if unknown:
             raise ValueError(f"{self.name} version {self.version} has no data file {sorted(unknown)[0]}")
@@ -160,8 +142,8 @@ class Snapshot(_DataFiles):
         return self.part([f for f in self.files if f not in dropped])
 
     def values_by_file(self, column: str) -> dict[str, set[Any]]:
-        """The distinct values of `column` in each data file, reading that column only: which
-        files hold the rows of, say, a given landing file."""
+        """The distinct values of `column` in each data file (which files hold a key's rows): the
+        log has no column statistics to tell (row counts only, see `write_data_file`)."""
         return {
             file: set(pc.unique(self.part([file]).dataset().to_table(columns=[column])[column]).to_pylist())
             for file in self.files
@@ -172,22 +154,15 @@ class Snapshot(_DataFiles):
 class Staged(_DataFiles):
     """Data files written into a table's folder by `Lake.stage` (or by another engine) and
     not committed: out of sight, since a Delta reader reads only the files its log names.
-    The rules judge exactly the files the commit then adds as they are (`Lake.write`);
-    `Lake.discard` deletes them if nothing is to be committed. `adds`: delta-rs AddActions
-    with row-count statistics."""
+    The rules judge exactly the files the commit then adds (`Lake.write`); `Lake.discard`
+    deletes them if nothing is committed. `adds`: delta-rs AddActions, row counts as stats."""
 
-    spec: TableSpec
-    uri: str
-    files: tuple[str, ...]
-    adds: tuple[Any, ...]
-    rows: int
-    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    adds: tuple[Any, ...] = ()
 
 
 def _arrow_paths(files: Sequence[str], options: Mapping[str, str]) -> tuple[Any, list[str]]:
-    """Arrow's filesystem for these files and their paths on it. On S3, Arrow's own client with
-    the lake's settings: delta-rs's filesystem is written in Python, and its calls from Arrow's
-    threads can abort the interpreter at exit."""
+    """Arrow's filesystem for these files and their paths on it: on S3 Arrow's own client, as
+    delta-rs's filesystem is Python, whose calls from Arrow's threads can abort at exit."""
     from pyarrow import fs
 
     if files and files[0].startswith("s3://"):
@@ -200,11 +175,9 @@ def _arrow_paths(files: Sequence[str], options: Mapping[str, str]) -> tuple[Any,
 def write_data_file(
     spec: TableSpec, root: str, part: pa.Table | Iterable[pa.RecordBatch], storage_options: Mapping[str, str], name: str | None = None
 ) -> Any:
-    """One Parquet data file `name` (a new one by default) in the table folder `root`, holding
-    exactly `part` (a table, or record batches streamed into it one at a time) in the storage
-    schema, and its delta-rs AddAction. Written by Arrow: delta-rs has no call that writes
-    files without committing them, and chooses where its files end. A function, not a `Lake`
-    method: Spark's executors write a table's staged files with it (engine/spark_engine.py)."""
+    """One Parquet data file `name` in the table folder `root` holding exactly `part` (a table,
+    or record batches streamed in), and its AddAction. Written by Arrow: delta-rs has no call
+    that writes files without committing them. A function: Spark's executors call it."""
     import pyarrow.parquet as pq
     from deltalake.transaction import AddAction
 
@@ -227,17 +200,12 @@ def write_data_file(
 
 
 class Lake:
-    """The Delta tables under one root. `storage_options` are delta-rs's (S3 access);
-    `catalog` is told of every table the lake creates; `before_write` runs once before the
-    first write (the conditional-write probe of an S3 store)."""
+    """The Delta tables under one root. `storage_options`: delta-rs's (S3 access); `catalog`
+    is told of every table committed; `before_write` runs once before the first write (the
+    conditional-write probe of an S3 store)."""
 
-    def __init__(
-        self,
-        store: Store,
-        storage_options: Mapping[str, str] | None = None,
-        catalog: Any | None = None,
-        before_write: Callable[[], None] | None = None,
-    ):
+    def __init__(self, store: Store, storage_options: Mapping[str, str] | None = None, catalog: Any | None = None,
+                 before_write: Callable[[], None] | None = None):
         self.store = store
         self.storage_options = dict(storage_options or {})
         self.catalog = catalog
@@ -260,7 +228,6 @@ class Lake:
         return self._failure(what, error)
 
     def _writing(self) -> None:
-        """Run `before_write` (the probe) once, before this lake's first write."""
         if self._before_write is not None:
             self._before_write()
             self._before_write = None
@@ -286,38 +253,24 @@ class Lake:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        try:
+        with contextlib.suppress(TableNotFoundError):
             return DeltaTable(uri, storage_options=self.storage_options or None)
-        except TableNotFoundError:
-            return None
+        return None
 
-    # -- write ---------------------------------------------------------------------------
-    def write(
-        self,
-        spec: TableSpec,
-        data: pa.Table | Sequence[pa.Table] | Staged | None,
-        info: Mapping[str, Any],
-        *,
-        mode: str = "overwrite",
-        base: Snapshot | None = None,
-        removes: Sequence[str] = (),
-        companions: Sequence[Snapshot] = (),
-    ) -> Snapshot:
-        """Write `data`, conformed to the spec, and commit it as the table's next version with
-        `info` in the commit: replacing the current version (or, `mode="append"`, adding to
-        it), or, given `base` (the version the caller read), as `base`'s files less `removes`
-        plus the new ones, only if no other writer committed since (no blind merge). A table
-        of rows is written by delta-rs; a sequence of tables becomes a data file each (so a
-        later commit can remove one of them alone: a landing table, one per source file) and
-        `Staged` files are committed as they are. `companions`: versions of other tables that
-        belong with this one (a landing table's rejects), recorded so that readers pair them.
-
-        A commit refused because another writer committed since `base` (else since the write
-        began) raises `CommitConflictError`: build again on the new version. A write that did
-        not land deletes the files staged for it; files delta-rs wrote are named by no commit
-        and left to `vacuum`'s sweep (delta-rs does not say which files a failed write made).
-        If the catalog registration fails after the commit, the commit stands and the error
-        says so."""
+    def write(self, spec: TableSpec, data: pa.Table | Sequence[pa.Table] | Staged | None, info: Mapping[str, Any], *,
+              mode: str = "overwrite", base: Snapshot | None = None, removes: Sequence[str] = (),
+              companions: Sequence[Snapshot] = ()) -> Snapshot:
+        """Commit `data`, conformed to the spec, as the table's next version with `info` in the
+        commit: replacing the current version (or, `mode="append"`, adding to it), or, given
+        `base` (the version the caller read), as `base`'s files less `removes` plus the new
+        ones, only if no other writer committed since (else `CommitConflictError`: build again
+        on the new version). A table of rows is written by delta-rs; a sequence of tables
+        becomes a data file each (a later commit can remove one alone: a landing table's per
+        source file); `Staged` files are committed as they are. `companions`: versions of other
+        tables recorded so that readers pair them (a landing table's rejects). Staged files of
+        a write that did not land are deleted; files delta-rs wrote are left to `vacuum`'s
+        sweep (it does not say which files a failed write made). A catalog registration that
+        fails after the commit leaves the commit standing, and the error says so."""
         from deltalake import CommitProperties
 
         uri = self.uri(spec.location)
@@ -394,35 +347,43 @@ class Lake:
             raise DamagedTableError(f"{spec.name} at {uri}: the commit of this write is not in its log")
         return committed
 
-    def _commit(
-        self, spec: TableSpec, data: pa.Table | Staged | None, properties: Any, mode: str, base: Snapshot | None, removes: Sequence[str]
-    ) -> None:
-        from deltalake import DeltaTable, WriterProperties, write_deltalake
+    def _commit(self, spec: TableSpec, data: pa.Table | Staged | None, properties: Any, mode: str, base: Snapshot | None,
+                removes: Sequence[str]) -> None:
+        from deltalake import DeltaTable, Schema, WriterProperties, write_deltalake
+        from deltalake.transaction import RemoveAction, create_table_with_add_actions
 
         uri, options = self.uri(spec.location), self.storage_options or None
         table = DeltaTable(uri, version=base.version, storage_options=options) if base else None
-        if not isinstance(data, pa.Table):
-            self.commit_files(spec, data.adds if data is not None else (), properties, mode, table, removes)
+        created = {"name": spec.name, "description": spec.description or None, "configuration": CONFIGURATION}
+        if isinstance(data, pa.Table):
+            write_deltalake(
+                table if table is not None else uri,
+                data.select(spec.schema.names).cast(spec.storage_schema),
+                mode=("overwrite" if removes else "append") if base is not None else mode,  # type: ignore[arg-type]
+                schema_mode="overwrite" if mode == "overwrite" and base is None else None,
+                storage_options=options if table is None else None,
+                writer_properties=WriterProperties(compression="ZSTD"),
+                commit_properties=properties,
+                **created,
+            )
             return
-        write_deltalake(
-            table if table is not None else uri,
-            data.select(spec.schema.names).cast(spec.storage_schema),
-            mode=("overwrite" if removes else "append") if base is not None else mode,  # type: ignore[arg-type]
-            name=spec.name,
-            description=spec.description or None,
-            configuration=CONFIGURATION,
-            schema_mode="overwrite" if mode == "overwrite" and base is None else None,
-            storage_options=options if table is None else None,
-            writer_properties=WriterProperties(compression="ZSTD"),
-            commit_properties=properties,
-        )
+        # Files Arrow or Spark wrote: delta-rs commits only its own files, but for add actions.
+        adds, schema = list(data.adds if data is not None else ()), Schema.from_arrow(spec.storage_schema)
+        if table is not None:  # on `base`: an append that removes `removes`
+            now, root = int(time.time() * 1000), table.table_uri.rstrip("/") + "/"
+            adds += [RemoveAction(_relative(f, root), True, now, None, None) for f in removes]
+            table.create_write_transaction(adds, mode="append", schema=schema, commit_properties=properties)
+        elif (table := self._latest(uri)) is not None:
+            table.create_write_transaction(adds, mode=mode, schema=schema, commit_properties=properties)
+        else:
+            create_table_with_add_actions(
+                uri, schema, adds, mode="error", storage_options=options, commit_properties=properties, **created
+            )
 
     def stage(self, spec: TableSpec, parts: Iterable[pa.Table | Iterable[pa.RecordBatch]]) -> Staged:
-        """Write each part with rows as one data file into the table's folder, without
-        committing it (see `Staged`), holding one record batch at a time: a part may be a
-        stream of batches (an engine's result, a file parsed chunk by chunk) and `parts` a
-        generator. At least one file, empty if there are no rows: no engine scans a list of
-        no files. If writing fails, the files written for it are deleted."""
+        """Each part with rows (a table, or a stream of batches, held one at a time) as one
+        uncommitted data file (see `Staged`); at least one file, empty if there are no rows. If
+        writing fails, the files written for it are deleted."""
         self._writing()  # a store that cannot commit safely is refused before any file is written
         names, adds = [], []
         try:
@@ -439,16 +400,15 @@ class Lake:
             raise
 
     def stage_with(self, spec: TableSpec, write: Callable[[str, Mapping[str, str]], Sequence[Any]]) -> Staged:
-        """Data files another engine writes into the table's folder, staged as `stage` stages
-        its own: `write(root, storage_options)` writes them (Spark's executors, each with
-        `write_data_file`, none of no rows) and returns their AddActions."""
+        """Data files another engine writes, staged as `stage` stages its own: `write(root,
+        storage_options)` writes them (Spark's executors, with `write_data_file`) and returns their AddActions."""
         self._writing()  # as in `stage`: refused before any file is written
         return self._staged(spec, list(write(self.uri(spec.location), self.storage_options)))
 
     def _staged(self, spec: TableSpec, adds: list[Any]) -> Staged:
         root = self.uri(spec.location)
         adds = adds or [write_data_file(spec, root, spec.schema.empty_table(), self.storage_options)]
-        return Staged(spec, root, tuple(f"{root}/{a.path}" for a in adds), tuple(adds), sum(map(_rows, adds)), self.storage_options)
+        return Staged(spec, root, tuple(f"{root}/{a.path}" for a in adds), sum(map(_rows, adds)), self.storage_options, tuple(adds))
 
     def discard(self, staged: Staged) -> None:
         """Delete staged files that will not be committed (a failed audit, nothing to add)."""
@@ -456,43 +416,9 @@ class Lake:
         for file in staged.files:
             self.store.delete_prefix(_relative(file, root))
 
-    def commit_files(
-        self, spec: TableSpec, adds: Sequence[Any], properties: Any, mode: str = "overwrite",
-        base: Any | None = None, removes: Sequence[str] = (),
-    ) -> None:
-        """Commit data files another engine wrote (Arrow here, Spark) as the table's next
-        version (delta-rs commits only the files it writes itself, but for add actions):
-        `adds` are delta-rs AddActions with row-count stats. On `base` (a DeltaTable
-        at the version the change was built from) an append that removes `removes`;
-        otherwise `mode` on the latest version, creating the table if there is none."""
-        from deltalake import Schema
-        from deltalake.transaction import RemoveAction, create_table_with_add_actions
-
-        schema = Schema.from_arrow(spec.storage_schema)
-        if base is not None:
-            root = base.table_uri.rstrip("/") + "/"
-            now = int(time.time() * 1000)
-            drops = [RemoveAction(_relative(f, root), True, now, None, None) for f in removes]
-            base.create_write_transaction([*adds, *drops], mode="append", schema=schema, commit_properties=properties)
-        elif (table := self._latest(self.uri(spec.location))) is not None:
-            table.create_write_transaction(list(adds), mode=mode, schema=schema, commit_properties=properties)
-        else:
-            create_table_with_add_actions(
-                self.uri(spec.location),
-                schema,
-                list(adds),
-                mode="error",
-                name=spec.name,
-                description=spec.description or None,
-                configuration=CONFIGURATION,
-                storage_options=self.storage_options or None,
-                commit_properties=properties,
-            )
-
     def _landed(self, spec: TableSpec, write_id: str, base: int) -> tuple[Snapshot | None, int]:
-        """The version after `base` whose commit carries `write_id` (this write's own, wherever
-        other writers' commits landed around it), or None; and the latest version. delta-rs
-        returns no version from a write, and none at all from one whose response was lost."""
+        """The version after `base` whose commit carries `write_id`, or None; and the latest
+        version. delta-rs returns no version from a write, nor anything when a response was lost."""
         table = self._latest(self.uri(spec.location))
         latest = table.version() if table is not None else -1
         for version in range(latest, base, -1):
@@ -501,15 +427,14 @@ class Lake:
         return None, latest
 
     def missing(self, files: Sequence[str]) -> list[str]:
-        """Which of these data files (as a Snapshot names them) are gone: vacuumed, say, so
-        the old version that named them can no longer be read whole."""
+        """Which of these data files (as a Snapshot names them) are gone (vacuumed): delta-rs
+        opens a version from its log alone, and fails only when a scan reaches a lost file."""
         root = self.store.uri().rstrip("/") + "/"
         return [f for f in files if not self.store.exists(_relative(f, root))]
 
     def restore(self, spec: TableSpec, version: int, info: Mapping[str, Any], on: int | None = None) -> Snapshot:
         """Make an earlier version current again, as a new commit (Delta restore) on version
-        `on` (default: the latest): the history keeps the versions in between. Conditional,
-        like a write on a base: if another writer committed meanwhile, `CommitConflictError`."""
+        `on` (default: the latest); if another writer committed meanwhile, `CommitConflictError`."""
         from deltalake.transaction import CommitProperties
 
         self._writing()
@@ -525,13 +450,11 @@ class Lake:
             raise self._failure(failed, error) from None
         return self.at(spec, on_version + 1)  # conditional: the restore is the version right after
 
-    def vacuum(
-        self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True, untracked_hours: int | None = None
-    ) -> list[str]:
-        """The files of versions replaced more than `retain_hours` ago, and (`untracked`)
-        files no commit ever named that are as old, or `untracked_hours` old if given (written
-        by a run that died: a younger one may be another writer's, about to be committed);
-        deleted only with `apply` (default: a dry run)."""
+    def vacuum(self, spec: TableSpec, retain_hours: int, apply: bool = False, untracked: bool = True,
+               untracked_hours: int | None = None) -> list[str]:
+        """The files of versions replaced more than `retain_hours` ago, and (`untracked`) files
+        no commit named as old, or `untracked_hours` if given (a dead run's: a younger one may be
+        another writer's, about to be committed); deleted only with `apply`."""
         table = self._open(spec)
 
         def listed(hours: int, full: bool) -> set[str]:
@@ -556,7 +479,6 @@ class Lake:
             self.store.delete_prefix(f"{spec.location}/{name}")
         return sorted(files)
 
-    # -- read ----------------------------------------------------------------------------
     def current(self, spec: TableSpec) -> Snapshot:
         return self._snapshot(spec, self._open(spec))
 
@@ -564,15 +486,14 @@ class Lake:
         return self._snapshot(spec, self._open(spec, version))
 
     def companion(self, snapshot: Snapshot, spec: TableSpec) -> Snapshot:
-        """The version of `spec` committed together with `snapshot` (see `commit`)."""
+        """The version of `spec` committed together with `snapshot` (`write`'s `companions`)."""
         version = snapshot.info.get("companions", {}).get(spec.name)
         if version is None:
             raise TableNotPublishedError(f"{snapshot.name} version {snapshot.version} names no version of {spec.name}")
         return self.at(spec, version)
 
     def restorable(self, spec: TableSpec, version: int) -> bool:
-        """Whether every data file of `version` is still there (vacuum deletes the files of
-        versions past the retention window, and of all earlier versions after an erasure)."""
+        """Whether every data file of `version` is still there (not vacuumed)."""
         try:
             return not self.missing(self.at(spec, version).files)
         except (TableNotPublishedError, DamagedTableError):
@@ -586,7 +507,11 @@ class Lake:
         """The table's commits, newest first."""
         table = self._open(spec)
         try:
-            return [_commit(entry) for entry in table.history(limit)]
+            return [
+                Commit(int(e["version"]), dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc),
+                       str(e.get("operation", "")), e.get(INFO_KEY) or {})
+                for e in table.history(limit)
+            ]
         except Exception as error:
             raise self._failure(f"history of {spec.name} at {table.table_uri} cannot be read", error) from None
 
@@ -594,10 +519,8 @@ class Lake:
         """The current version of each table that has one."""
         out = {}
         for spec in specs:
-            try:
+            with contextlib.suppress(TableNotPublishedError):
                 out[spec.name] = self.current(spec)
-            except TableNotPublishedError:
-                continue
         return out
 
     def _snapshot(self, spec: TableSpec, table: Any) -> Snapshot:
@@ -607,12 +530,12 @@ class Lake:
         return Snapshot(
             spec,
             table.table_uri.rstrip("/"),
-            table.version(),
             tuple(table.file_uris()),
             int(rows or 0),
+            self.storage_options,
+            table.version(),
             # Our part of its commit info (gone once the log is cleaned up past a checkpoint: {}).
             self._commit_info(spec, table.version()).get(INFO_KEY) or {},
-            self.storage_options,
         )
 
     def _commit_info(self, spec: TableSpec, version: int) -> Mapping[str, Any]:
@@ -637,15 +560,6 @@ def _relative(file: str, root: str) -> str:
         if file.startswith(prefix):
             return file[len(prefix) :]
     raise LakeError(f"data file {file} is not under the table at {root}")
-
-
-def _commit(entry: Mapping[str, Any]) -> Commit:
-    return Commit(
-        version=int(entry["version"]),
-        timestamp=dt.datetime.fromtimestamp(entry["timestamp"] / 1000, dt.timezone.utc),
-        operation=str(entry.get("operation", "")),
-        info=entry.get(INFO_KEY) or {},
-    )
 
 
 def _new_file_name() -> str:

@@ -1,9 +1,8 @@
-"""The lake's errors: each message says what failed and where, in one line, and never carries
-a secret. delta-rs reaches S3 through the Rust object_store crate, whose errors are a chain of
-causes in colour over several lines, ending in the store's whole XML error body (for a bad
-signature, the string that was signed): `describe` keeps the operation, the object as an
-`s3://bucket/key` URI, the attempts, the store's error code and message, and a hint for
-credential errors, as lake/s3_client.py does for boto3's."""
+"""The lake's errors: one line saying what failed and where, never a secret. delta-rs's S3
+errors (Rust object_store) are a coloured chain of causes ending in the store's XML body (for
+a bad signature, the signed string): `describe` keeps the operation, the `s3://bucket/key`,
+the attempts, the error code and message, and a hint for credential errors, as
+lake/s3_client.py does for boto3's."""
 
 from __future__ import annotations
 
@@ -24,8 +23,8 @@ def without_userinfo(text: str) -> str:
 
 
 class LakeError(RuntimeError):
-    """A lake operation that cannot go on; the message is meant for the user as it is, and
-    is built here without any URL's credentials, whoever composed it."""
+    """A lake operation that cannot go on; the message is for the user as it is, without any
+    URL's credentials, whoever composed it."""
 
     def __init__(self, *args: object) -> None:
         super().__init__(*(without_userinfo(a) if isinstance(a, str) else a for a in args))
@@ -40,8 +39,8 @@ class DamagedTableError(LakeError):
 
 
 class CommitConflictError(LakeError):
-    """A commit refused because another writer committed the table since the version this
-    change was built on: nothing was published; building again on the new version succeeds."""
+    """Another writer committed since the version this change was built on: nothing was
+    published; building again on the new version succeeds."""
 
 
 class UnsafeStoreError(LakeError):
@@ -49,8 +48,8 @@ class UnsafeStoreError(LakeError):
 
 
 class AwsRequestError(LakeError):
-    """An S3 or Glue call that failed for good: not retryable, or out of attempts. The message
-    names the bucket and key (or Glue table) and carries no secret."""
+    """An S3 or Glue call that failed for good (not retryable, or out of attempts), naming
+    the bucket and key (or Glue table)."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CHAIN = re.compile(r"\s*\n\s*↳\s*")
@@ -60,20 +59,10 @@ _STATUS = re.compile(r"status code: (\d{3})\b")
 _CODE = re.compile(r"<Code>([^<]*)</Code>")
 _MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 # Codes (S3's, Glue's) for which the usual cause is the caller's credentials or permissions.
-AUTH_CODES = frozenset(
-    {
-        "403",
-        "AccessDenied",
-        "AccessDeniedException",
-        "ExpiredToken",
-        "InvalidAccessKeyId",
-        "InvalidClientTokenId",
-        "InvalidToken",
-        "SignatureDoesNotMatch",
-        "TokenRefreshRequired",
-        "UnrecognizedClientException",
-    }
-)
+AUTH_CODES = frozenset({
+    "403", "AccessDenied", "AccessDeniedException", "ExpiredToken", "InvalidAccessKeyId", "InvalidClientTokenId",
+    "InvalidToken", "SignatureDoesNotMatch", "TokenRefreshRequired", "UnrecognizedClientException",
+})
 AUTH_HINT = (
     "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the instance role) "
     "and their permissions"
@@ -104,8 +93,7 @@ def is_transport_error(error: BaseException) -> bool:
 
 def describe(error: BaseException, bucket: str | None = None, secrets: Iterable[str] = ()) -> str:
     """`error` in one line: `S3 GET s3://bucket/key failed after 5 attempts
-    (STEDI_S3_MAX_ATTEMPTS): 500 InternalError: ...`, or delta-rs's own message, flattened,
-    for an error that is not a failed request."""
+    (STEDI_S3_MAX_ATTEMPTS): 500 InternalError: ...`, or delta-rs's message flattened."""
     text = flatten(str(error))
     requests = _REQUEST.findall(text)
     if requests:
@@ -134,9 +122,7 @@ def describe(error: BaseException, bucket: str | None = None, secrets: Iterable[
 
 
 def _s3_uri(url: str, bucket: str | None) -> str:
-    """The object (or, for a listing, the prefix) a request URL names, as `s3://bucket/key`,
-    for path-style URLs (`http://endpoint/bucket/key`) and virtual-hosted ones
-    (`https://bucket.s3.region.amazonaws.com/key`)."""
+    """The object (or a listing's prefix) a path-style or virtual-hosted URL names, as `s3://bucket/key`."""
     parts = urllib.parse.urlsplit(url)
     path = urllib.parse.unquote(parts.path.lstrip("/"))
     query = urllib.parse.parse_qs(parts.query)

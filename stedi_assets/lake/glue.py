@@ -3,6 +3,7 @@ location, so Athena reads each table's current version from its Delta log by its
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,21 +22,17 @@ ATHENA_TYPES = {
 
 @dataclass(frozen=True)
 class GlueCatalog:
-    """On (STEDI_GLUE_DATABASE) only for a lake on S3. After a table's first commit this
-    creates the database if needed and the table, with `table_type = DELTA` at the table's
-    root: Athena then reads the Delta log for the current version, so a later commit, a
-    restore or a vacuum needs no catalog update at all (a later commit only reads the entry,
-    once per process, to register a table whose registration failed)."""
+    """On (STEDI_GLUE_DATABASE) only for a lake on S3: after a table's first commit, the
+    database if needed and the table with `table_type = DELTA` at its root. Athena reads the
+    Delta log for the current version, so later commits, restores and vacuums need no update."""
 
     database: str
     aws: AwsAccess = field(default_factory=AwsAccess)
 
     def register(self, spec: TableSpec, uri: str) -> None:
-        """Make sure the table is in Glue as a Delta table at `uri`: created if missing,
-        updated only if it is registered otherwise (another location or table type: a
-        table from the versioned-Parquet layout), untouched if it is already right. Checked
-        once per table and process: after each commit, so a registration that failed is
-        made by the table's next commit."""
+        """The table in Glue as a Delta table at `uri`: created if missing, updated if
+        registered otherwise, else untouched. Checked after each commit, once per table and
+        process, so a registration that failed is made by the table's next commit."""
         from stedi_assets.lake.s3_client import reported  # boto3 only when Glue is on
 
         table = table_input(spec, uri)
@@ -48,12 +45,12 @@ class GlueCatalog:
                 found = glue.get_table(DatabaseName=self.database, Name=spec.name)["Table"]
             except glue.exceptions.EntityNotFoundException:
                 self._ensure_database(glue)
-                try:
+                with contextlib.suppress(glue.exceptions.AlreadyExistsException):  # another process registered it meanwhile
                     glue.create_table(DatabaseName=self.database, TableInput=table)
-                except glue.exceptions.AlreadyExistsException:
-                    pass  # another process registered it meanwhile
             else:
-                if not _registered_as(found, table):
+                location = found.get("StorageDescriptor", {}).get("Location", "").rstrip("/") + "/"
+                delta = (found.get("Parameters") or {}).get("table_type", "").upper() == "DELTA"
+                if location != table["StorageDescriptor"]["Location"] or not delta:
                     glue.update_table(DatabaseName=self.database, TableInput=table, SkipArchive=True)
         _REGISTERED.add(checked)
 
@@ -61,17 +58,8 @@ class GlueCatalog:
         try:
             glue.get_database(Name=self.database)
         except glue.exceptions.EntityNotFoundException:
-            try:
+            with contextlib.suppress(glue.exceptions.AlreadyExistsException):  # another step created it meanwhile
                 glue.create_database(DatabaseInput={"Name": self.database, "Description": "STEDI lakehouse zone tables"})
-            except glue.exceptions.AlreadyExistsException:
-                pass  # another step created it meanwhile
-
-
-def _registered_as(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Whether a Glue table already is the Delta table at the wanted location."""
-    location = found.get("StorageDescriptor", {}).get("Location", "")
-    table_type = (found.get("Parameters") or {}).get("table_type", "")
-    return location.rstrip("/") == wanted["StorageDescriptor"]["Location"].rstrip("/") and table_type.upper() == "DELTA"
 
 
 # (Glue endpoint, database, table, location) already checked by this process.

@@ -1,11 +1,7 @@
-"""The one S3 configuration (lake/aws.py) as each client takes it: boto3's (botocore Config),
-delta-rs's (storage options) and Arrow's (S3FileSystem), with the same attempts, timeouts,
-endpoint, region and credentials; and failed boto3 calls turned into errors that name the
-bucket and key (or Glue table) and never carry a secret.
-
-Written on boto3 rather than dagster-aws's S3Resource: the lake is a library the `stedi`
-command uses without Dagster, S3Resource has no timeouts and counts retries, not attempts,
-and it takes keys as configuration, which would put secrets in Dagster's config."""
+"""The one S3 configuration (lake/aws.py) as boto3, delta-rs and Arrow each take it (the same
+attempts, timeouts, endpoint, region and credentials), and failed boto3 calls as errors naming
+the bucket and key without a secret. On boto3, not dagster-aws's S3Resource: the lake is used
+without Dagster, and S3Resource has no timeouts and takes keys as (visible) configuration."""
 
 from __future__ import annotations
 
@@ -35,11 +31,9 @@ TRANSPORT_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
 
 
 def new_client(service: str, max_attempts: int, timeout_seconds: float, anonymous: bool) -> Any:
-    """A boto3 client for `service` (s3, glue): connect and read timeouts, so a stalled call
-    fails and is retried instead of hanging; botocore's "standard" retries (throttling, 5xx and
-    connection errors, with jittered exponential backoff and a retry quota), `max_attempts`
-    bounding every call, the first included. Profile, region, endpoint and keys come from the
-    standard AWS chain."""
+    """A boto3 client for `service` (s3, glue): timeouts, so a stalled call is retried instead
+    of hanging; botocore's "standard" retries with backoff, `max_attempts` counting the first.
+    Profile, region, endpoint and keys come from the standard AWS chain."""
     config = Config(
         retries={"total_max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=timeout_seconds,
@@ -93,16 +87,10 @@ def _describe(error: Exception, max_attempts: int) -> str:
 
 
 def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float) -> dict[str, str]:
-    """delta-rs's storage options for the endpoint, region and credentials `client` resolved
-    through botocore's chain, with the same bound on attempts and the same timeouts.
-
-    The names are those of Rust's object_store crate, which delta-rs hands them to:
-    `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP` (plain http for that endpoint), `AWS_REGION`, the
-    keys and `AWS_SESSION_TOKEN`; `max_retries` counts retries, not attempts; `timeout`
-    bounds a whole request and `connect_timeout` its connection, both as durations ("30s").
-    With an endpoint of its own object_store addresses buckets path-style. Arrow's client
-    (`arrow_s3`) is built from the same options. The credentials are a frozen copy:
-    callers take a fresh one for each lake they open."""
+    """delta-rs's storage options (Rust object_store's names; `max_retries` counts retries,
+    not attempts) for the endpoint, region and credentials `client` resolved through
+    botocore's chain, with the same attempts and timeouts. Arrow's client (`arrow_s3`) is
+    built from them too. The credentials are a frozen copy: take one per lake opened."""
     options = {
         "AWS_REGION": client.meta.region_name or "us-east-1",
         "max_retries": str(max(max_attempts - 1, 0)),
@@ -110,7 +98,8 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
         "connect_timeout": f"{timeout_seconds:g}s",
     }
     endpoint = client.meta.endpoint_url
-    if endpoint and not _is_aws_endpoint(endpoint):
+    host = (endpoint or "").split("://", 1)[-1].split("/", 1)[0]
+    if endpoint and not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):  # not AWS's own
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
@@ -118,16 +107,10 @@ def delta_storage_options(client: Any, max_attempts: int, timeout_seconds: float
     if credentials is None:
         raise AwsRequestError(f"S3 access to the lake failed: no AWS credentials found; {AUTH_HINT}")
     frozen = credentials.get_frozen_credentials()
-    options["AWS_ACCESS_KEY_ID"] = frozen.access_key
-    options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
+    options |= {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
     if frozen.token:
         options["AWS_SESSION_TOKEN"] = frozen.token
     return options
-
-
-def _is_aws_endpoint(endpoint: str) -> bool:
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
 def arrow_s3(options: Mapping[str, str]) -> Any:

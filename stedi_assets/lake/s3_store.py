@@ -1,13 +1,11 @@
-"""The lake or the landing zone on S3, or on any S3-compatible store (MinIO, Ceph, R2).
-
-Keys live under `s3://bucket/prefix/`. Each call is one whole-object request. The lake reads,
-lists and deletes through this store; delta-rs writes the Delta log, whose commits are
-conditional PUTs: `require_conditional_writes` checks that the store honours them. botocore
-retries transient failures with backoff; a call that still fails raises `AwsRequestError`
-naming the bucket and key."""
+"""The lake or the landing zone on S3 or an S3-compatible store (MinIO, Ceph, R2), under
+`s3://bucket/prefix/`, one whole-object request a call. delta-rs's commits are conditional
+PUTs: `require_conditional_writes` checks that the store honours them. A call that fails after
+botocore's retries raises `AwsRequestError` naming the bucket and key."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
@@ -51,16 +49,11 @@ class S3Store:
         return reported(f"S3 {action}", self.uri(key), self.max_attempts)
 
     def list(self, prefix: str) -> list[str]:
-        """Every object at `prefix` or below the folder `prefix/`, relative to the root."""
-        return sorted(self._objects(prefix))
+        return list(self.entries(prefix))
 
     def entries(self, prefix: str) -> dict[str, Entry]:
-        """`list`, with each object's size, last-modified time and ETag (every page of the listing)."""
-        return dict(sorted(self._objects(prefix).items()))
-
-    def _objects(self, prefix: str) -> dict[str, Entry]:
-        """The objects at `prefix` or below the folder `prefix/`, relative to the root, with
-        their size, last-modified time and ETag."""
+        """The objects at `prefix` or below the folder `prefix/`, relative to the root, in key
+        order, with their size, last-modified time and ETag (every page of the listing)."""
         base = self._key(prefix)
         folder = base if not base or base.endswith("/") else base + "/"
         root = self.prefix + "/" if self.prefix else ""
@@ -73,7 +66,7 @@ class S3Store:
                     if not key.endswith("/") and (key == base or key.startswith(folder)):
                         modified = int(item["LastModified"].timestamp()) * 10**9 + item["LastModified"].microsecond * 1000
                         objects[key[len(root) :]] = Entry(int(item.get("Size", 0)), modified, item.get("ETag"))
-        return objects
+        return dict(sorted(objects.items()))
 
     def read(self, key: str) -> bytes:
         with self._reported("GET", key):
@@ -118,9 +111,8 @@ class S3Store:
                 )
 
     def require_conditional_writes(self, override: str) -> None:
-        """Refuse a store that ignores `If-None-Match: *` on PUT, which Delta commits rely on
-        (delta-rs writes each log entry that way): PUT a scratch key twice, conditionally;
-        the second must be refused. Checked once per bucket and process."""
+        """Refuse a store that ignores `If-None-Match: *` on PUT (delta-rs writes each log entry
+        so): a second conditional PUT of a scratch key must be refused. Once per bucket and process."""
         if (self.client.meta.endpoint_url, self.bucket) in _CONDITIONAL_WRITES_CHECKED:
             return
         key = self._key(f"_stedi_probe/{uuid.uuid4()}")
@@ -142,10 +134,8 @@ class S3Store:
                         "writer ever runs at a time"
                     )
         finally:
-            try:
+            with contextlib.suppress(ClientError, BotoCoreError):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
-            except (ClientError, BotoCoreError):
-                pass
         _CONDITIONAL_WRITES_CHECKED.add((endpoint, self.bucket))
 
 

@@ -1,9 +1,6 @@
-"""Object stores under the lake and the sources: a local folder, or S3.
-
-The landing zone is read through them, and the lake's files are listed and deleted through
-them (delta-rs and Arrow write its data files and log). Only whole-object operations are used (put, get, list,
-delete), so the same code runs on a file system and on S3, where there is no rename and no
-append."""
+"""Object stores under the lake and the sources: a local folder, or S3. The landing zone is
+read through them, the lake's files listed and deleted (delta-rs and Arrow write the lake).
+Whole-object operations only, so the same code runs where there is no rename and no append."""
 
 from __future__ import annotations
 
@@ -22,13 +19,10 @@ from stedi_assets.lake.aws import AwsAccess
 
 @dataclass(frozen=True)
 class Entry:
-    """What identifies one version of an object: its size, its modification time and on S3
-    its ETag (`etag`, where the landing source also puts a hash of a file's content). A file
-    rewritten in place gets a new one. A local file also has its status-change time (ctime)
-    and inode, which no copy tool can set: while they and the size and modification time are
-    those recorded, the file was not written (landing/source.py `survey`). `unreadable` says
-    why a listed file is never opened (a special file, a dangling symlink, a symlink out of the
-    store's root)."""
+    """What identifies one version of an object: size, modification time, on S3 the ETag
+    (where the landing source also puts a content hash), and for a local file its ctime and
+    inode, which no copy tool can set (landing/source.py `survey`). `unreadable` says why a
+    listed file is never opened (a special file, a dangling symlink, one out of the root)."""
 
     size: int
     modified_ns: int
@@ -68,11 +62,10 @@ class LocalStore:
         return [key for key, entry in self.entries(prefix).items() if entry.unreadable is None]
 
     def entries(self, prefix: str) -> dict[str, Entry]:
-        """Every file at `prefix` or below it, in key order, with its size and modification
-        time; a file that must not be opened is listed with why (`unreadable`). Nothing leads
-        out of the root: a symlink is read only when it names a regular file inside the root,
-        and a symlink to a folder is never walked (os.walk does not follow it), so no listing
-        can loop or reach /etc. Special files are never opened: a FIFO would block a reader."""
+        """Every file at `prefix` or below it, in key order; one that must not be opened is
+        listed with why. Nothing leads out of the root: a symlink is read only when it names a
+        regular file inside it, one to a folder is never walked (so no listing loops or reaches
+        /etc), and special files are never opened (a FIFO would block a reader)."""
         base = self._path(prefix)
         if not os.path.lexists(base):
             return {}
@@ -148,24 +141,19 @@ def open_store(uri: str, access: AwsAccess | None = None) -> Store:
 
 
 def arrow_buffer(data: bytes) -> pa.Buffer:
-    """`data` copied into memory that Arrow owns, for Arrow's readers to read from.
-
-    Never hand Arrow the Python object itself (`pa.BufferReader(data)`, `io.BytesIO(data)`):
-    the readers (pq.read_table, pyarrow.json) work on Arrow's thread pools, and a pool thread
-    can drop the last reference to its input after the call has returned. Releasing a Python
-    object takes the GIL, and a thread that asks for the GIL while the interpreter shuts down
-    is ended by Python inside that C++ destructor: std::terminate, "terminate called without
-    an active exception", SIGABRT after the process has done its work (`stedi sql` on an S3
-    lake). Memory from Arrow's own pool is freed without Python, on any thread, at any time."""
+    """`data` copied into memory that Arrow owns. Never hand Arrow the Python object itself
+    (`pa.BufferReader(data)`): a reader's pool thread can drop the last reference after the
+    call returned, and releasing a Python object takes the GIL, which at interpreter shutdown
+    ends in std::terminate (SIGABRT after `stedi sql` on an S3 lake). Arrow's own memory is
+    freed without Python, on any thread."""
     buffer = pa.allocate_buffer(len(data))
     pa.FixedSizeBufferWriter(buffer).write(data)
     return buffer
 
 
 def read_buffer(store: Store, key: str) -> pa.Buffer:
-    """An object's bytes in memory that Arrow owns, for Arrow to read from. A local file is
-    memory-mapped: no copy and no fresh memory to fault in, which cost more than parsing
-    (about 1.5 s per GB on our machines). A download is copied once."""
+    """An object's bytes in memory that Arrow owns: a local file memory-mapped (a copy would
+    cost more than parsing, about 1.5 s per GB), a download copied once."""
     local = store.local_path(key)
     if local is not None:
         with pa.memory_map(local) as f:
