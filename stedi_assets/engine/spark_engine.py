@@ -117,10 +117,15 @@ class SparkEngine:
             raise RuntimeError(f"this process already runs Spark on {running}; it cannot also run on {master}")
         return cls(session)
 
-    def _sql(self, sql: str, relations: Mapping[str, Relation]) -> DataFrame:
+    def _session(self) -> SparkSession:
+        """A session of its own for one query (its views private to it), with the engine's SQL config."""
         session = self.session.newSession()
         for key, value in ENGINE_SQL_CONF.items():
             session.conf.set(key, value)
+        return session
+
+    def _sql(self, sql: str, relations: Mapping[str, Relation]) -> DataFrame:
+        session = self._session()
         # A view costs, whether the query reads it or not (an Arrow transfer, a Parquet
         # listing), and callers hand over every input of a step: only those `sql` names.
         for name, relation in relations.items():
@@ -178,7 +183,7 @@ class SparkEngine:
 
             if not items:
                 return []
-            tasks = self.session.range(0, len(items), 1, len(items))  # one task per item
+            tasks = self._session().range(0, len(items), 1, len(items))  # one task per item
             done = tasks.mapInArrow(_each(list(items), work, spec, root, dict(options)), from_arrow_schema(EACH)).toArrow()
             results.extend(pickle.loads(r) for r in done["result"].to_pylist())
             adds = done.drop_columns(["result"]).filter(pc.is_valid(done["path"]))
