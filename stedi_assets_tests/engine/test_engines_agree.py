@@ -163,7 +163,8 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
     whole to the run's process (every result Spark returned to it, `toArrow`, is recorded). (That a run on DuckDB starts no JVM is
     test_pipeline's, on the CLI.) The landing files, the sample's dirty one included (bad
     lines, rejects with line numbers), are parsed by the executors: this process cannot parse
-    one, and each landing step says which processes ingested its files, none of them this one."""
+    one, and each landing step says which processes ingested its files: none of them this one
+    (on DuckDB, this one)."""
     masters, returned = [], []
     spark_query, to_arrow = SparkEngine.query, ClassicDataFrame.toArrow
 
@@ -189,8 +190,11 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
         where = event.metadata["ingested_in"].value
         assert where["engine"] == "spark" and where["files"] == event.metadata["files_parsed"].value > 0, landing.name
         assert here not in where["processes"], landing.name
+        # On DuckDB (the session's sample lake, built by this process) this process ingests.
+        [on_duckdb] = sample_lake.result.asset_materializations_for_node(landing.name)
+        assert on_duckdb.metadata["ingested_in"].value["processes"] == [here], landing.name
     assert len(masters) >= len(ZONE_RULES) and set(masters) == {spark_cluster.url}
-    for name in STAGED:  # built on the executors, judged where they lie: never here whole
+    for name in (*STAGED, *(t.name for t in LANDING)):  # built on the executors, judged where they lie: never here whole
         staged = Lake(LocalStore(on_spark.lake)).current(TABLES[name].spec).rows
         # (A picture's few subjects' ML rows do come back: the subject_signals chart.)
         held = [rows for columns, rows in returned if set(columns) == set(TABLES[name].column_names)]
