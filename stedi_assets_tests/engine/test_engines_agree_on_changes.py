@@ -40,13 +40,15 @@ def rows(data: dict[str, pa.Table]) -> dict[str, list[dict]]:
 
 
 DIRTY = "accelerometer/landing/late/dirty-arrival.json"
+ONLY_BAD = "accelerometer/landing/late/only-bad-lines.json"
 
 
 def deliver_dirty_lines(source: Path, person: dict) -> tuple[str, int]:
     """A new file of bad lines beside good ones (a byte order mark, a blank line, a value of
     the wrong type and a field outside the contract naming her, a line that is not JSON, NaN),
-    and a line appended to a published step trainer file (so it is parsed again) naming her
-    device with a time that is not a number: that file's key and the line's number."""
+    a new file of bad lines only (no data file on either engine), and a line appended to a
+    published step trainer file (so it is parsed again) naming her device with a time that is
+    not a number: that file's key and the line's number."""
     her, other = json.dumps(person["record"]["email"]), json.dumps("someone.else@example.com")
     lines = [
         f'{{"user": {her}, "timestamp": 1655569999001, "x": 1, "y": 2, "z": 3}}',
@@ -57,6 +59,7 @@ def deliver_dirty_lines(source: Path, person: dict) -> tuple[str, int]:
         f'{{"user": {other}, "timestamp": 1655569999003, "x": NaN, "y": 0, "z": 0}}',
     ]
     (source / DIRTY).write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    (source / ONLY_BAD).write_text('not json\n["a", "list"]\n')  # no row: no data file, two rejects
     changed = sorted((source / "step_trainer" / "landing").glob("*.json"))[-1]
     with open(changed, "a") as f:
         f.write(json.dumps({"sensorReadingTime": "soon", "serialNumber": person["serialNumber"], "distanceFromObject": 1}) + "\n")
@@ -85,6 +88,7 @@ def test_incremental_build_and_erasure_agree_on_the_cluster(spark_engine, spark_
     after = {house: tables(house) for house in (on_duckdb, on_spark)}
     rejected = after[on_spark]["accelerometer_landing_rejects"].to_pylist()
     assert sorted(r["source_line"] for r in rejected if r["source_file"] == DIRTY) == [3, 4, 6]
+    assert sorted(r["source_line"] for r in rejected if r["source_file"] == ONLY_BAD) == [1, 2]
     assert {"source_file": changed, "source_line": line} in after[on_spark]["step_trainer_landing_rejects"].select(["source_file", "source_line"]).to_pylist()
     assert builds(on_spark) == builds(on_duckdb) and "incremental" in builds(on_spark).values()
     assert rows(after[on_spark]) == rows(after[on_duckdb])
