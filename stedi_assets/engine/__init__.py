@@ -3,8 +3,8 @@ written in the dialect DuckDB and Spark SQL share, so the engines cannot disagre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol, Union
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, Union
 
 import pyarrow as pa
 
@@ -15,6 +15,9 @@ from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 Relation = Union[Snapshot, Staged, pa.Table]
 # Sees each record batch of a staged result (the numbers behind a picture), yielding it on.
 Observer = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+# Builds one data file's rows from an item (a landing source file): the rows, a piece at a time,
+# and a small result about them, complete once the rows are all handed on (landing/ingest.py).
+Work = Callable[[str], tuple[Iterator[pa.Table], Any]]
 
 
 class SqlEngine(Protocol):
@@ -30,4 +33,10 @@ class SqlEngine(Protocol):
     ) -> Staged:
         """A result of any size written as `spec`'s staged data files (not committed, see
         `Staged`), by the engine where it runs: the way every large table is built."""
+        ...
+
+    def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
+        """`work` run on each item where the engine runs (the step's process, Spark's
+        executors), its rows staged as one data file of `spec` per item that has any, and
+        its small results, in the order of `items`: how landing files are ingested."""
         ...

@@ -3,12 +3,13 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from stedi_assets.engine import Observer, Relation
+from stedi_assets.engine import Observer, Relation, Work
 from stedi_assets.lake.delta import Lake, Staged, TableSpec
 
 # What one process's DuckDB may hold in memory before it spills to disk (STEDI_MEMORY_LIMIT),
@@ -55,6 +56,19 @@ class DuckDBEngine:
         with self._cursor(relations) as con:
             batches = con.sql(sql).to_arrow_reader(BATCH_ROWS)
             return lake.stage(spec, [observe(batches) if observe is not None else batches])
+
+    def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
+        """`work` on each item in this process, one at a time, its rows staged as they come
+        (Lake.stage): memory bounded by one piece of one item."""
+        results: list[Any] = []
+
+        def parts() -> Iterator[Iterator[pa.Table]]:
+            for item in items:
+                rows, result = work(item)
+                results.append(result)  # complete once Lake.stage has written the rows
+                yield rows
+
+        return lake.stage(spec, parts()), results
 
     def _cursor(self, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
         # A cursor is a connection of its own to the shared database, ~100x cheaper to open

@@ -7,15 +7,17 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stedi_assets.engine import Observer, Relation
+from stedi_assets.engine import Observer, Relation, Work
 from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 from stedi_assets.settings import DEFAULT_SPARK_MASTER
@@ -25,6 +27,9 @@ APP_NAME = "stedi-lakehouse"  # how the application shows in the cluster manager
 # (deltalake.transaction.AddAction, less its partition values: the lake's tables have none).
 ADDED = pa.schema([("path", pa.string()), ("size", pa.int64()), ("modification_time", pa.int64()),
                    ("data_change", pa.bool_()), ("stats", pa.string())])
+# What each task of `stage_each` sends back: its item's AddAction (all null if it has no rows)
+# and the work's small result, pickled.
+EACH = pa.schema([*ADDED, ("result", pa.binary())])
 
 # What a rule's result depends on, so it is set on every query's session whatever the
 # deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
@@ -112,10 +117,15 @@ class SparkEngine:
             raise RuntimeError(f"this process already runs Spark on {running}; it cannot also run on {master}")
         return cls(session)
 
-    def _sql(self, sql: str, relations: Mapping[str, Relation]) -> DataFrame:
+    def _session(self) -> SparkSession:
+        """A session of its own for one query (its views private to it), with the engine's SQL config."""
         session = self.session.newSession()
         for key, value in ENGINE_SQL_CONF.items():
             session.conf.set(key, value)
+        return session
+
+    def _sql(self, sql: str, relations: Mapping[str, Relation]) -> DataFrame:
+        session = self._session()
         # A view costs, whether the query reads it or not (an Arrow transfer, a Parquet
         # listing), and callers hand over every input of a step: only those `sql` names.
         for name, relation in relations.items():
@@ -157,6 +167,54 @@ class SparkEngine:
             for _ in observe(iter(scan)):
                 pass
         return staged
+
+    def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
+        """`work` run by the executors, one task per item (a landing source file), each task
+        writing its item's rows as one data file with the lake's own writer, as `stage` does,
+        and sending back only its AddAction and the work's small result (counts, rejected
+        lines). `work` travels to the executors with the task (pickled): what it reads (a
+        source file) it reads there, so no row passes through this process."""
+        import pickle
+
+        results: list[Any] = []
+
+        def write(root: str, options: Mapping[str, str]) -> list:
+            from deltalake.transaction import AddAction
+
+            if not items:
+                return []
+            tasks = self._session().range(0, len(items), 1, len(items))  # one task per item
+            done = tasks.mapInArrow(_each(list(items), work, spec, root, dict(options)), from_arrow_schema(EACH)).toArrow()
+            results.extend(pickle.loads(r) for r in done["result"].to_pylist())
+            adds = done.drop_columns(["result"]).filter(pc.is_valid(done["path"]))
+            return [AddAction(partition_values={}, **row) for row in adds.to_pylist()]
+
+        return lake.stage_with(spec, write), results
+
+
+def _each(items: list[str], work: Work, spec: TableSpec, root: str, options: dict[str, str]):
+    """What each task of `stage_each` runs over its items (the ids of `spark.range`): the
+    work, its rows written as one data file (none if it has no rows), answered by the file's
+    AddAction and the work's pickled result."""
+
+    def run(batches):
+        import itertools
+        import pickle
+
+        from stedi_assets.lake.delta import write_data_file
+
+        for batch in batches:
+            for i in batch.column("id").to_pylist():
+                rows, result = work(items[i])
+                with_rows = (part for part in rows if part.num_rows)
+                first = next(with_rows, None)  # none: the work is done, its rows all empty
+                add = {name: None for name in ADDED.names}
+                if first is not None:
+                    add = asdict(write_data_file(spec, root, itertools.chain([first], with_rows), options))
+                    add.pop("partition_values")
+                yield pa.RecordBatch.from_pylist([{**add, "result": pickle.dumps(result)}], schema=EACH)
+
+    return run
 
 
 def _writer(spec: TableSpec, root: str, options: dict[str, str]):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import dagster as dg
@@ -16,17 +15,14 @@ import pyarrow.compute as pc
 from stedi_assets import charts, erasure
 from stedi_assets.audit import Audit
 from stedi_assets.lake.delta import Snapshot, Staged
-from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing import checks
-from stedi_assets.landing.json_lines import BOM, MAX_DEPTH, count_lines, parse_files
+from stedi_assets.landing.erased import sources_naming
+from stedi_assets.landing.ingest import Ingest
+from stedi_assets.landing.json_lines import MAX_DEPTH
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
-from stedi_assets.landing.named import with_named_keys
 from stedi_assets.landing.source import JSON_SUFFIXES
-from stedi_assets.person import with_person_keys
-from stedi_assets.privacy import scrub
-from stedi_assets.landing.erased import leave_out, sources_naming
 from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset
-from stedi_assets.tables import CUSTOMER_LANDING, PERSON_KEY_OF, RESCUED_DATA, Table, as_read
+from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
 CONTRACT = "contract"  # the commit info key naming the columns a landing version was written with
 
@@ -47,7 +43,6 @@ def landing_asset(
     lines are told by every name they hold (landing/erased.py)."""
     table, rejects, ledger = audit.table, audit.companion, audit.ledger
     assert rejects is not None and ledger is not None
-    keys = PERSON_KEY_OF.get(table.name, {})
     required = ", ".join(c.name for c in table.columns if c.required)
     contract = contract_id(table, rejects)
 
@@ -90,55 +85,22 @@ def landing_asset(
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
         increment, carried = _replacing(step, found, rejects, replaced, erased_by) if incremental else (None, found.gone if upgrade else [])
-        reject_parts, parsed, exact, line_counts = [], {}, [], []
-        erased_lines: dict[str, int] = {}
-        serials: set[str] = set()
-        rescued: dict[str, dict[str, int]] = {}
-
-        def ingest(key: str, pieces: Iterator[tuple[pa.Table, pa.Table, int, int]], erased_before: int = 0) -> Iterator[pa.Table]:
-            """One source file's rows, handed on a piece at a time (a chunk of lines parsed, or
-            what a version under an older contract kept of it): only the piece at hand is held
-            in memory, never the whole file or source. A piece: rows, rejected lines, lines
-            counted, lines read."""
-            counts = [0, 0, 0, erased_before, 0]  # lines read, rows, rejects, erased lines, lines counted
-            fields: Counter[str] = Counter()
-            for rows, rejected, lines, lines_read in pieces:
-                kept = leave_out(rows, rejected, step.erasures, step.privacy, *erased_by)
-                if kept.rejects.num_rows:
-                    reject_parts.append(kept.rejects)
-                serials.update(kept.serials)
-                fields.update(_rescued_fields(kept.rows))
-                added = (lines_read, kept.rows.num_rows, kept.rejects.num_rows, sum(kept.lines.values()), lines)
-                counts = [a + b for a, b in zip(counts, added)]
-                yield kept.rows
-            line_counts.append((key, counts[4]))
-            erased_lines[key] = counts[3]
-            parsed[key] = tuple(counts[:4])
-            if fields:
-                rescued[key] = dict(fields)
-
-        def parse(key: str) -> Iterator[tuple[pa.Table, pa.Table, int, int]]:
-            for before, data in chunks(step.source.store(), key):
-                batch = parse_files([(key, data)], as_read(table))  # a record's own "person_key" is rescued, not read
-                if batch.files_parsed_exactly and key not in exact:
-                    exact.append(key)
-                # The person key, computed once, here, beside the e-mail as it arrived.
-                rows = with_person_keys(_after(batch.rows, before), keys).select(table.column_names)
-                # Lines counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
-                yield rows, with_named_keys(_after(batch.rejects, before)), count_lines(data), batch.lines_read
-
-        old_rows, old_rejects = _published_rows(step, found.published, increment, (table, rejects), carried) if carried else ({}, {})  # type: ignore[arg-type]
-        files = [
-            *(ingest(key, parse(key)) for key in to_parse),
-            *(
-                ingest(key, iter([(old_rows[key], old_rejects[key], was["lines"], was["lines"])]), was.get("lines_erased") or 0)
-                for key in carried
-                for was in [found.recorded[key]]
-            ),
-        ]
-        # One data file per source file, staged in the table's folder as it is parsed (out of
-        # sight until the commit): the rules judge those files, and the commit adds them.
-        staged = step.lake.stage(table.spec, files)
+        # Each source file ingested where the engine runs (landing/ingest.py): on DuckDB in this
+        # process, a piece at a time; on Spark by the executors, a task per file. Its rows are
+        # staged as one data file in the table's folder (out of sight until the commit): the
+        # rules judge those files, and the commit adds them. Only what each file gave comes back.
+        published = _carried_from(step, found.published, increment, rejects) if carried else None  # type: ignore[arg-type]
+        work = Ingest(table, rejects, step.source, step.erasures, step.privacy, erased_by, published,
+                      {key: found.recorded[key] for key in carried})
+        engine = step.engine.engine()
+        staged, done = engine.stage_each([*to_parse, *carried], work, step.lake, table.spec)
+        parsed = {d.source_file: d.counts for d in done}
+        exact = [d.source_file for d in done if d.exact]
+        rescued = {d.source_file: d.rescued for d in done if d.rescued}
+        reject_parts = [part for d in done for part in d.rejects]
+        serials: set[str] = set().union(*(d.serials for d in done))
+        line_counts = [(d.source_file, d.lines) for d in done]
+        erased_lines = {d.source_file: d.lines_erased for d in done}
         if exact:
             step.context.log.warning(f"{table.source}: files parsed line by line (bad lines or fields outside the contract): {', '.join(exact)}")
         if rescued:
@@ -186,6 +148,9 @@ def landing_asset(
                 "rejects": kept_rejects.num_rows,
                 "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
                 "rescued_fields": dg.MetadataValue.json(rescued),
+                # Where the files were ingested: this process (DuckDB) or Spark's executors.
+                "ingested_in": dg.MetadataValue.json({"engine": engine.name, "files": len(done),
+                                                      "processes": sorted({d.process for d in done})}),
                 "erased_lines": sum(erased_lines.values()),
                 "erased_rows": erased_rows,
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
@@ -196,37 +161,6 @@ def landing_asset(
         )
 
     return _landing
-
-
-CHUNK_BYTES = 1 << 26  # a landing file is parsed in chunks of lines of about this many bytes
-
-
-def chunks(store: Store, key: str, size: int = CHUNK_BYTES) -> Iterator[tuple[int, pa.Buffer]]:
-    """A source file in chunks of whole lines, each with the number of lines before it: a
-    local file read chunk by chunk (no more than one in memory), an object of a remote
-    store whole. A chunk never starts with a byte order mark: only the file's first may
-    drop one (json_lines), and a later line starting with one is a reject."""
-    local = store.local_path(key)
-    if local is None:
-        yield 0, read_buffer(store, key)
-        return
-    lines = 0
-    with open(local, "rb") as f:
-        while data := f.read(size):
-            data += f.readline()  # to the end of its last line
-            while (mark := f.read(len(BOM))) == BOM:
-                data += mark + f.readline()
-            f.seek(-len(mark), os.SEEK_CUR)
-            yield lines, pa.py_buffer(data)
-            lines += data.count(b"\n")
-
-
-def _after(rows: pa.Table, lines: int) -> pa.Table:
-    """Rows of a chunk numbered as lines of the whole file."""
-    if not lines:
-        return rows
-    i = rows.schema.get_field_index("source_line")
-    return rows.set_column(i, rows.schema.field(i), pc.add(rows["source_line"], lines))
 
 
 def _erased_serials(
@@ -249,41 +183,13 @@ def _erased_serials(
     return (found | erasure.erased_serials(published)) - set(erasure.serial_keys(owned, step.privacy).values())
 
 
-def _rescued_fields(rows) -> dict[str, int]:
-    """Each field outside the contract that rows kept in rescued_data, and how many rows have
-    it. A field's name is the producer's, for Dagster to show: anything e-mail-like in it masked."""
-    if RESCUED_DATA.name not in rows.column_names:
-        return {}
-    counts: Counter[str] = Counter()
-    for text in rows[RESCUED_DATA.name].drop_null().to_pylist():
-        counts.update(scrub(name) for name in json.loads(text))
-    return dict(counts)
-
-
-def _published_rows(
-    step: AssetStep, published: Snapshot, increment: Increment | None, tables: tuple[Table, Table], keys: list[str]
-) -> tuple[dict, dict]:
-    """The rows and rejects of `keys` (source files) in a published version (on an increment,
-    read from the data files it replaces only), per file, with the columns a version written
-    under an older contract lacked null, the person keys computed again and what each
-    rejected line names found again in its text, as the landing step builds them."""
-    wanted = pa.array(keys, pa.string())
+def _carried_from(step: AssetStep, published: Snapshot, increment: Increment | None, rejects: Table) -> tuple[Snapshot, Snapshot]:
+    """Where the rows and rejects of carried source files are read (Ingest): on an increment
+    the data files it replaces only, otherwise the whole published version and its rejects."""
     if increment is not None:
         assert increment.companion_base is not None
-        snapshots = (published.part(increment.removes), increment.companion_base.part(increment.companion_removes))
-    else:
-        snapshots = (published, step.lake.companion(published, tables[1].spec))
-    out = []
-    for table, snapshot in zip(tables, snapshots):
-        # The contract's columns (those the old files lack are null), of the wanted files only.
-        data = snapshot.dataset().to_table(filter=pc.field("source_file").isin(wanted))
-        if table is tables[0]:
-            data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
-        else:
-            data = with_named_keys(data.drop_columns(["named_person_keys", "named_serials"]))
-        data = table.conform(data)
-        out.append({key: data.filter(pc.equal(data["source_file"], key)) for key in keys})
-    return out[0], out[1]
+        return published.part(increment.removes), increment.companion_base.part(increment.companion_removes)
+    return published, step.lake.companion(published, rejects.spec)
 
 
 def _replacing(

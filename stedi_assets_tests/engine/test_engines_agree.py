@@ -4,7 +4,9 @@ whole graph run on Spark publishes the same tables as on DuckDB."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from stedi_assets.lake.delta import Lake
 from stedi_assets import lakehouse
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.landing import checks as landing_checks
+from stedi_assets.landing import ingest
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy
@@ -158,7 +161,10 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
     rows the session's DuckDB-built sample lake holds, table by table, row for row; and the
     cluster's master registered the application; and no table the executors stage came back
     whole to the run's process (every result Spark returned to it, `toArrow`, is recorded). (That a run on DuckDB starts no JVM is
-    test_pipeline's, on the CLI.)"""
+    test_pipeline's, on the CLI.) The landing files, the sample's dirty one included (bad
+    lines, rejects with line numbers), are parsed by the executors: this process cannot parse
+    one, and each landing step says which processes ingested its files: none of them this one
+    (on DuckDB, this one)."""
     masters, returned = [], []
     spark_query, to_arrow = SparkEngine.query, ClassicDataFrame.toArrow
 
@@ -173,10 +179,22 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
 
     monkeypatch.setattr(SparkEngine, "query", counted)
     monkeypatch.setattr(ClassicDataFrame, "toArrow", recorded)
+    # The executors import the parser afresh; in this process it fails.
+    monkeypatch.setattr(ingest, "parse_files", lambda *a, **k: pytest.fail("the step's process parsed a landing file"))
     on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark", STEDI_SPARK_MASTER=spark_cluster.url)
-    assert on_spark.run().success
+    run = on_spark.run()
+    assert run.success
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    for landing in LANDING:
+        [event] = run.asset_materializations_for_node(landing.name)
+        where = event.metadata["ingested_in"].value
+        assert where["engine"] == "spark" and where["files"] == event.metadata["files_parsed"].value > 0, landing.name
+        assert here not in where["processes"], landing.name
+        # On DuckDB (the session's sample lake, built by this process) this process ingests.
+        [on_duckdb] = sample_lake.result.asset_materializations_for_node(landing.name)
+        assert on_duckdb.metadata["ingested_in"].value["processes"] == [here], landing.name
     assert len(masters) >= len(ZONE_RULES) and set(masters) == {spark_cluster.url}
-    for name in STAGED:  # built on the executors, judged where they lie: never here whole
+    for name in (*STAGED, *(t.name for t in LANDING)):  # built on the executors, judged where they lie: never here whole
         staged = Lake(LocalStore(on_spark.lake)).current(TABLES[name].spec).rows
         # (A picture's few subjects' ML rows do come back: the subject_signals chart.)
         held = [rows for columns, rows in returned if set(columns) == set(TABLES[name].column_names)]

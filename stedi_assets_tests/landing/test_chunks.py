@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from stedi_assets.lake.store import LocalStore
-from stedi_assets.landing.assets import _after, chunks
+from stedi_assets.landing.ingest import after, chunks
 from stedi_assets.landing.json_lines import count_lines, parse_files
 from stedi_assets.tables import ACCELEROMETER_LANDING, as_read
 
@@ -30,8 +30,8 @@ def test_chunks_give_the_whole_file_s_rows_rejects_and_lines(tmp_path, size):
     rows, rejects, lines_read = [], [], 0
     for before, data in parts:
         batch = parse_files([("f.json", data)], as_read(ACCELEROMETER_LANDING))
-        rows.append(_after(batch.rows, before))
-        rejects.append(_after(batch.rejects, before))
+        rows.append(after(batch.rows, before))
+        rejects.append(after(batch.rejects, before))
         lines_read += batch.lines_read
     assert pa.concat_tables(rows).to_pylist() == whole.rows.to_pylist()
     assert pa.concat_tables(rejects).to_pylist() == whole.rejects.to_pylist()
