@@ -6,8 +6,11 @@ Peak memory is sampled, not taken from one process: while the command runs, ever
 largest sum is the peak. That counts a JVM that Spark starts beside the Python driver, and
 the dagster CLI's children, the way the machine sees them. Linux only (it reads /proc).
 
-CPU time (user + system, from the kernel's accounting of waited-for children) is reported
-beside wall time: on a machine shared with other work it varies less than wall time.
+CPU time (user + system) is reported beside wall time: on a machine shared with other work it
+varies less than wall time. The kernel's accounting of waited-for children misses processes no
+one waits for (a JVM that Spark starts outlives its Python by a moment; a cluster's executors),
+so the samples also add up each process's own CPU time as last seen, which misses at most each
+process's last interval; the larger of the two is reported.
 
 A watchdog guards the machine (other work shares it): if the memory the machine still has
 available (`MemAvailable` of /proc/meminfo) drops under `min_available` bytes, the command's
@@ -18,9 +21,6 @@ Beside the whole tree, each sample adds up the tree's Python processes alone, le
 JVM and all it starts (`python_rss`): what the Dagster run's own processes hold when Spark's
 driver JVM is their child. And the trees of `daemons`, processes the command uses but did not
 start (a Spark cluster's master and worker, and their executors), are sampled beside it.
-Processes no one waits for (a driver JVM that outlives its Python by a moment, a cluster's
-executors) escape the kernel's accounting of children, so the samples also add up each
-process's own CPU time as last seen (missing at most each process's last interval).
 """
 
 from __future__ import annotations
@@ -48,11 +48,10 @@ class Measurement:
     returncode: int
     samples: tuple[tuple[float, int], ...] = ()  # (epoch seconds, tree RSS bytes) every interval
     killed: str | None = None  # why the watchdog stopped the command, if it did
-    cpu_seconds: float = 0.0  # user + system time of the command and the children it waited for
+    cpu_seconds: float = 0.0  # user + system time of the tree: the larger of the kernel's and the samples' figure
     python_peak_rss_bytes: int = 0  # the tree's Python processes, JVMs and their descendants left out
     python_samples: tuple[tuple[float, int], ...] = ()  # (epoch seconds, their RSS bytes) every interval
     daemons_peak_rss_bytes: int = 0  # the trees of `daemons` together
-    tree_cpu_seconds: float = 0.0  # sampled: each process of the tree's own user + system time
     daemons_cpu_seconds: float = 0.0  # sampled: the same of the daemons' trees, since the command started
 
 
@@ -128,10 +127,10 @@ def measure(
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         done.set()
         sampler.join()
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    cpu = max(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, sum(tree_cpu.values()))
     return Measurement(
         wall, peak, returncode, tuple(samples), killed, cpu, python_peak, tuple(python_samples), daemons_peak,
-        sum(tree_cpu.values()), sum(daemons_cpu.values()) - sum(daemons_before.values()),
+        sum(daemons_cpu.values()) - sum(daemons_before.values()),
     )
 
 

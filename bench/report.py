@@ -213,7 +213,7 @@ def markdown(summary: dict) -> str:
             "memory of the Dagster run's Python processes (the CLI and its Python descendants; every JVM and what it "
             "starts left out), of the run's whole process tree (with the driver JVM), and of the cluster (master, "
             "worker, the executor and its Python workers); CPU seconds of the run's processes and of the cluster's "
-            "while it ran (both sampled; medians):",
+            "while it ran (medians):",
             "",
             "| scale | wall s | run CPU s | cluster CPU s | cluster start s | Python peak MiB | run tree peak MiB | cluster peak MiB | Spark / cluster time | cluster / DuckDB time |",
             "|---|---|---|---|---|---|---|---|---|---|",

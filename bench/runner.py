@@ -291,8 +291,7 @@ def run_benchmark(
                 record = {
                     "wall_seconds": measured.wall_seconds,
                     "peak_rss_bytes": measured.peak_rss_bytes,
-                    # On the cluster, sampled: the driver JVM is a child no one waits for.
-                    "cpu_seconds": measured.tree_cpu_seconds if cluster else measured.cpu_seconds,
+                    "cpu_seconds": measured.cpu_seconds,
                     "load_average_1m": os.getloadavg()[0],  # how busy the machine was meanwhile
                     **cluster,
                 }
@@ -308,7 +307,7 @@ def run_benchmark(
                 result.runs[system].append(record)
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "
-                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB {record['cpu_seconds']:8.1f} s CPU "
+                    f"{measured.peak_rss_bytes / 2**20:8.0f} MiB {measured.cpu_seconds:8.1f} s CPU "
                     f"(load {record['load_average_1m']:.1f})"
                     + (
                         f"; Python {measured.python_peak_rss_bytes / 2**20:.0f} MiB, cluster "
