@@ -71,7 +71,8 @@ def bench(
 
         try:
             done = incremental_bench.run_incremental_benchmark(
-                [s.strip() for s in scales.split(",") if s.strip()], Path(out), real, click.echo
+                [s.strip() for s in scales.split(",") if s.strip()], Path(out), real, click.echo,
+                data=Path(data) if data else None,
             )
         except (FileNotFoundError, RuntimeError) as error:
             raise click.ClickException(str(error)) from None
