@@ -4,6 +4,7 @@ on the same data. The harness is not part of the installed package."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -20,7 +21,17 @@ import click
 @click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per system and scale.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench_results", show_default=True)
 @click.option("--real", "real_source", help="The real STEDI data; default: STEDI_REFERENCE_DATA, else ../shared/data/stedi.")
-@click.option("--systems", default="ours,baseline,floor", show_default=True, help="Which of ours, baseline, floor to run.")
+@click.option(
+    "--systems",
+    default="ours,baseline,floor",
+    show_default=True,
+    help="Which of ours, cluster (ours on a Spark standalone cluster on loopback), baseline, floor to run.",
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    help="Where generated scales are kept and reused (scale-N folders); default: <out>/data.",
+)
 @click.option(
     "--min-available-gb",
     type=click.FloatRange(min=0),
@@ -35,9 +46,18 @@ import click
     "the incremental run, and the time to the ML table under dagster dev (bench/incremental.py).",
 )
 def bench(
-    scales: str, runs: int, out: str, real_source: str | None, systems: str, min_available_gb: float, incremental: bool
+    scales: str,
+    runs: int,
+    out: str,
+    real_source: str | None,
+    systems: str,
+    data: str | None,
+    min_available_gb: float,
+    incremental: bool,
 ) -> None:
     """Time ours, the seeds' jobs on Spark and a Dagster floor on the same data (see bench/)."""
+    # SIGTERM as Ctrl-C: the command being measured and a cluster the run started are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from bench.report import machine, markdown, summarize, write_report
     from bench.runner import SYSTEMS, run_benchmark
 
@@ -51,7 +71,8 @@ def bench(
 
         try:
             done = incremental_bench.run_incremental_benchmark(
-                [s.strip() for s in scales.split(",") if s.strip()], Path(out), real, click.echo
+                [s.strip() for s in scales.split(",") if s.strip()], Path(out), real, click.echo,
+                data=Path(data) if data else None,
             )
         except (FileNotFoundError, RuntimeError) as error:
             raise click.ClickException(str(error)) from None
@@ -62,7 +83,7 @@ def bench(
     try:
         results = run_benchmark(
             [s.strip() for s in scales.split(",") if s.strip()], runs, Path(out), real, chosen, click.echo,
-            min_available=int(min_available_gb * 2**30),
+            min_available=int(min_available_gb * 2**30), data=Path(data) if data else None,
         )
     except (FileNotFoundError, RuntimeError) as error:  # no real data, or a run that failed
         raise click.ClickException(str(error)) from None

@@ -157,13 +157,15 @@ def dev_latency(source: Path, lake: Path, home: Path, work: Path, log: Path, rep
             process.wait()
 
 
-def run_incremental_benchmark(scales: list[str], out: Path, real_source: Path, log: Callable[[str], None] = print) -> list[dict]:
+def run_incremental_benchmark(
+    scales: list[str], out: Path, real_source: Path, log: Callable[[str], None] = print, data: Path | None = None
+) -> list[dict]:
     out = out.resolve()
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
     for scale in map(scale_name, scales):
-        generated = prepare_source(scale, out / "data", real_source.resolve(), log)
+        generated = prepare_source(scale, (data or out / "data").resolve(), real_source.resolve(), log)
         work = out / "work-incremental"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)

@@ -21,8 +21,16 @@ from stedi_assets.tables import TABLES
 
 MIB = 2**20
 GIB = 2**30
+MB = 10**6
 MEMORY_LIMIT_100X = 2 * GIB
-NAMES = {"ours": "ours (dagster + DuckDB)", "baseline": "seeds' jobs on Spark", "floor": "Dagster floor"}
+PYTHON_LIMIT_CLUSTER = 600 * MB  # issue 23: the Dagster run's Python processes on a cluster, JVMs excluded
+NAMES = {
+    "ours": "ours (dagster + DuckDB)",
+    "cluster": "ours on a Spark cluster",
+    "baseline": "seeds' jobs on Spark",
+    "floor": "Dagster floor",
+}
+STEPPED = ("ours", "cluster")  # the systems whose runs are broken down by step
 STARTUP = "start-up and Dagster"
 PICTURES = "pictures"  # within the asset steps: the charts of the UI (charts.py), taken out of their zones
 PHASES = ("landing", "trusted", "curated", "checks", PICTURES, STARTUP)
@@ -61,15 +69,19 @@ def summarize(results: Sequence[ScaleResult], runs: int, host: dict) -> dict:
             ratios["memory_ours_over_baseline"] = medians["ours"]["peak_rss_bytes"] / medians["baseline"]["peak_rss_bytes"]
         if "ours" in medians and "floor" in medians:
             ratios["time_ours_over_floor"] = medians["ours"]["wall_seconds"] / medians["floor"]["wall_seconds"]
+        for other in ("baseline", "ours"):
+            if "cluster" in medians and other in medians:
+                ratios[f"time_cluster_over_{other}"] = medians["cluster"]["wall_seconds"] / medians[other]["wall_seconds"]
         scale["ratios"] = ratios
-        ours = scale["runs"].get("ours", [])
-        if ours and all("step_seconds" in run for run in ours):
-            scale["ours_phase_seconds"] = {p: statistics.median(phases(run)[p] for run in ours) for p in PHASES}
-        if ours and all("steps" in run for run in ours):
-            scale["ours_steps"] = {
-                step: {k: statistics.median(run["steps"].get(step, {}).get(k, 0) for run in ours) for k in STEP_FIELDS}
-                for step in ours[0]["steps"]
-            }
+        for system in STEPPED:
+            done = scale["runs"].get(system, [])
+            if done and all("step_seconds" in run for run in done):
+                scale[f"{system}_phase_seconds"] = {p: statistics.median(phases(run)[p] for run in done) for p in PHASES}
+            if done and all("steps" in run for run in done):
+                scale[f"{system}_steps"] = {
+                    step: {k: statistics.median(run["steps"].get(step, {}).get(k, 0) for run in done) for k in STEP_FIELDS}
+                    for step in done[0]["steps"]
+                }
     summary = {"machine": host, "runs": runs, "scales": scales}
     summary["targets"] = targets(summary)
     summary["capacity"] = capacity(summary)
@@ -124,6 +136,7 @@ def targets(summary: dict) -> list[dict]:
     time_1000 = None if ours(x1000, "wall_seconds") is None or ours(x100, "wall_seconds") is None else (
         ours(x1000, "wall_seconds") / ours(x100, "wall_seconds")
     )
+    on_cluster = None if x100 is None else x100["medians"].get("cluster", {}).get("python_peak_rss_bytes")
     return [
         _target("real data: ours / Dagster floor, time", ratio(real, "time_ours_over_floor"), 1.25, at_most=True, unit="x"),
         _target("real data: speed-up over the Spark baseline", ratio(real, "time_ours_over_baseline", True), 4, False, "x"),
@@ -134,6 +147,10 @@ def targets(summary: dict) -> list[dict]:
         _target("1000x: peak memory of ours", peak_1000, MEMORY_LIMIT_100X / GIB, at_most=True, unit=" GiB"),
         _target("1000x: time / the 100x time", time_1000, 10, at_most=True, unit="x"),
         _target("1000x: speed-up over the Spark baseline", ratio(x1000, "time_ours_over_baseline", True), 3, False, "x"),
+        _target(
+            "100x on the Spark cluster: peak memory of the run's Python processes (JVMs excluded)",
+            None if on_cluster is None else on_cluster / MB, PYTHON_LIMIT_CLUSTER / MB, at_most=True, unit=" MB",
+        ),
     ]
 
 
@@ -166,7 +183,7 @@ def capacity(summary: dict) -> dict | None:
 
 def markdown(summary: dict) -> str:
     host = summary["machine"]
-    systems = [s for s in ("ours", "baseline", "floor") if any(s in x["medians"] for x in summary["scales"])]
+    systems = [s for s in NAMES if any(s in x["medians"] for x in summary["scales"])]
     header = ["scale", "accelerometer rows", "JSON MiB"]
     header += [f"{NAMES[s]} s" for s in systems]
     header += [f"{NAMES[s]} peak MiB" for s in systems if s != "floor"]
@@ -189,31 +206,28 @@ def markdown(summary: dict) -> str:
         cells += [f"{m[s]['rows_per_second']:,.0f}" for s in systems if s != "floor"]
         cells += [_num(r.get(k)) for k in ("time_ours_over_baseline", "time_ours_over_floor", "memory_ours_over_baseline")]
         lines.append("| " + " | ".join(cells) + " |")
-    if broken_down := [s for s in summary["scales"] if "ours_phase_seconds" in s]:
+    if clustered := [s for s in summary["scales"] if "cluster" in s["medians"]]:
         lines += [
             "",
-            "Where ours spends its time, in seconds (medians; checks: judging the rules, and pictures: drawing the charts, both inside each step and not counted in its zone):",
+            "Ours on the Spark cluster (a master, a worker and its executor on loopback, started for each run): peak "
+            "memory of the Dagster run's Python processes (the CLI and its Python descendants; every JVM and what it "
+            "starts left out), of the run's whole process tree (with the driver JVM), and of the cluster (master, "
+            "worker, the executor and its Python workers); CPU seconds of the run's processes and of the cluster's "
+            "while it ran (medians):",
             "",
-            "| scale | " + " | ".join(PHASES) + " |",
-            "|" + "---|" * (len(PHASES) + 1),
+            "| scale | wall s | run CPU s | cluster CPU s | cluster start s | Python peak MiB | run tree peak MiB | cluster peak MiB | Spark / cluster time | cluster / DuckDB time |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for scale in broken_down:
-            lines.append(f"| {scale['scale']} | " + " | ".join(f"{scale['ours_phase_seconds'][p]:.1f}" for p in PHASES) + " |")
-    if stepped := [s for s in summary["scales"] if "ours_steps" in s]:
-        lines += [
-            "",
-            "Each step of ours: seconds to build (pictures included), of which pictures, to judge its rules, to commit; "
-            "and the peak memory of the run's processes while it ran (medians):",
-            "",
-            "| scale | step | build s | pictures s | audit s | commit s | peak MiB |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for scale in stepped:
-            for step, f in scale["ours_steps"].items():
-                lines.append(
-                    f"| {scale['scale']} | {step} | {f['build']:.2f} | {f['pictures']:.2f} | {f['audit']:.2f} | "
-                    f"{f['commit']:.2f} | {f['peak_rss_bytes'] / MIB:,.0f} |"
-                )
+        for scale in clustered:
+            c, r = scale["medians"]["cluster"], scale["ratios"]
+            cells = [f"{c['wall_seconds']:.1f}", f"{c['cpu_seconds']:.1f}", f"{c['cluster_cpu_seconds']:.1f}"]
+            cells += [f"{c['cluster_start_seconds']:.1f}"]
+            cells += [f"{c[k] / MIB:,.0f}" for k in ("python_peak_rss_bytes", "peak_rss_bytes", "cluster_peak_rss_bytes")]
+            spark = r.get("time_cluster_over_baseline")
+            cells += [_num(None if spark is None else 1 / spark), _num(r.get("time_cluster_over_ours"))]
+            lines.append(f"| {scale['scale']} | " + " | ".join(cells) + " |")
+    for system in STEPPED:
+        lines += _step_tables(summary, system)
     lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
     for t in summary["targets"]:
         limit = f"{'<=' if t['at_most'] else '>='} {t['limit']:g}{t['unit']}"
@@ -230,6 +244,39 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _step_tables(summary: dict, system: str) -> list[str]:
+    """Where a system's runs spend their time, by zone and by step."""
+    lines, name = [], "ours" if system == "ours" else NAMES[system]
+    if broken_down := [s for s in summary["scales"] if f"{system}_phase_seconds" in s]:
+        lines += [
+            "",
+            f"Where {name} spends its time, in seconds (medians; checks: judging the rules, and pictures: drawing the charts, both inside each step and not counted in its zone):",
+            "",
+            "| scale | " + " | ".join(PHASES) + " |",
+            "|" + "---|" * (len(PHASES) + 1),
+        ]
+        for scale in broken_down:
+            phase = scale[f"{system}_phase_seconds"]
+            lines.append(f"| {scale['scale']} | " + " | ".join(f"{phase[p]:.1f}" for p in PHASES) + " |")
+    if stepped := [s for s in summary["scales"] if f"{system}_steps" in s]:
+        whose = "the run's Python processes (JVMs excluded)" if system == "cluster" else "the run's processes"
+        lines += [
+            "",
+            f"Each step of {name}: seconds to build (pictures included), of which pictures, to judge its rules, to commit; "
+            f"and the peak memory of {whose} while it ran (medians):",
+            "",
+            "| scale | step | build s | pictures s | audit s | commit s | peak MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for scale in stepped:
+            for step, f in scale[f"{system}_steps"].items():
+                lines.append(
+                    f"| {scale['scale']} | {step} | {f['build']:.2f} | {f['pictures']:.2f} | {f['audit']:.2f} | "
+                    f"{f['commit']:.2f} | {f['peak_rss_bytes'] / MIB:,.0f} |"
+                )
+    return lines
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -243,7 +290,7 @@ def plot(summary: dict, path: Path) -> None:
     plain = FuncFormatter(lambda value, _: f"{value:g}")
 
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4), dpi=80)
-    styles = {"ours": ("tab:blue", "o"), "baseline": ("tab:orange", "s"), "floor": ("tab:gray", "^")}
+    styles = {"ours": ("tab:blue", "o"), "cluster": ("tab:green", "D"), "baseline": ("tab:orange", "s"), "floor": ("tab:gray", "^")}
     for system, (color, marker) in styles.items():
         scales = [s for s in summary["scales"] if system in s["medians"]]
         generated = sorted((s for s in scales if s["scale"] != REAL), key=lambda s: s["rows"]["accelerometer"])

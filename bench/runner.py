@@ -5,6 +5,8 @@ writes at that scale (kept under `<out>/data/` and reused by later benchmarks). 
 times, one after the other on the same machine:
 - `ours`: `dagster asset materialize -m stedi_assets.definitions --select '*'`, every asset and check,
   into a fresh lake, as a user runs it;
+- `cluster`: the same command with `STEDI_ENGINE=spark` on a Spark standalone cluster on loopback
+  that the run starts and stops (cluster.py): a master and a worker JVM, one executor;
 - `baseline`: the seeds' five Glue jobs as Spark SQL on local PySpark (seeds_baseline.py);
 - `floor`: eight trivial assets through the same CLI and executor (floor.py).
 Wall time and the peak memory of each command's process tree are measured from outside
@@ -19,6 +21,7 @@ import re
 import shutil
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +31,22 @@ from stedi_assets.landing.json_lines import count_lines
 from stedi_assets.landing.source import LandingSource
 
 SOURCES = ("customer", "accelerometer", "step_trainer")
-SYSTEMS = ("ours", "baseline", "floor")
+SYSTEMS = ("ours", "cluster", "baseline", "floor")
+DEFAULT_SYSTEMS = ("ours", "baseline", "floor")
 REAL = "real"
 GENERATE_SEED = 1
+# The `cluster` system's one worker: this machine's two cores and an executor of 3 GB (the
+# executor joins the largest tables; its Python workers write the staged files beside it).
+CLUSTER_CORES = 2
+CLUSTER_MEMORY = "3g"
+# Medians the report takes, beside wall time and peak memory, of the runs that have them.
+METRICS = (
+    "cpu_seconds",
+    "python_peak_rss_bytes",
+    "cluster_peak_rss_bytes",
+    "cluster_cpu_seconds",
+    "cluster_start_seconds",
+)
 
 
 @dataclass
@@ -58,6 +74,7 @@ class ScaleResult:
                 "wall_seconds": wall,
                 "peak_rss_bytes": self.median(system, "peak_rss_bytes"),
                 "rows_per_second": self.input_rows / wall,
+                **{m: self.median(system, m) for m in METRICS if all(m in run for run in self.runs[system])},
             }
         return out
 
@@ -189,13 +206,14 @@ def source_shape(source: Path) -> tuple[int, dict[str, int]]:
 
 
 def commands(source: Path, work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """Each system's command and environment, writing under `work`."""
+    """Each system's command and environment, writing under `work` (the cluster's master URL
+    is added when the cluster has started: `run_on_cluster`)."""
     dagster = bin_command("dagster")
+    ours = [dagster, "asset", "materialize", "-m", "stedi_assets.definitions", "--select", "*"]
+    lake = {"STEDI_SOURCE": str(source), "STEDI_LAKE": str(work / "lake")}
     return {
-        "ours": (
-            [dagster, "asset", "materialize", "-m", "stedi_assets.definitions", "--select", "*"],
-            clean_env(STEDI_SOURCE=str(source), STEDI_LAKE=str(work / "lake"), STEDI_ENGINE="duckdb"),
-        ),
+        "ours": (ours, clean_env(**lake, STEDI_ENGINE="duckdb")),
+        "cluster": (ours, clean_env(**lake, STEDI_ENGINE="spark")),
         "baseline": (
             [sys.executable, "-m", "bench.seeds_baseline", str(source), str(work / "seeds")],
             clean_env(),
@@ -204,23 +222,55 @@ def commands(source: Path, work: Path) -> dict[str, tuple[list[str], dict[str, s
     }
 
 
+def run_on_cluster(
+    command: list[str], env: dict[str, str], work: Path, log_file: Path, root: Path, min_available: int = 0
+) -> tuple[Measurement, dict]:
+    """`command` on a standalone cluster started for it under `root` (its daemons' logs, the
+    executors' in `work/`) and stopped after it, whatever happens. Beside the command's own
+    measurement: the cluster's processes' peak memory and CPU seconds while the command ran
+    (master, worker, the executor and its Python workers), the time it took to start, and
+    whether the master's log shows the application."""
+    from bench.cluster import start_cluster
+    from stedi_assets.engine.spark_engine import APP_NAME
+
+    conf = root / "conf"  # the driver's spark-defaults.conf: the executors' memory
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "spark-defaults.conf").write_text(f"spark.executor.memory {CLUSTER_MEMORY}\n")
+    started = time.perf_counter()
+    cluster = start_cluster(root, cores=CLUSTER_CORES, memory=CLUSTER_MEMORY)
+    start_seconds = time.perf_counter() - started
+    try:
+        env = {**env, "STEDI_SPARK_MASTER": cluster.url, "SPARK_CONF_DIR": str(conf)}
+        measured = measure(command, env, work, log_file, min_available=min_available, daemons=cluster.pids)
+    finally:
+        cluster.stop()
+    return measured, {
+        "cluster_peak_rss_bytes": measured.daemons_peak_rss_bytes,
+        "cluster_cpu_seconds": measured.daemons_cpu_seconds,
+        "cluster_start_seconds": start_seconds,
+        "application_in_master_log": f"Registered app {APP_NAME}" in cluster.master_log,
+    }
+
+
 def run_benchmark(
     scales: Sequence[str],
     runs: int,
     out: Path,
     real_source: Path,
-    systems: Sequence[str] = SYSTEMS,
+    systems: Sequence[str] = DEFAULT_SYSTEMS,
     log: Callable[[str], None] = print,
     min_available: int = 0,
+    data: Path | None = None,
 ) -> list[ScaleResult]:
     """Measure every system `runs` times at every scale; the runs of one scale interleave the
-    systems, so that a noisy moment of the machine hits them alike."""
+    systems, so that a noisy moment of the machine hits them alike. Generated scales are kept
+    in `data` (default `<out>/data`)."""
     out = out.resolve()
     logs, work = out / "logs", out / "work"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
     for scale in map(scale_name, scales):
-        source = prepare_source(scale, out / "data", real_source.resolve(), log, min_available)
+        source = prepare_source(scale, (data or out / "data").resolve(), real_source.resolve(), log, min_available)
         json_bytes, rows = source_shape(source)
         result = ScaleResult(scale, str(source), json_bytes, rows, {s: [] for s in systems})
         for run in range(1, runs + 1):
@@ -229,25 +279,42 @@ def run_benchmark(
                 work.mkdir(parents=True)
                 command, env = commands(source, work)[system]
                 log_file = logs / f"{scale}-{system}-{run}.log"
-                measured = measure(command, env, work, log_file, min_available=min_available)
+                cluster: dict = {}
+                if system == "cluster":
+                    root = logs / f"{scale}-{system}-{run}"
+                    measured, cluster = run_on_cluster(command, env, work, log_file, root, min_available)
+                else:
+                    measured = measure(command, env, work, log_file, min_available=min_available)
                 _check(measured, f"{system} at scale {scale}", log_file)
+                if cluster and not cluster["application_in_master_log"]:
+                    raise RuntimeError(f"{system} at scale {scale} did not run on the cluster: see {root / 'master.log'}")
                 record = {
                     "wall_seconds": measured.wall_seconds,
                     "peak_rss_bytes": measured.peak_rss_bytes,
                     "cpu_seconds": measured.cpu_seconds,
                     "load_average_1m": os.getloadavg()[0],  # how busy the machine was meanwhile
+                    **cluster,
                 }
-                if system == "ours":
+                if system in ("ours", "cluster"):
                     text = log_file.read_text(errors="replace")
                     record["step_seconds"] = step_seconds(text)
                     record["audit_seconds"] = audit_seconds(text)
                     record["picture_seconds"] = picture_seconds(text)
-                    record["steps"] = step_breakdown(text, measured.samples)
+                    # Each step's peak: of the whole tree for ours, of the Python processes on the cluster.
+                    record["steps"] = step_breakdown(text, measured.python_samples if cluster else measured.samples)
+                if cluster:
+                    record["python_peak_rss_bytes"] = measured.python_peak_rss_bytes
                 result.runs[system].append(record)
                 log(
                     f"scale {scale:>5} run {run}/{runs} {system:<8} {measured.wall_seconds:8.2f} s "
                     f"{measured.peak_rss_bytes / 2**20:8.0f} MiB {measured.cpu_seconds:8.1f} s CPU "
                     f"(load {record['load_average_1m']:.1f})"
+                    + (
+                        f"; Python {measured.python_peak_rss_bytes / 2**20:.0f} MiB, cluster "
+                        f"{cluster['cluster_peak_rss_bytes'] / 2**20:.0f} MiB, {cluster['cluster_cpu_seconds']:.1f} s CPU"
+                        if cluster
+                        else ""
+                    )
                 )
         shutil.rmtree(work, ignore_errors=True)
         results.append(result)

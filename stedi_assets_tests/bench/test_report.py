@@ -67,12 +67,13 @@ def test_targets(summary):
         "1000x: peak memory of ours": (None, None),  # 1000x not run
         "1000x: time / the 100x time": (None, None),
         "1000x: speed-up over the Spark baseline": (None, None),
+        "100x on the Spark cluster: peak memory of the run's Python processes (JVMs excluded)": (None, None),
     }
 
 
 def test_targets_of_scales_not_run_are_not_measured():
     only = summarize([scale("1", 80_000, [5], [20], [4], [300])], 1, HOST)
-    assert [t["met"] for t in only["targets"]] == [None] * 9
+    assert [t["met"] for t in only["targets"]] == [None] * 10
     assert only["capacity"] is None
 
 
@@ -164,3 +165,35 @@ def test_picture_times_are_taken_out_of_their_zones():
     assert summarized["ours_phase_seconds"] == pytest.approx(
         {"landing": 1.0, "trusted": 0.0, "curated": 0.75, "checks": 0.5, "pictures": 0.75, "start-up and Dagster": 9.0}
     )
+
+
+def cluster_run(wall: float, python_mib: int) -> dict:
+    return {
+        "wall_seconds": wall,
+        "peak_rss_bytes": (python_mib + 1100) * MIB,  # the run's tree: its Python and the driver JVM
+        "python_peak_rss_bytes": python_mib * MIB,
+        "cluster_peak_rss_bytes": 3000 * MIB,
+        "cpu_seconds": 40.0,
+        "cluster_cpu_seconds": 300.0,
+        "cluster_start_seconds": 6.0,
+        "application_in_master_log": True,
+    }
+
+
+@pytest.mark.parametrize(("python_mib", "met"), [(1200, False), (500, True)])
+def test_the_cluster_runs_python_peak_is_judged_against_600_mb(python_mib: int, met: bool):
+    result = scale("100", 8_000_000, [90, 80, 100], [180, 180, 180], [4, 4, 4], [1500, 1500, 1500])
+    result.runs["cluster"] = [cluster_run(wall, python_mib) for wall in (300, 360, 330)]
+    summary = summarize([result], 3, HOST)
+    (scaled,) = summary["scales"]
+    cluster = scaled["medians"]["cluster"]
+    assert cluster["wall_seconds"] == 330 and cluster["python_peak_rss_bytes"] == python_mib * MIB
+    assert cluster["cluster_peak_rss_bytes"] == 3000 * MIB and cluster["cluster_cpu_seconds"] == 300
+    assert scaled["ratios"]["time_cluster_over_baseline"] == pytest.approx(330 / 180)
+    assert scaled["ratios"]["time_cluster_over_ours"] == pytest.approx(330 / 90)
+    (target,) = [t for t in summary["targets"] if t["target"].startswith("100x on the Spark cluster")]
+    assert target["measured"] == pytest.approx(python_mib * MIB / 1e6) and target["limit"] == 600 and target["met"] is met
+    text = markdown(summary)
+    assert f"| 100 | 330.0 | 40.0 | 300.0 | 6.0 | {python_mib:,} | {python_mib + 1100:,} | 3,000 | 0.55 | 3.67 |" in text
+    limit_row = f"| 100x on the Spark cluster: peak memory of the run's Python processes (JVMs excluded) | {python_mib * MIB / 1e6:.2f} MB | <= 600 MB | {'yes' if met else 'NO'} |"
+    assert limit_row in text
