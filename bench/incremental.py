@@ -199,7 +199,7 @@ def markdown(results: list[dict]) -> str:
     lines = [
         "| scale | delivered rows (accelerometer + step trainer) | full run: steps s | full run: wall s "
         "| incremental run: steps s | incremental run: wall s | steps ratio | wall ratio "
-        f"| target (steps) | arrival -> ML table under dagster dev s |",
+        "| target (steps) | arrival -> ML table under dagster dev s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
