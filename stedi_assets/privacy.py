@@ -38,6 +38,10 @@ class PrivacyPolicy:
         object.__setattr__(self, "consent_policy", ConsentPolicy(self.consent_policy))  # "any" as well as ANY
 
     @property
+    def since_consent(self) -> bool:
+        return self.consent_policy == ConsentPolicy.SINCE_CONSENT
+
+    @property
     def uses_development_key(self) -> bool:
         return self.subject_key == DEVELOPMENT_SUBJECT_KEY
 
@@ -45,8 +49,7 @@ class PrivacyPolicy:
         """A rule's SQL under this policy, judging consent as of `as_of` (epoch ms; default: now).
         A literal TRUE under `any`, not a policy flag in the SQL: DuckDB does not fold that away,
         and it turns a correlated EXISTS into a join several times slower."""
-        since_consent = self.consent_policy == ConsentPolicy.SINCE_CONSENT
-        rendered = _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if since_consent else "TRUE", sql)
+        rendered = _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
         return rendered.replace(AS_OF, str(now_ms() if as_of is None else as_of))
 
     def subject_ids(self, email_keys: pa.Array | pa.ChunkedArray) -> pa.Array:
