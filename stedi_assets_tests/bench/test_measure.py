@@ -7,11 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from bench.measure import measure, processes, python_rss, tree_rss
 
@@ -139,20 +137,23 @@ def test_cpu_time_counts_the_processes_no_one_waits_for(tmp_path: Path):
 
 def test_an_interrupted_measurement_takes_the_command_with_it(tmp_path: Path):
     # Ctrl-C (or SIGTERM, which `python -m bench` turns into it) while a command runs: the
-    # command's whole process group is killed before the interruption goes on. About 1 s.
+    # command's whole process group is killed before the interruption goes on. The measuring
+    # process is a child of the test's, so the SIGINT reaches its main thread whatever runs the
+    # tests (a pytest-xdist worker delays it). About 2 s.
     pid_file = tmp_path / "child.pid"
-    child = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(60)"
+    child = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(600)"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
-
-    def interrupt() -> None:
-        while not pid_file.exists():
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        measure([sys.executable, "-c", parent], {}, tmp_path, tmp_path / "log")
+    measuring = (
+        "import sys; from pathlib import Path; from bench.measure import measure\n"
+        f"measure([sys.executable, '-c', {parent!r}], {{}}, {str(tmp_path)!r}, Path({str(tmp_path / 'log')!r}))"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", measuring], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     pid = int(pid_file.read_text())
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=30) != 0  # the KeyboardInterrupt went on
     deadline = time.monotonic() + 10
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # killed, then reaped by init
