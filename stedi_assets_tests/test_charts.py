@@ -361,7 +361,7 @@ def test_profile_counts_a_reading_two_subjects_share_once():
         {"subject_id": "s2", "sensorReadingTime": 20},
         {"subject_id": "s3", "sensorReadingTime": 10},
     )
-    profiler = signals.Profiler(customers)
+    profiler = signals.Profiler(customers, DuckDBEngine())
     half = ml.num_rows // 2  # two batches, as a build stages them
     assert [b.num_rows for b in profiler.observe(iter(ml.slice(0, half).to_batches() + ml.slice(half).to_batches()))] == [2, 3]
     found = profiler.result()

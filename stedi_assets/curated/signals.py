@@ -4,9 +4,9 @@
   readings -> (under `since_consent`) with readings since their consent -> in the ML table:
   scalar subqueries that DuckDB and Spark both run, in one query (`curated_counts`).
 - The ML table's profile (`Profiler`): readings per subject, and the step trainer readings that
-  found an accelerometer reading of the same customer at the same time, counted from the
-  batches the build stages: no second scan, no GROUP BY over millions of wide rows, never the
-  whole table in memory.
+  found an accelerometer reading of the same customer at the same time, counted exactly from the
+  batches the build stages (no second scan of the table), in memory set by STEDI_MEMORY_LIMIT,
+  not by the table.
 
 A picture or number that fails is a warning and missing from the metadata, never a failed step.
 """
@@ -112,21 +112,28 @@ class MachineLearningProfile:
 
 class Profiler:
     """Readings per subject and the matched step trainer readings, exactly, counted from the
-    ML table's record batches as the build stages them (`observe`, AssetStep.stage).
-    Matches are counted as distinct (serial number, time), not (subject, time), since two
-    customers registered to the same step trainer can both match one of its readings; each
-    is one integer, serial above time. A batch it cannot count makes `result` raise (a
-    picture left out, a warning), never the build fail."""
+    ML table's record batches as the build stages them (`observe`, AssetStep.stage): the table
+    is read once, by the build. Readings per subject are one count per curated customer (a
+    small table). Matches are distinct (serial number, time), not (subject, time), since two
+    customers registered to the same step trainer can both match one of its readings; each is
+    one integer, serial above time, appended to a temporary table of this process's DuckDB and
+    counted there with DISTINCT at the end. DuckDB holds at most STEDI_MEMORY_LIMIT of it and
+    spills the rest to STEDI_SPILL_DIRECTORY, so the profile's memory is set by the setting,
+    not by the table (an Arrow hash set of the pairs took about 1 GB at 1000x). A batch it
+    cannot count makes `result` raise (a picture left out, a warning), never the build fail."""
 
-    def __init__(self, customer_curated: pa.Table):
+    def __init__(self, customer_curated: pa.Table, engine: SqlEngine):
+        from stedi_assets.engine.duckdb_engine import DuckDBEngine
+
         self.customers = customer_curated.select(["subject_id", "serialNumber"]).combine_chunks()
         self.per_customer = np.zeros(self.customers.num_rows, dtype=np.int64)
         codes = pc.dictionary_encode(self.customers["serialNumber"].combine_chunks()).indices
         self.serial_code = pc.fill_null(codes, -1).to_numpy().astype(np.int64) + 1  # 0: no serial number
         self.time_bits = 63 - max(1, int(self.serial_code.max(initial=0)).bit_length())
         self.value_set = self.customers["subject_id"].combine_chunks()
-        self.pairs: list[pa.Array] = []
-        self.held = self.merged = 0
+        # Counted in DuckDB whichever engine builds: under Spark, this process's own DuckDB.
+        self.pairs = (engine if isinstance(engine, DuckDBEngine) else DuckDBEngine()).cursor()
+        self.pairs.execute("CREATE TEMP TABLE pairs (pair BIGINT)")
         self.error: Exception | None = None
         self.seconds = 0.0  # counted with the step's pictures
 
@@ -150,17 +157,16 @@ class Profiler:
         self.per_customer += np.bincount(subject, minlength=self.per_customer.size)
         if times.size and (times.min() < 0 or times.max() >= 1 << self.time_bits):
             raise ValueError("reading times outside the range the profile packs")
-        # Distinct by hashing (Arrow's unique), not sorting; merged now and then, so that what
-        # is held stays about the number of distinct pairs.
-        self.pairs.append(pc.unique(pa.array((self.serial_code[subject] << self.time_bits) | times)))
-        self.held += len(self.pairs[-1])
-        if self.held > 2 * self.merged + (1 << 22):
-            self.pairs = [pc.unique(pa.chunked_array(self.pairs, pa.int64()))]
-            self.held = self.merged = len(self.pairs[0])
+        self.pairs.register("batch_pairs", pa.table({"pair": (self.serial_code[subject] << self.time_bits) | times}))
+        self.pairs.execute("INSERT INTO pairs SELECT pair FROM batch_pairs")
 
     def result(self) -> MachineLearningProfile:
-        if self.error is not None:
-            raise self.error
+        try:
+            if self.error is not None:
+                raise self.error
+            [(matched,)] = self.pairs.execute("SELECT COUNT(DISTINCT pair) FROM pairs").fetchall()
+        finally:
+            self.pairs.close()  # and its table with it
         present = np.flatnonzero(self.per_customer)
         counts = pa.table(
             {
@@ -168,7 +174,6 @@ class Profiler:
                 "readings": pa.array(self.per_customer[present]),
             }
         ).sort_by([("readings", "descending"), ("subject_id", "ascending")])
-        matched = len(pc.unique(pa.chunked_array(self.pairs, pa.int64()))) if self.pairs else 0
         return MachineLearningProfile(counts, int(matched))
 
 
