@@ -90,7 +90,7 @@ def machine_learning_curated(step: AssetStep) -> Build:
         profiler = signals.Profiler(step.inputs["customer_curated"].to_arrow(), step.engine.engine())
         ml = step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs, observe=profiler.observe)
         pictures = signals.machine_learning_pictures(
-            step.pictures, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.current, profiler
+            step.pictures, step.engine.engine(), step.privacy, {n: step.inputs[n] for n in inputs}, step.current, profiler
         )
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
