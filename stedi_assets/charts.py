@@ -3,8 +3,9 @@
 Pure functions: Arrow tables or counts in, a Markdown string holding one PNG data URI out.
 Each aggregates with pyarrow first, so matplotlib draws a few dozen bars or a few thousand
 points whatever the table's size, on a `Figure` with the Agg canvas (never pyplot's global
-state), imported only when drawing. `Pictures` is the one place that talks to Dagster: a chart
-that fails to draw is a warning, never a failed step.
+state). matplotlib is imported beside the first step's build (`_matplotlib`), not on its
+critical path. `Pictures` is the one place that talks to Dagster: a chart that fails to draw
+is a warning, never a failed step.
 
 No label shows a direct identifier: subjects appear as a short prefix of their
 pseudonymous `subject_id`, landing files by name, rejects by the kind of problem with the
@@ -14,8 +15,10 @@ offending value left out, and anything that still looks like an e-mail address i
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -73,6 +76,7 @@ class Pictures:
     def __init__(self, log: logging.Logger | dg.DagsterLogManager):
         self.log = log
         self.seconds = 0.0
+        _matplotlib()  # the process's first step starts importing it
 
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
         """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}`."""
@@ -185,9 +189,9 @@ def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str] | None = N
         subjects = pick_subjects(subject_counts(step_and_accel))
     subjects = list(subjects)[:SIGNAL_SUBJECTS]
     chosen = step_and_accel.filter(pc.is_in(step_and_accel["subject_id"], pa.array(subjects, pa.string())))
-    from matplotlib.ticker import MaxNLocator
-
     fig = _figure(SIGNALS)
+    from matplotlib.ticker import MaxNLocator  # after _figure: once matplotlib's import is done
+
     fig.subplots_adjust(left=0.09, right=0.99, bottom=0.11, top=0.86, wspace=0.08, hspace=0.12)
     if not subjects:
         _empty(fig.add_subplot(), "no subjects")
@@ -273,9 +277,29 @@ def _file_label(path: str, width: int = 34) -> str:
 
 
 # -- drawing helpers --------------------------------------------------------------------------
+@functools.cache
+def _matplotlib() -> threading.Thread:
+    """matplotlib imported in a thread of its own, started once per process by the first
+    `Pictures`: the import takes about 0.4 s of CPU (a tenth of a run's pictures at 100x),
+    and the first step's build goes on meanwhile. A chart waits for it only if it is not done."""
+
+    def load() -> None:
+        try:
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+            import matplotlib.ticker  # noqa: F401
+        except Exception:  # noqa: BLE001, S110 - the chart's own import then fails, as a warning
+            pass
+
+    thread = threading.Thread(target=load, name="import matplotlib", daemon=True)
+    thread.start()
+    return thread
+
+
 def _figure(size: tuple[float, float]) -> Figure:
     """A figure on the Agg canvas, laid out by hand: matplotlib's constrained layout would fit
     the labels for us but costs a third of a chart's time, and every chart is drawn each run."""
+    _matplotlib().join()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -302,10 +326,10 @@ def _hbar_chart(
 ) -> str:
     """Horizontal bars, the first on top, each with its number; `rejected` adds a red segment
     to each bar, and its number to the label where it is not zero."""
-    from matplotlib.ticker import MaxNLocator
-
     alt = title.split(" (")[0].lower()  # the title without its numbers
     fig = _figure(SMALL)
+    from matplotlib.ticker import MaxNLocator  # after _figure: once matplotlib's import is done
+
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=10, y=TITLE_Y)
     if not values:

@@ -351,7 +351,8 @@ def test_many_files_and_reasons_are_summed_into_one_bar(drawn_texts):
     assert f"{30 - charts.MAX_BARS + 1} other reasons" in drawn_texts
 
 
-def test_profile_counts_a_reading_two_subjects_share_once():
+def test_profile_counts_a_reading_two_subjects_share_once(monkeypatch):
+    monkeypatch.setattr(signals, "SIGNAL_CANDIDATES", 2)  # the signals are drawn from s1 and s2 only
     customers = pa.table({"subject_id": ["s1", "s2", "s3"], "serialNumber": ["A", "A", "B"]})
     ml = table(
         MACHINE_LEARNING_CURATED,
@@ -361,7 +362,7 @@ def test_profile_counts_a_reading_two_subjects_share_once():
         {"subject_id": "s2", "sensorReadingTime": 20},
         {"subject_id": "s3", "sensorReadingTime": 10},
     )
-    profiler = signals.Profiler(customers)
+    profiler = signals.Profiler(customers, DuckDBEngine())
     half = ml.num_rows // 2  # two batches, as a build stages them
     assert [b.num_rows for b in profiler.observe(iter(ml.slice(0, half).to_batches() + ml.slice(half).to_batches()))] == [2, 3]
     found = profiler.result()
@@ -371,4 +372,8 @@ def test_profile_counts_a_reading_two_subjects_share_once():
         {"subject_id": "s2", "readings": 2},
         {"subject_id": "s3", "readings": 1},
     ]
-    assert signals.rows_of(DuckDBEngine(), ml, ["s2"])["sensorReadingTime"].to_pylist() == [10, 20]
+    # The signals drawn: of the first candidates by subject_id, those with the most readings, all their rows.
+    assert found.signal_subjects == ["s1", "s2"]
+    assert found.signal_rows.select(["subject_id", "sensorReadingTime"]).to_pylist() == [
+        {"subject_id": s, "sensorReadingTime": t} for s, t in [("s1", 10), ("s1", 10), ("s2", 10), ("s2", 20)]
+    ]

@@ -87,10 +87,10 @@ def machine_learning_curated(step: AssetStep) -> Build:
         # Pictures for the UI, on full builds (they profile the whole table, counted as it is
         # staged): funnel, signals, readings per subject, matches; a chart that fails is a
         # warning, never a failure.
-        profiler = signals.Profiler(step.inputs["customer_curated"].to_arrow())
+        profiler = signals.Profiler(step.inputs["customer_curated"].to_arrow(), step.engine.engine())
         ml = step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs, observe=profiler.observe)
         pictures = signals.machine_learning_pictures(
-            step.pictures, step.engine.engine(), step.privacy, ml, {n: step.inputs[n] for n in inputs}, step.current, profiler
+            step.pictures, step.engine.engine(), step.privacy, {n: step.inputs[n] for n in inputs}, step.current, profiler
         )
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"

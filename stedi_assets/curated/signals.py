@@ -3,10 +3,11 @@
 - The privacy funnel: customers in landing -> with research consent -> with accelerometer
   readings -> (under `since_consent`) with readings since their consent -> in the ML table:
   scalar subqueries that DuckDB and Spark both run, in one query (`curated_counts`).
-- The ML table's profile (`Profiler`): readings per subject, and the step trainer readings that
-  found an accelerometer reading of the same customer at the same time, counted from the
-  batches the build stages: no second scan, no GROUP BY over millions of wide rows, never the
-  whole table in memory.
+- The ML table's profile (`Profiler`): readings per subject, the step trainer readings that
+  found an accelerometer reading of the same customer at the same time, and the rows of the
+  few subjects whose signals are drawn, taken exactly from the batches the build stages (the
+  table is never read again for its pictures), in memory set by STEDI_MEMORY_LIMIT, not by
+  the table.
 
 A picture or number that fails is a warning and missing from the metadata, never a failed step.
 """
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stedi_assets import charts
-from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, CUSTOMER_TRUSTED, Table
+from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, CUSTOMER_TRUSTED, MACHINE_LEARNING_CURATED, Table
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -54,6 +55,15 @@ WITH_READINGS_BEFORE_CONSENT_ONLY = """(
 )"""
 STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
 
+
+# Rows of the ML table the profile looks up at once: Arrow's `index_in` hashes the customers
+# anew at each call (at 1000x, 478 thousand of them for each batch of 131 thousand rows took
+# 4 times as long as the lookups); held until then, these rows are about 100 MB.
+LOOKUP_ROWS = 1 << 20
+# The subjects whose signals are drawn are chosen among the first of the curated customers by
+# subject_id (a fixed, repeatable choice, known before the build): their rows are kept as they
+# pass, so the table is not scanned again for them.
+SIGNAL_CANDIDATES = 64
 
 Published = Callable[[Table], "Relation"]  # a table's current published version (the lake's `current`)
 
@@ -104,6 +114,8 @@ class MachineLearningProfile:
 
     subject_counts: pa.Table  # subject_id, readings: the most first, ties by subject_id
     step_trainer_readings_matched: int  # distinct (serial number, reading time) in the ML table
+    signal_subjects: list[str]  # of the SIGNAL_CANDIDATES, the SIGNAL_SUBJECTS with the most readings
+    signal_rows: pa.Table  # their rows
 
     @property
     def subjects(self) -> int:
@@ -112,21 +124,34 @@ class MachineLearningProfile:
 
 class Profiler:
     """Readings per subject and the matched step trainer readings, exactly, counted from the
-    ML table's record batches as the build stages them (`observe`, AssetStep.stage).
-    Matches are counted as distinct (serial number, time), not (subject, time), since two
-    customers registered to the same step trainer can both match one of its readings; each
-    is one integer, serial above time. A batch it cannot count makes `result` raise (a
-    picture left out, a warning), never the build fail."""
+    ML table's record batches as the build stages them (`observe`, AssetStep.stage): the table
+    is read once, by the build. Readings per subject are one count per curated customer (a
+    small table). Matches are distinct (serial number, time), not (subject, time), since two
+    customers registered to the same step trainer can both match one of its readings; each is
+    one integer, serial above time, appended to a temporary table of this process's DuckDB and
+    counted there with DISTINCT at the end. DuckDB holds at most STEDI_MEMORY_LIMIT of it and
+    spills the rest to STEDI_SPILL_DIRECTORY, so the profile's memory is set by the setting,
+    not by the table (an Arrow hash set of the pairs took about 1 GB at 1000x). The rows of
+    the SIGNAL_CANDIDATES are kept as they pass. A batch it cannot count makes `result` raise
+    (a picture left out, a warning), never the build fail."""
 
-    def __init__(self, customer_curated: pa.Table):
+    def __init__(self, customer_curated: pa.Table, engine: SqlEngine):
+        from stedi_assets.engine.duckdb_engine import DuckDBEngine
+
         self.customers = customer_curated.select(["subject_id", "serialNumber"]).combine_chunks()
         self.per_customer = np.zeros(self.customers.num_rows, dtype=np.int64)
         codes = pc.dictionary_encode(self.customers["serialNumber"].combine_chunks()).indices
         self.serial_code = pc.fill_null(codes, -1).to_numpy().astype(np.int64) + 1  # 0: no serial number
         self.time_bits = 63 - max(1, int(self.serial_code.max(initial=0)).bit_length())
         self.value_set = self.customers["subject_id"].combine_chunks()
-        self.pairs: list[pa.Array] = []
-        self.held = self.merged = 0
+        # Counted in DuckDB whichever engine builds: under Spark, this process's own DuckDB.
+        self.pairs = (engine if isinstance(engine, DuckDBEngine) else DuckDBEngine()).cursor()
+        self.pairs.execute("CREATE TEMP TABLE pairs (pair BIGINT)")
+        self.held: list[pa.RecordBatch] = []
+        first = pc.sort_indices(self.customers["subject_id"]).to_numpy()[:SIGNAL_CANDIDATES]
+        self.candidate = np.zeros(self.customers.num_rows, dtype=bool)
+        self.candidate[first] = True
+        self.candidate_rows: list[pa.Table] = []
         self.error: Exception | None = None
         self.seconds = 0.0  # counted with the step's pictures
 
@@ -135,32 +160,39 @@ class Profiler:
             if self.error is None:
                 started = time.perf_counter()
                 try:
-                    self._count(batch)
+                    self.held.append(batch)
+                    if sum(b.num_rows for b in self.held) >= LOOKUP_ROWS:
+                        self._count()
                 except Exception as error:  # noqa: BLE001 - pictures never fail the build
                     self.error = error
                 self.seconds += time.perf_counter() - started
             yield batch
 
-    def _count(self, batch: pa.RecordBatch) -> None:
-        subject = pc.fill_null(pc.index_in(batch.column("subject_id"), value_set=self.value_set), -1)
-        subject = subject.to_numpy(zero_copy_only=False)
-        times = batch.column("sensorReadingTime").to_numpy(zero_copy_only=False)
+    def _count(self) -> None:
+        if not self.held:
+            return
+        held, self.held = pa.Table.from_batches(self.held), []
+        subject = pc.fill_null(pc.index_in(held["subject_id"], value_set=self.value_set), -1)
+        subject = subject.to_numpy()
+        times = held["sensorReadingTime"].to_numpy()
         known = subject >= 0  # a subject not in customer_curated: left out
+        candidates = np.flatnonzero(known)[self.candidate[subject[known]]]
+        self.candidate_rows.append(held.take(candidates).select(MACHINE_LEARNING_CURATED.column_names))
         subject, times = subject[known].astype(np.int64), times[known].astype(np.int64)
         self.per_customer += np.bincount(subject, minlength=self.per_customer.size)
         if times.size and (times.min() < 0 or times.max() >= 1 << self.time_bits):
             raise ValueError("reading times outside the range the profile packs")
-        # Distinct by hashing (Arrow's unique), not sorting; merged now and then, so that what
-        # is held stays about the number of distinct pairs.
-        self.pairs.append(pc.unique(pa.array((self.serial_code[subject] << self.time_bits) | times)))
-        self.held += len(self.pairs[-1])
-        if self.held > 2 * self.merged + (1 << 22):
-            self.pairs = [pc.unique(pa.chunked_array(self.pairs, pa.int64()))]
-            self.held = self.merged = len(self.pairs[0])
+        self.pairs.register("held_pairs", pa.table({"pair": (self.serial_code[subject] << self.time_bits) | times}))
+        self.pairs.execute("INSERT INTO pairs SELECT pair FROM held_pairs")
 
     def result(self) -> MachineLearningProfile:
-        if self.error is not None:
-            raise self.error
+        try:
+            if self.error is not None:
+                raise self.error
+            self._count()
+            [(matched,)] = self.pairs.execute("SELECT COUNT(DISTINCT pair) FROM pairs").fetchall()
+        finally:
+            self.pairs.close()  # and its table with it
         present = np.flatnonzero(self.per_customer)
         counts = pa.table(
             {
@@ -168,17 +200,11 @@ class Profiler:
                 "readings": pa.array(self.per_customer[present]),
             }
         ).sort_by([("readings", "descending"), ("subject_id", "ascending")])
-        matched = len(pc.unique(pa.chunked_array(self.pairs, pa.int64()))) if self.pairs else 0
-        return MachineLearningProfile(counts, int(matched))
-
-
-def rows_of(engine: SqlEngine, ml: Relation, subjects: list[str]) -> pa.Table:
-    """The ML rows of a few subjects, in reading order."""
-    listed = ", ".join("'" + s.replace("'", "''") + "'" for s in subjects) or "NULL"
-    return engine.query(
-        f"SELECT * FROM machine_learning_curated WHERE subject_id IN ({listed}) ORDER BY subject_id, sensorReadingTime",
-        {"machine_learning_curated": ml},
-    )
+        candidates = self.customers["subject_id"].filter(pa.array(self.candidate))
+        picked = charts.pick_subjects(counts.filter(pc.is_in(counts["subject_id"], value_set=candidates)))
+        rows = pa.concat_tables(self.candidate_rows) if self.candidate_rows else MACHINE_LEARNING_CURATED.arrow_schema.empty_table()
+        rows = rows.filter(pc.is_in(rows["subject_id"], value_set=pa.array(picked, pa.string())))
+        return MachineLearningProfile(counts, int(matched), picked, rows.sort_by([("subject_id", "ascending"), ("sensorReadingTime", "ascending")]))
 
 
 def _counts(
@@ -203,14 +229,14 @@ def machine_learning_pictures(
     pictures: Pictures,
     engine: SqlEngine,
     privacy: PrivacyPolicy,
-    ml: Relation,
     relations: Mapping[str, Relation],
     published: Published,
     profiler: Profiler,
 ) -> dict[str, dg.RawMetadataValue]:
     """The ML table's pictures (the whole funnel, a few subjects' signals, readings per
     subject, the step trainer readings matched) and the numbers Dagster plots across
-    materializations. `ml`: the table the asset is about to return; `relations`: its inputs."""
+    materializations, from `profiler` (which saw the table as it was staged); `relations`:
+    the asset's inputs."""
     out: dict[str, dg.RawMetadataValue] = {}
     pictures.seconds += profiler.seconds  # counted while the build staged the table
     found = pictures.guarded("ML table profile", profiler.result)
@@ -220,8 +246,7 @@ def machine_learning_pictures(
         out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(stages)))
     if found is None:
         return out
-    picked = charts.pick_subjects(found.subject_counts)
-    out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(rows_of(engine, ml, picked), picked)))
+    out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(found.signal_rows, found.signal_subjects)))
     out.update(pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts)))
     out["subjects"] = found.subjects
     if counts is not None:

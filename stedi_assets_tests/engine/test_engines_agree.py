@@ -196,7 +196,6 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
     assert len(masters) >= len(ZONE_RULES) and set(masters) == {spark_cluster.url}
     for name in (*STAGED, *(t.name for t in LANDING)):  # built on the executors, judged where they lie: never here whole
         staged = Lake(LocalStore(on_spark.lake)).current(TABLES[name].spec).rows
-        # (A picture's few subjects' ML rows do come back: the subject_signals chart.)
         held = [rows for columns, rows in returned if set(columns) == set(TABLES[name].column_names)]
         assert max(held, default=0) < staged, name
     assert any(columns == tuple(ADDED.names) for columns, _ in returned)  # what came back instead
