@@ -352,28 +352,35 @@ def test_many_files_and_reasons_are_summed_into_one_bar(drawn_texts):
 
 
 def test_profile_counts_a_reading_two_subjects_share_once(monkeypatch):
+    """Both paths to the ML table's profile, the batches observed as DuckDB stages them and SQL
+    over the staged table (as Spark's executors answer it), give the same exact profile."""
     monkeypatch.setattr(signals, "SIGNAL_CANDIDATES", 2)  # the signals are drawn from s1 and s2 only
-    customers = pa.table({"subject_id": ["s1", "s2", "s3"], "serialNumber": ["A", "A", "B"]})
+    customers = pa.table({"subject_id": ["s3", "s2", "s1"], "serialNumber": ["B", "A", "A"]})
     ml = table(
         MACHINE_LEARNING_CURATED,
-        {"subject_id": "s1", "sensorReadingTime": 10},
-        {"subject_id": "s1", "sensorReadingTime": 10},  # two accelerometer rows at one time
-        {"subject_id": "s2", "sensorReadingTime": 10},  # the same step trainer reading, co-owner's phone
+        {"subject_id": "s1", "sensorReadingTime": 10, "x": 2.0},
+        {"subject_id": "s1", "sensorReadingTime": 10, "x": 1.0},  # two accelerometer rows at one time
         {"subject_id": "s2", "sensorReadingTime": 20},
+        {"subject_id": "s2", "sensorReadingTime": 10},  # the same step trainer reading, co-owner's phone
         {"subject_id": "s3", "sensorReadingTime": 10},
+        {"subject_id": "s3", "sensorReadingTime": 30},
+        {"subject_id": "s3", "sensorReadingTime": 40},  # the most readings, but not a candidate
     )
     profiler = signals.Profiler(customers, DuckDBEngine())
     half = ml.num_rows // 2  # two batches, as a build stages them
-    assert [b.num_rows for b in profiler.observe(iter(ml.slice(0, half).to_batches() + ml.slice(half).to_batches()))] == [2, 3]
-    found = profiler.result()
-    assert found.step_trainer_readings_matched == 3  # (A, 10), (A, 20), (B, 10)
-    assert found.subject_counts.to_pylist() == [
-        {"subject_id": "s1", "readings": 2},
-        {"subject_id": "s2", "readings": 2},
-        {"subject_id": "s3", "readings": 1},
-    ]
-    # The signals drawn: of the first candidates by subject_id, those with the most readings, all their rows.
-    assert found.signal_subjects == ["s1", "s2"]
-    assert found.signal_rows.select(["subject_id", "sensorReadingTime"]).to_pylist() == [
-        {"subject_id": s, "sensorReadingTime": t} for s, t in [("s1", 10), ("s1", 10), ("s2", 10), ("s2", 20)]
-    ]
+    assert [b.num_rows for b in profiler.observe(iter(ml.slice(0, half).to_batches() + ml.slice(half).to_batches()))] == [3, 4]
+    observed = profiler.result()
+    asked = signals.profile_staged(DuckDBEngine(), customers, {"customer_curated": customers, "machine_learning_curated": ml})
+    for found in (observed, asked):
+        assert found.step_trainer_readings_matched == 5  # (A, 10), (A, 20), (B, 10), (B, 30), (B, 40)
+        assert found.subject_counts.to_pylist() == [
+            {"subject_id": "s3", "readings": 3},
+            {"subject_id": "s1", "readings": 2},
+            {"subject_id": "s2", "readings": 2},
+        ]
+        # The signals drawn: of the first candidates by subject_id, those with the most readings, all their rows.
+        assert found.signal_subjects == ["s1", "s2"]
+        assert found.signal_rows.select(["subject_id", "sensorReadingTime", "x"]).to_pylist() == [
+            {"subject_id": s, "sensorReadingTime": t, "x": x} for s, t, x in [("s1", 10, 1.0), ("s1", 10, 2.0), ("s2", 10, None), ("s2", 20, None)]
+        ]
+    assert observed == asked

@@ -84,13 +84,17 @@ def machine_learning_curated(step: AssetStep) -> Build:
         return step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs)
 
     if not follower.usable:
-        # Pictures for the UI, on full builds (they profile the whole table, counted as it is
+        # Pictures for the UI, on full builds (they profile the whole table: counted as it
+        # is staged where it passes through this process, else by the engine where it was
         # staged): funnel, signals, readings per subject, matches; a chart that fails is a
         # warning, never a failure.
-        profiler = signals.Profiler(step.inputs["customer_curated"].to_arrow(), step.engine.engine())
-        ml = step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs, observe=profiler.observe)
+        engine, customers = step.engine.engine(), step.inputs["customer_curated"].to_arrow()
+        profiler = signals.Profiler(customers, engine) if engine.stages_here else None
+        observe = profiler.observe if profiler is not None else None
+        ml = step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs, observe=observe)
+        relations = {**{n: step.inputs[n] for n in inputs}, MACHINE_LEARNING_CURATED.name: ml}
         pictures = signals.machine_learning_pictures(
-            step.pictures, step.engine.engine(), step.privacy, {n: step.inputs[n] for n in inputs}, step.current, profiler
+            step.pictures, engine, step.privacy, relations, step.current, customers, profiler
         )
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"

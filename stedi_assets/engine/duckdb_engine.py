@@ -39,6 +39,7 @@ class DuckDBEngine:
     """The local engine: DuckDB in this process, reading a version's Parquet files where they lie."""
 
     name = "duckdb"
+    stages_here = True
 
     def __init__(self, memory_limit: str = DEFAULT_MEMORY_LIMIT, spill_directory: str = DEFAULT_SPILL_DIRECTORY):
         self.memory_limit, self.spill_directory = memory_limit, spill_directory

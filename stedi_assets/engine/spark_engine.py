@@ -43,7 +43,6 @@ ENGINE_SQL_CONF = {
     # default, 10,000, would make as many small row groups): as DuckDB's batches (BATCH_ROWS).
     "spark.sql.execution.arrow.maxRecordsPerBatch": str(1 << 17),
 }
-STAGE_BATCH_ROWS = int(ENGINE_SQL_CONF["spark.sql.execution.arrow.maxRecordsPerBatch"])
 
 
 def on_this_machine(master: str) -> bool:
@@ -98,6 +97,7 @@ class SparkEngine:
     views are private to it, as DuckDB's connection per query makes them."""
 
     name = "spark"
+    stages_here = False  # the executors write a staged result: no row of it passes here
 
     def __init__(self, session: SparkSession):
         self.session = session
@@ -149,10 +149,12 @@ class SparkEngine:
         `write_data_file`, Arrow: the storage schema exactly, the same as DuckDB's files, on
         a folder or S3 without hadoop-aws) and sends back only its AddAction. Spark's own
         Parquet writer is not used: its files differ in types (INT96 timestamps), nullability
-        and leave metadata files (_SUCCESS, .crc) in the folder. `observe` then reads the
-        staged files back here a record batch at a time (the ML table's profile, on a full
-        build). A task Spark retries leaves its first file unnamed: vacuum's sweep of untracked
-        files deletes it."""
+        and leave metadata files (_SUCCESS, .crc) in the folder. A task Spark retries leaves
+        its first file unnamed: vacuum's sweep of untracked files deletes it. Nothing passes
+        here to `observe` (`stages_here` is False): reading the files back would bring the
+        whole table to this process (the ML table's 4 M rows at 100x); ask them in SQL."""
+        if observe is not None:
+            raise ValueError("Spark stages on its executors: ask the staged files in SQL instead of observing them")
         frame = self._sql(sql, relations)
 
         def write(root: str, options: Mapping[str, str]) -> list:
@@ -161,12 +163,7 @@ class SparkEngine:
             added = frame.mapInArrow(_writer(spec, root, dict(options)), from_arrow_schema(ADDED)).toArrow()
             return [AddAction(partition_values={}, **row) for row in added.to_pylist()]
 
-        staged = lake.stage_with(spec, write)
-        if observe is not None:  # a batch at a time: no files or batches read ahead
-            scan = staged.dataset().to_batches(batch_size=STAGE_BATCH_ROWS, batch_readahead=0, fragment_readahead=0)
-            for _ in observe(iter(scan)):
-                pass
-        return staged
+        return lake.stage_with(spec, write)
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
         """`work` run by the executors, one task per item (a landing source file), each task

@@ -164,7 +164,7 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
     test_pipeline's, on the CLI.) The landing files, the sample's dirty one included (bad
     lines, rejects with line numbers), are parsed by the executors: this process cannot parse
     one, and each landing step says which processes ingested its files: none of them this one
-    (on DuckDB, this one)."""
+    (on DuckDB, this one). The ML table's profile shows the same numbers and pictures."""
     masters, returned = [], []
     spark_query, to_arrow = SparkEngine.query, ClassicDataFrame.toArrow
 
@@ -205,6 +205,12 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
         assert spark.rows == duck.rows, table.name
         assert sorted_rows(spark.to_arrow()) == sorted_rows(duck.to_arrow()), table.name
     assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"].spec).rows > 0
+    # The ML table's pictures and numbers are the same on both engines: Spark's asked of the
+    # executors in SQL (curated/signals.py `profile_staged`), DuckDB's counted as it staged.
+    [duck_ml], [spark_ml] = (r.asset_materializations_for_node("machine_learning_curated") for r in (sample_lake.result, run))
+    shown = ("subjects", "step_trainer_readings_matched", "step_trainer_match_share", "readings_per_subject", "subject_signals")
+    for name in shown:
+        assert spark_ml.metadata[name] == duck_ml.metadata[name], name
     application = spark_engine.session.sparkContext.applicationId
     assert f"Registered app {APP_NAME} with ID {application}" in spark_cluster.master_log
 
