@@ -21,7 +21,7 @@ from stedi_assets.erasure import Erasures
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing.erased import leave_out
-from stedi_assets.landing.json_lines import BOM, count_lines, parse_files
+from stedi_assets.landing.json_lines import BOM, count_lines, parse_file
 from stedi_assets.landing.named import with_named_keys
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.person import with_person_keys
@@ -107,8 +107,8 @@ class Ingest:
     def _parsed(self, key: str, done: Ingested) -> Iterator[Piece]:
         keys, store = PERSON_KEY_OF.get(self.table.name, {}), self.source.store()
         for before, data in chunks(store, key):
-            batch = parse_files([(key, data)], as_read(self.table))  # a record's own "person_key" is rescued, not read
-            done.exact |= bool(batch.files_parsed_exactly)
+            batch = parse_file(data, key, as_read(self.table))  # a record's own "person_key" is rescued, not read
+            done.exact |= batch.exact_path
             # The person key, computed once, here, beside the e-mail as it arrived.
             rows = with_person_keys(after(batch.rows, before), keys).select(self.table.column_names)
             # Lines counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.

@@ -14,8 +14,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,31 +46,11 @@ class ParsedFile:
     exact_path: bool = False
 
 
-@dataclass
-class LandingBatch:
-    rows: pa.Table
-    rejects: pa.Table
-    files: int = 0
-    lines_read: int = 0
-    files_parsed_exactly: list[str] = field(default_factory=list)
-
-
 def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
     data = _without_bom(data)
     data_columns = [c for c in table.columns if c.name not in (*_LINEAGE, RESCUED_DATA.name)]
     fast = _parse_fast(data, source_file, table, data_columns)
     return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns)
-
-
-def parse_files(files: Iterable[tuple[str, Data]], table: Table) -> LandingBatch:
-    parsed = [(source_file, parse_file(data, source_file, table)) for source_file, data in files]
-    return LandingBatch(
-        pa.concat_tables([p.rows for _, p in parsed]) if parsed else table.arrow_schema.empty_table(),
-        pa.concat_tables([p.rejects for _, p in parsed]) if parsed else REJECT_SCHEMA.empty_table(),
-        len(parsed),
-        sum(p.lines_read for _, p in parsed),
-        [source_file for source_file, p in parsed if p.exact_path],
-    )
 
 
 # -- one definition of a line ------------------------------------------------------------------

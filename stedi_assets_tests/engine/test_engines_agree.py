@@ -180,7 +180,7 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
     monkeypatch.setattr(SparkEngine, "query", counted)
     monkeypatch.setattr(ClassicDataFrame, "toArrow", recorded)
     # The executors import the parser afresh; in this process it fails.
-    monkeypatch.setattr(ingest, "parse_files", lambda *a, **k: pytest.fail("the step's process parsed a landing file"))
+    monkeypatch.setattr(ingest, "parse_file", lambda *a, **k: pytest.fail("the step's process parsed a landing file"))
     on_spark = lakehouse_factory(SAMPLE_SOURCE, STEDI_ENGINE="spark", STEDI_SPARK_MASTER=spark_cluster.url)
     run = on_spark.run()
     assert run.success

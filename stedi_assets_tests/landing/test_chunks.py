@@ -8,7 +8,7 @@ import pytest
 
 from stedi_assets.lake.store import LocalStore
 from stedi_assets.landing.ingest import after, chunks
-from stedi_assets.landing.json_lines import count_lines, parse_files
+from stedi_assets.landing.json_lines import count_lines, parse_file
 from stedi_assets.tables import ACCELEROMETER_LANDING, as_read
 
 BOM = b"\xef\xbb\xbf"
@@ -26,10 +26,10 @@ def test_chunks_give_the_whole_file_s_rows_rejects_and_lines(tmp_path, size):
     parts = list(chunks(LocalStore(tmp_path), "f.json", size))
     assert b"".join(p.to_pybytes() for _, p in parts) == FILE
     assert not any(p.to_pybytes().startswith(BOM) for _, p in parts[1:])
-    whole = parse_files([("f.json", FILE)], as_read(ACCELEROMETER_LANDING))
+    whole = parse_file(FILE, "f.json", as_read(ACCELEROMETER_LANDING))
     rows, rejects, lines_read = [], [], 0
     for before, data in parts:
-        batch = parse_files([("f.json", data)], as_read(ACCELEROMETER_LANDING))
+        batch = parse_file(data, "f.json", as_read(ACCELEROMETER_LANDING))
         rows.append(after(batch.rows, before))
         rejects.append(after(batch.rejects, before))
         lines_read += batch.lines_read

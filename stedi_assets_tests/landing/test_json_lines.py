@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from stedi_assets.landing.json_lines import REASON_CODES, _parse_exact, count_lines, non_blank_line_numbers, parse_file, parse_files
+from stedi_assets.landing.json_lines import REASON_CODES, _parse_exact, count_lines, non_blank_line_numbers, parse_file
 from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, STEP_TRAINER_LANDING, Table, as_read
 
 A = as_read(ACCELEROMETER_LANDING)  # as the landing step reads a file: the person key comes after
@@ -152,16 +152,18 @@ def test_every_line_is_a_row_or_a_reject_across_files():
         ("customer/a.json", b'{"email":"a@x","registrationDate":1}\n{"email":"b@x"}{"phone":"1"}\n'),
         ("customer/b.json", b'\n{"email":"c@x","shareWithResearchAsOfDate":"soon"}\nnope\n'),
     ]
-    batch = parse_files(files, CUSTOMER_LANDING)
-    assert batch.rows.column("email").to_pylist() == ["a@x", "b@x"]
-    assert batch.rejects.select(["source_file", "source_line"]).to_pylist() == [
+    parsed = [parse_file(data, name, CUSTOMER_LANDING) for name, data in files]
+    rows, rejects = pa.concat_tables([p.rows for p in parsed]), pa.concat_tables([p.rejects for p in parsed])
+    assert rows.column("email").to_pylist() == ["a@x", "b@x"]
+    assert rejects.select(["source_file", "source_line"]).to_pylist() == [
         {"source_file": "customer/a.json", "source_line": 2},
         {"source_file": "customer/b.json", "source_line": 2},
         {"source_file": "customer/b.json", "source_line": 3},
     ]
-    assert batch.lines_read == sum(count_lines(d) for _, d in files) == 4
-    lines = {(r["source_file"], r["source_line"]) for t in (batch.rows, batch.rejects) for r in t.select(["source_file", "source_line"]).to_pylist()}
-    assert len(lines) == batch.lines_read
+    lines_read = sum(p.lines_read for p in parsed)
+    assert lines_read == sum(count_lines(d) for _, d in files) == 4
+    lines = {(r["source_file"], r["source_line"]) for t in (rows, rejects) for r in t.select(["source_file", "source_line"]).to_pylist()}
+    assert len(lines) == lines_read
 
 
 def test_fields_outside_the_contract_are_rescued_with_their_row_as_sent():
