@@ -106,11 +106,10 @@ def rejects_by_reason(rejects: pa.Table) -> str:
     return _hbar_chart(title, "no rejected lines", "rejected lines", [label for label, _ in bars], values, _RED)
 
 
-def rows_per_file(rows: pa.Table | Mapping[str, int], rejects: pa.Table | None = None) -> str:
+def rows_per_file(rows: Mapping[str, int], rejects: pa.Table | None = None) -> str:
     """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
-    files first. `rows`: the landing rows, or their count per file (what a build that staged
-    them knows)."""
-    per_file = {f: n for f, n in rows.items() if n} if isinstance(rows, Mapping) else _count(rows["source_file"])
+    files first. `rows`: the count per file (what a build that staged them knows)."""
+    per_file = {f: n for f, n in rows.items() if n}
     bad = _count(rejects["source_file"]) if rejects is not None else {}
     files = set(per_file) | set(bad)
     bars = _bars({f: per_file.get(f, 0) + bad.get(f, 0) for f in files}, "other files")
@@ -145,13 +144,6 @@ def privacy_funnel(stages: Sequence[tuple[str, int]]) -> str:
     return _markdown(fig, "privacy funnel", caption)
 
 
-def subject_counts(ml: pa.Table) -> pa.Table:
-    """Readings (rows) per subject, the most first, ties by subject_id: `subject_id, readings`."""
-    counts = ml.select(["subject_id"]).group_by("subject_id").aggregate([([], "count_all")])
-    counts = counts.rename_columns(["subject_id", "readings"])
-    return counts.sort_by([("readings", "descending"), ("subject_id", "ascending")])
-
-
 def readings_per_subject(counts: pa.Table) -> str:
     """Histogram: how many subjects have how many readings in the ML table (`counts`:
     subject_id, readings)."""
@@ -174,17 +166,16 @@ def readings_per_subject(counts: pa.Table) -> str:
     return _markdown(fig, "readings per subject")
 
 
-def pick_subjects(counts: pa.Table, n: int = SIGNAL_SUBJECTS) -> list[str]:
-    """The `n` subjects with the most readings (ties by subject_id): a fixed, repeatable choice."""
-    return counts["subject_id"].slice(0, n).to_pylist()
+def pick_subjects(counts: pa.Table) -> list[str]:
+    """The SIGNAL_SUBJECTS subjects with the most readings (`counts` ranked, ties by
+    subject_id): a fixed, repeatable choice."""
+    return counts["subject_id"].slice(0, SIGNAL_SUBJECTS).to_pylist()
 
 
-def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str] | None = None) -> str:
-    """For a few subjects, one column each: the step trainer distance above, the accelerometer
-    x, y and z below, on one shared time axis (seconds since the subject's first reading).
-    `step_and_accel` has the ML table's columns; without `subjects`, those with the most readings."""
-    if subjects is None:
-        subjects = pick_subjects(subject_counts(step_and_accel))
+def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str]) -> str:
+    """For a few subjects (`pick_subjects`), one column each: the step trainer distance above,
+    the accelerometer x, y and z below, on one shared time axis (seconds since the subject's
+    first reading). `step_and_accel` has the ML table's columns."""
     subjects = list(subjects)[:SIGNAL_SUBJECTS]
     chosen = step_and_accel.filter(pc.is_in(step_and_accel["subject_id"], pa.array(subjects, pa.string())))
     fig = _figure(SIGNALS)
