@@ -72,12 +72,10 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     out = replace(out, companions=tuple(_paired_again(lake, c, out.info) for c in out.companions))
     if out.changes_nothing:
         return None
-    paired = [
-        lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
-        for c in out.companions
-    ]
+    # A companion that changes nothing is paired at its `base`.
+    companions = [lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
+                  for c in out.companions]
     base, removes = (out.increment.base, out.increment.removes) if out.increment else (None, ())
-    companions = [c for c in paired if c is not None]
     return lake.write(out.table.spec, out.data, out.info, companions=companions, base=base, removes=removes)
 
 

@@ -44,7 +44,7 @@ from stedi_assets.privacy import PrivacyPolicy, mask, now_ms
 from stedi_assets.tables import Table
 
 RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
-MATERIALIZATION_PAGES = 10  # how far back (100 each) to look for the materialization of a version
+MATERIALIZATIONS = 1000  # how far back to look for the materialization of a version
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
 
 
@@ -433,16 +433,6 @@ def _materialization_of(
     recorded it: the asset's, newest first (storage ids as the asset index numbers them, which
     check targets refer to)."""
     run_id = snapshot.info.get("run_id")
-    if not run_id:
-        return None
-    cursor = None
-    for _ in range(MATERIALIZATION_PAGES):
-        page = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(table.name)), limit=100, cursor=cursor)
-        for record in page.records:
-            if record.run_id == run_id:
-                return AssetCheckEvaluationTargetMaterializationData(storage_id=record.storage_id, run_id=run_id,
-                                                                     timestamp=record.timestamp)
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return None
+    records = context.instance.fetch_materializations(dg.AssetKey(table.name), limit=MATERIALIZATIONS).records if run_id else []
+    return next((AssetCheckEvaluationTargetMaterializationData(storage_id=r.storage_id, run_id=run_id, timestamp=r.timestamp)
+                 for r in records if r.run_id == run_id), None)
