@@ -142,7 +142,7 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     emails = list(emails)
     for given in emails:
         if (why := refused(given)) is not None:
-            raise ValueError(f"not recorded: {why}")
+            raise ValueError(f"nothing recorded: {why}")
     keys = sorted(set(erasure_keys(emails, privacy).values()) - load(lake, privacy).subjects)
     if not keys:
         return 0

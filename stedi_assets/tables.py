@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 # A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
 FILE_NAME = pa.dictionary(pa.int32(), pa.string())
-_ATHENA_TYPES = {**ATHENA_TYPES, FILE_NAME: "string"}
 # What a rejected line names: every e-mail's person key, every serial number (landing/named.py).
 NAMES = pa.list_(pa.string())
 # What a column holds, for telling an erased person's rows (erasure.py): person keys (the landing
@@ -36,7 +35,7 @@ class Column:
 
     @property
     def athena_type(self) -> str:
-        return _ATHENA_TYPES[self.type]
+        return ATHENA_TYPES[self.type.value_type if pa.types.is_dictionary(self.type) else self.type]
 
 
 @dataclass(frozen=True)
