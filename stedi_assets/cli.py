@@ -197,9 +197,6 @@ def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, dro
         return
     if not given:
         raise click.UsageError("name at least one e-mail address, or --file (or --purge)")
-    for email in given:
-        if (why := erasure.refused(email)) is not None:
-            raise click.ClickException(f"nothing recorded: {why}")
     settings = _settings(lake)
     new = erasure.record(_open(settings), _privacy(settings), given)
     click.echo(

@@ -25,11 +25,7 @@ from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.landing.named import named_tokens
-from stedi_assets.tables import ERASURE_REQUESTS, LAKE_TABLES
-
-# What a column holds, for telling an erased person's rows: person keys (`EMAIL`: the landing
-# tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
-EMAIL, SERIAL, SUBJECT = "email", "serial", "subject"
+from stedi_assets.tables import EMAIL, ERASURE_REQUESTS, LAKE_TABLES, SERIAL, SUBJECT
 ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info that lists them
 ERASURES_APPLIED = "erasures_applied"  # the commit info key: a fingerprint of the requests a version was built with
 
@@ -146,7 +142,7 @@ def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     emails = list(emails)
     for given in emails:
         if (why := refused(given)) is not None:
-            raise ValueError(f"not recorded: {why}")
+            raise ValueError(f"nothing recorded: {why}")
     keys = sorted(set(erasure_keys(emails, privacy).values()) - load(lake, privacy).subjects)
     if not keys:
         return 0

@@ -24,8 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stedi_assets.engine import Relation
+from stedi_assets.erasure import ERASURES_APPLIED
 from stedi_assets.lake.delta import Snapshot, Staged
 from stedi_assets.lake.errors import LakeError
 from stedi_assets.publishing import AssetStep, Build, Increment
@@ -91,9 +93,24 @@ class Follower:
         return self.reason is None
 
     @property
+    def erasing(self) -> bool:
+        """Erasure requests in force that the published version was built without: their
+        people's rows leave it in this build, whether or not an input lost them yet (a run of
+        this table alone after `stedi forget`)."""
+        erasures, previous = self.step.erasures, self.previous
+        return bool(erasures) and previous is not None and previous.info.get(ERASURES_APPLIED) != erasures.fingerprint()
+
+    def erased(self, data: pa.Table) -> pa.ChunkedArray | pa.Array:
+        """The mask of `data`'s rows that belong to an erased person (`Table.erased_by`)."""
+        if not self.step.erasures or self.table.erased_by is None:
+            return pa.array([False] * data.num_rows, pa.bool_())
+        return self.step.erasures.dropping(data, *self.table.erased_by, self.step.privacy)
+
+    @property
     def inputs_unchanged(self) -> bool:
-        """Every input is as the published version was built from (the same data files)."""
-        return self.usable and all(set(self.bases[n].files) == set(s.files) for n, s in self.step.inputs.items())
+        """Every input is as the published version was built from (the same data files), and
+        no erasure request came since."""
+        return self.usable and not self.erasing and all(set(self.bases[n].files) == set(s.files) for n, s in self.step.inputs.items())
 
     def unchanged(self, metadata: Mapping | None = None) -> Build:
         """Nothing it reads has changed since it was built: nothing to build, judge or commit."""
@@ -168,9 +185,15 @@ class Follower:
         info = dict(summary or {})
         info["affected_keys"] = affected.num_rows
         # Only the data files holding an affected key's rows are rewritten (with none, the
-        # fresh rows are appended): an erased person's, once a table upstream lost her rows.
+        # fresh rows are appended): an erased person's among them, found in the published rows.
         keys = set(affected[key].to_pylist())
-        holding = [f for f, values in previous.values_by_file(key).items() if values & keys] if keys else []
+        by_file = previous.values_by_file(key) if keys or self.erasing else {}
+        if self.erasing:
+            assert self.table.erased_by is not None and self.table.erased_by[0] == key, "erased by the key it follows"
+            held = pa.table({key: pa.array(sorted(set().union(*by_file.values()) - {None}), affected.schema.field(key).type)})
+            keys |= set(held.filter(self.erased(held))[key].to_pylist())
+            affected = pa.table({key: pa.array(sorted(keys), affected.schema.field(key).type)})
+        holding = [f for f, values in by_file.items() if values & keys]
         rest = previous.without(holding)
         union = "UNION" if distinct else "UNION ALL"
         if keys:
@@ -185,6 +208,7 @@ class Follower:
                 fresh_rows=fresh,
                 affected_keys=affected,
             )
+        fresh = fresh.filter(pc.invert(self.erased(fresh)))  # an input may hold them still
         # One scan of the rows kept as they are: those sharing a unique key with a new row. A
         # new row already among them is not added again (the key is part of the row).
         unique = " AND ".join(f"p.{c} IS NOT DISTINCT FROM f.{c}" for c in self.table.unique_key)
@@ -224,6 +248,7 @@ def rebuilt(follower: Follower, build: Callable[[], pa.Table], metadata: Mapping
         return follower.unchanged(metadata)
     table, previous = follower.table, follower.previous
     data = build()
+    data = data.filter(pc.invert(follower.erased(data)))  # an input may hold an erased person still
     info = {"rules_fingerprint": follower.fingerprint}
     if previous is not None and previous.rows == data.num_rows:
         sql = "SELECT COUNT(*) AS n FROM (SELECT * FROM built_rows EXCEPT SELECT * FROM published_rows) AS d"

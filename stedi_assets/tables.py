@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 # A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
 # Parquet, it is one string per file instead of a copy per row. Readers still see text.
 FILE_NAME = pa.dictionary(pa.int32(), pa.string())
-_ATHENA_TYPES = {**ATHENA_TYPES, FILE_NAME: "string"}
 # What a rejected line names: every e-mail's person key, every serial number (landing/named.py).
 NAMES = pa.list_(pa.string())
+# What a column holds, for telling an erased person's rows (erasure.py): person keys (the landing
+# tables' `person_key`, the trusted and curated `email` and `user`), serial numbers, or subject ids.
+EMAIL, SERIAL, SUBJECT = "email", "serial", "subject"
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Column:
 
     @property
     def athena_type(self) -> str:
-        return _ATHENA_TYPES[self.type]
+        return ATHENA_TYPES[self.type.value_type if pa.types.is_dictionary(self.type) else self.type]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Table:
     zone: str  # landing, landing_rejects, landing_files, trusted, curated
     columns: tuple[Column, ...]
     unique_key: tuple[str, ...] = field(default=())
+    # (column, kind) telling an erased person's rows: a trusted or curated build leaves them
+    # out itself (incremental.py), even while a table upstream still holds them.
+    erased_by: tuple[str, str] | None = None
 
     @property
     def location(self) -> str:
@@ -198,16 +203,14 @@ CUSTOMER_LANDING_FILES = Table("customer_landing_files", "customer", "landing_fi
 ACCELEROMETER_LANDING_FILES = Table("accelerometer_landing_files", "accelerometer", "landing_files", _LANDING_FILES)
 STEP_TRAINER_LANDING_FILES = Table("step_trainer_landing_files", "step_trainer", "landing_files", _LANDING_FILES)
 
-CUSTOMER_TRUSTED = Table("customer_trusted", "customer", "trusted", _CUSTOMER, unique_key=("email",))
+CUSTOMER_TRUSTED = Table("customer_trusted", "customer", "trusted", _CUSTOMER, ("email",), ("email", EMAIL))
 ACCELEROMETER_TRUSTED = Table(
-    "accelerometer_trusted", "accelerometer", "trusted", _ACCELEROMETER, unique_key=("user", "timestamp", "x", "y", "z")
+    "accelerometer_trusted", "accelerometer", "trusted", _ACCELEROMETER, ("user", "timestamp", "x", "y", "z"), ("user", EMAIL)
 )
 STEP_TRAINER_TRUSTED = Table(
-    "step_trainer_trusted", "step_trainer", "trusted", _STEP_TRAINER, unique_key=("serialNumber", "sensorReadingTime")
+    "step_trainer_trusted", "step_trainer", "trusted", _STEP_TRAINER, ("serialNumber", "sensorReadingTime"), ("serialNumber", SERIAL)
 )
-CUSTOMER_CURATED = Table(
-    "customer_curated", "customer", "curated", _CUSTOMER + (SUBJECT_ID,), unique_key=("email",)
-)
+CUSTOMER_CURATED = Table("customer_curated", "customer", "curated", _CUSTOMER + (SUBJECT_ID,), ("email",), ("email", EMAIL))
 MACHINE_LEARNING_CURATED = Table(
     "machine_learning_curated",
     "machine_learning",
@@ -221,6 +224,7 @@ MACHINE_LEARNING_CURATED = Table(
         Column("z", pa.float64(), "Acceleration along z"),
     ),
     unique_key=("subject_id", "sensorReadingTime", "distanceFromObject", "x", "y", "z"),
+    erased_by=("subject_id", SUBJECT),
 )
 
 # Written by `stedi forget`, read by every step: keyed hashes only, never an e-mail (erasure.py).

@@ -137,7 +137,7 @@ def test_forget_refuses_what_names_nobody_in_one_line_and_records_nothing(tmp_pa
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: nothing recorded: ") and why in line
     assert not (lake / LAKE_TABLES["erasure_requests"].location).exists()
-    with pytest.raises(ValueError, match="not recorded"):
+    with pytest.raises(ValueError, match="nothing recorded"):
         erasure.record(Lake(LocalStore(lake)), PrivacyPolicy(), ["ok@x", argument])
     assert not (lake / LAKE_TABLES["erasure_requests"].location).exists()
 

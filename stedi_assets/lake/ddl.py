@@ -9,9 +9,8 @@ from stedi_assets.lake.delta import Lake, TableSpec
 
 
 def create_table(spec: TableSpec, location: str, database: str) -> str:
-    comment = f"-- {spec.description}\n" if spec.description else ""
     return (
-        f"{comment}CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{spec.name}`\n"
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{spec.name}`\n"
         f"LOCATION {_string(location.rstrip('/') + '/')}\nTBLPROPERTIES ('table_type' = 'DELTA');\n"
     )
 

@@ -53,7 +53,6 @@ class TableSpec:
     name: str
     location: str
     schema: pa.Schema
-    description: str = ""
 
     @property
     def storage_schema(self) -> pa.Schema:
@@ -214,18 +213,15 @@ class Lake:
     def uri(self, location: str = "") -> str:
         return self.store.uri(location)
 
-    def _failure(self, what: str, error: BaseException) -> LakeError:
-        """`error` from delta-rs as a LakeError: `<what>: <the cause in one line>`."""
+    def _failure(self, what: str, error: BaseException) -> BaseException:
+        """`error` from delta-rs as a LakeError: `<what>: <the cause in one line>`; the lake's
+        own errors and interrupts as they are."""
+        if isinstance(error, LakeError) or not isinstance(error, Exception):
+            return error
         bucket = self.uri().removeprefix("s3://").split("/", 1)[0] if self.uri().startswith("s3://") else None
         secrets = [self.storage_options.get(k, "") for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
         kind = AwsRequestError if is_request_error(error) else LakeError
         return kind(f"{what}: {' '.join(describe(error, bucket, secrets).split())}")  # a conflict's help is a second line
-
-    def _wrapped(self, what: str, error: BaseException) -> BaseException:
-        """`error` itself if it is the lake's own (or an interrupt), else `_failure`."""
-        if isinstance(error, LakeError) or not isinstance(error, Exception):
-            return error
-        return self._failure(what, error)
 
     def _writing(self) -> None:
         if self._before_write is not None:
@@ -303,7 +299,7 @@ class Lake:
                 self.discard(data)
             # `from None` here and below: the message says the cause in one line, and delta-rs's
             # own text may quote an endpoint with its credentials (privacy.md).
-            raise self._wrapped(failed, error) from None
+            raise self._failure(failed, error) from None
         for attempt in range(1, attempts + 1):
             try:
                 self._commit(spec, data, properties, mode, base, removes)
@@ -332,7 +328,7 @@ class Lake:
                     raise _conflict(failed, read_version) from None
                 if attempt > 1 and isinstance(error, Exception):
                     failed += f" ({attempt} commit attempts, STEDI_S3_MAX_ATTEMPTS)"
-                raise self._wrapped(failed, error) from None
+                raise self._failure(failed, error) from None
         if self.catalog is not None:
             try:
                 self.catalog.register(spec, uri)
@@ -354,7 +350,7 @@ class Lake:
 
         uri, options = self.uri(spec.location), self.storage_options or None
         table = DeltaTable(uri, version=base.version, storage_options=options) if base else None
-        created = {"name": spec.name, "description": spec.description or None, "configuration": CONFIGURATION}
+        created = {"name": spec.name, "configuration": CONFIGURATION}
         if isinstance(data, pa.Table):
             write_deltalake(
                 table if table is not None else uri,

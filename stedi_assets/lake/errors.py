@@ -43,10 +43,6 @@ class CommitConflictError(LakeError):
     published; building again on the new version succeeds."""
 
 
-class UnsafeStoreError(LakeError):
-    """An object store that does not honour conditional writes: Delta commits would be lost."""
-
-
 class AwsRequestError(LakeError):
     """An S3 or Glue call that failed for good (not retryable, or out of attempts), naming
     the bucket and key (or Glue table)."""

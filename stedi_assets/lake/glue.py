@@ -83,7 +83,6 @@ def table_input(spec: TableSpec, uri: str) -> dict[str, Any]:
         raise ValueError(f"Glue registers S3 locations only, not {uri}: put STEDI_LAKE on s3://")
     return {
         "Name": spec.name,
-        "Description": spec.description[:2048],
         "TableType": "EXTERNAL_TABLE",
         "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "spark.sql.sources.provider": "delta"},
         "PartitionKeys": [],

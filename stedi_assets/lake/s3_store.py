@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.errors import AwsRequestError, UnsafeStoreError
+from stedi_assets.lake.errors import AwsRequestError, LakeError
 from stedi_assets.lake.s3_client import TRANSPORT_ERRORS, error_code, reported
 from stedi_assets.lake.store import Entry
 
@@ -126,7 +126,7 @@ class S3Store:
                     if error_code(error) not in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}:
                         raise
                 else:
-                    raise UnsafeStoreError(
+                    raise LakeError(
                         f"the S3 store at {endpoint} (bucket {self.bucket}) accepted a second conditional PUT of "
                         f"{key}: it ignores If-None-Match, so two Delta commits of one table version could both "
                         f"succeed and one would be lost silently. Refusing to write. Use a store that supports "

@@ -167,20 +167,22 @@ def _erased_serials(
     found: set[str], published: Snapshot | None, increment: Increment | None, staged: Staged, rejects: pa.Table, step: AssetStep
 ) -> set[str]:
     """The keyed hashes of serial numbers only erased people own: those of the customer
-    records this build left out, less any a record it kept names (`leave_out` has taken those
-    of the same file out already), and, building on a published version, with the ones it
-    recorded, less those named by the records and rejected lines it keeps."""
-    if published is None:
-        return found
+    records this build left out (`found`), less any a record it kept names (`leave_out` has
+    taken those of the same file out already), and, building on a published version, with the
+    ones it recorded, less those named by the records and rejected lines it adds. The rows it
+    keeps of that version are read only when `found` is not empty (a build applying a new
+    request): they named none of the serial numbers it recorded, which were cleared then."""
+    candidates = found | erasure.erased_serials(published)
+    if published is None or not candidates:
+        return candidates
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
-    if increment is not None and increment.companion_base is not None:
+    if found and increment is not None and increment.companion_base is not None:
         kept = increment.base.without(increment.removes)
         serials.append(kept.dataset().to_table(columns=["serialNumber"])["serialNumber"])
-        base = increment.companion_base
-        kept = base.without(increment.companion_removes)
+        kept = increment.companion_base.without(increment.companion_removes)
         named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
     owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
-    return (found | erasure.erased_serials(published)) - set(erasure.serial_keys(owned, step.privacy).values())
+    return candidates - set(erasure.serial_keys(owned, step.privacy).values())
 
 
 def _carried_from(step: AssetStep, published: Snapshot, increment: Increment | None, rejects: Table) -> tuple[Snapshot, Snapshot]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,10 +36,6 @@ class LandingSource:
 
     def location(self, source: str) -> str:
         return self.store().uri(self._folder(source))
-
-    def files(self, source: str) -> list[str]:
-        """The JSON files of one source, as keys relative to the root, in a stable order."""
-        return list(self.survey(source)[0])
 
     def survey(
         self, source: str, recorded: Mapping[str, Mapping[str, Any]] | None = None
@@ -78,11 +74,9 @@ class LandingSource:
         return self.prefixes.get(source, source)
 
     def read_all(self, source: str) -> Iterator[tuple[str, pa.Buffer]]:
-        yield from self.read(self.files(source))
-
-    def read(self, keys: Iterable[str]) -> Iterator[tuple[str, pa.Buffer]]:
+        """Every JSON file of one source and its bytes, in a stable order."""
         store = self.store()
-        for key in keys:
+        for key in self.survey(source)[0]:
             yield key, read_buffer(store, key)
 
 

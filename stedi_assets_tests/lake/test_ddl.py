@@ -29,10 +29,10 @@ def test_a_statement_is_athenas_delta_ddl() -> None:
     )
 
 
-def test_a_description_becomes_a_comment_and_quotes_are_escaped() -> None:
-    spec = TableSpec("t", "t/zone", pa.schema([("x", pa.int64())]), description="the customer's table")
+def test_quotes_in_the_location_are_escaped() -> None:
+    spec = TableSpec("t", "t/zone", pa.schema([("x", pa.int64())]))
     ddl = create_table(spec, "s3://lake/it's/t/zone/", "stedi")
-    assert ddl.startswith("-- the customer's table\nCREATE EXTERNAL TABLE")
+    assert ddl.startswith("CREATE EXTERNAL TABLE")
     assert "LOCATION 's3://lake/it\\'s/t/zone/'" in ddl
 
 

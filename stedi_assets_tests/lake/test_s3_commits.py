@@ -18,7 +18,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from stedi_assets.lake import s3_store
 from stedi_assets.lake.delta import Lake, TableSpec
-from stedi_assets.lake.errors import LakeError, UnsafeStoreError
+from stedi_assets.lake.errors import LakeError
 from stedi_assets.resources.lake import LakeResource
 from stedi_assets.lake.s3_client import new_client
 from stedi_assets.lake.s3_store import S3Store
@@ -112,7 +112,7 @@ def test_the_probe_passes_on_a_store_that_honours_them(s3_server: MotoServer, aw
     fault_proxy.strip_conditional_headers()
     other = S3Store(new_client("s3", 3, 5.0, False), LAKE_BUCKET + "-other", prefix, 3)
     ensure_bucket(s3_server.client("s3"), other.bucket)
-    with pytest.raises(UnsafeStoreError, match=rf"at {fault_proxy.url} \(bucket {other.bucket}\).*X=true"):
+    with pytest.raises(LakeError, match=rf"at {fault_proxy.url} \(bucket {other.bucket}\).*X=true"):
         other.require_conditional_writes("X=true")
 
 
@@ -220,7 +220,7 @@ def test_a_rollback_is_refused_too_and_a_vacuum_writes_no_log_entry(
 
     lake = LakeResource(root=root, unconditional_writes_setting="X=true").lake()
     assert lake.vacuum(SPEC, retain_hours=0) != []  # a dry run lists version 0's file
-    with pytest.raises(UnsafeStoreError, match="X=true"):
+    with pytest.raises(LakeError, match="X=true"):
         lake.restore(SPEC, 0, {"published_by": "test"})
     table = DeltaTable(f"{root}/{SPEC.location}", storage_options=s3_server.storage_options())
     assert table.version() == 1 and len(table.file_uris()) == 1
