@@ -8,9 +8,10 @@
   subjects whose signals are drawn (`profile`): asked in SQL of the engine where the staged
   table lies, DuckDB here or Spark's executors, the same queries on either, after the build.
   Only counts per subject and a few subjects' rows come back, and the engine holds the rest
-  within its own bound. (Counting the batches in this process as DuckDB staged them cost as
-  much CPU at 100x, but slowed the build's one writing thread and held the customers and a
-  million rows beside DuckDB's memory: 1.87 GB at 1000x against 1.4 GB.)
+  within its own bound. (Counting the batches in this process as DuckDB staged them took as
+  much CPU at 100x and a third less at 1000x, but slowed the build's one writing thread and
+  held the customers and a million rows beside DuckDB's memory: the ML step alone peaked at
+  1,873 MiB at 1000x, against 1,401 now.)
 
 A picture or number that fails is a warning and missing from the metadata, never a failed step.
 """
