@@ -68,7 +68,7 @@ STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
 # (`COUNTED_TWICE`): the matches are exact, and the table is scanned once more only if some
 # customers share a serial number.
 SUBJECT_COUNTS = """
-SELECT subject_id, SUM(rows_at_time) AS readings, COUNT(*) AS times FROM (
+SELECT subject_id, CAST(SUM(rows_at_time) AS BIGINT) AS readings, COUNT(*) AS times FROM (
     SELECT subject_id, COUNT(*) AS rows_at_time FROM machine_learning_curated GROUP BY subject_id, sensorReadingTime
 ) AS per_time GROUP BY subject_id
 """
