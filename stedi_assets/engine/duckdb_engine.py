@@ -67,11 +67,6 @@ class DuckDBEngine:
 
         return lake.stage(spec, parts()), results
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own to this process's database, under its memory limit: a
-        temporary table made on it spills as a join does (the ML profile's pairs)."""
-        return self._cursor({})
-
     def _cursor(self, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
         # A cursor is a connection of its own to the shared database, ~100x cheaper to open
         # than a new database (about 8 ms, paid by every rule and check).
