@@ -16,7 +16,7 @@ its `Audit` (`paired`, `from_source`) or builds itself.
 
 import inspect
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -115,12 +115,11 @@ class AssetStep:
     def query(self, sql: str, *inputs: str, **relations: Relation) -> pa.Table:
         return self.engine.engine().query(*self._rendered(sql, inputs, relations))
 
-    def stage(self, table: Table, sql: str, *inputs: str,
-              observe: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None, **relations: Relation) -> Staged:
+    def stage(self, table: Table, sql: str, *inputs: str, **relations: Relation) -> Staged:
         """`query`'s result as `table`'s staged files, written by the engine (SqlEngine.stage):
         DuckDB streams it here in batches (memory bounded by STEDI_MEMORY_LIMIT), Spark's
-        executors write it. `observe` sees each batch (the numbers behind a picture)."""
-        return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec, observe)
+        executors write it."""
+        return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec)
 
     def current(self, table: Table) -> Snapshot | None:
         """The table's published version, or None if it has none."""

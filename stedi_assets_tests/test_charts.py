@@ -357,36 +357,44 @@ def test_many_files_and_reasons_are_summed_into_one_bar(drawn_texts):
     assert f"{30 - charts.MAX_BARS + 1} other reasons" in drawn_texts
 
 
-def test_profile_counts_a_reading_two_subjects_share_once(monkeypatch):
-    """Both paths to the ML table's profile, the batches observed as DuckDB stages them and SQL
-    over the staged table (as Spark's executors answer it), give the same exact profile."""
-    monkeypatch.setattr(signals, "SIGNAL_CANDIDATES", 2)  # the signals are drawn from s1 and s2 only
-    customers = pa.table({"subject_id": ["s3", "s2", "s1"], "serialNumber": ["B", "A", "A"]})
-    ml = table(
-        MACHINE_LEARNING_CURATED,
-        {"subject_id": "s1", "sensorReadingTime": 10, "x": 2.0},
-        {"subject_id": "s1", "sensorReadingTime": 10, "x": 1.0},  # two accelerometer rows at one time
-        {"subject_id": "s2", "sensorReadingTime": 20},
-        {"subject_id": "s2", "sensorReadingTime": 10},  # the same step trainer reading, co-owner's phone
-        {"subject_id": "s3", "sensorReadingTime": 10},
-        {"subject_id": "s3", "sensorReadingTime": 30},
-        {"subject_id": "s3", "sensorReadingTime": 40},  # the most readings, but not a candidate
-    )
-    profiler = signals.Profiler(customers, DuckDBEngine())
-    half = ml.num_rows // 2  # two batches, as a build stages them
-    assert [b.num_rows for b in profiler.observe(iter(ml.slice(0, half).to_batches() + ml.slice(half).to_batches()))] == [3, 4]
-    observed = profiler.result()
-    asked = signals.profile_staged(DuckDBEngine(), customers, {"customer_curated": customers, "machine_learning_curated": ml})
-    for found in (observed, asked):
-        assert found.step_trainer_readings_matched == 5  # (A, 10), (A, 20), (B, 10), (B, 30), (B, 40)
-        assert found.subject_counts.to_pylist() == [
-            {"subject_id": "s3", "readings": 3},
-            {"subject_id": "s1", "readings": 2},
-            {"subject_id": "s2", "readings": 2},
-        ]
-        # The signals drawn: of the first candidates by subject_id, those with the most readings, all their rows.
-        assert found.signal_subjects == ["s1", "s2"]
-        assert found.signal_rows.select(["subject_id", "sensorReadingTime", "x"]).to_pylist() == [
-            {"subject_id": s, "sensorReadingTime": t, "x": x} for s, t, x in [("s1", 10, 1.0), ("s1", 10, 2.0), ("s2", 10, None), ("s2", 20, None)]
-        ]
-    assert observed == asked
+# Two customers registered to one step trainer (A), both matching its reading at time 10.
+SHARING_CUSTOMERS = pa.table({"subject_id": ["s4", "s3", "s2", "s1"], "serialNumber": ["D", "B", "A", "A"]})
+SHARING_ML = table(
+    MACHINE_LEARNING_CURATED,
+    {"subject_id": "s1", "sensorReadingTime": 10, "x": 2.0},
+    {"subject_id": "s1", "sensorReadingTime": 10, "x": 1.0},  # two accelerometer rows at one time
+    {"subject_id": "s2", "sensorReadingTime": 20},
+    {"subject_id": "s2", "sensorReadingTime": 10},  # the same step trainer reading, co-owner's phone
+    {"subject_id": "s3", "sensorReadingTime": 10},
+    {"subject_id": "s3", "sensorReadingTime": 30},
+    {"subject_id": "s3", "sensorReadingTime": 40},
+    {"subject_id": "s4", "sensorReadingTime": 50},  # the fewest readings: not drawn
+)
+
+
+def test_profile_counts_a_reading_two_subjects_share_once():
+    """The ML table's profile, asked in SQL where the table lies, counts a step trainer reading
+    two customers share (one serial number) once, and draws the subjects with the most readings."""
+    found = signals.profile(DuckDBEngine(), {"customer_curated": SHARING_CUSTOMERS, "machine_learning_curated": SHARING_ML})
+    assert found.step_trainer_readings_matched == 6  # (A, 10), (A, 20), (B, 10), (B, 30), (B, 40), (D, 50)
+    assert found.subject_counts.to_pylist() == [
+        {"subject_id": "s3", "readings": 3},
+        {"subject_id": "s1", "readings": 2},
+        {"subject_id": "s2", "readings": 2},
+        {"subject_id": "s4", "readings": 1},
+    ]
+    assert found.signal_subjects == ["s3", "s1", "s2"]  # the most readings, ties by subject_id
+    assert found.signal_rows.select(["subject_id", "sensorReadingTime", "x"]).to_pylist() == [
+        {"subject_id": s, "sensorReadingTime": t, "x": x}
+        for s, t, x in [("s1", 10, 1.0), ("s1", 10, 2.0), ("s2", 10, None), ("s2", 20, None), ("s3", 10, None), ("s3", 30, None), ("s3", 40, None)]
+    ]
+    # No serial number shared: every subject's reading times are readings of its own step trainer.
+    own = SHARING_CUSTOMERS.set_column(1, "serialNumber", pa.array(["D", "B", "C", "A"]))
+    assert signals.profile(DuckDBEngine(), {"customer_curated": own, "machine_learning_curated": SHARING_ML}).step_trainer_readings_matched == 7
+
+
+@pytest.mark.spark
+def test_the_profile_sql_gives_the_same_profile_on_spark(spark_engine):
+    """The same queries on Spark (its executors answer them on a cluster), in the session the tests share."""
+    relations = {"customer_curated": SHARING_CUSTOMERS, "machine_learning_curated": SHARING_ML}
+    assert signals.profile(spark_engine, relations) == signals.profile(DuckDBEngine(), relations)

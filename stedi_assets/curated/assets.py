@@ -84,18 +84,12 @@ def machine_learning_curated(step: AssetStep) -> Build:
         return step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs)
 
     if not follower.usable:
-        # Pictures for the UI, on full builds (they profile the whole table: counted as it
-        # is staged where it passes through this process, else by the engine where it was
-        # staged): funnel, signals, readings per subject, matches; a chart that fails is a
-        # warning, never a failure.
-        engine, customers = step.engine.engine(), step.inputs["customer_curated"].to_arrow()
-        profiler = signals.Profiler(customers, engine) if engine.stages_here else None
-        observe = profiler.observe if profiler is not None else None
-        ml = step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs, observe=observe)
+        # Pictures for the UI, on full builds (they profile the whole table, asked of the
+        # engine where it was staged): funnel, signals, readings per subject, matches; a chart
+        # that fails is a warning, never a failure.
+        ml = everything()
         relations = {**{n: step.inputs[n] for n in inputs}, MACHINE_LEARNING_CURATED.name: ml}
-        pictures = signals.machine_learning_pictures(
-            step.pictures, engine, step.privacy, relations, step.current, customers, profiler
-        )
+        pictures = signals.machine_learning_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current)
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
     steps = follower.changes("step_trainer_trusted")

@@ -5,25 +5,23 @@
   scalar subqueries that DuckDB and Spark both run, in one query (`curated_counts`).
 - The ML table's profile: readings per subject, the step trainer readings that found an
   accelerometer reading of the same customer at the same time, and the rows of the few
-  subjects whose signals are drawn, exactly, the same numbers on either engine. Where the
-  build streams the table through the step's process (DuckDB, `stages_here`), `Profiler`
-  takes them from the batches as they pass (the table is never read again for its pictures),
-  in memory set by STEDI_MEMORY_LIMIT; where executors stage it (Spark), `profile_staged`
-  asks the engine in SQL over the staged files, and only counts and a few subjects' rows come
-  back. (Asking in SQL on DuckDB too would scan the 100x table again: 3.3 s of CPU against
-  the observer's 2.6 s, and twice its wall time on 2 cores.)
+  subjects whose signals are drawn (`profile`): asked in SQL of the engine where the staged
+  table lies, DuckDB here or Spark's executors, the same queries on either, after the build.
+  Only counts per subject and a few subjects' rows come back, and the engine holds the rest
+  within its own bound. (Counting the batches in this process as DuckDB staged them took as
+  much CPU at 100x and a third less at 1000x, but slowed the build's one writing thread and
+  held the customers and a million rows beside DuckDB's memory: the ML step alone peaked at
+  1,873 MiB at 1000x, against 1,401 now.)
 
 A picture or number that fails is a warning and missing from the metadata, never a failed step.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,7 +33,6 @@ if TYPE_CHECKING:
 
     from stedi_assets.charts import Pictures
     from stedi_assets.engine import Relation, SqlEngine
-    from stedi_assets.engine.duckdb_engine import DuckDBEngine
     from stedi_assets.privacy import PrivacyPolicy
 
 # The published tables the funnel reads beyond each asset's own inputs.
@@ -61,35 +58,37 @@ WITH_READINGS_BEFORE_CONSENT_ONLY = """(
 STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
 
 
-# Rows of the ML table the profile looks up at once: Arrow's `index_in` hashes the customers
-# anew at each call (at 1000x, 478 thousand of them for each batch of 131 thousand rows took
-# 4 times as long as the lookups); held until then, these rows are about 100 MB.
-LOOKUP_ROWS = 1 << 20
-# The subjects whose signals are drawn are chosen among the first of the curated customers by
-# subject_id (a fixed, repeatable choice, known before the build): their rows are kept as they
-# pass, so the table is not scanned again for them.
-SIGNAL_CANDIDATES = 64
-
-# The profile in SQL, over the staged table where the engine reads it (`profile_staged`), the
-# numbers `Profiler` counts: subjects of customer_curated only, and matches as distinct
-# (serial number, time), since two customers registered to the same step trainer can both
-# match one of its readings.
-READINGS_PER_SUBJECT = """
-SELECT m.subject_id, COUNT(*) AS readings FROM machine_learning_curated AS m
-WHERE m.subject_id IN (SELECT c.subject_id FROM customer_curated AS c)
-GROUP BY m.subject_id
+# The ML table's profile in SQL, asked of the engine where the staged table lies (DuckDB in
+# this process, Spark on its executors): only counts per subject, one number and the drawn
+# subjects' rows come back, and the engine holds the rest within its own bound (DuckDB spills
+# past STEDI_MEMORY_LIMIT). Readings and distinct reading times per subject in one scan: every
+# subject of a full build is a curated customer (the rule joins customer_curated). A step
+# trainer reading is matched once per (serial number, time) even when two customers registered
+# to one step trainer both match it, so those few customers' times are counted again together
+# (`COUNTED_TWICE`): the matches are exact, and the table is scanned once more only if some
+# customers share a serial number.
+SUBJECT_COUNTS = """
+SELECT subject_id, CAST(SUM(rows_at_time) AS BIGINT) AS readings, COUNT(*) AS times FROM (
+    SELECT subject_id, COUNT(*) AS rows_at_time FROM machine_learning_curated GROUP BY subject_id, sensorReadingTime
+) AS per_time GROUP BY subject_id
 """
-STEP_TRAINER_READINGS_MATCHED = """
-SELECT COUNT(*) AS matched FROM (
-    SELECT DISTINCT c.serialNumber, m.sensorReadingTime FROM machine_learning_curated AS m
-    JOIN customer_curated AS c ON c.subject_id = m.subject_id
-) AS pairs
+SHARING_A_SERIAL = """
+SELECT c.subject_id, c.serialNumber FROM customer_curated AS c WHERE c.serialNumber IN (
+    SELECT serialNumber FROM customer_curated GROUP BY serialNumber HAVING COUNT(*) > 1
+)
+"""
+COUNTED_TWICE = """
+SELECT COALESCE(SUM(subjects - 1), 0) AS counted_twice FROM (
+    SELECT COUNT(DISTINCT m.subject_id) AS subjects FROM machine_learning_curated AS m
+    JOIN sharing_a_serial AS c ON c.subject_id = m.subject_id
+    GROUP BY c.serialNumber, m.sensorReadingTime
+) AS per_reading
 """
 SIGNAL_ROWS = """
 SELECT m.* FROM machine_learning_curated AS m WHERE m.subject_id IN (SELECT s.subject_id FROM signal_subjects AS s)
 """
 # Readings per subject ranked, the most first, ties by subject_id; and the signal rows' one
-# order (ties and nulls included), whichever path took them.
+# order (ties and nulls included).
 RANKED = [("readings", "descending"), ("subject_id", "ascending")]
 SIGNAL_ROW_ORDER = [(c, "ascending") for c in MACHINE_LEARNING_CURATED.column_names]
 
@@ -142,128 +141,29 @@ class MachineLearningProfile:
 
     subject_counts: pa.Table  # subject_id, readings: the most first, ties by subject_id
     step_trainer_readings_matched: int  # distinct (serial number, reading time) in the ML table
-    signal_subjects: list[str]  # of the signal candidates, the SIGNAL_SUBJECTS with the most readings
+    signal_subjects: list[str]  # the SIGNAL_SUBJECTS with the most readings
     signal_rows: pa.Table  # their rows, in SIGNAL_ROW_ORDER
 
     @property
     def subjects(self) -> int:
         return self.subject_counts.num_rows
 
-    @classmethod
-    def of(cls, subject_counts: pa.Table, matched: int, candidates: pa.Array, rows: pa.Table) -> MachineLearningProfile:
-        """Either path's profile from readings per subject (in any order), the matches, the
-        signal candidates and (at least) the rows of the subjects drawn: the candidates with
-        the most readings, ties by subject_id."""
-        counts = subject_counts.sort_by(RANKED)
-        picked = signal_subjects(counts, candidates)
-        rows = rows.select(MACHINE_LEARNING_CURATED.column_names)
-        rows = rows.filter(pc.is_in(rows["subject_id"], value_set=pa.array(picked, pa.string())))
-        return cls(counts, matched, picked, rows.sort_by(SIGNAL_ROW_ORDER))
 
-
-def signal_candidates(customer_curated: pa.Table) -> pa.Array:
-    """The first SIGNAL_CANDIDATES curated customers by subject_id, the subjects whose signals
-    may be drawn: a fixed, repeatable choice known before the build (`Profiler` keeps their
-    rows as they pass)."""
-    subject = customer_curated["subject_id"].combine_chunks()
-    return subject.take(pc.sort_indices(subject)[:SIGNAL_CANDIDATES])
-
-
-def signal_subjects(ranked: pa.Table, candidates: pa.Array) -> list[str]:
-    """Of the `candidates`, those whose signals are drawn: the first of `ranked` (readings per
-    subject, the most first)."""
-    return charts.pick_subjects(ranked.filter(pc.is_in(ranked["subject_id"], value_set=candidates)))
-
-
-class Profiler:
-    """The profile counted from the ML table's record batches as the build streams them through
-    this process (`observe`, AssetStep.stage, on an engine that `stages_here`): the table is
-    read once, by the build. Readings per subject are one count per curated customer (a
-    small table). Matches are distinct (serial number, time), not (subject, time), since two
-    customers registered to the same step trainer can both match one of its readings; each is
-    one integer, serial above time, appended to a temporary table of this process's DuckDB and
-    counted there with DISTINCT at the end. DuckDB holds at most STEDI_MEMORY_LIMIT of it and
-    spills the rest to STEDI_SPILL_DIRECTORY, so the profile's memory is set by the setting,
-    not by the table (an Arrow hash set of the pairs took about 1 GB at 1000x). The rows of
-    the signal candidates are kept as they pass. A batch it cannot count makes `result` raise
-    (a picture left out, a warning), never the build fail."""
-
-    def __init__(self, customer_curated: pa.Table, engine: DuckDBEngine):
-        self.customers = customer_curated.select(["subject_id", "serialNumber"]).combine_chunks()
-        self.per_customer = np.zeros(self.customers.num_rows, dtype=np.int64)
-        codes = pc.dictionary_encode(self.customers["serialNumber"].combine_chunks()).indices
-        self.serial_code = pc.fill_null(codes, -1).to_numpy().astype(np.int64) + 1  # 0: no serial number
-        self.time_bits = 63 - max(1, int(self.serial_code.max(initial=0)).bit_length())
-        self.value_set = self.customers["subject_id"].combine_chunks()
-        self.pairs = engine.cursor()
-        self.pairs.execute("CREATE TEMP TABLE pairs (pair BIGINT)")
-        self.held: list[pa.RecordBatch] = []
-        self.candidates = signal_candidates(self.customers)
-        self.candidate = pc.is_in(self.value_set, value_set=self.candidates).to_numpy(zero_copy_only=False)
-        self.candidate_rows: list[pa.Table] = []
-        self.error: Exception | None = None
-        self.seconds = 0.0  # counted with the step's pictures
-
-    def observe(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if self.error is None:
-                started = time.perf_counter()
-                try:
-                    self.held.append(batch)
-                    if sum(b.num_rows for b in self.held) >= LOOKUP_ROWS:
-                        self._count()
-                except Exception as error:  # noqa: BLE001 - pictures never fail the build
-                    self.error = error
-                self.seconds += time.perf_counter() - started
-            yield batch
-
-    def _count(self) -> None:
-        if not self.held:
-            return
-        held, self.held = pa.Table.from_batches(self.held), []
-        subject = pc.fill_null(pc.index_in(held["subject_id"], value_set=self.value_set), -1)
-        subject = subject.to_numpy()
-        times = held["sensorReadingTime"].to_numpy()
-        known = subject >= 0  # a subject not in customer_curated: left out
-        candidates = np.flatnonzero(known)[self.candidate[subject[known]]]
-        self.candidate_rows.append(held.take(candidates).select(MACHINE_LEARNING_CURATED.column_names))
-        subject, times = subject[known].astype(np.int64), times[known].astype(np.int64)
-        self.per_customer += np.bincount(subject, minlength=self.per_customer.size)
-        if times.size and (times.min() < 0 or times.max() >= 1 << self.time_bits):
-            raise ValueError("reading times outside the range the profile packs")
-        self.pairs.register("held_pairs", pa.table({"pair": (self.serial_code[subject] << self.time_bits) | times}))
-        self.pairs.execute("INSERT INTO pairs SELECT pair FROM held_pairs")
-
-    def result(self) -> MachineLearningProfile:
-        try:
-            if self.error is not None:
-                raise self.error
-            self._count()
-            [(matched,)] = self.pairs.execute("SELECT COUNT(DISTINCT pair) FROM pairs").fetchall()
-        finally:
-            self.pairs.close()  # and its table with it
-        present = np.flatnonzero(self.per_customer)
-        counts = pa.table(
-            {
-                "subject_id": self.customers["subject_id"].take(pa.array(present)),
-                "readings": pa.array(self.per_customer[present]),
-            }
-        )
-        rows = pa.concat_tables(self.candidate_rows) if self.candidate_rows else MACHINE_LEARNING_CURATED.arrow_schema.empty_table()
-        return MachineLearningProfile.of(counts, int(matched), self.candidates, rows)
-
-
-def profile_staged(engine: SqlEngine, customer_curated: pa.Table, relations: Mapping[str, Relation]) -> MachineLearningProfile:
-    """`Profiler`'s numbers asked of the engine where the staged table lies (Spark's
-    executors), for an engine that does not stage here: `relations` names
-    machine_learning_curated (staged) and customer_curated, also given here as a table (small).
-    Three queries, answered by per-subject counts, one number and the few drawn subjects' rows."""
-    candidates = signal_candidates(customer_curated)
-    counts = engine.query(READINGS_PER_SUBJECT, relations)
-    [row] = engine.query(STEP_TRAINER_READINGS_MATCHED, relations).to_pylist()
-    drawn = signal_subjects(counts.sort_by(RANKED), candidates)
+def profile(engine: SqlEngine, relations: Mapping[str, Relation]) -> MachineLearningProfile:
+    """The ML table's profile asked of the engine (see SUBJECT_COUNTS): `relations` names
+    machine_learning_curated (staged) and customer_curated. Two queries, a third if some
+    curated customers share a serial number."""
+    counts = engine.query(SUBJECT_COUNTS, relations)
+    matched = pc.sum(counts["times"]).as_py() or 0
+    sharing = engine.query(SHARING_A_SERIAL, relations)
+    if sharing.num_rows:
+        [row] = engine.query(COUNTED_TWICE, {**relations, "sharing_a_serial": sharing}).to_pylist()
+        matched -= row["counted_twice"]
+    counts = counts.select(["subject_id", "readings"]).sort_by(RANKED)
+    drawn = charts.pick_subjects(counts)
     rows = engine.query(SIGNAL_ROWS, {**relations, "signal_subjects": pa.table({"subject_id": pa.array(drawn, pa.string())})})
-    return MachineLearningProfile.of(counts, int(row["matched"]), candidates, rows)
+    rows = rows.select(MACHINE_LEARNING_CURATED.column_names).sort_by(SIGNAL_ROW_ORDER)
+    return MachineLearningProfile(counts, int(matched), drawn, rows)
 
 
 def _counts(
@@ -285,25 +185,14 @@ def customer_curated_pictures(
 
 
 def machine_learning_pictures(
-    pictures: Pictures,
-    engine: SqlEngine,
-    privacy: PrivacyPolicy,
-    relations: Mapping[str, Relation],
-    published: Published,
-    customers: pa.Table,
-    profiler: Profiler | None,
+    pictures: Pictures, engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published
 ) -> dict[str, dg.RawMetadataValue]:
     """The ML table's pictures (the whole funnel, a few subjects' signals, readings per
     subject, the step trainer readings matched) and the numbers Dagster plots across
-    materializations, from `profiler` (which saw the table as it was staged) or, without one,
-    asked of the engine (`profile_staged`); `relations`: the asset's inputs and its staged
-    result as machine_learning_curated; `customers`: customer_curated."""
+    materializations, asked of the engine where the table was staged (`profile`);
+    `relations`: the asset's inputs and its staged result as machine_learning_curated."""
     out: dict[str, dg.RawMetadataValue] = {}
-    if profiler is not None:
-        pictures.seconds += profiler.seconds  # counted while the build staged the table
-        found = pictures.guarded("ML table profile", profiler.result)
-    else:
-        found = pictures.guarded("ML table profile", lambda: profile_staged(engine, customers, relations))
+    found = pictures.guarded("ML table profile", lambda: profile(engine, relations))
     counts = pictures.guarded("curated counts", lambda: _counts(engine, privacy, relations, published, step_trainer=True))
     if counts is not None:
         stages = funnel_stages(counts, privacy, ml_subjects=None if found is None else found.subjects)

@@ -13,9 +13,6 @@ from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 # A published version of a lake table, files staged to become one (a table a step is
 # auditing), or a table in memory.
 Relation = Union[Snapshot, Staged, pa.Table]
-# Sees each record batch of a staged result as it passes (the numbers behind a picture),
-# yielding it on: only where the batches pass through the step's process (`stages_here`).
-Observer = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 # Builds one data file's rows from an item (a landing source file): the rows, a piece at a time,
 # and a small result about them, complete once the rows are all handed on (landing/ingest.py).
 Work = Callable[[str], tuple[Iterator[pa.Table], Any]]
@@ -23,21 +20,15 @@ Work = Callable[[str], tuple[Iterator[pa.Table], Any]]
 
 class SqlEngine(Protocol):
     name: str
-    # Whether `stage` streams the result through this process (DuckDB), so an `observe` sees
-    # it for free; Spark's executors write it, and what it holds is asked of them in SQL.
-    stages_here: bool
-
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
         """A result small enough for the step's process: a rule's violations, counts, keys,
         a small table (customers)."""
         ...
 
-    def stage(
-        self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec, observe: Observer | None = None
-    ) -> Staged:
+    def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
         """A result of any size written as `spec`'s staged data files (not committed, see
-        `Staged`), by the engine where it runs: the way every large table is built. `observe`
-        sees its batches, on an engine that `stages_here` only."""
+        `Staged`), by the engine where it runs: the way every large table is built. What the
+        files hold is asked of the engine in SQL."""
         ...
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:

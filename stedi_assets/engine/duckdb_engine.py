@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from stedi_assets.engine import Observer, Relation, Work
+from stedi_assets.engine import Relation, Work
 from stedi_assets.lake.delta import Lake, Staged, TableSpec
 
 # What one process's DuckDB may hold in memory before it spills to disk (STEDI_MEMORY_LIMIT),
@@ -39,7 +39,6 @@ class DuckDBEngine:
     """The local engine: DuckDB in this process, reading a version's Parquet files where they lie."""
 
     name = "duckdb"
-    stages_here = True
 
     def __init__(self, memory_limit: str = DEFAULT_MEMORY_LIMIT, spill_directory: str = DEFAULT_SPILL_DIRECTORY):
         self.memory_limit, self.spill_directory = memory_limit, spill_directory
@@ -49,14 +48,11 @@ class DuckDBEngine:
         with self._cursor(relations) as con:
             return con.sql(sql).to_arrow_table()
 
-    def stage(
-        self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec, observe: Observer | None = None
-    ) -> Staged:
+    def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
         """A result of any size streamed into `spec`'s staged files (Lake.stage) one record
         batch at a time: memory bounded by `memory_limit`, not by the result."""
         with self._cursor(relations) as con:
-            batches = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-            return lake.stage(spec, [observe(batches) if observe is not None else batches])
+            return lake.stage(spec, [con.sql(sql).to_arrow_reader(BATCH_ROWS)])
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
         """`work` on each item in this process, one at a time, its rows staged as they come
@@ -70,11 +66,6 @@ class DuckDBEngine:
                 yield rows
 
         return lake.stage(spec, parts()), results
-
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own to this process's database, under its memory limit: a
-        temporary table made on it spills as a join does (the ML profile's pairs)."""
-        return self._cursor({})
 
     def _cursor(self, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
         # A cursor is a connection of its own to the shared database, ~100x cheaper to open

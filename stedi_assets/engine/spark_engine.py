@@ -17,7 +17,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stedi_assets.engine import Observer, Relation, Work
+from stedi_assets.engine import Relation, Work
 from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 from stedi_assets.settings import DEFAULT_SPARK_MASTER
@@ -97,7 +97,6 @@ class SparkEngine:
     views are private to it, as DuckDB's connection per query makes them."""
 
     name = "spark"
-    stages_here = False  # the executors write a staged result: no row of it passes here
 
     def __init__(self, session: SparkSession):
         self.session = session
@@ -140,9 +139,7 @@ class SparkEngine:
         # Spark marks some columns NOT NULL; DuckDB and the contracts never do.
         return result.cast(pa.schema([f.with_nullable(True) for f in result.schema]))
 
-    def stage(
-        self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec, observe: Observer | None = None
-    ) -> Staged:
+    def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
         """The result written by the executors as `spec`'s staged data files, in the table's
         folder, where the step commits them (Lake.write of the Staged): each task with rows
         writes its share as one Parquet file with the lake's own writer (lake/delta.py
@@ -150,11 +147,7 @@ class SparkEngine:
         a folder or S3 without hadoop-aws) and sends back only its AddAction. Spark's own
         Parquet writer is not used: its files differ in types (INT96 timestamps), nullability
         and leave metadata files (_SUCCESS, .crc) in the folder. A task Spark retries leaves
-        its first file unnamed: vacuum's sweep of untracked files deletes it. Nothing passes
-        here to `observe` (`stages_here` is False): reading the files back would bring the
-        whole table to this process (the ML table's 4 M rows at 100x); ask them in SQL."""
-        if observe is not None:
-            raise ValueError("Spark stages on its executors: ask the staged files in SQL instead of observing them")
+        its first file unnamed: vacuum's sweep of untracked files deletes it."""
         frame = self._sql(sql, relations)
 
         def write(root: str, options: Mapping[str, str]) -> list:

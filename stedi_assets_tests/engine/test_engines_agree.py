@@ -205,8 +205,8 @@ def test_whole_graph_on_the_cluster_publishes_what_duckdb_does(spark_engine, spa
         assert spark.rows == duck.rows, table.name
         assert sorted_rows(spark.to_arrow()) == sorted_rows(duck.to_arrow()), table.name
     assert Lake(LocalStore(on_spark.lake)).current(TABLES["machine_learning_curated"].spec).rows > 0
-    # The ML table's pictures and numbers are the same on both engines: Spark's asked of the
-    # executors in SQL (curated/signals.py `profile_staged`), DuckDB's counted as it staged.
+    # The ML table's pictures and numbers are the same on both engines, each asked in SQL
+    # where the table was staged (curated/signals.py `profile`).
     [duck_ml], [spark_ml] = (r.asset_materializations_for_node("machine_learning_curated") for r in (sample_lake.result, run))
     shown = ("subjects", "step_trainer_readings_matched", "step_trainer_match_share", "readings_per_subject", "subject_signals")
     for name in shown:
