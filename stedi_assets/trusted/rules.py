@@ -105,38 +105,58 @@ EXISTS (
 )
 """
 
-# Customer `c`'s serial number is registered to someone else as well (the production system
-# re-used serial numbers), or named by a rejected customer line (whose owner is unknown): it
-# then does not say whose a reading is.
-SERIAL_SHARED = """
-(
-    EXISTS (
-        SELECT 1 FROM customer_landing AS other
-        WHERE other.serialNumber = c.serialNumber AND (other.person_key IS NULL OR other.person_key <> c.email)
-    )
-    OR EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE array_contains(r.named_serials, c.serialNumber))
+# The owners of step trainers: each customer_curated customer's serial number, consent date, and
+# whether the serial number is `shared`: registered in customer_landing to someone else as well
+# (the production system re-used serial numbers; a record without a person key counts as someone
+# else), or named by a rejected customer line (whose owner is unknown), so that it does not say
+# whose a reading is. A small table (one row per curated customer), computed once per query from
+# customer_landing grouped by serial number, instead of asking customer_landing again for each
+# reading. `phone_moment`: the moments a shared serial number's owner's phone recorded, the
+# only moments a step reading on it can be theirs. An unknown e-mail counts as shared (in doubt).
+STEP_TRAINER_OWNERS = """
+WITH registration AS (
+    SELECT serialNumber, COUNT(*) AS records, COUNT(person_key) AS keyed,
+           COUNT(DISTINCT person_key) AS people, MIN(person_key) AS person
+    FROM customer_landing GROUP BY serialNumber
+),
+named_serial AS (
+    SELECT DISTINCT c.serialNumber FROM customer_curated AS c
+    JOIN customer_landing_rejects AS r ON array_contains(r.named_serials, c.serialNumber)
+),
+owner AS (
+    SELECT c.email, c.serialNumber, c.shareWithResearchAsOfDate,
+           COALESCE(
+               n.serialNumber IS NOT NULL
+               OR (g.serialNumber IS NOT NULL AND (g.people > 1 OR g.keyed < g.records OR g.person <> c.email)),
+               TRUE
+           ) AS shared
+    FROM customer_curated AS c
+    LEFT JOIN registration AS g ON g.serialNumber = c.serialNumber
+    LEFT JOIN named_serial AS n ON n.serialNumber = c.serialNumber
+),
+phone_moment AS (
+    SELECT c.serialNumber, c.shareWithResearchAsOfDate, a.timestamp
+    FROM owner AS c JOIN accelerometer_trusted AS a ON a.user = c.email
+    WHERE c.shared
 )
 """
 
 # Step trainer reading `s` belongs to the curated customer registered to its serial number;
 # on a shared serial number, only when that customer's phone recorded at the same moment (no
-# reading of a non-consenting co-owner gets in). Two EXISTS, each referring only to the query
-# right around it: Spark SQL cannot resolve `s` from inside a subquery of `c`.
-STEP_TRAINER_READING_CONSENTED = f"""
+# reading of a non-consenting co-owner gets in). Over STEP_TRAINER_OWNERS' tables: two EXISTS
+# that are hash (semi-)joins against small tables, not a join recomputed per reading. Each
+# EXISTS refers only to the query right around it: Spark SQL cannot resolve `s` deeper.
+STEP_TRAINER_READING_CONSENTED = """
 (
     EXISTS (
-        SELECT 1 FROM customer_curated AS c
-        WHERE c.serialNumber = s.serialNumber
-          AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
-          AND NOT {SERIAL_SHARED}
+        SELECT 1 FROM owner AS c
+        WHERE c.serialNumber = s.serialNumber AND NOT c.shared
+          AND {since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}
     )
     OR EXISTS (
-        SELECT 1 FROM customer_curated AS c
-        JOIN accelerometer_trusted AS a ON a.user = c.email
-        WHERE c.serialNumber = s.serialNumber
-          AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
-          AND {SERIAL_SHARED}
-          AND a.timestamp = s.sensorReadingTime
+        SELECT 1 FROM phone_moment AS m
+        WHERE m.serialNumber = s.serialNumber AND m.timestamp = s.sensorReadingTime
+          AND {since_consent: s.sensorReadingTime >= m.shareWithResearchAsOfDate}
     )
 )
 """
@@ -149,7 +169,7 @@ WHERE {ACCELEROMETER_READING_CONSENTED}
 """
 
 # EXISTS, not JOIN: a serial number shared by several customers must not multiply readings.
-STEP_TRAINER_TRUSTED = f"""
+STEP_TRAINER_TRUSTED = f"""{STEP_TRAINER_OWNERS}
 SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject
 FROM step_trainer_landing AS s
 WHERE {STEP_TRAINER_READING_CONSENTED}
