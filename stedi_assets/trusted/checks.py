@@ -90,7 +90,7 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
             "other customers, that customer's phone recorded at the same moment).",
             sql=(
                 f"{rules.STEP_TRAINER_OWNERS} SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
-                f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
+                f"{rules.STEP_TRAINER_MATCH} WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
             ),
         ),
         not_erased((STEP_TRAINER_TRUSTED.name, "serialNumber", SERIAL)),
