@@ -87,7 +87,9 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
             SERIAL_BELONGS_TO_CURATED_CUSTOMER,
             "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
             "the reading is from after that customer's consent date; on a serial number shared with "
-            "other customers, that customer's phone recorded at the same moment).",
+            "other customers, that customer's phone recorded at the same moment). A privacy rule: "
+            "judged on the staged rows, never taken from the build, with the owner tables the build "
+            "joins (who shares a serial number, grouped once from customer_landing), not a lookup per reading.",
             sql=(
                 f"{rules.STEP_TRAINER_OWNERS} SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
                 f"{rules.STEP_TRAINER_MATCH} WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
