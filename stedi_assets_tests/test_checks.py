@@ -200,6 +200,11 @@ def test_a_rule_is_met_by_construction_only_by_a_build_of_its_own_sql():
         [judged] = audit.judge({}, DuckDBEngineResource(), PrivacyPolicy(), 0, built_with=other)
         assert judged.violations == 1 and not judged.by_construction
     assert curated.MACHINE_LEARNING_CURATED_AUDIT.rules[0].met_by is not None  # same_customer
+    # Only where the build's own SQL guarantees the rule: accelerometer_trusted's DISTINCT over
+    # every column; step_trainer_trusted's DISTINCT is over every column, not over its key.
+    met = {(a.table.name, r.name) for a in (trusted.ACCELEROMETER_TRUSTED_AUDIT, trusted.STEP_TRAINER_TRUSTED_AUDIT) for r in a.rules if r.met_by}
+    assert met == {("accelerometer_trusted", trusted.READING_UNIQUE)}
+    assert trusted.rules.ACCELEROMETER_TRUSTED.lstrip().startswith("SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z")
 
 
 def test_lines_accounted_for_counts_distinct_lines_exactly_whatever_the_numbers():

@@ -74,7 +74,8 @@ def accelerometer_trusted(step: AssetStep) -> Build:
         return step.stage(ACCELEROMETER_TRUSTED, rules.ACCELEROMETER_TRUSTED, "accelerometer_landing", "customer_trusted")
 
     if not follower.usable:
-        return follower.full(everything(), metadata)
+        # Met by construction: checks.ACCELEROMETER_TRUSTED_AUDIT's reading_unique.
+        return follower.full(everything(), metadata, built_with=rules.ACCELEROMETER_TRUSTED)
     readings = follower.changes("accelerometer_landing")
     consent = follower.changes("customer_trusted")
     # Customers whose consent changed, and the users of removed landing rows (another copy of
@@ -132,16 +133,15 @@ def step_trainer_trusted(step: AssetStep) -> Build:
     # landing rows, and shared ones whose owner's phone readings changed (on a shared serial
     # number they decide which step readings count).
     affected = follower.sql(
-        f"""
+        f"""{rules.STEP_TRAINER_OWNERS}
         SELECT serialNumber FROM owners_removed UNION SELECT serialNumber FROM owners_added
         UNION SELECT serialNumber FROM registrations_removed UNION SELECT serialNumber FROM registrations_added
         UNION SELECT serialNumber FROM readings_removed
         UNION SELECT c.serialNumber FROM customer_curated AS c
               WHERE EXISTS (SELECT 1 FROM named_removed AS r WHERE array_contains(r.named_serials, c.serialNumber))
                  OR EXISTS (SELECT 1 FROM named_added AS r WHERE array_contains(r.named_serials, c.serialNumber))
-        UNION SELECT c.serialNumber FROM customer_curated AS c
-              WHERE c.email IN (SELECT user FROM phones_removed UNION SELECT user FROM phones_added)
-                AND {rules.SERIAL_SHARED}
+        UNION SELECT c.serialNumber FROM owner AS c
+              WHERE c.shared AND c.email IN (SELECT user FROM phones_removed UNION SELECT user FROM phones_added)
         """,
         owners_removed=owners.removed,
         owners_added=owners.added,

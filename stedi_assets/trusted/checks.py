@@ -61,7 +61,11 @@ ACCELEROMETER_TRUSTED_AUDIT = Audit(
         ),
         Rule(
             READING_UNIQUE,
-            "No reading appears twice.",
+            "No reading appears twice. A full build is the table's own rule, a SELECT DISTINCT of "
+            "every column, staged as it came: no row of it appears twice by construction, and the "
+            "table is not grouped a second time (as strict: what is judged is that DISTINCT's output); "
+            "an incremental build and a published version are judged by the SQL.",
+            met_by=rules.ACCELEROMETER_TRUSTED,
             sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
         ),
         not_erased((ACCELEROMETER_TRUSTED.name, "user", EMAIL)),
@@ -74,20 +78,21 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
     (
         Rule(
             READING_KEY_UNIQUE,
-            "(serialNumber, sensorReadingTime) is unique.",
-            sql="""
-                SELECT serialNumber, sensorReadingTime, COUNT(*) AS copies FROM step_trainer_trusted
-                GROUP BY serialNumber, sensorReadingTime HAVING COUNT(*) > 1
-                """,
+            "(serialNumber, sensorReadingTime) is unique. Judged on the staged rows, not by the "
+            "build's DISTINCT, which is over every column: two readings of one key that differ in "
+            "distance would both pass it.",
+            sql=duplicates(STEP_TRAINER_TRUSTED.name, ["serialNumber", "sensorReadingTime"]),
         ),
         Rule(
             SERIAL_BELONGS_TO_CURATED_CUSTOMER,
             "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
             "the reading is from after that customer's consent date; on a serial number shared with "
-            "other customers, that customer's phone recorded at the same moment).",
+            "other customers, that customer's phone recorded at the same moment). A privacy rule: "
+            "judged on the staged rows, never taken from the build, with the owner tables the build "
+            "joins (who shares a serial number, grouped once from customer_landing), not a lookup per reading.",
             sql=(
-                "SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
-                f"WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
+                f"{rules.STEP_TRAINER_OWNERS} SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
+                f"{rules.STEP_TRAINER_MATCH} WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
             ),
         ),
         not_erased((STEP_TRAINER_TRUSTED.name, "serialNumber", SERIAL)),

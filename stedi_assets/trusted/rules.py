@@ -105,41 +105,64 @@ EXISTS (
 )
 """
 
-# Customer `c`'s serial number is registered to someone else as well (the production system
-# re-used serial numbers), or named by a rejected customer line (whose owner is unknown): it
-# then does not say whose a reading is.
-SERIAL_SHARED = """
-(
-    EXISTS (
-        SELECT 1 FROM customer_landing AS other
-        WHERE other.serialNumber = c.serialNumber AND (other.person_key IS NULL OR other.person_key <> c.email)
-    )
-    OR EXISTS (SELECT 1 FROM customer_landing_rejects AS r WHERE array_contains(r.named_serials, c.serialNumber))
+# The owners of step trainers, small tables computed once per query (from customer_landing
+# grouped by serial number) instead of asking customer_landing again for each reading. `owner`:
+# each customer_curated customer's serial number, consent date, and whether the serial number
+# is `shared`: registered in customer_landing to someone else as well (the production system
+# re-used serial numbers; a record without a person key counts as someone else), or named by a
+# rejected customer line (whose owner is unknown), so that it does not say whose a reading is;
+# an unknown e-mail counts as shared (in doubt). `sole_owner`: the serial numbers that are not
+# shared, each once, with the earliest consent of its owners. `phone_moment`: the moments at
+# which the phone of a shared serial number's owner recorded, each once, with the earliest
+# consent of those owners: the only moments a step reading on it can be theirs.
+STEP_TRAINER_OWNERS = """
+WITH registration AS (
+    SELECT serialNumber, COUNT(*) AS records, COUNT(person_key) AS keyed,
+           COUNT(DISTINCT person_key) AS people, MIN(person_key) AS person
+    FROM customer_landing GROUP BY serialNumber
+),
+named_serial AS (
+    SELECT DISTINCT c.serialNumber FROM customer_curated AS c
+    JOIN customer_landing_rejects AS r ON array_contains(r.named_serials, c.serialNumber)
+),
+owner AS (
+    SELECT c.email, c.serialNumber, c.shareWithResearchAsOfDate,
+           COALESCE(
+               n.serialNumber IS NOT NULL
+               OR (g.serialNumber IS NOT NULL AND (g.people > 1 OR g.keyed < g.records OR g.person <> c.email)),
+               TRUE
+           ) AS shared
+    FROM customer_curated AS c
+    LEFT JOIN registration AS g ON g.serialNumber = c.serialNumber
+    LEFT JOIN named_serial AS n ON n.serialNumber = c.serialNumber
+),
+sole_owner AS (
+    SELECT serialNumber, MIN(shareWithResearchAsOfDate) AS shareWithResearchAsOfDate
+    FROM owner WHERE NOT shared GROUP BY serialNumber
+),
+phone_moment AS (
+    SELECT c.serialNumber, a.timestamp, MIN(c.shareWithResearchAsOfDate) AS shareWithResearchAsOfDate
+    FROM owner AS c JOIN accelerometer_trusted AS a ON a.user = c.email
+    WHERE c.shared
+    GROUP BY c.serialNumber, a.timestamp
 )
 """
 
 # Step trainer reading `s` belongs to the curated customer registered to its serial number;
 # on a shared serial number, only when that customer's phone recorded at the same moment (no
-# reading of a non-consenting co-owner gets in). Two EXISTS, each referring only to the query
-# right around it: Spark SQL cannot resolve `s` from inside a subquery of `c`.
-STEP_TRAINER_READING_CONSENTED = f"""
-(
-    EXISTS (
-        SELECT 1 FROM customer_curated AS c
-        WHERE c.serialNumber = s.serialNumber
-          AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
-          AND NOT {SERIAL_SHARED}
-    )
-    OR EXISTS (
-        SELECT 1 FROM customer_curated AS c
-        JOIN accelerometer_trusted AS a ON a.user = c.email
-        WHERE c.serialNumber = s.serialNumber
-          AND {{since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}}
-          AND {SERIAL_SHARED}
-          AND a.timestamp = s.sensorReadingTime
-    )
-)
+# reading of a non-consenting co-owner gets in). Over STEP_TRAINER_OWNERS' tables, each with
+# one row per key, so the joins multiply no reading: STEP_TRAINER_MATCH joins them to `s`
+# (hash joins on small tables, with the consent clause in the join), and
+# STEP_TRAINER_READING_CONSENTED is the verdict. Not EXISTS: DuckDB plans those over the
+# tables as a delim join that groups every (serial number, time) of the readings first.
+STEP_TRAINER_MATCH = """
+LEFT JOIN sole_owner AS c
+    ON c.serialNumber = s.serialNumber AND {since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}
+LEFT JOIN phone_moment AS m
+    ON m.serialNumber = s.serialNumber AND m.timestamp = s.sensorReadingTime
+   AND {since_consent: s.sensorReadingTime >= m.shareWithResearchAsOfDate}
 """
+STEP_TRAINER_READING_CONSENTED = "(c.serialNumber IS NOT NULL OR m.serialNumber IS NOT NULL)"
 
 # A reading delivered twice is one reading, whatever the spelling of its e-mail.
 ACCELEROMETER_TRUSTED = f"""
@@ -148,9 +171,10 @@ FROM (SELECT person_key AS user, timestamp, x, y, z FROM accelerometer_landing) 
 WHERE {ACCELEROMETER_READING_CONSENTED}
 """
 
-# EXISTS, not JOIN: a serial number shared by several customers must not multiply readings.
-STEP_TRAINER_TRUSTED = f"""
+# A serial number shared by several customers must not multiply readings: STEP_TRAINER_MATCH
+# joins tables of one row per key (and DISTINCT: a reading delivered twice is one reading).
+STEP_TRAINER_TRUSTED = f"""{STEP_TRAINER_OWNERS}
 SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject
-FROM step_trainer_landing AS s
+FROM step_trainer_landing AS s {STEP_TRAINER_MATCH}
 WHERE {STEP_TRAINER_READING_CONSENTED}
 """
