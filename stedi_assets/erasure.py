@@ -82,6 +82,10 @@ class Erasures:
         """Names exactly these requests (keys only): a version built with others is rebuilt."""
         return hashlib.sha256("\n".join([*sorted(self.subjects), "", *sorted(self.serials)]).encode()).hexdigest()[:16]
 
+    def applied_by(self, version: Snapshot) -> bool:
+        """Whether `version` was built with exactly these requests in force."""
+        return version.info.get(ERASURES_APPLIED) == self.fingerprint()
+
     def relations(self) -> dict[str, pa.Table]:
         """The requests as relations for the rules (`not_erased`)."""
         return {

@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stedi_assets.engine import Relation
-from stedi_assets.erasure import ERASURES_APPLIED
 from stedi_assets.lake.delta import Snapshot, Staged
 from stedi_assets.lake.errors import LakeError
 from stedi_assets.publishing import AssetStep, Build, Increment
@@ -98,11 +97,15 @@ class Follower:
         people's rows leave it in this build, whether or not an input lost them yet (a run of
         this table alone after `stedi forget`)."""
         erasures, previous = self.step.erasures, self.previous
-        return bool(erasures) and previous is not None and previous.info.get(ERASURES_APPLIED) != erasures.fingerprint()
+        return bool(erasures) and previous is not None and not erasures.applied_by(previous)
 
     def erased(self, data: pa.Table) -> pa.ChunkedArray | pa.Array:
-        """The mask of `data`'s rows that belong to an erased person (`Table.erased_by`)."""
-        if not self.step.erasures or self.table.erased_by is None:
+        """The mask of `data`'s rows that belong to an erased person (`Table.erased_by`): none
+        to look for unless this table or an input was built without the requests in force
+        (a version built with them holds none of her rows)."""
+        erasures = self.step.erasures
+        behind = self.erasing or not all(erasures.applied_by(s) for s in self.step.inputs.values())
+        if not erasures or self.table.erased_by is None or not behind:
             return pa.array([False] * data.num_rows, pa.bool_())
         return self.step.erasures.dropping(data, *self.table.erased_by, self.step.privacy)
 

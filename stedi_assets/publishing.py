@@ -292,7 +292,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             companions.append(Companion(audit.ledger, None, step.lake.companion(increment.base, audit.ledger.spec)))
     relations.update(built.relations)
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
-    if increment is not None and increment.base.info.get(erasure.ERASURES_APPLIED) != step.erasures.fingerprint():
+    if increment is not None and not step.erasures.applied_by(increment.base):
         outcomes = _erasure_judged_on_kept_rows(step, audit, relations, increment, outcomes)
     passed = all(o.passed for o in outcomes)
     audit_seconds = time.perf_counter() - started

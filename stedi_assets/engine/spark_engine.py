@@ -187,21 +187,16 @@ def _each(items: list[str], work: Work, spec: TableSpec, root: str, options: dic
     work, its rows written as one data file (none if it has no rows), answered by the file's
     AddAction and the work's pickled result."""
 
-    def run(batches):
-        import itertools
-        import pickle
+    write = _writer(spec, root, options)  # a closure, shipped by value: executors import no Dagster
 
-        from stedi_assets.lake.delta import write_data_file
+    def run(batches):
+        import pickle
 
         for batch in batches:
             for i in batch.column("id").to_pylist():
                 rows, result = work(items[i])
-                with_rows = (part for part in rows if part.num_rows)
-                first = next(with_rows, None)  # none: the work is done, its rows all empty
-                add = {name: None for name in ADDED.names}
-                if first is not None:
-                    add = asdict(write_data_file(spec, root, itertools.chain([first], with_rows), options))
-                    add.pop("partition_values")
+                # Written in full (the work is then done), or no file: its rows all empty.
+                [add] = [written.to_pylist()[0] for written in write(rows)] or [dict.fromkeys(ADDED.names)]
                 yield pa.RecordBatch.from_pylist([{**add, "result": pickle.dumps(result)}], schema=EACH)
 
     return run

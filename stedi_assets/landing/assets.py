@@ -210,7 +210,7 @@ def _replacing(
     assert published is not None
     rejects_base = step.lake.companion(published, rejects.spec)
     dropping, carry = set(replaced), set()
-    if step.erasures and published.info.get(erasure.ERASURES_APPLIED) != step.erasures.fingerprint():
+    if step.erasures and not step.erasures.applied_by(published):
         carry = sources_naming(published, rejects_base, step.erasures, step.privacy, *erased_by) - dropping
     holding = [s.values_by_file("source_file") if dropping | carry else {} for s in (published, rejects_base)]
     while True:

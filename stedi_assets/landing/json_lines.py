@@ -159,10 +159,14 @@ def _max_depth(line: np.ndarray) -> int:
 def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bool:
     """Whether any of the given lines (0-based, each starting with `{`) nests too deep: one
     vectorised pass over the bytes; only lines with many brackets are scanned exactly."""
-    positions = _where(view, lambda part: (part | 0x20) == ord("{"))  # `[` folds to `{`
-    # Each of the lines holds at least one `{`, so no line holds more than this.
-    if positions.size - (lines.size - 1) <= MAX_DEPTH:
+    def opens(part: np.ndarray) -> np.ndarray:
+        return (part | 0x20) == ord("{")  # `[` folds to `{`
+
+    # Each of the lines holds at least one `{`, so no line holds more than this: counted first,
+    # since the offsets (8 bytes each) are needed only past the bound, which is rare.
+    if sum(int(np.count_nonzero(opens(view[i : i + _SLICE]))) for i in range(0, view.size, _SLICE)) - (lines.size - 1) <= MAX_DEPTH:
         return False
+    positions = _where(view, opens)
     per_line = np.bincount(np.searchsorted(starts, positions, side="right") - 1, minlength=starts.size)
     for line in np.flatnonzero(per_line > MAX_DEPTH):
         if _max_depth(view[starts[line] : ends[line]]) > MAX_DEPTH:
