@@ -337,9 +337,9 @@ def _erasure_judged_on_kept_rows(
 ) -> list[Outcome]:
     """An increment on a version built without some of the erasure requests in force keeps
     rows its build never looked at. Its version will say it applies those requests, so the
-    rules that read them (`Rule.reads_erasures`) judge the kept rows too: a table selected
-    without the upstream table that drops her rows (a trusted table alone after `stedi
-    forget`) fails instead of publishing her rows as erased."""
+    rules that read them (`Rule.reads_erasures`) judge the kept rows too: a kept row of hers
+    fails the step instead of being published as erased. Trusted and curated builds leave her
+    rows out themselves (incremental.py `Follower.erasing`); this judges that they did."""
     old = {audit.table.name: increment.base.without(increment.removes)}
     if audit.companion is not None and increment.companion_base is not None:
         old[audit.companion.name] = increment.companion_base.without(increment.companion_removes)
