@@ -48,19 +48,16 @@ class Changes:
         return self.removed.num_rows == 0 if isinstance(self.removed, pa.Table) else not self.removed.files
 
 
-def fingerprint(step: AssetStep, *sql: str) -> str:
-    """The rule SQL a table is built with, as the consent policy renders it (at a fixed
-    moment: `{as_of}` is the run's): a build under other rules never continues this one."""
-    return hashlib.sha256("\n".join(step.privacy.render(s, as_of=0) for s in sql).encode()).hexdigest()[:16]
-
-
 class Follower:
     """The published version of `table` as the start of an incremental build, if `usable`:
     built under the same consent policy and rule SQL, from input versions still readable."""
 
     def __init__(self, step: AssetStep, table: Table, rules_sql: Sequence[str]):
         self.step, self.table = step, table
-        self.fingerprint = fingerprint(step, *rules_sql)
+        # The rule SQL as the consent policy renders it (at a fixed moment, not the run's):
+        # a build under other rules never continues this one.
+        rendered = "\n".join(step.privacy.render(s, as_of=0) for s in rules_sql)
+        self.fingerprint = hashlib.sha256(rendered.encode()).hexdigest()[:16]
         self.previous = None if step.full_refresh else step.current(table)
         self.reason = self._unusable()
         self.compared: set[str] = set()  # the inputs whose changes the build has looked at
@@ -99,15 +96,34 @@ class Follower:
         erasures, previous = self.step.erasures, self.previous
         return bool(erasures) and previous is not None and not erasures.applied_by(previous)
 
-    def erased(self, data: pa.Table) -> pa.ChunkedArray | pa.Array:
-        """The mask of `data`'s rows that belong to an erased person (`Table.erased_by`): none
-        to look for unless this table or an input was built without the requests in force
-        (a version built with them holds none of her rows)."""
+    @property
+    def behind(self) -> bool:
+        """Whether an erased person's rows may reach this build: this table or an input was
+        built without the requests in force (a version built with them holds none of hers)."""
         erasures = self.step.erasures
-        behind = self.erasing or not all(erasures.applied_by(s) for s in self.step.inputs.values())
-        if not erasures or self.table.erased_by is None or not behind:
-            return pa.array([False] * data.num_rows, pa.bool_())
+        inputs_behind = not all(erasures.applied_by(s) for s in self.step.inputs.values())
+        return bool(erasures) and self.table.erased_by is not None and (self.erasing or inputs_behind)
+
+    def erased(self, data: pa.Table) -> pa.ChunkedArray | pa.Array:
+        """The mask of `data`'s rows that belong to an erased person (`Table.erased_by`)."""
         return self.step.erasures.dropping(data, *self.table.erased_by, self.step.privacy)
+
+    def without_erased(self, data: pa.Table | Staged) -> pa.Table | Staged:
+        """`data` less an erased person's rows, which an input may hold still (staged data is
+        staged again without them, if it has any)."""
+        if not self.behind:
+            return data
+        column = self.table.erased_by[0]
+        values = data if isinstance(data, pa.Table) else data.dataset().to_table(columns=[column])
+        if not pc.any(erased := self.erased(values)).as_py():
+            return data
+        if isinstance(data, pa.Table):
+            return data.filter(pc.invert(erased))
+        sql = f"SELECT * FROM built_rows WHERE {column} IS NULL OR {column} NOT IN (SELECT {column} FROM erased_keys)"
+        relations = {"built_rows": data, "erased_keys": pa.table({column: pc.unique(values.filter(erased)[column])})}
+        kept = self.step.engine.engine().stage(sql, relations, self.step.lake, self.table.spec)
+        self.step.lake.discard(data)
+        return kept
 
     @property
     def inputs_unchanged(self) -> bool:
@@ -115,25 +131,28 @@ class Follower:
         no erasure request came since."""
         return self.usable and not self.erasing and all(set(self.bases[n].files) == set(s.files) for n, s in self.step.inputs.items())
 
-    def unchanged(self, metadata: Mapping | None = None) -> Build:
-        """Nothing it reads has changed since it was built: nothing to build, judge or commit."""
+    def unchanged(self, metadata: Mapping | None = None, judged: pa.Table | None = None) -> Build:
+        """The published rows stay as they are: nothing to commit. `judged`: the same rows built
+        again from changed inputs, to judge; none if nothing it reads changed."""
         assert self.previous is not None
         empty = self.table.spec.schema.empty_table()
         return Build(
             empty,
-            relations={self.table.name: empty},
-            increment=Increment(self.previous, rows=self.previous.rows, summary={"inputs": "unchanged"}),
-            metadata={**(metadata or {}), "judged_rows": 0},
+            relations={self.table.name: empty if judged is None else judged},
+            increment=Increment(self.previous, self.previous.rows, summary={"inputs": "unchanged"} if judged is None else {}),
+            metadata={**(metadata or {}), "judged_rows": 0 if judged is None else judged.num_rows},
             info={"rules_fingerprint": self.fingerprint},
         )
 
     def full(self, data: pa.Table | Staged, metadata: Mapping | None = None, built_with: str | None = None) -> Build:
-        """A build from scratch, recording why it was not incremental (`built_with`: Build's)."""
+        """A build from scratch, recording why it was not incremental (`built_with`: Build's),
+        less an erased person's rows (then judged by the rules' SQL: no longer the rule's result)."""
+        kept = self.without_erased(data)
         return Build(
-            data,
+            kept,
             metadata={**(metadata or {}), "full_build_because": self.reason or ""},
             info={"rules_fingerprint": self.fingerprint},
-            built_with=built_with,
+            built_with=built_with if kept is data else None,
         )
 
     def changes(self, name: str) -> Changes:
@@ -165,7 +184,6 @@ class Follower:
         distinct: bool,
         time: str,
         judge_with: Mapping[str, Relation] | None = None,
-        summary: Mapping | None = None,
         metadata: Mapping | None = None,
     ) -> Build:
         """The build that takes the published version to what the rule gives over the whole
@@ -184,18 +202,16 @@ class Follower:
         if overlooked := [n for n, s in self.step.inputs.items() if n not in self.compared and set(self.bases[n].files) != set(s.files)]:
             self.reason = f"{', '.join(overlooked)} changed and the incremental build does not follow it"
             return self.full(recompute_all(), metadata)
-        affected = self.sql(f"SELECT DISTINCT {key} FROM affected_keys WHERE {key} IS NOT NULL", affected_keys=affected)
-        info = dict(summary or {})
-        info["affected_keys"] = affected.num_rows
         # Only the data files holding an affected key's rows are rewritten (with none, the
         # fresh rows are appended): an erased person's among them, found in the published rows.
-        keys = set(affected[key].to_pylist())
+        keys, key_type = set(pc.unique(affected[key]).drop_null().to_pylist()), affected.schema.field(key).type
         by_file = previous.values_by_file(key) if keys or self.erasing else {}
         if self.erasing:
             assert self.table.erased_by is not None and self.table.erased_by[0] == key, "erased by the key it follows"
-            held = pa.table({key: pa.array(sorted(set().union(*by_file.values()) - {None}), affected.schema.field(key).type)})
+            held = pa.table({key: pa.array(sorted(set().union(*by_file.values()) - {None}), key_type)})
             keys |= set(held.filter(self.erased(held))[key].to_pylist())
-            affected = pa.table({key: pa.array(sorted(keys), affected.schema.field(key).type)})
+        affected = pa.table({key: pa.array(sorted(keys), key_type)})
+        info = {"affected_keys": len(keys)}
         holding = [f for f, values in by_file.items() if values & keys]
         rest = previous.without(holding)
         union = "UNION" if distinct else "UNION ALL"
@@ -211,9 +227,9 @@ class Follower:
                 fresh_rows=fresh,
                 affected_keys=affected,
             )
-        fresh = fresh.filter(pc.invert(self.erased(fresh)))  # an input may hold them still
-        # One scan of the rows kept as they are: those sharing a unique key with a new row. A
-        # new row already among them is not added again (the key is part of the row).
+        fresh = self.without_erased(fresh)
+        # One scan of the rows kept as they are: those sharing a unique key with a new row, judged
+        # with the new rows. A new row already among them is not added again (the key is part of the row).
         unique = " AND ".join(f"p.{c} IS NOT DISTINCT FROM f.{c}" for c in self.table.unique_key)
         matches = self.sql(
             f"""
@@ -226,14 +242,8 @@ class Follower:
         if distinct:
             fresh = self.sql("SELECT * FROM fresh_rows EXCEPT SELECT * FROM matches", fresh_rows=fresh, matches=matches)
         info["rows_added" if not holding else "rows_written"] = fresh.num_rows
-        colliding = self.sql(
-            f"SELECT p.* FROM matches AS p WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})",
-            matches=matches,
-            fresh_rows=fresh,
-        )
-        # Judged: the new rows and the kept ones sharing a unique key with one; recomputed rows
-        # against the whole inputs, fresh rows alone against `judge_with`.
-        judged = pa.concat_tables([self.table.conform(fresh), self.table.conform(colliding)])
+        # Recomputed rows are judged against the whole inputs, fresh rows alone against `judge_with`.
+        judged = pa.concat_tables([self.table.conform(fresh), self.table.conform(matches)])
         held = previous.part(holding).dataset().count_rows() if holding else 0
         return Build(
             fresh,
@@ -249,18 +259,10 @@ def rebuilt(follower: Follower, build: Callable[[], pa.Table], metadata: Mapping
     published as a new version only if its rows differ from the published ones."""
     if follower.inputs_unchanged:
         return follower.unchanged(metadata)
-    table, previous = follower.table, follower.previous
-    data = build()
-    data = data.filter(pc.invert(follower.erased(data)))  # an input may hold an erased person still
-    info = {"rules_fingerprint": follower.fingerprint}
+    data = follower.without_erased(build())
+    previous = follower.previous
     if previous is not None and previous.rows == data.num_rows:
         sql = "SELECT COUNT(*) AS n FROM (SELECT * FROM built_rows EXCEPT SELECT * FROM published_rows) AS d"
-        if follower.step.engine.engine().query(sql, {"built_rows": data, "published_rows": previous})["n"][0].as_py() == 0:
-            return Build(
-                data.schema.empty_table(),
-                relations={table.name: data},
-                increment=Increment(previous, rows=previous.rows),
-                metadata=metadata or {},
-                info=info,
-            )
-    return Build(data, metadata=metadata or {}, info=info)
+        if follower.sql(sql, built_rows=data, published_rows=previous)["n"][0].as_py() == 0:
+            return follower.unchanged(metadata, judged=data)
+    return Build(data, metadata=metadata or {}, info={"rules_fingerprint": follower.fingerprint})

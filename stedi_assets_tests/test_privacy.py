@@ -324,22 +324,31 @@ def test_an_erasure_downstream_rewrites_only_the_data_files_that_held_her(sample
 
 
 @pytest.mark.parametrize(
-    ("selected", "column"), [("accelerometer_trusted", "user"), ("customer_trusted", "email"), ("customer_curated", "email")]
+    ("selected", "column", "full"),
+    [
+        ("accelerometer_trusted", "user", False),
+        ("accelerometer_trusted", "user", True),
+        ("customer_trusted", "email", False),
+        ("customer_curated", "email", False),
+    ],
 )
-def test_a_table_selected_alone_after_forget_leaves_her_out_itself(sample_lake, tmp_path, selected, column):
+def test_a_table_selected_alone_after_forget_leaves_her_out_itself(sample_lake, tmp_path, selected, column, full):
     """After `stedi forget`, a table selected alone (its landing input still holds her rows)
-    removes her rows from what it publishes by itself: the step passes every rule, only her
-    rows leave (an incremental commit for a readings table), and the next whole run still
-    succeeds. Costs a copy of the sample lake and two in-process runs per table (about 8 s)."""
+    removes her rows from what it publishes by itself, incrementally or in a full build
+    (`full_refresh`): the step passes every rule, only her rows leave (an incremental commit
+    for a readings table unless full), and the next whole run still succeeds. Costs a copy of
+    the sample lake and two in-process runs per case (about 8 s)."""
     lakehouse = sample_lake.copy(tmp_path)
     [her] = lakehouse.sql(f"SELECT {column} AS who, COUNT(*) AS n FROM {selected} GROUP BY {column} ORDER BY {column} LIMIT 1")
     rows = lakehouse.count(selected)
     lakehouse.stedi("forget", her["who"])
-    result = lakehouse.run(select=selected)
+    result = lakehouse.run(select=selected, full_refresh=(selected,) if full else ())
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     assert lakehouse.sql(f"SELECT COUNT(*) AS n FROM {selected} WHERE {column} = '{her['who']}'") == [{"n": 0}]
     assert lakehouse.count(selected) == rows - her["n"]
     if selected == "accelerometer_trusted":
-        assert lakehouse.delta("accelerometer/trusted").history(1)[0]["stedi"]["build"] == "incremental"
+        commit = lakehouse.delta("accelerometer/trusted").history(1)[0]["stedi"]
+        assert commit["build"] == ("full" if full else "incremental")
+        assert full or commit["changes"]["affected_keys"] == 1  # hers: the key it followed
     assert lakehouse.run().success
     assert lakehouse.sql(f"SELECT COUNT(*) AS n FROM {selected} WHERE {column} = '{her['who']}'") == [{"n": 0}]
