@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -26,8 +26,11 @@ from stedi_assets.person import is_email_key, person_key, person_keys
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.landing.named import named_tokens
 from stedi_assets.tables import EMAIL, ERASURE_REQUESTS, LAKE_TABLES, SERIAL, SUBJECT
+
 ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info that lists them
 ERASURES_APPLIED = "erasures_applied"  # the commit info key: a fingerprint of the requests a version was built with
+PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
+NO_ERASED_PERSON = "no_erased_person"
 
 
 class SubjectKeyChangedError(LakeError):
@@ -39,29 +42,13 @@ def key_id(privacy: PrivacyPolicy) -> str:
     return hmac.new(privacy.subject_key.encode(), b"stedi erasure key id", hashlib.sha256).hexdigest()[:16]
 
 
-def erasure_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[str, str]:
-    """Each distinct e-mail as written -> its erasure key (the HMAC of its person key);
-    values without a key have none."""
+def erasure_keys(values: Iterable[str | None], privacy: PrivacyPolicy, kind: str = EMAIL) -> dict[str, str]:
+    """Each distinct value -> its keyed hash: an e-mail's erasure key (the HMAC of its person
+    key; a value without one has none), or a serial number's (`kind` SERIAL)."""
     distinct = sorted({v for v in values if v is not None})
-    keys = person_keys(pa.array(distinct, pa.string()))
-    return {v: s for v, s in zip(distinct, privacy.subject_ids(keys).to_pylist()) if s is not None}
-
-
-def refused(given: str) -> str | None:
-    """Why a request to forget `given` is refused (None: it is not): an empty request, or one
-    that is no e-mail address, would be recorded and erase nobody."""
-    key = person_key(given)
-    if key is None:
-        return "an empty e-mail address names nobody"
-    if not is_email_key(key):
-        return f"{given!r} is not an e-mail address (one @, something on either side)"
-    return None
-
-
-def serial_keys(values: Iterable[str | None], privacy: PrivacyPolicy) -> dict[str, str]:
-    """Each distinct serial number -> its keyed hash."""
-    distinct = sorted({v for v in values if v is not None})
-    return dict(zip(distinct, privacy.subject_ids(pa.array(distinct, pa.string())).to_pylist()))
+    given = pa.array(distinct, pa.string())
+    hashes = privacy.subject_ids(person_keys(given) if kind == EMAIL else given).to_pylist()
+    return {v: h for v, h in zip(distinct, hashes) if h is not None}
 
 
 @dataclass(frozen=True)
@@ -70,7 +57,7 @@ class Erasures:
     serial numbers only erased people own (once the customer landing step has found them)."""
 
     subjects: frozenset[str] = frozenset()
-    serials: frozenset[str] = field(default=frozenset())
+    serials: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.subjects)
@@ -103,25 +90,16 @@ class Erasures:
 
     def dropping(self, table: pa.Table, column: str, kind: str, privacy: PrivacyPolicy) -> pa.ChunkedArray | pa.Array:
         """The mask of `table`'s rows whose `column` names an erased person: a person key
-        (`EMAIL`), a serial number only erased people own (`SERIAL`), or an erasure key
-        itself (`SUBJECT`: a subject_id)."""
+        (`EMAIL`: keyed again, a no-op on a key, so a value that is not one is still judged as
+        hers), a serial number only erased people own (`SERIAL`), or an erasure key (`SUBJECT`)."""
         values = table[column]
         if pa.types.is_dictionary(values.type):
             values = values.cast(pa.string())
-        if kind == SUBJECT:
-            erased = sorted(self.subjects)
-        else:
-            # A person key column is keyed again, by the same function: a no-op on a key (the
-            # key of a key is itself), and a value that is not one is still judged as her.
-            keyed = (erasure_keys if kind == EMAIL else serial_keys)(values.unique().to_pylist(), privacy)
+        erased = sorted(self.subjects)
+        if kind != SUBJECT:
             wanted = self.subjects if kind == EMAIL else self.serials
-            erased = [value for value, key in keyed.items() if key in wanted]
-        if not erased:
-            return pa.array([False] * table.num_rows, pa.bool_())
+            erased = [v for v, key in erasure_keys(values.unique().to_pylist(), privacy, kind).items() if key in wanted]
         return pc.fill_null(pc.is_in(values, value_set=pa.array(erased, pa.string())), False)
-
-
-NO_REQUESTS = Erasures().fingerprint()  # what a version built with no erasure request in force records
 
 
 def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
@@ -142,21 +120,20 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
     """Append erasure requests for `emails` (only their keys and the time); returns how many
-    are new. Refuses them all (ValueError) if one is empty or no e-mail address."""
+    are new. Refuses them all (ValueError) if one is empty or no e-mail address: it would be
+    recorded and erase nobody."""
     emails = list(emails)
     for given in emails:
-        if (why := refused(given)) is not None:
-            raise ValueError(f"nothing recorded: {why}")
+        if not is_email_key(key := person_key(given)):
+            why = "an empty e-mail address names nobody" if key is None else f"{given!r} is not an e-mail address"
+            raise ValueError(f"nothing recorded: {why} (one @, something on either side)")
     keys = sorted(set(erasure_keys(emails, privacy).values()) - load(lake, privacy).subjects)
     if not keys:
         return 0
     now, made_with = now_ms(), key_id(privacy)
-    rows = pa.Table.from_pylist([dict(erasure_key=k, requested_at=now, key_id=made_with) for k in keys], ERASURE_REQUESTS.arrow_schema)
+    rows = pa.Table.from_pylist([dict(erasure_key=k, requested_at=now, key_id=made_with) for k in keys], ERASURE_REQUESTS.spec.schema)
     lake.write(ERASURE_REQUESTS.spec, rows, {"requests": len(keys)}, mode="append")
     return len(keys)
-
-
-PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
 
 
 def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[str], drop_unfound: bool = False) -> tuple[int, int]:
@@ -170,7 +147,8 @@ def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[st
     if unknown := set(requests["key_id"].to_pylist()) - {old_id, new_id}:
         raise SubjectKeyChangedError(f"{len(unknown)} key(s) recorded that are neither {PREVIOUS_KEY_VARIABLE} nor STEDI_SUBJECT_KEY: nothing re-keyed")
     emails = {e for text in texts for e in named_tokens(text)[0]}
-    found = {old_key: erasure_keys([email], new)[email] for email, old_key in erasure_keys(emails, old).items()}
+    new_keys = erasure_keys(emails, new)
+    found = {old_key: new_keys[email] for email, old_key in erasure_keys(emails, old).items()}
     rows = requests.to_pylist()
     rekeyed = [{**r, "erasure_key": found[r["erasure_key"]], "key_id": new_id} for r in rows if r["key_id"] == old_id and r["erasure_key"] in found]
     kept = [r for r in rows if r["key_id"] == new_id]
@@ -181,9 +159,8 @@ def rekey(lake: Lake, old: PrivacyPolicy, new: PrivacyPolicy, texts: Iterable[st
             "nothing was changed. Keep running with the old key, or drop them with --drop-unfound (they then "
             "must ask again if their data is ever delivered again)"
         )
-    merged: dict[str, dict] = {}
-    for r in sorted([*kept, *rekeyed], key=lambda r: r["requested_at"]):
-        merged.setdefault(r["erasure_key"], r)  # one person asked under both keys: the first request
+    # One person asked under both keys: the first request (the last one set, in reverse order).
+    merged = {r["erasure_key"]: r for r in sorted([*kept, *rekeyed], key=lambda r: r["requested_at"])[::-1]}
     table = pa.Table.from_pylist(list(merged.values()), schema=requests.schema)
     lake.write(ERASURE_REQUESTS.spec, table, {"rekeyed": len(rekeyed), "dropped_unfound": dropped})
     return len(rekeyed), dropped
@@ -196,27 +173,6 @@ def erased_serials(snapshot: Snapshot | None) -> frozenset[str]:
 
 # The column a kind of personal value is reported under in a rule's evidence (masked there).
 _EVIDENCE = {EMAIL: "email", SERIAL: "serialNumber", SUBJECT: "subject_id"}
-NO_ERASED_PERSON = "no_erased_person"
-
-
-@dataclass(frozen=True)
-class _NotErased:
-    """The evaluator of `not_erased`."""
-
-    columns: tuple[tuple[str, str, str], ...]
-
-    def __call__(self, relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
-        erasures = Erasures.from_relations(relations)
-        evidence = _EVIDENCE[self.columns[0][2]]
-        found: list[pa.Table] = []
-        for table, column, kind in self.columns if erasures else ():
-            relation = relations[table]
-            data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
-            if pa.types.is_list(data.schema.field(column).type):  # a rejected line's names: each one counts
-                data = pa.table({column: pc.list_flatten(data[column])})
-            hits = data.filter(erasures.dropping(data, column, kind, privacy))[column].cast(pa.string())
-            found.append(pa.table({"table": pa.array([table] * len(hits), pa.string()), evidence: hits}))
-        return pa.concat_tables(found) if found else pa.table({"table": pa.array([], pa.string()), evidence: pa.array([], pa.string())})
 
 
 def not_erased(*columns: tuple[str, str, str]) -> Rule:
@@ -224,8 +180,22 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
     the rows whose `column` names one (`Erasures.dropping`)."""
     kinds = {kind for _, _, kind in columns}
     assert len(kinds) == 1, "one kind of value per rule, reported under one column"
+    evidence = _EVIDENCE[kinds.pop()]
+
+    def evaluate(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
+        erasures = Erasures.from_relations(relations)
+        found = [pa.table({"table": pa.array([], pa.string()), evidence: pa.array([], pa.string())})]
+        for table, column, kind in columns if erasures else ():
+            relation = relations[table]
+            data = relation if isinstance(relation, pa.Table) else relation.dataset().to_table(columns=[column])
+            if pa.types.is_list(data.schema.field(column).type):  # a rejected line's names: each one counts
+                data = pa.table({column: pc.list_flatten(data[column])})
+            hits = data.filter(erasures.dropping(data, column, kind, privacy))[column].cast(pa.string())
+            found.append(pa.table({"table": pa.array([table] * len(hits), pa.string()), evidence: hits}))
+        return pa.concat_tables(found)
+
     names = ", ".join(sorted({table for table, _, _ in columns}))
-    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=_NotErased(columns), reads_erasures=True)
+    return Rule(NO_ERASED_PERSON, f"No row of {names} belongs to a person whose erasure was requested.", evaluate=evaluate, reads_erasures=True)
 
 
 def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
@@ -233,15 +203,11 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
     own data files are still stored: they may hold an erased person's rows. Read from the Delta
     log and the store alone, so a run that died first, or another Dagster instance, finds the
     purge still to do. Stops at the first such version whose files are all gone: retention
-    deletes older files first, so none older is still there."""
-    # A version applying no request is the case of almost every run: then no version holds a
-    # person erased since, and one commit of the log is all that is read.
+    deletes older files first. With no request in force (almost every run), one commit is read."""
     latest = lake.history(spec, 1)
-    if not latest or latest[0].info.get(ERASURES_APPLIED) == NO_REQUESTS:
+    if not latest or latest[0].info.get(ERASURES_APPLIED) == Erasures().fingerprint():
         return []
     history = lake.history(spec)
-    if len(history) < 2:
-        return []
     current = lake.at(spec, history[0].version)
     applied, present = history[0].info.get(ERASURES_APPLIED), set(current.files)
     pending: list[int] = []
@@ -270,16 +236,12 @@ def purge(lake: Lake, name: str, force: bool = False) -> tuple[list[int], dict[s
     if not pending:
         return pending, {}
     companions = lake.current(spec).info.get("companions", {})
-    if not force and _still_read(lake, name, pending, companions):
-        return pending, {}
+    if not force:
+        current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
+        # A companion's commit info is its table's, as it was when last written: not a reader.
+        paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
+        readers = [s.info.get("inputs", {}) for reader, s in current.items() if reader not in paired]
+        # Built from a pending version, or from a companion's version other than its current one.
+        if any(i.get(name) in pending or any(c in i and i[c] != v for c, v in companions.items()) for i in readers):
+            return pending, {}
     return pending, {s.name: lake.vacuum(s, 0, apply=True, untracked=False) for s in (spec, *(LAKE_TABLES[c].spec for c in companions))}
-
-
-def _still_read(lake: Lake, name: str, versions: Sequence[int], companions: Mapping[str, int]) -> bool:
-    """Whether some table's current version was built from one of these versions of `name`,
-    or from another version of one of its companions than the current (`companions`)."""
-    current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
-    # A companion's commit info is its table's, as it was when last written: not a reader.
-    paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
-    readers = (s.info.get("inputs", {}) for reader, s in current.items() if reader not in paired)
-    return any(inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()) for inputs in readers)

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stedi_assets import erasure
+from stedi_assets.lake.delta import Lake
+from stedi_assets.lake.store import LocalStore
 from stedi_assets.person import is_email_key, person_key, person_keys, with_person_keys
 from stedi_assets.privacy import PrivacyPolicy
 
@@ -107,6 +109,11 @@ def test_a_dictionary_column_is_keyed_like_text():
     [("", False), ("  \u200b", False), ("not-an-email", False), ("@x", False), ("a@", False), ("a@b@c", False),
      ("a@b", True), (" Angie.Huey@TEST.com\t", True)],
 )
-def test_what_forget_accepts(given_text, accepted):
+def test_what_forget_accepts(given_text, accepted, tmp_path):
     assert is_email_key(person_key(given_text)) is accepted
-    assert (erasure.refused(given_text) is None) is accepted
+    lake = Lake(LocalStore(tmp_path))
+    if accepted:
+        assert erasure.record(lake, PrivacyPolicy(), [given_text]) == 1
+    else:
+        with pytest.raises(ValueError, match="nothing recorded"):
+            erasure.record(lake, PrivacyPolicy(), [given_text])

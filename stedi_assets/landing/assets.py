@@ -182,7 +182,7 @@ def _erased_serials(
         kept = increment.companion_base.without(increment.companion_removes)
         named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
     owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
-    return candidates - set(erasure.serial_keys(owned, step.privacy).values())
+    return candidates - set(erasure.erasure_keys(owned, step.privacy, erasure.SERIAL).values())
 
 
 def _carried_from(step: AssetStep, published: Snapshot, increment: Increment | None, rejects: Table) -> tuple[Snapshot, Snapshot]:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.erasure import EMAIL, SERIAL, Erasures, serial_keys
+from stedi_assets.erasure import EMAIL, SERIAL, Erasures, erasure_keys
 from stedi_assets.landing.named import with_named_keys
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.privacy import PrivacyPolicy
@@ -50,7 +50,7 @@ def leave_out(
 
         theirs = set(dropped_rows["serialNumber"].to_pylist()) | named(dropped_rejects)
         others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | named(kept_rejects)
-        serials = sorted(serial_keys(theirs - others, privacy).values())
+        serials = sorted(erasure_keys(theirs - others, privacy, SERIAL).values())
     return LeftOut(kept_rows, kept_rejects, lines, serials)
 
 
