@@ -5,7 +5,7 @@ Glue catalog, so they cannot drift."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -44,7 +44,7 @@ class Table:
     source: str  # customer, accelerometer, step_trainer, machine_learning
     zone: str  # landing, landing_rejects, landing_files, trusted, curated
     columns: tuple[Column, ...]
-    unique_key: tuple[str, ...] = field(default=())
+    unique_key: tuple[str, ...] = ()
     # (column, kind) telling an erased person's rows: a trusted or curated build leaves them
     # out itself (incremental.py), even while a table upstream still holds them.
     erased_by: tuple[str, str] | None = None
@@ -57,10 +57,6 @@ class Table:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
-
-    @property
-    def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type) for c in self.columns])
 
     @property
     def spec(self) -> TableSpec:

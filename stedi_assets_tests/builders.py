@@ -15,7 +15,7 @@ def table(contract: Table, *rows: dict) -> pa.Table:
     """`rows` with every contract column present (missing ones null), in contract types, and
     the person keys computed as landing computes them."""
     filled = [{**{c: None for c in contract.column_names}, **row} for row in rows]
-    return with_person_keys(pa.Table.from_pylist(filled, schema=contract.arrow_schema), PERSON_KEY_OF.get(contract.name, {}))
+    return with_person_keys(pa.Table.from_pylist(filled, schema=contract.spec.schema), PERSON_KEY_OF.get(contract.name, {}))
 
 
 def sorted_rows(data: pa.Table) -> list[dict]:

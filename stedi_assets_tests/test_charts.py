@@ -339,7 +339,7 @@ def test_reason_kinds_drop_the_rejected_value():
 
 # -- shapes -----------------------------------------------------------------------------------
 def test_charts_of_empty_tables_still_draw():
-    empty_ml = MACHINE_LEARNING_CURATED.arrow_schema.empty_table()
+    empty_ml = MACHINE_LEARNING_CURATED.spec.schema.empty_table()
     assert_chart(charts.rejects_by_reason(pa.table({"source_file": pa.array([], pa.string()), "reason": pa.array([], pa.string())})), SMALL)
     assert_chart(charts.rows_per_file({}), SMALL)
     assert_chart(charts.readings_per_subject(pa.table({"subject_id": pa.array([], pa.string()), "readings": pa.array([], pa.int64())})), SMALL)

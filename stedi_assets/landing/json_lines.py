@@ -183,11 +183,11 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         return None
     view = np.frombuffer(data, dtype=np.uint8)
     if view.size == 0:
-        return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
+        return ParsedFile(table.spec.schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
     starts, ends = _line_bounds(view)
     non_blank = _non_blank(view, starts, ends)
     if non_blank.size == 0:
-        return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
+        return ParsedFile(table.spec.schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
     # Every non-blank line must be `{ ... }` between JSON whitespace. Then no JSON value can
     # span a newline (after a `}` that leaves a container open, the next line's `{` is a syntax
     # error: no string holds a raw newline), so pyarrow sees each line from the top level, and
@@ -225,7 +225,7 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     one_file = pa.array([source_file], pa.string())
     values["source_file"] = pa.DictionaryArray.from_arrays(np.zeros(parsed.num_rows, dtype=np.int32), one_file)
     values["source_line"] = line_numbers
-    rows = pa.table(values, schema=table.arrow_schema)
+    rows = pa.table(values, schema=table.spec.schema)
 
     required = [c.name for c in columns if c.required]
     missing = functools.reduce(pc.or_, [pc.is_null(rows[name]) for name in required], pa.scalar(False))
@@ -378,7 +378,7 @@ def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Colu
             for name, values in records.items():
                 values.append(outcome[name])
     return ParsedFile(
-        pa.table(records, schema=table.arrow_schema),
+        pa.table(records, schema=table.spec.schema),
         pa.table(rejects, schema=REJECT_SCHEMA),
         lines_read,
         exact_path=True,

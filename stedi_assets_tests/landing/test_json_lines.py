@@ -29,7 +29,7 @@ def test_clean_file_takes_the_fast_path_with_line_numbers():
          "source_file": "accelerometer/landing/f.json", "source_line": 3},
     ]
     assert parsed.lines_read == 2
-    assert parsed.rows.schema == A.arrow_schema
+    assert parsed.rows.schema == A.spec.schema
 
 
 def test_crlf_and_whitespace_lines_are_tolerated():
