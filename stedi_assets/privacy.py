@@ -16,8 +16,6 @@ from stedi_assets.tables import PERSONAL, RESCUED_DATA
 
 # `{since_consent: <condition>}`: the consent policy's clause in a rule.
 _SINCE_CONSENT = re.compile(r"\{since_consent:\s*([^{}]+?)\s*\}")
-# `{as_of}`: the moment a rule judges consent at, epoch ms (consent dated later is no consent yet).
-AS_OF = "{as_of}"
 
 
 def now_ms() -> int:
@@ -46,11 +44,12 @@ class PrivacyPolicy:
         return self.subject_key == DEVELOPMENT_SUBJECT_KEY
 
     def render(self, sql: str, as_of: int | None = None) -> str:
-        """A rule's SQL under this policy, judging consent as of `as_of` (epoch ms; default: now).
-        A literal TRUE under `any`, not a policy flag in the SQL: DuckDB does not fold that away,
-        and it turns a correlated EXISTS into a join several times slower."""
+        """A rule's SQL under this policy, judging consent as of `as_of` (its `{as_of}`, epoch ms;
+        default: now; consent dated later is no consent yet). A literal TRUE under `any`, not a
+        policy flag in the SQL: DuckDB does not fold that away, and it turns a correlated EXISTS
+        into a join several times slower."""
         rendered = _SINCE_CONSENT.sub(lambda clause: f"({clause[1]})" if self.since_consent else "TRUE", sql)
-        return rendered.replace(AS_OF, str(now_ms() if as_of is None else as_of))
+        return rendered.replace("{as_of}", str(now_ms() if as_of is None else as_of))
 
     def subject_ids(self, email_keys: pa.Array | pa.ChunkedArray) -> pa.Array:
         """HMAC-SHA256 of each person key (stedi_assets/person.py): stable across runs and
