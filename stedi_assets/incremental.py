@@ -63,12 +63,11 @@ class Follower:
         self.compared: set[str] = set()  # the inputs whose changes the build has looked at
 
     def _unusable(self) -> str | None:
-        previous = self.previous
         if self.step.full_refresh:
             return "full_refresh"
-        if previous is None:
+        if self.previous is None:
             return "no published version"
-        info = previous.info
+        info = self.previous.info
         if info.get("consent_policy") != self.step.privacy.consent_policy.value:
             return "published under another consent policy"
         if info.get("rules_fingerprint") != self.fingerprint:
@@ -90,9 +89,8 @@ class Follower:
 
     @property
     def erasing(self) -> bool:
-        """Erasure requests in force that the published version was built without: their
-        people's rows leave it in this build, whether or not an input lost them yet (a run of
-        this table alone after `stedi forget`)."""
+        """Erasure requests in force that the published version was built without: their people's
+        rows leave it in this build, whether or not an input lost them yet (`stedi forget`, then a run of it alone)."""
         erasures, previous = self.step.erasures, self.previous
         return bool(erasures) and previous is not None and not erasures.applied_by(previous)
 
@@ -202,8 +200,7 @@ class Follower:
         if overlooked := [n for n, s in self.step.inputs.items() if n not in self.compared and set(self.bases[n].files) != set(s.files)]:
             self.reason = f"{', '.join(overlooked)} changed and the incremental build does not follow it"
             return self.full(recompute_all(), metadata)
-        # Only the data files holding an affected key's rows are rewritten (with none, the
-        # fresh rows are appended): an erased person's among them, found in the published rows.
+        # An erased person's key is affected too, found in the published rows.
         keys, key_type = set(pc.unique(affected[key]).drop_null().to_pylist()), affected.schema.field(key).type
         by_file = previous.values_by_file(key) if keys or self.erasing else {}
         if self.erasing:

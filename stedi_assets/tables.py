@@ -61,11 +61,8 @@ class Table:
     @property
     def spec(self) -> TableSpec:
         """The table as the lake stores it: location and columns, descriptions as comments."""
-        return TableSpec(
-            self.name,
-            self.location,
-            pa.schema([pa.field(c.name, c.type, metadata={"comment": c.description}) for c in self.columns]),
-        )
+        schema = pa.schema([pa.field(c.name, c.type, metadata={"comment": c.description}) for c in self.columns])
+        return TableSpec(self.name, self.location, schema)
 
     def conform(self, data: pa.Table) -> pa.Table:
         """The columns of the contract, in its order and types: what is judged is what is written."""
