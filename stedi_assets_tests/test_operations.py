@@ -10,7 +10,7 @@ import re
 import socket
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -132,6 +132,13 @@ def test_a_lake_that_names_a_file_is_refused_before_anything_is_built(tmp_path: 
         with pytest.raises(SettingsError, match=f"STEDI_LAKE={lake} (is|lies under) a file, not a folder: set it to a folder"):
             Settings.from_env({"STEDI_LAKE": str(lake)})
     assert Settings.from_env({"STEDI_LAKE": str(tmp_path / "new" / "lake")}).lake == str(tmp_path / "new" / "lake")
+
+
+def test_the_settings_tables_list_every_setting_once_and_nothing_else():
+    """settings.py defines each setting; README.md's table and docs/s3-and-aws.md's say what it means."""
+    documented = re.findall(r"^\| `(STEDI_\w+)` \|", (REPO / "README.md").read_text() + (REPO / "docs/s3-and-aws.md").read_text(), re.M)
+    defined = [f.metadata["setting"][0] for f in fields(Settings)]
+    assert sorted(documented) == sorted([*defined, "STEDI_REFERENCE_DATA"])  # that one is the tests'
 
 
 BAD_SETTINGS = {
