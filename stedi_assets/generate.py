@@ -22,35 +22,29 @@ STEP_READINGS_PER_CUSTOMER = 30
 BASE_TIME_MS = 1_655_560_000_000  # June 2022, like the course data
 _FIRST_NAMES = ("Santosh", "Ben", "Frank", "Sarah", "Jerry", "Lyn", "Bobby", "Liz", "Don", "Jacob", "Chris", "Trevor")
 _LAST_NAMES = ("Clayton", "Khatib", "Doshi", "Lincoln", "Wu", "Jones", "Staples", "Huey", "Mitra", "Hansen", "Davis")
-_TRIPLES = np.array([(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)], dtype=float)
+_TRIPLES = [(x, y, z) for x in (-1.0, 0.0, 1.0) for y in (-1.0, 0.0, 1.0) for z in (-1.0, 0.0, 1.0)]
+CONSENT_SHARE = 0.5
+NULL_CONSENT_SHARE = 0.02  # consent key present but null: still no consent
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
     scale: float = 1.0
     seed: int = 0
-    consent_share: float = 0.5
-    null_consent_share: float = 0.02  # consent key present but null: still no consent
     duplicate_emails: int = 0
     reused_serials: int = 0
     dirty_lines: bool = False  # add one line of every kind the landing parser must reject or tolerate
     files_per_source: tuple[int, int, int] = (1, 9, 3)  # customer, accelerometer, step trainer
 
 
-@dataclass(frozen=True)
-class GeneratedCounts:
-    customer: int
-    accelerometer: int
-    step_trainer: int
-
-
-def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> GeneratedCounts:
+def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> dict[str, int]:
+    """Write each source's landing files; return how many records each holds."""
     rng = np.random.default_rng(options.seed)
     n = max(1, round(CUSTOMERS_PER_SCALE * options.scale))
     ids = np.arange(n)
     registered = BASE_TIME_MS + np.sort(rng.integers(0, 5_000_000, n))
-    consents = rng.random(n) < options.consent_share
-    null_consent = ~consents & (rng.random(n) < options.null_consent_share)
+    consents = rng.random(n) < CONSENT_SHARE
+    null_consent = ~consents & (rng.random(n) < NULL_CONSENT_SHARE)
     # Consent is given some time after registration, often after the first readings.
     consent_at = registered + rng.integers(0, 60_000, n)
     serials = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in ids]
@@ -100,26 +94,25 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
     # Each accelerometer line as numbers (its step reading, its triple), formatted only when
     # its file is written: the generator's memory grows with the numbers, not the text.
     reading = np.repeat(np.arange(n * STEP_READINGS_PER_CUSTOMER, dtype=np.int64), per_time.ravel())
-    triple = np.empty(reading.size, dtype=np.int8)
-    at = 0
-    for k in per_time.ravel().tolist():
-        triple[at : at + k] = rng.choice(len(_TRIPLES), size=k, replace=False)
-        at += k
-    triples = _TRIPLES.tolist()
+    triple = np.fromiter(
+        (t for k in per_time.ravel().tolist() for t in rng.choice(len(_TRIPLES), size=k, replace=False).tolist()), np.int8, reading.size
+    )
 
     def accelerometer_line(j: int) -> str:
         i, r = divmod(int(reading[j]), STEP_READINGS_PER_CUSTOMER)
-        x, y, z = triples[triple[j]]
+        x, y, z = _TRIPLES[triple[j]]
         return f'{{"user":"{emails[i]}","timestamp":{times[i, r]},"x":{x},"y":{y},"z":{z}}}'
 
-    counts = GeneratedCounts(len(customer_lines), reading.size, n * STEP_READINGS_PER_CUSTOMER)
-    files_c, files_a, files_s = options.files_per_source
-    _write(store, "customer", counts.customer, customer_lines.__getitem__, files_c, rng)
-    _write(store, "accelerometer", counts.accelerometer, accelerometer_line, files_a, rng)
-    _write(store, "step_trainer", counts.step_trainer, step_line, files_s, rng)
+    lines = {
+        "customer": (len(customer_lines), customer_lines.__getitem__),
+        "accelerometer": (reading.size, accelerometer_line),
+        "step_trainer": (n * STEP_READINGS_PER_CUSTOMER, step_line),
+    }
+    for (source, (size, line)), files in zip(lines.items(), options.files_per_source):
+        _write(store, source, size, line, files, rng)
     if options.dirty_lines:
         store.write("accelerometer/landing/late/accelerometer-dirty.json", DIRTY_ACCELEROMETER.encode())
-    return counts
+    return {source: size for source, (size, _) in lines.items()}
 
 
 # Every kind of line the landing zone must survive: CRLF, blank lines, two objects on a line,
