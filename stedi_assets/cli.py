@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from stedi_assets import erasure
-from stedi_assets.generate import GenerateOptions, generate
+from stedi_assets.generate import generate
 from stedi_assets.lake.connect import open_lake
 from stedi_assets.lake.ddl import lake_ddl
 from stedi_assets.lake.delta import Lake
@@ -115,7 +115,7 @@ def generate_command(out: str | None, **options) -> None:
             f"generate writes to OUT, else STEDI_SOURCE, which names the bundled sample ({SAMPLE_SOURCE}): "
             "name an output folder, e.g. stedi generate generated_source"
         )
-    counts = generate(open_store(target, settings.aws_access()), GenerateOptions(**options))
+    counts = generate(open_store(target, settings.aws_access()), **options)
     click.echo(
         f"wrote {counts['customer']} customer, {counts['accelerometer']} accelerometer and "
         f"{counts['step_trainer']} step trainer records to {target}"

@@ -1,17 +1,14 @@
-"""Synthetic STEDI landing data in the STEDI_SOURCE layout, with the real data's traps.
-
-At scale 1 the course data's shape (956 customers, 81 thousand readings) and traps: the
-consent key *missing* for non-consenting customers, several accelerometer rows per (user,
-timestamp), reading times colliding across customers, readings before the consent date; on
-request, customers listed twice and serial numbers re-used.
-"""
+"""Synthetic STEDI landing data in the STEDI_SOURCE layout: at scale 1 the course data's shape
+(956 customers, 81 thousand readings) and traps: the consent key *missing* for non-consenting
+customers, several accelerometer rows per (user, timestamp), reading times colliding across
+customers, readings before the consent date; on request, customers listed twice and serial
+numbers re-used."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,20 +24,14 @@ CONSENT_SHARE = 0.5
 NULL_CONSENT_SHARE = 0.02  # consent key present but null: still no consent
 
 
-@dataclass(frozen=True)
-class GenerateOptions:
-    scale: float = 1.0
-    seed: int = 0
-    duplicate_emails: int = 0
-    reused_serials: int = 0
-    dirty_lines: bool = False  # add one line of every kind the landing parser must reject or tolerate
-    files_per_source: tuple[int, int, int] = (1, 9, 3)  # customer, accelerometer, step trainer
-
-
-def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> dict[str, int]:
-    """Write each source's landing files; return how many records each holds."""
-    rng = np.random.default_rng(options.seed)
-    n = max(1, round(CUSTOMERS_PER_SCALE * options.scale))
+def generate(
+    store: Store, scale: float = 1.0, seed: int = 0, duplicate_emails: int = 0, reused_serials: int = 0,
+    dirty_lines: bool = False, files_per_source: tuple[int, int, int] = (1, 9, 3),
+) -> dict[str, int]:
+    """Write each source's landing files (`files_per_source`: customer, accelerometer, step
+    trainer) and, with `dirty_lines`, DIRTY_ACCELEROMETER; return how many records each holds."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(CUSTOMERS_PER_SCALE * scale))
     ids = np.arange(n)
     registered = BASE_TIME_MS + np.sort(rng.integers(0, 5_000_000, n))
     consents = rng.random(n) < CONSENT_SHARE
@@ -48,8 +39,8 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> dict
     # Consent is given some time after registration, often after the first readings.
     consent_at = registered + rng.integers(0, 60_000, n)
     serials = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in ids]
-    if options.reused_serials:
-        donors = rng.choice(n, size=min(options.reused_serials, n // 2), replace=False)
+    if reused_serials:
+        donors = rng.choice(n, size=min(reused_serials, n // 2), replace=False)
         for receiver, donor in zip(rng.choice(np.setdiff1d(ids, donors), size=len(donors), replace=False), donors):
             serials[receiver] = serials[donor]
     emails = [f"{_FIRST_NAMES[i % len(_FIRST_NAMES)]}.{_LAST_NAMES[(i // 7) % len(_LAST_NAMES)]}{i}@test.com" for i in ids]
@@ -75,7 +66,7 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> dict
         return json.dumps(record)
 
     customer_lines = [customer_line(i, consents[i], null_consent[i]) for i in ids]
-    for i in rng.choice(n, size=min(options.duplicate_emails, n), replace=False):
+    for i in rng.choice(n, size=min(duplicate_emails, n), replace=False):
         # An older record of the same customer; the newer one must win.
         customer_lines.append(customer_line(i, not consents[i], False, age_ms=86_400_000))
 
@@ -94,25 +85,21 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> dict
     # Each accelerometer line as numbers (its step reading, its triple), formatted only when
     # its file is written: the generator's memory grows with the numbers, not the text.
     reading = np.repeat(np.arange(n * STEP_READINGS_PER_CUSTOMER, dtype=np.int64), per_time.ravel())
-    triple = np.fromiter(
-        (t for k in per_time.ravel().tolist() for t in rng.choice(len(_TRIPLES), size=k, replace=False).tolist()), np.int8, reading.size
-    )
+    drawn = (rng.choice(len(_TRIPLES), size=k, replace=False).tolist() for k in per_time.ravel().tolist())  # k distinct triples
+    triple = np.fromiter((t for triples in drawn for t in triples), np.int8, reading.size)
 
     def accelerometer_line(j: int) -> str:
         i, r = divmod(int(reading[j]), STEP_READINGS_PER_CUSTOMER)
         x, y, z = _TRIPLES[triple[j]]
         return f'{{"user":"{emails[i]}","timestamp":{times[i, r]},"x":{x},"y":{y},"z":{z}}}'
 
-    lines = {
-        "customer": (len(customer_lines), customer_lines.__getitem__),
-        "accelerometer": (reading.size, accelerometer_line),
-        "step_trainer": (n * STEP_READINGS_PER_CUSTOMER, step_line),
-    }
-    for (source, (size, line)), files in zip(lines.items(), options.files_per_source):
+    counts = {"customer": len(customer_lines), "accelerometer": reading.size, "step_trainer": n * STEP_READINGS_PER_CUSTOMER}
+    lines = (customer_lines.__getitem__, accelerometer_line, step_line)
+    for (source, size), line, files in zip(counts.items(), lines, files_per_source):
         _write(store, source, size, line, files, rng)
-    if options.dirty_lines:
+    if dirty_lines:
         store.write("accelerometer/landing/late/accelerometer-dirty.json", DIRTY_ACCELEROMETER.encode())
-    return {source: size for source, (size, _) in lines.items()}
+    return counts
 
 
 # Every kind of line the landing zone must survive: CRLF, blank lines, two objects on a line,

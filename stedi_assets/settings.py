@@ -115,6 +115,13 @@ def _source_prefixes(name: str, value: str) -> dict[str, str]:
     return prefixes
 
 
+_spark_url = partial(_matching, SPARK_MASTER_URL, "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://...")
+_memory = partial(_matching, MEMORY_AMOUNT, "an amount of memory: write it as 512MB, 1GB or 2GiB")
+_hours = partial(_matching, WHOLE_NUMBER, "a whole number of hours: set it to 0 or more", convert=int)
+_count = partial(_positive, int)
+_seconds = partial(_positive, float)
+
+
 def _setting(variable: str, default: str | None, read: Callable[[str, str], Any] = lambda name, value: value, **options) -> Any:
     """A field read from `variable` (`default` if unset or empty) by `read(variable, value)`."""
     return field(metadata={"setting": (variable, default, read)}, **options)
@@ -127,25 +134,17 @@ class Settings:
     consent_policy: ConsentPolicy = _setting("STEDI_CONSENT_POLICY", "any", partial(_choice, ConsentPolicy))
     subject_key: str = _setting(SUBJECT_KEY_VARIABLE, DEVELOPMENT_SUBJECT_KEY, repr=False)  # a secret: never in a repr or log
     engine: str = _setting("STEDI_ENGINE", ENGINES[0], partial(_choice, ENGINES))
-    spark_master: str = _setting(
-        "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER,
-        partial(_matching, SPARK_MASTER_URL, "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://..."),
-    )
+    spark_master: str = _setting("STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, _spark_url)
     source_anonymous: bool = _setting("STEDI_SOURCE_ANONYMOUS", "false", _flag)
     source_prefixes: Mapping[str, str] = _setting("STEDI_SOURCE_PREFIXES", "", _source_prefixes)
     glue_database: str | None = _setting("STEDI_GLUE_DATABASE", None)
-    s3_max_attempts: int = _setting("STEDI_S3_MAX_ATTEMPTS", "5", partial(_positive, int))
-    s3_timeout_seconds: float = _setting("STEDI_S3_TIMEOUT", "30", partial(_positive, float))
+    s3_max_attempts: int = _setting("STEDI_S3_MAX_ATTEMPTS", "5", _count)
+    s3_timeout_seconds: float = _setting("STEDI_S3_TIMEOUT", "30", _seconds)
     s3_allow_unsafe_commits: bool = _setting(UNSAFE_COMMITS_VARIABLE, "false", _flag)
-    retention_hours: int = _setting(
-        "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS),
-        partial(_matching, WHOLE_NUMBER, "a whole number of hours: set it to 0 or more", convert=int),
-    )
-    sensor_interval_seconds: int = _setting("STEDI_SENSOR_INTERVAL", "30", partial(_positive, int))
+    retention_hours: int = _setting("STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), _hours)
+    sensor_interval_seconds: int = _setting("STEDI_SENSOR_INTERVAL", "30", _count)
     automation: bool = _setting("STEDI_AUTOMATION", "true", _flag)
-    memory_limit: str = _setting(
-        "STEDI_MEMORY_LIMIT", "1GB", partial(_matching, MEMORY_AMOUNT, "an amount of memory: write it as 512MB, 1GB or 2GiB")
-    )
+    memory_limit: str = _setting("STEDI_MEMORY_LIMIT", "1GB", _memory)
     spill_directory: str | None = _setting("STEDI_SPILL_DIRECTORY", None)
 
     def __post_init__(self) -> None:

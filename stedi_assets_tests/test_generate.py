@@ -13,7 +13,6 @@ from stedi_assets.generate import (
     CUSTOMERS_PER_SCALE,
     DIRTY_ACCELEROMETER,
     STEP_READINGS_PER_CUSTOMER,
-    GenerateOptions,
     generate,
 )
 from stedi_assets.lake.store import LocalStore
@@ -32,7 +31,7 @@ def files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def course_shape(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     root = tmp_path_factory.mktemp("scale1")
-    return root, generate(LocalStore(root), GenerateOptions(scale=1, seed=3))
+    return root, generate(LocalStore(root), scale=1, seed=3)
 
 
 def test_scale_one_is_the_course_data_shape(course_shape):
@@ -68,10 +67,10 @@ def test_the_real_data_traps_are_present(course_shape):
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path):
-    options = GenerateOptions(scale=0.05, seed=11, duplicate_emails=2, reused_serials=1, dirty_lines=True)
+    options = dict(scale=0.05, seed=11, duplicate_emails=2, reused_serials=1, dirty_lines=True)
     for name in ("a", "b"):
-        generate(LocalStore(tmp_path / name), options)
-    generate(LocalStore(tmp_path / "c"), GenerateOptions(scale=0.05, seed=12, duplicate_emails=2, reused_serials=1, dirty_lines=True))
+        generate(LocalStore(tmp_path / name), **options)
+    generate(LocalStore(tmp_path / "c"), scale=0.05, seed=12, duplicate_emails=2, reused_serials=1, dirty_lines=True)
     assert files(tmp_path / "a") == files(tmp_path / "b")
     assert files(tmp_path / "a") != files(tmp_path / "c")
 
@@ -84,13 +83,13 @@ def test_the_console_command_writes_what_generate_writes(tmp_path: Path):
         {"STEDI_SOURCE": str(tmp_path / "command")},
         tmp_path,
     )
-    counts = generate(LocalStore(tmp_path / "function"), GenerateOptions(scale=0.05, seed=11, duplicate_emails=2, reused_serials=1, dirty_lines=True))
+    counts = generate(LocalStore(tmp_path / "function"), scale=0.05, seed=11, duplicate_emails=2, reused_serials=1, dirty_lines=True)
     assert files(tmp_path / "command") == files(tmp_path / "function")
     assert said.stdout.startswith(f"wrote {counts['customer']} customer, {counts['accelerometer']} accelerometer and {counts['step_trainer']} step trainer records to ")
 
 
 def test_optional_traps(tmp_path: Path):
-    counts = generate(LocalStore(tmp_path), GenerateOptions(scale=0.1, seed=5, duplicate_emails=4, reused_serials=3, dirty_lines=True))
+    counts = generate(LocalStore(tmp_path), scale=0.1, seed=5, duplicate_emails=4, reused_serials=3, dirty_lines=True)
     customers = records(tmp_path, "customer")
     assert counts["customer"] == len(customers) == round(956 * 0.1) + 4
     emails = Counter(c["email"] for c in customers)
@@ -102,7 +101,7 @@ def test_optional_traps(tmp_path: Path):
 
 
 def test_without_options_no_optional_trap(tmp_path: Path):
-    generate(LocalStore(tmp_path), GenerateOptions(scale=0.1, seed=5))
+    generate(LocalStore(tmp_path), scale=0.1, seed=5)
     customers = records(tmp_path, "customer")
     assert len({c["email"] for c in customers}) == len(customers)
     assert len({c["serialNumber"] for c in customers}) == len(customers)
