@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +20,9 @@ STEP_READINGS_PER_CUSTOMER = 30
 BASE_TIME_MS = 1_655_560_000_000  # June 2022, like the course data
 _FIRST_NAMES = ("Santosh", "Ben", "Frank", "Sarah", "Jerry", "Lyn", "Bobby", "Liz", "Don", "Jacob", "Chris", "Trevor")
 _LAST_NAMES = ("Clayton", "Khatib", "Doshi", "Lincoln", "Wu", "Jones", "Staples", "Huey", "Mitra", "Hansen", "Davis")
+# Every kind of line the landing zone must survive, written by hand in the bundled sample: CRLF,
+# blank lines, two objects on a line, other spellings of field names, four kinds of reject.
+DIRTY_LINES = "accelerometer/landing/late/accelerometer-dirty.json"
 _TRIPLES = [(x, y, z) for x in (-1.0, 0.0, 1.0) for y in (-1.0, 0.0, 1.0) for z in (-1.0, 0.0, 1.0)]
 CONSENT_SHARE = 0.5
 NULL_CONSENT_SHARE = 0.02  # consent key present but null: still no consent
@@ -29,7 +33,7 @@ def generate(
     dirty_lines: bool = False, files_per_source: tuple[int, int, int] = (1, 9, 3),
 ) -> dict[str, int]:
     """Write each source's landing files (`files_per_source`: customer, accelerometer, step
-    trainer) and, with `dirty_lines`, DIRTY_ACCELEROMETER; return how many records each holds."""
+    trainer) and, with `dirty_lines`, the DIRTY_LINES file; return how many records each holds."""
     rng = np.random.default_rng(seed)
     n = max(1, round(CUSTOMERS_PER_SCALE * scale))
     ids = np.arange(n)
@@ -98,22 +102,8 @@ def generate(
     for (source, size), line, files in zip(counts.items(), lines, files_per_source):
         _write(store, source, size, line, files, rng)
     if dirty_lines:
-        store.write("accelerometer/landing/late/accelerometer-dirty.json", DIRTY_ACCELEROMETER.encode())
+        store.write(DIRTY_LINES, (Path(__file__).parent / "sample_data" / DIRTY_LINES).read_bytes())
     return counts
-
-
-# Every kind of line the landing zone must survive: CRLF, blank lines, two objects on a line,
-# other spellings of field names, and four kinds of reject. Two rows, five rejects.
-DIRTY_ACCELEROMETER = (
-    '{"User":"Ben.Khatib@test.com","TimeStamp":1655564440170,"x":1,"y":0,"z":-1}\r\n'
-    "\r\n"
-    '{"user":"Ben.Khatib@test.com","timestamp":1655564440171,"x":0,"y":0,"z":1}{"user":"Ben.Khatib@test.com"}\n'
-    "   \n"
-    "this is not json\n"
-    '{"user":"Ben.Khatib@test.com","timestamp":"yesterday","x":0,"y":0,"z":0}\n'
-    '["a", "list"]\n'
-    '{"user":"Ben.Khatib@test.com","timestamp":1655564440172,"x":0,\n'
-)
 
 
 def _write(store: Store, source: str, size: int, line: Callable[[int], str], files: int, rng: np.random.Generator) -> None:

@@ -11,11 +11,12 @@ import pytest
 
 from stedi_assets.generate import (
     CUSTOMERS_PER_SCALE,
-    DIRTY_ACCELEROMETER,
+    DIRTY_LINES,
     STEP_READINGS_PER_CUSTOMER,
     generate,
 )
 from stedi_assets.lake.store import LocalStore
+from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets_tests.conftest import run_cli
 
 
@@ -96,8 +97,7 @@ def test_optional_traps(tmp_path: Path):
     assert sorted(emails.values())[-4:] == [2, 2, 2, 2]
     owners = Counter(c["serialNumber"] for c in {c["email"]: c for c in customers}.values())
     assert sorted(owners.values())[-3:] == [2, 2, 2]
-    dirty = tmp_path / "accelerometer" / "landing" / "late" / "accelerometer-dirty.json"
-    assert dirty.read_bytes() == DIRTY_ACCELEROMETER.encode()
+    assert (tmp_path / DIRTY_LINES).read_bytes() == (SAMPLE_SOURCE / DIRTY_LINES).read_bytes()
 
 
 def test_without_options_no_optional_trap(tmp_path: Path):
