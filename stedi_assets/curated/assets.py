@@ -50,11 +50,8 @@ def customer_curated(step: AssetStep) -> Build:
         customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
         # Pictures for the UI: the privacy funnel; a chart that fails is a warning, never a failure.
         relations = {name: step.inputs[name] for name in ("customer_trusted", "accelerometer_trusted")}
-        pictures.update(
-            signals.customer_curated_pictures(
-                step.pictures, step.engine.engine(), step.privacy, {**relations, "customer_curated": customers}, step.current
-            )
-        )
+        relations["customer_curated"] = customers
+        pictures.update(signals.curated_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current))
         return customers
 
     built = rebuilt(follower, build)
@@ -89,7 +86,7 @@ def machine_learning_curated(step: AssetStep) -> Build:
         # that fails is a warning, never a failure.
         ml = everything()
         relations = {**{n: step.inputs[n] for n in inputs}, MACHINE_LEARNING_CURATED.name: ml}
-        pictures = signals.machine_learning_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current)
+        pictures = signals.curated_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current)
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
     steps = follower.changes("step_trainer_trusted")
