@@ -4,21 +4,20 @@ machine_learning_curated is updated from what changed (stedi_assets/incremental.
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from stedi_assets.curated import checks, rules, signals
 from stedi_assets.incremental import Follower, rebuilt
-from stedi_assets.publishing import AssetStep, Build, audited_asset
+from stedi_assets.publishing import AssetStep, Build
 from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_TRUSTED, MACHINE_LEARNING_CURATED, SUBJECT_ID
-from stedi_assets.trusted.assets import EAGER
+from stedi_assets.trusted.assets import zone_asset
 
-GROUP = "curated"
-KINDS = {"sql", "delta"}
+curated_asset = functools.partial(zone_asset, group="curated")
 
 
-@audited_asset(
-    checks.CUSTOMER_CURATED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_TRUSTED], automation_condition=EAGER
-)
+@curated_asset(checks.CUSTOMER_CURATED_AUDIT, inputs=[CUSTOMER_TRUSTED])
 def customer_curated(step: AssetStep) -> Build:
     """customer_trusted customers who have at least one accelerometer_trusted reading, one row
     each, with the pseudonymous `subject_id` that stands for them in the ML table."""
@@ -61,7 +60,7 @@ def customer_curated(step: AssetStep) -> Build:
     return built
 
 
-@audited_asset(checks.MACHINE_LEARNING_CURATED_AUDIT, group=GROUP, kinds=KINDS, automation_condition=EAGER)
+@curated_asset(checks.MACHINE_LEARNING_CURATED_AUDIT)
 def machine_learning_curated(step: AssetStep) -> Build:
     """The table data scientists train on: each step trainer reading with the accelerometer
     readings of the same customer at the same time, under a pseudonymous `subject_id`

@@ -19,12 +19,6 @@ from stedi_assets.tables import (
     STEP_TRAINER_TRUSTED,
 )
 
-EMAIL_UNIQUE = "email_unique"
-HAS_ACCELEROMETER_DATA = "has_accelerometer_data"
-SAME_CUSTOMER = "same_customer"
-NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
-NO_DUPLICATE_ROWS = "no_duplicate_rows"
-
 
 def _identifier_columns(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
     """Columns of the table, as readers see them, named like a direct identifier or a device
@@ -39,12 +33,12 @@ CUSTOMER_CURATED_AUDIT = Audit(
     CUSTOMER_CURATED,
     (
         Rule(
-            EMAIL_UNIQUE,
+            "email_unique",
             "One row per e-mail.",
             sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
         ),
         Rule(
-            HAS_ACCELEROMETER_DATA,
+            "has_accelerometer_data",
             "Every customer has at least one accelerometer_trusted reading.",
             sql="""
                 SELECT c.email FROM customer_curated AS c
@@ -60,7 +54,7 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
     MACHINE_LEARNING_CURATED,
     (
         Rule(
-            SAME_CUSTOMER,
+            "same_customer",
             "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
             "curated customer, taken at the same time. A full build is this zone rule's result over "
             "the inputs the check reads, staged as it came: it meets the rule by construction, and "
@@ -77,12 +71,12 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
                 """,
         ),
         Rule(
-            NO_DIRECT_IDENTIFIERS,
+            "no_direct_identifiers",
             "No column holds a name, e-mail, phone number, birthday or serial number.",
             evaluate=_identifier_columns,
         ),
         Rule(
-            NO_DUPLICATE_ROWS,
+            "no_duplicate_rows",
             "No row appears twice.",
             sql=duplicates(
                 MACHINE_LEARNING_CURATED.name,

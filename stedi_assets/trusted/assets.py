@@ -6,6 +6,7 @@ landing rows' results and recompute the keys whose consent or ownership changed.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import dagster as dg
@@ -23,15 +24,13 @@ from stedi_assets.tables import (
 )
 from stedi_assets.trusted import checks, rules
 
-GROUP = "trusted"
-KINDS = {"sql", "delta"}
-# After any input changes, once none is missing or still being written.
-EAGER = dg.AutomationCondition.eager()
+# The trusted and curated tables' steps: built after any input changes, once none is missing or
+# still being written.
+zone_asset = functools.partial(audited_asset, kinds={"sql", "delta"}, automation_condition=dg.AutomationCondition.eager())
+trusted_asset = functools.partial(zone_asset, group="trusted")
 
 
-@audited_asset(
-    checks.CUSTOMER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_LANDING], automation_condition=EAGER
-)
+@trusted_asset(checks.CUSTOMER_TRUSTED_AUDIT, inputs=[CUSTOMER_LANDING])
 def customer_trusted(step: AssetStep) -> Build:
     """Customers who consented to research, one row per person key (stored as `email`): the
     latest record of each, kept only if it unambiguously gives research consent dated at or
@@ -60,9 +59,7 @@ def customer_trusted(step: AssetStep) -> Build:
     return built
 
 
-@audited_asset(
-    checks.ACCELEROMETER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[ACCELEROMETER_LANDING], automation_condition=EAGER
-)
+@trusted_asset(checks.ACCELEROMETER_TRUSTED_AUDIT, inputs=[ACCELEROMETER_LANDING])
 def accelerometer_trusted(step: AssetStep) -> Build:
     """Accelerometer readings of customer_trusted customers, whatever the spelling of the
     e-mail in `user` (stored as the customer's person key), under the `since_consent` policy
@@ -108,9 +105,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     )
 
 
-@audited_asset(
-    checks.STEP_TRAINER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[STEP_TRAINER_LANDING], automation_condition=EAGER
-)
+@trusted_asset(checks.STEP_TRAINER_TRUSTED_AUDIT, inputs=[STEP_TRAINER_LANDING])
 def step_trainer_trusted(step: AssetStep) -> Build:
     """Step trainer readings whose serial number belongs to a customer_curated customer (under
     `since_consent`, taken at or after their consent date). On a serial number shared with others

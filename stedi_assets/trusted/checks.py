@@ -14,30 +14,23 @@ from stedi_assets.tables import (
 )
 from stedi_assets.trusted import rules
 
-CONSENT_PRESENT = "consent_present"
-CONSENT_UNAMBIGUOUS = "consent_unambiguous"
-EMAIL_UNIQUE_NOT_NULL = "email_unique_not_null"
-USER_IS_TRUSTED_CUSTOMER = "user_is_trusted_customer"
-READING_UNIQUE = "reading_unique"
-READING_KEY_UNIQUE = "reading_key_unique"
-SERIAL_BELONGS_TO_CURATED_CUSTOMER = "serial_belongs_to_curated_customer"
 
 CUSTOMER_TRUSTED_AUDIT = Audit(
     CUSTOMER_TRUSTED,
     (
         Rule(
-            CONSENT_PRESENT,
+            "consent_present",
             "Every customer has a research-consent date, at or before the run.",
             sql="SELECT email FROM customer_trusted WHERE shareWithResearchAsOfDate IS NULL OR shareWithResearchAsOfDate > {as_of}",
         ),
         Rule(
-            CONSENT_UNAMBIGUOUS,
+            "consent_unambiguous",
             "Every customer's landing records unambiguously give consent: the latest can be told "
             "and agree, and no rejected customer line names the e-mail.",
             sql=rules.CUSTOMER_CONSENT_IN_DOUBT,
         ),
         Rule(
-            EMAIL_UNIQUE_NOT_NULL,
+            "email_unique_not_null",
             "One row per e-mail, and no row without one.",
             sql="""
                 SELECT email, COUNT(*) AS copies FROM customer_trusted
@@ -54,13 +47,13 @@ ACCELEROMETER_TRUSTED_AUDIT = Audit(
     ACCELEROMETER_TRUSTED,
     (
         Rule(
-            USER_IS_TRUSTED_CUSTOMER,
+            "user_is_trusted_customer",
             "Every reading belongs to a customer_trusted e-mail (and, under since_consent, "
             "was taken at or after that customer's consent date).",
             sql=f"SELECT a.user, a.timestamp FROM accelerometer_trusted AS a WHERE NOT {rules.ACCELEROMETER_READING_CONSENTED}",
         ),
         Rule(
-            READING_UNIQUE,
+            "reading_unique",
             "No reading appears twice. A full build is the table's own rule, a SELECT DISTINCT of "
             "every column, staged as it came: no row of it appears twice by construction, and the "
             "table is not grouped a second time (as strict: what is judged is that DISTINCT's output); "
@@ -77,14 +70,14 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
     STEP_TRAINER_TRUSTED,
     (
         Rule(
-            READING_KEY_UNIQUE,
+            "reading_key_unique",
             "(serialNumber, sensorReadingTime) is unique. Judged on the staged rows, not by the "
             "build's DISTINCT, which is over every column: two readings of one key that differ in "
             "distance would both pass it.",
             sql=duplicates(STEP_TRAINER_TRUSTED.name, ["serialNumber", "sensorReadingTime"]),
         ),
         Rule(
-            SERIAL_BELONGS_TO_CURATED_CUSTOMER,
+            "serial_belongs_to_curated_customer",
             "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
             "the reading is from after that customer's consent date; on a serial number shared with "
             "other customers, that customer's phone recorded at the same moment). A privacy rule: "
