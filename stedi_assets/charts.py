@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib
 import io
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -44,10 +46,9 @@ SUBJECT_PREFIX = 8  # hex digits of subject_id shown in a label: enough to find,
 MAX_BARS = 12  # bars in one chart; the rest are added up into one "others" bar
 MAX_POINTS = 2_000  # points per line in a time series
 SIGNAL_SUBJECTS = 3
-# Titles just above the axes, where matplotlib would place them anyway on a chart whose y axis
-# shows labels or counts (never an offset text like `1e6`): fixed, matplotlib does not measure
-# every tick label at each draw to find out (a seventh of a chart's time). The signals' distances
-# are written out in full (no offset text like `+1e5` above the axis, which a title must clear).
+# Titles just above the axes, fixed: where matplotlib would place them on a chart without an
+# offset text (`1e6`; the signals' distances are written in full), without measuring every tick
+# label at each draw to find out (a seventh of a chart's time).
 TITLE_Y = 1.0
 
 _BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
@@ -57,6 +58,7 @@ _AT_COLUMN = re.compile(r" at column \d+$")
 T = TypeVar("T")
 
 
+@dataclass
 class Pictures:
     """Draws one step's pictures into its metadata. A picture that fails to draw is a warning
     naming it, never a failed step; the time they all took adds up in `seconds`, which the
@@ -70,9 +72,8 @@ class Pictures:
     True
     """
 
-    def __init__(self, log: logging.Logger | dg.DagsterLogManager):
-        self.log = log
-        self.seconds = 0.0
+    log: logging.Logger | dg.DagsterLogManager
+    seconds: float = 0.0
 
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
         """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}`."""
@@ -108,7 +109,7 @@ def rows_per_file(rows: Mapping[str, int], rejects: pa.Table | None = None) -> s
     """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
     files first. `rows`: the count per file (what a build that staged them knows)."""
     per_file = {f: n for f, n in rows.items() if n}
-    bad = _count(rejects["source_file"]) if rejects is not None else {}
+    bad = Counter(rejects["source_file"].to_pylist()) if rejects is not None else Counter()  # rejects are few
     files = set(per_file) | set(bad)
     bars = _bars({f: per_file.get(f, 0) + bad.get(f, 0) for f in files}, "other files")
     good = [sum(per_file.get(f, 0) for f in keys) for _, keys in bars]
@@ -244,9 +245,8 @@ def _matplotlib() -> threading.Thread:
 
     def load() -> None:
         try:
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-            import matplotlib.ticker  # noqa: F401
+            for module in ("matplotlib.backends.backend_agg", "matplotlib.figure", "matplotlib.ticker"):
+                importlib.import_module(module)
         except Exception:  # noqa: BLE001, S110 - the chart's own import then fails, as a warning
             pass
 
@@ -342,13 +342,6 @@ def _empty(fig: Figure, message: str) -> str:
 def _tidy(ax: Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=7)
-
-
-def _count(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
-    """Occurrences of each value (decoded first: pyarrow cannot group dictionary chunks with
-    dictionaries of their own)."""
-    counted = pc.value_counts(values.cast(pa.string()))
-    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
 
 
 def _bars(totals: Mapping[str, int], others: str) -> list[tuple[str, list[str]]]:

@@ -12,7 +12,7 @@ from stedi_assets.curated import checks, rules, signals
 from stedi_assets.incremental import Follower, rebuilt
 from stedi_assets.publishing import AssetStep, Build
 from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_TRUSTED, MACHINE_LEARNING_CURATED, SUBJECT_ID
-from stedi_assets.trusted.assets import zone_asset
+from stedi_assets.trusted.assets import changed, zone_asset
 
 curated_asset = functools.partial(zone_asset, group="curated")
 
@@ -88,41 +88,37 @@ def machine_learning_curated(step: AssetStep) -> Build:
         pictures = signals.curated_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current)
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
-    steps = follower.changes("step_trainer_trusted")
-    phones = follower.changes("accelerometer_trusted")
-    subjects = follower.changes("customer_curated")
+    changes = changed(follower, *inputs)
     # Customers whose curated record changed, and those some removed readings belonged to
     # (by their record then or now): their rows are recomputed.
     affected = follower.sql(
         """
-        SELECT subject_id FROM subjects_removed UNION SELECT subject_id FROM subjects_added
+        SELECT subject_id FROM customer_curated_removed UNION SELECT subject_id FROM customer_curated_added
         UNION SELECT c.subject_id FROM (SELECT * FROM curated_then UNION ALL SELECT * FROM customer_curated) AS c
-              WHERE c.email IN (SELECT user FROM phones_removed)
-                 OR c.serialNumber IN (SELECT serialNumber FROM steps_removed)
+              WHERE c.email IN (SELECT user FROM accelerometer_trusted_removed)
+                 OR c.serialNumber IN (SELECT serialNumber FROM step_trainer_trusted_removed)
         """,
-        subjects_removed=subjects.removed,
-        subjects_added=subjects.added,
-        curated_then=subjects.old,
-        phones_removed=phones.removed,
-        steps_removed=steps.removed,
+        curated_then=follower.bases["customer_curated"],
+        **changes,
     )
+    new_steps, new_phones = changes["step_trainer_trusted_added"], changes["accelerometer_trusted_added"]
     # New pairs have a new step reading or a new phone reading, and pair only readings of one
     # time: the other side is read at those times only (one scan of each table), which is also
     # all that can explain a new row to the rules.
     times = follower.sql(
         "SELECT sensorReadingTime AS t FROM new_steps UNION SELECT timestamp FROM new_phones",
-        new_steps=steps.added,
-        new_phones=phones.added,
+        new_steps=new_steps,
+        new_phones=new_phones,
     )
     phones_then = follower.sql("SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT t FROM times)", times=times)
     steps_then = follower.sql("SELECT * FROM step_trainer_trusted WHERE sensorReadingTime IN (SELECT t FROM times)", times=times)
     fresh = follower.sql(
         "SELECT * FROM with_new_steps UNION SELECT * FROM with_new_phones",
         with_new_steps=step.query(
-            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps.added, accelerometer_trusted=phones_then
+            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=new_steps, accelerometer_trusted=phones_then
         ),
         with_new_phones=step.query(
-            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps_then, accelerometer_trusted=phones.added
+            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps_then, accelerometer_trusted=new_phones
         ),
     )
 

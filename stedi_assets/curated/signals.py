@@ -53,6 +53,7 @@ WITH_READINGS_BEFORE_CONSENT_ONLY = """(
     )
 )"""
 STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
+ALL_STEP_TRAINER_READINGS = "step_trainer_readings"  # a count beside the funnel's stages, not one
 
 # Readings and distinct reading times per subject in one scan: every subject of a full build is
 # a curated customer (the rule joins customer_curated). A step trainer reading is matched once
@@ -90,41 +91,21 @@ Published = Callable[[Table], "Relation"]  # a table's current published version
 def curated_counts(
     engine: SqlEngine, relations: Mapping[str, Relation], privacy: PrivacyPolicy, step_trainer: bool = False
 ) -> dict[str, int]:
-    """The funnel's counts (and, with `step_trainer`, step_trainer_trusted's rows) in one
-    query. `relations` names customer_landing, customer_trusted, customer_curated and
-    accelerometer_landing (and step_trainer_trusted)."""
-    wanted = {
-        "in_landing": IN_LANDING,
-        "with_research_consent": WITH_RESEARCH_CONSENT,
-        "in_customer_curated": IN_CUSTOMER_CURATED,
-    }
+    """Customers at each stage of the funnel by label, first to last (and, with `step_trainer`,
+    `step_trainer_readings`: step_trainer_trusted's rows), in one query. `relations` names
+    customer_landing, customer_trusted, customer_curated and accelerometer_landing (and
+    step_trainer_trusted). Under `any` there is no "since consent" stage: every reading counts."""
+    wanted = {"in landing (customer_landing)": IN_LANDING, "with research consent (customer_trusted)": WITH_RESEARCH_CONSENT}
     if privacy.since_consent:
-        wanted["with_readings_before_consent_only"] = WITH_READINGS_BEFORE_CONSENT_ONLY
-    if step_trainer:
-        wanted["step_trainer_readings"] = STEP_TRAINER_READINGS
-    sql = "SELECT " + ",\n       ".join(f"{subquery} AS {name}" for name, subquery in wanted.items())
-    [row] = engine.query(sql, relations).to_pylist()
-    return row
-
-
-def funnel_stages(
-    counts: Mapping[str, int], privacy: PrivacyPolicy, ml_subjects: int | None = None
-) -> list[tuple[str, int]]:
-    """(label, customers) per stage, first to last, from `curated_counts`; `ml_subjects` adds
-    the ML table's stage. Under `any` there is no "since consent" stage: every reading counts."""
-    curated = counts["in_customer_curated"]
-    stages = [
-        ("in landing (customer_landing)", counts["in_landing"]),
-        ("with research consent (customer_trusted)", counts["with_research_consent"]),
-    ]
-    if privacy.since_consent:
-        stages.append(("with accelerometer readings", curated + counts["with_readings_before_consent_only"]))
-        stages.append(("with readings since consent (customer_curated)", curated))
+        wanted["with accelerometer readings"] = f"({IN_CUSTOMER_CURATED} + {WITH_READINGS_BEFORE_CONSENT_ONLY})"
+        wanted["with readings since consent (customer_curated)"] = IN_CUSTOMER_CURATED
     else:
-        stages.append(("with accelerometer readings (customer_curated)", curated))
-    if ml_subjects is not None:
-        stages.append(("in the ML table (machine_learning_curated)", ml_subjects))
-    return stages
+        wanted["with accelerometer readings (customer_curated)"] = IN_CUSTOMER_CURATED
+    if step_trainer:
+        wanted[ALL_STEP_TRAINER_READINGS] = STEP_TRAINER_READINGS
+    sql = "SELECT " + ",\n       ".join(f"{subquery} AS count_{i}" for i, subquery in enumerate(wanted.values()))
+    [row] = engine.query(sql, relations).to_pylist()
+    return dict(zip(wanted, row.values()))
 
 
 @dataclass(frozen=True)
@@ -167,15 +148,17 @@ def curated_pictures(
     counts = pictures.guarded("curated counts", lambda: curated_counts(engine, relations, privacy, step_trainer=ml))
     out: dict[str, dg.RawMetadataValue] = {}
     if counts is not None:
-        subjects = None if found is None else found.subject_counts.num_rows
-        out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(funnel_stages(counts, privacy, subjects))))
+        stages = [(label, n) for label, n in counts.items() if label != ALL_STEP_TRAINER_READINGS]
+        if found is not None:
+            stages.append(("in the ML table (machine_learning_curated)", found.subject_counts.num_rows))
+        out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(stages)))
     if found is None:
         return out
     out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(found.signal_rows, found.signal_subjects)))
     out.update(pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts)))
     out["subjects"] = found.subject_counts.num_rows
     if counts is not None:
-        matched, total = found.step_trainer_readings_matched, counts["step_trainer_readings"]
+        matched, total = found.step_trainer_readings_matched, counts[ALL_STEP_TRAINER_READINGS]
         out.update(pictures.chart("step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
         out["step_trainer_readings_matched"] = matched
         out["step_trainer_match_share"] = matched / total if total else 0.0
