@@ -198,15 +198,16 @@ def step_trainer_matches(matched: int, total: int) -> str:
     fig, ax = _axes(SHARE, title, fontsize=9)
     if total <= 0:
         return _empty(fig, "no step trainer readings")
+    share = f"{matched / total:.1%}"
     ax.barh([0], [matched], color=_GREEN, label="with an accelerometer reading")
     ax.barh([0], [total - matched], left=[matched], color=_GREY, label="without")
-    ax.text(matched / 2, 0, f"{matched:,} ({matched / total:.1%})", ha="center", va="center", fontsize=8, color="white")
+    ax.text(matched / 2, 0, f"{matched:,} ({share})", ha="center", va="center", fontsize=8, color="white")
     ax.set_xlim(0, total)
     ax.set_yticks([])
     ax.set_xlabel("step trainer readings", fontsize=8)
     fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.02, top=0.8, bottom=0.42)
-    caption = f"**{matched:,}** of **{total:,}** step trainer readings ({matched / total:.1%}) found an accelerometer reading at the same time"
+    caption = f"**{matched:,}** of **{total:,}** step trainer readings ({share}) found an accelerometer reading at the same time"
     return _markdown(fig, "step trainer readings matched", caption)
 
 

@@ -16,12 +16,7 @@ from stedi_assets.incremental import Follower, rebuilt
 from stedi_assets.privacy import mask
 from stedi_assets.publishing import REBUILD_AT, AssetStep, Build, audited_asset
 from stedi_assets.tables import (
-    ACCELEROMETER_LANDING,
-    ACCELEROMETER_TRUSTED,
-    CUSTOMER_LANDING,
-    CUSTOMER_TRUSTED,
-    STEP_TRAINER_LANDING,
-    STEP_TRAINER_TRUSTED,
+    ACCELEROMETER_LANDING, ACCELEROMETER_TRUSTED, CUSTOMER_LANDING, CUSTOMER_TRUSTED, STEP_TRAINER_LANDING, STEP_TRAINER_TRUSTED,
 )
 from stedi_assets.trusted import checks, rules
 
@@ -90,6 +85,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
         """,
         **changes,
     )
+    readings = changes["accelerometer_landing_added"]
 
     def recompute(users):
         landing = follower.sql(
@@ -101,7 +97,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
         key="user",
         time="timestamp",
         affected=affected,
-        fresh=step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=changes["accelerometer_landing_added"]),
+        fresh=step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=readings),
         recompute=recompute,
         recompute_all=everything,
         distinct=True,
@@ -132,9 +128,9 @@ def step_trainer_trusted(step: AssetStep) -> Build:
         SELECT serialNumber FROM customer_curated_removed UNION SELECT serialNumber FROM customer_curated_added
         UNION SELECT serialNumber FROM customer_landing_removed UNION SELECT serialNumber FROM customer_landing_added
         UNION SELECT serialNumber FROM step_trainer_landing_removed
-        UNION SELECT c.serialNumber FROM customer_curated AS c
-              WHERE EXISTS (SELECT 1 FROM customer_landing_rejects_removed AS r WHERE array_contains(r.named_serials, c.serialNumber))
-                 OR EXISTS (SELECT 1 FROM customer_landing_rejects_added AS r WHERE array_contains(r.named_serials, c.serialNumber))
+        UNION SELECT c.serialNumber FROM customer_curated AS c WHERE EXISTS (
+                  SELECT 1 FROM customer_landing_rejects_removed AS r WHERE array_contains(r.named_serials, c.serialNumber))
+              OR EXISTS (SELECT 1 FROM customer_landing_rejects_added AS r WHERE array_contains(r.named_serials, c.serialNumber))
         UNION SELECT c.serialNumber FROM owner AS c WHERE c.shared AND c.email IN (
             SELECT user FROM accelerometer_trusted_removed UNION SELECT user FROM accelerometer_trusted_added)
         """,
@@ -143,7 +139,8 @@ def step_trainer_trusted(step: AssetStep) -> Build:
     # The only phone readings a step reading can be matched with: those at its time.
     readings = changes["step_trainer_landing_added"]
     phones_then = follower.sql(
-        "SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT sensorReadingTime FROM new_readings)", new_readings=readings
+        "SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT sensorReadingTime FROM new_readings)",
+        new_readings=readings,
     )
 
     def recompute(serials):

@@ -5,12 +5,7 @@ from __future__ import annotations
 from stedi_assets.audit import Audit, Rule, duplicates
 from stedi_assets.erasure import EMAIL, SERIAL, not_erased
 from stedi_assets.tables import (
-    ACCELEROMETER_TRUSTED,
-    CUSTOMER_CURATED,
-    CUSTOMER_LANDING,
-    CUSTOMER_LANDING_REJECTS,
-    CUSTOMER_TRUSTED,
-    STEP_TRAINER_TRUSTED,
+    ACCELEROMETER_TRUSTED, CUSTOMER_CURATED, CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, CUSTOMER_TRUSTED, STEP_TRAINER_TRUSTED
 )
 from stedi_assets.trusted import rules
 
@@ -32,10 +27,7 @@ CUSTOMER_TRUSTED_AUDIT = Audit(
         Rule(
             "email_unique_not_null",
             "One row per e-mail, and no row without one.",
-            sql="""
-                SELECT email, COUNT(*) AS copies FROM customer_trusted
-                GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL
-                """,
+            sql="SELECT email, COUNT(*) AS copies FROM customer_trusted GROUP BY email HAVING COUNT(*) > 1 OR email IS NULL",
         ),
         not_erased((CUSTOMER_TRUSTED.name, "email", EMAIL)),
     ),
@@ -54,10 +46,8 @@ ACCELEROMETER_TRUSTED_AUDIT = Audit(
         ),
         Rule(
             "reading_unique",
-            "No reading appears twice. A full build is the table's own rule, a SELECT DISTINCT of "
-            "every column, staged as it came: no row of it appears twice by construction, and the "
-            "table is not grouped a second time (as strict: what is judged is that DISTINCT's output); "
-            "an incremental build and a published version are judged by the SQL.",
+            "No reading appears twice. A full build is the table's own SELECT DISTINCT of every column, staged "
+            "as it came: met by construction, not grouped again; an increment and a published version are judged by the SQL.",
             met_by=rules.ACCELEROMETER_TRUSTED,
             sql=duplicates(ACCELEROMETER_TRUSTED.name, ACCELEROMETER_TRUSTED.column_names),
         ),
@@ -78,11 +68,10 @@ STEP_TRAINER_TRUSTED_AUDIT = Audit(
         ),
         Rule(
             "serial_belongs_to_curated_customer",
-            "Every reading's serial number belongs to a customer_curated customer (under since_consent, "
-            "the reading is from after that customer's consent date; on a serial number shared with "
-            "other customers, that customer's phone recorded at the same moment). A privacy rule: "
-            "judged on the staged rows, never taken from the build, with the owner tables the build "
-            "joins (who shares a serial number, grouped once from customer_landing), not a lookup per reading.",
+            "Every reading's serial number belongs to a customer_curated customer (under since_consent, the reading "
+            "is from after that customer's consent date; on a serial number shared with other customers, that "
+            "customer's phone recorded at the same moment). A privacy rule: judged on the staged rows, never taken "
+            "from the build, over the owner tables the build joins (rules.STEP_TRAINER_OWNERS).",
             sql=(
                 f"{rules.STEP_TRAINER_OWNERS} SELECT s.serialNumber, s.sensorReadingTime FROM step_trainer_trusted AS s "
                 f"{rules.STEP_TRAINER_MATCH} WHERE NOT {rules.STEP_TRAINER_READING_CONSENTED}"
