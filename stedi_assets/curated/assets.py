@@ -41,20 +41,14 @@ def customer_curated(step: AssetStep) -> Build:
     pictures = {}
 
     def build():
-        customers = step.query(
-            rules.CUSTOMER_CURATED,
-            "customer_trusted",
-            accelerometer_trusted=readers if readers is not None else step.inputs["accelerometer_trusted"],
-        )
+        phones = readers if readers is not None else step.inputs["accelerometer_trusted"]
+        customers = step.query(rules.CUSTOMER_CURATED, "customer_trusted", accelerometer_trusted=phones)
         customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
-        # Pictures for the UI: the privacy funnel; a chart that fails is a warning, never a failure.
-        relations = {name: step.inputs[name] for name in ("customer_trusted", "accelerometer_trusted")}
-        relations["customer_curated"] = customers
-        pictures.update(signals.curated_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current))
+        # The privacy funnel, over every reading.
+        pictures.update(signals.curated_pictures(step, {**step.inputs, "customer_curated": customers}))
         return customers
 
-    built = rebuilt(follower, build)
-    built.metadata = {**built.metadata, **pictures}
+    built = rebuilt(follower, build, metadata=pictures)
     if readers is not None:
         built.relations = {**built.relations, "accelerometer_trusted": readers}
     return built
@@ -65,14 +59,8 @@ def machine_learning_curated(step: AssetStep) -> Build:
     """The table data scientists train on: each step trainer reading with the accelerometer
     readings of the same customer at the same time, under a pseudonymous `subject_id`
     (a keyed hash of the e-mail). No name, e-mail, phone or birthday."""
-    metadata = {
-        "consent_policy": step.privacy.consent_policy.value,
-        "subject_key": (
-            "DEVELOPMENT DEFAULT: not for production, set STEDI_SUBJECT_KEY"
-            if step.privacy.uses_development_key
-            else "set by STEDI_SUBJECT_KEY"
-        ),
-    }
+    key = "DEVELOPMENT DEFAULT: not for production, set" if step.privacy.uses_development_key else "set by"
+    metadata = {"consent_policy": step.privacy.consent_policy.value, "subject_key": f"{key} STEDI_SUBJECT_KEY"}
     inputs = ("step_trainer_trusted", "accelerometer_trusted", "customer_curated")
     follower = Follower(step, MACHINE_LEARNING_CURATED, [rules.MACHINE_LEARNING_CURATED])
 
@@ -80,12 +68,9 @@ def machine_learning_curated(step: AssetStep) -> Build:
         return step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs)
 
     if not follower.usable:
-        # Pictures for the UI, on full builds (they profile the whole table, asked of the
-        # engine where it was staged): funnel, signals, readings per subject, matches; a chart
-        # that fails is a warning, never a failure.
+        # Pictures on full builds only: they profile the whole table, where the engine staged it.
         ml = everything()
-        relations = {**{n: step.inputs[n] for n in inputs}, MACHINE_LEARNING_CURATED.name: ml}
-        pictures = signals.curated_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current)
+        pictures = signals.curated_pictures(step, {**step.inputs, MACHINE_LEARNING_CURATED.name: ml})
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
     changes = changed(follower, *inputs)

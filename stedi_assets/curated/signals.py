@@ -15,7 +15,7 @@ A picture or number that fails is a warning and missing from the metadata, never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,9 +28,9 @@ from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, CUSTOME
 if TYPE_CHECKING:
     import dagster as dg
 
-    from stedi_assets.charts import Pictures
     from stedi_assets.engine import Relation, SqlEngine
     from stedi_assets.privacy import PrivacyPolicy
+    from stedi_assets.publishing import AssetStep
 
 # The published tables the funnel reads beyond each asset's own inputs.
 FUNNEL_READS: tuple[Table, ...] = (CUSTOMER_LANDING, CUSTOMER_TRUSTED, ACCELEROMETER_LANDING)
@@ -85,8 +85,6 @@ SELECT m.* FROM machine_learning_curated AS m WHERE m.subject_id IN (SELECT s.su
 RANKED = [("readings", "descending"), ("subject_id", "ascending")]
 SIGNAL_ROW_ORDER = [(c, "ascending") for c in MACHINE_LEARNING_CURATED.column_names]
 
-Published = Callable[[Table], "Relation"]  # a table's current published version (the lake's `current`)
-
 
 def curated_counts(
     engine: SqlEngine, relations: Mapping[str, Relation], privacy: PrivacyPolicy, step_trainer: bool = False
@@ -135,14 +133,13 @@ def profile(engine: SqlEngine, relations: Mapping[str, Relation]) -> MachineLear
     return MachineLearningProfile(counts, int(matched), drawn, rows)
 
 
-def curated_pictures(
-    pictures: Pictures, engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published
-) -> dict[str, dg.RawMetadataValue]:
+def curated_pictures(step: AssetStep, relations: Mapping[str, Relation]) -> dict[str, dg.RawMetadataValue]:
     """The funnel up to the asset's table; for the ML table also a few subjects' signals,
     readings per subject, the step trainer readings matched, and the numbers Dagster plots
     across materializations. `relations`: the asset's inputs and its result under its own name;
-    `published` gives the landing tables the funnel also reads."""
-    relations = {**{t.name: published(t) for t in FUNNEL_READS if t.name not in relations}, **relations}
+    the funnel reads the other tables as published."""
+    pictures, engine, privacy = step.pictures, step.engine.engine(), step.privacy
+    relations = {**{t.name: step.current(t) for t in FUNNEL_READS if t.name not in relations}, **relations}
     ml = MACHINE_LEARNING_CURATED.name in relations
     found = pictures.guarded("ML table profile", lambda: profile(engine, relations)) if ml else None
     counts = pictures.guarded("curated counts", lambda: curated_counts(engine, relations, privacy, step_trainer=ml))
