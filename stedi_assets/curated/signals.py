@@ -1,17 +1,8 @@
-"""The numbers behind the curated zone's pictures, and the pictures as metadata.
-
-- The privacy funnel: customers in landing -> with research consent -> with accelerometer
-  readings -> (under `since_consent`) with readings since their consent -> in the ML table:
-  scalar subqueries that DuckDB and Spark both run, in one query (`curated_counts`).
-- The ML table's profile (`profile`): readings per subject, the step trainer readings that
-  found an accelerometer reading of the same customer at the same time, and the rows of the
-  few subjects whose signals are drawn, asked in SQL of the engine where the staged table lies
-  (DuckDB here, or Spark's executors) after the build. Only counts per subject and a few
-  subjects' rows come back; the engine holds the rest within its own bound (DuckDB spills past
-  STEDI_MEMORY_LIMIT), which counting in this process did not (docs/benchmarks.md).
-
-A picture or number that fails is a warning and missing from the metadata, never a failed step.
-"""
+"""The numbers behind the curated zone's pictures, and the pictures as metadata: the privacy
+funnel (`curated_counts`) and the ML table's profile (`profile`), asked in SQL of the engine where
+the tables lie (DuckDB here, or Spark's executors). Only counts and a few subjects' rows come back;
+the engine holds the rest within its own bound, which counting in this process did not
+(docs/benchmarks.md). A picture or number that fails is a warning, never a failed step."""
 
 from __future__ import annotations
 

@@ -18,10 +18,6 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_SPILL_DIRECTORY = os.path.join(tempfile.gettempdir(), "stedi_duckdb_spill")
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 @functools.cache
 def _database(memory_limit: str, spill_directory: str) -> duckdb.DuckDBPyConnection:
     """This process's in-memory database. It holds no tables: each query's inputs are
@@ -72,7 +68,7 @@ class DuckDBEngine:
             if isinstance(relation, pa.Table):
                 con.register(name, relation)
             elif (paths := relation.local_paths()) is not None:
-                files = ", ".join(_sql_string(p) for p in paths)
+                files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)  # SQL string literals
                 con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])")
             else:  # remote lake: DuckDB scans the files through Arrow's S3 client, in batches
                 con.register(name, relation.dataset())
