@@ -112,13 +112,8 @@ def machine_learning_curated(step: AssetStep) -> Build:
         return step.query(rules.MACHINE_LEARNING_CURATED, "step_trainer_trusted", "accelerometer_trusted", customer_curated=customers)
 
     return follower.follow(
-        key="subject_id",
-        time="sensorReadingTime",
-        affected=affected,
-        fresh=fresh,
-        recompute=recompute,
-        recompute_all=everything,
-        distinct=False,
+        key="subject_id", time="sensorReadingTime", distinct=False, affected=affected, fresh=fresh,
+        recompute=recompute, recompute_all=everything,
         judge_with={"step_trainer_trusted": steps_then, "accelerometer_trusted": phones_then},
         metadata=metadata,
     )

@@ -94,13 +94,8 @@ def accelerometer_trusted(step: AssetStep) -> Build:
         return step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=landing)
 
     return follower.follow(
-        key="user",
-        time="timestamp",
-        affected=affected,
+        key="user", time="timestamp", distinct=True, affected=affected, recompute=recompute, recompute_all=everything,
         fresh=step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=readings),
-        recompute=recompute,
-        recompute_all=everything,
-        distinct=True,
         metadata=metadata,
     )
 
@@ -150,14 +145,10 @@ def step_trainer_trusted(step: AssetStep) -> Build:
         return step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=landing)
 
     return follower.follow(
-        key="serialNumber",
-        time="sensorReadingTime",
-        affected=affected,
+        key="serialNumber", time="sensorReadingTime", distinct=True, affected=affected,
+        recompute=recompute, recompute_all=everything,
         # The phone readings at the new readings' times stand in for the whole input.
         fresh=step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=readings, accelerometer_trusted=phones_then),
-        recompute=recompute,
-        recompute_all=everything,
-        distinct=True,
         judge_with={"accelerometer_trusted": phones_then},
         metadata=metadata,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from stedi_assets.audit import Audit, Rule, duplicates
 from stedi_assets.erasure import EMAIL, SERIAL, not_erased
 from stedi_assets.tables import (
-    ACCELEROMETER_TRUSTED, CUSTOMER_CURATED, CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, CUSTOMER_TRUSTED, STEP_TRAINER_TRUSTED
+    ACCELEROMETER_TRUSTED, CUSTOMER_CURATED, CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS, CUSTOMER_TRUSTED,
+    STEP_TRAINER_TRUSTED,
 )
 from stedi_assets.trusted import rules
 
