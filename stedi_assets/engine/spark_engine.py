@@ -1,5 +1,4 @@
-"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER),
-with the session from dagster-pyspark."""
+"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER)."""
 
 from __future__ import annotations
 
@@ -96,11 +95,9 @@ class SparkEngine:
     @classmethod
     @functools.cache
     def shared(cls, master: str = DEFAULT_SPARK_MASTER) -> SparkEngine:
-        """This process's engine on `master`: started once, reused by every query. A process
-        has one SparkContext, so asking for a second master is an error, not a silent reuse.
-        Executors run the Python of PYSPARK_PYTHON (PySpark reads it from the environment, not
-        from the Spark config), by default this process's interpreter: the project's
-        environment (on a cluster whose nodes have it elsewhere, set it: docs/spark.md)."""
+        """This process's engine on `master`, started once: a process has one SparkContext, so a
+        second master is an error, not a silent reuse. Executors run PYSPARK_PYTHON (read from
+        the environment, not the Spark config), by default this interpreter (docs/spark.md)."""
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         session = LazyPySparkResource(spark_config=spark_config(master)).spark_session  # dagster-pyspark's
         running = session.sparkContext.master
