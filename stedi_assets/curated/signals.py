@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 # The published tables the funnel reads beyond each asset's own inputs.
 FUNNEL_READS: tuple[Table, ...] = (CUSTOMER_LANDING, CUSTOMER_TRUSTED, ACCELEROMETER_LANDING)
 
-# The counts behind the pictures, each a scalar subquery; `curated_counts` asks for those it
-# needs in one query (on Spark every query has a fixed cost of about a second).
+# The funnel's counts, each a scalar subquery; `funnel_stages` asks for those it needs in one query (on Spark every query has a fixed cost of about a second).
 # Records without a person key count as one customer, as the consent verdict counts them.
 IN_LANDING = "(SELECT COUNT(DISTINCT COALESCE(l.person_key, '')) FROM customer_landing AS l)"
 WITH_RESEARCH_CONSENT = "(SELECT COUNT(*) FROM customer_trusted AS t)"
@@ -43,8 +42,6 @@ WITH_READINGS_BEFORE_CONSENT_ONLY = """(
         WHERE t.email NOT IN (SELECT c.email FROM customer_curated AS c)
     )
 )"""
-STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
-ALL_STEP_TRAINER_READINGS = "step_trainer_readings"  # a count beside the funnel's stages, not one
 
 # Readings and distinct reading times per subject in one scan: every subject of a full build is
 # a curated customer (the rule joins customer_curated). A step trainer reading is matched once
@@ -77,24 +74,19 @@ RANKED = [("readings", "descending"), ("subject_id", "ascending")]
 SIGNAL_ROW_ORDER = [(c, "ascending") for c in MACHINE_LEARNING_CURATED.column_names]
 
 
-def curated_counts(
-    engine: SqlEngine, relations: Mapping[str, Relation], privacy: PrivacyPolicy, step_trainer: bool = False
-) -> dict[str, int]:
-    """Customers at each stage of the funnel by label, first to last (and, with `step_trainer`,
-    `step_trainer_readings`: step_trainer_trusted's rows), in one query. `relations` names
-    customer_landing, customer_trusted, customer_curated and accelerometer_landing (and
-    step_trainer_trusted). Under `any` there is no "since consent" stage: every reading counts."""
+def funnel_stages(engine: SqlEngine, relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> list[tuple[str, int]]:
+    """(label, customers) per stage of the funnel, first to last, in one query. `relations`
+    names customer_landing, customer_trusted, customer_curated and accelerometer_landing.
+    Under `any` there is no "since consent" stage: every reading counts."""
     wanted = {"in landing (customer_landing)": IN_LANDING, "with research consent (customer_trusted)": WITH_RESEARCH_CONSENT}
     if privacy.since_consent:
         wanted["with accelerometer readings"] = f"({IN_CUSTOMER_CURATED} + {WITH_READINGS_BEFORE_CONSENT_ONLY})"
         wanted["with readings since consent (customer_curated)"] = IN_CUSTOMER_CURATED
     else:
         wanted["with accelerometer readings (customer_curated)"] = IN_CUSTOMER_CURATED
-    if step_trainer:
-        wanted[ALL_STEP_TRAINER_READINGS] = STEP_TRAINER_READINGS
-    sql = "SELECT " + ",\n       ".join(f"{subquery} AS count_{i}" for i, subquery in enumerate(wanted.values()))
+    sql = "SELECT " + ",\n       ".join(f"{subquery} AS stage_{i}" for i, subquery in enumerate(wanted.values()))
     [row] = engine.query(sql, relations).to_pylist()
-    return dict(zip(wanted, row.values()))
+    return list(zip(wanted, row.values()))
 
 
 @dataclass(frozen=True)
@@ -133,10 +125,9 @@ def curated_pictures(step: AssetStep, relations: Mapping[str, Relation]) -> dict
     relations = {**{t.name: step.current(t) for t in FUNNEL_READS if t.name not in relations}, **relations}
     ml = MACHINE_LEARNING_CURATED.name in relations
     found = pictures.guarded("ML table profile", lambda: profile(engine, relations)) if ml else None
-    counts = pictures.guarded("curated counts", lambda: curated_counts(engine, relations, privacy, step_trainer=ml))
+    stages = pictures.guarded("funnel counts", lambda: funnel_stages(engine, relations, privacy))
     out: dict[str, dg.RawMetadataValue] = {}
-    if counts is not None:
-        stages = [(label, n) for label, n in counts.items() if label != ALL_STEP_TRAINER_READINGS]
+    if stages is not None:
         if found is not None:
             stages.append(("in the ML table (machine_learning_curated)", found.subject_counts.num_rows))
         out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(stages)))
@@ -145,9 +136,8 @@ def curated_pictures(step: AssetStep, relations: Mapping[str, Relation]) -> dict
     out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(found.signal_rows, found.signal_subjects)))
     out.update(pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts)))
     out["subjects"] = found.subject_counts.num_rows
-    if counts is not None:
-        matched, total = found.step_trainer_readings_matched, counts[ALL_STEP_TRAINER_READINGS]
-        out.update(pictures.chart("step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
-        out["step_trainer_readings_matched"] = matched
-        out["step_trainer_match_share"] = matched / total if total else 0.0
+    matched, total = found.step_trainer_readings_matched, relations["step_trainer_trusted"].rows  # the published version's
+    out.update(pictures.chart("step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
+    out["step_trainer_readings_matched"] = matched
+    out["step_trainer_match_share"] = matched / total if total else 0.0
     return out
