@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +33,6 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     import logging
 
-    import dagster as dg
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -77,8 +77,6 @@ class Pictures:
 
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
         """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}`."""
-        import dagster as dg
-
         markdown = self.guarded(f"chart {name}", draw)
         return {} if markdown is None else {name: dg.MetadataValue.md(markdown)}
 

@@ -88,9 +88,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     readings = changes["accelerometer_landing_added"]
 
     def recompute(users):
-        landing = follower.sql(
-            "SELECT * FROM accelerometer_landing WHERE person_key IN (SELECT user FROM users)", users=users
-        )
+        landing = follower.sql("SELECT * FROM accelerometer_landing WHERE person_key IN (SELECT user FROM users)", users=users)
         return step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=landing)
 
     return follower.follow(
@@ -139,9 +137,8 @@ def step_trainer_trusted(step: AssetStep) -> Build:
     )
 
     def recompute(serials):
-        landing = follower.sql(
-            "SELECT * FROM step_trainer_landing WHERE serialNumber IN (SELECT serialNumber FROM serials)", serials=serials
-        )
+        sql = "SELECT * FROM step_trainer_landing WHERE serialNumber IN (SELECT serialNumber FROM serials)"
+        landing = follower.sql(sql, serials=serials)
         return step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=landing)
 
     return follower.follow(
