@@ -75,6 +75,12 @@ class Pictures:
     log: logging.Logger | dg.DagsterLogManager
     seconds: float = 0.0
 
+    def prepare(self) -> None:
+        """Starts importing matplotlib (once a process), for a step that will draw to call before
+        its build: the import then overlaps the build instead of following it (docs/benchmarks.md),
+        and a step that draws nothing (the trusted zone) never imports it."""
+        _matplotlib()
+
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
         """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}`."""
         markdown = self.guarded(f"chart {name}", draw)
@@ -83,7 +89,6 @@ class Pictures:
     def guarded(self, what: str, compute: Callable[[], T]) -> T | None:
         """`compute()` (a chart, or the numbers behind one), or None and a warning naming `what`."""
         start = time.perf_counter()
-        _matplotlib()  # a step's first picture starts importing it, while the numbers are asked for
         try:
             return compute()
         except Exception as error:  # noqa: BLE001 - any failure only leaves a picture out
@@ -237,10 +242,8 @@ def _file_label(path: str, width: int = 34) -> str:
 # -- drawing helpers --------------------------------------------------------------------------
 @functools.cache
 def _matplotlib() -> threading.Thread:
-    """matplotlib imported in a thread of its own, started once per process by the first
-    picture: the import takes about 0.4 s of CPU (a tenth of a run's pictures at 100x), and
-    the numbers behind the picture are asked for meanwhile. A step that draws nothing (the
-    trusted zone) never imports it."""
+    """matplotlib imported in a thread of its own, started once per process (Pictures.prepare,
+    or the first chart): the import takes about 0.35 s of CPU, a tenth of a run's pictures at 100x."""
 
     def load() -> None:
         try:

@@ -41,6 +41,7 @@ def customer_curated(step: AssetStep) -> Build:
     pictures = {}
 
     def build():
+        step.pictures.prepare()
         phones = readers if readers is not None else step.inputs["accelerometer_trusted"]
         customers = step.query(rules.CUSTOMER_CURATED, "customer_trusted", accelerometer_trusted=phones)
         customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
@@ -69,6 +70,7 @@ def machine_learning_curated(step: AssetStep) -> Build:
 
     if not follower.usable:
         # Pictures on full builds only: they profile the whole table, where the engine staged it.
+        step.pictures.prepare()
         ml = everything()
         pictures = signals.curated_pictures(step, {**step.inputs, MACHINE_LEARNING_CURATED.name: ml})
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)

@@ -1,5 +1,5 @@
 """The numbers behind the curated zone's pictures, and the pictures as metadata: the privacy
-funnel (`curated_counts`) and the ML table's profile (`profile`), asked in SQL of the engine where
+funnel (`funnel_stages`) and the ML table's profile (`profile`), asked in SQL of the engine where
 the tables lie (DuckDB here, or Spark's executors). Only counts and a few subjects' rows come back;
 the engine holds the rest within its own bound, which counting in this process did not
 (docs/benchmarks.md). A picture or number that fails is a warning, never a failed step."""
