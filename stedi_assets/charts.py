@@ -101,25 +101,20 @@ class Pictures:
 # -- landing ----------------------------------------------------------------------------------
 def rejects_by_reason(rejects: pa.Table) -> str:
     """Bars: how many landing lines were rejected for each kind of reason."""
-    counts = Counter(reason_kind(r) for r in rejects["reason"].to_pylist())
-    bars = _bars(counts, "other reasons")
-    values = [sum(counts[k] for k in keys) for _, keys in bars]
+    labels, [values] = _bars("other reasons", Counter(reason_kind(r) for r in rejects["reason"].to_pylist()))
     title = f"Rejects by reason ({rejects.num_rows:,} lines)"
-    return _hbar_chart(title, "no rejected lines", "rejected lines", [label for label, _ in bars], values, _RED)
+    return _hbar_chart(title, "no rejected lines", "rejected lines", labels, values, _RED)
 
 
 def rows_per_file(rows: Mapping[str, int], rejects: pa.Table | None = None) -> str:
     """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
     files first. `rows`: the count per file (what a build that staged them knows)."""
-    per_file = {f: n for f, n in rows.items() if n}
+    good = Counter({f: n for f, n in rows.items() if n})
     bad = Counter(rejects["source_file"].to_pylist()) if rejects is not None else Counter()  # rejects are few
-    files = set(per_file) | set(bad)
-    bars = _bars({f: per_file.get(f, 0) + bad.get(f, 0) for f in files}, "other files")
-    good = [sum(per_file.get(f, 0) for f in keys) for _, keys in bars]
-    rejected = [sum(bad.get(f, 0) for f in keys) for _, keys in bars]
-    title = f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)"
+    labels, (values, rejected) = _bars("other files", good, bad, label=_file_label)
+    title = f"Rows per source file ({len(good | bad):,} files, {sum(good.values()):,} rows)"
     xlabel = "rows" + (" (red: rejected lines)" if any(rejected) else "")
-    return _hbar_chart(title, "no files", xlabel, [_file_label(label) for label, _ in bars], good, _BLUE, rejected)
+    return _hbar_chart(title, "no files", xlabel, labels, values, _BLUE, rejected)
 
 
 # -- curated ----------------------------------------------------------------------------------
@@ -346,14 +341,14 @@ def _tidy(ax: Axes) -> None:
     ax.tick_params(labelsize=7)
 
 
-def _bars(totals: Mapping[str, int], others: str) -> list[tuple[str, list[str]]]:
-    """(label, the keys it adds up) per bar, the largest total first, ties by key; beyond
-    MAX_BARS, the smallest are added up into one bar `<n> <others>`."""
+def _bars(others: str, *counts: Counter[str], label: Callable[[str], str] = str) -> tuple[list[str], list[list[int]]]:
+    """Bars over the keys of `counts`, the largest total first, ties by key; beyond MAX_BARS, the
+    smallest are added up into one bar `<n> <others>`: each bar's label, and each count per bar."""
+    totals = sum(counts, Counter())
     ordered = sorted(totals, key=lambda k: (-totals[k], str(k)))
-    if len(ordered) <= MAX_BARS:
-        return [(k, [k]) for k in ordered]
-    head, tail = ordered[: MAX_BARS - 1], ordered[MAX_BARS - 1 :]
-    return [*((k, [k]) for k in head), (f"{len(tail):,} {others}", tail)]
+    groups = [[k] for k in ordered[: MAX_BARS - 1]] + ([ordered[MAX_BARS - 1 :]] if ordered[MAX_BARS - 1 :] else [])
+    labels = [label(group[0]) if len(group) == 1 else f"{len(group):,} {others}" for group in groups]
+    return labels, [[sum(count[k] for k in group) for group in groups] for count in counts]
 
 
 def _thin(length: int) -> slice:

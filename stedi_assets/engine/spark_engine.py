@@ -64,11 +64,7 @@ def spark_config(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
     if master.startswith("local"):
         config["spark.driver.memory"] = "2g"  # the driver is the executor too
     if on_this_machine(master):
-        config.update({
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-            "spark.sql.shuffle.partitions": "4",
-        })
+        config |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.sql.shuffle.partitions": "4"}
     return config
 
 
