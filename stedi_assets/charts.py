@@ -3,9 +3,8 @@
 Pure functions: Arrow tables or counts in, a Markdown string holding one PNG data URI out.
 Each aggregates with pyarrow first, so matplotlib draws a few dozen bars or a few thousand
 points whatever the table's size, on a `Figure` with the Agg canvas (never pyplot's global
-state). matplotlib is imported beside the first step's build (`_matplotlib`), not on its
-critical path. `Pictures` is the one place that talks to Dagster: a chart that fails to draw
-is a warning, never a failed step.
+state). `Pictures` is the one place that talks to Dagster: a chart that fails to draw is a
+warning, never a failed step.
 
 No label shows a direct identifier: subjects appear as a short prefix of their
 pseudonymous `subject_id`, landing files by name, rejects by the kind of problem with the
@@ -16,14 +15,17 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib
 import io
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +33,6 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     import logging
 
-    import dagster as dg
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -45,10 +46,9 @@ SUBJECT_PREFIX = 8  # hex digits of subject_id shown in a label: enough to find,
 MAX_BARS = 12  # bars in one chart; the rest are added up into one "others" bar
 MAX_POINTS = 2_000  # points per line in a time series
 SIGNAL_SUBJECTS = 3
-# Titles just above the axes, where matplotlib would place them anyway on a chart whose y axis
-# shows labels or counts (never an offset text like `1e6`): fixed, matplotlib does not measure
-# every tick label at each draw to find out (a seventh of a chart's time). The signals' distances
-# are written out in full (no offset text like `+1e5` above the axis, which a title must clear).
+# Titles just above the axes, fixed: where matplotlib would place them on a chart without an
+# offset text (`1e6`; the signals' distances are written in full), without measuring every tick
+# label at each draw to find out (a seventh of a chart's time).
 TITLE_Y = 1.0
 
 _BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
@@ -58,7 +58,7 @@ _AT_COLUMN = re.compile(r" at column \d+$")
 T = TypeVar("T")
 
 
-# -- the Dagster side -------------------------------------------------------------------------
+@dataclass
 class Pictures:
     """Draws one step's pictures into its metadata. A picture that fails to draw is a warning
     naming it, never a failed step; the time they all took adds up in `seconds`, which the
@@ -72,15 +72,17 @@ class Pictures:
     True
     """
 
-    def __init__(self, log: logging.Logger | dg.DagsterLogManager):
-        self.log = log
-        self.seconds = 0.0
-        _matplotlib()  # the process's first step starts importing it
+    log: logging.Logger | dg.DagsterLogManager
+    seconds: float = 0.0
+
+    def prepare(self) -> None:
+        """Starts importing matplotlib (once a process), for a step that will draw to call before
+        its build: the import then overlaps the build instead of following it (docs/benchmarks.md),
+        and a step that draws nothing (the trusted zone) never imports it."""
+        _matplotlib()
 
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
         """`{name: Markdown metadata}` holding the chart that `draw()` returns, or `{}`."""
-        import dagster as dg
-
         markdown = self.guarded(f"chart {name}", draw)
         return {} if markdown is None else {name: dg.MetadataValue.md(markdown)}
 
@@ -99,92 +101,64 @@ class Pictures:
 # -- landing ----------------------------------------------------------------------------------
 def rejects_by_reason(rejects: pa.Table) -> str:
     """Bars: how many landing lines were rejected for each kind of reason."""
-    counts = Counter(reason_kind(r) for r in rejects["reason"].to_pylist())
-    bars = _bars(counts, "other reasons")
-    values = [sum(counts[k] for k in keys) for _, keys in bars]
+    labels, [values] = _bars("other reasons", Counter(reason_kind(r) for r in rejects["reason"].to_pylist()))
     title = f"Rejects by reason ({rejects.num_rows:,} lines)"
-    return _hbar_chart(title, "no rejected lines", "rejected lines", [label for label, _ in bars], values, _RED)
+    return _hbar_chart(title, "no rejected lines", "rejected lines", labels, values, _RED)
 
 
 def rows_per_file(rows: Mapping[str, int], rejects: pa.Table | None = None) -> str:
     """Stacked bars: the rows (and rejected lines) that each landing file gave, the largest
     files first. `rows`: the count per file (what a build that staged them knows)."""
-    per_file = {f: n for f, n in rows.items() if n}
-    bad = _count(rejects["source_file"]) if rejects is not None else {}
-    files = set(per_file) | set(bad)
-    bars = _bars({f: per_file.get(f, 0) + bad.get(f, 0) for f in files}, "other files")
-    labels = [_file_label(label) for label, _ in bars]
-    good = [sum(per_file.get(f, 0) for f in keys) for _, keys in bars]
-    rejected = [sum(bad.get(f, 0) for f in keys) for _, keys in bars]
-    title = f"Rows per source file ({len(files):,} files, {sum(per_file.values()):,} rows)"
+    good = Counter({f: n for f, n in rows.items() if n})
+    bad = Counter(rejects["source_file"].to_pylist()) if rejects is not None else Counter()  # rejects are few
+    labels, (values, rejected) = _bars("other files", good, bad, label=_file_label)
+    title = f"Rows per source file ({len(good | bad):,} files, {sum(good.values()):,} rows)"
     xlabel = "rows" + (" (red: rejected lines)" if any(rejected) else "")
-    return _hbar_chart(title, "no files", xlabel, labels, good, _BLUE, rejected)
+    return _hbar_chart(title, "no files", xlabel, labels, values, _BLUE, rejected)
 
 
 # -- curated ----------------------------------------------------------------------------------
 def privacy_funnel(stages: Sequence[tuple[str, int]]) -> str:
     """Bars, top to bottom: how many customers are left at each stage, each with its number
-    and its share of the first stage."""
-    labels = [label for label, _ in stages]
+    and its share of the first stage; "what (table)" on two lines."""
+    labels = [_safe_label(label, width=60) for label, _ in stages]
     values = [int(n) for _, n in stages]
-    fig = _figure(SMALL)
-    ax = fig.add_subplot()
     first = values[0] if values and values[0] else 1
-    bars = ax.barh(range(len(values)), values, color=[_BLUE] * (len(values) - 1) + [_GREEN])
-    ax.bar_label(bars, [f"{v:,} ({v / first:.0%})" for v in values], padding=3, fontsize=8)
-    # "what (table)" on two lines: the stage, then the table that holds it.
-    _bar_labels(fig, ax, [_safe_label(label, width=60).replace(" (", "\n(") for label in labels])
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(values, default=1) * 1.25 or 1)
-    ax.set_xlabel("customers", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    _tidy(ax)
-    ax.set_title("Privacy funnel: customers at each stage", loc="left", fontsize=10, y=TITLE_Y)
-    caption = " → ".join(f"**{v:,}** {_safe_label(label, width=60)}" for label, v in zip(labels, values))
-    return _markdown(fig, "privacy funnel", caption)
+    caption = " → ".join(f"**{v:,}** {label}" for label, v in zip(labels, values))
+    return _hbar_chart(
+        "Privacy funnel: customers at each stage", "no stages", "customers", [label.replace(" (", "\n(") for label in labels],
+        values, [_BLUE] * (len(values) - 1) + [_GREEN], notes=[f"{v:,} ({v / first:.0%})" for v in values], caption=caption,
+    )
 
 
 def readings_per_subject(counts: pa.Table) -> str:
     """Histogram: how many subjects have how many readings in the ML table (`counts`:
     subject_id, readings)."""
     readings = counts["readings"].to_numpy()
-    fig = _figure(SMALL)
-    ax = fig.add_subplot()
+    median = f", median {float(np.median(readings)):,.0f}" if readings.size else ""
+    fig, ax = _axes(SMALL, f"Readings per subject ({readings.size:,} subjects{median})")
     if readings.size == 0:
-        _empty(ax, "no subjects")
-        title = "Readings per subject"
-    else:
-        # One filled outline, not a rectangle per bin: the same picture, a third of the artists.
-        ax.hist(readings, bins=int(min(30, readings.max() - readings.min() + 1)), color=_BLUE, histtype="stepfilled")
-        ax.set_xlabel("readings (rows of the ML table)", fontsize=8)
-        ax.set_ylabel("subjects", fontsize=8)
-        ax.tick_params(labelsize=7)
-        fig.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.17)
-        _tidy(ax)
-        title = f"Readings per subject ({readings.size:,} subjects, median {float(np.median(readings)):,.0f})"
-    ax.set_title(title, loc="left", fontsize=10, y=TITLE_Y)
+        return _empty(fig, "no subjects")
+    # One filled outline, not a rectangle per bin: the same picture, a third of the artists.
+    ax.hist(readings, bins=int(min(30, readings.max() - readings.min() + 1)), color=_BLUE, histtype="stepfilled")
+    ax.set_xlabel("readings (rows of the ML table)", fontsize=8)
+    ax.set_ylabel("subjects", fontsize=8)
+    fig.subplots_adjust(left=0.1)
     return _markdown(fig, "readings per subject")
 
 
-def pick_subjects(counts: pa.Table) -> list[str]:
-    """The SIGNAL_SUBJECTS subjects with the most readings (`counts` ranked, ties by
-    subject_id): a fixed, repeatable choice."""
-    return counts["subject_id"].slice(0, SIGNAL_SUBJECTS).to_pylist()
-
-
 def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str]) -> str:
-    """For a few subjects (`pick_subjects`), one column each: the step trainer distance above,
-    the accelerometer x, y and z below, on one shared time axis (seconds since the subject's
-    first reading). `step_and_accel` has the ML table's columns."""
+    """For a few subjects (the first SIGNAL_SUBJECTS), one column each: the step trainer
+    distance above, the accelerometer x, y and z below, on one shared time axis (seconds since
+    the subject's first reading). `step_and_accel` has the ML table's columns."""
     subjects = list(subjects)[:SIGNAL_SUBJECTS]
+    if not subjects:
+        return _empty(_axes(SIGNALS, "Step trainer distance and accelerometer x, y, z")[0], "no subjects")
     chosen = step_and_accel.filter(pc.is_in(step_and_accel["subject_id"], pa.array(subjects, pa.string())))
     fig = _figure(SIGNALS)
     from matplotlib.ticker import MaxNLocator  # after _figure: once matplotlib's import is done
 
     fig.subplots_adjust(left=0.09, right=0.99, bottom=0.11, top=0.86, wspace=0.08, hspace=0.12)
-    if not subjects:
-        _empty(fig.add_subplot(), "no subjects")
-        return _markdown(fig, "subject signals")
     axes = fig.subplots(2, len(subjects), sharex="col", sharey="row", squeeze=False)
     for column, subject in enumerate(subjects):
         rows = chosen.filter(pc.equal(chosen["subject_id"], subject)).sort_by("sensorReadingTime")
@@ -204,11 +178,9 @@ def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str]) -> str:
         top.ticklabel_format(axis="y", style="plain", useOffset=False)
         bottom.set_xlabel("seconds", fontsize=8)
         for ax in (top, bottom):
-            ax.tick_params(labelsize=7)
             _tidy(ax)
-        # Few ticks: each tick label is a text to lay out and draw, most of this chart's cost.
-        top.yaxis.set_major_locator(MaxNLocator(4))
-        bottom.yaxis.set_major_locator(MaxNLocator(4))
+            # Few ticks: each tick label is a text to lay out and draw, most of this chart's cost.
+            ax.yaxis.set_major_locator(MaxNLocator(4))
         bottom.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     axes[0][0].set_ylabel("distance", fontsize=8)
     axes[1][0].set_ylabel("acceleration", fontsize=8)
@@ -220,24 +192,20 @@ def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str]) -> str:
 def step_trainer_matches(matched: int, total: int) -> str:
     """One bar: the share of step trainer readings that found an accelerometer reading of the
     same customer at the same time (the rows the ML table is made of)."""
-    fig = _figure(SHARE)
-    ax = fig.add_subplot()
+    title = f"Step trainer readings matched at the same time: {matched:,} of {total:,}"
+    fig, ax = _axes(SHARE, title, fontsize=9)
     if total <= 0:
-        _empty(ax, "no step trainer readings")
-    else:
-        ax.barh([0], [matched], color=_GREEN, label="with an accelerometer reading")
-        ax.barh([0], [total - matched], left=[matched], color=_GREY, label="without")
-        ax.text(matched / 2, 0, f"{matched:,} ({matched / total:.1%})", ha="center", va="center", fontsize=8, color="white")
-        ax.set_xlim(0, total)
-        ax.set_yticks([])
-        ax.set_xlabel("step trainer readings", fontsize=8)
-        ax.tick_params(labelsize=7)
-        fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
-        fig.subplots_adjust(left=0.02, right=0.97, top=0.8, bottom=0.42)
-        _tidy(ax)
-    ax.set_title(f"Step trainer readings matched at the same time: {matched:,} of {total:,}", loc="left", fontsize=9, y=TITLE_Y)
-    share = f" ({matched / total:.1%})" if total > 0 else ""
-    caption = f"**{matched:,}** of **{total:,}** step trainer readings{share} found an accelerometer reading at the same time"
+        return _empty(fig, "no step trainer readings")
+    share = f"{matched / total:.1%}"
+    ax.barh([0], [matched], color=_GREEN, label="with an accelerometer reading")
+    ax.barh([0], [total - matched], left=[matched], color=_GREY, label="without")
+    ax.text(matched / 2, 0, f"{matched:,} ({share})", ha="center", va="center", fontsize=8, color="white")
+    ax.set_xlim(0, total)
+    ax.set_yticks([])
+    ax.set_xlabel("step trainer readings", fontsize=8)
+    fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
+    fig.subplots_adjust(left=0.02, top=0.8, bottom=0.42)
+    caption = f"**{matched:,}** of **{total:,}** step trainer readings ({share}) found an accelerometer reading at the same time"
     return _markdown(fig, "step trainer readings matched", caption)
 
 
@@ -269,15 +237,13 @@ def _file_label(path: str, width: int = 34) -> str:
 # -- drawing helpers --------------------------------------------------------------------------
 @functools.cache
 def _matplotlib() -> threading.Thread:
-    """matplotlib imported in a thread of its own, started once per process by the first
-    `Pictures`: the import takes about 0.4 s of CPU (a tenth of a run's pictures at 100x),
-    and the first step's build goes on meanwhile. A chart waits for it only if it is not done."""
+    """matplotlib imported in a thread of its own, started once per process (Pictures.prepare,
+    or the first chart): the import takes about 0.35 s of CPU, a tenth of a run's pictures at 100x."""
 
     def load() -> None:
         try:
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-            import matplotlib.ticker  # noqa: F401
+            for module in ("matplotlib.backends.backend_agg", "matplotlib.figure", "matplotlib.ticker"):
+                importlib.import_module(module)
         except Exception:  # noqa: BLE001, S110 - the chart's own import then fails, as a warning
             pass
 
@@ -299,6 +265,15 @@ def _figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
+def _axes(size: tuple[float, float], title: str, fontsize: int = 10) -> tuple[Figure, Axes]:
+    """A figure of one titled axes, in the charts' one style."""
+    fig = _figure(size)
+    ax = fig.add_subplot()
+    ax.set_title(title, loc="left", fontsize=fontsize, y=TITLE_Y)
+    _tidy(ax)
+    return fig, ax
+
+
 def _markdown(fig: Figure, alt: str, caption: str | None = None) -> str:
     """The figure as a PNG of exactly size x DPI pixels, in a Markdown image, with the
     numbers it shows as a line of text under it when they matter on their own."""
@@ -311,37 +286,30 @@ def _markdown(fig: Figure, alt: str, caption: str | None = None) -> str:
 
 
 def _hbar_chart(
-    title: str, empty: str, xlabel: str, labels: Sequence[str], values: Sequence[int], colour: str,
-    rejected: Sequence[int] | None = None,
+    title: str, empty: str, xlabel: str, labels: Sequence[str], values: Sequence[int], colour: str | Sequence[str],
+    rejected: Sequence[int] = (), notes: Sequence[str] = (), caption: str | None = None,
 ) -> str:
-    """Horizontal bars, the first on top, each with its number; `rejected` adds a red segment
-    to each bar, and its number to the label where it is not zero."""
-    alt = title.split(" (")[0].lower()  # the title without its numbers
-    fig = _figure(SMALL)
-    from matplotlib.ticker import MaxNLocator  # after _figure: once matplotlib's import is done
-
-    ax = fig.add_subplot()
-    ax.set_title(title, loc="left", fontsize=10, y=TITLE_Y)
+    """Horizontal bars, the first on top, each with its note at its end (by default its
+    number); `rejected` adds a red segment to each bar, and its number to the note."""
+    fig, ax = _axes(SMALL, title)
     if not values:
-        _empty(ax, empty)
-        return _markdown(fig, alt)
-    positions = list(range(len(values)))
-    extra = list(rejected) if rejected is not None else [0] * len(values)
-    ax.barh(positions, values, color=colour)
+        return _empty(fig, empty)
+    from matplotlib.ticker import MaxNLocator
+
+    extra = list(rejected) or [0] * len(values)
+    ax.barh(range(len(values)), values, color=colour)
     if any(extra):
-        ax.barh(positions, extra, left=values, color=_RED)
-    totals = [v + e for v, e in zip(values, extra)]
-    top = max(totals, default=0) or 1
-    for y, v, e, total in zip(positions, values, extra, totals):
-        ax.text(total + top * 0.01, y, f"{v:,}" + (f" + {e:,} rejected" if e else ""), va="center", fontsize=7)
-    _bar_labels(fig, ax, [_safe_label(x, width=40) for x in labels])
+        ax.barh(range(len(values)), extra, left=values, color=_RED)
+    notes = notes or [f"{v:,}" + (f" + {e:,} rejected" if e else "") for v, e in zip(values, extra)]
+    top = max(v + e for v, e in zip(values, extra)) or 1
+    for y, (v, e, note) in enumerate(zip(values, extra, notes)):
+        ax.text(v + e + top * 0.01, y, note, va="center", fontsize=7)
+    _bar_labels(fig, ax, labels)
     ax.invert_yaxis()
-    ax.set_xlim(0, top * (1.3 if any(extra) else 1.15))
+    ax.set_xlim(0, top * (1.3 if any(extra) else 1.25))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
-    ax.tick_params(axis="x", labelsize=7)
     ax.set_xlabel(xlabel, fontsize=8)
-    _tidy(ax)
-    return _markdown(fig, alt)
+    return _markdown(fig, title.split(" (")[0].lower(), caption)  # alt: the title without its numbers
 
 
 def _bar_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
@@ -357,35 +325,31 @@ def _bar_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
     for y, label in enumerate(labels):
         ax.text(0, y, label, transform=at, ha="right", va="center", fontsize=7)
     longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
-    left = min(0.55, (longest * 5.5 + 10) / (fig.get_figwidth() * DPI))
-    fig.subplots_adjust(left=left, right=0.97, top=0.88, bottom=0.17)
+    fig.subplots_adjust(left=min(0.55, (longest * 5.5 + 10) / (fig.get_figwidth() * DPI)))
 
 
-def _empty(ax: Axes, message: str) -> None:
+def _empty(fig: Figure, message: str) -> str:
+    """The figure's one axes holding `message` instead of a chart."""
+    ax = fig.axes[0]
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555555", transform=ax.transAxes)
     ax.set_axis_off()
+    return _markdown(fig, ax.get_title().split(" (")[0].lower())
 
 
 def _tidy(ax: Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(labelsize=7)
 
 
-def _count(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
-    """Occurrences of each value (decoded first: pyarrow cannot group dictionary chunks with
-    dictionaries of their own)."""
-    counted = pc.value_counts(values.cast(pa.string()))
-    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
-
-
-def _bars(totals: Mapping[str, int], others: str) -> list[tuple[str, list[str]]]:
-    """(label, the keys it adds up) per bar, the largest total first, ties by key; beyond
-    MAX_BARS, the smallest are added up into one bar `<n> <others>`."""
+def _bars(others: str, *counts: Counter[str], label: Callable[[str], str] = str) -> tuple[list[str], list[list[int]]]:
+    """Bars over the keys of `counts`, the largest total first, ties by key; beyond MAX_BARS, the
+    smallest are added up into one bar `<n> <others>`: each bar's label, and each count per bar."""
+    totals = sum(counts, Counter())
     ordered = sorted(totals, key=lambda k: (-totals[k], str(k)))
-    if len(ordered) <= MAX_BARS:
-        return [(k, [k]) for k in ordered]
-    head, tail = ordered[: MAX_BARS - 1], ordered[MAX_BARS - 1 :]
-    return [*((k, [k]) for k in head), (f"{len(tail):,} {others}", tail)]
+    groups = [[k] for k in ordered[: MAX_BARS - 1]] + ([ordered[MAX_BARS - 1 :]] if ordered[MAX_BARS - 1 :] else [])
+    labels = [label(group[0]) if len(group) == 1 else f"{len(group):,} {others}" for group in groups]
+    return labels, [[sum(count[k] for k in group) for group in groups] for count in counts]
 
 
-def _thin(length: int, limit: int = MAX_POINTS) -> slice:
-    return slice(None, None, max(1, -(-length // limit)))
+def _thin(length: int) -> slice:
+    return slice(None, None, max(1, -(-length // MAX_POINTS)))

@@ -199,6 +199,18 @@ def test_pictures_turn_any_exception_into_a_warning_and_add_up_their_time(caplog
     assert pictures.seconds >= 0.05
 
 
+def test_only_a_step_that_draws_starts_importing_matplotlib():
+    """Review finding: the import thread started in every step's Pictures. Now a step that draws
+    nothing (Pictures made, numbers guarded) starts none; `prepare` or a chart starts it, once."""
+    charts._matplotlib.cache_clear()
+    pictures = charts.Pictures(logging.getLogger("stedi.test"))
+    assert pictures.guarded("numbers", lambda: 7) == 7
+    assert charts._matplotlib.cache_info().currsize == 0
+    pictures.prepare()
+    pictures.prepare()
+    assert charts._matplotlib.cache_info().currsize == 1 and charts._matplotlib.cache_info().misses == 1
+
+
 def test_the_docstring_examples_hold():
     tried = doctest.testmod(charts)
     assert tried.attempted and not tried.failed
@@ -258,9 +270,9 @@ def test_the_funnel_sql_gives_the_same_counts_on_spark(real_run, spark_engine):
     current = LakeResource(root=str(lake)).lake().current
     relations = {t.name: current(t.spec) for t in (*signals.FUNNEL_READS, CUSTOMER_CURATED, STEP_TRAINER_TRUSTED)}
     privacy = PrivacyPolicy(consent_policy=policy)
-    on_spark = signals.curated_counts(spark_engine, relations, privacy, step_trainer=True)
-    assert on_spark == signals.curated_counts(DuckDBEngine(), relations, privacy, step_trainer=True)
-    assert on_spark["step_trainer_readings"] == REFERENCE[policy]["step_trainer_trusted"]
+    on_spark = signals.funnel_stages(spark_engine, relations, privacy)
+    assert on_spark == signals.funnel_stages(DuckDBEngine(), relations, privacy)
+    assert on_spark[-1][1] == REFERENCE[policy]["customer_curated"]
 
 
 # -- no identifier in any picture -------------------------------------------------------------

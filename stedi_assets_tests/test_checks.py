@@ -63,9 +63,9 @@ def test_every_check_is_blocking_and_loaded_into_defs():
 
 def test_customer_trusted_rules():
     leaked = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5), customer("no@x", "s2", None), customer("ok@x", "s1", 5))
-    consent = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, trusted.CONSENT_PRESENT, customer_trusted=leaked)
+    consent = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, "consent_present", customer_trusted=leaked)
     assert (consent.violations, consent.sample) == (1, [{"email": "no***@x"}])  # identifiers masked in evidence
-    unique = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, trusted.EMAIL_UNIQUE_NOT_NULL, customer_trusted=leaked)
+    unique = check(trusted.CUSTOMER_TRUSTED_AUDIT.rules, "email_unique_not_null", customer_trusted=leaked)
     assert (unique.violations, unique.sample) == (1, [{"email": "ok***@x", "copies": 2}])
     clean = table(CUSTOMER_TRUSTED, customer("ok@x", "s1", 5))
     landing = table(CUSTOMER_LANDING, customer("ok@x", "s1", 5))
@@ -73,7 +73,7 @@ def test_customer_trusted_rules():
     assert all(check(rules, r.name, customer_trusted=clean, customer_landing=landing).passed for r in rules)
     # A trusted row whose landing records do not give consent unambiguously: a later record withdraws it.
     withdrawn = table(CUSTOMER_LANDING, customer("ok@x", "s1", 5, updated=1), customer("OK@x ", "s1", None, updated=2))
-    doubt = check(rules, trusted.CONSENT_UNAMBIGUOUS, customer_trusted=clean, customer_landing=withdrawn)
+    doubt = check(rules, "consent_unambiguous", customer_trusted=clean, customer_landing=withdrawn)
     assert (doubt.violations, doubt.sample) == (1, [{"email": "ok***@x", "verdict": "no consent"}])
 
 
@@ -86,11 +86,11 @@ def test_accelerometer_trusted_rules_under_both_policies():
     )
     inputs = dict(accelerometer_trusted=readings, customer_trusted=customers)
     rules = trusted.ACCELEROMETER_TRUSTED_AUDIT.rules
-    assert check(rules, trusted.USER_IS_TRUSTED_CUSTOMER, **inputs).violations == 1
-    since = check(rules, trusted.USER_IS_TRUSTED_CUSTOMER, SINCE, **inputs)
+    assert check(rules, "user_is_trusted_customer", **inputs).violations == 1
+    since = check(rules, "user_is_trusted_customer", SINCE, **inputs)
     assert since.violations == 2  # the reading from before consent counts too
     twice = table(ACCELEROMETER_TRUSTED, *[{"user": "a@x", "timestamp": 150, "x": 1.0, "y": 0.0, "z": 0.0}] * 2)
-    assert check(rules, trusted.READING_UNIQUE, accelerometer_trusted=twice).violations == 1
+    assert check(rules, "reading_unique", accelerometer_trusted=twice).violations == 1
 
 
 def test_step_trainer_trusted_rules():
@@ -108,9 +108,9 @@ def test_step_trainer_trusted_rules():
         accelerometer_trusted=table(ACCELEROMETER_TRUSTED),
     )
     rules = trusted.STEP_TRAINER_TRUSTED_AUDIT.rules
-    unique = check(rules, trusted.READING_KEY_UNIQUE, **inputs)
+    unique = check(rules, "reading_key_unique", **inputs)
     assert (unique.violations, unique.sample) == (1, [{"serialNumber": "s1***", "sensorReadingTime": 200, "copies": 2}])
-    owner = check(rules, trusted.SERIAL_BELONGS_TO_CURATED_CUSTOMER, **inputs)
+    owner = check(rules, "serial_belongs_to_curated_customer", **inputs)
     assert (owner.violations, owner.sample) == (1, [{"serialNumber": "s9***", "sensorReadingTime": 300}])  # serials masked
 
 
@@ -118,8 +118,8 @@ def test_customer_curated_rules():
     customers = table(CUSTOMER_CURATED, customer("a@x", "s1", 1), customer("a@x", "s1", 1), customer("idle@x", "s2", 1))
     readings = table(ACCELEROMETER_TRUSTED, {"user": "a@x", "timestamp": 5, "x": 0.0, "y": 0.0, "z": 0.0})
     rules = curated.CUSTOMER_CURATED_AUDIT.rules
-    assert check(rules, curated.EMAIL_UNIQUE, customer_curated=customers).violations == 1
-    idle = check(rules, curated.HAS_ACCELEROMETER_DATA, customer_curated=customers, accelerometer_trusted=readings)
+    assert check(rules, "email_unique", customer_curated=customers).violations == 1
+    idle = check(rules, "has_accelerometer_data", customer_curated=customers, accelerometer_trusted=readings)
     assert idle.sample == [{"email": "id***@x"}]
 
 
@@ -143,19 +143,19 @@ def test_machine_learning_curated_rules_catch_a_cross_customer_pair():
     )
     inputs = dict(machine_learning_curated=ml, customer_curated=customers, step_trainer_trusted=steps, accelerometer_trusted=readings)
     rules = curated.MACHINE_LEARNING_CURATED_AUDIT.rules
-    same = check(rules, curated.SAME_CUSTOMER, **inputs)
+    same = check(rules, "same_customer", **inputs)
     assert (same.violations, same.sample) == (1, [{"subject_id": "subject-a", "sensorReadingTime": 1000}])
-    assert check(rules, curated.NO_DUPLICATE_ROWS, **inputs).passed
+    assert check(rules, "no_duplicate_rows", **inputs).passed
     doubled = pa.concat_tables([ml.slice(0, 1), ml.slice(0, 1)])
-    assert check(rules, curated.NO_DUPLICATE_ROWS, machine_learning_curated=doubled).violations == 1
+    assert check(rules, "no_duplicate_rows", machine_learning_curated=doubled).violations == 1
 
 
 def test_no_direct_identifiers_reads_the_written_columns():
     rules = curated.MACHINE_LEARNING_CURATED_AUDIT.rules
     clean = table(MACHINE_LEARNING_CURATED)
-    assert check(rules, curated.NO_DIRECT_IDENTIFIERS, machine_learning_curated=clean).passed
+    assert check(rules, "no_direct_identifiers", machine_learning_curated=clean).passed
     leaky = clean.append_column("Email", pa.array([], pa.string())).append_column("phone", pa.array([], pa.string()))
-    found = check(rules, curated.NO_DIRECT_IDENTIFIERS, machine_learning_curated=leaky)
+    found = check(rules, "no_direct_identifiers", machine_learning_curated=leaky)
     assert (found.violations, found.sample) == (2, [{"column": "Email"}, {"column": "phone"}])
 
 
@@ -203,7 +203,7 @@ def test_a_rule_is_met_by_construction_only_by_a_build_of_its_own_sql():
     # Only where the build's own SQL guarantees the rule: accelerometer_trusted's DISTINCT over
     # every column; step_trainer_trusted's DISTINCT is over every column, not over its key.
     met = {(a.table.name, r.name) for a in (trusted.ACCELEROMETER_TRUSTED_AUDIT, trusted.STEP_TRAINER_TRUSTED_AUDIT) for r in a.rules if r.met_by}
-    assert met == {("accelerometer_trusted", trusted.READING_UNIQUE)}
+    assert met == {("accelerometer_trusted", "reading_unique")}
     assert trusted.rules.ACCELEROMETER_TRUSTED.lstrip().startswith("SELECT DISTINCT a.user, a.timestamp, a.x, a.y, a.z")
 
 

@@ -4,21 +4,20 @@ machine_learning_curated is updated from what changed (stedi_assets/incremental.
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from stedi_assets.curated import checks, rules, signals
 from stedi_assets.incremental import Follower, rebuilt
-from stedi_assets.publishing import AssetStep, Build, audited_asset
+from stedi_assets.publishing import AssetStep, Build
 from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_TRUSTED, MACHINE_LEARNING_CURATED, SUBJECT_ID
-from stedi_assets.trusted.assets import EAGER
+from stedi_assets.trusted.assets import changed, zone_asset
 
-GROUP = "curated"
-KINDS = {"sql", "delta"}
+curated_asset = functools.partial(zone_asset, group="curated")
 
 
-@audited_asset(
-    checks.CUSTOMER_CURATED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_TRUSTED], automation_condition=EAGER
-)
+@curated_asset(checks.CUSTOMER_CURATED_AUDIT, inputs=[CUSTOMER_TRUSTED])
 def customer_curated(step: AssetStep) -> Build:
     """customer_trusted customers who have at least one accelerometer_trusted reading, one row
     each, with the pseudonymous `subject_id` that stands for them in the ML table."""
@@ -42,41 +41,27 @@ def customer_curated(step: AssetStep) -> Build:
     pictures = {}
 
     def build():
-        customers = step.query(
-            rules.CUSTOMER_CURATED,
-            "customer_trusted",
-            accelerometer_trusted=readers if readers is not None else step.inputs["accelerometer_trusted"],
-        )
+        step.pictures.prepare()
+        phones = readers if readers is not None else step.inputs["accelerometer_trusted"]
+        customers = step.query(rules.CUSTOMER_CURATED, "customer_trusted", accelerometer_trusted=phones)
         customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
-        # Pictures for the UI: the privacy funnel; a chart that fails is a warning, never a failure.
-        relations = {name: step.inputs[name] for name in ("customer_trusted", "accelerometer_trusted")}
-        pictures.update(
-            signals.customer_curated_pictures(
-                step.pictures, step.engine.engine(), step.privacy, {**relations, "customer_curated": customers}, step.current
-            )
-        )
+        # The privacy funnel, over every reading.
+        pictures.update(signals.curated_pictures(step, {**step.inputs, "customer_curated": customers}))
         return customers
 
-    built = rebuilt(follower, build)
-    built.metadata = {**built.metadata, **pictures}
+    built = rebuilt(follower, build, metadata=pictures)
     if readers is not None:
         built.relations = {**built.relations, "accelerometer_trusted": readers}
     return built
 
 
-@audited_asset(checks.MACHINE_LEARNING_CURATED_AUDIT, group=GROUP, kinds=KINDS, automation_condition=EAGER)
+@curated_asset(checks.MACHINE_LEARNING_CURATED_AUDIT)
 def machine_learning_curated(step: AssetStep) -> Build:
     """The table data scientists train on: each step trainer reading with the accelerometer
     readings of the same customer at the same time, under a pseudonymous `subject_id`
     (a keyed hash of the e-mail). No name, e-mail, phone or birthday."""
-    metadata = {
-        "consent_policy": step.privacy.consent_policy.value,
-        "subject_key": (
-            "DEVELOPMENT DEFAULT: not for production, set STEDI_SUBJECT_KEY"
-            if step.privacy.uses_development_key
-            else "set by STEDI_SUBJECT_KEY"
-        ),
-    }
+    key = "DEVELOPMENT DEFAULT: not for production, set" if step.privacy.uses_development_key else "set by"
+    metadata = {"consent_policy": step.privacy.consent_policy.value, "subject_key": f"{key} STEDI_SUBJECT_KEY"}
     inputs = ("step_trainer_trusted", "accelerometer_trusted", "customer_curated")
     follower = Follower(step, MACHINE_LEARNING_CURATED, [rules.MACHINE_LEARNING_CURATED])
 
@@ -84,49 +69,43 @@ def machine_learning_curated(step: AssetStep) -> Build:
         return step.stage(MACHINE_LEARNING_CURATED, rules.MACHINE_LEARNING_CURATED, *inputs)
 
     if not follower.usable:
-        # Pictures for the UI, on full builds (they profile the whole table, asked of the
-        # engine where it was staged): funnel, signals, readings per subject, matches; a chart
-        # that fails is a warning, never a failure.
+        # Pictures on full builds only: they profile the whole table, where the engine staged it.
+        step.pictures.prepare()
         ml = everything()
-        relations = {**{n: step.inputs[n] for n in inputs}, MACHINE_LEARNING_CURATED.name: ml}
-        pictures = signals.machine_learning_pictures(step.pictures, step.engine.engine(), step.privacy, relations, step.current)
+        pictures = signals.curated_pictures(step, {**step.inputs, MACHINE_LEARNING_CURATED.name: ml})
         return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
-    steps = follower.changes("step_trainer_trusted")
-    phones = follower.changes("accelerometer_trusted")
-    subjects = follower.changes("customer_curated")
+    changes = changed(follower, *inputs)
     # Customers whose curated record changed, and those some removed readings belonged to
     # (by their record then or now): their rows are recomputed.
     affected = follower.sql(
         """
-        SELECT subject_id FROM subjects_removed UNION SELECT subject_id FROM subjects_added
+        SELECT subject_id FROM customer_curated_removed UNION SELECT subject_id FROM customer_curated_added
         UNION SELECT c.subject_id FROM (SELECT * FROM curated_then UNION ALL SELECT * FROM customer_curated) AS c
-              WHERE c.email IN (SELECT user FROM phones_removed)
-                 OR c.serialNumber IN (SELECT serialNumber FROM steps_removed)
+              WHERE c.email IN (SELECT user FROM accelerometer_trusted_removed)
+                 OR c.serialNumber IN (SELECT serialNumber FROM step_trainer_trusted_removed)
         """,
-        subjects_removed=subjects.removed,
-        subjects_added=subjects.added,
-        curated_then=subjects.old,
-        phones_removed=phones.removed,
-        steps_removed=steps.removed,
+        curated_then=follower.bases["customer_curated"],
+        **changes,
     )
+    new_steps, new_phones = changes["step_trainer_trusted_added"], changes["accelerometer_trusted_added"]
     # New pairs have a new step reading or a new phone reading, and pair only readings of one
     # time: the other side is read at those times only (one scan of each table), which is also
     # all that can explain a new row to the rules.
     times = follower.sql(
         "SELECT sensorReadingTime AS t FROM new_steps UNION SELECT timestamp FROM new_phones",
-        new_steps=steps.added,
-        new_phones=phones.added,
+        new_steps=new_steps,
+        new_phones=new_phones,
     )
     phones_then = follower.sql("SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT t FROM times)", times=times)
     steps_then = follower.sql("SELECT * FROM step_trainer_trusted WHERE sensorReadingTime IN (SELECT t FROM times)", times=times)
     fresh = follower.sql(
         "SELECT * FROM with_new_steps UNION SELECT * FROM with_new_phones",
         with_new_steps=step.query(
-            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps.added, accelerometer_trusted=phones_then
+            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=new_steps, accelerometer_trusted=phones_then
         ),
         with_new_phones=step.query(
-            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps_then, accelerometer_trusted=phones.added
+            rules.MACHINE_LEARNING_CURATED, "customer_curated", step_trainer_trusted=steps_then, accelerometer_trusted=new_phones
         ),
     )
 
@@ -135,13 +114,8 @@ def machine_learning_curated(step: AssetStep) -> Build:
         return step.query(rules.MACHINE_LEARNING_CURATED, "step_trainer_trusted", "accelerometer_trusted", customer_curated=customers)
 
     return follower.follow(
-        key="subject_id",
-        time="sensorReadingTime",
-        affected=affected,
-        fresh=fresh,
-        recompute=recompute,
-        recompute_all=everything,
-        distinct=False,
+        key="subject_id", time="sensorReadingTime", distinct=False, affected=affected, fresh=fresh,
+        recompute=recompute, recompute_all=everything,
         judge_with={"step_trainer_trusted": steps_then, "accelerometer_trusted": phones_then},
         metadata=metadata,
     )

@@ -11,19 +11,7 @@ from stedi_assets.erasure import EMAIL, SUBJECT, not_erased
 from stedi_assets.curated import rules
 from stedi_assets.engine import Relation
 from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.tables import (
-    ACCELEROMETER_TRUSTED,
-    CUSTOMER_CURATED,
-    PERSONAL,
-    MACHINE_LEARNING_CURATED,
-    STEP_TRAINER_TRUSTED,
-)
-
-EMAIL_UNIQUE = "email_unique"
-HAS_ACCELEROMETER_DATA = "has_accelerometer_data"
-SAME_CUSTOMER = "same_customer"
-NO_DIRECT_IDENTIFIERS = "no_direct_identifiers"
-NO_DUPLICATE_ROWS = "no_duplicate_rows"
+from stedi_assets.tables import ACCELEROMETER_TRUSTED, CUSTOMER_CURATED, MACHINE_LEARNING_CURATED, PERSONAL, STEP_TRAINER_TRUSTED
 
 
 def _identifier_columns(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
@@ -39,12 +27,12 @@ CUSTOMER_CURATED_AUDIT = Audit(
     CUSTOMER_CURATED,
     (
         Rule(
-            EMAIL_UNIQUE,
+            "email_unique",
             "One row per e-mail.",
             sql="SELECT email, COUNT(*) AS copies FROM customer_curated GROUP BY email HAVING COUNT(*) > 1",
         ),
         Rule(
-            HAS_ACCELEROMETER_DATA,
+            "has_accelerometer_data",
             "Every customer has at least one accelerometer_trusted reading.",
             sql="""
                 SELECT c.email FROM customer_curated AS c
@@ -60,34 +48,30 @@ MACHINE_LEARNING_CURATED_AUDIT = Audit(
     MACHINE_LEARNING_CURATED,
     (
         Rule(
-            SAME_CUSTOMER,
-            "Every row pairs a step trainer reading and an accelerometer reading of one and the same "
-            "curated customer, taken at the same time. A full build is this zone rule's result over "
-            "the inputs the check reads, staged as it came: it meets the rule by construction, and "
-            "the join is not computed a second time (as strict: what is judged is the rule's output); "
-            "an incremental build and a published version are judged by the SQL.",
+            "same_customer",
+            "Every row pairs a step trainer reading and an accelerometer reading of one and the same curated "
+            "customer, taken at the same time. A full build is this zone's rule over the inputs the check reads, "
+            "staged as it came: met by construction, not joined again; an increment and a published version are "
+            "judged by the SQL.",
             # What was built, less every pairing the rule allows: nothing may remain.
             met_by=rules.MACHINE_LEARNING_CURATED,
             sql=f"""
                 SELECT subject_id, sensorReadingTime FROM (
                     SELECT {", ".join(MACHINE_LEARNING_CURATED.column_names)} FROM machine_learning_curated
-                    EXCEPT
-                    {rules.MACHINE_LEARNING_CURATED}
+                    EXCEPT {rules.MACHINE_LEARNING_CURATED}
                 ) AS unexplained
                 """,
         ),
         Rule(
-            NO_DIRECT_IDENTIFIERS,
+            "no_direct_identifiers",
             "No column holds a name, e-mail, phone number, birthday or serial number.",
             evaluate=_identifier_columns,
         ),
         Rule(
-            NO_DUPLICATE_ROWS,
+            "no_duplicate_rows",
             "No row appears twice.",
             sql=duplicates(
-                MACHINE_LEARNING_CURATED.name,
-                MACHINE_LEARNING_CURATED.column_names,
-                report=["subject_id", "sensorReadingTime"],
+                MACHINE_LEARNING_CURATED.name, MACHINE_LEARNING_CURATED.column_names, report=["subject_id", "sensorReadingTime"]
             ),
         ),
         not_erased((MACHINE_LEARNING_CURATED.name, "subject_id", SUBJECT)),

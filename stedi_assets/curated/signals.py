@@ -1,24 +1,12 @@
-"""The numbers behind the curated zone's pictures, and the pictures as metadata.
-
-- The privacy funnel: customers in landing -> with research consent -> with accelerometer
-  readings -> (under `since_consent`) with readings since their consent -> in the ML table:
-  scalar subqueries that DuckDB and Spark both run, in one query (`curated_counts`).
-- The ML table's profile: readings per subject, the step trainer readings that found an
-  accelerometer reading of the same customer at the same time, and the rows of the few
-  subjects whose signals are drawn (`profile`): asked in SQL of the engine where the staged
-  table lies, DuckDB here or Spark's executors, the same queries on either, after the build.
-  Only counts per subject and a few subjects' rows come back, and the engine holds the rest
-  within its own bound. (Counting the batches in this process as DuckDB staged them took as
-  much CPU at 100x and a third less at 1000x, but slowed the build's one writing thread and
-  held the customers and a million rows beside DuckDB's memory: the ML step alone peaked at
-  1,873 MiB at 1000x, against 1,401 now.)
-
-A picture or number that fails is a warning and missing from the metadata, never a failed step.
-"""
+"""The numbers behind the curated zone's pictures, and the pictures as metadata: the privacy
+funnel (`funnel_stages`) and the ML table's profile (`profile`), asked in SQL of the engine where
+the tables lie (DuckDB here, or Spark's executors). Only counts and a few subjects' rows come back;
+the engine holds the rest within its own bound, which counting in this process did not
+(docs/benchmarks.md). A picture or number that fails is a warning, never a failed step."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,15 +19,14 @@ from stedi_assets.tables import ACCELEROMETER_LANDING, CUSTOMER_LANDING, CUSTOME
 if TYPE_CHECKING:
     import dagster as dg
 
-    from stedi_assets.charts import Pictures
     from stedi_assets.engine import Relation, SqlEngine
     from stedi_assets.privacy import PrivacyPolicy
+    from stedi_assets.publishing import AssetStep
 
 # The published tables the funnel reads beyond each asset's own inputs.
 FUNNEL_READS: tuple[Table, ...] = (CUSTOMER_LANDING, CUSTOMER_TRUSTED, ACCELEROMETER_LANDING)
 
-# The counts behind the pictures, each a scalar subquery; `curated_counts` asks for those it
-# needs in one query (on Spark every query has a fixed cost of about a second).
+# The funnel's counts, each a scalar subquery; `funnel_stages` asks for those it needs in one query (on Spark every query has a fixed cost of about a second).
 # Records without a person key count as one customer, as the consent verdict counts them.
 IN_LANDING = "(SELECT COUNT(DISTINCT COALESCE(l.person_key, '')) FROM customer_landing AS l)"
 WITH_RESEARCH_CONSENT = "(SELECT COUNT(*) FROM customer_trusted AS t)"
@@ -55,18 +42,12 @@ WITH_READINGS_BEFORE_CONSENT_ONLY = """(
         WHERE t.email NOT IN (SELECT c.email FROM customer_curated AS c)
     )
 )"""
-STEP_TRAINER_READINGS = "(SELECT COUNT(*) FROM step_trainer_trusted AS s)"
 
-
-# The ML table's profile in SQL, asked of the engine where the staged table lies (DuckDB in
-# this process, Spark on its executors): only counts per subject, one number and the drawn
-# subjects' rows come back, and the engine holds the rest within its own bound (DuckDB spills
-# past STEDI_MEMORY_LIMIT). Readings and distinct reading times per subject in one scan: every
-# subject of a full build is a curated customer (the rule joins customer_curated). A step
-# trainer reading is matched once per (serial number, time) even when two customers registered
-# to one step trainer both match it, so those few customers' times are counted again together
-# (`COUNTED_TWICE`): the matches are exact, and the table is scanned once more only if some
-# customers share a serial number.
+# Readings and distinct reading times per subject in one scan: every subject of a full build is
+# a curated customer (the rule joins customer_curated). A step trainer reading is matched once
+# per (serial number, time) even when two customers registered to one step trainer both match
+# it, so those few customers' times are counted again together (`COUNTED_TWICE`): the matches
+# are exact, and the table is scanned once more only if some customers share a serial number.
 SUBJECT_COUNTS = """
 SELECT subject_id, CAST(SUM(rows_at_time) AS BIGINT) AS readings, COUNT(*) AS times FROM (
     SELECT subject_id, COUNT(*) AS rows_at_time FROM machine_learning_curated GROUP BY subject_id, sensorReadingTime
@@ -87,72 +68,41 @@ SELECT COALESCE(SUM(subjects - 1), 0) AS counted_twice FROM (
 SIGNAL_ROWS = """
 SELECT m.* FROM machine_learning_curated AS m WHERE m.subject_id IN (SELECT s.subject_id FROM signal_subjects AS s)
 """
-# Readings per subject ranked, the most first, ties by subject_id; and the signal rows' one
-# order (ties and nulls included).
+# Readings per subject ranked, the most first, ties by subject_id (the drawn subjects: a fixed,
+# repeatable choice); and the signal rows' one order (ties and nulls included).
 RANKED = [("readings", "descending"), ("subject_id", "ascending")]
 SIGNAL_ROW_ORDER = [(c, "ascending") for c in MACHINE_LEARNING_CURATED.column_names]
 
-Published = Callable[[Table], "Relation"]  # a table's current published version (the lake's `current`)
 
-
-def curated_counts(
-    engine: SqlEngine, relations: Mapping[str, Relation], privacy: PrivacyPolicy, step_trainer: bool = False
-) -> dict[str, int]:
-    """The funnel's counts (and, with `step_trainer`, step_trainer_trusted's rows) in one
-    query. `relations` names customer_landing, customer_trusted, customer_curated and
-    accelerometer_landing (and step_trainer_trusted)."""
-    wanted = {
-        "in_landing": IN_LANDING,
-        "with_research_consent": WITH_RESEARCH_CONSENT,
-        "in_customer_curated": IN_CUSTOMER_CURATED,
-    }
+def funnel_stages(engine: SqlEngine, relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> list[tuple[str, int]]:
+    """(label, customers) per stage of the funnel, first to last, in one query. `relations`
+    names customer_landing, customer_trusted, customer_curated and accelerometer_landing.
+    Under `any` there is no "since consent" stage: every reading counts."""
+    wanted = {"in landing (customer_landing)": IN_LANDING, "with research consent (customer_trusted)": WITH_RESEARCH_CONSENT}
     if privacy.since_consent:
-        wanted["with_readings_before_consent_only"] = WITH_READINGS_BEFORE_CONSENT_ONLY
-    if step_trainer:
-        wanted["step_trainer_readings"] = STEP_TRAINER_READINGS
-    sql = "SELECT " + ",\n       ".join(f"{subquery} AS {name}" for name, subquery in wanted.items())
-    [row] = engine.query(sql, relations).to_pylist()
-    return row
-
-
-def funnel_stages(
-    counts: Mapping[str, int], privacy: PrivacyPolicy, ml_subjects: int | None = None
-) -> list[tuple[str, int]]:
-    """(label, customers) per stage, first to last, from `curated_counts`; `ml_subjects` adds
-    the ML table's stage. Under `any` there is no "since consent" stage: every reading counts."""
-    curated = counts["in_customer_curated"]
-    stages = [
-        ("in landing (customer_landing)", counts["in_landing"]),
-        ("with research consent (customer_trusted)", counts["with_research_consent"]),
-    ]
-    if privacy.since_consent:
-        stages.append(("with accelerometer readings", curated + counts["with_readings_before_consent_only"]))
-        stages.append(("with readings since consent (customer_curated)", curated))
+        wanted["with accelerometer readings"] = f"({IN_CUSTOMER_CURATED} + {WITH_READINGS_BEFORE_CONSENT_ONLY})"
+        wanted["with readings since consent (customer_curated)"] = IN_CUSTOMER_CURATED
     else:
-        stages.append(("with accelerometer readings (customer_curated)", curated))
-    if ml_subjects is not None:
-        stages.append(("in the ML table (machine_learning_curated)", ml_subjects))
-    return stages
+        wanted["with accelerometer readings (customer_curated)"] = IN_CUSTOMER_CURATED
+    sql = "SELECT " + ",\n       ".join(f"{subquery} AS stage_{i}" for i, subquery in enumerate(wanted.values()))
+    [row] = engine.query(sql, relations).to_pylist()
+    return list(zip(wanted, row.values()))
 
 
 @dataclass(frozen=True)
 class MachineLearningProfile:
     """What the ML table holds per subject, and the step trainer readings it is made of."""
 
-    subject_counts: pa.Table  # subject_id, readings: the most first, ties by subject_id
+    subject_counts: pa.Table  # subject_id, readings: in RANKED order
     step_trainer_readings_matched: int  # distinct (serial number, reading time) in the ML table
-    signal_subjects: list[str]  # the SIGNAL_SUBJECTS with the most readings
+    signal_subjects: list[str]  # the charts.SIGNAL_SUBJECTS with the most readings
     signal_rows: pa.Table  # their rows, in SIGNAL_ROW_ORDER
-
-    @property
-    def subjects(self) -> int:
-        return self.subject_counts.num_rows
 
 
 def profile(engine: SqlEngine, relations: Mapping[str, Relation]) -> MachineLearningProfile:
-    """The ML table's profile asked of the engine (see SUBJECT_COUNTS): `relations` names
-    machine_learning_curated (staged) and customer_curated. Two queries, a third if some
-    curated customers share a serial number."""
+    """The ML table's profile asked of the engine: `relations` names machine_learning_curated
+    (staged) and customer_curated. Two queries, a third if some curated customers share a
+    serial number."""
     counts = engine.query(SUBJECT_COUNTS, relations)
     matched = pc.sum(counts["times"]).as_py() or 0
     sharing = engine.query(SHARING_A_SERIAL, relations)
@@ -160,51 +110,34 @@ def profile(engine: SqlEngine, relations: Mapping[str, Relation]) -> MachineLear
         [row] = engine.query(COUNTED_TWICE, {**relations, "sharing_a_serial": sharing}).to_pylist()
         matched -= row["counted_twice"]
     counts = counts.select(["subject_id", "readings"]).sort_by(RANKED)
-    drawn = charts.pick_subjects(counts)
+    drawn = counts["subject_id"].slice(0, charts.SIGNAL_SUBJECTS).to_pylist()
     rows = engine.query(SIGNAL_ROWS, {**relations, "signal_subjects": pa.table({"subject_id": pa.array(drawn, pa.string())})})
     rows = rows.select(MACHINE_LEARNING_CURATED.column_names).sort_by(SIGNAL_ROW_ORDER)
     return MachineLearningProfile(counts, int(matched), drawn, rows)
 
 
-def _counts(
-    engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published, step_trainer: bool = False
-) -> dict[str, int]:
-    """`curated_counts` over the asset's `relations` and, for the rest, the published tables."""
-    reads = {t.name: published(t) for t in FUNNEL_READS if t.name not in relations}
-    return curated_counts(engine, {**reads, **relations}, privacy, step_trainer)
-
-
-def customer_curated_pictures(
-    pictures: Pictures, engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published
-) -> dict[str, dg.MetadataValue]:
-    """customer_curated's funnel, up to itself. `relations`: the asset's inputs and its result
-    as customer_curated; `published` gives the landing tables the funnel also reads."""
-    return pictures.chart(
-        "privacy_funnel", lambda: charts.privacy_funnel(funnel_stages(_counts(engine, privacy, relations, published), privacy))
-    )
-
-
-def machine_learning_pictures(
-    pictures: Pictures, engine: SqlEngine, privacy: PrivacyPolicy, relations: Mapping[str, Relation], published: Published
-) -> dict[str, dg.RawMetadataValue]:
-    """The ML table's pictures (the whole funnel, a few subjects' signals, readings per
-    subject, the step trainer readings matched) and the numbers Dagster plots across
-    materializations, asked of the engine where the table was staged (`profile`);
-    `relations`: the asset's inputs and its staged result as machine_learning_curated."""
+def curated_pictures(step: AssetStep, relations: Mapping[str, Relation]) -> dict[str, dg.RawMetadataValue]:
+    """The funnel up to the asset's table; for the ML table also a few subjects' signals,
+    readings per subject, the step trainer readings matched, and the numbers Dagster plots
+    across materializations. `relations`: the asset's inputs and its result under its own name;
+    the funnel reads the other tables as published."""
+    pictures, engine, privacy = step.pictures, step.engine.engine(), step.privacy
+    relations = {**{t.name: step.current(t) for t in FUNNEL_READS if t.name not in relations}, **relations}
+    ml = MACHINE_LEARNING_CURATED.name in relations
+    found = pictures.guarded("ML table profile", lambda: profile(engine, relations)) if ml else None
+    stages = pictures.guarded("funnel counts", lambda: funnel_stages(engine, relations, privacy))
     out: dict[str, dg.RawMetadataValue] = {}
-    found = pictures.guarded("ML table profile", lambda: profile(engine, relations))
-    counts = pictures.guarded("curated counts", lambda: _counts(engine, privacy, relations, published, step_trainer=True))
-    if counts is not None:
-        stages = funnel_stages(counts, privacy, ml_subjects=None if found is None else found.subjects)
+    if stages is not None:
+        if found is not None:
+            stages.append(("in the ML table (machine_learning_curated)", found.subject_counts.num_rows))
         out.update(pictures.chart("privacy_funnel", lambda: charts.privacy_funnel(stages)))
     if found is None:
         return out
     out.update(pictures.chart("subject_signals", lambda: charts.subject_signals(found.signal_rows, found.signal_subjects)))
     out.update(pictures.chart("readings_per_subject", lambda: charts.readings_per_subject(found.subject_counts)))
-    out["subjects"] = found.subjects
-    if counts is not None:
-        matched, total = found.step_trainer_readings_matched, counts["step_trainer_readings"]
-        out.update(pictures.chart("step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
-        out["step_trainer_readings_matched"] = matched
-        out["step_trainer_match_share"] = matched / total if total else 0.0
+    out["subjects"] = found.subject_counts.num_rows
+    matched, total = found.step_trainer_readings_matched, relations["step_trainer_trusted"].rows  # the published version's
+    out.update(pictures.chart("step_trainer_matches", lambda: charts.step_trainer_matches(matched, total)))
+    out["step_trainer_readings_matched"] = matched
+    out["step_trainer_match_share"] = matched / total if total else 0.0
     return out

@@ -3,6 +3,7 @@ written in the dialect DuckDB and Spark SQL share, so the engines cannot disagre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Union
 
@@ -16,6 +17,13 @@ Relation = Union[Snapshot, Staged, pa.Table]
 # Builds one data file's rows from an item (a landing source file): the rows, a piece at a time,
 # and a small result about them, complete once the rows are all handed on (landing/ingest.py).
 Work = Callable[[str], tuple[Iterator[pa.Table], Any]]
+BATCH_ROWS = 1 << 17  # rows per record batch of a staged result (and row group): a few MB to tens of MB
+
+
+def named(sql: str, relations: Mapping[str, Relation]) -> dict[str, Relation]:
+    """The relations `sql` names: callers hand over every input of a step, and a view costs
+    (an Arrow transfer, a listing of Parquet or S3 files) whether the query reads it or not."""
+    return {n: r for n, r in relations.items() if re.search(rf"\b{re.escape(n)}\b", sql, re.IGNORECASE)}
 
 
 class SqlEngine(Protocol):

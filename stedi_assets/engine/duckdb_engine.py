@@ -9,18 +9,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from stedi_assets.engine import Relation, Work
+from stedi_assets.engine import BATCH_ROWS, Relation, Work, named
 from stedi_assets.lake.delta import Lake, Staged, TableSpec
 
 # What one process's DuckDB may hold in memory before it spills to disk (STEDI_MEMORY_LIMIT),
 # and where it spills (STEDI_SPILL_DIRECTORY): the bound is set here, not by the data.
 DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_SPILL_DIRECTORY = os.path.join(tempfile.gettempdir(), "stedi_duckdb_spill")
-BATCH_ROWS = 1 << 17  # rows per record batch of a streamed result: a few MB to tens of MB
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 @functools.cache
@@ -44,19 +39,17 @@ class DuckDBEngine:
         self.memory_limit, self.spill_directory = memory_limit, spill_directory
 
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
-        """A result small enough to hold: a rule's violations, counts, keys."""
-        with self._cursor(relations) as con:
+        with self._cursor(sql, relations) as con:
             return con.sql(sql).to_arrow_table()
 
     def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
-        """A result of any size streamed into `spec`'s staged files (Lake.stage) one record
-        batch at a time: memory bounded by `memory_limit`, not by the result."""
-        with self._cursor(relations) as con:
+        """Streamed into the staged files one record batch at a time: memory bounded by `memory_limit`."""
+        with self._cursor(sql, relations) as con:
             return lake.stage(spec, [con.sql(sql).to_arrow_reader(BATCH_ROWS)])
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
-        """`work` on each item in this process, one at a time, its rows staged as they come
-        (Lake.stage): memory bounded by one piece of one item."""
+        """In this process, one item at a time, its rows staged as they come: memory bounded by one
+        piece of one item."""
         results: list[Any] = []
 
         def parts() -> Iterator[Iterator[pa.Table]]:
@@ -67,15 +60,15 @@ class DuckDBEngine:
 
         return lake.stage(spec, parts()), results
 
-    def _cursor(self, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
+    def _cursor(self, sql: str, relations: Mapping[str, Relation]) -> duckdb.DuckDBPyConnection:
         # A cursor is a connection of its own to the shared database, ~100x cheaper to open
         # than a new database (about 8 ms, paid by every rule and check).
         con = _database(self.memory_limit, self.spill_directory).cursor()
-        for name, relation in relations.items():
+        for name, relation in named(sql, relations).items():
             if isinstance(relation, pa.Table):
                 con.register(name, relation)
             elif (paths := relation.local_paths()) is not None:
-                files = ", ".join(_sql_string(p) for p in paths)
+                files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)  # SQL string literals
                 con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])")
             else:  # remote lake: DuckDB scans the files through Arrow's S3 client, in batches
                 con.register(name, relation.dataset())

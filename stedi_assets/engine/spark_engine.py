@@ -1,11 +1,9 @@
-"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER),
-with the session from dagster-pyspark."""
+"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER)."""
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -17,7 +15,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stedi_assets.engine import Relation, Work
+from stedi_assets.engine import BATCH_ROWS, Relation, Work, named
 from stedi_assets.engine.resource import SqlEngineResource
 from stedi_assets.lake.delta import Lake, Snapshot, Staged, TableSpec
 from stedi_assets.settings import DEFAULT_SPARK_MASTER
@@ -40,8 +38,8 @@ ENGINE_SQL_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.useLargeVarTypes": "false",
     # Rows per record batch an executor hands to the Python that writes a staged file (Spark's
-    # default, 10,000, would make as many small row groups): as DuckDB's batches (BATCH_ROWS).
-    "spark.sql.execution.arrow.maxRecordsPerBatch": str(1 << 17),
+    # default, 10,000, would make as many small row groups): as DuckDB's.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": str(BATCH_ROWS),
 }
 
 
@@ -66,29 +64,18 @@ def spark_config(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
     if master.startswith("local"):
         config["spark.driver.memory"] = "2g"  # the driver is the executor too
     if on_this_machine(master):
-        config.update({
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-            "spark.sql.shuffle.partitions": "4",
-        })
+        config |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.sql.shuffle.partitions": "4"}
     return config
-
-
-def lazy_spark(master: str = DEFAULT_SPARK_MASTER) -> LazyPySparkResource:
-    """dagster-pyspark's session resource on `master`; no JVM starts until it is used."""
-    return LazyPySparkResource(spark_config=spark_config(master))
 
 
 class SparkEngineResource(SqlEngineResource):
     """The Spark engine on `master` (STEDI_SPARK_MASTER, chosen in definitions.py), in this
-    process's one session (lazy: no JVM starts unless a rule runs on it); or on
-    dagster-pyspark's session resource `spark`, whose `spark_config` says everything else."""
+    process's one session (lazy: no JVM starts unless a rule runs on it)."""
 
     master: str = DEFAULT_SPARK_MASTER
-    spark: LazyPySparkResource | None = None
 
     def engine(self) -> SparkEngine:
-        return SparkEngine(self.spark.spark_session) if self.spark else SparkEngine.shared(self.master)
+        return SparkEngine.shared(self.master)
 
 
 class SparkEngine:
@@ -104,20 +91,17 @@ class SparkEngine:
     @classmethod
     @functools.cache
     def shared(cls, master: str = DEFAULT_SPARK_MASTER) -> SparkEngine:
-        """This process's engine on `master`: started once, reused by every query. A process
-        has one SparkContext, so asking for a second master is an error, not a silent reuse.
-        Executors run the Python of PYSPARK_PYTHON (PySpark reads it from the environment, not
-        from the Spark config), by default this process's interpreter: the project's
-        environment (on a cluster whose nodes have it elsewhere, set it: docs/spark.md)."""
+        """This process's engine on `master`, started once: a process has one SparkContext, so a
+        second master is an error, not a silent reuse. Executors run PYSPARK_PYTHON (read from
+        the environment, not the Spark config), by default this interpreter (docs/spark.md)."""
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        session = lazy_spark(master).spark_session
+        session = LazyPySparkResource(spark_config=spark_config(master)).spark_session  # dagster-pyspark's
         running = session.sparkContext.master
         if running != master:
             raise RuntimeError(f"this process already runs Spark on {running}; it cannot also run on {master}")
         return cls(session)
 
     def _session(self) -> SparkSession:
-        """A session of its own for one query (its views private to it), with the engine's SQL config."""
         session = self.session.newSession()
         for key, value in ENGINE_SQL_CONF.items():
             session.conf.set(key, value)
@@ -125,68 +109,57 @@ class SparkEngine:
 
     def _sql(self, sql: str, relations: Mapping[str, Relation]) -> DataFrame:
         session = self._session()
-        # A view costs, whether the query reads it or not (an Arrow transfer, a Parquet
-        # listing), and callers hand over every input of a step: only those `sql` names.
-        for name, relation in relations.items():
-            if re.search(rf"\b{re.escape(name)}\b", sql, re.IGNORECASE):
-                _frame(session, relation).createOrReplaceTempView(name)
+        for name, relation in named(sql, relations).items():
+            _frame(session, relation).createOrReplaceTempView(name)
         return session.sql(sql)
 
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
-        """A small result (a rule's violations, counts, keys, the customers), brought to this
-        process as Arrow: `stage` is the way for a table of any size."""
         result = self._sql(sql, relations).toArrow()
         # Spark marks some columns NOT NULL; DuckDB and the contracts never do.
         return result.cast(pa.schema([f.with_nullable(True) for f in result.schema]))
 
     def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
-        """The result written by the executors as `spec`'s staged data files, in the table's
-        folder, where the step commits them (Lake.write of the Staged): each task with rows
-        writes its share as one Parquet file with the lake's own writer (lake/delta.py
-        `write_data_file`, Arrow: the storage schema exactly, the same as DuckDB's files, on
-        a folder or S3 without hadoop-aws) and sends back only its AddAction. Spark's own
-        Parquet writer is not used: its files differ in types (INT96 timestamps), nullability
-        and leave metadata files (_SUCCESS, .crc) in the folder. A task Spark retries leaves
-        its first file unnamed: vacuum's sweep of untracked files deletes it."""
+        """Each executor task with rows writes its share as one data file with the lake's own
+        writer (lake/delta.py `write_data_file`: the storage schema exactly, as DuckDB's files,
+        on a folder or S3 without hadoop-aws) and sends back only its AddAction. Not Spark's
+        Parquet writer: its files differ in types (INT96 timestamps) and nullability, and it
+        leaves _SUCCESS and .crc files. A file of a task Spark retried is named by no commit:
+        vacuum's sweep of untracked files deletes it."""
         frame = self._sql(sql, relations)
 
         def write(root: str, options: Mapping[str, str]) -> list:
-            from deltalake.transaction import AddAction
-
-            added = frame.mapInArrow(_writer(spec, root, dict(options)), from_arrow_schema(ADDED)).toArrow()
-            return [AddAction(partition_values={}, **row) for row in added.to_pylist()]
+            return _adds(frame.mapInArrow(_writer(spec, root, dict(options)), from_arrow_schema(ADDED)).toArrow())
 
         return lake.stage_with(spec, write)
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
-        """`work` run by the executors, one task per item (a landing source file), each task
-        writing its item's rows as one data file with the lake's own writer, as `stage` does,
-        and sending back only its AddAction and the work's small result (counts, rejected
-        lines). `work` travels to the executors with the task (pickled): what it reads (a
-        source file) it reads there, so no row passes through this process."""
+        """One executor task per item, writing as `stage` does. `work` travels to the executors
+        with the task (pickled): what it reads (a source file) it reads there, so no row passes
+        through this process."""
         import pickle
 
         results: list[Any] = []
 
         def write(root: str, options: Mapping[str, str]) -> list:
-            from deltalake.transaction import AddAction
-
             if not items:
                 return []
             tasks = self._session().range(0, len(items), 1, len(items))  # one task per item
             done = tasks.mapInArrow(_each(list(items), work, spec, root, dict(options)), from_arrow_schema(EACH)).toArrow()
             results.extend(pickle.loads(r) for r in done["result"].to_pylist())
-            adds = done.drop_columns(["result"]).filter(pc.is_valid(done["path"]))
-            return [AddAction(partition_values={}, **row) for row in adds.to_pylist()]
+            return _adds(done.drop_columns(["result"]).filter(pc.is_valid(done["path"])))
 
         return lake.stage_with(spec, write), results
 
 
-def _each(items: list[str], work: Work, spec: TableSpec, root: str, options: dict[str, str]):
-    """What each task of `stage_each` runs over its items (the ids of `spark.range`): the
-    work, its rows written as one data file (none if it has no rows), answered by the file's
-    AddAction and the work's pickled result."""
+def _adds(added: pa.Table) -> list:
+    """The AddActions the executors sent back (ADDED)."""
+    from deltalake.transaction import AddAction
 
+    return [AddAction(partition_values={}, **row) for row in added.to_pylist()]
+
+
+def _each(items: list[str], work: Work, spec: TableSpec, root: str, options: dict[str, str]):
+    """What each task of `stage_each` runs over its items (the ids of `spark.range`)."""
     write = _writer(spec, root, options)  # a closure, shipped by value: executors import no Dagster
 
     def run(batches):

@@ -69,6 +69,7 @@ def landing_asset(
         ),
     )
     def _landing(step: AssetStep) -> Build:
+        step.pictures.prepare()  # beside the parse
         found = arrivals(step.source, step.lake, table, ledger)
         if found.skipped:
             listed = "; ".join(f"{key}: {why}" for key, why in list(found.skipped.items())[:20])

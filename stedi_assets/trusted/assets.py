@@ -6,32 +6,33 @@ landing rows' results and recompute the keys whose consent or ownership changed.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import dagster as dg
 
+from stedi_assets.engine import Relation
 from stedi_assets.incremental import Follower, rebuilt
 from stedi_assets.privacy import mask
 from stedi_assets.publishing import REBUILD_AT, AssetStep, Build, audited_asset
 from stedi_assets.tables import (
-    ACCELEROMETER_LANDING,
-    ACCELEROMETER_TRUSTED,
-    CUSTOMER_LANDING,
-    CUSTOMER_TRUSTED,
-    STEP_TRAINER_LANDING,
-    STEP_TRAINER_TRUSTED,
+    ACCELEROMETER_LANDING, ACCELEROMETER_TRUSTED, CUSTOMER_LANDING, CUSTOMER_TRUSTED, STEP_TRAINER_LANDING, STEP_TRAINER_TRUSTED,
 )
 from stedi_assets.trusted import checks, rules
 
-GROUP = "trusted"
-KINDS = {"sql", "delta"}
-# After any input changes, once none is missing or still being written.
-EAGER = dg.AutomationCondition.eager()
+# The trusted and curated tables' steps: built after any input changes, once none is missing or
+# still being written.
+zone_asset = functools.partial(audited_asset, kinds={"sql", "delta"}, automation_condition=dg.AutomationCondition.eager())
+trusted_asset = functools.partial(zone_asset, group="trusted")
 
 
-@audited_asset(
-    checks.CUSTOMER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[CUSTOMER_LANDING], automation_condition=EAGER
-)
+def changed(follower: Follower, *names: str) -> dict[str, Relation]:
+    """What changed in each input `name` since the published version (Follower.changes), as the
+    relations `<name>_removed` and `<name>_added` that a build's helper SQL reads."""
+    return {f"{n}_{side}": getattr(c, side) for n in names for c in [follower.changes(n)] for side in ("removed", "added")}
+
+
+@trusted_asset(checks.CUSTOMER_TRUSTED_AUDIT, inputs=[CUSTOMER_LANDING])
 def customer_trusted(step: AssetStep) -> Build:
     """Customers who consented to research, one row per person key (stored as `email`): the
     latest record of each, kept only if it unambiguously gives research consent dated at or
@@ -60,9 +61,7 @@ def customer_trusted(step: AssetStep) -> Build:
     return built
 
 
-@audited_asset(
-    checks.ACCELEROMETER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[ACCELEROMETER_LANDING], automation_condition=EAGER
-)
+@trusted_asset(checks.ACCELEROMETER_TRUSTED_AUDIT, inputs=[ACCELEROMETER_LANDING])
 def accelerometer_trusted(step: AssetStep) -> Build:
     """Accelerometer readings of customer_trusted customers, whatever the spelling of the
     e-mail in `user` (stored as the customer's person key), under the `since_consent` policy
@@ -76,41 +75,30 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     if not follower.usable:
         # Met by construction: checks.ACCELEROMETER_TRUSTED_AUDIT's reading_unique.
         return follower.full(everything(), metadata, built_with=rules.ACCELEROMETER_TRUSTED)
-    readings = follower.changes("accelerometer_landing")
-    consent = follower.changes("customer_trusted")
+    changes = changed(follower, "accelerometer_landing", "customer_trusted")
     # Customers whose consent changed, and the users of removed landing rows (another copy of
     # a removed reading may remain: DISTINCT): their readings are recomputed.
     affected = follower.sql(
         """
-        SELECT email AS user FROM consent_removed UNION SELECT email FROM consent_added
-        UNION SELECT person_key FROM readings_removed
+        SELECT email AS user FROM customer_trusted_removed UNION SELECT email FROM customer_trusted_added
+        UNION SELECT person_key FROM accelerometer_landing_removed
         """,
-        consent_removed=consent.removed,
-        consent_added=consent.added,
-        readings_removed=readings.removed,
+        **changes,
     )
+    readings = changes["accelerometer_landing_added"]
 
     def recompute(users):
-        landing = follower.sql(
-            "SELECT * FROM accelerometer_landing WHERE person_key IN (SELECT user FROM users)", users=users
-        )
+        landing = follower.sql("SELECT * FROM accelerometer_landing WHERE person_key IN (SELECT user FROM users)", users=users)
         return step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=landing)
 
     return follower.follow(
-        key="user",
-        time="timestamp",
-        affected=affected,
-        fresh=step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=readings.added),
-        recompute=recompute,
-        recompute_all=everything,
-        distinct=True,
+        key="user", time="timestamp", distinct=True, affected=affected, recompute=recompute, recompute_all=everything,
+        fresh=step.query(rules.ACCELEROMETER_TRUSTED, "customer_trusted", accelerometer_landing=readings),
         metadata=metadata,
     )
 
 
-@audited_asset(
-    checks.STEP_TRAINER_TRUSTED_AUDIT, group=GROUP, kinds=KINDS, inputs=[STEP_TRAINER_LANDING], automation_condition=EAGER
-)
+@trusted_asset(checks.STEP_TRAINER_TRUSTED_AUDIT, inputs=[STEP_TRAINER_LANDING])
 def step_trainer_trusted(step: AssetStep) -> Build:
     """Step trainer readings whose serial number belongs to a customer_curated customer (under
     `since_consent`, taken at or after their consent date). On a serial number shared with others
@@ -124,56 +112,40 @@ def step_trainer_trusted(step: AssetStep) -> Build:
 
     if not follower.usable:
         return follower.full(everything(), metadata)
-    readings = follower.changes("step_trainer_landing")
-    owners = follower.changes("customer_curated")
-    registrations = follower.changes("customer_landing")
-    named = follower.changes("customer_landing_rejects")
-    phones = follower.changes("accelerometer_trusted")
+    changes = changed(follower, "step_trainer_landing", *inputs)
     # Serial numbers whose curated owner, consent or registrations changed, those of removed
     # landing rows, and shared ones whose owner's phone readings changed (on a shared serial
     # number they decide which step readings count).
     affected = follower.sql(
         f"""{rules.STEP_TRAINER_OWNERS}
-        SELECT serialNumber FROM owners_removed UNION SELECT serialNumber FROM owners_added
-        UNION SELECT serialNumber FROM registrations_removed UNION SELECT serialNumber FROM registrations_added
-        UNION SELECT serialNumber FROM readings_removed
-        UNION SELECT c.serialNumber FROM customer_curated AS c
-              WHERE EXISTS (SELECT 1 FROM named_removed AS r WHERE array_contains(r.named_serials, c.serialNumber))
-                 OR EXISTS (SELECT 1 FROM named_added AS r WHERE array_contains(r.named_serials, c.serialNumber))
-        UNION SELECT c.serialNumber FROM owner AS c
-              WHERE c.shared AND c.email IN (SELECT user FROM phones_removed UNION SELECT user FROM phones_added)
+        SELECT serialNumber FROM customer_curated_removed UNION SELECT serialNumber FROM customer_curated_added
+        UNION SELECT serialNumber FROM customer_landing_removed UNION SELECT serialNumber FROM customer_landing_added
+        UNION SELECT serialNumber FROM step_trainer_landing_removed
+        UNION SELECT c.serialNumber FROM customer_curated AS c WHERE EXISTS (
+                  SELECT 1 FROM customer_landing_rejects_removed AS r WHERE array_contains(r.named_serials, c.serialNumber))
+              OR EXISTS (SELECT 1 FROM customer_landing_rejects_added AS r WHERE array_contains(r.named_serials, c.serialNumber))
+        UNION SELECT c.serialNumber FROM owner AS c WHERE c.shared AND c.email IN (
+            SELECT user FROM accelerometer_trusted_removed UNION SELECT user FROM accelerometer_trusted_added)
         """,
-        owners_removed=owners.removed,
-        owners_added=owners.added,
-        registrations_removed=registrations.removed,
-        registrations_added=registrations.added,
-        readings_removed=readings.removed,
-        named_removed=named.removed,
-        named_added=named.added,
-        phones_removed=phones.removed,
-        phones_added=phones.added,
+        **changes,
     )
     # The only phone readings a step reading can be matched with: those at its time.
+    readings = changes["step_trainer_landing_added"]
     phones_then = follower.sql(
         "SELECT * FROM accelerometer_trusted WHERE timestamp IN (SELECT sensorReadingTime FROM new_readings)",
-        new_readings=readings.added,
+        new_readings=readings,
     )
 
     def recompute(serials):
-        landing = follower.sql(
-            "SELECT * FROM step_trainer_landing WHERE serialNumber IN (SELECT serialNumber FROM serials)", serials=serials
-        )
+        sql = "SELECT * FROM step_trainer_landing WHERE serialNumber IN (SELECT serialNumber FROM serials)"
+        landing = follower.sql(sql, serials=serials)
         return step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=landing)
 
     return follower.follow(
-        key="serialNumber",
-        time="sensorReadingTime",
-        affected=affected,
+        key="serialNumber", time="sensorReadingTime", distinct=True, affected=affected,
+        recompute=recompute, recompute_all=everything,
         # The phone readings at the new readings' times stand in for the whole input.
-        fresh=step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=readings.added, accelerometer_trusted=phones_then),
-        recompute=recompute,
-        recompute_all=everything,
-        distinct=True,
+        fresh=step.query(rules.STEP_TRAINER_TRUSTED, *inputs, step_trainer_landing=readings, accelerometer_trusted=phones_then),
         judge_with={"accelerometer_trusted": phones_then},
         metadata=metadata,
     )

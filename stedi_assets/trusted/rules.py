@@ -105,16 +105,14 @@ EXISTS (
 )
 """
 
-# The owners of step trainers, small tables computed once per query (from customer_landing
-# grouped by serial number) instead of asking customer_landing again for each reading. `owner`:
-# each customer_curated customer's serial number, consent date, and whether the serial number
-# is `shared`: registered in customer_landing to someone else as well (the production system
-# re-used serial numbers; a record without a person key counts as someone else), or named by a
-# rejected customer line (whose owner is unknown), so that it does not say whose a reading is;
-# an unknown e-mail counts as shared (in doubt). `sole_owner`: the serial numbers that are not
-# shared, each once, with the earliest consent of its owners. `phone_moment`: the moments at
-# which the phone of a shared serial number's owner recorded, each once, with the earliest
-# consent of those owners: the only moments a step reading on it can be theirs.
+# The owners of step trainers, small tables computed once per query from customer_landing grouped
+# by serial number (not asked again for each reading). `owner`: each customer_curated customer's
+# serial number, consent date, and whether it is `shared`, so that it does not say whose a reading
+# is: registered to someone else as well (the production system re-used serial numbers; a record
+# without a person key is someone else), named by a rejected customer line (owner unknown), or of
+# an unknown e-mail (in doubt). `sole_owner`: each serial number not shared, with its owners'
+# earliest consent. `phone_moment`: each moment the phone of a shared serial number's owner
+# recorded, with those owners' earliest consent: the only moments a step reading on it is theirs.
 STEP_TRAINER_OWNERS = """
 WITH registration AS (
     SELECT serialNumber, COUNT(*) AS records, COUNT(person_key) AS keyed,
@@ -148,13 +146,12 @@ phone_moment AS (
 )
 """
 
-# Step trainer reading `s` belongs to the curated customer registered to its serial number;
-# on a shared serial number, only when that customer's phone recorded at the same moment (no
-# reading of a non-consenting co-owner gets in). Over STEP_TRAINER_OWNERS' tables, each with
-# one row per key, so the joins multiply no reading: STEP_TRAINER_MATCH joins them to `s`
-# (hash joins on small tables, with the consent clause in the join), and
-# STEP_TRAINER_READING_CONSENTED is the verdict. Not EXISTS: DuckDB plans those over the
-# tables as a delim join that groups every (serial number, time) of the readings first.
+# Step trainer reading `s` belongs to the curated customer registered to its serial number; on a
+# shared one, only when that customer's phone recorded at the same moment (no reading of a
+# non-consenting co-owner gets in). STEP_TRAINER_MATCH joins STEP_TRAINER_OWNERS' tables (one row
+# per key: no reading multiplied; the consent clause in the join) and
+# STEP_TRAINER_READING_CONSENTED is the verdict. Not EXISTS: DuckDB plans that as a delim join
+# grouping every (serial number, time) of the readings first.
 STEP_TRAINER_MATCH = """
 LEFT JOIN sole_owner AS c
     ON c.serialNumber = s.serialNumber AND {since_consent: s.sensorReadingTime >= c.shareWithResearchAsOfDate}
@@ -171,8 +168,7 @@ FROM (SELECT person_key AS user, timestamp, x, y, z FROM accelerometer_landing) 
 WHERE {ACCELEROMETER_READING_CONSENTED}
 """
 
-# A serial number shared by several customers must not multiply readings: STEP_TRAINER_MATCH
-# joins tables of one row per key (and DISTINCT: a reading delivered twice is one reading).
+# DISTINCT: a reading delivered twice is one reading.
 STEP_TRAINER_TRUSTED = f"""{STEP_TRAINER_OWNERS}
 SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject
 FROM step_trainer_landing AS s {STEP_TRAINER_MATCH}
