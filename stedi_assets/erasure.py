@@ -124,12 +124,14 @@ class Erasures:
 NO_REQUESTS = Erasures().fingerprint()  # what a version built with no erasure request in force records
 
 
-def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
-    """The requests recorded in the lake (none if there is no table yet)."""
+def load(lake: Lake, privacy: PrivacyPolicy, read: Iterable[Snapshot] = ()) -> Erasures:
+    """The requests recorded in the lake (none if there is no table yet), with the serial keys
+    only erased people own as the versions `read` recorded them."""
+    serials = frozenset().union(*(erased_serials(s) for s in read))
     try:
         requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
     except TableNotPublishedError:
-        return Erasures()
+        return Erasures(serials=serials)
     if requests.num_rows and set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
         raise SubjectKeyChangedError(
             "erasure requests in the lake were recorded under another STEDI_SUBJECT_KEY: with this key the erased "
@@ -137,7 +139,7 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
             f"{PREVIOUS_KEY_VARIABLE}, the new one in STEDI_SUBJECT_KEY, then `stedi forget --rekey` "
             "(docs/privacy.md, Key rotation)"
         )
-    return Erasures(frozenset(requests["erasure_key"].to_pylist()))
+    return Erasures(frozenset(requests["erasure_key"].to_pylist()), serials)
 
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
@@ -269,7 +271,7 @@ def purge(lake: Lake, name: str, force: bool = False) -> tuple[list[int], dict[s
     pending = awaiting_purge(lake, spec)
     if not pending:
         return pending, {}
-    companions = lake.current(spec).info.get("companions", {})
+    companions = lake.current(spec).companions
     if not force and _still_read(lake, name, pending, companions):
         return pending, {}
     return pending, {s.name: lake.vacuum(s, 0, apply=True, untracked=False) for s in (spec, *(LAKE_TABLES[c].spec for c in companions))}
@@ -280,6 +282,6 @@ def _still_read(lake: Lake, name: str, versions: Sequence[int], companions: Mapp
     or from another version of one of its companions than the current (`companions`)."""
     current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
     # A companion's commit info is its table's, as it was when last written: not a reader.
-    paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
+    paired = {c for snapshot in current.values() for c in snapshot.companions}
     readers = (s.info.get("inputs", {}) for reader, s in current.items() if reader not in paired)
     return any(inputs.get(name) in versions or any(c in inputs and inputs[c] != v for c, v in companions.items()) for inputs in readers)

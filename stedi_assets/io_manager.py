@@ -13,8 +13,8 @@ import dagster as dg
 from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import CommitConflictError
-from stedi_assets.resources.lake import LakeResource
-from stedi_assets.publishing import Audited, Companion
+from stedi_assets.resources import LakeResource
+from stedi_assets.publishing import Audited, Change
 from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 
 # A step whose commit was refused (another run committed the table first) is built and judged
@@ -48,7 +48,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             raise dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(0.2, 2.0)) from error
         name = obj.table.name
         if snapshot is None:
-            base = obj.increment.base  # type: ignore[union-attr]
+            base = obj.base  # type: ignore[union-attr]
             context.log.info(f"{name}: nothing changed, stays at Delta version {base.version} ({base.rows} rows); {obj.timings}")
         else:
             context.log.info(
@@ -75,11 +75,10 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     # A companion that changes nothing is paired at its `base`.
     companions = [lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
                   for c in out.companions]
-    base, removes = (out.increment.base, out.increment.removes) if out.increment else (None, ())
-    return lake.write(out.table.spec, out.data, out.info, companions=companions, base=base, removes=removes)
+    return lake.write(out.table.spec, out.data, out.info, companions=companions, base=out.base, removes=out.removes)
 
 
-def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> Companion:
+def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Change:
     """`companion` on its latest version, restored first to the version its table names if
     another was committed since (by a run that died between the two commits, or one between
     them now); the new commit builds on the restore."""

@@ -13,23 +13,25 @@ import pyarrow as pa
 
 from stedi_assets import erasure
 from stedi_assets.audit import Audit, Outcome, failures
-from stedi_assets.curated import checks as curated_checks
+from stedi_assets.curated import checks as curated
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import DamagedTableError, LakeError, TableNotPublishedError
-from stedi_assets.landing import checks as landing_checks
+from stedi_assets.landing import checks as landing
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.tables import LAKE_TABLES, Table
-from stedi_assets.trusted import checks as trusted_checks
+from stedi_assets.trusted import checks as trusted
 
 if TYPE_CHECKING:  # the engine resource is Dagster's: `stedi sql` and the like load no Dagster
     from stedi_assets.engine.resource import SqlEngineResource
 
 # Every table's audit, as its zone declares it, upstream zones first.
-AUDITS: dict[str, Audit] = {
-    a.table.name: a for m in (landing_checks, trusted_checks, curated_checks) for a in vars(m).values() if isinstance(a, Audit)
-}
+AUDITS: dict[str, Audit] = {a.table.name: a for a in (
+    landing.CUSTOMER_LANDING_AUDIT, landing.ACCELEROMETER_LANDING_AUDIT, landing.STEP_TRAINER_LANDING_AUDIT,
+    trusted.CUSTOMER_TRUSTED_AUDIT, trusted.ACCELEROMETER_TRUSTED_AUDIT, trusted.STEP_TRAINER_TRUSTED_AUDIT,
+    curated.CUSTOMER_CURATED_AUDIT, curated.MACHINE_LEARNING_CURATED_AUDIT,
+)}
 # A companion (a landing table's rejects and its ledger of source files) is read at the
 # version its table's commit names.
 OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in a.companions}
@@ -110,9 +112,8 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
         **published(lake, [t.name for t in (*audit.reads, *audit.paired)]),
         **audit.published_relations(lake, target, source),
     }
-    # The serial keys only erased people own, as the versions read recorded them (as a step does).
-    serials = frozenset().union(*(erasure.erased_serials(s) for s in relations.values() if isinstance(s, Snapshot)))
-    relations.update(erasure.load(lake, privacy).with_serials(serials).relations())
+    # With the serial keys only erased people own, as the versions read recorded them (as a step does).
+    relations.update(erasure.load(lake, privacy, [s for s in relations.values() if isinstance(s, Snapshot)]).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
     judged = RollbackResult(audit.table, target, outcomes, None)
     if not apply or judged.refused:
@@ -127,7 +128,7 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
     versions = {}
     # The rejects and the ledger go back with their landing table (if the version names them:
     # not a version from before the table had a ledger).
-    for table in (t for t in audit.companions if t.name in target.info.get("companions", {})):
+    for table in (t for t in audit.companions if t.name in target.companions):
         paired = lake.companion(target, table.spec)
         if lake.current(table.spec).version != paired.version:
             paired = lake.restore(table.spec, paired.version, info)
