@@ -9,8 +9,8 @@ import dagster as dg
 from stedi_assets.curated import assets as curated_assets
 from stedi_assets.engine.resource import engine_resource
 from stedi_assets.io_manager import DeltaLakeIOManager
+from stedi_assets.lakehouse import AUDITS
 from stedi_assets.landing import assets as landing_assets
-from stedi_assets.landing.checks import ACCELEROMETER_LANDING_AUDIT, CUSTOMER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT
 from stedi_assets.landing.sensors import landing_sensor
 from stedi_assets.resources import AwsConfig, LakeResource, LandingSourceResource, PrivacyResource
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
@@ -60,9 +60,8 @@ def sensors(settings: Settings) -> list[dg.SensorDefinition]:
     changed: on wherever the daemon runs (`dagster dev`) unless STEDI_AUTOMATION=false."""
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     interval = settings.sensor_interval_seconds
-    landing = (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
     return [
-        *(landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status) for audit in landing),
+        *(landing_sensor(AUDITS[name], asset, interval, status) for name, asset in landing_assets.BY_TABLE.items()),
         dg.AutomationConditionSensorDefinition(
             "stedi_automation",
             target=dg.AssetSelection.all(),

@@ -69,13 +69,13 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     """Commit `out`: its companions first (each restored first to the version its table names,
     `_paired_again`), then the table naming their versions, so a reader pairing them never
     sees one without the other. An increment that changes nothing is not committed (None)."""
-    out = replace(out, companions=tuple(_paired_again(lake, c, out.info) for c in out.companions))
+    companions = [_paired_again(lake, c, out.info) for c in out.companions]
     if out.changes_nothing:
         return None
     # A companion that changes nothing is paired at its `base`.
-    companions = [lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
-                  for c in out.companions]
-    return lake.write(out.table.spec, out.data, out.info, companions=companions, base=out.base, removes=out.removes)
+    versions = [lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
+                for c in companions]
+    return lake.write(out.table.spec, out.data, out.info, companions=versions, base=out.base, removes=out.removes)
 
 
 def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Change:
@@ -83,10 +83,7 @@ def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Cha
     another was committed since (by a run that died between the two commits, or one between
     them now); the new commit builds on the restore."""
     base = companion.base
-    if base is None:
-        return companion
-    latest = lake.current(companion.table.spec)
-    if latest.version == base.version:
+    if base is None or (latest := lake.current(companion.table.spec)).version == base.version:
         return companion
     restored = {**base.info, "restored_version": base.version, "unpaired_version": latest.version, "run_id": info["run_id"]}
     return replace(companion, base=lake.restore(companion.table.spec, base.version, restored, on=latest.version))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from stedi_assets import erasure
-from stedi_assets.audit import Audit, Outcome, failures
+from stedi_assets.audit import Audit, failures
 from stedi_assets.curated import checks as curated
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake, Snapshot
@@ -77,25 +76,14 @@ def query(lake: Lake, sql: str) -> pa.Table:
         raise QueryError(message) from None
 
 
-@dataclass(frozen=True)
-class RollbackResult:
-    table: Table
-    target: Snapshot
-    outcomes: list[Outcome]
-    restored: Snapshot | None  # None: refused, or a dry run
-
-    @property
-    def refused(self) -> bool:
-        return not all(o.passed for o in self.outcomes)
-
-
 def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyPolicy, source: LandingSource,
-             to_version: int | None = None, apply: bool = False) -> RollbackResult:
+             to_version: int | None = None, apply: bool = False) -> tuple[Snapshot, Snapshot | None]:
     """Restore an earlier version of `name` (default: the one before the current) as a new
     commit, only if it passes the table's blocking rules against today's upstream tables,
     source and erasure requests: a rollback is a publish, so it never brings back what
     today's rules forbid (a customer who withdrew consent or was erased since). Never past
-    the retention window. Without `apply` a dry run, like delta-rs's destructive operations."""
+    the retention window. Without `apply` a dry run, like delta-rs's destructive operations.
+    Returns the version judged and the restore (None: a dry run); refused, a LakeError says why."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
@@ -115,9 +103,11 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
     # With the serial keys only erased people own, as the versions read recorded them (as a step does).
     relations.update(erasure.load(lake, privacy, [s for s in relations.values() if isinstance(s, Snapshot)]).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
-    judged = RollbackResult(audit.table, target, outcomes, None)
-    if not apply or judged.refused:
-        return judged
+    if not all(o.passed for o in outcomes):
+        raise LakeError(f"rollback of {name} to version {target_version} refused: it breaks today's rules "
+                        f"({failures(outcomes)}); nothing was changed")
+    if not apply:
+        return target, None
     info: Mapping[str, Any] = {
         **target.info,
         "restored_version": target.version,
@@ -125,17 +115,12 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
         "consent_policy": privacy.consent_policy.value,
         "published_by": "stedi rollback",
     }
-    versions = {}
-    # The rejects and the ledger go back with their landing table (if the version names them:
-    # not a version from before the table had a ledger).
-    for table in (t for t in audit.companions if t.name in target.companions):
-        paired = lake.companion(target, table.spec)
-        if lake.current(table.spec).version != paired.version:
-            paired = lake.restore(table.spec, paired.version, info)
-        versions[table.name] = paired.version
-    if versions:
-        info = {**info, "companions": versions}
-    return replace(judged, restored=lake.restore(audit.table.spec, target.version, info))
+    # The rejects and the ledger go back with their landing table, as the version names them.
+    versions = dict(target.companions)
+    for name, version in versions.items():
+        if lake.current(LAKE_TABLES[name].spec).version != version:
+            versions[name] = lake.restore(LAKE_TABLES[name].spec, version, info).version
+    return target, lake.restore(audit.table.spec, target.version, {**info, **({"companions": versions} if versions else {})})
 
 
 def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, privacy: PrivacyPolicy) -> str | None:
@@ -164,8 +149,3 @@ def purge(lake: Lake) -> list[str]:
         for table, gone in purged.items():
             lines.append(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
     return lines
-
-
-def refusal(result: RollbackResult) -> str:
-    return (f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "
-            f"({failures(result.outcomes)}); nothing was changed")

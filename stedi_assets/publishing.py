@@ -1,13 +1,11 @@
 """Write-audit-publish inside each table's own asset step (`audited_asset`): the step builds
 the table from the published upstream tables; judges every blocking rule of its `Audit` on
-exactly that data (in memory, or as Parquet files staged out of sight in the table's folder,
-`Staged`); yields the `Output` (an `Audited` value that the IO manager commits as the next
-Delta version, or None if a rule failed: nothing written, readers keep the previous version);
-then one `AssetCheckResult` per rule, after the output so Dagster records them against this
-materialization; and fails if a rule failed, so everything downstream is skipped. Nothing is
-judged that the step did not build, nor published that it did not judge. With only a table's
-checks selected (the UI's check tab), the step judges the *published* version, reports against
-the materialization that produced it, and publishes nothing.
+exactly that data (in memory, or staged out of sight, `Staged`); yields the `Output` (an
+`Audited` value the IO manager commits, or None if a rule failed: nothing written); then one
+`AssetCheckResult` per rule, after the output so Dagster records them against this
+materialization; and fails if a rule failed, so everything downstream is skipped. With only
+a table's checks selected, the step judges the *published* version, reports against the
+materialization that produced it, and publishes nothing.
 
 This module names no zone and no table: what a zone needs beyond its inputs, it declares in
 its `Audit` (`paired`, `from_source`) or builds itself.
@@ -33,7 +31,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from stedi_assets import erasure
-from stedi_assets.audit import SAMPLE_SIZE, Audit, Outcome, evaluate, failures
+from stedi_assets.audit import Audit, Outcome, evaluate, failures
 from stedi_assets.charts import Pictures
 from stedi_assets.engine import Relation
 from stedi_assets.engine.resource import SqlEngineResource
@@ -43,7 +41,6 @@ from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.privacy import PrivacyPolicy, mask, now_ms
 from stedi_assets.tables import Table
 
-RESOURCES = frozenset({"lake", "engine", "privacy", "source"})
 CONCURRENT_RUNS = 100  # at most how many materializations of a table one run can overlap
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
 
@@ -91,11 +88,10 @@ class Increment:
 
 @dataclass
 class Build:
-    """What an asset step built: the table (or its parts, a data file each: a landing table's
-    rows per source file), its companion and ledger (a landing table's rejects and source
-    files), the relations its rules need beyond the step's inputs (they may stand in for the
-    table: an incremental build is judged on the rows that can break a rule), UI metadata,
-    and the `increment` if it changes the published version rather than replacing it."""
+    """What an asset step built: the table (or its parts, a data file each), its companion and
+    ledger (a landing table's rejects and source files), the relations its rules need beyond
+    the step's inputs (they may stand in for the table: an incremental build is judged on the
+    rows that can break a rule), and the `increment` if it changes the published version."""
 
     data: pa.Table | Sequence[pa.Table] | Staged
     companion: pa.Table | Sequence[pa.Table] | None = None
@@ -139,7 +135,6 @@ class AssetStep:
         return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec)
 
     def current(self, table: Table) -> Snapshot | None:
-        """The table's published version, or None if it has none."""
         try:
             return self.lake.current(table.spec)
         except TableNotPublishedError:
@@ -178,15 +173,6 @@ def _rows(data: pa.Table | Staged) -> int:
     return data.rows if isinstance(data, Staged) else data.num_rows
 
 
-def check_specs(audit: Audit) -> list[dg.AssetCheckSpec]:
-    """One blocking check per rule, depending on the tables the rules read."""
-    deps = [t.name for t in audit.reads]
-    return [
-        dg.AssetCheckSpec(r.name, asset=audit.table.name, description=r.description, blocking=True, additional_deps=deps)
-        for r in audit.rules
-    ]
-
-
 def audited_asset(
     audit: Audit, *, group: str, kinds: set[str], inputs: Sequence[Table] = (), description: str | None = None,
     automation_condition: dg.AutomationCondition | None = None,
@@ -211,15 +197,17 @@ def audited_asset(
             # Dependencies, not inputs: the step reads each upstream table's published version
             # itself (as the IO manager's `load_input` would), without two Dagster events per input.
             deps=[dg.AssetKey(t.name) for t in reads],
-            check_specs=check_specs(audit),
+            # One blocking check per rule, depending on the tables the rules read.
+            check_specs=[dg.AssetCheckSpec(r.name, asset=table.name, description=r.description, blocking=True,
+                                           additional_deps=[t.name for t in audit.reads]) for r in audit.rules],
             can_subset=True,
-            required_resource_keys=set(RESOURCES),
+            required_resource_keys={"lake", "engine", "privacy", "source"},
             # No concurrency pool: two runs writing one table are serialised by the Delta
             # commit, and the loser's step is retried (io_manager.py).
         )
         def _step(context: dg.AssetExecutionContext, config: StepConfig):
             resources = context.resources
-            lake = resources.lake.lake()
+            lake, privacy = resources.lake.lake(), resources.privacy
             snapshots = {t.name: lake.current(t.spec) for t in reads}
             for paired in audit.paired:  # at the version the commit of a table it reads names
                 owner = next((s for s in snapshots.values() if paired.name in s.companions), None)
@@ -227,10 +215,10 @@ def audited_asset(
                     raise TableNotPublishedError(f"no table {table.name} reads names a version of {paired.name}")
                 snapshots[paired.name] = lake.companion(owner, paired.spec)
             try:
-                erasures = erasure.load(lake, resources.privacy, snapshots.values())
+                erasures = erasure.load(lake, privacy, snapshots.values())
             except erasure.SubjectKeyChangedError as error:
                 raise dg.Failure(description=str(error)) from None
-            step = AssetStep(context, snapshots, resources.engine, resources.privacy, resources.source, lake, Pictures(context.log), erasures)
+            step = AssetStep(context, snapshots, resources.engine, privacy, resources.source, lake, Pictures(context.log), erasures)
             published = step.current(table)
             if dg.AssetKey(table.name) not in context.selected_asset_keys:
                 yield from _judge_published(step, audit, published)
@@ -270,7 +258,15 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     relations.update(built.relations)
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
     if increment is not None and not step.erasures.applied_by(increment.base):
-        outcomes = _erasure_judged_on_kept_rows(step, audit, relations, increment, outcomes)
+        # An increment on a version built without some of the erasure requests in force keeps
+        # rows its build never looked at. Its version will say it applies those requests, so the
+        # rules that read them judge the kept rows too: a kept row of hers fails the step instead
+        # of being published as erased (trusted and curated builds leave them out, `Follower.erasing`).
+        kept = {table.name: increment.base.without(increment.removes)}
+        if increment.companion is not None and increment.companion.base is not None:
+            kept[increment.companion.table.name] = increment.companion.base.without(increment.companion.removes)
+        outcomes = [o + evaluate(o.rule, {**relations, **kept}, step.engine, step.privacy, step.as_of) if o.rule.reads_erasures
+                    else o for o in outcomes]
     passed = all(o.passed for o in outcomes)
     rows = increment.rows if increment is not None else _rows(added)
     publishes = data if increment is None or _rows(added) else None
@@ -290,7 +286,8 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             **built.info,
         }
         # `stedi bench` reads these times from the commit's log line (bench/runner.py).
-        timings = f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {time.perf_counter() - started:.3f} s"
+        audit_seconds = time.perf_counter() - started
+        timings = f"build {build_seconds:.3f} s (pictures {step.pictures.seconds:.3f} s), audit {audit_seconds:.3f} s"
         base, removes = (increment.base, increment.removes) if increment is not None else (None, ())
         audited = Audited(table, publishes, base, removes, info=info, companions=tuple(companions),
                           retention_hours=step.privacy.retention_hours, timings=timings)
@@ -307,7 +304,8 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         "dagster/uri": step.lake.uri(table.location),
     }
     if increment is not None:
-        metadata.update(rows_added=_rows(added), base_version=increment.base.version, changes=dg.MetadataValue.json(dict(increment.summary)))
+        changes = dg.MetadataValue.json(dict(increment.summary))
+        metadata.update(rows_added=_rows(added), base_version=increment.base.version, changes=changes)
     elif audit.companion is not None and audit.companion.name in relations:
         metadata[f"{audit.companion.name}_rows"] = relations[audit.companion.name].num_rows
     if isinstance(data, Staged) and (not passed or publishes is None):
@@ -323,39 +321,16 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         )
 
 
-def _erasure_judged_on_kept_rows(
-    step: AssetStep, audit: Audit, relations: Mapping[str, Relation], increment: Increment, outcomes: list[Outcome]
-) -> list[Outcome]:
-    """An increment on a version built without some of the erasure requests in force keeps
-    rows its build never looked at. Its version will say it applies those requests, so the
-    rules that read them (`Rule.reads_erasures`) judge the kept rows too: a kept row of hers
-    fails the step instead of being published as erased. Trusted and curated builds leave her
-    rows out themselves (incremental.py `Follower.erasing`); this judges that they did."""
-    old = {audit.table.name: increment.base.without(increment.removes)}
-    if increment.companion is not None:
-        old[increment.companion.table.name] = increment.companion.base.without(increment.companion.removes)
-    judged = []
-    for outcome in outcomes:
-        if outcome.rule.reads_erasures:
-            again = evaluate(outcome.rule, {**relations, **old}, step.engine, step.privacy, step.as_of)
-            sample = (outcome.sample + again.sample)[:SAMPLE_SIZE]
-            outcome = replace(outcome, violations=outcome.violations + again.violations, sample=sample)
-        judged.append(outcome)
-    return judged
-
-
 PREVIEW_ROWS = 5
 
 
 def preview(table: Table, rows: pa.Table) -> dg.TableMetadataValue:
     """The first rows, direct identifiers masked."""
     names = table.column_names
-    records = [dg.TableRecord({c: _cell(mask(c, row[c])) for c in names}) for row in rows.select(names).to_pylist()]
+    cells = ({c: mask(c, v) for c, v in row.items()} for row in rows.select(names).to_pylist())
+    records = [dg.TableRecord({c: v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for c, v in row.items()})
+               for row in cells]
     return dg.MetadataValue.table(records, schema=table.table_schema)
-
-
-def _cell(value: Any) -> str | int | float | bool | None:
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
 def _judge_published(step: AssetStep, audit: Audit, published: Snapshot | None):
@@ -380,18 +355,15 @@ def _selected(context: dg.AssetExecutionContext, table: Table, outcomes: list[Ou
 
 
 def _check_metadata(outcome: Outcome, published: bool, version: int | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"violations": outcome.violations, "sample_keys": dg.MetadataValue.json(outcome.sample),
-                                "published": published}
-    if version is not None:
-        metadata["judged_version"] = version
-    if outcome.by_construction:
-        metadata["judged"] = "by construction: the table is the rule's own SQL over the inputs it reads"
-    return metadata
+    return {
+        "violations": outcome.violations, "sample_keys": dg.MetadataValue.json(outcome.sample), "published": published,
+        **({"judged_version": version} if version is not None else {}),
+        **({"judged": "by construction: the table is the rule's SQL over the inputs it reads"} if outcome.by_construction else {}),
+    }
 
 
-def _materialization_of(
-    context: dg.AssetExecutionContext, table: Table, snapshot: Snapshot
-) -> AssetCheckEvaluationTargetMaterializationData | None:
+def _materialization_of(context: dg.AssetExecutionContext, table: Table, snapshot: Snapshot
+                        ) -> AssetCheckEvaluationTargetMaterializationData | None:
     """The materialization that produced `snapshot`, by its commit's run id, if this instance
     recorded that run: the asset's materializations while it ran (storage ids as the asset
     index numbers them, which check targets refer to; sqlite's run logs number apart)."""
