@@ -39,8 +39,7 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
         allow_unconditional_writes=settings.s3_allow_unsafe_commits,
         unconditional_writes_setting=f"{UNSAFE_COMMITS_VARIABLE}=true",
     )
-    # The secret reaches the privacy resource through dg.EnvVar, so the UI shows the variable's
-    # name, never its value. The development default is no secret.
+    # The secret as a dg.EnvVar (see PrivacyResource); the development default is no secret.
     subject_key = settings.subject_key if settings.subject_key == DEVELOPMENT_SUBJECT_KEY else dg.EnvVar(SUBJECT_KEY_VARIABLE)
     return {
         "lake": lake,

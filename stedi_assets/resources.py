@@ -23,13 +23,6 @@ class AwsConfig(dg.Config):
     timeout_seconds: float = 30.0
     anonymous: bool = False  # unsigned requests: reads of a public bucket without credentials
 
-    def access(
-        self, allow_unconditional_writes: bool = False, unconditional_writes_setting: str = "allow_unconditional_writes"
-    ) -> AwsAccess:
-        return AwsAccess(
-            self.max_attempts, self.timeout_seconds, self.anonymous, allow_unconditional_writes, unconditional_writes_setting
-        )
-
 
 class LakeResource(dg.ConfigurableResource):
     """The lake root (a folder or `s3://bucket/prefix`) holding every zone table as a Delta
@@ -43,7 +36,8 @@ class LakeResource(dg.ConfigurableResource):
     unconditional_writes_setting: str = "allow_unconditional_writes"
 
     def lake(self) -> Lake:
-        access = self.aws.access(self.allow_unconditional_writes, self.unconditional_writes_setting)
+        access = AwsAccess(**self.aws.model_dump(), allow_unconditional_writes=self.allow_unconditional_writes,
+                           unconditional_writes_setting=self.unconditional_writes_setting)
         return open_lake(self.root, access, self.glue_database)
 
 
@@ -68,4 +62,4 @@ class LandingSourceResource(dg.ConfigurableResource):
     aws: AwsConfig = AwsConfig()
 
     def create_resource(self, context: dg.InitResourceContext) -> LandingSource:
-        return LandingSource(self.root, dict(self.prefixes), self.aws.access())
+        return LandingSource(self.root, dict(self.prefixes), AwsAccess(**self.aws.model_dump()))
