@@ -17,9 +17,7 @@ from stedi_assets.resources import LakeResource
 from stedi_assets.publishing import Audited, Change
 from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 
-# A step whose commit was refused (another run committed the table first) is built and judged
-# again on the new version, up to this many times.
-COMMIT_RETRIES = 5
+COMMIT_RETRIES = 5  # times a step whose commit was refused (another run committed first) is run again
 
 # Files a run that died left behind, and no commit names, are deleted once this old: a
 # younger one may be another writer's, still to be committed.
@@ -46,9 +44,8 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             context.log.warning(f"{error}: the step is built again on the new version")
             # A random wait, so that two runs that collided do not collide again in step.
             raise dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(0.2, 2.0)) from error
-        name = obj.table.name
-        if snapshot is None:
-            base = obj.base  # type: ignore[union-attr]
+        name, base = obj.table.name, obj.base
+        if snapshot is None and base is not None:
             context.log.info(f"{name}: nothing changed, stays at Delta version {base.version} ({base.rows} rows); {obj.timings}")
         else:
             context.log.info(

@@ -31,8 +31,7 @@ AUDITS: dict[str, Audit] = {a.table.name: a for a in (
     trusted.CUSTOMER_TRUSTED_AUDIT, trusted.ACCELEROMETER_TRUSTED_AUDIT, trusted.STEP_TRAINER_TRUSTED_AUDIT,
     curated.CUSTOMER_CURATED_AUDIT, curated.MACHINE_LEARNING_CURATED_AUDIT,
 )}
-# A companion (a landing table's rejects and its ledger of source files) is read at the
-# version its table's commit names.
+# The table each companion (a landing table's rejects and ledger) is published with.
 OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in a.companions}
 
 
