@@ -1,23 +1,18 @@
-"""The blocking rules of each table, and how they are judged.
-
-Each zone declares, in its `checks.py`, one `Audit` per table: its `Rule`s (SQL that returns
-the offending rows; none = pass) and the other tables they read. The same audit judges the
-data it is about to speak for: in the table's asset step, the version just built, before any
-commit (publishing.py); with its checks run alone, the published version; before `stedi
-rollback`, the version to restore against today's upstream tables.
-"""
+"""The blocking rules of each table, and how they are judged. Each zone declares, in its
+`checks.py`, one `Audit` per table; the same audit judges the version a step built before any
+commit (publishing.py), the published version when its checks run alone, and the version
+`stedi rollback` would restore, against today's upstream tables."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from stedi_assets.engine import Relation
 from stedi_assets.lake.delta import Lake, Snapshot
-from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.privacy import mask
 from stedi_assets.tables import Table
 
@@ -56,6 +51,10 @@ class Outcome:
     def passed(self) -> bool:
         return self.violations == 0
 
+    def __add__(self, other: Outcome) -> Outcome:
+        """The rule's violations here and in `other` (judged on more rows)."""
+        return replace(self, violations=self.violations + other.violations, sample=(self.sample + other.sample)[:SAMPLE_SIZE])
+
 
 @dataclass(frozen=True)
 class Audit:
@@ -85,11 +84,9 @@ class Audit:
         if self.companion is not None:
             relations[self.companion.name] = lake.companion(version, self.companion.spec)
         if self.from_source is not None:
-            try:
-                ledger = lake.companion(version, self.ledger.spec) if self.ledger is not None else None
-            except TableNotPublishedError:  # a version from before the table had a ledger
-                ledger = None
-            relations.update(self.from_source(source, ledger))
+            ledger = self.ledger if self.ledger is not None and self.ledger.name in version.companions else None
+            # No ledger for a version from before the table had one.
+            relations.update(self.from_source(source, lake.companion(version, ledger.spec) if ledger is not None else None))
         return relations
 
     def judge(
@@ -100,8 +97,7 @@ class Audit:
         as_of: int,
         built_with: str | None = None,
     ) -> list[Outcome]:
-        """Every rule, judging consent as of `as_of` (epoch ms); one `met_by` the SQL the table
-        was `built_with` over the same inputs (a full build) is met without recomputing it."""
+        """Every rule, judging consent as of `as_of` (epoch ms); see `Rule.met_by`."""
         return [
             Outcome(rule, 0, [], by_construction=True)
             if built_with is not None and rule.met_by == built_with

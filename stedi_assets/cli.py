@@ -22,7 +22,7 @@ from stedi_assets.lake.ddl import lake_ddl
 from stedi_assets.lake.delta import Lake
 from stedi_assets.lake.errors import LakeError, TableNotPublishedError
 from stedi_assets.lake.store import open_store
-from stedi_assets.lakehouse import AUDITS, OWNERS, purge, query, refusal, rollback
+from stedi_assets.lakehouse import AUDITS, OWNERS, purge, query, rollback
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, Settings, SettingsError
@@ -133,10 +133,7 @@ def rollback_command(table: str, to_version: int | None, apply: bool, settings: 
     Without --apply a dry run: the version is judged, nothing is restored."""
     from stedi_assets.engine.resource import engine_resource  # Dagster: the rules run on the chosen engine
 
-    result = rollback(_open(settings), table, engine_resource(settings), _privacy(settings), _source(settings), to_version, apply)
-    if result.refused:
-        raise click.ClickException(refusal(result))
-    target, restored = result.target, result.restored
+    target, restored = rollback(_open(settings), table, engine_resource(settings), _privacy(settings), _source(settings), to_version, apply)
     click.echo(
         f"{table} would be restored to version {target.version} ({target.rows} rows); every blocking rule passed; "
         "nothing was changed: add --apply to restore it"

@@ -9,13 +9,10 @@ import dagster as dg
 from stedi_assets.curated import assets as curated_assets
 from stedi_assets.engine.resource import engine_resource
 from stedi_assets.io_manager import DeltaLakeIOManager
+from stedi_assets.lakehouse import AUDITS
 from stedi_assets.landing import assets as landing_assets
-from stedi_assets.landing.checks import ACCELEROMETER_LANDING_AUDIT, CUSTOMER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT
 from stedi_assets.landing.sensors import landing_sensor
-from stedi_assets.resources.aws import AwsConfig
-from stedi_assets.resources.lake import LakeResource
-from stedi_assets.resources.privacy import PrivacyResource
-from stedi_assets.resources.source import LandingSourceResource
+from stedi_assets.resources import AwsConfig, LakeResource, LandingSourceResource, PrivacyResource
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
 from stedi_assets.trusted import assets as trusted_assets
 
@@ -42,8 +39,7 @@ def resources_for(settings: Settings) -> Mapping[str, object]:
         allow_unconditional_writes=settings.s3_allow_unsafe_commits,
         unconditional_writes_setting=f"{UNSAFE_COMMITS_VARIABLE}=true",
     )
-    # The secret reaches the privacy resource through dg.EnvVar, so the UI shows the variable's
-    # name, never its value. The development default is no secret.
+    # The secret as a dg.EnvVar (see PrivacyResource); the development default is no secret.
     subject_key = settings.subject_key if settings.subject_key == DEVELOPMENT_SUBJECT_KEY else dg.EnvVar(SUBJECT_KEY_VARIABLE)
     return {
         "lake": lake,
@@ -63,9 +59,8 @@ def sensors(settings: Settings) -> list[dg.SensorDefinition]:
     changed: on wherever the daemon runs (`dagster dev`) unless STEDI_AUTOMATION=false."""
     status = dg.DefaultSensorStatus.RUNNING if settings.automation else dg.DefaultSensorStatus.STOPPED
     interval = settings.sensor_interval_seconds
-    landing = (CUSTOMER_LANDING_AUDIT, ACCELEROMETER_LANDING_AUDIT, STEP_TRAINER_LANDING_AUDIT)
     return [
-        *(landing_sensor(audit, landing_assets.BY_TABLE[audit.table.name], interval, status) for audit in landing),
+        *(landing_sensor(AUDITS[name], asset, interval, status) for name, asset in landing_assets.BY_TABLE.items()),
         dg.AutomationConditionSensorDefinition(
             "stedi_automation",
             target=dg.AssetSelection.all(),

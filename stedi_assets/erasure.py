@@ -102,12 +102,14 @@ class Erasures:
         return pc.fill_null(pc.is_in(values, value_set=pa.array(erased, pa.string())), False)
 
 
-def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
-    """The requests recorded in the lake (none if there is no table yet)."""
+def load(lake: Lake, privacy: PrivacyPolicy, read: Iterable[Snapshot] = ()) -> Erasures:
+    """The requests recorded in the lake (none if there is no table yet), with the serial keys
+    only erased people own as the versions `read` recorded them."""
+    serials = frozenset().union(*(erased_serials(s) for s in read))
     try:
         requests = lake.current(ERASURE_REQUESTS.spec).to_arrow()
     except TableNotPublishedError:
-        return Erasures()
+        return Erasures(serials=serials)
     if requests.num_rows and set(requests["key_id"].to_pylist()) != {key_id(privacy)}:
         raise SubjectKeyChangedError(
             "erasure requests in the lake were recorded under another STEDI_SUBJECT_KEY: with this key the erased "
@@ -115,7 +117,7 @@ def load(lake: Lake, privacy: PrivacyPolicy) -> Erasures:
             f"{PREVIOUS_KEY_VARIABLE}, the new one in STEDI_SUBJECT_KEY, then `stedi forget --rekey` "
             "(docs/privacy.md, Key rotation)"
         )
-    return Erasures(frozenset(requests["erasure_key"].to_pylist()))
+    return Erasures(frozenset(requests["erasure_key"].to_pylist()), serials)
 
 
 def record(lake: Lake, privacy: PrivacyPolicy, emails: Iterable[str]) -> int:
@@ -235,11 +237,11 @@ def purge(lake: Lake, name: str, force: bool = False) -> tuple[list[int], dict[s
     pending = awaiting_purge(lake, spec)
     if not pending:
         return pending, {}
-    companions = lake.current(spec).info.get("companions", {})
+    companions = lake.current(spec).companions
     if not force:
         current = lake.current_versions([t.spec for t in LAKE_TABLES.values()])
         # A companion's commit info is its table's, as it was when last written: not a reader.
-        paired = {c for snapshot in current.values() for c in snapshot.info.get("companions", {})}
+        paired = {c for snapshot in current.values() for c in snapshot.companions}
         readers = [s.info.get("inputs", {}) for reader, s in current.items() if reader not in paired]
         # Built from a pending version, or from a companion's version other than its current one.
         if any(i.get(name) in pending or any(c in i and i[c] != v for c, v in companions.items()) for i in readers):

@@ -13,13 +13,11 @@ import dagster as dg
 from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import CommitConflictError
-from stedi_assets.resources.lake import LakeResource
-from stedi_assets.publishing import Audited, Companion
+from stedi_assets.resources import LakeResource
+from stedi_assets.publishing import Audited, Change
 from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 
-# A step whose commit was refused (another run committed the table first) is built and judged
-# again on the new version, up to this many times.
-COMMIT_RETRIES = 5
+COMMIT_RETRIES = 5  # times a step whose commit was refused (another run committed first) is run again
 
 # Files a run that died left behind, and no commit names, are deleted once this old: a
 # younger one may be another writer's, still to be committed.
@@ -46,9 +44,8 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             context.log.warning(f"{error}: the step is built again on the new version")
             # A random wait, so that two runs that collided do not collide again in step.
             raise dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(0.2, 2.0)) from error
-        name = obj.table.name
-        if snapshot is None:
-            base = obj.increment.base  # type: ignore[union-attr]
+        name, base = obj.table.name, obj.base
+        if snapshot is None and base is not None:
             context.log.info(f"{name}: nothing changed, stays at Delta version {base.version} ({base.rows} rows); {obj.timings}")
         else:
             context.log.info(
@@ -69,25 +66,21 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     """Commit `out`: its companions first (each restored first to the version its table names,
     `_paired_again`), then the table naming their versions, so a reader pairing them never
     sees one without the other. An increment that changes nothing is not committed (None)."""
-    out = replace(out, companions=tuple(_paired_again(lake, c, out.info) for c in out.companions))
+    companions = [_paired_again(lake, c, out.info) for c in out.companions]
     if out.changes_nothing:
         return None
     # A companion that changes nothing is paired at its `base`.
-    companions = [lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
-                  for c in out.companions]
-    base, removes = (out.increment.base, out.increment.removes) if out.increment else (None, ())
-    return lake.write(out.table.spec, out.data, out.info, companions=companions, base=base, removes=removes)
+    versions = [lake.write(c.table.spec, c.data, out.info, base=c.base, removes=c.removes) if c.changes else c.base
+                for c in companions]
+    return lake.write(out.table.spec, out.data, out.info, companions=versions, base=out.base, removes=out.removes)
 
 
-def _paired_again(lake: Lake, companion: Companion, info: Mapping[str, Any]) -> Companion:
+def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Change:
     """`companion` on its latest version, restored first to the version its table names if
     another was committed since (by a run that died between the two commits, or one between
     them now); the new commit builds on the restore."""
     base = companion.base
-    if base is None:
-        return companion
-    latest = lake.current(companion.table.spec)
-    if latest.version == base.version:
+    if base is None or (latest := lake.current(companion.table.spec)).version == base.version:
         return companion
     restored = {**base.info, "restored_version": base.version, "unpaired_version": latest.version, "run_id": info["run_id"]}
     return replace(companion, base=lake.restore(companion.table.spec, base.version, restored, on=latest.version))

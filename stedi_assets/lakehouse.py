@@ -5,33 +5,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from stedi_assets import erasure
-from stedi_assets.audit import Audit, Outcome, failures
-from stedi_assets.curated import checks as curated_checks
+from stedi_assets.audit import Audit, failures
+from stedi_assets.curated import checks as curated
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import DamagedTableError, LakeError, TableNotPublishedError
-from stedi_assets.landing import checks as landing_checks
+from stedi_assets.landing import checks as landing
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy, now_ms
 from stedi_assets.tables import LAKE_TABLES, Table
-from stedi_assets.trusted import checks as trusted_checks
+from stedi_assets.trusted import checks as trusted
 
 if TYPE_CHECKING:  # the engine resource is Dagster's: `stedi sql` and the like load no Dagster
     from stedi_assets.engine.resource import SqlEngineResource
 
 # Every table's audit, as its zone declares it, upstream zones first.
-AUDITS: dict[str, Audit] = {
-    a.table.name: a for m in (landing_checks, trusted_checks, curated_checks) for a in vars(m).values() if isinstance(a, Audit)
-}
-# A companion (a landing table's rejects and its ledger of source files) is read at the
-# version its table's commit names.
+AUDITS: dict[str, Audit] = {a.table.name: a for a in (
+    landing.CUSTOMER_LANDING_AUDIT, landing.ACCELEROMETER_LANDING_AUDIT, landing.STEP_TRAINER_LANDING_AUDIT,
+    trusted.CUSTOMER_TRUSTED_AUDIT, trusted.ACCELEROMETER_TRUSTED_AUDIT, trusted.STEP_TRAINER_TRUSTED_AUDIT,
+    curated.CUSTOMER_CURATED_AUDIT, curated.MACHINE_LEARNING_CURATED_AUDIT,
+)}
+# The table each companion (a landing table's rejects and ledger) is published with.
 OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in a.companions}
 
 
@@ -75,25 +75,14 @@ def query(lake: Lake, sql: str) -> pa.Table:
         raise QueryError(message) from None
 
 
-@dataclass(frozen=True)
-class RollbackResult:
-    table: Table
-    target: Snapshot
-    outcomes: list[Outcome]
-    restored: Snapshot | None  # None: refused, or a dry run
-
-    @property
-    def refused(self) -> bool:
-        return not all(o.passed for o in self.outcomes)
-
-
 def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyPolicy, source: LandingSource,
-             to_version: int | None = None, apply: bool = False) -> RollbackResult:
+             to_version: int | None = None, apply: bool = False) -> tuple[Snapshot, Snapshot | None]:
     """Restore an earlier version of `name` (default: the one before the current) as a new
     commit, only if it passes the table's blocking rules against today's upstream tables,
     source and erasure requests: a rollback is a publish, so it never brings back what
     today's rules forbid (a customer who withdrew consent or was erased since). Never past
-    the retention window. Without `apply` a dry run, like delta-rs's destructive operations."""
+    the retention window. Without `apply` a dry run, like delta-rs's destructive operations.
+    Returns the version judged and the restore (None: a dry run); refused, a LakeError says why."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
@@ -110,13 +99,14 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
         **published(lake, [t.name for t in (*audit.reads, *audit.paired)]),
         **audit.published_relations(lake, target, source),
     }
-    # The serial keys only erased people own, as the versions read recorded them (as a step does).
-    serials = frozenset().union(*(erasure.erased_serials(s) for s in relations.values() if isinstance(s, Snapshot)))
-    relations.update(erasure.load(lake, privacy).with_serials(serials).relations())
+    # With the serial keys only erased people own, as the versions read recorded them (as a step does).
+    relations.update(erasure.load(lake, privacy, [s for s in relations.values() if isinstance(s, Snapshot)]).relations())
     outcomes = audit.judge(relations, engine, privacy, now_ms())
-    judged = RollbackResult(audit.table, target, outcomes, None)
-    if not apply or judged.refused:
-        return judged
+    if not all(o.passed for o in outcomes):
+        raise LakeError(f"rollback of {name} to version {target_version} refused: it breaks today's rules "
+                        f"({failures(outcomes)}); nothing was changed")
+    if not apply:
+        return target, None
     info: Mapping[str, Any] = {
         **target.info,
         "restored_version": target.version,
@@ -124,17 +114,12 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
         "consent_policy": privacy.consent_policy.value,
         "published_by": "stedi rollback",
     }
-    versions = {}
-    # The rejects and the ledger go back with their landing table (if the version names them:
-    # not a version from before the table had a ledger).
-    for table in (t for t in audit.companions if t.name in target.info.get("companions", {})):
-        paired = lake.companion(target, table.spec)
-        if lake.current(table.spec).version != paired.version:
-            paired = lake.restore(table.spec, paired.version, info)
-        versions[table.name] = paired.version
-    if versions:
-        info = {**info, "companions": versions}
-    return replace(judged, restored=lake.restore(audit.table.spec, target.version, info))
+    # The rejects and the ledger go back with their landing table, as the version names them.
+    versions = dict(target.companions)
+    for name, version in versions.items():
+        if lake.current(LAKE_TABLES[name].spec).version != version:
+            versions[name] = lake.restore(LAKE_TABLES[name].spec, version, info).version
+    return target, lake.restore(audit.table.spec, target.version, {**info, **({"companions": versions} if versions else {})})
 
 
 def _why_gone(lake: Lake, table: Table, target: Snapshot, current: Snapshot, privacy: PrivacyPolicy) -> str | None:
@@ -163,8 +148,3 @@ def purge(lake: Lake) -> list[str]:
         for table, gone in purged.items():
             lines.append(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
     return lines
-
-
-def refusal(result: RollbackResult) -> str:
-    return (f"rollback of {result.table.name} to version {result.target.version} refused: it breaks today's rules "
-            f"({failures(result.outcomes)}); nothing was changed")

@@ -128,6 +128,11 @@ class Snapshot(_DataFiles):
     version: int = -1
     info: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def companions(self) -> Mapping[str, int]:
+        """The version of each table committed together with this one (`Lake.write`'s `companions`)."""
+        return self.info.get("companions", {})
+
     def part(self, files: Sequence[str]) -> Snapshot:
         """This version restricted to some of its data files; `rows` unknown (-1) unless none (0)."""
         unknown = set(files) - set(self.files)
@@ -483,7 +488,7 @@ class Lake:
 
     def companion(self, snapshot: Snapshot, spec: TableSpec) -> Snapshot:
         """The version of `spec` committed together with `snapshot` (`write`'s `companions`)."""
-        version = snapshot.info.get("companions", {}).get(spec.name)
+        version = snapshot.companions.get(spec.name)
         if version is None:
             raise TableNotPublishedError(f"{snapshot.name} version {snapshot.version} names no version of {spec.name}")
         return self.at(spec, version)

@@ -21,7 +21,7 @@ from stedi_assets.landing.ingest import Ingest
 from stedi_assets.landing.json_lines import MAX_DEPTH
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.source import JSON_SUFFIXES
-from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset
+from stedi_assets.publishing import AssetStep, Build, Change, Increment, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
 CONTRACT = "contract"  # the commit info key naming the columns a landing version was written with
@@ -177,10 +177,10 @@ def _erased_serials(
     if published is None or not candidates:
         return candidates
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
-    if found and increment is not None and increment.companion_base is not None:
+    if found and increment is not None and increment.companion is not None:
         kept = increment.base.without(increment.removes)
         serials.append(kept.dataset().to_table(columns=["serialNumber"])["serialNumber"])
-        kept = increment.companion_base.without(increment.companion_removes)
+        kept = increment.companion.base.without(increment.companion.removes)  # type: ignore[union-attr]
         named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
     owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
     return candidates - set(erasure.erasure_keys(owned, step.privacy, erasure.SERIAL).values())
@@ -190,8 +190,8 @@ def _carried_from(step: AssetStep, published: Snapshot, increment: Increment | N
     """Where the rows and rejects of carried source files are read (Ingest): on an increment
     the data files it replaces only, otherwise the whole published version and its rejects."""
     if increment is not None:
-        assert increment.companion_base is not None
-        return published.part(increment.removes), increment.companion_base.part(increment.companion_removes)
+        assert increment.companion is not None and increment.companion.base is not None
+        return published.part(increment.removes), increment.companion.base.part(increment.companion.removes)
     return published, step.lake.companion(published, rejects.spec)
 
 
@@ -221,7 +221,7 @@ def _replacing(
             break
         carry |= more
     summary = {"files_new": len(found.new), "files_replaced": len(replaced), "files_gone": len(found.gone)}
-    increment = Increment(published, published.rows, tuple(drop[0]), rejects_base, tuple(drop[1]), summary)
+    increment = Increment(published, published.rows, tuple(drop[0]), Change(rejects, None, rejects_base, tuple(drop[1])), summary)
     return increment, sorted(carry)
 
 
