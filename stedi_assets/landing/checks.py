@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 import pyarrow as pa
 
 from stedi_assets.audit import Audit, Rule
-from stedi_assets.erasure import EMAIL, SERIAL, not_erased
+from stedi_assets.erasure import not_erased
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing.json_lines import count_lines
+from stedi_assets.landing.named import NAMED
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
@@ -91,12 +92,12 @@ def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[
     return relations
 
 
-def _landing_audit(table: Table, ledger: Table, column: str, kind: str) -> Audit:
-    rejects, named = REJECTS_OF[table.name], "named_person_keys" if kind == EMAIL else "named_serials"
-    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, named, kind)))
+def _landing_audit(table: Table, ledger: Table) -> Audit:
+    rejects, (column, kind) = REJECTS_OF[table.name], table.erased_by  # type: ignore[misc]
+    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, NAMED[kind], kind)))
     return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
 
 
-CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES, "person_key", EMAIL)
-ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_FILES, "person_key", EMAIL)
-STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_FILES, "serialNumber", SERIAL)
+CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES)
+ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_FILES)
+STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_FILES)

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.erasure import EMAIL, SERIAL, Erasures, serial_keys
-from stedi_assets.landing.named import with_named_keys
+from stedi_assets.erasure import EMAIL, Erasures, serial_keys
+from stedi_assets.landing.named import NAMED, with_named_keys
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.tables import RESCUED_DATA
@@ -60,7 +60,7 @@ def naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np.
     landing/named.py) is hers, or any serial number they name (`named_serials`) only erased
     people own. Their text is kept nowhere."""
     mask = np.zeros(rejects.num_rows, dtype=bool)
-    for column, kind in (("named_person_keys", EMAIL), ("named_serials", SERIAL)):
+    for kind, column in NAMED.items():
         if column not in rejects.column_names or not rejects.num_rows:
             continue
         lists = rejects[column].combine_chunks()
@@ -106,6 +106,6 @@ def sources_naming(
     landing version and its rejects, name an erased person: those a build applying new
     requests carries again without them (landing/assets.py). One column of the rows is read."""
     found = rows.dataset().to_table(columns=[column, "source_file"])
-    named = rejects.dataset().to_table(columns=["source_file", "named_person_keys", "named_serials"])
+    named = rejects.dataset().to_table(columns=["source_file", *NAMED.values()])
     hits = found.filter(erasures.dropping(found, column, kind, privacy))["source_file"]
     return set(pc.unique(hits).to_pylist()) | set(named.filter(pa.array(naming(named, erasures, privacy)))["source_file"].to_pylist())

@@ -22,7 +22,7 @@ from stedi_assets.lake.delta import Snapshot
 from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing.erased import leave_out
 from stedi_assets.landing.json_lines import BOM, count_lines, parse_file
-from stedi_assets.landing.named import with_named_keys
+from stedi_assets.landing.named import NAMED, with_named_keys
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.person import with_person_keys
 from stedi_assets.privacy import PrivacyPolicy, scrub
@@ -52,38 +52,31 @@ class Ingested:
     exact: bool = False  # parsed line by line (bad lines or fields outside the contract)
     process: str = ""
 
-    @property
-    def counts(self) -> tuple[int, int, int, int]:
-        """What the ledger records of it (ledger_rows): lines read, rows, rejects, lines left out."""
-        return self.lines_read, self.rows, self.rejected, self.lines_erased
-
 
 @dataclass(frozen=True)
 class Ingest:
-    """How one landing table ingests a source file. `carried`: the ledger rows of source files
-    whose rows and rejects are carried from `published` (a version's rows and rejects, or
-    the data files of them an increment replaces) into new data files, not parsed again (an
-    erasure, or a version under an older contract). Sent whole to Spark's executors: it holds
-    the privacy policy, whose subject key they need to tell an erased person's rows, as they
-    hold the lake's access."""
+    """How one landing table ingests a source file. `carried`: the source files whose rows and
+    rejects are carried from a published version into new data files, not parsed again (an
+    erasure, or a version under an older contract), each with its ledger row and the data
+    files of the version and its rejects that hold them. Sent whole to Spark's executors: it
+    holds the privacy policy, whose subject key they need to tell an erased person's rows, as
+    they hold the lake's access."""
 
     table: Table
     rejects: Table
     source: LandingSource
     erasures: Erasures
     privacy: PrivacyPolicy
-    erased_by: tuple[str, str]  # (column of the rows, kind) that tell an erased person's rows
-    published: tuple[Snapshot, Snapshot] | None = None
-    carried: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    carried: Mapping[str, tuple[Mapping[str, Any], Snapshot, Snapshot]] = field(default_factory=dict)
 
     def __call__(self, key: str) -> tuple[Iterator[pa.Table], Ingested]:
         """The file's kept rows, a piece at a time (only the piece at hand is held, never the
         whole file or source), and what it gave: filled in as the rows are handed on."""
         done = Ingested(key, process=f"{socket.gethostname()}:{os.getpid()}")
         if key in self.carried:
-            was = self.carried[key]
+            was, *published = self.carried[key]
             done.lines_erased = was.get("lines_erased") or 0
-            pieces = self._published(key, was["lines"])
+            pieces = self._published(key, was["lines"], published)
         else:
             pieces = self._parsed(key, done)
         return self._kept(pieces, done), done
@@ -91,7 +84,7 @@ class Ingest:
     def _kept(self, pieces: Iterator[Piece], done: Ingested) -> Iterator[pa.Table]:
         fields: Counter[str] = Counter()
         for rows, rejected, lines, lines_read in pieces:
-            kept = leave_out(rows, rejected, self.erasures, self.privacy, *self.erased_by)
+            kept = leave_out(rows, rejected, self.erasures, self.privacy, *self.table.erased_by)  # type: ignore[misc]
             if kept.rejects.num_rows:
                 done.rejects.append(kept.rejects)
             done.serials.update(kept.serials)
@@ -114,18 +107,17 @@ class Ingest:
             # Lines counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
             yield rows, with_named_keys(after(batch.rejects, before)), count_lines(data), batch.lines_read
 
-    def _published(self, key: str, lines: int) -> Iterator[Piece]:
-        """What the published version holds of `key`, with the columns a version written under
-        an older contract lacked null, the person keys computed again and what each rejected
-        line names found again in its text, as a parse builds them."""
-        assert self.published is not None
+    def _published(self, key: str, lines: int, published: list[Snapshot]) -> Iterator[Piece]:
+        """What the published data files holding `key` hold of it, with the columns a version
+        written under an older contract lacked null, the person keys computed again and what
+        each rejected line names found again in its text, as a parse builds them."""
         out = []
-        for table, snapshot in zip((self.table, self.rejects), self.published):
+        for table, snapshot in zip((self.table, self.rejects), published):
             data = snapshot.dataset().to_table(filter=pc.field("source_file") == key)
             if table is self.table:
                 data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
             else:
-                data = with_named_keys(data.drop_columns(["named_person_keys", "named_serials"]))
+                data = with_named_keys(data.drop_columns(list(NAMED.values())))
             out.append(table.conform(data))
         yield out[0], out[1], lines, lines
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.lake.store import Entry
+from stedi_assets.landing.ingest import Ingested
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import Table
 
@@ -81,17 +84,15 @@ def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> 
     )
 
 
-def ledger_rows(arrivals: Arrivals, parsed: dict[str, tuple[int, int, int, int]]) -> pa.Table:
-    """The ledger after ingesting `parsed` (source_file -> lines, rows, rejects, lines left out
-    for erasure): every file listed now, and those that are gone, kept with their rows and
-    marked absent."""
-    rows = []
-    for key, entry in arrivals.entries.items():
-        if key in parsed:
-            lines, count, rejects, erased = parsed[key]
-            rows.append(dict(**_stat(entry), etag=entry.etag, source_file=key, lines=lines, rows=count, rejects=rejects,
-                             lines_erased=erased, present=True))
-        else:  # unchanged content; its status as listed now, so a file only touched is not hashed again
-            rows.append({"lines_erased": 0, **arrivals.recorded[key], **_stat(entry), "present": True})
-    rows += [{"lines_erased": 0, **arrivals.recorded[key], "present": False} for key in arrivals.gone]
-    return pa.Table.from_pylist(rows)
+def ledger_rows(arrivals: Arrivals, ingested: Mapping[str, Ingested], gone: list[str]) -> pa.Table:
+    """The ledger after ingesting (parsing or carrying) some files: every file listed now, with
+    its status as listed now (a file only touched is not hashed again), and the `gone` ones,
+    kept with their rows and marked absent."""
+
+    def row(key: str, **now: Any) -> dict[str, Any]:
+        done = ingested.get(key)
+        counts = dict(lines=done.lines_read, rows=done.rows, rejects=done.rejected, lines_erased=done.lines_erased) if done else {}
+        return {"lines_erased": 0, **arrivals.recorded.get(key, {}), **now, **counts}
+
+    rows = [row(key, **_stat(entry), etag=entry.etag, source_file=key, present=True) for key, entry in arrivals.entries.items()]
+    return pa.Table.from_pylist(rows + [row(key, present=False) for key in gone])
