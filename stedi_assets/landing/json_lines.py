@@ -1,11 +1,9 @@
 """Typed landing tables from line-delimited JSON, with a rejects record for every bad line.
 
 A file is parsed in two ways that agree on every input (rows, line numbers, rejects): fast,
-with pyarrow's vectorised reader, only when the file provably gives one row per non-blank line
-(the usual case); else exact, line by line in Python, so each problem gets its file, line
-number, raw text, reason code (`REASON_CODES`) and reason. Both share one definition of a line
-and never crash on hostile input: docs/ingestion.md ("What a line is", "Reason codes") says
-what is a line, a row and a reject. Fields outside the contract are kept in `rescued_data`.
+with pyarrow, when the file provably gives one row per non-blank line (the usual case); else
+line by line in Python, so each problem gets its file, line, raw text, reason code and reason.
+Neither crashes on hostile input. docs/ingestion.md says what is a line, a row and a reject.
 """
 
 from __future__ import annotations
@@ -75,10 +73,7 @@ def non_blank_line_numbers(data: Data) -> np.ndarray:
     """1-based numbers of the lines that hold more than JSON whitespace (a file-start BOM
     dropped), counted the way both parsers count them, with array operations rather than a
     Python loop per line."""
-    view = np.frombuffer(_without_bom(data), dtype=np.uint8)
-    if view.size == 0:
-        return np.empty(0, dtype=np.int64)
-    return _non_blank(view, *_line_bounds(view)) + 1
+    return _lines_of(np.frombuffer(_without_bom(data), dtype=np.uint8))[2] + 1
 
 
 def _where(view: np.ndarray, test) -> np.ndarray:
@@ -87,19 +82,18 @@ def _where(view: np.ndarray, test) -> np.ndarray:
     return np.concatenate([np.flatnonzero(test(view[i : i + _SLICE])) + i for i in range(0, view.size, _SLICE)])
 
 
-def _line_bounds(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and (exclusive) end offset of every line, split on b"\n" only."""
+def _lines_of(view: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and (exclusive) end offset of every line, split on b"\n" only, and the 0-based
+    indices of the non-blank ones."""
+    if view.size == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int64)
     newlines = _where(view, lambda part: part == ord("\n"))
-    return np.concatenate(([0], newlines + 1)), np.append(newlines, view.size)  # the last line ends with the data
-
-
-def _non_blank(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """0-based indices of the non-blank lines."""
+    starts, ends = np.concatenate(([0], newlines + 1)), np.append(newlines, view.size)  # the last line ends with the data
     # A line can only be blank if it is empty or starts with whitespace: usually none do, and
     # only those few are looked at whole.
     maybe_blank = np.flatnonzero((starts == ends) | _IS_WHITESPACE[view[np.minimum(starts, view.size - 1)]])
     blank = maybe_blank[~_has_content(view, starts[maybe_blank], ends[maybe_blank])]
-    return np.delete(np.arange(starts.size, dtype=np.int64), blank)
+    return starts, ends, np.delete(np.arange(starts.size, dtype=np.int64), blank)
 
 
 def _has_content(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -179,13 +173,13 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     """The file through pyarrow, or None when that cannot be proven to equal the exact path.
 
     `data` has no BOM at its start (parse_file dropped it)."""
-    if not _is_utf8(data):
-        return None
     view = np.frombuffer(data, dtype=np.uint8)
-    if view.size == 0:
-        return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
-    starts, ends = _line_bounds(view)
-    non_blank = _non_blank(view, starts, ends)
+    if view.max(initial=0) >= 0x80:  # not ASCII: pyarrow reads strings that are not UTF-8 as they are
+        try:
+            memoryview(data).tobytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    starts, ends, non_blank = _lines_of(view)
     if non_blank.size == 0:
         return ParsedFile(table.arrow_schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
     # Every non-blank line must be `{ ... }` between JSON whitespace. Then no JSON value can
@@ -200,7 +194,7 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     schema = pa.schema([(c.name, c.type) for c in columns])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     try:
-        parsed = pa_json.read_json(pa.BufferReader(_arrow_owned(data)), parse_options=options)
+        parsed = pa_json.read_json(pa.BufferReader(data if isinstance(data, pa.Buffer) else arrow_buffer(data)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if parsed.num_rows != len(line_numbers):
@@ -231,15 +225,14 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     missing = functools.reduce(pc.or_, [pc.is_null(rows[name]) for name in required], pa.scalar(False))
     if not pc.any(missing).as_py():
         return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
-    bad = rows.filter(missing)
-    raw = pc.take(_lines(data), pc.subtract(bad["source_line"], 1))
-    codes, reasons = zip(*(_missing([name for name in required if r[name] is None]) for r in bad.select(required).to_pylist()))
-    raw = pc.utf8_trim(raw, JSON_WHITESPACE).cast(pa.string())
-    rejects = pa.table(
-        [bad["source_file"].cast(pa.string()), bad["source_line"], raw, pa.array(codes, pa.string()), pa.array(reasons, pa.string())],
-        schema=REJECT_SCHEMA,
-    )
-    return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)
+    rejects = [
+        (source_file, n, view[starts[n - 1] : ends[n - 1]].tobytes().strip(_JSON_WHITESPACE_BYTES).decode(),
+         *_missing([name for name in required if r[name] is None]))
+        for r in rows.filter(missing).select(["source_line", *required]).to_pylist()
+        for n in [r["source_line"]]
+    ]
+    rejected = pa.Table.from_pylist([dict(zip(REJECT_SCHEMA.names, r)) for r in rejects], REJECT_SCHEMA)
+    return ParsedFile(rows.filter(pc.invert(missing)), rejected, parsed.num_rows)
 
 
 def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
@@ -270,27 +263,6 @@ def _all_finite(values: pa.ChunkedArray | pa.Array) -> bool:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return all(_all_finite(chunk.values) for chunk in chunks)
     return True
-
-
-def _arrow_owned(data: Data) -> pa.Buffer:
-    return data if isinstance(data, pa.Buffer) else arrow_buffer(data)
-
-
-def _is_utf8(data: Data) -> bool:
-    if np.frombuffer(data, dtype=np.uint8).max(initial=0) < 0x80:  # ASCII, the usual case
-        return True
-    try:
-        memoryview(data).tobytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _lines(data: Data) -> pa.Array:
-    """Every line of the file, blank ones included: index = line number - 1."""
-    buffer = _arrow_owned(data)
-    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, buffer.size], pa.int64()).buffers()[1], buffer])
-    return pc.split_pattern(whole, b"\n").flatten().cast(pa.large_string())
 
 
 def _missing(names: list[str]) -> Reason:
@@ -442,7 +414,7 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
     the contract (a dict, maybe empty); or the reason it is rejected."""
     if not isinstance(obj, dict):
         return NOT_OBJECT, f"not a JSON object but {type(obj).__name__}"
-    conflicting = [c.name for c in columns if c.name.lower() in getattr(obj, "conflicts", ())]
+    conflicting = [c.name for c in columns if c.name.lower() in obj.conflicts]
     if conflicting:
         return CONFLICTING, "conflicting values for " + ", ".join(conflicting)
     out: dict[str, Any] = {}
