@@ -24,28 +24,22 @@ from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.publishing import AssetStep, Build, Increment, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
-CONTRACT = "contract"  # the commit info key naming the columns a landing version was written with
-
-KINDS = {"python", "delta"}
-
-
-def contract_id(*tables: Table) -> str:
-    """Names the columns of a landing table and its rejects: a version written under another
-    contract (a column added, say) is not continued but parsed again (`_landing`)."""
-    columns = [[t.name, [[c.name, str(c.type)] for c in t.columns]] for t in tables]
-    return hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
+# The commit info key naming the columns of the landing table and its rejects a version was
+# written with: a version under another contract (a column added, say) is parsed again.
+CONTRACT = "contract"
 
 
 def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) -> dg.AssetsDefinition:
     table, rejects, ledger = audit.table, audit.companion, audit.ledger
     assert rejects is not None and ledger is not None and table.erased_by is not None
     required = ", ".join(c.name for c in table.columns if c.required)
-    contract = contract_id(table, rejects)
+    columns = [[t.name, [[c.name, str(c.type)] for c in t.columns]] for t in (table, rejects)]
+    contract = hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
 
     @audited_asset(
         audit,
         group="landing",
-        kinds=KINDS,
+        kinds={"python", "delta"},
         inputs=inputs,
         description=(
             f"{description} It reads every file at any depth under its source folder whose name ends in "
@@ -82,10 +76,8 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
         increment, carried = _replacing(step, found, table, rejects, replaced, upgrade) if continuing else (None, {})
-        # Each source file ingested where the engine runs (landing/ingest.py): on DuckDB in this
-        # process, a piece at a time; on Spark by the executors, a task per file. Its rows are
-        # staged as one data file in the table's folder (out of sight until the commit): the
-        # rules judge those files, and the commit adds them. Only what each file gave comes back.
+        # Each source file ingested where the engine runs (landing/ingest.py: here on DuckDB, by
+        # Spark's executors), its rows staged as one data file: the rules judge those, the commit adds them.
         work = Ingest(table, rejects, step.source, step.erasures, step.privacy,
                       {key: (found.recorded[key], *parts) for key, parts in carried.items()})
         engine = step.engine.engine()
@@ -94,7 +86,6 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
         exact = [d.source_file for d in done if d.exact]
         rescued = {d.source_file: d.rescued for d in done if d.rescued}
         reject_parts = [part for d in done for part in d.rejects]
-        serials: set[str] = set().union(*(d.serials for d in done))
         if exact:
             step.context.log.warning(f"{table.source}: files parsed line by line (bad lines or fields outside the contract): {', '.join(exact)}")
         if rescued:
@@ -111,11 +102,10 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
         relations = {"source_lines": checks.source_lines([(d.source_file, d.lines) for d in done], erased_lines)}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
-            serials = _erased_serials(serials, found.published if incremental or carried else None, increment, staged, kept_rejects, step)
+            left_out: set[str] = set().union(*(d.serials for d in done))
+            serials = _erased_serials(left_out, found.published if incremental or carried else None, increment, staged, kept_rejects, step)
             info[erasure.ERASED_SERIALS] = sorted(serials)
             relations.update(step.erasures.with_serials(serials).relations())
-        reasons = Counter(kept_rejects["reason_code"].to_pylist())
-        rows_per_file = {d.source_file: d.rows for d in done}
         return Build(
             staged,
             companion=reject_parts,
@@ -130,10 +120,10 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
                 "files_replaced": dg.MetadataValue.json(replaced),
                 "files_gone": dg.MetadataValue.json(gone),
                 "files_skipped": dg.MetadataValue.json(found.skipped),
-                "lines_read": sum(d.lines_read for d in done),
+                "lines_read": sum(d.lines for d in done),
                 "rows": staged.rows,
                 "rejects": kept_rejects.num_rows,
-                "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
+                "reject_reasons": dg.MetadataValue.json(dict(Counter(kept_rejects["reason_code"].to_pylist()).most_common(10))),
                 "rescued_fields": dg.MetadataValue.json(rescued),
                 # Where the files were ingested: this process (DuckDB) or Spark's executors.
                 "ingested_in": dg.MetadataValue.json({"engine": engine.name, "files": len(done),
@@ -143,7 +133,7 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
                 **step.pictures.chart("rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
-                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file(rows_per_file, kept_rejects)),
+                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file({d.source_file: d.rows for d in done}, kept_rejects)),
             },
         )
 
@@ -154,11 +144,10 @@ def _erased_serials(
     found: set[str], published: Snapshot | None, increment: Increment | None, staged: Staged, rejects: pa.Table, step: AssetStep
 ) -> set[str]:
     """The keyed hashes of serial numbers only erased people own: those of the customer
-    records this build left out (`found`, less those a kept record of the same file names),
-    and, building on a published version, with the ones it recorded, less those named by the
-    records and rejected lines it adds. The rows it keeps of that version are read only when
-    `found` is not empty (a build applying a new request): they named none of the serial
-    numbers it recorded, which were cleared then."""
+    records this build left out (`found`) and those the published version recorded, less
+    those named by the records and rejected lines it adds, and, when `found` is not empty (a
+    build applying a new request), by those it keeps of that version (they named none of
+    the ones it recorded, which were cleared then)."""
     candidates = found | erasure.erased_serials(published)
     if published is None or not candidates:
         return candidates
@@ -176,15 +165,13 @@ def _replacing(
     step: AssetStep, found: Arrivals, table: Table, rejects: Table, replaced: list[str], upgrade: bool
 ) -> tuple[Increment | None, dict[str, tuple[Snapshot, ...]]]:
     """The change to the published landing table and its rejects that drops the data files
-    holding rows or lines of the `replaced` source files (None on an `upgrade`: all is
-    written again), and the source files whose rows and lines are carried from the published
-    version into new data files (not parsed again), each with the data files of the version
-    and its rejects that hold them, which are all Ingest reads:
+    holding the `replaced` source files (None on an `upgrade`: all is written again), and the
+    source files carried from the published version (not parsed again), each with the data
+    files of the version and its rejects that hold it, which are all Ingest reads of it:
 
     - on an upgrade, the files gone from the source;
-    - those holding a person whose erasure request the version does not apply yet: an
-      erasure is a change like another, so only their data files are rewritten, without her
-      rows and lines (counted as left out), and a file gone from the source keeps the rest;
+    - those naming a person whose erasure the version does not apply yet: only their data
+      files are rewritten, without her rows and lines (counted as left out);
     - those sharing a data file with a file dropped (a table written before one data file
       per source file)."""
     published = found.published

@@ -23,9 +23,6 @@ from stedi_assets.tables import (
     Table,
 )
 
-LINES_ACCOUNTED_FOR = "lines_accounted_for"
-
-
 def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     """Each file's distinct line numbers in the table and its rejects (a line may give several
     rows, or rows and a reject), against the lines counted from the source.
@@ -34,7 +31,7 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     `bit_count`): exactly COUNT(DISTINCT), but a plain grouping DuckDB can spill; a grouped
     COUNT(DISTINCT) over 81 M lines (1000x) ran out of 1 GB, this took 0.3 GB and 7 s."""
     return Rule(
-        LINES_ACCOUNTED_FOR,
+        "lines_accounted_for",
         f"Each landing file's non-blank lines, counted apart from the parse, all appear in {table.name} "
         f"or {rejects.name}, but the lines of erased people: nothing is lost.",
         sql=f"""
@@ -79,8 +76,8 @@ def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None
 
 def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]]:
     """The line counts read again from the source, for judging a published landing version,
-    with the lines its ledger records as erased; a file its ledger records as gone from the
-    source (its rows are kept) counts the lines the ledger recorded for it."""
+    with the lines its ledger records as erased; a file gone from the source (its rows are
+    kept) counts the lines the ledger recorded for it."""
 
     def relations(source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
         counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]

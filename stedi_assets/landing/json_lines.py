@@ -44,11 +44,12 @@ class ParsedFile:
     exact_path: bool = False
 
 
-def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
+def parse_file(data: Data, source_file: str, table: Table, first_line: int = 1) -> ParsedFile:
+    """`first_line`: the number of the first line of `data` (a chunk of a file) in its file."""
     data = _without_bom(data)
     data_columns = [c for c in table.columns if c.name not in (*_LINEAGE, RESCUED_DATA.name)]
-    fast = _parse_fast(data, source_file, table, data_columns)
-    return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns)
+    fast = _parse_fast(data, source_file, table, data_columns, first_line)
+    return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns, first_line)
 
 
 # -- one definition of a line ------------------------------------------------------------------
@@ -169,7 +170,7 @@ def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines:
 
 
 # -- fast path ---------------------------------------------------------------------------------
-def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column]) -> ParsedFile | None:
+def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column], first_line: int = 1) -> ParsedFile | None:
     """The file through pyarrow, or None when that cannot be proven to equal the exact path.
 
     `data` has no BOM at its start (parse_file dropped it)."""
@@ -190,7 +191,7 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         return None
     if _any_too_deep(view, starts, ends, non_blank):
         return None  # never handed to pyarrow: the exact path rejects the line
-    line_numbers = pa.array(non_blank + 1)
+    line_numbers = pa.array(non_blank + first_line)
     schema = pa.schema([(c.name, c.type) for c in columns])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     try:
@@ -225,14 +226,13 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     missing = functools.reduce(pc.or_, [pc.is_null(rows[name]) for name in required], pa.scalar(False))
     if not pc.any(missing).as_py():
         return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
-    rejects = [
-        (source_file, n, view[starts[n - 1] : ends[n - 1]].tobytes().strip(_JSON_WHITESPACE_BYTES).decode(),
-         *_missing([name for name in required if r[name] is None]))
-        for r in rows.filter(missing).select(["source_line", *required]).to_pylist()
-        for n in [r["source_line"]]
-    ]
-    rejected = pa.Table.from_pylist([dict(zip(REJECT_SCHEMA.names, r)) for r in rejects], REJECT_SCHEMA)
-    return ParsedFile(rows.filter(pc.invert(missing)), rejected, parsed.num_rows)
+    rejects = []
+    for r in rows.filter(missing).select(["source_line", *required]).to_pylist():
+        i = r["source_line"] - first_line  # the line's index in `data`
+        raw = view[starts[i] : ends[i]].tobytes().strip(_JSON_WHITESPACE_BYTES).decode()
+        reason = _missing([name for name in required if r[name] is None])
+        rejects.append(dict(zip(REJECT_SCHEMA.names, (source_file, r["source_line"], raw, *reason))))
+    return ParsedFile(rows.filter(pc.invert(missing)), pa.Table.from_pylist(rejects, REJECT_SCHEMA), parsed.num_rows)
 
 
 def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
@@ -316,12 +316,12 @@ _DECODER = json.JSONDecoder(
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Column]) -> ParsedFile:
+def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Column], first_line: int = 1) -> ParsedFile:
     """`data` has no BOM at its start (parse_file dropped it)."""
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     lines_read = 0
-    for line_number, raw_bytes in enumerate(data.split(b"\n"), start=1):
+    for line_number, raw_bytes in enumerate(data.split(b"\n"), start=first_line):
         raw_bytes = raw_bytes.strip(_JSON_WHITESPACE_BYTES)
         if not raw_bytes:
             continue

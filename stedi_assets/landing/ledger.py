@@ -1,11 +1,9 @@
 """What a landing table has ingested, and what has arrived since: the one comparison that both
 the landing step and the sensor make.
 
-The ledger, `<source>/landing_files`, has a row per source file (content hash, status, line,
-row and reject counts, still present or not). It is a Delta table paired with the landing
-version through that version's commit (`Lake.companion`), so it always describes the rows
-readers see: not commit info (Delta may clean it up), nor columns of the landing table (a copy
-per row, and no row for a file that gave none). docs/ingestion.md, "What is re-read: the ledger".
+The ledger, `<source>/landing_files`, has a row per source file. It is a Delta table paired
+with the landing version through that version's commit (`Lake.companion`), so it always
+describes the rows readers see (docs/ingestion.md, "What is re-read: the ledger").
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.lake.store import Entry
 from stedi_assets.landing.ingest import Ingested
-from stedi_assets.landing.source import LandingSource
+from stedi_assets.landing.source import STATUS, LandingSource
 from stedi_assets.tables import Table
 
 
@@ -58,11 +56,6 @@ class Arrivals:
         return hashlib.sha256(json.dumps(identities).encode()).hexdigest()[:32]
 
 
-def _stat(entry: Entry) -> dict:
-    """What a ledger row records of a file's status, beside its content hash."""
-    return dict(size=entry.size, modified_ns=entry.modified_ns, changed_ns=entry.changed_ns, inode=entry.inode)
-
-
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
     """List the source of `table` and compare it with the ledger of its published version."""
     try:
@@ -91,8 +84,9 @@ def ledger_rows(arrivals: Arrivals, ingested: Mapping[str, Ingested], gone: list
 
     def row(key: str, **now: Any) -> dict[str, Any]:
         done = ingested.get(key)
-        counts = dict(lines=done.lines_read, rows=done.rows, rejects=done.rejected, lines_erased=done.lines_erased) if done else {}
+        counts = dict(lines=done.lines, rows=done.rows, rejects=done.rejected, lines_erased=done.lines_erased) if done else {}
         return {"lines_erased": 0, **arrivals.recorded.get(key, {}), **now, **counts}
 
-    rows = [row(key, **_stat(entry), etag=entry.etag, source_file=key, present=True) for key, entry in arrivals.entries.items()]
+    rows = [row(key, **{name: getattr(entry, name) for name in STATUS}, etag=entry.etag, source_file=key, present=True)
+            for key, entry in arrivals.entries.items()]
     return pa.Table.from_pylist(rows + [row(key, present=False) for key in gone])
