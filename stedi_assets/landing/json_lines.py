@@ -238,17 +238,11 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
 def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
     """Whether each (non-blank) line's first and last byte other than JSON whitespace are `{`, `}`."""
     first, last = starts, ends - 1
-    braced = (view[first] == ord("{")) & (view[last] == ord("}"))
-    if braced.all():  # the usual case: no padding at all
-        return True
-    unbraced = np.flatnonzero(~braced)
-    first, last = first[unbraced], last[unbraced]
-    for _ in range(16):  # a few vectorised steps, a whitespace byte each: lines rarely start or end with more
+    for _ in range(16):  # a vectorised step per whitespace byte: lines rarely start or end with more
         leading, trailing = _IS_WHITESPACE[view[first]], _IS_WHITESPACE[view[last]]
         if not (leading.any() or trailing.any()):
             return bool((view[first] == ord("{")).all() and (view[last] == ord("}")).all())
-        first = first + leading  # a non-blank line has content: neither runs off its line
-        last = last - trailing
+        first, last = first + leading, last - trailing  # a non-blank line has content: neither runs off its line
     return False  # lots of padding: let the exact path decide
 
 
