@@ -149,7 +149,7 @@ def _erased_serials(
     build applying a new request), by those it keeps of that version (they named none of
     the ones it recorded, which were cleared then)."""
     candidates = found | erasure.erased_serials(published)
-    if published is None or not candidates:
+    if not candidates:
         return candidates
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
     if found and increment is not None and increment.companion_base is not None:

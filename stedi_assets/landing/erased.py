@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi_assets.erasure import EMAIL, Erasures, serial_keys
+from stedi_assets.erasure import EMAIL, SERIAL, Erasures, serial_keys
 from stedi_assets.landing.named import NAMED, with_named_keys
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.privacy import PrivacyPolicy
@@ -21,7 +21,7 @@ from stedi_assets.tables import RESCUED_DATA
 @dataclass(frozen=True)
 class LeftOut:
     """What is kept, and what is left out: lines per file (neither rows nor rejects) and, for
-    customers, the keyed hashes of serial numbers that only erased people own."""
+    customers, the keyed hashes of the erased people's serial numbers."""
 
     rows: pa.Table
     rejects: pa.Table
@@ -43,13 +43,9 @@ def leave_out(
     kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
     lines = _lines_left_out([dropped_rows, dropped_rejects], [kept_rows, kept_rejects])
     serials: list[str] = []
-    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices
-        def named(table: pa.Table) -> set[str]:
-            return set(pc.list_flatten(table["named_serials"]).to_pylist())
-
-        theirs = set(dropped_rows["serialNumber"].to_pylist()) | named(dropped_rejects)
-        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | named(kept_rejects)
-        serials = sorted(serial_keys(theirs - others, privacy).values())
+    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices (less those kept, assets._erased_serials)
+        theirs = set(dropped_rows["serialNumber"].to_pylist()) | set(pc.list_flatten(dropped_rejects[NAMED[SERIAL]]).to_pylist())
+        serials = sorted(serial_keys(theirs, privacy).values())
     return LeftOut(kept_rows, kept_rejects, lines, serials)
 
 

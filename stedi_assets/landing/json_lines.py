@@ -72,8 +72,7 @@ def _without_bom(data: Data) -> Data:
 
 def non_blank_line_numbers(data: Data) -> np.ndarray:
     """1-based numbers of the lines that hold more than JSON whitespace (a file-start BOM
-    dropped), counted the way both parsers count them, with array operations rather than a
-    Python loop per line."""
+    dropped), as both parsers number them."""
     return _lines_of(np.frombuffer(_without_bom(data), dtype=np.uint8))[2] + 1
 
 
@@ -152,13 +151,13 @@ def _max_depth(line: np.ndarray) -> int:
 
 
 def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bool:
-    """Whether any of the given lines (0-based, each starting with `{`) nests too deep: one
-    vectorised pass over the bytes; only lines with many brackets are scanned exactly."""
+    """Whether any of the given lines (0-based, each starting with `{`) nests too deep: only
+    lines with many brackets are scanned exactly."""
     def opens(part: np.ndarray) -> np.ndarray:
         return (part | 0x20) == ord("{")  # `[` folds to `{`
 
-    # Each of the lines holds at least one `{`, so no line holds more than this: counted first,
-    # since the offsets (8 bytes each) are needed only past the bound, which is rare.
+    # Each line holds a `{`, so none holds more than this bound: the offsets (8 bytes each) are
+    # collected only past it, which is rare.
     if sum(int(np.count_nonzero(opens(view[i : i + _SLICE]))) for i in range(0, view.size, _SLICE)) - (lines.size - 1) <= MAX_DEPTH:
         return False
     positions = _where(view, opens)
@@ -172,7 +171,6 @@ def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines:
 # -- fast path ---------------------------------------------------------------------------------
 def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column], first_line: int = 1) -> ParsedFile | None:
     """The file through pyarrow, or None when that cannot be proven to equal the exact path.
-
     `data` has no BOM at its start (parse_file dropped it)."""
     view = np.frombuffer(data, dtype=np.uint8)
     if view.max(initial=0) >= 0x80:  # not ASCII: pyarrow reads strings that are not UTF-8 as they are
@@ -284,7 +282,7 @@ def _finite_float(text: str) -> float:  # also NaN, Infinity, -Infinity: JSON's 
 
 class _Record(dict):
     """A JSON object, and the keys (lower case) it gives differing values, twice or in two letter
-    cases: Python's dict and pyarrow would each quietly keep one; which the producer meant is in doubt."""
+    cases: Python and pyarrow would each quietly keep one; which the producer meant is in doubt."""
 
     conflicts: frozenset[str] = frozenset()
 

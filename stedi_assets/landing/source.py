@@ -59,7 +59,10 @@ class LandingSource:
             elif _unchanged(entry, recorded.get(key)):
                 entries[key] = replace(entry, etag=recorded[key]["etag"])
             else:
-                entries[key] = _trusted_status(with_content_hash(store, key, entry), listed_ns)
+                entry = with_content_hash(store, key, entry)
+                # A ctime too recent to trust (_RACY_NS) is not recorded: the file is hashed again next time.
+                racy = entry.changed_ns is not None and entry.changed_ns > listed_ns - _RACY_NS
+                entries[key] = replace(entry, changed_ns=None) if racy else entry
         if not entries:
             raise NoLandingFilesError(
                 f"no landing files for {source}: {self.location(source)}/ holds no "
@@ -96,7 +99,7 @@ def with_content_hash(store: Store, key: str, entry: Entry) -> Entry:
     return replace(entry, etag=f"blake2b:{digest.hexdigest()}")
 
 
-# A status this recent is not recorded (`_trusted_status`): file times tick in steps of a few
+# A status this recent is not recorded (`survey`): file times tick in steps of a few
 # milliseconds, so a write right after the listing could leave them as they were (git's
 # "racy clean" problem); a second is far more than a step.
 _RACY_NS = 1_000_000_000
@@ -105,17 +108,9 @@ STATUS = ("size", "modified_ns", "changed_ns", "inode")  # what a ledger row rec
 
 def _unchanged(entry: Entry, row: Mapping[str, Any] | None) -> bool:
     """Whether a local file's status is the one recorded with its hash, all of it known."""
-    if row is None or entry.changed_ns is None or row.get("etag") is None:
+    if row is None or row.get("etag") is None:
         return False
     return all(row.get(name) is not None and row.get(name) == getattr(entry, name) for name in STATUS)
-
-
-def _trusted_status(entry: Entry, listed_ns: int) -> Entry:
-    """`entry`, without its ctime if it changed less than _RACY_NS before the listing: the
-    ledger then records none, and the file is hashed again next time."""
-    if entry.changed_ns is not None and entry.changed_ns > listed_ns - _RACY_NS:
-        return replace(entry, changed_ns=None)
-    return entry
 
 
 def skip_reason(key: str) -> str | None:
