@@ -32,7 +32,6 @@ NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE = "not_utf8", "not_json"
 TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE = "too_deep", "conflicting_values", "unparseable"
 BAD_TYPE, MISSING = "bad_type:", "missing:"
 REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING)
-_LINEAGE = ("source_file", "source_line")
 Reason = tuple[str, str]  # a reject's code and its detail
 
 
@@ -47,7 +46,7 @@ class ParsedFile:
 def parse_file(data: Data, source_file: str, table: Table, first_line: int = 1) -> ParsedFile:
     """`first_line`: the number of the first line of `data` (a chunk of a file) in its file."""
     data = _without_bom(data)
-    data_columns = [c for c in table.columns if c.name not in (*_LINEAGE, RESCUED_DATA.name)]
+    data_columns = [c for c in table.columns if c.name not in ("source_file", "source_line", RESCUED_DATA.name)]
     fast = _parse_fast(data, source_file, table, data_columns, first_line)
     return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns, first_line)
 
