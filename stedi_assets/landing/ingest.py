@@ -36,9 +36,8 @@ Piece = tuple[pa.Table, pa.Table, int]
 
 @dataclass
 class Ingested:
-    """What one source file gave beside its rows, complete once they are all handed on: small
-    (counts, the rejected lines, names), so an executor sends it back to the step. `process`:
-    the host and process that ingested it (the step's, or a Spark executor's)."""
+    """What one source file gave beside its rows, complete once they are all handed on: small,
+    so an executor sends it back to the step. `process`: the host and process that ingested it."""
 
     source_file: str
     lines: int = 0
@@ -112,10 +111,9 @@ class Ingest:
 
 
 def chunks(store: Store, key: str, size: int = CHUNK_BYTES) -> Iterator[tuple[int, pa.Buffer]]:
-    """A source file in chunks of whole lines, each with the number of lines before it: a
-    local file read chunk by chunk (no more than one in memory), an object of a remote
-    store whole. A chunk never starts with a byte order mark: only the file's first may
-    drop one (json_lines), and a later line starting with one is a reject."""
+    """A source file in chunks of whole lines, each with the number of lines before it: a local
+    file read chunk by chunk, an object of a remote store whole. A chunk never starts with a
+    byte order mark: only the file's first may drop one, and a later line starting with one is a reject."""
     local = store.local_path(key)
     if local is None:
         yield 0, read_buffer(store, key)

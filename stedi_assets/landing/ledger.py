@@ -27,8 +27,7 @@ from stedi_assets.tables import Table
 @dataclass(frozen=True)
 class Arrivals:
     """A landing source as listed now, against what its landing table has ingested.
-    `published`: the landing version the ledger belongs with (None: nothing ingested yet, or
-    no ledger to start from: everything is new)."""
+    `published`: the landing version the ledger belongs with (None: everything is new)."""
 
     entries: dict[str, Entry]
     recorded: dict[str, dict]  # source_file -> its ledger row
