@@ -45,8 +45,9 @@ class Table:
     zone: str  # landing, landing_rejects, landing_files, trusted, curated
     columns: tuple[Column, ...]
     unique_key: tuple[str, ...] = ()
-    # (column, kind) telling an erased person's rows: a trusted or curated build leaves them
-    # out itself (incremental.py), even while a table upstream still holds them.
+    # (column, kind) telling an erased person's rows: a landing build leaves them out (its
+    # rejects by what each line names, landing/erased.py), and so does a trusted or curated
+    # build itself (incremental.py), even while a table upstream still holds them.
     erased_by: tuple[str, str] | None = None
 
     @property
@@ -184,11 +185,16 @@ def _person_key(of: str) -> Column:
     )
 
 
-CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE)
-ACCELEROMETER_LANDING = Table(
-    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _LINEAGE
+CUSTOMER_LANDING = Table(
+    "customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE, (), ("person_key", EMAIL)
 )
-STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + (RESCUED_DATA,) + _LINEAGE)
+ACCELEROMETER_LANDING = Table(
+    "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _LINEAGE, (),
+    ("person_key", EMAIL),
+)
+STEP_TRAINER_LANDING = Table(
+    "step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + (RESCUED_DATA,) + _LINEAGE, (), ("serialNumber", SERIAL)
+)
 CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
 ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
 STEP_TRAINER_LANDING_REJECTS = Table("step_trainer_landing_rejects", "step_trainer", "landing_rejects", _REJECTS)

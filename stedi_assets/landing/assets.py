@@ -24,32 +24,22 @@ from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.publishing import AssetStep, Build, Change, Increment, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
-CONTRACT = "contract"  # the commit info key naming the columns a landing version was written with
-
-KINDS = {"python", "delta"}
-
-
-def contract_id(*tables: Table) -> str:
-    """Names the columns of a landing table and its rejects: a version written under another
-    contract (a column added, say) is not continued but parsed again (`_landing`)."""
-    columns = [[t.name, [[c.name, str(c.type)] for c in t.columns]] for t in tables]
-    return hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
+# The commit info key naming the columns of the landing table and its rejects a version was
+# written with: a version under another contract (a column added, say) is parsed again.
+CONTRACT = "contract"
 
 
-def landing_asset(
-    audit: Audit, description: str, erased_by: tuple[str, str], inputs: Sequence[Table] = ()
-) -> dg.AssetsDefinition:
-    """`erased_by`: (column of the rows, kind) that tell an erased person's rows; rejected
-    lines are told by every name they hold (landing/erased.py)."""
+def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) -> dg.AssetsDefinition:
     table, rejects, ledger = audit.table, audit.companion, audit.ledger
-    assert rejects is not None and ledger is not None
+    assert rejects is not None and ledger is not None and table.erased_by is not None
     required = ", ".join(c.name for c in table.columns if c.required)
-    contract = contract_id(table, rejects)
+    columns = [[t.name, [[c.name, str(c.type)] for c in t.columns]] for t in (table, rejects)]
+    contract = hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
 
     @audited_asset(
         audit,
         group="landing",
-        kinds=KINDS,
+        kinds={"python", "delta"},
         inputs=inputs,
         description=(
             f"{description} It reads every file at any depth under its source folder whose name ends in "
@@ -77,59 +67,46 @@ def landing_asset(
             step.context.log.warning(f"{table.source}: {len(found.skipped)} files not read: {listed}{more}")
         continuing = found.published is not None and not step.full_refresh
         # Written under another contract: every file is parsed again (older rows get the new
-        # columns from their files), and the rows of files gone from the source are kept,
+        # columns from their files), and the rows of files gone from the source are carried,
         # read back with the new columns null.
         upgrade = continuing and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
         if upgrade:
             step.context.log.warning(f"{table.name}: written under another column contract; parsing every file again")
         incremental = continuing and not upgrade
+        gone = found.gone if continuing else []  # a full build holds exactly the files listed now
         to_parse = found.to_parse if incremental else list(found.entries)
         replaced = [key for key in to_parse if key in found.recorded] if incremental else []
-        increment, carried = _replacing(step, found, rejects, replaced, erased_by) if incremental else (None, found.gone if upgrade else [])
-        # Each source file ingested where the engine runs (landing/ingest.py): on DuckDB in this
-        # process, a piece at a time; on Spark by the executors, a task per file. Its rows are
-        # staged as one data file in the table's folder (out of sight until the commit): the
-        # rules judge those files, and the commit adds them. Only what each file gave comes back.
-        published = _carried_from(step, found.published, increment, rejects) if carried else None  # type: ignore[arg-type]
-        work = Ingest(table, rejects, step.source, step.erasures, step.privacy, erased_by, published,
-                      {key: found.recorded[key] for key in carried})
+        increment, carried = _replacing(step, found, table, rejects, replaced, upgrade) if continuing else (None, {})
+        # Each source file ingested where the engine runs (landing/ingest.py: here on DuckDB, by
+        # Spark's executors), its rows staged as one data file: the rules judge those, the commit adds them.
+        work = Ingest(table, rejects, step.source, step.erasures, step.privacy,
+                      {key: (found.recorded[key], *parts) for key, parts in carried.items()})
         engine = step.engine.engine()
         staged, done = engine.stage_each([*to_parse, *carried], work, step.lake, table.spec)
-        parsed = {d.source_file: d.counts for d in done}
+        ingested = {d.source_file: d for d in done}
         exact = [d.source_file for d in done if d.exact]
         rescued = {d.source_file: d.rescued for d in done if d.rescued}
         reject_parts = [part for d in done for part in d.rejects]
-        serials: set[str] = set().union(*(d.serials for d in done))
-        line_counts = [(d.source_file, d.lines) for d in done]
-        erased_lines = {d.source_file: d.lines_erased for d in done}
         if exact:
             step.context.log.warning(f"{table.source}: files parsed line by line (bad lines or fields outside the contract): {', '.join(exact)}")
         if rescued:
             listed = "; ".join(f"{key}: {', '.join(f'{f} ({n} rows)' for f, n in fields.items())}" for key, fields in list(rescued.items())[:20])
             step.context.log.warning(f"{table.name}: fields outside the contract, kept in {RESCUED_DATA.name}: {listed}")
-        rows_added = staged.rows
         kept_rejects = rejects.whole(reject_parts)
-        erased_rows = sum(found.recorded[key]["rows"] - parsed[key][1] for key in carried)
+        erased_rows = sum(found.recorded[key]["rows"] - ingested[key].rows for key in carried)
         if increment is not None:
             removed_rows = sum(found.recorded[key]["rows"] for key in [*replaced, *carried])
             summary = {**increment.summary, **({"files_carried": len(carried), "erased_rows": erased_rows} if carried else {})}
-            increment = replace(increment, rows=found.published.rows - removed_rows + rows_added, summary=summary)  # type: ignore[union-attr]
-        if carried:  # the files carried from the published version, with what they hold now
-            recorded = {**found.recorded, **{k: {**found.recorded[k], "rows": parsed[k][1], "rejects": parsed[k][2],
-                                                 "lines_erased": parsed[k][3]} for k in carried}}
-            record = ledger_rows(replace(found, recorded=recorded), parsed)
-        elif not incremental:  # a full build holds exactly the files listed now: none gone before is kept
-            record = ledger_rows(replace(found, recorded={}, gone=[]), parsed)
-        else:
-            record = ledger_rows(found, parsed) if found.ledger_changes else None
-        relations = {"source_lines": checks.source_lines(line_counts, erased_lines)}
+            increment = replace(increment, rows=found.published.rows - removed_rows + staged.rows, summary=summary)  # type: ignore[union-attr]
+        record = ledger_rows(found, ingested, gone) if not incremental or carried or found.ledger_changes else None
+        erased_lines = {d.source_file: d.lines_erased for d in done}
+        relations = {"source_lines": checks.source_lines([(d.source_file, d.lines) for d in done], erased_lines)}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
-            serials = _erased_serials(serials, found.published if incremental or carried else None, increment, staged, kept_rejects, step)
+            left_out: set[str] = set().union(*(d.serials for d in done))
+            serials = _erased_serials(left_out, found.published if incremental or carried else None, increment, staged, kept_rejects, step)
             info[erasure.ERASED_SERIALS] = sorted(serials)
             relations.update(step.erasures.with_serials(serials).relations())
-        reasons = Counter(kept_rejects["reason_code"].to_pylist())
-        rows_per_file = {key: counts[1] for key, counts in parsed.items()}
         return Build(
             staged,
             companion=reject_parts,
@@ -142,12 +119,12 @@ def landing_asset(
                 "files_parsed": len(to_parse),
                 "files_new": dg.MetadataValue.json(found.new if incremental else []),
                 "files_replaced": dg.MetadataValue.json(replaced),
-                "files_gone": dg.MetadataValue.json(found.gone if incremental or carried else []),
+                "files_gone": dg.MetadataValue.json(gone),
                 "files_skipped": dg.MetadataValue.json(found.skipped),
-                "lines_read": sum(v[0] for v in parsed.values()),
-                "rows": rows_added,
+                "lines_read": sum(d.lines for d in done),
+                "rows": staged.rows,
                 "rejects": kept_rejects.num_rows,
-                "reject_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
+                "reject_reasons": dg.MetadataValue.json(dict(Counter(kept_rejects["reason_code"].to_pylist()).most_common(10))),
                 "rescued_fields": dg.MetadataValue.json(rescued),
                 # Where the files were ingested: this process (DuckDB) or Spark's executors.
                 "ingested_in": dg.MetadataValue.json({"engine": engine.name, "files": len(done),
@@ -157,7 +134,7 @@ def landing_asset(
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
                 **step.pictures.chart("rejects_by_reason", lambda: charts.rejects_by_reason(kept_rejects)),
-                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file(rows_per_file, kept_rejects)),
+                **step.pictures.chart("rows_per_file", lambda: charts.rows_per_file({d.source_file: d.rows for d in done}, kept_rejects)),
             },
         )
 
@@ -168,13 +145,12 @@ def _erased_serials(
     found: set[str], published: Snapshot | None, increment: Increment | None, staged: Staged, rejects: pa.Table, step: AssetStep
 ) -> set[str]:
     """The keyed hashes of serial numbers only erased people own: those of the customer
-    records this build left out (`found`), less any a record it kept names (`leave_out` has
-    taken those of the same file out already), and, building on a published version, with the
-    ones it recorded, less those named by the records and rejected lines it adds. The rows it
-    keeps of that version are read only when `found` is not empty (a build applying a new
-    request): they named none of the serial numbers it recorded, which were cleared then."""
+    records this build left out (`found`) and those the published version recorded, less
+    those named by the records and rejected lines it adds, and, when `found` is not empty (a
+    build applying a new request), by those it keeps of that version (they named none of
+    the ones it recorded, which were cleared then)."""
     candidates = found | erasure.erased_serials(published)
-    if published is None or not candidates:
+    if not candidates:
         return candidates
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
     if found and increment is not None and increment.companion is not None:
@@ -186,60 +162,54 @@ def _erased_serials(
     return candidates - set(erasure.erasure_keys(owned, step.privacy, erasure.SERIAL).values())
 
 
-def _carried_from(step: AssetStep, published: Snapshot, increment: Increment | None, rejects: Table) -> tuple[Snapshot, Snapshot]:
-    """Where the rows and rejects of carried source files are read (Ingest): on an increment
-    the data files it replaces only, otherwise the whole published version and its rejects."""
-    if increment is not None:
-        assert increment.companion is not None and increment.companion.base is not None
-        return published.part(increment.removes), increment.companion.base.part(increment.companion.removes)
-    return published, step.lake.companion(published, rejects.spec)
-
-
 def _replacing(
-    step: AssetStep, found: Arrivals, rejects: Table, replaced: list[str], erased_by: tuple[str, str]
-) -> tuple[Increment, list[str]]:
+    step: AssetStep, found: Arrivals, table: Table, rejects: Table, replaced: list[str], upgrade: bool
+) -> tuple[Increment | None, dict[str, tuple[Snapshot, ...]]]:
     """The change to the published landing table and its rejects that drops the data files
-    holding rows or lines of the `replaced` source files, and the source files whose rows and
-    lines are carried from the published version into new data files (not parsed again):
+    holding the `replaced` source files (None on an `upgrade`: all is written again), and the
+    source files carried from the published version (not parsed again), each with the data
+    files of the version and its rejects that hold it, which are all Ingest reads of it:
 
-    - those holding a person whose erasure request the version does not apply yet: an
-      erasure is a change like another, so only their data files are rewritten, without her
-      rows and lines (counted as left out), and a file gone from the source keeps the rest;
+    - on an upgrade, the files gone from the source;
+    - those naming a person whose erasure the version does not apply yet: only their data
+      files are rewritten, without her rows and lines (counted as left out);
     - those sharing a data file with a file dropped (a table written before one data file
       per source file)."""
     published = found.published
     assert published is not None
-    rejects_base = step.lake.companion(published, rejects.spec)
-    dropping, carry = set(replaced), set()
-    if step.erasures and not step.erasures.applied_by(published):
-        carry = sources_naming(published, rejects_base, step.erasures, step.privacy, *erased_by) - dropping
-    holding = [s.values_by_file("source_file") if dropping | carry else {} for s in (published, rejects_base)]
-    while True:
+    versions = (published, step.lake.companion(published, rejects.spec))
+    dropping, carry = set(replaced), set(found.gone) if upgrade else set()
+    if not upgrade and step.erasures and not step.erasures.applied_by(published):
+        carry = sources_naming(*versions, step.erasures, step.privacy, *table.erased_by) - dropping  # type: ignore[misc]
+    holding = [s.values_by_file("source_file") if dropping | carry else {} for s in versions]
+    drop: list[list[str]] = [[], []]
+    while not upgrade:
         drop = [[f for f, sources in files.items() if sources & (dropping | carry)] for files in holding]
         more = set().union(*(files[f] for files, dropped in zip(holding, drop) for f in dropped)) - dropping - carry
         if not more:
             break
         carry |= more
+    carried = {
+        key: tuple(s.part([f for f, sources in files.items() if key in sources]) for s, files in zip(versions, holding))
+        for key in sorted(carry)
+    }
     summary = {"files_new": len(found.new), "files_replaced": len(replaced), "files_gone": len(found.gone)}
-    increment = Increment(published, published.rows, tuple(drop[0]), Change(rejects, None, rejects_base, tuple(drop[1])), summary)
-    return increment, sorted(carry)
+    increment = None if upgrade else Increment(published, published.rows, tuple(drop[0]), Change(rejects, None, versions[1], tuple(drop[1])), summary)
+    return increment, carried
 
 
 customer_landing = landing_asset(
     checks.CUSTOMER_LANDING_AUDIT,
     "Every customer record of the landing zone, consenting or not, typed, with its source file and line.",
-    erased_by=("person_key", erasure.EMAIL),
 )
 accelerometer_landing = landing_asset(
     checks.ACCELEROMETER_LANDING_AUDIT,
     "Every accelerometer reading of the landing zone (user = customer e-mail), typed, with its source file and line.",
-    erased_by=("person_key", erasure.EMAIL),
 )
 step_trainer_landing = landing_asset(
     checks.STEP_TRAINER_LANDING_AUDIT,
     "Every step trainer reading of the landing zone (keyed by device serial number), typed, with its source file "
     "and line. It reads customer_landing for the serial numbers that only erased people owned.",
-    erased_by=("serialNumber", erasure.SERIAL),
     inputs=[CUSTOMER_LANDING],
 )
 BY_TABLE = {a.key.to_user_string(): a for a in (customer_landing, accelerometer_landing, step_trainer_landing)}

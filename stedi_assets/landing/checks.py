@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 import pyarrow as pa
 
 from stedi_assets.audit import Audit, Rule
-from stedi_assets.erasure import EMAIL, SERIAL, not_erased
+from stedi_assets.erasure import not_erased
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.landing.json_lines import count_lines
+from stedi_assets.landing.named import NAMED
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.tables import (
     ACCELEROMETER_LANDING,
@@ -22,9 +23,6 @@ from stedi_assets.tables import (
     Table,
 )
 
-LINES_ACCOUNTED_FOR = "lines_accounted_for"
-
-
 def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     """Each file's distinct line numbers in the table and its rejects (a line may give several
     rows, or rows and a reject), against the lines counted from the source.
@@ -33,7 +31,7 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
     `bit_count`): exactly COUNT(DISTINCT), but a plain grouping DuckDB can spill; a grouped
     COUNT(DISTINCT) over 81 M lines (1000x) ran out of 1 GB, this took 0.3 GB and 7 s."""
     return Rule(
-        LINES_ACCOUNTED_FOR,
+        "lines_accounted_for",
         f"Each landing file's non-blank lines, counted apart from the parse, all appear in {table.name} "
         f"or {rejects.name}, but the lines of erased people: nothing is lost.",
         sql=f"""
@@ -78,8 +76,8 @@ def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None
 
 def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]]:
     """The line counts read again from the source, for judging a published landing version,
-    with the lines its ledger records as erased; a file its ledger records as gone from the
-    source (its rows are kept) counts the lines the ledger recorded for it."""
+    with the lines its ledger records as erased; a file gone from the source (its rows are
+    kept) counts the lines the ledger recorded for it."""
 
     def relations(source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
         counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]
@@ -91,12 +89,12 @@ def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[
     return relations
 
 
-def _landing_audit(table: Table, ledger: Table, column: str, kind: str) -> Audit:
-    rejects, named = REJECTS_OF[table.name], "named_person_keys" if kind == EMAIL else "named_serials"
-    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, named, kind)))
+def _landing_audit(table: Table, ledger: Table) -> Audit:
+    rejects, (column, kind) = REJECTS_OF[table.name], table.erased_by  # type: ignore[misc]
+    rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, NAMED[kind], kind)))
     return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
 
 
-CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES, "person_key", EMAIL)
-ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_FILES, "person_key", EMAIL)
-STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_FILES, "serialNumber", SERIAL)
+CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES)
+ACCELEROMETER_LANDING_AUDIT = _landing_audit(ACCELEROMETER_LANDING, ACCELEROMETER_LANDING_FILES)
+STEP_TRAINER_LANDING_AUDIT = _landing_audit(STEP_TRAINER_LANDING, STEP_TRAINER_LANDING_FILES)

@@ -1,6 +1,6 @@
-"""Erasure in the landing zone: a parse, or what a published version holds of a source file,
-with the erased people's rows and rejected lines left out and their lines counted, so that
-the line accounting of every file stays whole (`lines_accounted_for`)."""
+"""Erasure in the landing zone: the erased people's rows and rejected lines left out of a
+source file as ingested, and their lines counted, so that every file's line accounting stays
+whole (`lines_accounted_for`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stedi_assets.erasure import EMAIL, SERIAL, Erasures, erasure_keys
-from stedi_assets.landing.named import with_named_keys
+from stedi_assets.landing.named import NAMED, with_named_keys
 from stedi_assets.lake.delta import Snapshot
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.tables import RESCUED_DATA
@@ -20,9 +20,8 @@ from stedi_assets.tables import RESCUED_DATA
 
 @dataclass(frozen=True)
 class LeftOut:
-    """What a landing step kept of its parse once erased people are left out, and what it
-    left out: lines per file (neither rows nor rejects) and, for customers, the keyed hashes
-    of serial numbers that only erased people own."""
+    """What is kept, and what is left out: lines per file (neither rows nor rejects) and, for
+    customers, the keyed hashes of the erased people's serial numbers."""
 
     rows: pa.Table
     rejects: pa.Table
@@ -33,8 +32,8 @@ class LeftOut:
 def leave_out(
     rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
 ) -> LeftOut:
-    """Leave out of a landing parse the rows whose `column` (compared as `kind`) names an
-    erased person, and the rejected lines that name one anywhere (`naming`)."""
+    """Leave out the rows whose `column` (compared as `kind`) names an erased person, and the
+    rejected lines that name one anywhere (`naming`)."""
     if not erasures:
         return LeftOut(rows, rejects, {}, [])
     rows = _rescued_without_erased(rows, erasures, privacy)
@@ -44,25 +43,17 @@ def leave_out(
     kept_rejects, dropped_rejects = rejects.filter(pc.invert(reject_mask)), rejects.filter(reject_mask)
     lines = _lines_left_out([dropped_rows, dropped_rejects], [kept_rows, kept_rejects])
     serials: list[str] = []
-    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices
-        def named(table: pa.Table) -> set[str]:
-            return set(pc.list_flatten(table["named_serials"]).to_pylist())
-
-        theirs = set(dropped_rows["serialNumber"].to_pylist()) | named(dropped_rejects)
-        others = set(pc.unique(kept_rows["serialNumber"]).to_pylist()) | named(kept_rejects)
-        serials = sorted(erasure_keys(theirs - others, privacy, SERIAL).values())
+    if "serialNumber" in rows.column_names and kind == EMAIL:  # customers: their devices (less those kept, assets._erased_serials)
+        theirs = set(dropped_rows["serialNumber"].to_pylist()) | set(pc.list_flatten(dropped_rejects[NAMED[SERIAL]]).to_pylist())
+        serials = sorted(erasure_keys(theirs, privacy, SERIAL).values())
     return LeftOut(kept_rows, kept_rejects, lines, serials)
 
 
 def naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np.ndarray:
-    """The mask of rejected lines that name an erased person, in whatever position: any of the
-    person keys they name (`named_person_keys`: every e-mail anywhere in the text,
-    landing/named.py) is hers, or any serial number they name (`named_serials`) only erased
-    people own. Their text is kept nowhere."""
+    """The mask of rejected lines that name an erased person anywhere in their text (`NAMED`):
+    any person key they name is hers, or any serial number only erased people own."""
     mask = np.zeros(rejects.num_rows, dtype=bool)
-    for column, kind in (("named_person_keys", EMAIL), ("named_serials", SERIAL)):
-        if column not in rejects.column_names or not rejects.num_rows:
-            continue
+    for kind, column in NAMED.items():
         lists = rejects[column].combine_chunks()
         names = pa.table({column: pc.list_flatten(lists)})
         hits = erasures.dropping(names, column, kind, privacy)
@@ -71,9 +62,8 @@ def naming(rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> np.
 
 
 def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: PrivacyPolicy) -> pa.Table:
-    """`rows` with the fields outside the contract (`rescued_data`) cleared where they name an
-    erased person, as a rejected line's text would: the row is someone else's and stays, her
-    name goes."""
+    """`rows` with `rescued_data` cleared where it names an erased person, as a rejected line
+    would: the row is someone else's and stays, her name goes."""
     if RESCUED_DATA.name not in rows.column_names or rows[RESCUED_DATA.name].null_count == rows.num_rows:
         return rows
     rescued = rows[RESCUED_DATA.name]
@@ -103,9 +93,9 @@ def sources_naming(
     rows: Snapshot, rejects: Snapshot, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
 ) -> set[str]:
     """The source files some of whose rows (by `column`) or rejected lines, in a published
-    landing version and its rejects, name an erased person: those a build applying new
-    requests carries again without them (landing/assets.py). One column of the rows is read."""
+    landing version and its rejects, name an erased person: a build applying new requests
+    carries them again without her (landing/assets.py)."""
     found = rows.dataset().to_table(columns=[column, "source_file"])
-    named = rejects.dataset().to_table(columns=["source_file", "named_person_keys", "named_serials"])
+    named = rejects.dataset().to_table(columns=["source_file", *NAMED.values()])
     hits = found.filter(erasures.dropping(found, column, kind, privacy))["source_file"]
     return set(pc.unique(hits).to_pylist()) | set(named.filter(pa.array(naming(named, erasures, privacy)))["source_file"].to_pylist())

@@ -1,8 +1,7 @@
 """One source file ingested into a landing table: parsed (or carried from a published
 version), person keys computed, erased people left out, its rows handed on a piece at a time
-and what it gave counted. The one definition, run wherever the engine ingests: in the step's
-process on DuckDB, on Spark's executors (engine `stage_each`), so both give the same rows,
-rejects, line numbers and ledger. It imports neither Dagster nor an engine: executors import it."""
+and what it gave counted. The one definition, run in the step's process on DuckDB and on
+Spark's executors (engine `stage_each`), which import it: it imports neither Dagster nor an engine."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from stedi_assets.lake.delta import Snapshot
 from stedi_assets.lake.store import Store, read_buffer
 from stedi_assets.landing.erased import leave_out
 from stedi_assets.landing.json_lines import BOM, count_lines, parse_file
-from stedi_assets.landing.named import with_named_keys
+from stedi_assets.landing.named import NAMED, with_named_keys
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.person import with_person_keys
 from stedi_assets.privacy import PrivacyPolicy, scrub
@@ -30,73 +29,62 @@ from stedi_assets.tables import PERSON_KEY_OF, RESCUED_DATA, Table, as_read
 
 CHUNK_BYTES = 1 << 26  # a landing file is parsed in chunks of lines of about this many bytes
 
-# A piece of a source file: its rows, its rejected lines, the lines counted, the lines read.
-Piece = tuple[pa.Table, pa.Table, int, int]
+# A piece of a source file: its rows, its rejected lines, its non-blank lines (counted apart
+# from the parse, from the same bytes: what `lines_accounted_for` checks and the ledger records).
+Piece = tuple[pa.Table, pa.Table, int]
 
 
 @dataclass
 class Ingested:
-    """What one source file gave beside its rows, complete once they are all handed on: small
-    (counts, the rejected lines, names), so an executor sends it back to the step. `process`:
-    the host and process that ingested it (the step's, or a Spark executor's)."""
+    """What one source file gave beside its rows, complete once they are all handed on: small,
+    so an executor sends it back to the step. `process`: the host and process that ingested it."""
 
     source_file: str
-    lines_read: int = 0
+    lines: int = 0
     rows: int = 0
     rejected: int = 0
     lines_erased: int = 0
-    lines: int = 0  # counted apart from the parse: what `lines_accounted_for` checks
     rejects: list[pa.Table] = field(default_factory=list)  # kept rejected lines, a part per piece that has any
     serials: set[str] = field(default_factory=set)  # customers: keyed serials only erased people own
     rescued: dict[str, int] = field(default_factory=dict)  # fields outside the contract, rows per field
     exact: bool = False  # parsed line by line (bad lines or fields outside the contract)
     process: str = ""
 
-    @property
-    def counts(self) -> tuple[int, int, int, int]:
-        """What the ledger records of it (ledger_rows): lines read, rows, rejects, lines left out."""
-        return self.lines_read, self.rows, self.rejected, self.lines_erased
-
 
 @dataclass(frozen=True)
 class Ingest:
-    """How one landing table ingests a source file. `carried`: the ledger rows of source files
-    whose rows and rejects are carried from `published` (a version's rows and rejects, or
-    the data files of them an increment replaces) into new data files, not parsed again (an
-    erasure, or a version under an older contract). Sent whole to Spark's executors: it holds
-    the privacy policy, whose subject key they need to tell an erased person's rows, as they
-    hold the lake's access."""
+    """How one landing table ingests a source file. `carried`: the source files carried from a
+    published version, not parsed again (an erasure, or a version under an older contract),
+    each with its ledger row and the data files of the version and its rejects that hold it.
+    Sent whole to Spark's executors, with the privacy policy they need to tell an erased person."""
 
     table: Table
     rejects: Table
     source: LandingSource
     erasures: Erasures
     privacy: PrivacyPolicy
-    erased_by: tuple[str, str]  # (column of the rows, kind) that tell an erased person's rows
-    published: tuple[Snapshot, Snapshot] | None = None
-    carried: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    carried: Mapping[str, tuple[Mapping[str, Any], Snapshot, Snapshot]] = field(default_factory=dict)
 
     def __call__(self, key: str) -> tuple[Iterator[pa.Table], Ingested]:
         """The file's kept rows, a piece at a time (only the piece at hand is held, never the
         whole file or source), and what it gave: filled in as the rows are handed on."""
         done = Ingested(key, process=f"{socket.gethostname()}:{os.getpid()}")
         if key in self.carried:
-            was = self.carried[key]
+            was, *published = self.carried[key]
             done.lines_erased = was.get("lines_erased") or 0
-            pieces = self._published(key, was["lines"])
+            pieces = self._published(key, was["lines"], published)
         else:
             pieces = self._parsed(key, done)
         return self._kept(pieces, done), done
 
     def _kept(self, pieces: Iterator[Piece], done: Ingested) -> Iterator[pa.Table]:
         fields: Counter[str] = Counter()
-        for rows, rejected, lines, lines_read in pieces:
-            kept = leave_out(rows, rejected, self.erasures, self.privacy, *self.erased_by)
+        for rows, rejected, lines in pieces:
+            kept = leave_out(rows, rejected, self.erasures, self.privacy, *self.table.erased_by)  # type: ignore[misc]
             if kept.rejects.num_rows:
                 done.rejects.append(kept.rejects)
             done.serials.update(kept.serials)
             fields.update(rescued_fields(kept.rows))
-            done.lines_read += lines_read
             done.rows += kept.rows.num_rows
             done.rejected += kept.rejects.num_rows
             done.lines_erased += sum(kept.lines.values())
@@ -107,34 +95,25 @@ class Ingest:
     def _parsed(self, key: str, done: Ingested) -> Iterator[Piece]:
         keys, store = PERSON_KEY_OF.get(self.table.name, {}), self.source.store()
         for before, data in chunks(store, key):
-            batch = parse_file(data, key, as_read(self.table))  # a record's own "person_key" is rescued, not read
+            batch = parse_file(data, key, as_read(self.table), before + 1)  # a record's own "person_key" is rescued, not read
             done.exact |= batch.exact_path
             # The person key, computed once, here, beside the e-mail as it arrived.
-            rows = with_person_keys(after(batch.rows, before), keys).select(self.table.column_names)
-            # Lines counted apart from the parse, from the same bytes: what `lines_accounted_for` checks.
-            yield rows, with_named_keys(after(batch.rejects, before)), count_lines(data), batch.lines_read
+            rows = with_person_keys(batch.rows, keys).select(self.table.column_names)
+            yield rows, with_named_keys(batch.rejects), count_lines(data)
 
-    def _published(self, key: str, lines: int) -> Iterator[Piece]:
-        """What the published version holds of `key`, with the columns a version written under
-        an older contract lacked null, the person keys computed again and what each rejected
-        line names found again in its text, as a parse builds them."""
-        assert self.published is not None
-        out = []
-        for table, snapshot in zip((self.table, self.rejects), self.published):
-            data = snapshot.dataset().to_table(filter=pc.field("source_file") == key)
-            if table is self.table:
-                data = with_person_keys(data, PERSON_KEY_OF.get(table.name, {}))
-            else:
-                data = with_named_keys(data.drop_columns(["named_person_keys", "named_serials"]))
-            out.append(table.conform(data))
-        yield out[0], out[1], lines, lines
+    def _published(self, key: str, lines: int, published: list[Snapshot]) -> Iterator[Piece]:
+        """What the published data files holding `key` hold of it, with the columns a version
+        written under an older contract lacked null, the person keys computed again and what
+        each rejected line names found again in its text, as a parse builds them."""
+        rows, rejects = (s.dataset().to_table(filter=pc.field("source_file") == key) for s in published)
+        rows = with_person_keys(rows, PERSON_KEY_OF.get(self.table.name, {}))
+        yield self.table.conform(rows), self.rejects.conform(with_named_keys(rejects.drop_columns(list(NAMED.values())))), lines
 
 
 def chunks(store: Store, key: str, size: int = CHUNK_BYTES) -> Iterator[tuple[int, pa.Buffer]]:
-    """A source file in chunks of whole lines, each with the number of lines before it: a
-    local file read chunk by chunk (no more than one in memory), an object of a remote
-    store whole. A chunk never starts with a byte order mark: only the file's first may
-    drop one (json_lines), and a later line starting with one is a reject."""
+    """A source file in chunks of whole lines, each with the number of lines before it: a local
+    file read chunk by chunk, an object of a remote store whole. A chunk never starts with a
+    byte order mark: only the file's first may drop one, and a later line starting with one is a reject."""
     local = store.local_path(key)
     if local is None:
         yield 0, read_buffer(store, key)
@@ -148,14 +127,6 @@ def chunks(store: Store, key: str, size: int = CHUNK_BYTES) -> Iterator[tuple[in
             f.seek(-len(mark), os.SEEK_CUR)
             yield lines, pa.py_buffer(data)
             lines += data.count(b"\n")
-
-
-def after(rows: pa.Table, lines: int) -> pa.Table:
-    """Rows of a chunk numbered as lines of the whole file."""
-    if not lines:
-        return rows
-    i = rows.schema.get_field_index("source_line")
-    return rows.set_column(i, rows.schema.field(i), pc.add(rows["source_line"], lines))
 
 
 def rescued_fields(rows: pa.Table) -> dict[str, int]:

@@ -1,11 +1,9 @@
 """Typed landing tables from line-delimited JSON, with a rejects record for every bad line.
 
 A file is parsed in two ways that agree on every input (rows, line numbers, rejects): fast,
-with pyarrow's vectorised reader, only when the file provably gives one row per non-blank line
-(the usual case); else exact, line by line in Python, so each problem gets its file, line
-number, raw text, reason code (`REASON_CODES`) and reason. Both share one definition of a line
-and never crash on hostile input: docs/ingestion.md ("What a line is", "Reason codes") says
-what is a line, a row and a reject. Fields outside the contract are kept in `rescued_data`.
+with pyarrow, when the file provably gives one row per non-blank line (the usual case); else
+line by line in Python, so each problem gets its file, line, raw text, reason code and reason.
+Neither crashes on hostile input. docs/ingestion.md says what is a line, a row and a reject.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE = "not_utf8", "not_json"
 TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE = "too_deep", "conflicting_values", "unparseable"
 BAD_TYPE, MISSING = "bad_type:", "missing:"
 REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING)
-_LINEAGE = ("source_file", "source_line")
 Reason = tuple[str, str]  # a reject's code and its detail
 
 
@@ -46,11 +43,12 @@ class ParsedFile:
     exact_path: bool = False
 
 
-def parse_file(data: Data, source_file: str, table: Table) -> ParsedFile:
+def parse_file(data: Data, source_file: str, table: Table, first_line: int = 1) -> ParsedFile:
+    """`first_line`: the number of the first line of `data` (a chunk of a file) in its file."""
     data = _without_bom(data)
-    data_columns = [c for c in table.columns if c.name not in (*_LINEAGE, RESCUED_DATA.name)]
-    fast = _parse_fast(data, source_file, table, data_columns)
-    return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns)
+    data_columns = [c for c in table.columns if c.name not in ("source_file", "source_line", RESCUED_DATA.name)]
+    fast = _parse_fast(data, source_file, table, data_columns, first_line)
+    return fast or _parse_exact(memoryview(data).tobytes(), source_file, table, data_columns, first_line)
 
 
 # -- one definition of a line ------------------------------------------------------------------
@@ -73,12 +71,8 @@ def _without_bom(data: Data) -> Data:
 
 def non_blank_line_numbers(data: Data) -> np.ndarray:
     """1-based numbers of the lines that hold more than JSON whitespace (a file-start BOM
-    dropped), counted the way both parsers count them, with array operations rather than a
-    Python loop per line."""
-    view = np.frombuffer(_without_bom(data), dtype=np.uint8)
-    if view.size == 0:
-        return np.empty(0, dtype=np.int64)
-    return _non_blank(view, *_line_bounds(view)) + 1
+    dropped), as both parsers number them."""
+    return _lines_of(np.frombuffer(_without_bom(data), dtype=np.uint8))[2] + 1
 
 
 def _where(view: np.ndarray, test) -> np.ndarray:
@@ -87,19 +81,18 @@ def _where(view: np.ndarray, test) -> np.ndarray:
     return np.concatenate([np.flatnonzero(test(view[i : i + _SLICE])) + i for i in range(0, view.size, _SLICE)])
 
 
-def _line_bounds(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and (exclusive) end offset of every line, split on b"\n" only."""
+def _lines_of(view: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and (exclusive) end offset of every line, split on b"\n" only, and the 0-based
+    indices of the non-blank ones."""
+    if view.size == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int64)
     newlines = _where(view, lambda part: part == ord("\n"))
-    return np.concatenate(([0], newlines + 1)), np.append(newlines, view.size)  # the last line ends with the data
-
-
-def _non_blank(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """0-based indices of the non-blank lines."""
+    starts, ends = np.concatenate(([0], newlines + 1)), np.append(newlines, view.size)  # the last line ends with the data
     # A line can only be blank if it is empty or starts with whitespace: usually none do, and
     # only those few are looked at whole.
     maybe_blank = np.flatnonzero((starts == ends) | _IS_WHITESPACE[view[np.minimum(starts, view.size - 1)]])
     blank = maybe_blank[~_has_content(view, starts[maybe_blank], ends[maybe_blank])]
-    return np.delete(np.arange(starts.size, dtype=np.int64), blank)
+    return starts, ends, np.delete(np.arange(starts.size, dtype=np.int64), blank)
 
 
 def _has_content(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -157,13 +150,13 @@ def _max_depth(line: np.ndarray) -> int:
 
 
 def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bool:
-    """Whether any of the given lines (0-based, each starting with `{`) nests too deep: one
-    vectorised pass over the bytes; only lines with many brackets are scanned exactly."""
+    """Whether any of the given lines (0-based, each starting with `{`) nests too deep: only
+    lines with many brackets are scanned exactly."""
     def opens(part: np.ndarray) -> np.ndarray:
         return (part | 0x20) == ord("{")  # `[` folds to `{`
 
-    # Each of the lines holds at least one `{`, so no line holds more than this: counted first,
-    # since the offsets (8 bytes each) are needed only past the bound, which is rare.
+    # Each line holds a `{`, so none holds more than this bound: the offsets (8 bytes each) are
+    # collected only past it, which is rare.
     if sum(int(np.count_nonzero(opens(view[i : i + _SLICE]))) for i in range(0, view.size, _SLICE)) - (lines.size - 1) <= MAX_DEPTH:
         return False
     positions = _where(view, opens)
@@ -175,17 +168,16 @@ def _any_too_deep(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines:
 
 
 # -- fast path ---------------------------------------------------------------------------------
-def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column]) -> ParsedFile | None:
+def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column], first_line: int = 1) -> ParsedFile | None:
     """The file through pyarrow, or None when that cannot be proven to equal the exact path.
-
     `data` has no BOM at its start (parse_file dropped it)."""
-    if not _is_utf8(data):
-        return None
     view = np.frombuffer(data, dtype=np.uint8)
-    if view.size == 0:
-        return ParsedFile(table.spec.schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
-    starts, ends = _line_bounds(view)
-    non_blank = _non_blank(view, starts, ends)
+    if view.max(initial=0) >= 0x80:  # not ASCII: pyarrow reads strings that are not UTF-8 as they are
+        try:
+            memoryview(data).tobytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    starts, ends, non_blank = _lines_of(view)
     if non_blank.size == 0:
         return ParsedFile(table.spec.schema.empty_table(), REJECT_SCHEMA.empty_table(), 0)
     # Every non-blank line must be `{ ... }` between JSON whitespace. Then no JSON value can
@@ -196,11 +188,11 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
         return None
     if _any_too_deep(view, starts, ends, non_blank):
         return None  # never handed to pyarrow: the exact path rejects the line
-    line_numbers = pa.array(non_blank + 1)
+    line_numbers = pa.array(non_blank + first_line)
     schema = pa.schema([(c.name, c.type) for c in columns])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     try:
-        parsed = pa_json.read_json(pa.BufferReader(_arrow_owned(data)), parse_options=options)
+        parsed = pa_json.read_json(pa.BufferReader(data if isinstance(data, pa.Buffer) else arrow_buffer(data)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if parsed.num_rows != len(line_numbers):
@@ -231,31 +223,23 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     missing = functools.reduce(pc.or_, [pc.is_null(rows[name]) for name in required], pa.scalar(False))
     if not pc.any(missing).as_py():
         return ParsedFile(rows, REJECT_SCHEMA.empty_table(), parsed.num_rows)
-    bad = rows.filter(missing)
-    raw = pc.take(_lines(data), pc.subtract(bad["source_line"], 1))
-    codes, reasons = zip(*(_missing([name for name in required if r[name] is None]) for r in bad.select(required).to_pylist()))
-    raw = pc.utf8_trim(raw, JSON_WHITESPACE).cast(pa.string())
-    rejects = pa.table(
-        [bad["source_file"].cast(pa.string()), bad["source_line"], raw, pa.array(codes, pa.string()), pa.array(reasons, pa.string())],
-        schema=REJECT_SCHEMA,
-    )
-    return ParsedFile(rows.filter(pc.invert(missing)), rejects, parsed.num_rows)
+    rejects = []
+    for r in rows.filter(missing).select(["source_line", *required]).to_pylist():
+        i = r["source_line"] - first_line  # the line's index in `data`
+        raw = view[starts[i] : ends[i]].tobytes().strip(_JSON_WHITESPACE_BYTES).decode()
+        reason = _missing([name for name in required if r[name] is None])
+        rejects.append(dict(zip(REJECT_SCHEMA.names, (source_file, r["source_line"], raw, *reason))))
+    return ParsedFile(rows.filter(pc.invert(missing)), pa.Table.from_pylist(rejects, REJECT_SCHEMA), parsed.num_rows)
 
 
 def _each_line_is_braced(view: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
     """Whether each (non-blank) line's first and last byte other than JSON whitespace are `{`, `}`."""
     first, last = starts, ends - 1
-    braced = (view[first] == ord("{")) & (view[last] == ord("}"))
-    if braced.all():  # the usual case: no padding at all
-        return True
-    unbraced = np.flatnonzero(~braced)
-    first, last = first[unbraced], last[unbraced]
-    for _ in range(16):  # a few vectorised steps, a whitespace byte each: lines rarely start or end with more
+    for _ in range(16):  # a vectorised step per whitespace byte: lines rarely start or end with more
         leading, trailing = _IS_WHITESPACE[view[first]], _IS_WHITESPACE[view[last]]
         if not (leading.any() or trailing.any()):
             return bool((view[first] == ord("{")).all() and (view[last] == ord("}")).all())
-        first = first + leading  # a non-blank line has content: neither runs off its line
-        last = last - trailing
+        first, last = first + leading, last - trailing  # a non-blank line has content: neither runs off its line
     return False  # lots of padding: let the exact path decide
 
 
@@ -270,27 +254,6 @@ def _all_finite(values: pa.ChunkedArray | pa.Array) -> bool:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return all(_all_finite(chunk.values) for chunk in chunks)
     return True
-
-
-def _arrow_owned(data: Data) -> pa.Buffer:
-    return data if isinstance(data, pa.Buffer) else arrow_buffer(data)
-
-
-def _is_utf8(data: Data) -> bool:
-    if np.frombuffer(data, dtype=np.uint8).max(initial=0) < 0x80:  # ASCII, the usual case
-        return True
-    try:
-        memoryview(data).tobytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _lines(data: Data) -> pa.Array:
-    """Every line of the file, blank ones included: index = line number - 1."""
-    buffer = _arrow_owned(data)
-    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, buffer.size], pa.int64()).buffers()[1], buffer])
-    return pc.split_pattern(whole, b"\n").flatten().cast(pa.large_string())
 
 
 def _missing(names: list[str]) -> Reason:
@@ -318,7 +281,7 @@ def _finite_float(text: str) -> float:  # also NaN, Infinity, -Infinity: JSON's 
 
 class _Record(dict):
     """A JSON object, and the keys (lower case) it gives differing values, twice or in two letter
-    cases: Python's dict and pyarrow would each quietly keep one; which the producer meant is in doubt."""
+    cases: Python and pyarrow would each quietly keep one; which the producer meant is in doubt."""
 
     conflicts: frozenset[str] = frozenset()
 
@@ -344,50 +307,40 @@ _DECODER = json.JSONDecoder(
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Column]) -> ParsedFile:
+def _parse_exact(data: bytes, source_file: str, table: Table, columns: list[Column], first_line: int = 1) -> ParsedFile:
     """`data` has no BOM at its start (parse_file dropped it)."""
-    records: dict[str, list[Any]] = {c.name: [] for c in table.columns}
-    rejects: dict[str, list[Any]] = {f.name: [] for f in REJECT_SCHEMA}
+    rows: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
     lines_read = 0
-
-    def reject(line_number: int, raw: str, reason: Reason) -> None:
-        for name, value in zip(REJECT_SCHEMA.names, (source_file, line_number, raw, *reason)):
-            rejects[name].append(value)
-
-    for line_number, raw_bytes in enumerate(data.split(b"\n"), start=1):
+    for line_number, raw_bytes in enumerate(data.split(b"\n"), start=first_line):
         raw_bytes = raw_bytes.strip(_JSON_WHITESPACE_BYTES)
         if not raw_bytes:
             continue
         lines_read += 1
         try:
-            line = raw_bytes.decode("utf-8")
-        except UnicodeDecodeError as error:
-            reject(line_number, raw_bytes.decode("utf-8", "replace"), (NOT_UTF8, f"not valid UTF-8: {error.reason}"))
-            continue
-        try:
-            outcomes = _line_outcomes(raw_bytes, line, columns)
+            outcomes = _line_outcomes(raw_bytes, columns)
         except Exception as error:  # noqa: BLE001 - hostile input must never crash a run
-            outcomes = [(line, (UNPARSEABLE, f"could not be parsed: {type(error).__name__}: {error}"[:200]))]
+            reason = (UNPARSEABLE, f"could not be parsed: {type(error).__name__}: {error}"[:200])
+            outcomes = [(raw_bytes.decode("utf-8", "replace"), reason)]
         for text, outcome in outcomes:
             if isinstance(outcome, tuple):
-                reject(line_number, text, outcome)
-                continue
-            extra = outcome[RESCUED_DATA.name]
-            outcome.update(source_file=source_file, source_line=line_number)
-            outcome[RESCUED_DATA.name] = json.dumps(extra, ensure_ascii=False) if extra else None
-            for name, values in records.items():
-                values.append(outcome[name])
-    return ParsedFile(
-        pa.table(records, schema=table.spec.schema),
-        pa.table(rejects, schema=REJECT_SCHEMA),
-        lines_read,
-        exact_path=True,
-    )
+                rejects.append(dict(zip(REJECT_SCHEMA.names, (source_file, line_number, text, *outcome))))
+            else:
+                extra = outcome[RESCUED_DATA.name]
+                extra = json.dumps(extra, ensure_ascii=False) if extra else None
+                rows.append({**outcome, "source_file": source_file, "source_line": line_number, RESCUED_DATA.name: extra})
+    by_column = {name: [row[name] for row in rows] for name in table.column_names}  # 3x faster than from_pylist
+    rejected = pa.Table.from_pylist(rejects, REJECT_SCHEMA)
+    return ParsedFile(pa.table(by_column, schema=table.spec.schema), rejected, lines_read, exact_path=True)
 
 
-def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[tuple[str, dict[str, Any] | Reason]]:
+def _line_outcomes(raw_bytes: bytes, columns: list[Column]) -> list[tuple[str, dict[str, Any] | Reason]]:
     """Each object of a (stripped, non-blank) line with its text, and its values or the reason
     it is rejected; a line that cannot be read at all is one reject of the whole line."""
+    try:
+        line = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return [(raw_bytes.decode("utf-8", "replace"), (NOT_UTF8, f"not valid UTF-8: {error.reason}"))]
     # Cheap bound first: a line with at most MAX_DEPTH opening brackets cannot be deeper.
     brackets = raw_bytes.count(b"[") + raw_bytes.count(b"{")
     if brackets > MAX_DEPTH and _max_depth(np.frombuffer(raw_bytes, dtype=np.uint8)) > MAX_DEPTH:
@@ -402,9 +355,7 @@ def _line_outcomes(raw_bytes: bytes, line: str, columns: list[Column]) -> list[t
             out.append((text, _typed_record(obj, columns)))
         except OverflowError:  # an integer too large for a double, in a double column
             out.append((text, (NOT_FINITE, f"not a finite number: {text[:40]}")))
-    if rest is not None:
-        out.append(rest)
-    return out
+    return out if rest is None else [*out, rest]
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
@@ -442,7 +393,7 @@ def _typed_record(obj: Any, columns: list[Column]) -> dict[str, Any] | Reason:
     the contract (a dict, maybe empty); or the reason it is rejected."""
     if not isinstance(obj, dict):
         return NOT_OBJECT, f"not a JSON object but {type(obj).__name__}"
-    conflicting = [c.name for c in columns if c.name.lower() in getattr(obj, "conflicts", ())]
+    conflicting = [c.name for c in columns if c.name.lower() in obj.conflicts]
     if conflicting:
         return CONFLICTING, "conflicting values for " + ", ".join(conflicting)
     out: dict[str, Any] = {}

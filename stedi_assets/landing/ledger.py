@@ -1,33 +1,33 @@
 """What a landing table has ingested, and what has arrived since: the one comparison that both
 the landing step and the sensor make.
 
-The ledger, `<source>/landing_files`, has a row per source file (content hash, status, line,
-row and reject counts, still present or not). It is a Delta table paired with the landing
-version through that version's commit (`Lake.companion`), so it always describes the rows
-readers see: not commit info (Delta may clean it up), nor columns of the landing table (a copy
-per row, and no row for a file that gave none). docs/ingestion.md, "What is re-read: the ledger".
+The ledger, `<source>/landing_files`, has a row per source file. It is a Delta table paired
+with the landing version through that version's commit (`Lake.companion`), so it always
+describes the rows readers see (docs/ingestion.md, "What is re-read: the ledger").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.lake.store import Entry
-from stedi_assets.landing.source import LandingSource
+from stedi_assets.landing.ingest import Ingested
+from stedi_assets.landing.source import STATUS, LandingSource
 from stedi_assets.tables import Table
 
 
 @dataclass(frozen=True)
 class Arrivals:
     """A landing source as listed now, against what its landing table has ingested.
-    `published`: the landing version the ledger belongs with (None: nothing ingested yet, or
-    no ledger to start from: everything is new)."""
+    `published`: the landing version the ledger belongs with (None: everything is new)."""
 
     entries: dict[str, Entry]
     recorded: dict[str, dict]  # source_file -> its ledger row
@@ -55,11 +55,6 @@ class Arrivals:
         return hashlib.sha256(json.dumps(identities).encode()).hexdigest()[:32]
 
 
-def _stat(entry: Entry) -> dict:
-    """What a ledger row records of a file's status, beside its content hash."""
-    return dict(size=entry.size, modified_ns=entry.modified_ns, changed_ns=entry.changed_ns, inode=entry.inode)
-
-
 def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> Arrivals:
     """List the source of `table` and compare it with the ledger of its published version."""
     try:
@@ -81,17 +76,16 @@ def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> 
     )
 
 
-def ledger_rows(arrivals: Arrivals, parsed: dict[str, tuple[int, int, int, int]]) -> pa.Table:
-    """The ledger after ingesting `parsed` (source_file -> lines, rows, rejects, lines left out
-    for erasure): every file listed now, and those that are gone, kept with their rows and
-    marked absent."""
-    rows = []
-    for key, entry in arrivals.entries.items():
-        if key in parsed:
-            lines, count, rejects, erased = parsed[key]
-            rows.append(dict(**_stat(entry), etag=entry.etag, source_file=key, lines=lines, rows=count, rejects=rejects,
-                             lines_erased=erased, present=True))
-        else:  # unchanged content; its status as listed now, so a file only touched is not hashed again
-            rows.append({"lines_erased": 0, **arrivals.recorded[key], **_stat(entry), "present": True})
-    rows += [{"lines_erased": 0, **arrivals.recorded[key], "present": False} for key in arrivals.gone]
-    return pa.Table.from_pylist(rows)
+def ledger_rows(arrivals: Arrivals, ingested: Mapping[str, Ingested], gone: list[str]) -> pa.Table:
+    """The ledger after ingesting (parsing or carrying) some files: every file listed now, with
+    its status as listed now (a file only touched is not hashed again), and the `gone` ones,
+    kept with their rows and marked absent."""
+
+    def row(key: str, **now: Any) -> dict[str, Any]:
+        done = ingested.get(key)
+        counts = dict(lines=done.lines, rows=done.rows, rejects=done.rejected, lines_erased=done.lines_erased) if done else {}
+        return {"lines_erased": 0, **arrivals.recorded.get(key, {}), **now, **counts}
+
+    rows = [row(key, **{name: getattr(entry, name) for name in STATUS}, etag=entry.etag, source_file=key, present=True)
+            for key, entry in arrivals.entries.items()]
+    return pa.Table.from_pylist(rows + [row(key, present=False) for key in gone])

@@ -14,7 +14,10 @@ import unicodedata
 import pyarrow as pa
 
 from stedi_assets.person import EMAIL_SHAPED, person_key
-from stedi_assets.tables import NAMES
+from stedi_assets.tables import EMAIL, NAMES, SERIAL
+
+# The column of a rejected line holding what it names of each kind (erasure.py).
+NAMED = {EMAIL: "named_person_keys", SERIAL: "named_serials"}
 
 # A pair: the key in either quote style, any letter case, spaces inside the quotes; the value a
 # string in either quote style, with its escapes.
@@ -47,8 +50,8 @@ def named_keys(raw: str) -> tuple[list[str], list[str]]:
 def with_named_keys(rejects: pa.Table) -> pa.Table:
     """The rejects with what each line names: `named_person_keys`, `named_serials` (empty lists: nothing)."""
     named = [named_keys(raw or "") for raw in rejects["raw"].to_pylist()]
-    return rejects.append_column("named_person_keys", pa.array([e for e, _ in named], NAMES)).append_column(
-        "named_serials", pa.array([s for _, s in named], NAMES)
+    return rejects.append_column(NAMED[EMAIL], pa.array([e for e, _ in named], NAMES)).append_column(
+        NAMED[SERIAL], pa.array([s for _, s in named], NAMES)
     )
 
 

@@ -23,9 +23,9 @@ class NoLandingFilesError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class LandingSource:
-    """The landing zone: `<root>/<source>/...` holds line-delimited JSON files at any depth.
-    `prefixes` names another folder for a source (the course bucket has `customers/`); `aws`
-    may read an S3 source unsigned (a public bucket). The files are only ever read."""
+    """The landing zone: `<root>/<source>/...` holds line-delimited JSON files at any depth,
+    only ever read. `prefixes` names another folder for a source (the course bucket has
+    `customers/`); `aws` may read an S3 source unsigned (a public bucket)."""
 
     root: str
     prefixes: dict[str, str] = field(default_factory=dict)
@@ -40,16 +40,14 @@ class LandingSource:
     def survey(
         self, source: str, recorded: Mapping[str, Mapping[str, Any]] | None = None
     ) -> tuple[dict[str, Entry], dict[str, str]]:
-        """One listing of a source, every page of it: the files that are read (`entries`, each
-        with its content hash), and every other file under its folder with why it is not read,
-        so no file is ignored without a word. Special files and symlinks out of the root are
-        never opened.
+        """One listing of a source: the files that are read (`entries`, each with its content
+        hash), and every other file under its folder with why it is not read. Special files and
+        symlinks out of the root are never opened.
 
-        `recorded`: ledger rows by file. A local file whose size, modification time, ctime and
-        inode are all those recorded keeps its recorded hash instead of being read again: it
-        was not written since. Hashing every file costs a tick and a run a read of the whole
-        source (about 1 GB at 100x); the ctime is what makes skipping it safe, since a copy
-        that keeps times (`cp -p`, `rsync -t`) cannot set it and an in-place write moves it."""
+        A local file whose size, modification time, ctime and inode are all those `recorded`
+        (ledger rows by file) keeps its recorded hash: hashing every file would read the whole
+        source (1 GB at 100x) each tick. The ctime makes this safe: a copy that keeps times
+        (`cp -p`, `rsync -t`) cannot set it, and an in-place write moves it."""
         store = self.store()
         entries, skipped = {}, {}
         recorded = recorded or {}
@@ -61,7 +59,10 @@ class LandingSource:
             elif _unchanged(entry, recorded.get(key)):
                 entries[key] = replace(entry, etag=recorded[key]["etag"])
             else:
-                entries[key] = _trusted_status(with_content_hash(store, key, entry), listed_ns)
+                entry = with_content_hash(store, key, entry)
+                # A ctime too recent to trust (_RACY_NS) is not recorded: the file is hashed again next time.
+                racy = entry.changed_ns is not None and entry.changed_ns > listed_ns - _RACY_NS
+                entries[key] = replace(entry, changed_ns=None) if racy else entry
         if not entries:
             raise NoLandingFilesError(
                 f"no landing files for {source}: {self.location(source)}/ holds no "
@@ -82,11 +83,9 @@ class LandingSource:
 
 def with_content_hash(store: Store, key: str, entry: Entry) -> Entry:
     """`entry` with a hash of the file's content in `etag`, so that a file corrected in place
-    is read again even when its size and modification time were kept (`cp -p`, `rsync -t`,
-    sync clients). An S3 ETag is already one, unless the object was uploaded in parts
-    (`"<hash>-<parts>"`, a hash of the parts' hashes: the same bytes uploaded in other parts
-    get another, and it is only the same for the same upload). Anything else is hashed here,
-    streamed: blake2b, in the standard library and faster than MD5 or SHA-256."""
+    is read again even when its size and modification time were kept. An S3 ETag is one,
+    unless the object was uploaded in parts (`"<hash>-<parts>"`: other parts, another hash).
+    Anything else is hashed here, streamed: blake2b, faster than MD5 or SHA-256."""
     if entry.etag and "-" not in entry.etag:
         return entry
     digest = hashlib.blake2b(digest_size=16)
@@ -100,32 +99,22 @@ def with_content_hash(store: Store, key: str, entry: Entry) -> Entry:
     return replace(entry, etag=f"blake2b:{digest.hexdigest()}")
 
 
-# A status this recent is not recorded (`_trusted_status`): file times tick in steps of a few
+# A status this recent is not recorded (`survey`): file times tick in steps of a few
 # milliseconds, so a write right after the listing could leave them as they were (git's
 # "racy clean" problem); a second is far more than a step.
 _RACY_NS = 1_000_000_000
-_STATUS = ("size", "modified_ns", "changed_ns", "inode")
+STATUS = ("size", "modified_ns", "changed_ns", "inode")  # what a ledger row records of a file beside its hash
 
 
 def _unchanged(entry: Entry, row: Mapping[str, Any] | None) -> bool:
     """Whether a local file's status is the one recorded with its hash, all of it known."""
-    if row is None or entry.changed_ns is None or row.get("etag") is None:
+    if row is None or row.get("etag") is None:
         return False
-    return all(row.get(name) is not None and row.get(name) == getattr(entry, name) for name in _STATUS)
-
-
-def _trusted_status(entry: Entry, listed_ns: int) -> Entry:
-    """`entry`, without its ctime if it changed less than _RACY_NS before the listing: the
-    ledger then records none, and the file is hashed again next time."""
-    if entry.changed_ns is not None and entry.changed_ns > listed_ns - _RACY_NS:
-        return replace(entry, changed_ns=None)
-    return entry
+    return all(row.get(name) is not None and row.get(name) == getattr(entry, name) for name in STATUS)
 
 
 def skip_reason(key: str) -> str | None:
-    """Why a file of the landing folder is not read, or None if it is: a landing file is any
-    file at any depth whose name ends in .json, .jsonl or .ndjson (any case) and does not
-    start with `.` or `_`."""
+    """Why a file of the landing folder is not read (its name), or None if it is."""
     name = key.rsplit("/", 1)[-1]
     if name.startswith(HIDDEN_PREFIXES):
         return f"name starts with {name[0]!r} (a hidden or marker file)"
