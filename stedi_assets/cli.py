@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from stedi_assets import erasure
-from stedi_assets.generate import GenerateOptions, generate
+from stedi_assets.generate import generate
 from stedi_assets.lake.connect import open_lake
 from stedi_assets.lake.ddl import lake_ddl
 from stedi_assets.lake.delta import Lake
@@ -29,12 +28,14 @@ from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, Settings, SettingsError
 from stedi_assets.tables import LAKE_TABLES, TABLES
 
-LAKE_OPTION = click.option("--lake", help="Lake root; default: STEDI_LAKE.")
 
-
-def _settings(lake: str | None = None) -> Settings:
+def _settings(ctx: click.Context, param: click.Parameter, lake: str | None) -> Settings:
+    """The settings, with `--lake` for STEDI_LAKE: what every command taking it receives."""
     settings = Settings.from_env()
     return replace(settings, lake=lake or settings.lake)
+
+
+LAKE_OPTION = click.option("--lake", "settings", callback=_settings, help="Lake root; default: STEDI_LAKE.")
 
 
 def _open(settings: Settings) -> Lake:
@@ -79,9 +80,9 @@ def main() -> None:
 @click.argument("sql_query", metavar="QUERY")
 @click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
 @LAKE_OPTION
-def sql(sql_query: str, fmt: str, lake: str | None) -> None:
+def sql(sql_query: str, fmt: str, settings: Settings) -> None:
     """Run QUERY over the current version of the published tables it names (rejects included)."""
-    click.echo(render(query(_open(_settings(lake)), sql_query), fmt), nl=False)
+    click.echo(render(query(_open(settings), sql_query), fmt), nl=False)
 
 
 def render(result: pa.Table, fmt: str) -> str:
@@ -114,10 +115,10 @@ def generate_command(out: str | None, **options) -> None:
             f"generate writes to OUT, else STEDI_SOURCE, which names the bundled sample ({SAMPLE_SOURCE}): "
             "name an output folder, e.g. stedi generate generated_source"
         )
-    counts = generate(open_store(target, settings.aws_access()), GenerateOptions(**options))
+    counts = generate(open_store(target, settings.aws_access()), **options)
     click.echo(
-        f"wrote {counts.customer} customer, {counts.accelerometer} accelerometer and "
-        f"{counts.step_trainer} step trainer records to {target}"
+        f"wrote {counts['customer']} customer, {counts['accelerometer']} accelerometer and "
+        f"{counts['step_trainer']} step trainer records to {target}"
     )
 
 
@@ -126,13 +127,12 @@ def generate_command(out: str | None, **options) -> None:
 @click.option("--to", "to_version", type=click.IntRange(min=0), help="The version to restore; default: the one before the current.")
 @click.option("--apply", is_flag=True, help="Restore it; without it, only judge it and say what would happen.")
 @LAKE_OPTION
-def rollback_command(table: str, to_version: int | None, apply: bool, lake: str | None) -> None:
+def rollback_command(table: str, to_version: int | None, apply: bool, settings: Settings) -> None:
     """Restore an earlier version of TABLE as a new commit, only if it passes the table's
     blocking rules against today's upstream tables; otherwise refuse and change nothing.
     Without --apply a dry run: the version is judged, nothing is restored."""
     from stedi_assets.engine.resource import engine_resource  # Dagster: the rules run on the chosen engine
 
-    settings = _settings(lake)
     result = rollback(_open(settings), table, engine_resource(settings), _privacy(settings), _source(settings), to_version, apply)
     if result.refused:
         raise click.ClickException(refusal(result))
@@ -149,13 +149,12 @@ def rollback_command(table: str, to_version: int | None, apply: bool, lake: str 
 @main.command(epilog=_tables(LAKE_TABLES))
 @click.argument("table", type=click.Choice(sorted(LAKE_TABLES)), metavar="TABLE")
 @LAKE_OPTION
-def versions(table: str, lake: str | None) -> None:
+def versions(table: str, settings: Settings) -> None:
     """List TABLE's versions, newest first: when, which run, what its audit found, and whether
     it is kept (a rollback can restore it), gone, or awaiting-purge (built before erasure
     requests the current version applies; the next run or `stedi forget --purge` deletes it)."""
-    store, spec = _open(_settings(lake)), LAKE_TABLES[table].spec
-    history = store.history(spec)
-    owner = OWNERS.get(table, LAKE_TABLES[table])
+    store, spec = _open(settings), LAKE_TABLES[table].spec
+    history, owner = store.history(spec), OWNERS.get(table, LAKE_TABLES[table])
     awaiting = set(erasure.awaiting_purge(store, spec)) or (
         {c.version for c in history[1:] if store.restorable(spec, c.version)} if erasure.awaiting_purge(store, owner.spec) else set()
     )
@@ -183,26 +182,23 @@ def versions(table: str, lake: str | None) -> None:
 )
 @click.option("--drop-unfound", is_flag=True, help="With --rekey: drop the requests whose person is found nowhere in the source.")
 @LAKE_OPTION
-def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, drop_unfound: bool, lake: str | None) -> None:
+def forget(emails: tuple[str, ...], from_file, purge_now: bool, rekey: bool, drop_unfound: bool, settings: Settings) -> None:
     """Request the erasure of each person by EMAIL: the lake records only a keyed hash of the
     address's person key, and the time. The next run of the graph removes every row of theirs
     from every table, then the earlier versions that held them (docs/privacy.md)."""
     given = [*emails, *((line.strip() for line in from_file if line.strip()) if from_file else ())]
-    if rekey and not given:
-        _rekey(_settings(lake), drop_unfound)
-        return
-    if purge_now and not given:
-        for line in purge(_open(_settings(lake))) or ["no version awaits the purge"]:
-            click.echo(line)
-        return
-    if not given:
+    if given:
+        new = erasure.record(_open(settings), _privacy(settings), given)
+        click.echo(
+            f"recorded {_counted(new, 'new erasure request')}; the next run of the graph removes "
+            "every row of theirs from every table, and the earlier versions that hold them"
+        )
+    elif rekey:
+        _rekey(settings, drop_unfound)
+    elif purge_now:
+        click.echo("\n".join(purge(_open(settings)) or ["no version awaits the purge"]))
+    else:
         raise click.UsageError("name at least one e-mail address, or --file (or --purge)")
-    settings = _settings(lake)
-    new = erasure.record(_open(settings), _privacy(settings), given)
-    click.echo(
-        f"recorded {_counted(new, 'new erasure request')}; the next run of the graph removes "
-        "every row of theirs from every table, and the earlier versions that hold them"
-    )
 
 
 def _rekey(settings: Settings, drop_unfound: bool) -> None:
@@ -236,10 +232,9 @@ def _rekey(settings: Settings, drop_unfound: bool) -> None:
 )
 @click.option("--apply", is_flag=True, help="Delete the files; without it, only list them.")
 @LAKE_OPTION
-def vacuum(tables: tuple[str, ...], retain_hours: int | None, apply: bool, lake: str | None) -> None:
+def vacuum(tables: tuple[str, ...], retain_hours: int | None, apply: bool, settings: Settings) -> None:
     """List (or with --apply delete) the data files of TABLES (default: all) that no version
     younger than --retain-hours needs, and files no commit ever named."""
-    settings = _settings(lake)
     store = _open(settings)
     retain_hours = settings.retention_hours if retain_hours is None else retain_hours
     for name in tables or sorted(LAKE_TABLES):
@@ -247,24 +242,22 @@ def vacuum(tables: tuple[str, ...], retain_hours: int | None, apply: bool, lake:
             files = store.vacuum(LAKE_TABLES[name].spec, retain_hours, apply=apply)
         except TableNotPublishedError:  # erasure_requests only exists once `stedi forget` wrote it
             click.echo(f"{name}: not in {store.uri()}, nothing to vacuum")
-            continue
         except LakeError as error:
             click.echo(f"{name}: {error}")
-            continue
-        click.echo(f"{name}: {'deleted' if apply else 'would delete'} {_counted(len(files), 'file')}")
-        for path in files:
-            click.echo(f"  {path}")
+        else:
+            click.echo(f"{name}: {'deleted' if apply else 'would delete'} {_counted(len(files), 'file')}")
+            for path in files:
+                click.echo(f"  {path}")
 
 
 @main.command()
 @LAKE_OPTION
 @click.option("--database", help="Athena database; default: STEDI_GLUE_DATABASE, else stedi.")
-def ddl(lake: str | None, database: str | None) -> None:
+def ddl(settings: Settings, database: str | None) -> None:
     """Print Athena CREATE EXTERNAL TABLE statements for every table: Delta tables at their
     fixed locations (see lake/ddl.py)."""
-    settings = _settings(lake)
     click.echo(lake_ddl(_open(settings), [t.spec for t in TABLES.values()], database or settings.glue_database or "stedi"), nl=False)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,17 +1,15 @@
-"""Synthetic STEDI landing data in the STEDI_SOURCE layout, with the real data's traps.
-
-At scale 1 the course data's shape (956 customers, 81 thousand readings) and traps: the
-consent key *missing* for non-consenting customers, several accelerometer rows per (user,
-timestamp), reading times colliding across customers, readings before the consent date; on
-request, customers listed twice and serial numbers re-used.
-"""
+"""Synthetic STEDI landing data in the STEDI_SOURCE layout: at scale 1 the course data's shape
+(956 customers, 81 thousand readings) and traps: the consent key *missing* for non-consenting
+customers, several accelerometer rows per (user, timestamp), reading times colliding across
+customers, readings before the consent date; on request, customers listed twice and serial
+numbers re-used."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,40 +20,31 @@ STEP_READINGS_PER_CUSTOMER = 30
 BASE_TIME_MS = 1_655_560_000_000  # June 2022, like the course data
 _FIRST_NAMES = ("Santosh", "Ben", "Frank", "Sarah", "Jerry", "Lyn", "Bobby", "Liz", "Don", "Jacob", "Chris", "Trevor")
 _LAST_NAMES = ("Clayton", "Khatib", "Doshi", "Lincoln", "Wu", "Jones", "Staples", "Huey", "Mitra", "Hansen", "Davis")
-_TRIPLES = np.array([(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)], dtype=float)
+# Every kind of line the landing zone must survive, written by hand in the bundled sample: CRLF,
+# blank lines, two objects on a line, other spellings of field names, four kinds of reject.
+DIRTY_LINES = "accelerometer/landing/late/accelerometer-dirty.json"
+_TRIPLES = [(x, y, z) for x in (-1.0, 0.0, 1.0) for y in (-1.0, 0.0, 1.0) for z in (-1.0, 0.0, 1.0)]
+CONSENT_SHARE = 0.5
+NULL_CONSENT_SHARE = 0.02  # consent key present but null: still no consent
 
 
-@dataclass(frozen=True)
-class GenerateOptions:
-    scale: float = 1.0
-    seed: int = 0
-    consent_share: float = 0.5
-    null_consent_share: float = 0.02  # consent key present but null: still no consent
-    duplicate_emails: int = 0
-    reused_serials: int = 0
-    dirty_lines: bool = False  # add one line of every kind the landing parser must reject or tolerate
-    files_per_source: tuple[int, int, int] = (1, 9, 3)  # customer, accelerometer, step trainer
-
-
-@dataclass(frozen=True)
-class GeneratedCounts:
-    customer: int
-    accelerometer: int
-    step_trainer: int
-
-
-def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> GeneratedCounts:
-    rng = np.random.default_rng(options.seed)
-    n = max(1, round(CUSTOMERS_PER_SCALE * options.scale))
+def generate(
+    store: Store, scale: float = 1.0, seed: int = 0, duplicate_emails: int = 0, reused_serials: int = 0,
+    dirty_lines: bool = False, files_per_source: tuple[int, int, int] = (1, 9, 3),
+) -> dict[str, int]:
+    """Write each source's landing files (`files_per_source`: customer, accelerometer, step
+    trainer) and, with `dirty_lines`, the DIRTY_LINES file; return how many records each holds."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(CUSTOMERS_PER_SCALE * scale))
     ids = np.arange(n)
     registered = BASE_TIME_MS + np.sort(rng.integers(0, 5_000_000, n))
-    consents = rng.random(n) < options.consent_share
-    null_consent = ~consents & (rng.random(n) < options.null_consent_share)
+    consents = rng.random(n) < CONSENT_SHARE
+    null_consent = ~consents & (rng.random(n) < NULL_CONSENT_SHARE)
     # Consent is given some time after registration, often after the first readings.
     consent_at = registered + rng.integers(0, 60_000, n)
     serials = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in ids]
-    if options.reused_serials:
-        donors = rng.choice(n, size=min(options.reused_serials, n // 2), replace=False)
+    if reused_serials:
+        donors = rng.choice(n, size=min(reused_serials, n // 2), replace=False)
         for receiver, donor in zip(rng.choice(np.setdiff1d(ids, donors), size=len(donors), replace=False), donors):
             serials[receiver] = serials[donor]
     emails = [f"{_FIRST_NAMES[i % len(_FIRST_NAMES)]}.{_LAST_NAMES[(i // 7) % len(_LAST_NAMES)]}{i}@test.com" for i in ids]
@@ -81,7 +70,7 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
         return json.dumps(record)
 
     customer_lines = [customer_line(i, consents[i], null_consent[i]) for i in ids]
-    for i in rng.choice(n, size=min(options.duplicate_emails, n), replace=False):
+    for i in rng.choice(n, size=min(duplicate_emails, n), replace=False):
         # An older record of the same customer; the newer one must win.
         customer_lines.append(customer_line(i, not consents[i], False, age_ms=86_400_000))
 
@@ -100,40 +89,21 @@ def generate(store: Store, options: GenerateOptions = GenerateOptions()) -> Gene
     # Each accelerometer line as numbers (its step reading, its triple), formatted only when
     # its file is written: the generator's memory grows with the numbers, not the text.
     reading = np.repeat(np.arange(n * STEP_READINGS_PER_CUSTOMER, dtype=np.int64), per_time.ravel())
-    triple = np.empty(reading.size, dtype=np.int8)
-    at = 0
-    for k in per_time.ravel().tolist():
-        triple[at : at + k] = rng.choice(len(_TRIPLES), size=k, replace=False)
-        at += k
-    triples = _TRIPLES.tolist()
+    drawn = (rng.choice(len(_TRIPLES), size=k, replace=False).tolist() for k in per_time.ravel().tolist())  # k distinct triples
+    triple = np.fromiter((t for triples in drawn for t in triples), np.int8, reading.size)
 
     def accelerometer_line(j: int) -> str:
         i, r = divmod(int(reading[j]), STEP_READINGS_PER_CUSTOMER)
-        x, y, z = triples[triple[j]]
+        x, y, z = _TRIPLES[triple[j]]
         return f'{{"user":"{emails[i]}","timestamp":{times[i, r]},"x":{x},"y":{y},"z":{z}}}'
 
-    counts = GeneratedCounts(len(customer_lines), reading.size, n * STEP_READINGS_PER_CUSTOMER)
-    files_c, files_a, files_s = options.files_per_source
-    _write(store, "customer", counts.customer, customer_lines.__getitem__, files_c, rng)
-    _write(store, "accelerometer", counts.accelerometer, accelerometer_line, files_a, rng)
-    _write(store, "step_trainer", counts.step_trainer, step_line, files_s, rng)
-    if options.dirty_lines:
-        store.write("accelerometer/landing/late/accelerometer-dirty.json", DIRTY_ACCELEROMETER.encode())
+    counts = {"customer": len(customer_lines), "accelerometer": reading.size, "step_trainer": n * STEP_READINGS_PER_CUSTOMER}
+    lines = (customer_lines.__getitem__, accelerometer_line, step_line)
+    for (source, size), line, files in zip(counts.items(), lines, files_per_source):
+        _write(store, source, size, line, files, rng)
+    if dirty_lines:
+        store.write(DIRTY_LINES, (Path(__file__).parent / "sample_data" / DIRTY_LINES).read_bytes())
     return counts
-
-
-# Every kind of line the landing zone must survive: CRLF, blank lines, two objects on a line,
-# other spellings of field names, and four kinds of reject. Two rows, five rejects.
-DIRTY_ACCELEROMETER = (
-    '{"User":"Ben.Khatib@test.com","TimeStamp":1655564440170,"x":1,"y":0,"z":-1}\r\n'
-    "\r\n"
-    '{"user":"Ben.Khatib@test.com","timestamp":1655564440171,"x":0,"y":0,"z":1}{"user":"Ben.Khatib@test.com"}\n'
-    "   \n"
-    "this is not json\n"
-    '{"user":"Ben.Khatib@test.com","timestamp":"yesterday","x":0,"y":0,"z":0}\n'
-    '["a", "list"]\n'
-    '{"user":"Ben.Khatib@test.com","timestamp":1655564440172,"x":0,\n'
-)
 
 
 def _write(store: Store, source: str, size: int, line: Callable[[int], str], files: int, rng: np.random.Generator) -> None:

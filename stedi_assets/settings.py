@@ -1,4 +1,6 @@
-"""Every setting of the lakehouse, read from the environment in this one place."""
+"""Every setting of the lakehouse, read from the environment in this one place: each field of
+`Settings` names its variable, its default and how its value is checked. README.md's settings
+table and docs/s3-and-aws.md say what each one means."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ import enum
 import os
 import re
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,13 +22,19 @@ from stedi_assets.tables import TABLES
 
 LANDING_SOURCES = tuple(t.source for t in TABLES.values() if t.zone == "landing")
 SAMPLE_SOURCE = Path(__file__).parent / "sample_data"
-DEFAULT_LAKE = "stedi_lake"
 DEVELOPMENT_SUBJECT_KEY = "stedi-development-subject-key-NOT-FOR-PRODUCTION"
 SUBJECT_KEY_VARIABLE = "STEDI_SUBJECT_KEY"
 UNSAFE_COMMITS_VARIABLE = "STEDI_S3_ALLOW_UNSAFE_COMMITS"
 ENGINES = ("duckdb", "spark")
 DEFAULT_SPARK_MASTER = "local[*]"
 DEFAULT_RETENTION_HOURS = 168
+
+# What a value must match in full. A Spark master: this machine's cores, a standalone cluster,
+# YARN (EMR) or Kubernetes (docs/spark.md); an amount of memory as DuckDB writes it.
+SPARK_MASTER_URL = r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+"
+MEMORY_AMOUNT = r"(?i)[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)"
+WHOLE_NUMBER = r"[0-9]+"
+FLAGS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
 class SettingsError(click.ClickException, ValueError):
@@ -47,25 +57,102 @@ class ConsentPolicy(str, enum.Enum):
     SINCE_CONSENT = "since_consent"  # only readings taken at or after the consent date
 
 
+def _matching(pattern: str, expected: str, name: str, value: str, convert: Callable[[str], Any] = str) -> Any:
+    """`value`, stripped, refused unless all of it matches `pattern`; `expected` says what it
+    should be, and what to do."""
+    if not re.fullmatch(pattern, value := value.strip()):
+        raise SettingsError(f"{name}={value!r} is not {expected}")
+    return convert(value)
+
+
+def _choice(allowed: Iterable[str], name: str, value: str) -> str:
+    """The one of `allowed` (names, or a str enum's members) that `value` names, in any case."""
+    named = [a for a in allowed if a == value.strip().lower()]
+    if not named:
+        raise SettingsError(f"{name}={value.strip()!r} is not one of: {', '.join(allowed)}")
+    return named[0]
+
+
+def _flag(name: str, value: str) -> bool:
+    return FLAGS[_choice(FLAGS, name, value)]
+
+
+def _positive(kind: type[int] | type[float], name: str, value: str) -> int | float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number: set it to a positive number") from None
+    if number <= 0:
+        raise SettingsError(f"{name}={value!r} must be positive: set it to a positive number")
+    return number
+
+
+def _folder(name: str, location: str) -> str:
+    """Refuse a local location that names a file (or lies under one) before anything is built
+    there: the nearest existing path must be a folder. An s3:// location is checked when opened."""
+    if location.startswith("s3://"):
+        return location
+    path = Path(location).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SettingsError(
+            f"{name}={location} {'is' if existing == path else 'lies under'} a file, not a folder: "
+            "set it to a folder (created if missing) or an s3:// location"
+        )
+    return location
+
+
+def _source_prefixes(name: str, value: str) -> dict[str, str]:
+    """`customer=customers,accelerometer=accelerometer`: the folder of each source under
+    STEDI_SOURCE, for buckets laid out otherwise than `<source>/` (the course bucket)."""
+    prefixes = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        source, _, folder = pair.partition("=")
+        source, folder = source.strip(), folder.strip().strip("/")
+        if source not in LANDING_SOURCES or not folder:
+            raise SettingsError(f"{name}: {pair!r} is not <source>=<folder> with a source among {', '.join(LANDING_SOURCES)}")
+        prefixes[source] = folder
+    return prefixes
+
+
+_spark_url = partial(_matching, SPARK_MASTER_URL, "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://...")
+_memory = partial(_matching, MEMORY_AMOUNT, "an amount of memory: write it as 512MB, 1GB or 2GiB")
+_hours = partial(_matching, WHOLE_NUMBER, "a whole number of hours: set it to 0 or more", convert=int)
+_count = partial(_positive, int)
+_seconds = partial(_positive, float)
+
+
+def _setting(variable: str, default: str | None, read: Callable[[str, str], Any] = lambda name, value: value, **options) -> Any:
+    """A field read from `variable` (`default` if unset or empty) by `read(variable, value)`."""
+    return field(metadata={"setting": (variable, default, read)}, **options)
+
+
 @dataclass(frozen=True)
 class Settings:
-    source: str
-    lake: str
-    consent_policy: ConsentPolicy
-    subject_key: str = field(repr=False)  # a secret: never in a repr or log
-    engine: str = "duckdb"
-    spark_master: str = DEFAULT_SPARK_MASTER  # where STEDI_ENGINE=spark runs: this machine or a cluster
-    source_anonymous: bool = False  # read an s3:// source unsigned, e.g. a public bucket
-    source_prefixes: Mapping[str, str] = field(default_factory=dict)  # source -> its folder under STEDI_SOURCE
-    glue_database: str | None = None  # register every published table in this Glue database
-    s3_max_attempts: int = 5
-    s3_timeout_seconds: float = 30.0
-    s3_allow_unsafe_commits: bool = False  # write to a store that ignores conditional PUTs
-    retention_hours: int = DEFAULT_RETENTION_HOURS  # replaced versions are vacuumed once this old
-    sensor_interval_seconds: int = 30  # how often the sensors list the source and automation looks for updates
-    automation: bool = True  # sensors and automation on by default under the daemon (dagster dev)
-    memory_limit: str = "1GB"  # what DuckDB may hold before it spills (docs/benchmarks.md)
-    spill_directory: str | None = None  # where it spills; default: the system's temp folder
+    source: str = _setting("STEDI_SOURCE", str(SAMPLE_SOURCE))
+    lake: str = _setting("STEDI_LAKE", "stedi_lake", _folder)
+    consent_policy: ConsentPolicy = _setting("STEDI_CONSENT_POLICY", "any", partial(_choice, ConsentPolicy))
+    subject_key: str = _setting(SUBJECT_KEY_VARIABLE, DEVELOPMENT_SUBJECT_KEY, repr=False)  # a secret: never in a repr or log
+    engine: str = _setting("STEDI_ENGINE", ENGINES[0], partial(_choice, ENGINES))
+    spark_master: str = _setting("STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, _spark_url)
+    source_anonymous: bool = _setting("STEDI_SOURCE_ANONYMOUS", "false", _flag)
+    source_prefixes: Mapping[str, str] = _setting("STEDI_SOURCE_PREFIXES", "", _source_prefixes)
+    glue_database: str | None = _setting("STEDI_GLUE_DATABASE", None)
+    s3_max_attempts: int = _setting("STEDI_S3_MAX_ATTEMPTS", "5", _count)
+    s3_timeout_seconds: float = _setting("STEDI_S3_TIMEOUT", "30", _seconds)
+    s3_allow_unsafe_commits: bool = _setting(UNSAFE_COMMITS_VARIABLE, "false", _flag)
+    retention_hours: int = _setting("STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), _hours)
+    sensor_interval_seconds: int = _setting("STEDI_SENSOR_INTERVAL", "30", _count)
+    automation: bool = _setting("STEDI_AUTOMATION", "true", _flag)
+    memory_limit: str = _setting("STEDI_MEMORY_LIMIT", "1GB", _memory)
+    spill_directory: str | None = _setting("STEDI_SPILL_DIRECTORY", None)
+
+    def __post_init__(self) -> None:
+        if self.glue_database and not self.lake.startswith("s3://"):
+            raise SettingsError(
+                f"STEDI_GLUE_DATABASE={self.glue_database} registers tables on S3, but STEDI_LAKE={self.lake} is not an "
+                "s3:// location: set STEDI_LAKE to s3://bucket/prefix, or unset STEDI_GLUE_DATABASE"
+            )
 
     def aws_access(self, anonymous: bool = False) -> AwsAccess:
         """The S3 and Glue access of the lake, or (`anonymous` for an unsigned source) of the source."""
@@ -75,106 +162,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        consent_policy = ConsentPolicy(_choice(env, "STEDI_CONSENT_POLICY", [p.value for p in ConsentPolicy]))
-        engine = _choice(env, "STEDI_ENGINE", list(ENGINES))
-        lake = env.get("STEDI_LAKE") or DEFAULT_LAKE
-        _folder(lake, "STEDI_LAKE")
-        glue_database = env.get("STEDI_GLUE_DATABASE") or None
-        if glue_database and not lake.startswith("s3://"):
-            raise SettingsError(
-                f"STEDI_GLUE_DATABASE={glue_database} registers tables on S3, but STEDI_LAKE={lake} is not an s3:// "
-                "location: set STEDI_LAKE to s3://bucket/prefix, or unset STEDI_GLUE_DATABASE"
-            )
-        return cls(
-            source=env.get("STEDI_SOURCE") or str(SAMPLE_SOURCE),
-            lake=lake,
-            consent_policy=consent_policy,
-            subject_key=env.get(SUBJECT_KEY_VARIABLE) or DEVELOPMENT_SUBJECT_KEY,
-            engine=engine,
-            # This machine's cores, a standalone cluster, YARN (EMR) or Kubernetes (docs/spark.md).
-            spark_master=_setting(
-                env, "STEDI_SPARK_MASTER", DEFAULT_SPARK_MASTER, r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+",
-                "a Spark master URL: set it to local[*], spark://host:port, yarn or k8s://...",
-            ),
-            source_anonymous=_flag(env, "STEDI_SOURCE_ANONYMOUS"),
-            source_prefixes=_source_prefixes(env.get("STEDI_SOURCE_PREFIXES") or ""),
-            glue_database=glue_database,
-            s3_max_attempts=int(_number(env, "STEDI_S3_MAX_ATTEMPTS", 5)),
-            s3_timeout_seconds=_number(env, "STEDI_S3_TIMEOUT", 30.0),
-            s3_allow_unsafe_commits=_flag(env, UNSAFE_COMMITS_VARIABLE),
-            retention_hours=int(
-                _setting(
-                    env, "STEDI_RETENTION_HOURS", str(DEFAULT_RETENTION_HOURS), "[0-9]+", "a whole number of hours: set it to 0 or more"
-                )
-            ),
-            sensor_interval_seconds=int(_number(env, "STEDI_SENSOR_INTERVAL", 30)),
-            automation=_flag(env, "STEDI_AUTOMATION", default="true"),
-            # As DuckDB writes it (docs/benchmarks.md).
-            memory_limit=_setting(
-                env, "STEDI_MEMORY_LIMIT", "1GB", r"(?i)[0-9]+(\.[0-9]+)?\s*([KMGT]i?B)",
-                "an amount of memory: write it as 512MB, 1GB or 2GiB",
-            ),
-            spill_directory=env.get("STEDI_SPILL_DIRECTORY") or None,
-        )
-
-
-def _setting(env: Mapping[str, str], name: str, default: str, pattern: str, expected: str) -> str:
-    """`name`'s value (`default` if unset or empty), stripped, refused unless all of it matches
-    `pattern`; `expected` says what it should be, and what to do."""
-    value = (env.get(name) or default).strip()
-    if not re.fullmatch(pattern, value):
-        raise SettingsError(f"{name}={value!r} is not {expected}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: list[str]) -> str:
-    """A setting that names one of `allowed` (the first is its default), in any case."""
-    listed = ", ".join(allowed)
-    return _setting(env, name, allowed[0], f"(?i){'|'.join(allowed)}", f"one of: {listed}").lower()
-
-
-def _flag(env: Mapping[str, str], name: str, default: str = "false") -> bool:
-    value = _setting(env, name, default, "(?i)true|1|yes|false|0|no", "true or false: set it to true or false")
-    return value.lower() in {"true", "1", "yes"}
-
-
-def _folder(location: str, name: str) -> None:
-    """Refuse a local location that names a file (or lies under one) before anything is built
-    there: the nearest existing path must be a folder. An s3:// location is checked when opened."""
-    if location.startswith("s3://"):
-        return
-    path = Path(location).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise SettingsError(
-            f"{name}={location} {'is' if existing == path else 'lies under'} a file, not a folder: "
-            "set it to a folder (created if missing) or an s3:// location"
-        )
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name)
-    if not value:
-        return default
-    try:
-        number = type(default)(value)
-    except ValueError:
-        raise SettingsError(f"{name}={value!r} is not a number: set it to a positive number") from None
-    if number <= 0:
-        raise SettingsError(f"{name}={value!r} must be positive: set it to a positive number")
-    return number
-
-
-def _source_prefixes(value: str) -> dict[str, str]:
-    """`customer=customers,accelerometer=accelerometer`: the folder of each source under
-    STEDI_SOURCE, for buckets laid out otherwise than `<source>/` (the course bucket)."""
-    prefixes = {}
-    for pair in filter(None, (p.strip() for p in value.split(","))):
-        source, _, folder = pair.partition("=")
-        source, folder = source.strip(), folder.strip().strip("/")
-        if source not in LANDING_SOURCES or not folder:
-            raise SettingsError(
-                f"STEDI_SOURCE_PREFIXES: {pair!r} is not <source>=<folder> with a source among {', '.join(LANDING_SOURCES)}"
-            )
-        prefixes[source] = folder
-    return prefixes
+        values = {}
+        for setting in fields(cls):
+            variable, default, read = setting.metadata["setting"]
+            value = env.get(variable) or default
+            values[setting.name] = None if value is None else read(variable, value)
+        return cls(**values)

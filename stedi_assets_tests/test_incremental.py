@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stedi_assets.engine.resource import DuckDBEngineResource
-from stedi_assets.generate import GenerateOptions, generate
+from stedi_assets.generate import generate
 from stedi_assets.incremental import Follower
 from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.store import LocalStore
@@ -176,7 +176,7 @@ def test_incremental_run_equals_a_full_run(arrival, ingested_sample, tmp_path):
 
 
 # -- random arrival sequences ----------------------------------------------------------------
-POOL_OPTIONS = GenerateOptions(scale=0.02, seed=3, duplicate_emails=4, reused_serials=1, files_per_source=(3, 4, 3))
+POOL_OPTIONS = dict(scale=0.02, seed=3, duplicate_emails=4, reused_serials=1, files_per_source=(3, 4, 3))
 OPERATIONS = ("deliver", "deliver", "correct", "copy", "remove", "run")
 
 
@@ -252,7 +252,7 @@ class Arrivals:
 @pytest.fixture(scope="module")
 def generated_pool(tmp_path_factory) -> Path:
     pool = tmp_path_factory.mktemp("pool")
-    generate(LocalStore(pool), POOL_OPTIONS)
+    generate(LocalStore(pool), **POOL_OPTIONS)
     return pool
 
 

@@ -10,7 +10,7 @@ import re
 import socket
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -132,6 +132,16 @@ def test_a_lake_that_names_a_file_is_refused_before_anything_is_built(tmp_path: 
         with pytest.raises(SettingsError, match=f"STEDI_LAKE={lake} (is|lies under) a file, not a folder: set it to a folder"):
             Settings.from_env({"STEDI_LAKE": str(lake)})
     assert Settings.from_env({"STEDI_LAKE": str(tmp_path / "new" / "lake")}).lake == str(tmp_path / "new" / "lake")
+
+
+def test_the_settings_tables_list_every_setting_once_with_its_default():
+    """settings.py defines each setting; README.md's table and docs/s3-and-aws.md's say what it means."""
+    text = (REPO / "README.md").read_text() + (REPO / "docs/s3-and-aws.md").read_text()
+    documented = re.findall(r"^\| `(STEDI_\w+)` \| ([^|]+) \|", text, re.M)
+    defined = {variable: default for variable, default, _ in (f.metadata["setting"] for f in fields(Settings))}
+    assert sorted(v for v, _ in documented) == sorted([*defined, "STEDI_REFERENCE_DATA"])  # that one is the tests'
+    literal = {v: cell.strip("`").removeprefix("./") for v, cell in documented if re.fullmatch(r"`[^`]+`", cell) and defined.get(v)}
+    assert literal == {v: defined[v] for v in literal} and len(literal) == 12
 
 
 BAD_SETTINGS = {
