@@ -91,12 +91,8 @@ _LINEAGE = (
 
 _CUSTOMER = (
     Column("customerName", pa.string(), "Full name (direct identifier)"),
-    Column(
-        "email",
-        pa.string(),
-        "E-mail address: in landing as it arrived, from the trusted zone on its person key (direct identifier)",
-        required=True,
-    ),
+    Column("email", pa.string(), "E-mail address: in landing as it arrived, from the trusted zone on its person key "
+           "(direct identifier)", required=True),
     Column("phone", pa.string(), "Phone number (direct identifier)"),
     Column("birthDay", pa.string(), "Date of birth, yyyy-mm-dd (direct identifier)"),
     Column("serialNumber", pa.string(), "Serial number of the customer's step trainer"),
@@ -106,17 +102,12 @@ _CUSTOMER = (
     Column("shareWithPublicAsOfDate", pa.int64(), "Public sharing consent since, epoch ms"),
     Column("shareWithFriendsAsOfDate", pa.int64(), "Friends sharing consent since, epoch ms"),
 )
+_XYZ = tuple(Column(axis, pa.float64(), f"Acceleration along {axis}") for axis in "xyz")
 _ACCELEROMETER = (
-    Column(
-        "user",
-        pa.string(),
-        "E-mail of the customer who owns the phone: in landing as it arrived, from the trusted zone on its person key",
-        required=True,
-    ),
+    Column("user", pa.string(), "E-mail of the customer who owns the phone: in landing as it arrived, from the trusted zone "
+           "on its person key", required=True),
     Column("timestamp", pa.int64(), "Reading time, epoch ms", required=True),
-    Column("x", pa.float64(), "Acceleration along x"),
-    Column("y", pa.float64(), "Acceleration along y"),
-    Column("z", pa.float64(), "Acceleration along z"),
+    *_XYZ,
 )
 _STEP_TRAINER = (
     Column("sensorReadingTime", pa.int64(), "Reading time, epoch ms", required=True),
@@ -128,21 +119,13 @@ REJECTED_LINE = (
     Column("source_file", pa.string(), "Landing file, relative to STEDI_SOURCE"),
     Column("source_line", pa.int64(), "1-based line number in that file"),
     Column("raw", pa.string(), "The rejected text, as it was (direct identifiers possible)"),
-    Column(
-        "reason_code",
-        pa.string(),
-        "Why it was rejected, one stable code per cause (not_json, bad_type:<column>, missing:<columns>, "
-        "conflicting_values, ...: docs/ingestion.md), to group the rejects by",
-    ),
+    Column("reason_code", pa.string(), "Why it was rejected, one stable code per cause (not_json, bad_type:<column>, "
+           "missing:<columns>, conflicting_values, ...: docs/ingestion.md), to group the rejects by"),
     Column("reason", pa.string(), "Why it was rejected, for people: the code's detail, a value of the line included"),
 )
 _REJECTS = REJECTED_LINE + (
-    Column(
-        "named_person_keys",
-        NAMES,
-        "The person key (stedi_assets/person.py) of every e-mail address the line names, anywhere in its text, in "
-        "any quoting or key spelling (landing/named.py); empty: none (direct identifiers)",
-    ),
+    Column("named_person_keys", NAMES, "The person key (stedi_assets/person.py) of every e-mail address the line names, "
+           "anywhere in its text, in any quoting or key spelling (landing/named.py); empty: none (direct identifiers)"),
     Column("named_serials", NAMES, "Every step trainer serial number the line names, anywhere in its text; empty: none"),
 )
 # The ledger of a landing table (landing/ledger.py): each source file, its identity when parsed, what became of its lines.
@@ -151,11 +134,8 @@ _LANDING_FILES = (
     Column("size", pa.int64(), "Its size in bytes when it was parsed"),
     Column("modified_ns", pa.int64(), "Its modification time when it was parsed, epoch ns"),
     Column("etag", pa.string(), "A hash of its content when it was parsed: its S3 ETag, else blake2b:<hex>"),
-    Column(
-        "changed_ns",
-        pa.int64(),
-        "A local file's status-change time (ctime) when it was hashed, epoch ns; null: on S3, or too recent to trust",
-    ),
+    Column("changed_ns", pa.int64(), "A local file's status-change time (ctime) when it was hashed, epoch ns; null: on S3, "
+           "or too recent to trust"),
     Column("inode", pa.int64(), "A local file's inode when it was hashed"),
     Column("lines", pa.int64(), "Its non-blank lines"),
     Column("rows", pa.int64(), "Rows it gave the landing table"),
@@ -164,24 +144,16 @@ _LANDING_FILES = (
     Column("present", pa.bool_(), "Still in the source at the last ingest; false: gone, its rows kept"),
 )
 SUBJECT_ID = Column("subject_id", pa.string(), "Pseudonymous subject key: HMAC-SHA256 of the person key with STEDI_SUBJECT_KEY")
-
-
 # Fields of a landing record outside its table's contract: kept with the row, never dropped.
-RESCUED_DATA = Column(
-    "rescued_data",
-    pa.string(),
-    "The record's fields outside this table's contract, as a JSON object (null: none), like Auto Loader's "
-    "_rescued_data; landing only: the trusted zone selects contract columns (personal values possible)",
-)
+RESCUED_DATA = Column("rescued_data", pa.string(), "The record's fields outside this table's contract, as a JSON object "
+                      "(null: none), like Auto Loader's _rescued_data; landing only: the trusted zone selects contract "
+                      "columns (personal values possible)")
 
 
 def _person_key(of: str) -> Column:
-    return Column(
-        "person_key",
-        pa.string(),
-        f"The person key of `{of}` (stedi_assets/person.py: NFKC, case-folded, no whitespace, control or format "
-        "character; null if nothing is left): what every rule, erasure request and subject_id compares",
-    )
+    return Column("person_key", pa.string(), f"The person key of `{of}` (stedi_assets/person.py: NFKC, case-folded, no "
+                  "whitespace, control or format character; null if nothing is left): what every rule, erasure request "
+                  "and subject_id compares")
 
 
 CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE)
@@ -189,12 +161,11 @@ ACCELEROMETER_LANDING = Table(
     "accelerometer_landing", "accelerometer", "landing", _ACCELEROMETER + (_person_key("user"), RESCUED_DATA) + _LINEAGE
 )
 STEP_TRAINER_LANDING = Table("step_trainer_landing", "step_trainer", "landing", _STEP_TRAINER + (RESCUED_DATA,) + _LINEAGE)
-CUSTOMER_LANDING_REJECTS = Table("customer_landing_rejects", "customer", "landing_rejects", _REJECTS)
-ACCELEROMETER_LANDING_REJECTS = Table("accelerometer_landing_rejects", "accelerometer", "landing_rejects", _REJECTS)
-STEP_TRAINER_LANDING_REJECTS = Table("step_trainer_landing_rejects", "step_trainer", "landing_rejects", _REJECTS)
-CUSTOMER_LANDING_FILES = Table("customer_landing_files", "customer", "landing_files", _LANDING_FILES)
-ACCELEROMETER_LANDING_FILES = Table("accelerometer_landing_files", "accelerometer", "landing_files", _LANDING_FILES)
-STEP_TRAINER_LANDING_FILES = Table("step_trainer_landing_files", "step_trainer", "landing_files", _LANDING_FILES)
+_LANDING = (CUSTOMER_LANDING, ACCELEROMETER_LANDING, STEP_TRAINER_LANDING)
+_LANDING_REJECTS = tuple(Table(f"{t.name}_rejects", t.source, "landing_rejects", _REJECTS) for t in _LANDING)
+_LANDING_LEDGERS = tuple(Table(f"{t.name}_files", t.source, "landing_files", _LANDING_FILES) for t in _LANDING)
+CUSTOMER_LANDING_REJECTS, ACCELEROMETER_LANDING_REJECTS, STEP_TRAINER_LANDING_REJECTS = _LANDING_REJECTS
+CUSTOMER_LANDING_FILES, ACCELEROMETER_LANDING_FILES, STEP_TRAINER_LANDING_FILES = _LANDING_LEDGERS
 
 CUSTOMER_TRUSTED = Table("customer_trusted", "customer", "trusted", _CUSTOMER, ("email",), ("email", EMAIL))
 ACCELEROMETER_TRUSTED = Table(
@@ -212,9 +183,7 @@ MACHINE_LEARNING_CURATED = Table(
         SUBJECT_ID,
         Column("sensorReadingTime", pa.int64(), "Reading time of both sensors, epoch ms"),
         Column("distanceFromObject", pa.int64(), "Step trainer distance"),
-        Column("x", pa.float64(), "Acceleration along x"),
-        Column("y", pa.float64(), "Acceleration along y"),
-        Column("z", pa.float64(), "Acceleration along z"),
+        *_XYZ,
     ),
     unique_key=("subject_id", "sensorReadingTime", "distanceFromObject", "x", "y", "z"),
     erased_by=("subject_id", SUBJECT),
@@ -253,19 +222,15 @@ DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "person_key", "
 PERSONAL = DIRECT_IDENTIFIERS | {"serialNumber", "named_serials", "raw", RESCUED_DATA.name}
 
 # Each landing table's rejects: built, judged and published with it, read at the version it names.
-REJECTS_OF: dict[str, Table] = {
-    CUSTOMER_LANDING.name: CUSTOMER_LANDING_REJECTS,
-    ACCELEROMETER_LANDING.name: ACCELEROMETER_LANDING_REJECTS,
-    STEP_TRAINER_LANDING.name: STEP_TRAINER_LANDING_REJECTS,
-}
+REJECTS_OF: dict[str, Table] = {t.name: rejects for t, rejects in zip(_LANDING, _LANDING_REJECTS)}
 
 # The tables the asset graph builds.
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        *(CUSTOMER_LANDING, ACCELEROMETER_LANDING, STEP_TRAINER_LANDING),
-        *(CUSTOMER_LANDING_REJECTS, ACCELEROMETER_LANDING_REJECTS, STEP_TRAINER_LANDING_REJECTS),
-        *(CUSTOMER_LANDING_FILES, ACCELEROMETER_LANDING_FILES, STEP_TRAINER_LANDING_FILES),
+        *_LANDING,
+        *_LANDING_REJECTS,
+        *_LANDING_LEDGERS,
         *(CUSTOMER_TRUSTED, ACCELEROMETER_TRUSTED, STEP_TRAINER_TRUSTED, CUSTOMER_CURATED, MACHINE_LEARNING_CURATED),
     )
 }
