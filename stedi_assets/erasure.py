@@ -74,7 +74,6 @@ class Erasures:
         return hashlib.sha256("\n".join([*sorted(self.subjects), "", *sorted(self.serials)]).encode()).hexdigest()[:16]
 
     def applied_by(self, version: Snapshot) -> bool:
-        """Whether `version` was built with exactly these requests in force."""
         return version.info.get(ERASURES_APPLIED) == self.fingerprint()
 
     def relations(self) -> dict[str, pa.Table]:

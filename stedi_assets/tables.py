@@ -175,32 +175,24 @@ STEP_TRAINER_TRUSTED = Table(
     "step_trainer_trusted", "step_trainer", "trusted", _STEP_TRAINER, ("serialNumber", "sensorReadingTime"), ("serialNumber", SERIAL)
 )
 CUSTOMER_CURATED = Table("customer_curated", "customer", "curated", _CUSTOMER + (SUBJECT_ID,), ("email",), ("email", EMAIL))
+_MACHINE_LEARNING = (
+    SUBJECT_ID,
+    Column("sensorReadingTime", pa.int64(), "Reading time of both sensors, epoch ms"),
+    Column("distanceFromObject", pa.int64(), "Step trainer distance"),
+    *_XYZ,
+)
 MACHINE_LEARNING_CURATED = Table(
-    "machine_learning_curated",
-    "machine_learning",
-    "curated",
-    (
-        SUBJECT_ID,
-        Column("sensorReadingTime", pa.int64(), "Reading time of both sensors, epoch ms"),
-        Column("distanceFromObject", pa.int64(), "Step trainer distance"),
-        *_XYZ,
-    ),
-    unique_key=("subject_id", "sensorReadingTime", "distanceFromObject", "x", "y", "z"),
-    erased_by=("subject_id", SUBJECT),
+    "machine_learning_curated", "machine_learning", "curated", _MACHINE_LEARNING,
+    ("subject_id", "sensorReadingTime", "distanceFromObject", "x", "y", "z"), ("subject_id", SUBJECT),
 )
 
 # Written by `stedi forget`, read by every step: keyed hashes only, never an e-mail (erasure.py).
-ERASURE_REQUESTS = Table(
-    "erasure_requests",
-    "privacy",
-    "erasure_requests",
-    (
-        Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's person key with STEDI_SUBJECT_KEY (= their subject_id)"),
-        Column("requested_at", pa.int64(), "When the erasure was requested, epoch ms"),
-        Column("key_id", pa.string(), "Fingerprint of the STEDI_SUBJECT_KEY the erasure key was made with"),
-    ),
-    unique_key=("erasure_key",),
+_ERASURE_REQUEST = (
+    Column("erasure_key", pa.string(), "HMAC-SHA256 of the erased person's person key with STEDI_SUBJECT_KEY (= their subject_id)"),
+    Column("requested_at", pa.int64(), "When the erasure was requested, epoch ms"),
+    Column("key_id", pa.string(), "Fingerprint of the STEDI_SUBJECT_KEY the erasure key was made with"),
 )
+ERASURE_REQUESTS = Table("erasure_requests", "privacy", "erasure_requests", _ERASURE_REQUEST, ("erasure_key",))
 
 # The person keys a landing table keeps beside the e-mail as it arrived (key column -> the column
 # it is the key of); from the trusted zone on, `email` and `user` hold the key itself.
