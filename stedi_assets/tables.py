@@ -32,6 +32,7 @@ class Column:
     type: pa.DataType
     description: str
     required: bool = False  # a landing record without it is rejected
+    key_of: str | None = None  # a person key: the column, as it arrived, it is computed from at landing (never read)
 
     @property
     def athena_type(self) -> str:
@@ -153,7 +154,7 @@ RESCUED_DATA = Column("rescued_data", pa.string(), "The record's fields outside 
 def _person_key(of: str) -> Column:
     return Column("person_key", pa.string(), f"The person key of `{of}` (stedi_assets/person.py: NFKC, case-folded, no "
                   "whitespace, control or format character; null if nothing is left): what every rule, erasure request "
-                  "and subject_id compares")
+                  "and subject_id compares", key_of=of)
 
 
 CUSTOMER_LANDING = Table("customer_landing", "customer", "landing", _CUSTOMER + (_person_key("email"), RESCUED_DATA) + _LINEAGE)
@@ -196,16 +197,12 @@ ERASURE_REQUESTS = Table("erasure_requests", "privacy", "erasure_requests", _ERA
 
 # The person keys a landing table keeps beside the e-mail as it arrived (key column -> the column
 # it is the key of); from the trusted zone on, `email` and `user` hold the key itself.
-PERSON_KEY_OF: dict[str, dict[str, str]] = {
-    CUSTOMER_LANDING.name: {"person_key": "email"},
-    ACCELEROMETER_LANDING.name: {"person_key": "user"},
-}
+PERSON_KEY_OF: dict[str, dict[str, str]] = {t.name: {c.name: c.key_of for c in t.columns if c.key_of} for t in _LANDING}
 
 
 def as_read(table: Table) -> Table:
-    """The contract a landing file is read against: without the person keys, which are
-    computed from the e-mail as it arrived, never read from a file."""
-    return replace(table, columns=tuple(c for c in table.columns if c.name not in PERSON_KEY_OF.get(table.name, {})))
+    """The contract a landing file is read against: without the person keys."""
+    return replace(table, columns=tuple(c for c in table.columns if c.key_of is None))
 
 
 # Columns that name a person; none may reach the machine-learning table.
