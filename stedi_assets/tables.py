@@ -16,9 +16,6 @@ from stedi_assets.lake.glue import ATHENA_TYPES
 if TYPE_CHECKING:
     import dagster as dg
 
-# A landing file's name repeats on each of its rows: dictionary-encoded in Arrow and in
-# Parquet, it is one string per file instead of a copy per row. Readers still see text.
-FILE_NAME = pa.dictionary(pa.int32(), pa.string())
 # What a rejected line names: every e-mail's person key, every serial number (landing/named.py).
 NAMES = pa.list_(pa.string())
 # What a column holds, for telling an erased person's rows (erasure.py): person keys (the landing
@@ -84,8 +81,10 @@ class Table:
         return dg.TableSchema([dg.TableColumn(c.name, c.athena_type, description=c.description) for c in self.columns])
 
 
+# `source_file` repeats on each row of a file: dictionary-encoded in Arrow and in Parquet, it
+# is one string per file instead of a copy per row. Readers still see text.
 _LINEAGE = (
-    Column("source_file", FILE_NAME, "Landing file the record came from, relative to STEDI_SOURCE"),
+    Column("source_file", pa.dictionary(pa.int32(), pa.string()), "Landing file the record came from, relative to STEDI_SOURCE"),
     Column("source_line", pa.int64(), "1-based line number of the record in its landing file"),
 )
 
