@@ -31,8 +31,6 @@ ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info
 ERASURES_APPLIED = "erasures_applied"  # the commit info key: a fingerprint of the requests a version was built with
 PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
 NO_ERASED_PERSON = "no_erased_person"
-
-
 # The relations the rules read the requests from: (name, column) of the subjects', then the serials' keys.
 _RELATIONS = (("erasures", "erasure_key"), ("erased_serial_keys", "serial_key"))
 
