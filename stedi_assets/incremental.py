@@ -33,7 +33,6 @@ class Changes:
     """Rows removed from and added to an input since the version a table was built from."""
 
     old: Snapshot
-    new: Snapshot
     removed: Relation
     added: Relation
 
@@ -155,7 +154,7 @@ class Follower:
                 query("SELECT * FROM removed_files EXCEPT SELECT * FROM added_files", relations),
                 query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations),
             )
-        return Changes(old, new, removed, added)
+        return Changes(old, removed, added)
 
     def sql(self, sql: str, **relations: Relation) -> pa.Table:
         """Helper SQL (not a rule) over the step's inputs and `relations`."""
@@ -198,9 +197,7 @@ class Follower:
             held = pa.table({key: pa.array(sorted(set().union(*by_file.values()) - {None}), key_type)})
             keys |= set(held.filter(self.erased(held))[key].to_pylist())
         affected = pa.table({key: pa.array(sorted(keys), key_type)})
-        info = {"affected_keys": len(keys)}
         holding = [f for f, values in by_file.items() if values & keys]
-        rest = previous.without(holding)
         union = "UNION" if distinct else "UNION ALL"
         if keys:
             fresh = self.sql(
@@ -223,19 +220,19 @@ class Follower:
             SELECT p.* FROM (SELECT * FROM kept_rows WHERE {time} IN (SELECT {time} FROM fresh_rows)) AS p
             WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})
             """,
-            kept_rows=rest,
+            kept_rows=previous.without(holding),
             fresh_rows=fresh,
         )
         if distinct:
             fresh = self.sql("SELECT * FROM fresh_rows EXCEPT SELECT * FROM matches", fresh_rows=fresh, matches=matches)
-        info["rows_added" if not holding else "rows_written"] = fresh.num_rows
+        summary = {"affected_keys": len(keys), "rows_added" if not holding else "rows_written": fresh.num_rows}
         # Recomputed rows are judged against the whole inputs, fresh rows alone against `judge_with`.
         judged = pa.concat_tables([self.table.conform(fresh), self.table.conform(matches)])
         held = previous.part(holding).dataset().count_rows() if holding else 0
         return Build(
             fresh,
             relations={**({} if keys else judge_with or {}), self.table.name: judged},
-            increment=Increment(previous, rows=previous.rows - held + fresh.num_rows, removes=tuple(holding), summary=info),
+            increment=Increment(previous, rows=previous.rows - held + fresh.num_rows, removes=tuple(holding), summary=summary),
             metadata={**(metadata or {}), "judged_rows": judged.num_rows},
             info={"rules_fingerprint": self.fingerprint},
         )
