@@ -25,7 +25,7 @@ from stedi_assets.lake.store import open_store
 from stedi_assets.lakehouse import AUDITS, OWNERS, purge, query, rollback
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.privacy import PrivacyPolicy
-from stedi_assets.settings import SAMPLE_SOURCE, Settings, SettingsError
+from stedi_assets.settings import LANDING_SOURCES, SAMPLE_SOURCE, Settings, SettingsError
 from stedi_assets.tables import LAKE_TABLES, TABLES
 
 
@@ -206,12 +206,7 @@ def _rekey(settings: Settings, drop_unfound: bool) -> None:
     if old_key == new.subject_key:
         raise click.UsageError(f"{erasure.PREVIOUS_KEY_VARIABLE} is STEDI_SUBJECT_KEY: set the new key in STEDI_SUBJECT_KEY")
     source = _source(settings)
-    texts = (
-        data.to_pybytes().decode("utf-8", errors="replace")
-        for audit in AUDITS.values()
-        if audit.from_source is not None
-        for _, data in source.read_all(audit.table.source)
-    )
+    texts = (data.to_pybytes().decode("utf-8", errors="replace") for name in LANDING_SOURCES for _, data in source.read_all(name))
     rekeyed, dropped = erasure.rekey(_open(settings), replace(new, subject_key=old_key), new, texts, drop_unfound)
     click.echo(
         f"re-keyed {_counted(rekeyed, 'erasure request')} under STEDI_SUBJECT_KEY"

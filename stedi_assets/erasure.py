@@ -31,6 +31,8 @@ ERASED_SERIALS = "erased_serials"  # the key of the customer landing commit info
 ERASURES_APPLIED = "erasures_applied"  # the commit info key: a fingerprint of the requests a version was built with
 PREVIOUS_KEY_VARIABLE = "STEDI_PREVIOUS_SUBJECT_KEY"  # the retiring key, read by `stedi forget --rekey` only
 NO_ERASED_PERSON = "no_erased_person"
+# The relations the rules read the requests from: (name, column) of the subjects', then the serials' keys.
+_RELATIONS = (("erasures", "erasure_key"), ("erased_serial_keys", "serial_key"))
 
 
 class SubjectKeyChangedError(LakeError):
@@ -70,23 +72,17 @@ class Erasures:
         return hashlib.sha256("\n".join([*sorted(self.subjects), "", *sorted(self.serials)]).encode()).hexdigest()[:16]
 
     def applied_by(self, version: Snapshot) -> bool:
-        """Whether `version` was built with exactly these requests in force."""
         return version.info.get(ERASURES_APPLIED) == self.fingerprint()
 
     def relations(self) -> dict[str, pa.Table]:
         """The requests as relations for the rules (`not_erased`)."""
-        return {
-            "erasures": pa.table({"erasure_key": pa.array(sorted(self.subjects), pa.string())}),
-            "erased_serial_keys": pa.table({"serial_key": pa.array(sorted(self.serials), pa.string())}),
-        }
+        keys = (self.subjects, self.serials)
+        return {name: pa.table({column: pa.array(sorted(k), pa.string())}) for (name, column), k in zip(_RELATIONS, keys)}
 
     @classmethod
     def from_relations(cls, relations: Mapping[str, Relation]) -> Erasures:
-        def keys(name: str, column: str) -> frozenset[str]:
-            table = relations.get(name)
-            return frozenset(table[column].to_pylist()) if isinstance(table, pa.Table) else frozenset()
-
-        return cls(keys("erasures", "erasure_key"), keys("erased_serial_keys", "serial_key"))
+        tables = [(relations.get(name), column) for name, column in _RELATIONS]
+        return cls(*(frozenset(t[c].to_pylist()) if isinstance(t, pa.Table) else frozenset() for t, c in tables))
 
     def dropping(self, table: pa.Table, column: str, kind: str, privacy: PrivacyPolicy) -> pa.ChunkedArray | pa.Array:
         """The mask of `table`'s rows whose `column` names an erased person: a person key
@@ -180,9 +176,7 @@ _EVIDENCE = {EMAIL: "email", SERIAL: "serialNumber", SUBJECT: "subject_id"}
 def not_erased(*columns: tuple[str, str, str]) -> Rule:
     """The blocking rule that no row belongs to an erased person: for each (table, column, kind),
     the rows whose `column` names one (`Erasures.dropping`)."""
-    kinds = {kind for _, _, kind in columns}
-    assert len(kinds) == 1, "one kind of value per rule, reported under one column"
-    evidence = _EVIDENCE[kinds.pop()]
+    [evidence] = {_EVIDENCE[kind] for _, _, kind in columns}  # one kind of value per rule, reported under one column
 
     def evaluate(relations: Mapping[str, Relation], privacy: PrivacyPolicy) -> pa.Table:
         erasures = Erasures.from_relations(relations)
@@ -201,11 +195,10 @@ def not_erased(*columns: tuple[str, str, str]) -> Rule:
 
 
 def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
-    """The versions of a table built with other erasure requests than its current version whose
-    own data files are still stored: they may hold an erased person's rows. Read from the Delta
-    log and the store alone, so a run that died first, or another Dagster instance, finds the
-    purge still to do. Stops at the first such version whose files are all gone: retention
-    deletes older files first. With no request in force (almost every run), one commit is read."""
+    """The versions of a table built with other erasure requests than its current one whose own
+    data files are still stored (they may hold an erased person's rows), read from the Delta log
+    and the store alone: a run that died first, or another Dagster instance, finds the purge
+    still to do. With no request in force (almost every run), one commit is read."""
     latest = lake.history(spec, 1)
     if not latest or latest[0].info.get(ERASURES_APPLIED) == Erasures().fingerprint():
         return []
@@ -223,7 +216,7 @@ def awaiting_purge(lake: Lake, spec: Any) -> list[int]:
         if not files:
             continue
         if not any(lake.store.exists(f"{spec.location}/{f.rsplit('/', 1)[1]}") for f in files):
-            break
+            break  # all gone: retention deletes older files first
         pending.append(commit.version)
     return pending
 

@@ -59,14 +59,11 @@ def generate(
             "registrationDate": int(registered[i]),
             "lastUpdateDate": int(registered[i]) + 1000 - age_ms,
         }
-        if consents:
-            record["shareWithResearchAsOfDate"] = int(consent_at[i])
-        elif null_consent:
-            record["shareWithResearchAsOfDate"] = None
-        if rng.random() < 0.5:
-            record["shareWithPublicAsOfDate"] = int(registered[i])
-        if rng.random() < 0.5:
-            record["shareWithFriendsAsOfDate"] = int(registered[i])
+        if consents or null_consent:
+            record["shareWithResearchAsOfDate"] = int(consent_at[i]) if consents else None
+        for sharing in ("shareWithPublicAsOfDate", "shareWithFriendsAsOfDate"):
+            if rng.random() < 0.5:
+                record[sharing] = int(registered[i])
         return json.dumps(record)
 
     customer_lines = [customer_line(i, consents[i], null_consent[i]) for i in ids]

@@ -1,20 +1,15 @@
-"""Trusted and curated tables updated from what changed in their inputs.
+"""Trusted and curated tables updated from what changed in their inputs. docs/ingestion.md
+("Downstream, from what changed") says which keys each zone recomputes, which rows the rules
+judge, and when a full build runs instead.
 
 Each commit records the input versions it was built from (`inputs` in its info). The next
 build compares each input's published version with that one by data files (a Delta version's
 files never change): rows only in files the old version lacks were added, those only in files
 the new one lacks removed, set against each other only when a commit replaced files. Rows are
-compared whole, so a column a rule starts to read is followed without a list of columns.
-
-From those changes each zone's build derives the *affected* keys (a customer whose consent
-changed, a serial number whose owners changed, a key of removed rows, an erased person),
-recomputed from the whole inputs, and runs its rule over the added rows for every other key.
-Only the data files holding an affected key's rows are rewritten; with none, the new rows are
+compared whole, so a column a rule starts to read is followed without a list of columns. Only
+the data files holding an affected key's rows are rewritten; with none, the new rows are
 appended, in a commit on the version read. The result is what the rule gives over the whole
-inputs (the tests compare with a full build), and a full build runs when nothing sound can be
-started from: no previous version, another consent policy or rule SQL, an input version that
-can no longer be read, or `full_refresh`. The rules judge the rows written and the kept rows
-sharing a unique key with one: a kept row of an unaffected key met every rule before.
+inputs (the tests compare with a full build).
 """
 
 from __future__ import annotations
@@ -38,7 +33,6 @@ class Changes:
     """Rows removed from and added to an input since the version a table was built from."""
 
     old: Snapshot
-    new: Snapshot
     removed: Relation
     added: Relation
 
@@ -94,22 +88,17 @@ class Follower:
         erasures, previous = self.step.erasures, self.previous
         return bool(erasures) and previous is not None and not erasures.applied_by(previous)
 
-    @property
-    def behind(self) -> bool:
-        """Whether an erased person's rows may reach this build: this table or an input was
-        built without the requests in force (a version built with them holds none of hers)."""
-        erasures = self.step.erasures
-        inputs_behind = not all(erasures.applied_by(s) for s in self.step.inputs.values())
-        return bool(erasures) and self.table.erased_by is not None and (self.erasing or inputs_behind)
-
     def erased(self, data: pa.Table) -> pa.ChunkedArray | pa.Array:
         """The mask of `data`'s rows that belong to an erased person (`Table.erased_by`)."""
         return self.step.erasures.dropping(data, *self.table.erased_by, self.step.privacy)
 
     def without_erased(self, data: pa.Table | Staged) -> pa.Table | Staged:
         """`data` less an erased person's rows, which an input may hold still (staged data is
-        staged again without them, if it has any)."""
-        if not self.behind:
+        staged again without them, if it has any). None can reach it unless this table or an
+        input was built without the requests in force."""
+        erasures = self.step.erasures
+        inputs_behind = not all(erasures.applied_by(s) for s in self.step.inputs.values())
+        if not erasures or self.table.erased_by is None or not (self.erasing or inputs_behind):
             return data
         column = self.table.erased_by[0]
         values = data if isinstance(data, pa.Table) else data.dataset().to_table(columns=[column])
@@ -158,14 +147,14 @@ class Follower:
         self.compared.add(name)
         old, new = self.bases[name], self.step.inputs[name]
         kept = set(new.files) & set(old.files)
-        removed = old.without(kept)
-        added = new.without(kept)
-        if not removed.files or not added.files:  # nothing removed, or nothing added
-            return Changes(old, new, removed, added)
-        # Files were replaced: only rows in one and not the other changed.
-        relations, query = {"removed_files": removed, "added_files": added}, self.step.engine.engine().query
-        removed_only = query("SELECT * FROM removed_files EXCEPT SELECT * FROM added_files", relations)
-        return Changes(old, new, removed_only, query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations))
+        removed, added = old.without(kept), new.without(kept)
+        if removed.files and added.files:  # files were replaced: only rows in one and not the other changed
+            relations, query = {"removed_files": removed, "added_files": added}, self.step.engine.engine().query
+            removed, added = (
+                query("SELECT * FROM removed_files EXCEPT SELECT * FROM added_files", relations),
+                query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations),
+            )
+        return Changes(old, removed, added)
 
     def sql(self, sql: str, **relations: Relation) -> pa.Table:
         """Helper SQL (not a rule) over the step's inputs and `relations`."""
@@ -208,9 +197,7 @@ class Follower:
             held = pa.table({key: pa.array(sorted(set().union(*by_file.values()) - {None}), key_type)})
             keys |= set(held.filter(self.erased(held))[key].to_pylist())
         affected = pa.table({key: pa.array(sorted(keys), key_type)})
-        info = {"affected_keys": len(keys)}
         holding = [f for f, values in by_file.items() if values & keys]
-        rest = previous.without(holding)
         union = "UNION" if distinct else "UNION ALL"
         if keys:
             fresh = self.sql(
@@ -233,19 +220,19 @@ class Follower:
             SELECT p.* FROM (SELECT * FROM kept_rows WHERE {time} IN (SELECT {time} FROM fresh_rows)) AS p
             WHERE EXISTS (SELECT 1 FROM fresh_rows AS f WHERE {unique})
             """,
-            kept_rows=rest,
+            kept_rows=previous.without(holding),
             fresh_rows=fresh,
         )
         if distinct:
             fresh = self.sql("SELECT * FROM fresh_rows EXCEPT SELECT * FROM matches", fresh_rows=fresh, matches=matches)
-        info["rows_added" if not holding else "rows_written"] = fresh.num_rows
+        summary = {"affected_keys": len(keys), "rows_added" if not holding else "rows_written": fresh.num_rows}
         # Recomputed rows are judged against the whole inputs, fresh rows alone against `judge_with`.
         judged = pa.concat_tables([self.table.conform(fresh), self.table.conform(matches)])
         held = previous.part(holding).dataset().count_rows() if holding else 0
         return Build(
             fresh,
             relations={**({} if keys else judge_with or {}), self.table.name: judged},
-            increment=Increment(previous, rows=previous.rows - held + fresh.num_rows, removes=tuple(holding), summary=info),
+            increment=Increment(previous, rows=previous.rows - held + fresh.num_rows, removes=tuple(holding), summary=summary),
             metadata={**(metadata or {}), "judged_rows": judged.num_rows},
             info={"rules_fingerprint": self.fingerprint},
         )

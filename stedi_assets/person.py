@@ -64,11 +64,8 @@ def with_person_keys(data: pa.Table, sources: Mapping[str, str]) -> pa.Table:
     """`data` with each key column (`sources`: key column -> the column it is the key of)
     set from its source column, appended if absent."""
     for key_column, source in sources.items():
-        keys = person_keys(data[source])
-        if key_column in data.column_names:
-            data = data.set_column(data.column_names.index(key_column), key_column, keys)
-        else:
-            data = data.append_column(key_column, keys)
+        keys, index = person_keys(data[source]), data.schema.get_field_index(key_column)
+        data = data.set_column(index, key_column, keys) if index >= 0 else data.append_column(key_column, keys)
     return data
 
 
