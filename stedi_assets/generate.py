@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from stedi_assets.lake.store import Store
+from stedi_assets.settings import SAMPLE_SOURCE
 
 CUSTOMERS_PER_SCALE = 956
 STEP_READINGS_PER_CUSTOMER = 30
@@ -99,7 +99,7 @@ def generate(
     for (source, size), line, files in zip(counts.items(), lines, files_per_source):
         _write(store, source, size, line, files, rng)
     if dirty_lines:
-        store.write(DIRTY_LINES, (Path(__file__).parent / "sample_data" / DIRTY_LINES).read_bytes())
+        store.write(DIRTY_LINES, (SAMPLE_SOURCE / DIRTY_LINES).read_bytes())
     return counts
 
 

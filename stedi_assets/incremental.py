@@ -101,7 +101,8 @@ class Follower:
         if not erasures or self.table.erased_by is None or not (self.erasing or inputs_behind):
             return data
         column = self.table.erased_by[0]
-        values = data if isinstance(data, pa.Table) else data.dataset().to_table(columns=[column])
+        # Staged rows may be many: only their distinct keys come into this process.
+        values = data if isinstance(data, pa.Table) else self.sql(f"SELECT DISTINCT {column} FROM built_rows", built_rows=data)
         if not pc.any(erased := self.erased(values)).as_py():
             return data
         if isinstance(data, pa.Table):
@@ -155,6 +156,11 @@ class Follower:
                 query("SELECT * FROM added_files EXCEPT SELECT * FROM removed_files", relations),
             )
         return Changes(old, removed, added)
+
+    def changed(self, *names: str) -> dict[str, Relation]:
+        """`changes` of each input as the relations `<name>_removed` and `<name>_added` that a
+        build's helper SQL reads."""
+        return {f"{n}_{side}": getattr(c, side) for n in names for c in [self.changes(n)] for side in ("removed", "added")}
 
     def sql(self, sql: str, **relations: Relation) -> pa.Table:
         """Helper SQL (not a rule) over the step's inputs and `relations`."""

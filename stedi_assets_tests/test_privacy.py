@@ -352,3 +352,22 @@ def test_a_table_selected_alone_after_forget_leaves_her_out_itself(sample_lake, 
         assert full or commit["changes"]["affected_keys"] == 1  # hers: the key it followed
     assert lakehouse.run().success
     assert lakehouse.sql(f"SELECT COUNT(*) AS n FROM {selected} WHERE {column} = '{her['who']}'") == [{"n": 0}]
+
+
+def test_the_ml_table_rebuilt_alone_after_forget_neither_holds_nor_draws_her(sample_lake, tmp_path):
+    """After `stedi forget`, machine_learning_curated rebuilt alone (`full_refresh`, its inputs
+    still hold her) publishes without her rows, and its pictures are drawn on what it
+    publishes: the subjects counted are the published table's. About 6 s."""
+    lakehouse = sample_lake.copy(tmp_path)
+    [her] = lakehouse.sql(
+        "SELECT c.email, c.subject_id, COUNT(*) AS n FROM machine_learning_curated AS m JOIN customer_curated AS c "
+        "ON c.subject_id = m.subject_id GROUP BY c.email, c.subject_id ORDER BY n DESC, c.email LIMIT 1"
+    )
+    rows = lakehouse.count("machine_learning_curated")
+    lakehouse.stedi("forget", her["email"])
+    result = lakehouse.run(select="machine_learning_curated", full_refresh=("machine_learning_curated",))
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    assert lakehouse.count("machine_learning_curated") == rows - her["n"]
+    [subjects] = lakehouse.sql("SELECT COUNT(DISTINCT subject_id) AS n FROM machine_learning_curated")
+    [materialization] = result.asset_materializations_for_node("machine_learning_curated")
+    assert materialization.metadata["subjects"].value == subjects["n"]

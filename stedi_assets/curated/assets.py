@@ -12,7 +12,7 @@ from stedi_assets.curated import checks, rules, signals
 from stedi_assets.incremental import Follower, rebuilt
 from stedi_assets.publishing import AssetStep, Build
 from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_TRUSTED, MACHINE_LEARNING_CURATED, SUBJECT_ID
-from stedi_assets.trusted.assets import changed, zone_asset
+from stedi_assets.trusted.assets import zone_asset
 
 curated_asset = functools.partial(zone_asset, group="curated")
 
@@ -45,6 +45,7 @@ def customer_curated(step: AssetStep) -> Build:
         phones = readers if readers is not None else step.inputs["accelerometer_trusted"]
         customers = step.query(rules.CUSTOMER_CURATED, "customer_trusted", accelerometer_trusted=phones)
         customers = customers.append_column(SUBJECT_ID.name, step.privacy.subject_ids(customers["email"]))
+        customers = follower.without_erased(customers)  # before the funnel counts them
         # The privacy funnel, over every reading.
         pictures.update(signals.curated_pictures(step, {**step.inputs, "customer_curated": customers}))
         return customers
@@ -71,11 +72,12 @@ def machine_learning_curated(step: AssetStep) -> Build:
     if not follower.usable:
         # Pictures on full builds only: they profile the whole table, where the engine staged it.
         step.pictures.prepare()
-        ml = everything()
-        pictures = signals.curated_pictures(step, {**step.inputs, MACHINE_LEARNING_CURATED.name: ml})
-        return follower.full(ml, {**metadata, **pictures}, built_with=rules.MACHINE_LEARNING_CURATED)
+        built = follower.full(everything(), metadata, built_with=rules.MACHINE_LEARNING_CURATED)
+        # Drawn on what is published: an erased person's rows are left out by now.
+        built.metadata = {**built.metadata, **signals.curated_pictures(step, {**step.inputs, MACHINE_LEARNING_CURATED.name: built.data})}
+        return built
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
-    changes = changed(follower, *inputs)
+    changes = follower.changed(*inputs)
     # Customers whose curated record changed, and those some removed readings belonged to
     # (by their record then or now): their rows are recomputed.
     affected = follower.sql(

@@ -11,7 +11,6 @@ from collections import Counter
 
 import dagster as dg
 
-from stedi_assets.engine import Relation
 from stedi_assets.incremental import Follower, rebuilt
 from stedi_assets.privacy import mask
 from stedi_assets.publishing import REBUILD_AT, AssetStep, Build, audited_asset
@@ -24,12 +23,6 @@ from stedi_assets.trusted import checks, rules
 # still being written.
 zone_asset = functools.partial(audited_asset, kinds={"sql", "delta"}, automation_condition=dg.AutomationCondition.eager())
 trusted_asset = functools.partial(zone_asset, group="trusted")
-
-
-def changed(follower: Follower, *names: str) -> dict[str, Relation]:
-    """What changed in each input `name` since the published version (Follower.changes), as the
-    relations `<name>_removed` and `<name>_added` that a build's helper SQL reads."""
-    return {f"{n}_{side}": getattr(c, side) for n in names for c in [follower.changes(n)] for side in ("removed", "added")}
 
 
 @trusted_asset(checks.CUSTOMER_TRUSTED_AUDIT, inputs=[CUSTOMER_LANDING])
@@ -75,7 +68,7 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     if not follower.usable:
         # Met by construction: checks.ACCELEROMETER_TRUSTED_AUDIT's reading_unique.
         return follower.full(everything(), metadata, built_with=rules.ACCELEROMETER_TRUSTED)
-    changes = changed(follower, "accelerometer_landing", "customer_trusted")
+    changes = follower.changed("accelerometer_landing", "customer_trusted")
     # Customers whose consent changed, and the users of removed landing rows (another copy of
     # a removed reading may remain: DISTINCT): their readings are recomputed.
     affected = follower.sql(
@@ -112,7 +105,7 @@ def step_trainer_trusted(step: AssetStep) -> Build:
 
     if not follower.usable:
         return follower.full(everything(), metadata)
-    changes = changed(follower, "step_trainer_landing", *inputs)
+    changes = follower.changed("step_trainer_landing", *inputs)
     # Serial numbers whose curated owner, consent or registrations changed, those of removed
     # landing rows, and shared ones whose owner's phone readings changed (on a shared serial
     # number they decide which step readings count).
