@@ -67,14 +67,14 @@ _MAX_TEXT = 400
 
 
 def flatten(text: str) -> str:
-    """delta-rs's message on one line, without colour codes."""
-    return _CHAIN.sub(": ", _ANSI.sub("", text)).strip()
+    """delta-rs's message on one line (a conflict's help is a second one), without colour codes."""
+    return " ".join(_CHAIN.sub(": ", _ANSI.sub("", text)).split())
 
 
 def is_request_error(error: BaseException) -> bool:
     """An S3 request that failed (as opposed to a table that is not there or not valid)."""
     text = flatten(str(error))
-    return "Error performing" in text or "Generic S3 error" in text or "S3 error" in text
+    return "Error performing" in text or "S3 error" in text
 
 
 _TRANSPORT = ("operation timed out", "error sending request", "connection closed", "connection reset", "broken pipe")

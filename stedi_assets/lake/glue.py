@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from stedi_assets.lake.aws import AwsAccess
-from stedi_assets.lake.delta import TableSpec
+from stedi_assets.lake.data_files import TableSpec
 
 COMMENT_LIMIT = 255  # Glue's limit on a column comment
 # Athena's name of each Arrow type a lake table stores (the ledgers hold a boolean).
@@ -22,9 +22,8 @@ ATHENA_TYPES = {
 
 @dataclass(frozen=True)
 class GlueCatalog:
-    """On (STEDI_GLUE_DATABASE) only for a lake on S3: after a table's first commit, the
-    database if needed and the table with `table_type = DELTA` at its root. Athena reads the
-    Delta log for the current version, so later commits, restores and vacuums need no update."""
+    """On (STEDI_GLUE_DATABASE) only for a lake on S3: after a table's first commit, the database
+    if needed and the table; later commits, restores and vacuums need no update."""
 
     database: str
     aws: AwsAccess = field(default_factory=AwsAccess)
@@ -66,28 +65,20 @@ class GlueCatalog:
 _REGISTERED: set[tuple[str, str, str, str]] = set()
 
 
-def catalog_columns(spec: TableSpec) -> list[tuple[str, str, str]]:
-    """(name, type, comment) of each column as Athena and Glue know it: names in lower case,
-    as Athena stores them."""
-    schema = spec.storage_schema
-    return [
-        (f.name.lower(), ATHENA_TYPES[f.type], (f.metadata or {}).get(b"comment", b"").decode()[:COMMENT_LIMIT])
-        for f in schema
-    ]
-
-
 def table_input(spec: TableSpec, uri: str) -> dict[str, Any]:
-    """The Glue definition of a Delta table at `uri`. The columns are for people browsing
-    the catalog; Athena takes the schema from the Delta log."""
+    """The Glue definition of a Delta table at `uri`. The columns (names in lower case, as Athena
+    stores them) are for people browsing the catalog; Athena takes the schema from the Delta log."""
     if not uri.startswith("s3://"):
         raise ValueError(f"Glue registers S3 locations only, not {uri}: put STEDI_LAKE on s3://")
+    columns = [
+        {"Name": f.name.lower(), "Type": ATHENA_TYPES[f.type],
+         "Comment": (f.metadata or {}).get(b"comment", b"").decode()[:COMMENT_LIMIT]}
+        for f in spec.storage_schema
+    ]
     return {
         "Name": spec.name,
         "TableType": "EXTERNAL_TABLE",
         "Parameters": {"table_type": "DELTA", "EXTERNAL": "TRUE", "spark.sql.sources.provider": "delta"},
         "PartitionKeys": [],
-        "StorageDescriptor": {
-            "Columns": [{"Name": n, "Type": t, "Comment": c} for n, t, c in catalog_columns(spec)],
-            "Location": uri.rstrip("/") + "/",
-        },
+        "StorageDescriptor": {"Columns": columns, "Location": uri.rstrip("/") + "/"},
     }

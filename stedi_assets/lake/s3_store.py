@@ -16,12 +16,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.errors import AwsRequestError, LakeError
 from stedi_assets.lake.s3_client import TRANSPORT_ERRORS, error_code, reported
-from stedi_assets.lake.store import Entry
+from stedi_assets.lake.store import Entry, Store
 
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 
-class S3Store:
+class S3Store(Store):
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_attempts: int = 5):
         self.client = client
         self.bucket = bucket
@@ -42,14 +42,8 @@ class S3Store:
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
-    def local_path(self, key: str) -> str | None:
-        return None
-
     def _reported(self, action: str, key: str):
         return reported(f"S3 {action}", self.uri(key), self.max_attempts)
-
-    def list(self, prefix: str) -> list[str]:
-        return list(self.entries(prefix))
 
     def entries(self, prefix: str) -> dict[str, Entry]:
         """The objects at `prefix` or below the folder `prefix/`, relative to the root, in key
@@ -113,12 +107,12 @@ class S3Store:
     def require_conditional_writes(self, override: str) -> None:
         """Refuse a store that ignores `If-None-Match: *` on PUT (delta-rs writes each log entry
         so): a second conditional PUT of a scratch key must be refused. Once per bucket and process."""
-        if (self.client.meta.endpoint_url, self.bucket) in _CONDITIONAL_WRITES_CHECKED:
+        endpoint, probe = self.client.meta.endpoint_url, f"_stedi_probe/{uuid.uuid4()}"
+        if (endpoint, self.bucket) in _CONDITIONAL_WRITES_CHECKED:
             return
-        key = self._key(f"_stedi_probe/{uuid.uuid4()}")
-        endpoint = self.client.meta.endpoint_url
+        key = self._key(probe)
         try:
-            with self._reported("conditional PUT", key.removeprefix(self.prefix + "/")):
+            with self._reported("conditional PUT", probe):
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=b"1", IfNoneMatch="*")
                 try:
                     self.client.put_object(Bucket=self.bucket, Key=key, Body=b"2", IfNoneMatch="*")

@@ -36,16 +36,22 @@ class Store(Protocol):
     """Keys are `/`-separated paths relative to the store's root."""
 
     def uri(self, key: str = "") -> str: ...
-    def list(self, prefix: str) -> list[str]: ...
     def entries(self, prefix: str) -> dict[str, Entry]: ...
     def read(self, key: str) -> bytes: ...
     def write(self, key: str, data: bytes) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def exists(self, key: str) -> bool: ...
-    def local_path(self, key: str) -> str | None: ...
+
+    def list(self, prefix: str) -> list[str]:
+        """The keys of `entries` that can be read."""
+        return [key for key, entry in self.entries(prefix).items() if entry.unreadable is None]
+
+    def local_path(self, key: str) -> str | None:
+        """The object as a local file, if it is one."""
+        return None
 
 
-class LocalStore:
+class LocalStore(Store):
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
 
@@ -57,9 +63,6 @@ class LocalStore:
 
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
-
-    def list(self, prefix: str) -> list[str]:
-        return [key for key, entry in self.entries(prefix).items() if entry.unreadable is None]
 
     def entries(self, prefix: str) -> dict[str, Entry]:
         """Every file at `prefix` or below it, in key order; one that must not be opened is

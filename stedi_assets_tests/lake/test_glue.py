@@ -11,7 +11,7 @@ import pytest
 from deltalake import DeltaTable
 
 from stedi_assets.lake import glue as glue_module
-from stedi_assets.lake.glue import GlueCatalog, catalog_columns, table_input
+from stedi_assets.lake.glue import GlueCatalog, table_input
 from stedi_assets.settings import SAMPLE_SOURCE
 from stedi_assets.tables import CUSTOMER_CURATED, CUSTOMER_LANDING, CUSTOMER_TRUSTED, TABLES
 from stedi_assets_tests.conftest import CliLakehouse, run_cli
@@ -37,7 +37,8 @@ def test_every_table_is_a_delta_table_at_its_root(s3_server: MotoServer, s3_lake
         assert entry["TableType"] == "EXTERNAL_TABLE"
         assert entry["StorageDescriptor"]["Location"] == f"{s3_lakehouse.env['STEDI_LAKE']}/{table.location}/"
         columns = [(c["Name"], c["Type"]) for c in entry["StorageDescriptor"]["Columns"]]
-        assert columns == [(n, t) for n, t, _ in catalog_columns(table.spec)]
+        expected = table_input(table.spec, entry["StorageDescriptor"]["Location"])["StorageDescriptor"]["Columns"]
+        assert columns == [(c["Name"], c["Type"]) for c in expected]
 
 
 @pytest.mark.reference
