@@ -1,14 +1,10 @@
-"""Pictures for the Dagster UI: small PNG charts embedded in Markdown metadata.
+"""Pictures for the Dagster UI (docs/ui.md): small PNG charts embedded in Markdown metadata.
 
 Pure functions: Arrow tables or counts in, a Markdown string holding one PNG data URI out.
 Each aggregates with pyarrow first, so matplotlib draws a few dozen bars or a few thousand
 points whatever the table's size, on a `Figure` with the Agg canvas (never pyplot's global
 state). `Pictures` is the one place that talks to Dagster: a chart that fails to draw is a
-warning, never a failed step.
-
-No label shows a direct identifier: subjects appear as a short prefix of their
-pseudonymous `subject_id`, landing files by name, rejects by the kind of problem with the
-offending value left out, and anything that still looks like an e-mail address is masked.
+warning, never a failed step. No label shows a direct identifier (how: docs/ui.md, `reason_kind`).
 """
 
 from __future__ import annotations
@@ -60,9 +56,8 @@ T = TypeVar("T")
 
 @dataclass
 class Pictures:
-    """Draws one step's pictures into its metadata. A picture that fails to draw is a warning
-    naming it, never a failed step; the time they all took adds up in `seconds`, which the
-    step reports in the line it logs when it commits (`stedi bench` reads it there).
+    """Draws one step's pictures into its metadata, each `guarded`; the time they all took adds
+    up in `seconds`, which the step logs when it commits (`stedi bench` reads it there).
 
     >>> import logging
     >>> pictures = Pictures(logging.getLogger("stedi"))
@@ -76,9 +71,8 @@ class Pictures:
     seconds: float = 0.0
 
     def prepare(self) -> None:
-        """Starts importing matplotlib (once a process), for a step that will draw to call before
-        its build: the import then overlaps the build instead of following it (docs/benchmarks.md),
-        and a step that draws nothing (the trusted zone) never imports it."""
+        """Starts importing matplotlib, for a step that will draw to call before its build: the import
+        then overlaps the build (docs/benchmarks.md); a step that draws nothing never imports it."""
         _matplotlib()
 
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
@@ -148,9 +142,8 @@ def readings_per_subject(counts: pa.Table) -> str:
 
 
 def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str]) -> str:
-    """For a few subjects (the first SIGNAL_SUBJECTS), one column each: the step trainer
-    distance above, the accelerometer x, y and z below, on one shared time axis (seconds since
-    the subject's first reading). `step_and_accel` has the ML table's columns."""
+    """For the first SIGNAL_SUBJECTS subjects, one column each: the step trainer distance above,
+    the accelerometer x, y and z below, in seconds since the subject's first reading."""
     subjects = list(subjects)[:SIGNAL_SUBJECTS]
     if not subjects:
         return _empty(_axes(SIGNALS, "Step trainer distance and accelerometer x, y, z")[0], "no subjects")
@@ -275,10 +268,9 @@ def _axes(size: tuple[float, float], title: str, fontsize: int = 10) -> tuple[Fi
 
 
 def _markdown(fig: Figure, alt: str, caption: str | None = None) -> str:
-    """The figure as a PNG of exactly size x DPI pixels, in a Markdown image, with the
-    numbers it shows as a line of text under it when they matter on their own."""
+    """The figure as a PNG of exactly size x DPI pixels (no "Software" text chunk: pixels only), in
+    a Markdown image, with the numbers it shows as a line of text under it when they matter alone."""
     buffer = io.BytesIO()
-    # No "Software" text chunk: the PNG carries pixels only.
     fig.canvas.print_png(buffer, metadata={"Software": None})
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     image = f"![{alt}](data:image/png;base64,{encoded})"
@@ -313,10 +305,9 @@ def _hbar_chart(
 
 
 def _bar_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
-    """One label per bar (the first at y 0), left of the axes, and room on the left for the
-    longest line (7 pt: at most 5.5 px a character). Texts, not tick labels: a tick is five
-    artists (two marks, a grid line, two labels) that matplotlib creates, measures twice and
-    draws (a tenth of a 12-bar chart's time)."""
+    """One label per bar (the first at y 0) left of the axes, with room for the longest line (7 pt:
+    at most 5.5 px a character). Texts, not tick labels: a tick is five artists that matplotlib
+    creates, measures twice and draws (a tenth of a 12-bar chart's time)."""
     from matplotlib.transforms import ScaledTranslation
 
     ax.set_yticks([])
