@@ -89,21 +89,11 @@ class Audit:
             relations.update(self.from_source(source, lake.companion(version, ledger.spec) if ledger is not None else None))
         return relations
 
-    def judge(
-        self,
-        relations: Mapping[str, Relation],
-        engine: SqlEngineResource,
-        privacy: PrivacyPolicy,
-        as_of: int,
-        built_with: str | None = None,
-    ) -> list[Outcome]:
+    def judge(self, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy, as_of: int,
+              built_with: str | None = None) -> list[Outcome]:
         """Every rule, judging consent as of `as_of` (epoch ms); see `Rule.met_by`."""
-        return [
-            Outcome(rule, 0, [], by_construction=True)
-            if built_with is not None and rule.met_by == built_with
-            else evaluate(rule, relations, engine, privacy, as_of)
-            for rule in self.rules
-        ]
+        return [Outcome(rule, 0, [], by_construction=True) if built_with is not None and rule.met_by == built_with
+                else evaluate(rule, relations, engine, privacy, as_of) for rule in self.rules]
 
 
 def failures(outcomes: Sequence[Outcome]) -> str:

@@ -22,10 +22,9 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-# Dagster internals, on purpose: 1.13.27 exports no constructor for a check's target
-# materialization (dg.AssetCheckEvaluation takes one, but its class is not in `dagster`), and
-# dg.AssetCheckResult always targets the asset's latest materialization, not the one that
-# produced the version the checks run alone judged.
+# Dagster internals, on purpose: 1.13.27 exports no class for the target materialization that
+# dg.AssetCheckEvaluation takes, and dg.AssetCheckResult always targets the asset's latest
+# materialization, not the one that produced the version the checks run alone judged.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
@@ -129,9 +128,7 @@ class AssetStep:
         return self.engine.engine().query(*self._rendered(sql, inputs, relations))
 
     def stage(self, table: Table, sql: str, *inputs: str, **relations: Relation) -> Staged:
-        """`query`'s result as `table`'s staged files, written by the engine (SqlEngine.stage):
-        DuckDB streams it here in batches (memory bounded by STEDI_MEMORY_LIMIT), Spark's
-        executors write it."""
+        """`query`'s result as `table`'s staged files, written where the engine runs (SqlEngine.stage)."""
         return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec)
 
     def current(self, table: Table) -> Snapshot | None:
@@ -258,10 +255,9 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     relations.update(built.relations)
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
     if increment is not None and not step.erasures.applied_by(increment.base):
-        # An increment on a version built without some of the erasure requests in force keeps
-        # rows its build never looked at. Its version will say it applies those requests, so the
-        # rules that read them judge the kept rows too: a kept row of hers fails the step instead
-        # of being published as erased (trusted and curated builds leave them out, `Follower.erasing`).
+        # An increment on a version built without some erasure requests in force keeps rows its
+        # build never looked at, and its version will say it applies them: the rules that read them
+        # judge the kept rows too, so a kept row of hers fails the step instead of being published.
         kept = {table.name: increment.base.without(increment.removes)}
         if increment.companion is not None and increment.companion.base is not None:
             kept[increment.companion.table.name] = increment.companion.base.without(increment.companion.removes)
