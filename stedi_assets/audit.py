@@ -72,11 +72,6 @@ class Audit:
     ledger: Table | None = None
     paired: tuple[Table, ...] = ()
 
-    @property
-    def companions(self) -> tuple[Table, ...]:
-        """The tables published with this one, each at the version its commit names."""
-        return tuple(t for t in (self.companion, self.ledger) if t is not None)
-
     def published_relations(self, lake: Lake, version: Snapshot, source: Any) -> dict[str, Relation]:
         """What judging a published `version` reads besides its inputs: the version, its
         companion as its commit names it, and the source recounted with its ledger."""

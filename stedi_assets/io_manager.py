@@ -87,11 +87,10 @@ def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Cha
 
 
 def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int, inputs: Sequence[str] = ()) -> list[str]:
-    """At every run, committed or not: versions of a step's tables (the first, and its
-    companions) older than STEDI_RETENTION_HOURS leave the history, and every version built
-    before erasure requests the current one applies leaves at once (`erasure.purge`, read
-    from the lake, so a run that died first leaves it to the next): the step's own table's,
-    and its `inputs`' once this step (the last reader to follow them) no longer needs them."""
+    """At every run, committed or not: versions of a step's tables (the first, and its companions)
+    older than STEDI_RETENTION_HOURS leave the history, and versions built before erasure requests
+    the current one applies leave at once (`erasure.purge`: a run that died first leaves it to the
+    next), the step's own table's and its `inputs`' once it, their last reader, no longer needs them."""
     lines = []
     for name in (tables[0].name, *inputs):
         pending, purged = erasure.purge(lake, name)

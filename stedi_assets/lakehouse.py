@@ -32,7 +32,7 @@ AUDITS: dict[str, Audit] = {a.table.name: a for a in (
     curated.CUSTOMER_CURATED_AUDIT, curated.MACHINE_LEARNING_CURATED_AUDIT,
 )}
 # The table each companion (a landing table's rejects and ledger) is published with.
-OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in a.companions}
+OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in (a.companion, a.ledger) if t is not None}
 
 
 class QueryError(LakeError):
@@ -77,12 +77,10 @@ def query(lake: Lake, sql: str) -> pa.Table:
 
 def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyPolicy, source: LandingSource,
              to_version: int | None = None, apply: bool = False) -> tuple[Snapshot, Snapshot | None]:
-    """Restore an earlier version of `name` (default: the one before the current) as a new
-    commit, only if it passes the table's blocking rules against today's upstream tables,
-    source and erasure requests: a rollback is a publish, so it never brings back what
-    today's rules forbid (a customer who withdrew consent or was erased since). Never past
-    the retention window. Without `apply` a dry run, like delta-rs's destructive operations.
-    Returns the version judged and the restore (None: a dry run); refused, a LakeError says why."""
+    """Restore an earlier version of `name` (default: the one before the current) as a new commit,
+    only if it passes the table's blocking rules against today's upstream tables, source and
+    erasure requests (docs/storage.md#versions-and-rollback). Without `apply` a dry run. Returns
+    the version judged and the restore (None: a dry run); refused, a LakeError says why."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]

@@ -1,11 +1,10 @@
-"""Write-audit-publish inside each table's own asset step (`audited_asset`): the step builds
-the table from the published upstream tables; judges every blocking rule of its `Audit` on
-exactly that data (in memory, or staged out of sight, `Staged`); yields the `Output` (an
-`Audited` value the IO manager commits, or None if a rule failed: nothing written); then one
-`AssetCheckResult` per rule, after the output so Dagster records them against this
-materialization; and fails if a rule failed, so everything downstream is skipped. With only
-a table's checks selected, the step judges the *published* version, reports against the
-materialization that produced it, and publishes nothing.
+"""Write-audit-publish inside each table's own asset step (`audited_asset`, docs/storage.md): the
+step builds the table, judges every blocking rule of its `Audit` on exactly that data (in memory,
+or staged out of sight, `Staged`), yields the `Output` (an `Audited` the IO manager commits, or
+None: nothing written), then one `AssetCheckResult` per rule, after the output so Dagster records
+them against this materialization, and fails if a rule failed. With only a table's checks
+selected, it judges the *published* version against the materialization that produced it, and
+publishes nothing.
 
 This module names no zone and no table: what a zone needs beyond its inputs, it declares in
 its `Audit` (`paired`, `from_source`) or builds itself.
@@ -42,6 +41,7 @@ from stedi_assets.tables import Table
 
 CONCURRENT_RUNS = 100  # at most how many materializations of a table one run can overlap
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
+PREVIEW_ROWS = 5
 
 
 Data = pa.Table | tuple[pa.Table, ...]  # a table, or its parts: one data file each
@@ -166,10 +166,6 @@ def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table] | Staged) -> 
     return table.conform(data) if isinstance(data, pa.Table) else tuple(table.conform(part) for part in data)
 
 
-def _rows(data: pa.Table | Staged) -> int:
-    return data.rows if isinstance(data, Staged) else data.num_rows
-
-
 def audited_asset(
     audit: Audit, *, group: str, kinds: set[str], inputs: Sequence[Table] = (), description: str | None = None,
     automation_condition: dg.AutomationCondition | None = None,
@@ -238,6 +234,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     table, increment, started = audit.table, built.increment, time.perf_counter()
     data = _conform_all(table, built.data)
     added = table.whole(data)
+    added_rows = added.rows if isinstance(added, Staged) else added.num_rows
     relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: added}
     companions: list[Change] = []
     if audit.companion is not None and built.companion is not None:
@@ -264,8 +261,8 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         outcomes = [o + evaluate(o.rule, {**relations, **kept}, step.engine, step.privacy, step.as_of) if o.rule.reads_erasures
                     else o for o in outcomes]
     passed = all(o.passed for o in outcomes)
-    rows = increment.rows if increment is not None else _rows(added)
-    publishes = data if increment is None or _rows(added) else None
+    rows = increment.rows if increment is not None else added_rows
+    publishes = data if increment is None or added_rows else None
     audited = None
     if passed:
         info = {
@@ -301,7 +298,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     }
     if increment is not None:
         changes = dg.MetadataValue.json(dict(increment.summary))
-        metadata.update(rows_added=_rows(added), base_version=increment.base.version, changes=changes)
+        metadata.update(rows_added=added_rows, base_version=increment.base.version, changes=changes)
     elif audit.companion is not None and audit.companion.name in relations:
         metadata[f"{audit.companion.name}_rows"] = relations[audit.companion.name].num_rows
     if isinstance(data, Staged) and (not passed or publishes is None):
@@ -315,9 +312,6 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             description=f"{table.name} was not published ({failures(outcomes)}); readers keep its previous version.",
             metadata={o.rule.name: o.violations for o in outcomes},
         )
-
-
-PREVIEW_ROWS = 5
 
 
 def preview(table: Table, rows: pa.Table) -> dg.TableMetadataValue:
