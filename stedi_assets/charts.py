@@ -42,9 +42,8 @@ SUBJECT_PREFIX = 8  # hex digits of subject_id shown in a label: enough to find,
 MAX_BARS = 12  # bars in one chart; the rest are added up into one "others" bar
 MAX_POINTS = 2_000  # points per line in a time series
 SIGNAL_SUBJECTS = 3
-# Titles just above the axes, fixed: where matplotlib would place them on a chart without an
-# offset text (`1e6`; the signals' distances are written in full), without measuring every tick
-# label at each draw to find out (a seventh of a chart's time).
+# Titles just above the axes, where matplotlib would place them on a chart without an offset text (`1e6`;
+# the signals' distances are written in full), without measuring every tick label at each draw (a seventh of a chart's time).
 TITLE_Y = 1.0
 
 _BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
@@ -130,12 +129,11 @@ def readings_per_subject(counts: pa.Table) -> str:
     subject_id, readings)."""
     readings = counts["readings"].to_numpy()
     median = f", median {float(np.median(readings)):,.0f}" if readings.size else ""
-    fig, ax = _axes(SMALL, f"Readings per subject ({readings.size:,} subjects{median})")
+    fig, ax = _axes(SMALL, f"Readings per subject ({readings.size:,} subjects{median})", "readings (rows of the ML table)")
     if readings.size == 0:
         return _empty(fig, "no subjects")
     # One filled outline, not a rectangle per bin: the same picture, a third of the artists.
     ax.hist(readings, bins=int(min(30, readings.max() - readings.min() + 1)), color=_BLUE, histtype="stepfilled")
-    ax.set_xlabel("readings (rows of the ML table)", fontsize=8)
     ax.set_ylabel("subjects", fontsize=8)
     fig.subplots_adjust(left=0.1)
     return _markdown(fig, "readings per subject")
@@ -186,7 +184,7 @@ def step_trainer_matches(matched: int, total: int) -> str:
     """One bar: the share of step trainer readings that found an accelerometer reading of the
     same customer at the same time (the rows the ML table is made of)."""
     title = f"Step trainer readings matched at the same time: {matched:,} of {total:,}"
-    fig, ax = _axes(SHARE, title, fontsize=9)
+    fig, ax = _axes(SHARE, title, "step trainer readings", fontsize=9)
     if total <= 0:
         return _empty(fig, "no step trainer readings")
     share = f"{matched / total:.1%}"
@@ -195,7 +193,6 @@ def step_trainer_matches(matched: int, total: int) -> str:
     ax.text(matched / 2, 0, f"{matched:,} ({share})", ha="center", va="center", fontsize=8, color="white")
     ax.set_xlim(0, total)
     ax.set_yticks([])
-    ax.set_xlabel("step trainer readings", fontsize=8)
     fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.02, top=0.8, bottom=0.42)
     caption = f"**{matched:,}** of **{total:,}** step trainer readings ({share}) found an accelerometer reading at the same time"
@@ -258,11 +255,12 @@ def _figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
-def _axes(size: tuple[float, float], title: str, fontsize: int = 10) -> tuple[Figure, Axes]:
+def _axes(size: tuple[float, float], title: str, xlabel: str = "", fontsize: int = 10) -> tuple[Figure, Axes]:
     """A figure of one titled axes, in the charts' one style."""
     fig = _figure(size)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=fontsize, y=TITLE_Y)
+    ax.set_xlabel(xlabel, fontsize=8)
     _tidy(ax)
     return fig, ax
 
@@ -283,7 +281,7 @@ def _hbar_chart(
 ) -> str:
     """Horizontal bars, the first on top, each with its note at its end (by default its
     number); `rejected` adds a red segment to each bar, and its number to the note."""
-    fig, ax = _axes(SMALL, title)
+    fig, ax = _axes(SMALL, title, xlabel)
     if not values:
         return _empty(fig, empty)
     from matplotlib.ticker import MaxNLocator
@@ -300,7 +298,6 @@ def _hbar_chart(
     ax.invert_yaxis()
     ax.set_xlim(0, top * (1.3 if any(extra) else 1.25))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
-    ax.set_xlabel(xlabel, fontsize=8)
     return _markdown(fig, title.split(" (")[0].lower(), caption)  # alt: the title without its numbers
 
 

@@ -25,11 +25,10 @@ UNTRACKED_FILE_HOURS = 1
 
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
-    """The one place that writes a table to the lake: an output that passed its audit
-    (publishing.py) is committed as the table's next Delta version; None writes nothing.
-    Inputs are the tables' published versions. Concurrent runs are serialised by the Delta
-    commit, not by Dagster: a refused commit retries the step, which builds and judges again
-    on the new version (no concurrency pool, whose slot a killed run would hold for good)."""
+    """The one place that writes a table to the lake: an output that passed its audit (publishing.py)
+    is committed as the table's next Delta version; None writes nothing. Inputs are the tables' published
+    versions. Runs are serialised by the Delta commit, not a concurrency pool (whose slot a killed run would
+    hold for good): a refused commit retries the step, which builds and judges again on the new version."""
 
     lake: LakeResource
 

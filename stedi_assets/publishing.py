@@ -194,9 +194,7 @@ def audited_asset(
             check_specs=[dg.AssetCheckSpec(r.name, asset=table.name, description=r.description, blocking=True,
                                            additional_deps=[t.name for t in audit.reads]) for r in audit.rules],
             can_subset=True,
-            required_resource_keys={"lake", "engine", "privacy", "source"},
-            # No concurrency pool: two runs writing one table are serialised by the Delta
-            # commit, and the loser's step is retried (io_manager.py).
+            required_resource_keys={"lake", "engine", "privacy", "source"},  # no concurrency pool: io_manager.py
         )
         def _step(context: dg.AssetExecutionContext, config: StepConfig):
             resources = context.resources

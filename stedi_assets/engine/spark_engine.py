@@ -31,9 +31,8 @@ ADDED = pa.schema([("path", pa.string()), ("size", pa.int64()), ("modification_t
 # and the work's small result, pickled.
 EACH = pa.schema([*ADDED, ("result", pa.binary())])
 
-# What a rule's result depends on, so it is set on every query's session whatever the
-# deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
-# results carry the contracts' types rather than Spark 4's default large_string.
+# What a rule's result depends on, set on every query's session whatever the deployment: ANSI (Spark 4's
+# default, pinned), UTC, and plain Arrow strings so results carry the contracts' types (not large_string).
 ENGINE_SQL_CONF = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
