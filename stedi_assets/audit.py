@@ -78,10 +78,9 @@ class Audit:
         relations: dict[str, Relation] = {self.table.name: version}
         if self.companion is not None:
             relations[self.companion.name] = lake.companion(version, self.companion.spec)
-        if self.from_source is not None:
-            ledger = self.ledger if self.ledger is not None and self.ledger.name in version.companions else None
-            # No ledger for a version from before the table had one.
-            relations.update(self.from_source(source, lake.companion(version, ledger.spec) if ledger is not None else None))
+        if self.from_source is not None:  # with no ledger for a version from before the table had one
+            has_ledger = self.ledger is not None and self.ledger.name in version.companions
+            relations.update(self.from_source(source, lake.companion(version, self.ledger.spec) if has_ledger else None))
         return relations
 
     def judge(self, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy, as_of: int,

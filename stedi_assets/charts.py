@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stedi_assets.privacy import scrub
+
 if TYPE_CHECKING:
     import logging
 
@@ -125,8 +127,7 @@ def privacy_funnel(stages: Sequence[tuple[str, int]]) -> str:
 
 
 def readings_per_subject(counts: pa.Table) -> str:
-    """Histogram: how many subjects have how many readings in the ML table (`counts`:
-    subject_id, readings)."""
+    """Histogram: how many subjects have how many readings in the ML table (`counts`: subject_id, readings)."""
     readings = counts["readings"].to_numpy()
     median = f", median {float(np.median(readings)):,.0f}" if readings.size else ""
     fig, ax = _axes(SMALL, f"Readings per subject ({readings.size:,} subjects{median})", "readings (rows of the ML table)")
@@ -213,8 +214,6 @@ def reason_kind(reason: str | None) -> str:
 
 
 def _safe_label(text: str, width: int = 48) -> str:
-    from stedi_assets.privacy import scrub
-
     masked = scrub(text)
     return masked if len(masked) <= width else masked[: width - 1] + "…"
 
@@ -280,11 +279,14 @@ def _hbar_chart(
     rejected: Sequence[int] = (), notes: Sequence[str] = (), caption: str | None = None,
 ) -> str:
     """Horizontal bars, the first on top, each with its note at its end (by default its
-    number); `rejected` adds a red segment to each bar, and its number to the note."""
+    number); `rejected` adds a red segment to each bar, and its number to the note. The labels
+    are texts left of the axes, not tick labels: a tick is five artists that matplotlib creates,
+    measures twice and draws (a tenth of a 12-bar chart's time)."""
     fig, ax = _axes(SMALL, title, xlabel)
     if not values:
         return _empty(fig, empty)
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import ScaledTranslation
 
     extra = list(rejected) or [0] * len(values)
     ax.barh(range(len(values)), values, color=colour)
@@ -294,26 +296,18 @@ def _hbar_chart(
     top = max(v + e for v, e in zip(values, extra)) or 1
     for y, (v, e, note) in enumerate(zip(values, extra, notes)):
         ax.text(v + e + top * 0.01, y, note, va="center", fontsize=7)
-    _bar_labels(fig, ax, labels)
-    ax.invert_yaxis()
-    ax.set_xlim(0, top * (1.3 if any(extra) else 1.25))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
-    return _markdown(fig, title.split(" (")[0].lower(), caption)  # alt: the title without its numbers
-
-
-def _bar_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
-    """One label per bar (the first at y 0) left of the axes, with room for the longest line (7 pt:
-    at most 5.5 px a character). Texts, not tick labels: a tick is five artists that matplotlib
-    creates, measures twice and draws (a tenth of a 12-bar chart's time)."""
-    from matplotlib.transforms import ScaledTranslation
-
     ax.set_yticks([])
     # 7 pt left of the axis, where a tick label would be (3.5 pt tick, 3.5 pt pad).
     at = ax.get_yaxis_transform() + ScaledTranslation(-7 / 72, 0, fig.dpi_scale_trans)
     for y, label in enumerate(labels):
         ax.text(0, y, label, transform=at, ha="right", va="center", fontsize=7)
+    # Room on the left for the longest line (7 pt: at most 5.5 px a character).
     longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
     fig.subplots_adjust(left=min(0.55, (longest * 5.5 + 10) / (fig.get_figwidth() * DPI)))
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * (1.3 if any(extra) else 1.25))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
+    return _markdown(fig, title.split(" (")[0].lower(), caption)  # alt: the title without its numbers
 
 
 def _empty(fig: Figure, message: str) -> str:

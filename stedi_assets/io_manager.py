@@ -51,8 +51,6 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
                 f"{name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows, {obj.info['build']} build); "
                 f"{obj.timings}, commit {time.perf_counter() - started:.3f} s"
             )
-        # Changed or not: a version replaced long ago must leave within the retention period
-        # even if the table is never committed again.
         tables = (obj.table, *(c.table for c in obj.companions))
         for line in forget_history(lake, tables, obj.retention_hours, list(obj.info.get("inputs", {}))):
             context.log.info(line)

@@ -3,8 +3,9 @@ history, and rollbacks that are audited like any other publish."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -45,10 +46,8 @@ def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
     out = {}
     for name in names:
         spec = LAKE_TABLES[name].spec
-        try:
+        with contextlib.suppress(TableNotPublishedError):
             out[name] = lake.companion(lake.current(OWNERS[name].spec), spec) if name in OWNERS else lake.current(spec)
-        except TableNotPublishedError:
-            continue
     return out
 
 
@@ -105,13 +104,8 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
                         f"({failures(outcomes)}); nothing was changed")
     if not apply:
         return target, None
-    info: Mapping[str, Any] = {
-        **target.info,
-        "restored_version": target.version,
-        "rules": {o.rule.name: o.violations for o in outcomes},
-        "consent_policy": privacy.consent_policy.value,
-        "published_by": "stedi rollback",
-    }
+    info = {**target.info, "restored_version": target.version, "rules": {o.rule.name: o.violations for o in outcomes},
+            "consent_policy": privacy.consent_policy.value, "published_by": "stedi rollback"}
     # The rejects and the ledger go back with their landing table, as the version names them.
     versions = dict(target.companions)
     for name, version in versions.items():
@@ -139,10 +133,8 @@ def purge(lake: Lake) -> list[str]:
     companions, whether or not its readers have followed yet (their next build is a full one)."""
     lines = []
     for name in AUDITS:
-        try:
+        with contextlib.suppress(TableNotPublishedError):
             _, purged = erasure.purge(lake, name, force=True)
-        except TableNotPublishedError:
-            continue
-        for table, gone in purged.items():
-            lines.append(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
+            lines.extend(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)"
+                         for table, gone in purged.items())
     return lines

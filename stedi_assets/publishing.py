@@ -120,8 +120,7 @@ class AssetStep:
     as_of: int = field(default_factory=now_ms)
 
     def _rendered(self, sql: str, inputs: Sequence[str], relations: Mapping[str, Relation]) -> tuple[str, dict[str, Relation]]:
-        """A rule's SQL under the consent policy, over the named inputs and `relations` (which
-        stand in for inputs of the same name)."""
+        """A rule's SQL under the consent policy, over the named inputs and `relations` (standing in for inputs)."""
         return self.privacy.render(sql, self.as_of), {**{name: self.inputs[name] for name in inputs}, **relations}
 
     def query(self, sql: str, *inputs: str, **relations: Relation) -> pa.Table:
@@ -132,10 +131,7 @@ class AssetStep:
         return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec)
 
     def current(self, table: Table) -> Snapshot | None:
-        try:
-            return self.lake.current(table.spec)
-        except TableNotPublishedError:
-            return None
+        return self.lake.current_versions([table.spec]).get(table.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +186,6 @@ def audited_asset(
             # Dependencies, not inputs: the step reads each upstream table's published version
             # itself (as the IO manager's `load_input` would), without two Dagster events per input.
             deps=[dg.AssetKey(t.name) for t in reads],
-            # One blocking check per rule, depending on the tables the rules read.
             check_specs=[dg.AssetCheckSpec(r.name, asset=table.name, description=r.description, blocking=True,
                                            additional_deps=[t.name for t in audit.reads]) for r in audit.rules],
             can_subset=True,

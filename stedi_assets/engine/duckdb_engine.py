@@ -46,8 +46,7 @@ class DuckDBEngine:
             return lake.stage(spec, [con.sql(sql).to_arrow_reader(BATCH_ROWS)])
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
-        """In this process, one item at a time, its rows staged as they come: memory bounded by one
-        piece of one item."""
+        """In this process, one item at a time, its rows staged as they come: memory bounded by one piece."""
         results: list[Any] = []
 
         def parts() -> Iterator[Iterator[pa.Table]]:
