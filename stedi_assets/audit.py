@@ -72,38 +72,22 @@ class Audit:
     ledger: Table | None = None
     paired: tuple[Table, ...] = ()
 
-    @property
-    def companions(self) -> tuple[Table, ...]:
-        """The tables published with this one, each at the version its commit names."""
-        return tuple(t for t in (self.companion, self.ledger) if t is not None)
-
     def published_relations(self, lake: Lake, version: Snapshot, source: Any) -> dict[str, Relation]:
         """What judging a published `version` reads besides its inputs: the version, its
         companion as its commit names it, and the source recounted with its ledger."""
         relations: dict[str, Relation] = {self.table.name: version}
         if self.companion is not None:
             relations[self.companion.name] = lake.companion(version, self.companion.spec)
-        if self.from_source is not None:
-            ledger = self.ledger if self.ledger is not None and self.ledger.name in version.companions else None
-            # No ledger for a version from before the table had one.
-            relations.update(self.from_source(source, lake.companion(version, ledger.spec) if ledger is not None else None))
+        if self.from_source is not None:  # with no ledger for a version from before the table had one
+            has_ledger = self.ledger is not None and self.ledger.name in version.companions
+            relations.update(self.from_source(source, lake.companion(version, self.ledger.spec) if has_ledger else None))
         return relations
 
-    def judge(
-        self,
-        relations: Mapping[str, Relation],
-        engine: SqlEngineResource,
-        privacy: PrivacyPolicy,
-        as_of: int,
-        built_with: str | None = None,
-    ) -> list[Outcome]:
+    def judge(self, relations: Mapping[str, Relation], engine: SqlEngineResource, privacy: PrivacyPolicy, as_of: int,
+              built_with: str | None = None) -> list[Outcome]:
         """Every rule, judging consent as of `as_of` (epoch ms); see `Rule.met_by`."""
-        return [
-            Outcome(rule, 0, [], by_construction=True)
-            if built_with is not None and rule.met_by == built_with
-            else evaluate(rule, relations, engine, privacy, as_of)
-            for rule in self.rules
-        ]
+        return [Outcome(rule, 0, [], by_construction=True) if built_with is not None and rule.met_by == built_with
+                else evaluate(rule, relations, engine, privacy, as_of) for rule in self.rules]
 
 
 def failures(outcomes: Sequence[Outcome]) -> str:

@@ -1,14 +1,10 @@
-"""Pictures for the Dagster UI: small PNG charts embedded in Markdown metadata.
+"""Pictures for the Dagster UI (docs/ui.md): small PNG charts embedded in Markdown metadata.
 
 Pure functions: Arrow tables or counts in, a Markdown string holding one PNG data URI out.
 Each aggregates with pyarrow first, so matplotlib draws a few dozen bars or a few thousand
 points whatever the table's size, on a `Figure` with the Agg canvas (never pyplot's global
 state). `Pictures` is the one place that talks to Dagster: a chart that fails to draw is a
-warning, never a failed step.
-
-No label shows a direct identifier: subjects appear as a short prefix of their
-pseudonymous `subject_id`, landing files by name, rejects by the kind of problem with the
-offending value left out, and anything that still looks like an e-mail address is masked.
+warning, never a failed step. No label shows a direct identifier (how: docs/ui.md, `reason_kind`).
 """
 
 from __future__ import annotations
@@ -30,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stedi_assets.privacy import scrub
+
 if TYPE_CHECKING:
     import logging
 
@@ -46,9 +44,8 @@ SUBJECT_PREFIX = 8  # hex digits of subject_id shown in a label: enough to find,
 MAX_BARS = 12  # bars in one chart; the rest are added up into one "others" bar
 MAX_POINTS = 2_000  # points per line in a time series
 SIGNAL_SUBJECTS = 3
-# Titles just above the axes, fixed: where matplotlib would place them on a chart without an
-# offset text (`1e6`; the signals' distances are written in full), without measuring every tick
-# label at each draw to find out (a seventh of a chart's time).
+# Titles just above the axes, where matplotlib would place them on a chart without an offset text (`1e6`;
+# the signals' distances are written in full), without measuring every tick label at each draw (a seventh of a chart's time).
 TITLE_Y = 1.0
 
 _BLUE, _RED, _GREY, _GREEN = "#4c72b0", "#c44e52", "#b0b0b0", "#55a868"
@@ -60,9 +57,8 @@ T = TypeVar("T")
 
 @dataclass
 class Pictures:
-    """Draws one step's pictures into its metadata. A picture that fails to draw is a warning
-    naming it, never a failed step; the time they all took adds up in `seconds`, which the
-    step reports in the line it logs when it commits (`stedi bench` reads it there).
+    """Draws one step's pictures into its metadata, each `guarded`; the time they all took adds
+    up in `seconds`, which the step logs when it commits (`stedi bench` reads it there).
 
     >>> import logging
     >>> pictures = Pictures(logging.getLogger("stedi"))
@@ -76,9 +72,8 @@ class Pictures:
     seconds: float = 0.0
 
     def prepare(self) -> None:
-        """Starts importing matplotlib (once a process), for a step that will draw to call before
-        its build: the import then overlaps the build instead of following it (docs/benchmarks.md),
-        and a step that draws nothing (the trusted zone) never imports it."""
+        """Starts importing matplotlib, for a step that will draw to call before its build: the import
+        then overlaps the build (docs/benchmarks.md); a step that draws nothing never imports it."""
         _matplotlib()
 
     def chart(self, name: str, draw: Callable[[], str]) -> dict[str, dg.MetadataValue]:
@@ -132,25 +127,22 @@ def privacy_funnel(stages: Sequence[tuple[str, int]]) -> str:
 
 
 def readings_per_subject(counts: pa.Table) -> str:
-    """Histogram: how many subjects have how many readings in the ML table (`counts`:
-    subject_id, readings)."""
+    """Histogram: how many subjects have how many readings in the ML table (`counts`: subject_id, readings)."""
     readings = counts["readings"].to_numpy()
     median = f", median {float(np.median(readings)):,.0f}" if readings.size else ""
-    fig, ax = _axes(SMALL, f"Readings per subject ({readings.size:,} subjects{median})")
+    fig, ax = _axes(SMALL, f"Readings per subject ({readings.size:,} subjects{median})", "readings (rows of the ML table)")
     if readings.size == 0:
         return _empty(fig, "no subjects")
     # One filled outline, not a rectangle per bin: the same picture, a third of the artists.
     ax.hist(readings, bins=int(min(30, readings.max() - readings.min() + 1)), color=_BLUE, histtype="stepfilled")
-    ax.set_xlabel("readings (rows of the ML table)", fontsize=8)
     ax.set_ylabel("subjects", fontsize=8)
     fig.subplots_adjust(left=0.1)
     return _markdown(fig, "readings per subject")
 
 
 def subject_signals(step_and_accel: pa.Table, subjects: Sequence[str]) -> str:
-    """For a few subjects (the first SIGNAL_SUBJECTS), one column each: the step trainer
-    distance above, the accelerometer x, y and z below, on one shared time axis (seconds since
-    the subject's first reading). `step_and_accel` has the ML table's columns."""
+    """For the first SIGNAL_SUBJECTS subjects, one column each: the step trainer distance above,
+    the accelerometer x, y and z below, in seconds since the subject's first reading."""
     subjects = list(subjects)[:SIGNAL_SUBJECTS]
     if not subjects:
         return _empty(_axes(SIGNALS, "Step trainer distance and accelerometer x, y, z")[0], "no subjects")
@@ -193,7 +185,7 @@ def step_trainer_matches(matched: int, total: int) -> str:
     """One bar: the share of step trainer readings that found an accelerometer reading of the
     same customer at the same time (the rows the ML table is made of)."""
     title = f"Step trainer readings matched at the same time: {matched:,} of {total:,}"
-    fig, ax = _axes(SHARE, title, fontsize=9)
+    fig, ax = _axes(SHARE, title, "step trainer readings", fontsize=9)
     if total <= 0:
         return _empty(fig, "no step trainer readings")
     share = f"{matched / total:.1%}"
@@ -202,7 +194,6 @@ def step_trainer_matches(matched: int, total: int) -> str:
     ax.text(matched / 2, 0, f"{matched:,} ({share})", ha="center", va="center", fontsize=8, color="white")
     ax.set_xlim(0, total)
     ax.set_yticks([])
-    ax.set_xlabel("step trainer readings", fontsize=8)
     fig.legend(loc="lower center", ncols=2, fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.02, top=0.8, bottom=0.42)
     caption = f"**{matched:,}** of **{total:,}** step trainer readings ({share}) found an accelerometer reading at the same time"
@@ -223,8 +214,6 @@ def reason_kind(reason: str | None) -> str:
 
 
 def _safe_label(text: str, width: int = 48) -> str:
-    from stedi_assets.privacy import scrub
-
     masked = scrub(text)
     return masked if len(masked) <= width else masked[: width - 1] + "…"
 
@@ -265,20 +254,20 @@ def _figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
-def _axes(size: tuple[float, float], title: str, fontsize: int = 10) -> tuple[Figure, Axes]:
+def _axes(size: tuple[float, float], title: str, xlabel: str = "", fontsize: int = 10) -> tuple[Figure, Axes]:
     """A figure of one titled axes, in the charts' one style."""
     fig = _figure(size)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=fontsize, y=TITLE_Y)
+    ax.set_xlabel(xlabel, fontsize=8)
     _tidy(ax)
     return fig, ax
 
 
 def _markdown(fig: Figure, alt: str, caption: str | None = None) -> str:
-    """The figure as a PNG of exactly size x DPI pixels, in a Markdown image, with the
-    numbers it shows as a line of text under it when they matter on their own."""
+    """The figure as a PNG of exactly size x DPI pixels (no "Software" text chunk: pixels only), in
+    a Markdown image, with the numbers it shows as a line of text under it when they matter alone."""
     buffer = io.BytesIO()
-    # No "Software" text chunk: the PNG carries pixels only.
     fig.canvas.print_png(buffer, metadata={"Software": None})
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     image = f"![{alt}](data:image/png;base64,{encoded})"
@@ -290,11 +279,14 @@ def _hbar_chart(
     rejected: Sequence[int] = (), notes: Sequence[str] = (), caption: str | None = None,
 ) -> str:
     """Horizontal bars, the first on top, each with its note at its end (by default its
-    number); `rejected` adds a red segment to each bar, and its number to the note."""
-    fig, ax = _axes(SMALL, title)
+    number); `rejected` adds a red segment to each bar, and its number to the note. The labels
+    are texts left of the axes, not tick labels: a tick is five artists that matplotlib creates,
+    measures twice and draws (a tenth of a 12-bar chart's time)."""
+    fig, ax = _axes(SMALL, title, xlabel)
     if not values:
         return _empty(fig, empty)
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import ScaledTranslation
 
     extra = list(rejected) or [0] * len(values)
     ax.barh(range(len(values)), values, color=colour)
@@ -304,28 +296,18 @@ def _hbar_chart(
     top = max(v + e for v, e in zip(values, extra)) or 1
     for y, (v, e, note) in enumerate(zip(values, extra, notes)):
         ax.text(v + e + top * 0.01, y, note, va="center", fontsize=7)
-    _bar_labels(fig, ax, labels)
-    ax.invert_yaxis()
-    ax.set_xlim(0, top * (1.3 if any(extra) else 1.25))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
-    ax.set_xlabel(xlabel, fontsize=8)
-    return _markdown(fig, title.split(" (")[0].lower(), caption)  # alt: the title without its numbers
-
-
-def _bar_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
-    """One label per bar (the first at y 0), left of the axes, and room on the left for the
-    longest line (7 pt: at most 5.5 px a character). Texts, not tick labels: a tick is five
-    artists (two marks, a grid line, two labels) that matplotlib creates, measures twice and
-    draws (a tenth of a 12-bar chart's time)."""
-    from matplotlib.transforms import ScaledTranslation
-
     ax.set_yticks([])
     # 7 pt left of the axis, where a tick label would be (3.5 pt tick, 3.5 pt pad).
     at = ax.get_yaxis_transform() + ScaledTranslation(-7 / 72, 0, fig.dpi_scale_trans)
     for y, label in enumerate(labels):
         ax.text(0, y, label, transform=at, ha="right", va="center", fontsize=7)
+    # Room on the left for the longest line (7 pt: at most 5.5 px a character).
     longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
     fig.subplots_adjust(left=min(0.55, (longest * 5.5 + 10) / (fig.get_figwidth() * DPI)))
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * (1.3 if any(extra) else 1.25))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
+    return _markdown(fig, title.split(" (")[0].lower(), caption)  # alt: the title without its numbers
 
 
 def _empty(fig: Figure, message: str) -> str:

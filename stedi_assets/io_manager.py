@@ -25,11 +25,10 @@ UNTRACKED_FILE_HOURS = 1
 
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
-    """The one place that writes a table to the lake: an output that passed its audit
-    (publishing.py) is committed as the table's next Delta version; None writes nothing.
-    Inputs are the tables' published versions. Concurrent runs are serialised by the Delta
-    commit, not by Dagster: a refused commit retries the step, which builds and judges again
-    on the new version (no concurrency pool, whose slot a killed run would hold for good)."""
+    """The one place that writes a table to the lake: an output that passed its audit (publishing.py)
+    is committed as the table's next Delta version; None writes nothing. Inputs are the tables' published
+    versions. Runs are serialised by the Delta commit, not a concurrency pool (whose slot a killed run would
+    hold for good): a refused commit retries the step, which builds and judges again on the new version."""
 
     lake: LakeResource
 
@@ -52,8 +51,6 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
                 f"{name}: committed as Delta version {snapshot.version} ({snapshot.rows} rows, {obj.info['build']} build); "
                 f"{obj.timings}, commit {time.perf_counter() - started:.3f} s"
             )
-        # Changed or not: a version replaced long ago must leave within the retention period
-        # even if the table is never committed again.
         tables = (obj.table, *(c.table for c in obj.companions))
         for line in forget_history(lake, tables, obj.retention_hours, list(obj.info.get("inputs", {}))):
             context.log.info(line)
@@ -87,11 +84,10 @@ def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Cha
 
 
 def forget_history(lake: Lake, tables: Sequence[Table], retention_hours: int, inputs: Sequence[str] = ()) -> list[str]:
-    """At every run, committed or not: versions of a step's tables (the first, and its
-    companions) older than STEDI_RETENTION_HOURS leave the history, and every version built
-    before erasure requests the current one applies leaves at once (`erasure.purge`, read
-    from the lake, so a run that died first leaves it to the next): the step's own table's,
-    and its `inputs`' once this step (the last reader to follow them) no longer needs them."""
+    """At every run, committed or not: versions of a step's tables (the first, and its companions)
+    older than STEDI_RETENTION_HOURS leave the history, and versions built before erasure requests
+    the current one applies leave at once (`erasure.purge`: a run that died first leaves it to the
+    next), the step's own table's and its `inputs`' once it, their last reader, no longer needs them."""
     lines = []
     for name in (tables[0].name, *inputs):
         pending, purged = erasure.purge(lake, name)

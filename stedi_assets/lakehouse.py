@@ -3,8 +3,9 @@ history, and rollbacks that are audited like any other publish."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -32,7 +33,7 @@ AUDITS: dict[str, Audit] = {a.table.name: a for a in (
     curated.CUSTOMER_CURATED_AUDIT, curated.MACHINE_LEARNING_CURATED_AUDIT,
 )}
 # The table each companion (a landing table's rejects and ledger) is published with.
-OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in a.companions}
+OWNERS: dict[str, Table] = {t.name: a.table for a in AUDITS.values() for t in (a.companion, a.ledger) if t is not None}
 
 
 class QueryError(LakeError):
@@ -45,10 +46,8 @@ def published(lake: Lake, names: Iterable[str]) -> dict[str, Snapshot]:
     out = {}
     for name in names:
         spec = LAKE_TABLES[name].spec
-        try:
+        with contextlib.suppress(TableNotPublishedError):
             out[name] = lake.companion(lake.current(OWNERS[name].spec), spec) if name in OWNERS else lake.current(spec)
-        except TableNotPublishedError:
-            continue
     return out
 
 
@@ -77,12 +76,10 @@ def query(lake: Lake, sql: str) -> pa.Table:
 
 def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyPolicy, source: LandingSource,
              to_version: int | None = None, apply: bool = False) -> tuple[Snapshot, Snapshot | None]:
-    """Restore an earlier version of `name` (default: the one before the current) as a new
-    commit, only if it passes the table's blocking rules against today's upstream tables,
-    source and erasure requests: a rollback is a publish, so it never brings back what
-    today's rules forbid (a customer who withdrew consent or was erased since). Never past
-    the retention window. Without `apply` a dry run, like delta-rs's destructive operations.
-    Returns the version judged and the restore (None: a dry run); refused, a LakeError says why."""
+    """Restore an earlier version of `name` (default: the one before the current) as a new commit,
+    only if it passes the table's blocking rules against today's upstream tables, source and
+    erasure requests (docs/storage.md#versions-and-rollback). Without `apply` a dry run. Returns
+    the version judged and the restore (None: a dry run); refused, a LakeError says why."""
     if name in OWNERS:
         raise LakeError(f"{name} is published with {OWNERS[name].name}: roll that table back instead")
     audit = AUDITS[name]
@@ -107,13 +104,8 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
                         f"({failures(outcomes)}); nothing was changed")
     if not apply:
         return target, None
-    info: Mapping[str, Any] = {
-        **target.info,
-        "restored_version": target.version,
-        "rules": {o.rule.name: o.violations for o in outcomes},
-        "consent_policy": privacy.consent_policy.value,
-        "published_by": "stedi rollback",
-    }
+    info = {**target.info, "restored_version": target.version, "rules": {o.rule.name: o.violations for o in outcomes},
+            "consent_policy": privacy.consent_policy.value, "published_by": "stedi rollback"}
     # The rejects and the ledger go back with their landing table, as the version names them.
     versions = dict(target.companions)
     for name, version in versions.items():
@@ -141,10 +133,8 @@ def purge(lake: Lake) -> list[str]:
     companions, whether or not its readers have followed yet (their next build is a full one)."""
     lines = []
     for name in AUDITS:
-        try:
+        with contextlib.suppress(TableNotPublishedError):
             _, purged = erasure.purge(lake, name, force=True)
-        except TableNotPublishedError:
-            continue
-        for table, gone in purged.items():
-            lines.append(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)")
+            lines.extend(f"{table}: deleted every version built before the erasure requests it applies ({len(gone)} files)"
+                         for table, gone in purged.items())
     return lines

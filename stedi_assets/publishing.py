@@ -1,11 +1,10 @@
-"""Write-audit-publish inside each table's own asset step (`audited_asset`): the step builds
-the table from the published upstream tables; judges every blocking rule of its `Audit` on
-exactly that data (in memory, or staged out of sight, `Staged`); yields the `Output` (an
-`Audited` value the IO manager commits, or None if a rule failed: nothing written); then one
-`AssetCheckResult` per rule, after the output so Dagster records them against this
-materialization; and fails if a rule failed, so everything downstream is skipped. With only
-a table's checks selected, the step judges the *published* version, reports against the
-materialization that produced it, and publishes nothing.
+"""Write-audit-publish inside each table's own asset step (`audited_asset`, docs/storage.md): the
+step builds the table, judges every blocking rule of its `Audit` on exactly that data (in memory,
+or staged out of sight, `Staged`), yields the `Output` (an `Audited` the IO manager commits, or
+None: nothing written), then one `AssetCheckResult` per rule, after the output so Dagster records
+them against this materialization, and fails if a rule failed. With only a table's checks
+selected, it judges the *published* version against the materialization that produced it, and
+publishes nothing.
 
 This module names no zone and no table: what a zone needs beyond its inputs, it declares in
 its `Audit` (`paired`, `from_source`) or builds itself.
@@ -22,10 +21,9 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-# Dagster internals, on purpose: 1.13.27 exports no constructor for a check's target
-# materialization (dg.AssetCheckEvaluation takes one, but its class is not in `dagster`), and
-# dg.AssetCheckResult always targets the asset's latest materialization, not the one that
-# produced the version the checks run alone judged.
+# Dagster internals, on purpose: 1.13.27 exports no class for the target materialization that
+# dg.AssetCheckEvaluation takes, and dg.AssetCheckResult always targets the asset's latest
+# materialization, not the one that produced the version the checks run alone judged.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
@@ -43,6 +41,7 @@ from stedi_assets.tables import Table
 
 CONCURRENT_RUNS = 100  # at most how many materializations of a table one run can overlap
 REBUILD_AT = "rebuild_at"  # epoch ms from which a version may be out of date though no input changed
+PREVIEW_ROWS = 5
 
 
 Data = pa.Table | tuple[pa.Table, ...]  # a table, or its parts: one data file each
@@ -121,24 +120,18 @@ class AssetStep:
     as_of: int = field(default_factory=now_ms)
 
     def _rendered(self, sql: str, inputs: Sequence[str], relations: Mapping[str, Relation]) -> tuple[str, dict[str, Relation]]:
-        """A rule's SQL under the consent policy, over the named inputs and `relations` (which
-        stand in for inputs of the same name)."""
+        """A rule's SQL under the consent policy, over the named inputs and `relations` (standing in for inputs)."""
         return self.privacy.render(sql, self.as_of), {**{name: self.inputs[name] for name in inputs}, **relations}
 
     def query(self, sql: str, *inputs: str, **relations: Relation) -> pa.Table:
         return self.engine.engine().query(*self._rendered(sql, inputs, relations))
 
     def stage(self, table: Table, sql: str, *inputs: str, **relations: Relation) -> Staged:
-        """`query`'s result as `table`'s staged files, written by the engine (SqlEngine.stage):
-        DuckDB streams it here in batches (memory bounded by STEDI_MEMORY_LIMIT), Spark's
-        executors write it."""
+        """`query`'s result as `table`'s staged files, written where the engine runs (SqlEngine.stage)."""
         return self.engine.engine().stage(*self._rendered(sql, inputs, relations), self.lake, table.spec)
 
     def current(self, table: Table) -> Snapshot | None:
-        try:
-            return self.lake.current(table.spec)
-        except TableNotPublishedError:
-            return None
+        return self.lake.current_versions([table.spec]).get(table.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,10 +162,6 @@ def _conform_all(table: Table, data: pa.Table | Sequence[pa.Table] | Staged) -> 
     return table.conform(data) if isinstance(data, pa.Table) else tuple(table.conform(part) for part in data)
 
 
-def _rows(data: pa.Table | Staged) -> int:
-    return data.rows if isinstance(data, Staged) else data.num_rows
-
-
 def audited_asset(
     audit: Audit, *, group: str, kinds: set[str], inputs: Sequence[Table] = (), description: str | None = None,
     automation_condition: dg.AutomationCondition | None = None,
@@ -197,13 +186,10 @@ def audited_asset(
             # Dependencies, not inputs: the step reads each upstream table's published version
             # itself (as the IO manager's `load_input` would), without two Dagster events per input.
             deps=[dg.AssetKey(t.name) for t in reads],
-            # One blocking check per rule, depending on the tables the rules read.
             check_specs=[dg.AssetCheckSpec(r.name, asset=table.name, description=r.description, blocking=True,
                                            additional_deps=[t.name for t in audit.reads]) for r in audit.rules],
             can_subset=True,
-            required_resource_keys={"lake", "engine", "privacy", "source"},
-            # No concurrency pool: two runs writing one table are serialised by the Delta
-            # commit, and the loser's step is retried (io_manager.py).
+            required_resource_keys={"lake", "engine", "privacy", "source"},  # no concurrency pool: io_manager.py
         )
         def _step(context: dg.AssetExecutionContext, config: StepConfig):
             resources = context.resources
@@ -241,6 +227,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     table, increment, started = audit.table, built.increment, time.perf_counter()
     data = _conform_all(table, built.data)
     added = table.whole(data)
+    added_rows = added.rows if isinstance(added, Staged) else added.num_rows
     relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: added}
     companions: list[Change] = []
     if audit.companion is not None and built.companion is not None:
@@ -258,18 +245,17 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     relations.update(built.relations)
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
     if increment is not None and not step.erasures.applied_by(increment.base):
-        # An increment on a version built without some of the erasure requests in force keeps
-        # rows its build never looked at. Its version will say it applies those requests, so the
-        # rules that read them judge the kept rows too: a kept row of hers fails the step instead
-        # of being published as erased (trusted and curated builds leave them out, `Follower.erasing`).
+        # An increment on a version built without some erasure requests in force keeps rows its
+        # build never looked at, and its version will say it applies them: the rules that read them
+        # judge the kept rows too, so a kept row of hers fails the step instead of being published.
         kept = {table.name: increment.base.without(increment.removes)}
         if increment.companion is not None and increment.companion.base is not None:
             kept[increment.companion.table.name] = increment.companion.base.without(increment.companion.removes)
         outcomes = [o + evaluate(o.rule, {**relations, **kept}, step.engine, step.privacy, step.as_of) if o.rule.reads_erasures
                     else o for o in outcomes]
     passed = all(o.passed for o in outcomes)
-    rows = increment.rows if increment is not None else _rows(added)
-    publishes = data if increment is None or _rows(added) else None
+    rows = increment.rows if increment is not None else added_rows
+    publishes = data if increment is None or added_rows else None
     audited = None
     if passed:
         info = {
@@ -305,7 +291,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     }
     if increment is not None:
         changes = dg.MetadataValue.json(dict(increment.summary))
-        metadata.update(rows_added=_rows(added), base_version=increment.base.version, changes=changes)
+        metadata.update(rows_added=added_rows, base_version=increment.base.version, changes=changes)
     elif audit.companion is not None and audit.companion.name in relations:
         metadata[f"{audit.companion.name}_rows"] = relations[audit.companion.name].num_rows
     if isinstance(data, Staged) and (not passed or publishes is None):
@@ -319,9 +305,6 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             description=f"{table.name} was not published ({failures(outcomes)}); readers keep its previous version.",
             metadata={o.rule.name: o.violations for o in outcomes},
         )
-
-
-PREVIEW_ROWS = 5
 
 
 def preview(table: Table, rows: pa.Table) -> dg.TableMetadataValue:

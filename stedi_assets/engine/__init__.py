@@ -35,8 +35,7 @@ class SqlEngine(Protocol):
 
     def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
         """A result of any size written as `spec`'s staged data files (not committed, see
-        `Staged`), by the engine where it runs: the way every large table is built. What the
-        files hold is asked of the engine in SQL."""
+        `Staged`), by the engine where it runs: the way every large table is built."""
         ...
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:

@@ -12,10 +12,6 @@ import pyarrow as pa
 from stedi_assets.engine import BATCH_ROWS, Relation, Work, named
 from stedi_assets.lake.delta import Lake, Staged, TableSpec
 
-# What one process's DuckDB may hold in memory before it spills to disk (STEDI_MEMORY_LIMIT),
-# and where it spills (STEDI_SPILL_DIRECTORY): the bound is set here, not by the data.
-DEFAULT_MEMORY_LIMIT = "1GB"
-DEFAULT_SPILL_DIRECTORY = os.path.join(tempfile.gettempdir(), "stedi_duckdb_spill")
 
 
 @functools.cache
@@ -31,12 +27,14 @@ def _database(memory_limit: str, spill_directory: str) -> duckdb.DuckDBPyConnect
 
 
 class DuckDBEngine:
-    """The local engine: DuckDB in this process, reading a version's Parquet files where they lie."""
+    """The local engine: DuckDB in this process, reading a version's Parquet files where they lie,
+    holding at most `memory_limit` (STEDI_MEMORY_LIMIT) and spilling the rest to `spill_directory`."""
 
     name = "duckdb"
 
-    def __init__(self, memory_limit: str = DEFAULT_MEMORY_LIMIT, spill_directory: str = DEFAULT_SPILL_DIRECTORY):
-        self.memory_limit, self.spill_directory = memory_limit, spill_directory
+    def __init__(self, memory_limit: str = "1GB", spill_directory: str | None = None):
+        self.memory_limit = memory_limit
+        self.spill_directory = spill_directory or os.path.join(tempfile.gettempdir(), "stedi_duckdb_spill")
 
     def query(self, sql: str, relations: Mapping[str, Relation]) -> pa.Table:
         with self._cursor(sql, relations) as con:
@@ -48,8 +46,7 @@ class DuckDBEngine:
             return lake.stage(spec, [con.sql(sql).to_arrow_reader(BATCH_ROWS)])
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
-        """In this process, one item at a time, its rows staged as they come: memory bounded by one
-        piece of one item."""
+        """In this process, one item at a time, its rows staged as they come: memory bounded by one piece."""
         results: list[Any] = []
 
         def parts() -> Iterator[Iterator[pa.Table]]:

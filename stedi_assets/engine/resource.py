@@ -26,9 +26,9 @@ class DuckDBEngineResource(SqlEngineResource):
     spill_directory: str | None = None
 
     def engine(self) -> SqlEngine:
-        from stedi_assets.engine.duckdb_engine import DEFAULT_SPILL_DIRECTORY, DuckDBEngine
+        from stedi_assets.engine.duckdb_engine import DuckDBEngine
 
-        return DuckDBEngine(self.memory_limit, self.spill_directory or DEFAULT_SPILL_DIRECTORY)
+        return DuckDBEngine(self.memory_limit, self.spill_directory)
 
 
 def engine_resource(settings: Settings) -> SqlEngineResource:

@@ -1,4 +1,6 @@
-"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER)."""
+"""The Spark engine: the same rule SQL on PySpark, on this machine or a cluster (STEDI_SPARK_MASTER).
+What runs where (executors read, ingest and write the data files; only small results come back)
+and why: docs/spark.md."""
 
 from __future__ import annotations
 
@@ -29,9 +31,8 @@ ADDED = pa.schema([("path", pa.string()), ("size", pa.int64()), ("modification_t
 # and the work's small result, pickled.
 EACH = pa.schema([*ADDED, ("result", pa.binary())])
 
-# What a rule's result depends on, so it is set on every query's session whatever the
-# deployment: ANSI semantics (Spark 4's default, pinned), UTC, and plain Arrow strings so
-# results carry the contracts' types rather than Spark 4's default large_string.
+# What a rule's result depends on, set on every query's session whatever the deployment: ANSI (Spark 4's
+# default, pinned), UTC, and plain Arrow strings so results carry the contracts' types (not large_string).
 ENGINE_SQL_CONF = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
@@ -43,17 +44,10 @@ ENGINE_SQL_CONF = {
 }
 
 
-def on_this_machine(master: str) -> bool:
-    """Whether `master` runs on this machine: local[...], or a standalone cluster on loopback."""
-    return master.startswith("local") or master.split("://", 1)[-1].startswith(("127.0.0.1:", "localhost:"))
-
-
 def spark_config(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
-    """The session's Spark config on `master` (STEDI_SPARK_MASTER). On this machine (local
-    or a cluster on loopback) the driver is reachable on loopback only, and the tables are
-    small enough for few shuffle partitions (the default 200 would be mostly empty tasks);
-    elsewhere the driver's address and the partitions are Spark's and the platform's choice.
-    No web UI: the application is followed in the master's UI and Dagster's."""
+    """The session's Spark config on `master` (docs/spark.md). On this machine (local, or a
+    cluster on loopback) the tables are small enough for few shuffle partitions (the default
+    200 would be mostly empty tasks)."""
     config = {
         "spark.master": master,
         "spark.app.name": APP_NAME,
@@ -63,7 +57,7 @@ def spark_config(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
     }
     if master.startswith("local"):
         config["spark.driver.memory"] = "2g"  # the driver is the executor too
-    if on_this_machine(master):
+    if master.startswith("local") or master.split("://", 1)[-1].startswith(("127.0.0.1:", "localhost:")):
         config |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.sql.shuffle.partitions": "4"}
     return config
 
@@ -92,8 +86,7 @@ class SparkEngine:
     @functools.cache
     def shared(cls, master: str = DEFAULT_SPARK_MASTER) -> SparkEngine:
         """This process's engine on `master`, started once: a process has one SparkContext, so a
-        second master is an error, not a silent reuse. Executors run PYSPARK_PYTHON (read from
-        the environment, not the Spark config), by default this interpreter (docs/spark.md)."""
+        second master is an error, not a silent reuse. Executors run PYSPARK_PYTHON (docs/spark.md)."""
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         session = LazyPySparkResource(spark_config=spark_config(master)).spark_session  # dagster-pyspark's
         running = session.sparkContext.master
@@ -120,11 +113,8 @@ class SparkEngine:
 
     def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
         """Each executor task with rows writes its share as one data file with the lake's own
-        writer (lake/delta.py `write_data_file`: the storage schema exactly, as DuckDB's files,
-        on a folder or S3 without hadoop-aws) and sends back only its AddAction. Not Spark's
-        Parquet writer: its files differ in types (INT96 timestamps) and nullability, and it
-        leaves _SUCCESS and .crc files. A file of a task Spark retried is named by no commit:
-        vacuum's sweep of untracked files deletes it."""
+        writer (lake/delta.py `write_data_file`, not Spark's: docs/spark.md) and sends back only
+        its AddAction. A file of a task Spark retried is named by no commit: vacuum deletes it."""
         frame = self._sql(sql, relations)
 
         def write(root: str, options: Mapping[str, str]) -> list:
@@ -133,9 +123,8 @@ class SparkEngine:
         return lake.stage_with(spec, write)
 
     def stage_each(self, items: Sequence[str], work: Work, lake: Lake, spec: TableSpec) -> tuple[Staged, list[Any]]:
-        """One executor task per item, writing as `stage` does. `work` travels to the executors
-        with the task (pickled): what it reads (a source file) it reads there, so no row passes
-        through this process."""
+        """One executor task per item, writing as `stage` does; `work` travels with the task
+        (pickled) and reads its item there, so no row passes through this process."""
         import pickle
 
         results: list[Any] = []
@@ -207,10 +196,8 @@ def _frame(session: SparkSession, relation: Relation) -> DataFrame:
 
 def _read_on_executors(session: SparkSession, snapshot: Snapshot | Staged) -> DataFrame:
     """A version on S3, read by the executors, a share of its data files each, with Arrow's S3
-    client and the lake's access: Spark's own S3 connector (hadoop-aws) is not part of
-    PySpark, and the rows need not pass through this process. Only the file list (from the
-    Delta log, by delta-rs) and the access options travel to the executors; on a platform
-    whose nodes have an instance role the options hold no key."""
+    client and the lake's access (not hadoop-aws: docs/spark.md). Only the file list (from the
+    Delta log, by delta-rs) and the access options travel to the executors."""
     schema = snapshot.spec.storage_schema
     if not snapshot.files:
         return _from_arrow(session, schema.empty_table())
