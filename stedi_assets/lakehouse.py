@@ -108,9 +108,9 @@ def rollback(lake: Lake, name: str, engine: SqlEngineResource, privacy: PrivacyP
             "consent_policy": privacy.consent_policy.value, "published_by": "stedi rollback"}
     # The rejects and the ledger go back with their landing table, as the version names them.
     versions = dict(target.companions)
-    for name, version in versions.items():
-        if lake.current(LAKE_TABLES[name].spec).version != version:
-            versions[name] = lake.restore(LAKE_TABLES[name].spec, version, info).version
+    for companion, version in versions.items():
+        if lake.current(LAKE_TABLES[companion].spec).version != version:
+            versions[companion] = lake.restore(LAKE_TABLES[companion].spec, version, info).version
     return target, lake.restore(audit.table.spec, target.version, {**info, **({"companions": versions} if versions else {})})
 
 

@@ -320,7 +320,7 @@ def _judge_published(step: AssetStep, audit: Audit, published: Snapshot | None):
     """Checks run alone: judge the published version, report against its materialization."""
     table = audit.table
     if published is None:
-        raise dg.Failure(description=f"{table.name} is not published yet: there is nothing to check")
+        raise dg.Failure(description=f"{table.name} has no published version at {step.lake.uri(table.location)}: there is nothing to check")
     # The serial keys only erased people own, as this version recorded them (if it does).
     erasures = step.erasures.with_serials(step.erasures.serials | erasure.erased_serials(published))
     relations = {**step.inputs, **erasures.relations(), **audit.published_relations(step.lake, published, step.source)}
