@@ -12,7 +12,10 @@ from stedi_assets.io_manager import DeltaLakeIOManager
 from stedi_assets.lakehouse import AUDITS
 from stedi_assets.landing import assets as landing_assets
 from stedi_assets.landing.sensors import landing_sensor
-from stedi_assets.resources import AwsConfig, LakeResource, LandingSourceResource, PrivacyResource
+from stedi_assets.resources.aws import AwsConfig
+from stedi_assets.resources.lake import LakeResource
+from stedi_assets.resources.privacy import PrivacyResource
+from stedi_assets.resources.source import LandingSourceResource
 from stedi_assets.settings import DEVELOPMENT_SUBJECT_KEY, SUBJECT_KEY_VARIABLE, UNSAFE_COMMITS_VARIABLE, Settings
 from stedi_assets.trusted import assets as trusted_assets
 

@@ -13,7 +13,7 @@ import dagster as dg
 from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import CommitConflictError
-from stedi_assets.resources import LakeResource
+from stedi_assets.resources.lake import LakeResource
 from stedi_assets.publishing import Audited, Change
 from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 

@@ -22,7 +22,7 @@ from stedi_assets import charts
 from stedi_assets.curated import signals
 from stedi_assets.definitions import build_definitions
 from stedi_assets.engine.duckdb_engine import DuckDBEngine
-from stedi_assets.resources import LakeResource
+from stedi_assets.resources.lake import LakeResource
 from stedi_assets.lakehouse import published
 from stedi_assets.privacy import PrivacyPolicy
 from stedi_assets.settings import SAMPLE_SOURCE, ConsentPolicy, Settings

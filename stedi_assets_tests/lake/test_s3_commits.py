@@ -19,7 +19,7 @@ from deltalake import DeltaTable, write_deltalake
 from stedi_assets.lake import s3_store
 from stedi_assets.lake.delta import Lake, TableSpec
 from stedi_assets.lake.errors import LakeError
-from stedi_assets.resources import LakeResource
+from stedi_assets.resources.lake import LakeResource
 from stedi_assets.lake.s3_client import new_client
 from stedi_assets.lake.s3_store import S3Store
 from stedi_assets.settings import SAMPLE_SOURCE, UNSAFE_COMMITS_VARIABLE
