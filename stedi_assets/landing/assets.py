@@ -99,8 +99,7 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
             summary = {**increment.summary, **({"files_carried": len(carried), "erased_rows": erased_rows} if carried else {})}
             increment = replace(increment, rows=found.published.rows - removed_rows + staged.rows, summary=summary)  # type: ignore[union-attr]
         record = ledger_rows(found, ingested, gone) if not incremental or carried or found.ledger_changes else None
-        erased_lines = {d.source_file: d.lines_erased for d in done}
-        relations = {"source_lines": checks.source_lines([(d.source_file, d.lines) for d in done], erased_lines)}
+        relations = {"source_lines": checks.source_lines([(d.source_file, d.lines, d.lines_erased) for d in done])}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
             left_out: set[str] = set().union(*(d.serials for d in done))
@@ -129,7 +128,7 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
                 # Where the files were ingested: this process (DuckDB) or Spark's executors.
                 "ingested_in": dg.MetadataValue.json({"engine": engine.name, "files": len(done),
                                                       "processes": sorted({d.process for d in done})}),
-                "erased_lines": sum(erased_lines.values()),
+                "erased_lines": sum(d.lines_erased for d in done),
                 "erased_rows": erased_rows,
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.

@@ -87,7 +87,7 @@ class Ingest:
             fields.update(rescued_fields(kept.rows))
             done.rows += kept.rows.num_rows
             done.rejected += kept.rejects.num_rows
-            done.lines_erased += sum(kept.lines.values())
+            done.lines_erased += kept.lines
             done.lines += lines
             yield kept.rows
         done.rescued = dict(fields)
