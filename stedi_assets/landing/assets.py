@@ -24,9 +24,7 @@ from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.publishing import AssetStep, Build, Change, Increment, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
-# The commit info key naming the columns of the landing table and its rejects a version was
-# written with: a version under another contract (a column added, say) is parsed again.
-CONTRACT = "contract"
+CONTRACT = "contract"  # commit info: the columns written with (docs/ingestion.md, "Adding a column to a contract")
 
 
 def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) -> dg.AssetsDefinition:
@@ -43,19 +41,14 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
         inputs=inputs,
         description=(
             f"{description} It reads every file at any depth under its source folder whose name ends in "
-            f"{'/'.join(JSON_SUFFIXES)} and does not start with `.` or `_`; any other file there is listed in "
-            "the files_skipped metadata, with why, and in a warning. Lines that cannot become a row (not JSON, "
+            f"{'/'.join(JSON_SUFFIXES)} and does not start with `.` or `_` (any other is listed in files_skipped, "
+            "with why). Lines that cannot become a row (not JSON, "
             f"nested deeper than {MAX_DEPTH} levels, NaN or infinite numbers, missing {required}, or a value of "
-            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text, a reason code "
-            "(one per cause) and reason, and every e-mail address (as its person key) and serial number the "
-            "line names, which count for privacy. Fields outside the contract are kept with their row in "
-            "rescued_data, counted per field and file (rescued_fields) and named in a warning. "
-            f"Only new and changed source files are parsed (the identity of every file ingested is in "
-            f"{ledger.name}); a changed file's rows and rejects are replaced, a file gone from the source "
-            f"keeps its rows. The three are built, audited and published together, and readers pair them "
-            f"by the versions {table.name}'s commit names. Lines of people whose erasure was requested "
-            "are left out of both, and counted; a new request rewrites, from the published version, only the "
-            "data files of the source files that hold theirs (not parsed again, gone files included)."
+            f"the wrong type) go to {rejects.name} beside it, with file, line, raw text, a reason code and reason, "
+            "and the person keys and serial numbers the line names. Fields outside the contract are kept in "
+            f"rescued_data. Only new and changed source files are parsed ({ledger.name} records every file "
+            f"ingested); the three are published together, paired by {table.name}'s commit. Lines of people "
+            "whose erasure was requested are left out, and counted. How, in docs/ingestion.md."
         ),
     )
     def _landing(step: AssetStep) -> Build:
@@ -66,9 +59,6 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
             more = f" (and {len(found.skipped) - 20} more)" if len(found.skipped) > 20 else ""
             step.context.log.warning(f"{table.source}: {len(found.skipped)} files not read: {listed}{more}")
         continuing = found.published is not None and not step.full_refresh
-        # Written under another contract: every file is parsed again (older rows get the new
-        # columns from their files), and the rows of files gone from the source are carried,
-        # read back with the new columns null.
         upgrade = continuing and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
         if upgrade:
             step.context.log.warning(f"{table.name}: written under another column contract; parsing every file again")

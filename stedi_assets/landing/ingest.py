@@ -42,7 +42,6 @@ class Ingested:
     source_file: str
     lines: int = 0
     rows: int = 0
-    rejected: int = 0
     lines_erased: int = 0
     rejects: list[pa.Table] = field(default_factory=list)  # kept rejected lines, a part per piece that has any
     serials: set[str] = field(default_factory=set)  # customers: keyed serials only erased people own
@@ -86,7 +85,6 @@ class Ingest:
             done.serials.update(kept.serials)
             fields.update(rescued_fields(kept.rows))
             done.rows += kept.rows.num_rows
-            done.rejected += kept.rejects.num_rows
             done.lines_erased += kept.lines
             done.lines += lines
             yield kept.rows
