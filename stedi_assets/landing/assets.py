@@ -157,13 +157,10 @@ def _replacing(
     """The change to the published landing table and its rejects that drops the data files
     holding the `replaced` source files (None on an `upgrade`: all is written again), and the
     source files carried from the published version (not parsed again), each with the data
-    files of the version and its rejects that hold it, which are all Ingest reads of it:
-
-    - on an upgrade, the files gone from the source;
-    - those naming a person whose erasure the version does not apply yet: only their data
-      files are rewritten, without her rows and lines (counted as left out);
-    - those sharing a data file with a file dropped (a table written before one data file
-      per source file)."""
+    files of the version and its rejects that hold it: on an upgrade, the files gone from the
+    source; else those naming a person whose erasure the version does not apply yet (written
+    again without her, docs/privacy.md), and those sharing a data file with a file dropped (a
+    table written before one data file per source file)."""
     published = found.published
     assert published is not None
     versions = (published, step.lake.companion(published, rejects.spec))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 
 import pyarrow as pa
 
@@ -76,23 +77,19 @@ def source_lines(counts: list[tuple[str, int, int]]) -> pa.Table:
     return pa.Table.from_pylist([dict(zip(_SOURCE_LINES.names, c)) for c in counts], _SOURCE_LINES)
 
 
-def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]]:
+def recount(table: Table, source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
     """The line counts read again from the source, for judging a published landing version,
     with the lines its ledger records as erased; a file gone from the source (its rows are
     kept) counts the lines the ledger recorded for it."""
-
-    def relations(source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
-        recorded = {r["source_file"]: r for r in ledger.to_arrow().to_pylist()} if ledger is not None else {}
-        lines = {key: r["lines"] for key, r in recorded.items()} | {k: count_lines(d) for k, d in source.read_all(table.source)}
-        return {"source_lines": source_lines([(k, n, recorded.get(k, {}).get("lines_erased") or 0) for k, n in lines.items()])}
-
-    return relations
+    recorded = {r["source_file"]: r for r in ledger.to_arrow().to_pylist()} if ledger is not None else {}
+    lines = {key: r["lines"] for key, r in recorded.items()} | {k: count_lines(d) for k, d in source.read_all(table.source)}
+    return {"source_lines": source_lines([(k, n, recorded.get(k, {}).get("lines_erased") or 0) for k, n in lines.items()])}
 
 
 def _landing_audit(table: Table, ledger: Table) -> Audit:
     rejects, (column, kind) = REJECTS_OF[table.name], table.erased_by  # type: ignore[misc]
     rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, NAMED[kind], kind)))
-    return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
+    return Audit(table, rules, companion=rejects, from_source=functools.partial(recount, table), ledger=ledger)
 
 
 CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES)

@@ -14,7 +14,6 @@ from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.store import Entry, Store, open_store, read_buffer
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
-HIDDEN_PREFIXES = (".", "_")  # hidden and marker files (`.DS_Store`, `_SUCCESS`, `_manifest.json`)
 
 
 class NoLandingFilesError(FileNotFoundError):
@@ -108,7 +107,7 @@ def _unchanged(entry: Entry, row: Mapping[str, Any] | None) -> bool:
 def skip_reason(key: str) -> str | None:
     """Why a file of the landing folder is not read (its name), or None if it is."""
     name = key.rsplit("/", 1)[-1]
-    if name.startswith(HIDDEN_PREFIXES):
+    if name.startswith((".", "_")):  # `.DS_Store`, `_SUCCESS`, `_manifest.json`
         return f"name starts with {name[0]!r} (a hidden or marker file)"
     if not name.lower().endswith(JSON_SUFFIXES):
         return f"not a {'/'.join(JSON_SUFFIXES)} file"
