@@ -52,10 +52,9 @@ class Ingested:
 
 @dataclass(frozen=True)
 class Ingest:
-    """How one landing table ingests a source file. `carried`: the source files carried from a
-    published version, not parsed again (an erasure, or a version under an older contract),
-    each with its ledger row and the data files of the version and its rejects that hold it.
-    Sent whole to Spark's executors, with the privacy policy they need to tell an erased person."""
+    """How one landing table ingests a source file; `carried`: the source files carried from the
+    published version (landing/assets.py `_replacing`), each with its ledger row. Sent whole to
+    Spark's executors, with the privacy policy they need to tell an erased person."""
 
     table: Table
     rejects: Table

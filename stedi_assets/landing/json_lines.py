@@ -28,10 +28,9 @@ Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arro
 REJECT_SCHEMA = pa.schema([(c.name, c.type) for c in REJECTED_LINE])
 # The reason code of each cause of a reject (docs/ingestion.md lists them); `bad_type:` and
 # `missing:` are followed by the column(s).
-NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE = "not_utf8", "not_json", "not_object", "not_finite", "not_unicode"
-TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE = "too_deep", "conflicting_values", "unparseable"
-BAD_TYPE, MISSING = "bad_type:", "missing:"
-REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING)
+REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING) = (
+    "not_utf8", "not_json", "not_object", "not_finite", "not_unicode", "too_deep", "conflicting_values", "unparseable", "bad_type:", "missing:"
+)
 Reason = tuple[str, str]  # a reject's code and its detail
 
 

@@ -68,8 +68,6 @@ def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> 
         recorded,
         published,
         new=[k for k in entries if k not in recorded],
-        # A file is its content (`LandingSource.survey` hashes it): a correction that keeps the
-        # size and modification time is read again, a file only touched is not.
         changed=[k for k, e in entries.items() if k in recorded and recorded[k]["etag"] != e.etag],
         gone=[k for k in recorded if k not in entries],
         skipped=skipped,
