@@ -67,8 +67,6 @@ def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: Privacy
         return rows
     rescued = rows[RESCUED_DATA.name]
     cleared = pa.array(naming(with_named_keys(pa.table({"raw": rescued})), erasures, privacy))
-    if not pc.any(cleared).as_py():
-        return rows
     return rows.set_column(
         rows.column_names.index(RESCUED_DATA.name), RESCUED_DATA.name, pc.if_else(cleared, pa.scalar(None, pa.string()), rescued)
     )

@@ -28,9 +28,10 @@ Data = bytes | pa.Buffer  # a landing file's content, as Python bytes or in Arro
 REJECT_SCHEMA = pa.schema([(c.name, c.type) for c in REJECTED_LINE])
 # The reason code of each cause of a reject (docs/ingestion.md lists them); `bad_type:` and
 # `missing:` are followed by the column(s).
-REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING) = (
-    "not_utf8", "not_json", "not_object", "not_finite", "not_unicode", "too_deep", "conflicting_values", "unparseable", "bad_type:", "missing:"
-)
+NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE = "not_utf8", "not_json", "not_object", "not_finite", "not_unicode"
+TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE = "too_deep", "conflicting_values", "unparseable"
+BAD_TYPE, MISSING = "bad_type:", "missing:"
+REASON_CODES = (NOT_UTF8, NOT_JSON, NOT_OBJECT, NOT_FINITE, NOT_UNICODE, TOO_DEEP_CODE, CONFLICTING, UNPARSEABLE, BAD_TYPE, MISSING)
 Reason = tuple[str, str]  # a reject's code and its detail
 
 
@@ -212,8 +213,7 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     values = {column.name: parsed[column.name] for column in columns}
     if rescuing:
         values[RESCUED_DATA.name] = pa.nulls(parsed.num_rows, pa.string())
-    one_file = pa.array([source_file], pa.string())
-    values["source_file"] = pa.DictionaryArray.from_arrays(np.zeros(parsed.num_rows, dtype=np.int32), one_file)
+    values["source_file"] = pa.DictionaryArray.from_arrays(np.zeros(parsed.num_rows, dtype=np.int32), pa.array([source_file]))
     values["source_line"] = line_numbers
     rows = pa.table(values, schema=table.spec.schema)
 
