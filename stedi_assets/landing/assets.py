@@ -143,10 +143,8 @@ def _erased_serials(
         return candidates
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
     if found and increment is not None and increment.companion is not None:
-        kept = increment.base.without(increment.removes)
-        serials.append(kept.dataset().to_table(columns=["serialNumber"])["serialNumber"])
-        kept = increment.companion.base.without(increment.companion.removes)  # type: ignore[union-attr]
-        named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
+        for change, column, into in ((increment, "serialNumber", serials), (increment.companion, "named_serials", named)):
+            into.append(change.base.without(change.removes).dataset().to_table(columns=[column])[column])  # type: ignore[union-attr]
     owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
     return candidates - set(erasure.erasure_keys(owned, step.privacy, erasure.SERIAL).values())
 

@@ -28,9 +28,7 @@ class LeftOut:
     serials: list[str]
 
 
-def leave_out(
-    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
-) -> LeftOut:
+def leave_out(rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str) -> LeftOut:
     """Leave out the rows (of one source file) whose `column` (compared as `kind`) names an
     erased person, and the rejected lines that name one anywhere (`naming`)."""
     if not erasures:
