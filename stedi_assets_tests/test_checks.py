@@ -163,7 +163,7 @@ def test_lines_accounted_for_finds_a_lost_line():
     rule = lines_accounted_for(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
     rows = table(CUSTOMER_LANDING, customer("a@x", "s", 1, line=1), customer("b@x", "s", 1, line=1), customer("c@x", "s", 1, line=3))
     rejects = table(CUSTOMER_LANDING_REJECTS, {"source_file": "customer/landing/c.json", "source_line": 4, "raw": "?", "reason": "r"})
-    source = source_lines([("customer/landing/c.json", 4), ("customer/landing/gone.json", 2)])
+    source = source_lines([("customer/landing/c.json", 4, 0), ("customer/landing/gone.json", 2, 0)])
     result = evaluate(rule, {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": source}, DuckDBEngineResource(), PrivacyPolicy())
     assert result.violations == 2
     assert sorted(result.sample, key=lambda r: r["source_file"]) == [
@@ -171,7 +171,7 @@ def test_lines_accounted_for_finds_a_lost_line():
         {"source_file": "customer/landing/gone.json", "lines_read": 2, "lines_erased": 0, "lines_accounted": 0},
     ]
     # Lines left out because they name an erased person are accounted for, as such.
-    erased = source_lines([("customer/landing/c.json", 4), ("customer/landing/gone.json", 2)], {"customer/landing/c.json": 1, "customer/landing/gone.json": 2})
+    erased = source_lines([("customer/landing/c.json", 4, 1), ("customer/landing/gone.json", 2, 2)])
     relations = {"customer_landing": rows, "customer_landing_rejects": rejects, "source_lines": erased}
     assert evaluate(rule, relations, DuckDBEngineResource(), PrivacyPolicy()).passed
 
@@ -227,7 +227,7 @@ def test_lines_accounted_for_counts_distinct_lines_exactly_whatever_the_numbers(
     rule = lines_accounted_for(CUSTOMER_LANDING, CUSTOMER_LANDING_REJECTS)
     distinct = {name: len(set(lines)) for name, lines in files.items()}
     for off in (0, 1, -1):
-        counts = [(name, n + off) for name, n in distinct.items()]
+        counts = [(name, n + off, 0) for name, n in distinct.items()]
         relations = {"customer_landing": data, "customer_landing_rejects": rejects, "source_lines": source_lines(counts)}
         result = evaluate(rule, relations, DuckDBEngineResource(), PrivacyPolicy())
         assert result.violations == (0 if off == 0 else len(files)), off

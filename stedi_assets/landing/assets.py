@@ -24,9 +24,7 @@ from stedi_assets.landing.source import JSON_SUFFIXES
 from stedi_assets.publishing import AssetStep, Build, Change, Increment, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
-# The commit info key naming the columns of the landing table and its rejects a version was
-# written with: a version under another contract (a column added, say) is parsed again.
-CONTRACT = "contract"
+CONTRACT = "contract"  # commit info: the columns written with (docs/ingestion.md, "Adding a column to a contract")
 
 
 def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) -> dg.AssetsDefinition:
@@ -43,19 +41,14 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
         inputs=inputs,
         description=(
             f"{description} It reads every file at any depth under its source folder whose name ends in "
-            f"{'/'.join(JSON_SUFFIXES)} and does not start with `.` or `_`; any other file there is listed in "
-            "the files_skipped metadata, with why, and in a warning. Lines that cannot become a row (not JSON, "
+            f"{'/'.join(JSON_SUFFIXES)} and does not start with `.` or `_` (any other is listed in files_skipped, "
+            "with why). Lines that cannot become a row (not JSON, "
             f"nested deeper than {MAX_DEPTH} levels, NaN or infinite numbers, missing {required}, or a value of "
-            f"the wrong type) go to {rejects.name} beside it, with file, line number, raw text, a reason code "
-            "(one per cause) and reason, and every e-mail address (as its person key) and serial number the "
-            "line names, which count for privacy. Fields outside the contract are kept with their row in "
-            "rescued_data, counted per field and file (rescued_fields) and named in a warning. "
-            f"Only new and changed source files are parsed (the identity of every file ingested is in "
-            f"{ledger.name}); a changed file's rows and rejects are replaced, a file gone from the source "
-            f"keeps its rows. The three are built, audited and published together, and readers pair them "
-            f"by the versions {table.name}'s commit names. Lines of people whose erasure was requested "
-            "are left out of both, and counted; a new request rewrites, from the published version, only the "
-            "data files of the source files that hold theirs (not parsed again, gone files included)."
+            f"the wrong type) go to {rejects.name} beside it, with file, line, raw text, a reason code and reason, "
+            "and the person keys and serial numbers the line names. Fields outside the contract are kept in "
+            f"rescued_data. Only new and changed source files are parsed ({ledger.name} records every file "
+            f"ingested); the three are published together, paired by {table.name}'s commit. Lines of people "
+            "whose erasure was requested are left out, and counted. How, in docs/ingestion.md."
         ),
     )
     def _landing(step: AssetStep) -> Build:
@@ -66,9 +59,6 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
             more = f" (and {len(found.skipped) - 20} more)" if len(found.skipped) > 20 else ""
             step.context.log.warning(f"{table.source}: {len(found.skipped)} files not read: {listed}{more}")
         continuing = found.published is not None and not step.full_refresh
-        # Written under another contract: every file is parsed again (older rows get the new
-        # columns from their files), and the rows of files gone from the source are carried,
-        # read back with the new columns null.
         upgrade = continuing and found.published.info.get(CONTRACT) != contract  # type: ignore[union-attr]
         if upgrade:
             step.context.log.warning(f"{table.name}: written under another column contract; parsing every file again")
@@ -99,8 +89,7 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
             summary = {**increment.summary, **({"files_carried": len(carried), "erased_rows": erased_rows} if carried else {})}
             increment = replace(increment, rows=found.published.rows - removed_rows + staged.rows, summary=summary)  # type: ignore[union-attr]
         record = ledger_rows(found, ingested, gone) if not incremental or carried or found.ledger_changes else None
-        erased_lines = {d.source_file: d.lines_erased for d in done}
-        relations = {"source_lines": checks.source_lines([(d.source_file, d.lines) for d in done], erased_lines)}
+        relations = {"source_lines": checks.source_lines([(d.source_file, d.lines, d.lines_erased) for d in done])}
         info: dict[str, object] = {CONTRACT: contract}
         if table.name == CUSTOMER_LANDING.name:
             left_out: set[str] = set().union(*(d.serials for d in done))
@@ -129,7 +118,7 @@ def landing_asset(audit: Audit, description: str, inputs: Sequence[Table] = ()) 
                 # Where the files were ingested: this process (DuckDB) or Spark's executors.
                 "ingested_in": dg.MetadataValue.json({"engine": engine.name, "files": len(done),
                                                       "processes": sorted({d.process for d in done})}),
-                "erased_lines": sum(erased_lines.values()),
+                "erased_lines": sum(d.lines_erased for d in done),
                 "erased_rows": erased_rows,
                 "source": dg.MetadataValue.path(step.source.location(table.source)),
                 # Pictures for the UI: a chart that fails to draw is a warning, never a failed step.
@@ -154,10 +143,8 @@ def _erased_serials(
         return candidates
     serials, named = [staged.dataset().to_table(columns=["serialNumber"])["serialNumber"]], [rejects["named_serials"]]
     if found and increment is not None and increment.companion is not None:
-        kept = increment.base.without(increment.removes)
-        serials.append(kept.dataset().to_table(columns=["serialNumber"])["serialNumber"])
-        kept = increment.companion.base.without(increment.companion.removes)  # type: ignore[union-attr]
-        named.append(kept.dataset().to_table(columns=["named_serials"])["named_serials"])
+        for change, column, into in ((increment, "serialNumber", serials), (increment.companion, "named_serials", named)):
+            into.append(change.base.without(change.removes).dataset().to_table(columns=[column])[column])  # type: ignore[union-attr]
     owned = {v for c in serials for v in pc.unique(c).to_pylist()} | {v for c in named for v in pc.list_flatten(c).to_pylist()}
     return candidates - set(erasure.erasure_keys(owned, step.privacy, erasure.SERIAL).values())
 
@@ -168,13 +155,10 @@ def _replacing(
     """The change to the published landing table and its rejects that drops the data files
     holding the `replaced` source files (None on an `upgrade`: all is written again), and the
     source files carried from the published version (not parsed again), each with the data
-    files of the version and its rejects that hold it, which are all Ingest reads of it:
-
-    - on an upgrade, the files gone from the source;
-    - those naming a person whose erasure the version does not apply yet: only their data
-      files are rewritten, without her rows and lines (counted as left out);
-    - those sharing a data file with a file dropped (a table written before one data file
-      per source file)."""
+    files of the version and its rejects that hold it: on an upgrade, the files gone from the
+    source; else those naming a person whose erasure the version does not apply yet (written
+    again without her, docs/privacy.md), and those sharing a data file with a file dropped (a
+    table written before one data file per source file)."""
     published = found.published
     assert published is not None
     versions = (published, step.lake.companion(published, rejects.spec))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 
 import pyarrow as pa
 
@@ -67,32 +68,28 @@ def lines_accounted_for(table: Table, rejects: Table) -> Rule:
 _WORD = 63  # line numbers per bitmap word: bits 0 to 62 of a signed 64-bit integer
 
 
-def source_lines(counts: list[tuple[str, int]], erased: Mapping[str, int] | None = None) -> pa.Table:
+_SOURCE_LINES = pa.schema([("source_file", pa.string()), ("lines_read", pa.int64()), ("lines_erased", pa.int64())])
+
+
+def source_lines(counts: list[tuple[str, int, int]]) -> pa.Table:
     """The `source_lines` relation of the rule: each landing file, its non-blank lines, and
     how many of them were left out because they name an erased person."""
-    rows = [dict(source_file=k, lines_read=n, lines_erased=(erased or {}).get(k, 0)) for k, n in counts]
-    return pa.Table.from_pylist(rows, pa.schema([("source_file", pa.string()), ("lines_read", pa.int64()), ("lines_erased", pa.int64())]))
+    return pa.Table.from_pylist([dict(zip(_SOURCE_LINES.names, c)) for c in counts], _SOURCE_LINES)
 
 
-def recount(table: Table) -> Callable[[LandingSource, Snapshot | None], Mapping[str, pa.Table]]:
+def recount(table: Table, source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
     """The line counts read again from the source, for judging a published landing version,
     with the lines its ledger records as erased; a file gone from the source (its rows are
     kept) counts the lines the ledger recorded for it."""
-
-    def relations(source: LandingSource, ledger: Snapshot | None) -> Mapping[str, pa.Table]:
-        counts = [(key, count_lines(data)) for key, data in source.read_all(table.source)]
-        recorded = {r["source_file"]: r for r in ledger.to_arrow().to_pylist()} if ledger is not None else {}
-        listed = {key for key, _ in counts}
-        counts += [(key, r["lines"]) for key, r in recorded.items() if key not in listed]
-        return {"source_lines": source_lines(counts, {key: r.get("lines_erased") or 0 for key, r in recorded.items()})}
-
-    return relations
+    recorded = {r["source_file"]: r for r in ledger.to_arrow().to_pylist()} if ledger is not None else {}
+    lines = {key: r["lines"] for key, r in recorded.items()} | {k: count_lines(d) for k, d in source.read_all(table.source)}
+    return {"source_lines": source_lines([(k, n, recorded.get(k, {}).get("lines_erased") or 0) for k, n in lines.items()])}
 
 
 def _landing_audit(table: Table, ledger: Table) -> Audit:
     rejects, (column, kind) = REJECTS_OF[table.name], table.erased_by  # type: ignore[misc]
     rules = (lines_accounted_for(table, rejects), not_erased((table.name, column, kind), (rejects.name, NAMED[kind], kind)))
-    return Audit(table, rules, companion=rejects, from_source=recount(table), ledger=ledger)
+    return Audit(table, rules, companion=rejects, from_source=functools.partial(recount, table), ledger=ledger)
 
 
 CUSTOMER_LANDING_AUDIT = _landing_audit(CUSTOMER_LANDING, CUSTOMER_LANDING_FILES)

@@ -4,7 +4,6 @@ whole (`lines_accounted_for`)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,22 +19,20 @@ from stedi_assets.tables import RESCUED_DATA
 
 @dataclass(frozen=True)
 class LeftOut:
-    """What is kept, and what is left out: lines per file (neither rows nor rejects) and, for
+    """What is kept, and what is left out: lines (neither rows nor rejects) and, for
     customers, the keyed hashes of the erased people's serial numbers."""
 
     rows: pa.Table
     rejects: pa.Table
-    lines: dict[str, int]
+    lines: int
     serials: list[str]
 
 
-def leave_out(
-    rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str
-) -> LeftOut:
-    """Leave out the rows whose `column` (compared as `kind`) names an erased person, and the
-    rejected lines that name one anywhere (`naming`)."""
+def leave_out(rows: pa.Table, rejects: pa.Table, erasures: Erasures, privacy: PrivacyPolicy, column: str, kind: str) -> LeftOut:
+    """Leave out the rows (of one source file) whose `column` (compared as `kind`) names an
+    erased person, and the rejected lines that name one anywhere (`naming`)."""
     if not erasures:
-        return LeftOut(rows, rejects, {}, [])
+        return LeftOut(rows, rejects, 0, [])
     rows = _rescued_without_erased(rows, erasures, privacy)
     row_mask = erasures.dropping(rows, column, kind, privacy)
     reject_mask = pa.array(naming(rejects, erasures, privacy))
@@ -68,25 +65,19 @@ def _rescued_without_erased(rows: pa.Table, erasures: Erasures, privacy: Privacy
         return rows
     rescued = rows[RESCUED_DATA.name]
     cleared = pa.array(naming(with_named_keys(pa.table({"raw": rescued})), erasures, privacy))
-    if not pc.any(cleared).as_py():
-        return rows
     return rows.set_column(
         rows.column_names.index(RESCUED_DATA.name), RESCUED_DATA.name, pc.if_else(cleared, pa.scalar(None, pa.string()), rescued)
     )
 
 
-def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> dict[str, int]:
-    """Lines (per file) of the dropped rows and rejects that no kept row or reject shares (a
-    line of several records may keep some)."""
-
-    def lines(tables: list[pa.Table]) -> set[tuple[str, int]]:
-        return {pair for t in tables for pair in zip(t["source_file"].to_pylist(), t["source_line"].to_pylist())}
-
-    gone = lines(dropped)
+def _lines_left_out(dropped: list[pa.Table], kept: list[pa.Table]) -> int:
+    """Lines of the dropped rows and rejects that no kept row or reject shares (a line of
+    several records may keep some)."""
+    gone = {n for t in dropped for n in t["source_line"].to_pylist()}
     if gone:
-        numbers = pa.array(sorted({n for _, n in gone}), pa.int64())
-        gone -= lines([t.filter(pc.is_in(t["source_line"], value_set=numbers)) for t in kept])
-    return dict(Counter(file for file, _ in gone))
+        numbers = pa.array(sorted(gone), pa.int64())
+        gone -= {n for t in kept for n in t["source_line"].filter(pc.is_in(t["source_line"], value_set=numbers)).to_pylist()}
+    return len(gone)
 
 
 def sources_naming(

@@ -42,7 +42,6 @@ class Ingested:
     source_file: str
     lines: int = 0
     rows: int = 0
-    rejected: int = 0
     lines_erased: int = 0
     rejects: list[pa.Table] = field(default_factory=list)  # kept rejected lines, a part per piece that has any
     serials: set[str] = field(default_factory=set)  # customers: keyed serials only erased people own
@@ -53,10 +52,9 @@ class Ingested:
 
 @dataclass(frozen=True)
 class Ingest:
-    """How one landing table ingests a source file. `carried`: the source files carried from a
-    published version, not parsed again (an erasure, or a version under an older contract),
-    each with its ledger row and the data files of the version and its rejects that hold it.
-    Sent whole to Spark's executors, with the privacy policy they need to tell an erased person."""
+    """How one landing table ingests a source file; `carried`: the source files carried from the
+    published version (landing/assets.py `_replacing`), each with its ledger row. Sent whole to
+    Spark's executors, with the privacy policy they need to tell an erased person."""
 
     table: Table
     rejects: Table
@@ -86,8 +84,7 @@ class Ingest:
             done.serials.update(kept.serials)
             fields.update(rescued_fields(kept.rows))
             done.rows += kept.rows.num_rows
-            done.rejected += kept.rejects.num_rows
-            done.lines_erased += sum(kept.lines.values())
+            done.lines_erased += kept.lines
             done.lines += lines
             yield kept.rows
         done.rescued = dict(fields)

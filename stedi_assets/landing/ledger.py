@@ -68,8 +68,6 @@ def arrivals(source: LandingSource, lake: Lake, table: Table, ledger: Table) -> 
         recorded,
         published,
         new=[k for k in entries if k not in recorded],
-        # A file is its content (`LandingSource.survey` hashes it): a correction that keeps the
-        # size and modification time is read again, a file only touched is not.
         changed=[k for k, e in entries.items() if k in recorded and recorded[k]["etag"] != e.etag],
         gone=[k for k in recorded if k not in entries],
         skipped=skipped,
@@ -83,7 +81,8 @@ def ledger_rows(arrivals: Arrivals, ingested: Mapping[str, Ingested], gone: list
 
     def row(key: str, **now: Any) -> dict[str, Any]:
         done = ingested.get(key)
-        counts = dict(lines=done.lines, rows=done.rows, rejects=done.rejected, lines_erased=done.lines_erased) if done else {}
+        rejects = sum(t.num_rows for t in done.rejects) if done else 0
+        counts = dict(lines=done.lines, rows=done.rows, rejects=rejects, lines_erased=done.lines_erased) if done else {}
         return {"lines_erased": 0, **arrivals.recorded.get(key, {}), **now, **counts}
 
     rows = [row(key, **{name: getattr(entry, name) for name in STATUS}, etag=entry.etag, source_file=key, present=True)

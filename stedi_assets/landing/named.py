@@ -1,9 +1,5 @@
-"""What a rejected landing line still says about a person, read from its raw text.
-
-A rejected line can still name a customer by e-mail or serial number, and for privacy that
-counts (docs/privacy.md). So the scan is tolerant on purpose: `key: value` pairs in either
-quote style and any letter case, and every e-mail- or serial-shaped token anywhere in the text
-(after NFKC, so a full-width `＠` counts); e-mails are kept as their person keys."""
+"""What a rejected landing line still says about a person, read from its raw text: tolerant on
+purpose, since for privacy every name counts (docs/privacy.md says what is found)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""New landing files flow in on their own: one sensor per source.
-
-Each sensor compares its source's listing with the ledger of the published landing table, in
-the lake, not with a cursor of its own: a failed run, or files another run already ingested,
-are seen as they are. It requests a run keyed by the files' identities, so the same arrivals
-are requested once. docs/ingestion.md, "The sensors and the automation".
-"""
+"""New landing files flow in on their own: one sensor per source, comparing its listing with the
+ledger in the lake, not a cursor of its own, so a failed run or files another run ingested are
+seen as they are (docs/ingestion.md, "The sensors and the automation")."""
 
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.store import Entry, Store, open_store, read_buffer
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
-HIDDEN_PREFIXES = (".", "_")  # hidden and marker files (`.DS_Store`, `_SUCCESS`, `_manifest.json`)
 
 
 class NoLandingFilesError(FileNotFoundError):
@@ -41,13 +40,9 @@ class LandingSource:
         self, source: str, recorded: Mapping[str, Mapping[str, Any]] | None = None
     ) -> tuple[dict[str, Entry], dict[str, str]]:
         """One listing of a source: the files that are read (`entries`, each with its content
-        hash), and every other file under its folder with why it is not read. Special files and
-        symlinks out of the root are never opened.
-
-        A local file whose size, modification time, ctime and inode are all those `recorded`
-        (ledger rows by file) keeps its recorded hash: hashing every file would read the whole
-        source (1 GB at 100x) each tick. The ctime makes this safe: a copy that keeps times
-        (`cp -p`, `rsync -t`) cannot set it, and an in-place write moves it."""
+        hash), and every other file under its folder with why it is not read. A local file whose
+        STATUS is the one `recorded` (ledger rows by file) keeps its recorded hash, so that a tick
+        does not read the whole source: why that is safe, docs/ingestion.md, "What is re-read"."""
         store = self.store()
         entries, skipped = {}, {}
         recorded = recorded or {}
@@ -60,7 +55,6 @@ class LandingSource:
                 entries[key] = replace(entry, etag=recorded[key]["etag"])
             else:
                 entry = with_content_hash(store, key, entry)
-                # A ctime too recent to trust (_RACY_NS) is not recorded: the file is hashed again next time.
                 racy = entry.changed_ns is not None and entry.changed_ns > listed_ns - _RACY_NS
                 entries[key] = replace(entry, changed_ns=None) if racy else entry
         if not entries:
@@ -82,10 +76,8 @@ class LandingSource:
 
 
 def with_content_hash(store: Store, key: str, entry: Entry) -> Entry:
-    """`entry` with a hash of the file's content in `etag`, so that a file corrected in place
-    is read again even when its size and modification time were kept. An S3 ETag is one,
-    unless the object was uploaded in parts (`"<hash>-<parts>"`: other parts, another hash).
-    Anything else is hashed here, streamed: blake2b, faster than MD5 or SHA-256."""
+    """`entry` with a hash of the file's content in `etag`: an S3 ETag, unless the object was
+    uploaded in parts (`"<hash>-<parts>"`); else blake2b (faster than MD5 or SHA-256), streamed."""
     if entry.etag and "-" not in entry.etag:
         return entry
     digest = hashlib.blake2b(digest_size=16)
@@ -99,9 +91,8 @@ def with_content_hash(store: Store, key: str, entry: Entry) -> Entry:
     return replace(entry, etag=f"blake2b:{digest.hexdigest()}")
 
 
-# A status this recent is not recorded (`survey`): file times tick in steps of a few
-# milliseconds, so a write right after the listing could leave them as they were (git's
-# "racy clean" problem); a second is far more than a step.
+# A status this recent is not recorded (`survey`): the file is hashed again next time, as a write
+# right after the listing could leave its times as they were (git's "racy clean" problem).
 _RACY_NS = 1_000_000_000
 STATUS = ("size", "modified_ns", "changed_ns", "inode")  # what a ledger row records of a file beside its hash
 
@@ -116,7 +107,7 @@ def _unchanged(entry: Entry, row: Mapping[str, Any] | None) -> bool:
 def skip_reason(key: str) -> str | None:
     """Why a file of the landing folder is not read (its name), or None if it is."""
     name = key.rsplit("/", 1)[-1]
-    if name.startswith(HIDDEN_PREFIXES):
+    if name.startswith((".", "_")):  # `.DS_Store`, `_SUCCESS`, `_manifest.json`
         return f"name starts with {name[0]!r} (a hidden or marker file)"
     if not name.lower().endswith(JSON_SUFFIXES):
         return f"not a {'/'.join(JSON_SUFFIXES)} file"

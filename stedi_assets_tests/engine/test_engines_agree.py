@@ -99,7 +99,7 @@ def broken(tables: dict[str, Relation], audited: str, source: Path) -> dict[str,
     if audited in {t.name for t in LANDING}:
         bad = tables[audited].to_arrow().slice(3)
         ledger = tables.get(f"{audited}_files")  # the ledger published with it
-        lines = landing_checks.recount(TABLES[audited])(LandingSource(root=str(source)), ledger)
+        lines = landing_checks.recount(TABLES[audited], LandingSource(root=str(source)), ledger)
         return {**tables, **lines, audited: bad}
     upstream = {
         "customer_trusted": "customer_landing",
