@@ -14,7 +14,7 @@ from stedi_assets import erasure
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import CommitConflictError
 from stedi_assets.resources.lake import LakeResource
-from stedi_assets.publishing import Audited, Change
+from stedi_assets.publishing import Audited, NextVersion
 from stedi_assets.tables import LAKE_TABLES, TABLES, Table
 
 COMMIT_RETRIES = 5  # times a step whose commit was refused (another run committed first) is run again
@@ -72,7 +72,7 @@ def write(lake: Lake, out: Audited) -> Snapshot | None:
     return lake.write(out.table.spec, out.data, out.info, companions=versions, base=out.base, removes=out.removes)
 
 
-def _paired_again(lake: Lake, companion: Change, info: Mapping[str, Any]) -> Change:
+def _paired_again(lake: Lake, companion: NextVersion, info: Mapping[str, Any]) -> NextVersion:
     """`companion` on its latest version, restored first to the version its table names if
     another was committed since (by a run that died between the two commits, or one between
     them now); the new commit builds on the restore."""

@@ -58,7 +58,7 @@ class StepConfig(dg.Config):
 
 
 @dataclass(frozen=True)
-class Change:
+class NextVersion:
     """A table's next version as a step commits it: `data` written whole, or added on `base`
     less its data files `removes`; with neither data nor removes, `base` stays as it is."""
 
@@ -81,7 +81,7 @@ class Increment:
     base: Snapshot
     rows: int
     removes: tuple[str, ...] = ()
-    companion: Change | None = None
+    companion: NextVersion | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)  # what changed, for the commit info and the UI
 
 
@@ -135,13 +135,13 @@ class AssetStep:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Audited(Change):
+class Audited(NextVersion):
     """What a step hands its IO manager (io_manager.py): a table that passed every blocking
     rule, exactly as judged, to commit as its next version after its `companions` (named in
     its commit). Then versions past `retention_hours` leave the history. `timings`: for the log."""
 
     info: Mapping[str, Any]
-    companions: tuple[Change, ...] = ()
+    companions: tuple[NextVersion, ...] = ()
     retention_hours: int = 0
     timings: str = ""
 
@@ -229,19 +229,19 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     added = table.whole(data)
     added_rows = added.rows if isinstance(added, Staged) else added.num_rows
     relations: dict[str, Any] = {**step.inputs, **step.erasures.relations(), table.name: added}
-    companions: list[Change] = []
+    companions: list[NextVersion] = []
     if audit.companion is not None and built.companion is not None:
         rejects = _conform_all(audit.companion, built.companion)
         relations[audit.companion.name] = audit.companion.whole(rejects)
         if increment is None:
-            companions.append(Change(audit.companion, rejects))
+            companions.append(NextVersion(audit.companion, rejects))
         elif increment.companion is not None:
             companions.append(replace(increment.companion, data=rejects if relations[audit.companion.name].num_rows else None))
     if audit.ledger is not None:
         if built.ledger is not None:
-            companions.append(Change(audit.ledger, audit.ledger.conform(built.ledger)))
+            companions.append(NextVersion(audit.ledger, audit.ledger.conform(built.ledger)))
         elif increment is not None and audit.ledger.name in increment.base.companions:
-            companions.append(Change(audit.ledger, None, step.lake.companion(increment.base, audit.ledger.spec)))
+            companions.append(NextVersion(audit.ledger, None, step.lake.companion(increment.base, audit.ledger.spec)))
     relations.update(built.relations)
     outcomes = audit.judge(relations, step.engine, step.privacy, step.as_of, built.built_with)
     if increment is not None and not step.erasures.applied_by(increment.base):
@@ -320,7 +320,8 @@ def _judge_published(step: AssetStep, audit: Audit, published: Snapshot | None):
     """Checks run alone: judge the published version, report against its materialization."""
     table = audit.table
     if published is None:
-        raise dg.Failure(description=f"{table.name} has no published version at {step.lake.uri(table.location)}: there is nothing to check")
+        where = step.lake.uri(table.location)
+        raise dg.Failure(description=f"{table.name} has no published version at {where}: there is nothing to check")
     # The serial keys only erased people own, as this version recorded them (if it does).
     erasures = step.erasures.with_serials(step.erasures.serials | erasure.erased_serials(published))
     relations = {**step.inputs, **erasures.relations(), **audit.published_relations(step.lake, published, step.source)}

@@ -74,7 +74,8 @@ def machine_learning_curated(step: AssetStep) -> Build:
         step.pictures.prepare()
         built = follower.full(everything(), metadata, built_with=rules.MACHINE_LEARNING_CURATED)
         # Drawn on what is published: an erased person's rows are left out by now.
-        built.metadata = {**built.metadata, **signals.curated_pictures(step, {**step.inputs, MACHINE_LEARNING_CURATED.name: built.data})}
+        published = {**step.inputs, MACHINE_LEARNING_CURATED.name: built.data}
+        built.metadata = {**built.metadata, **signals.curated_pictures(step, published)}
         return built
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
     changes = follower.changed(*inputs)

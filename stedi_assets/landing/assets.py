@@ -21,7 +21,7 @@ from stedi_assets.landing.ingest import Ingest
 from stedi_assets.landing.json_lines import MAX_DEPTH
 from stedi_assets.landing.ledger import Arrivals, arrivals, ledger_rows
 from stedi_assets.landing.source import JSON_SUFFIXES
-from stedi_assets.publishing import AssetStep, Build, Change, Increment, audited_asset
+from stedi_assets.publishing import AssetStep, Build, Increment, NextVersion, audited_asset
 from stedi_assets.tables import CUSTOMER_LANDING, RESCUED_DATA, Table
 
 CONTRACT = "contract"  # commit info: the columns written with (docs/ingestion.md, "Adding a column to a contract")
@@ -178,7 +178,8 @@ def _replacing(
         for key in sorted(carry)
     }
     summary = {"files_new": len(found.new), "files_replaced": len(replaced), "files_gone": len(found.gone)}
-    increment = None if upgrade else Increment(published, published.rows, tuple(drop[0]), Change(rejects, None, versions[1], tuple(drop[1])), summary)
+    rejects_change = NextVersion(rejects, None, versions[1], tuple(drop[1]))
+    increment = None if upgrade else Increment(published, published.rows, tuple(drop[0]), rejects_change, summary)
     return increment, carried
 
 

@@ -44,7 +44,7 @@ class Ingested:
     rows: int = 0
     lines_erased: int = 0
     rejects: list[pa.Table] = field(default_factory=list)  # kept rejected lines, a part per piece that has any
-    serials: set[str] = field(default_factory=set)  # customers: keyed serials only erased people own
+    serials: set[str] = field(default_factory=set)  # customers: keyed serials of the records left out
     rescued: dict[str, int] = field(default_factory=dict)  # fields outside the contract, rows per field
     exact: bool = False  # parsed line by line (bad lines or fields outside the contract)
     process: str = ""
