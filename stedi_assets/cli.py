@@ -5,6 +5,7 @@ only `rollback` loads the engine resource, and with it Dagster."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -152,15 +153,17 @@ def versions(table: str, settings: Settings) -> None:
     requests the current version applies; the next run or `stedi forget --purge` deletes it)."""
     store, spec = _open(settings), LAKE_TABLES[table].spec
     history, owner = store.history(spec), OWNERS.get(table, LAKE_TABLES[table])
+    restorable = functools.cache(lambda version: store.restorable(spec, version))
     awaiting = set(erasure.awaiting_purge(store, spec)) or (
-        {c.version for c in history[1:] if store.restorable(spec, c.version)} if erasure.awaiting_purge(store, owner.spec) else set()
+        {c.version for c in history[1:] if restorable(c.version)}
+        if owner is not LAKE_TABLES[table] and erasure.awaiting_purge(store, owner.spec) else set()
     )
     for commit in history:
         info = commit.info
         rules = ", ".join(f"{rule} {n}" for rule, n in info.get("rules", {}).items()) or "-"
         origin = f"restore of {info['restored_version']}, " if "restored_version" in info else ""
         kept = "current" if commit is history[0] else "awaiting-purge" if commit.version in awaiting else None
-        kept = kept or ("kept" if store.restorable(spec, commit.version) else "gone")
+        kept = kept or ("kept" if restorable(commit.version) else "gone")
         click.echo(
             f"{commit.version:>4}  {commit.timestamp:%Y-%m-%d %H:%M:%S}  {kept:<7}  {commit.operation:<12} "
             f"{origin}run {info.get('run_id', '-')}  policy {info.get('consent_policy', '-')}  rules: {rules}"

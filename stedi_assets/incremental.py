@@ -52,7 +52,7 @@ class Follower:
         # a build under other rules never continues this one.
         rendered = "\n".join(step.privacy.render(s, as_of=0) for s in rules_sql)
         self.fingerprint = hashlib.sha256(rendered.encode()).hexdigest()[:16]
-        self.previous = None if step.full_refresh else step.current(table)
+        self.previous = None if step.full_refresh else step.published
         self.reason = self._unusable()
         self.compared: set[str] = set()  # the inputs whose changes the build has looked at
 
@@ -187,9 +187,7 @@ class Follower:
         published rows first (cheaper than whole rows). `judge_with`: relations the rules
         judge the new rows against in place of whole inputs."""
         previous = self.previous
-        assert previous is not None and self.usable
-        if self.inputs_unchanged:
-            return self.unchanged(metadata)
+        assert previous is not None and self.usable and not self.inputs_unchanged  # callers return `unchanged` first
         # An input whose changes the build never looked at (one added to the asset later, say)
         # may have changed rows it cannot account for: then only a full build is sure.
         if overlooked := [n for n, s in self.step.inputs.items() if n not in self.compared and set(self.bases[n].files) != set(s.files)]:

@@ -118,6 +118,7 @@ class AssetStep:
     erasures: Erasures = Erasures()
     full_refresh: bool = False
     as_of: int = field(default_factory=now_ms)
+    published: Snapshot | None = None  # this table's published version, read once at the start of the step
 
     def _rendered(self, sql: str, inputs: Sequence[str], relations: Mapping[str, Relation]) -> tuple[str, dict[str, Relation]]:
         """A rule's SQL under the consent policy, over the named inputs and `relations` (standing in for inputs)."""
@@ -213,7 +214,7 @@ def audited_asset(
             # recorded as due (consent dated after its run). Not for erasure requests: each zone's
             # build follows their rows out as a change (landing/assets.py, incremental.py).
             due = published is not None and step.as_of >= published.info.get(REBUILD_AT, step.as_of + 1)
-            step = replace(step, full_refresh=config.full_refresh or due)
+            step = replace(step, full_refresh=config.full_refresh or due, published=published)
             started = time.perf_counter()
             built = build(step)
             yield from _publish(step, audit, built, time.perf_counter() - started)
@@ -256,7 +257,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
     passed = all(o.passed for o in outcomes)
     rows = increment.rows if increment is not None else added_rows
     publishes = data if increment is None or added_rows else None
-    audited = None
+    audited, build_kind = None, "full" if increment is None else "incremental"
     if passed:
         info = {
             "run_id": step.context.run.run_id,
@@ -266,7 +267,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
             "consent_policy": step.privacy.consent_policy.value,
             # The versions it was built from: where the next incremental build starts.
             "inputs": {name: snapshot.version for name, snapshot in step.inputs.items()},
-            "build": "full" if increment is None else "incremental",
+            "build": build_kind,
             **({"changes": dict(increment.summary)} if increment is not None and increment.summary else {}),
             erasure.ERASURES_APPLIED: step.erasures.fingerprint(),
             **built.info,
@@ -286,7 +287,7 @@ def _publish(step: AssetStep, audit: Audit, built: Build, build_seconds: float):
         "audit": f"FAILED {', '.join(failed)}: not published, nothing written; readers keep the previous version"
         if failed else "passed every blocking rule: published with its checks",
         "preview": preview(table, added.head(PREVIEW_ROWS) if isinstance(added, Staged) else added.slice(0, PREVIEW_ROWS)),
-        "build": "full" if increment is None else "incremental",
+        "build": build_kind,
         "dagster/uri": step.lake.uri(table.location),
     }
     if increment is not None:

@@ -78,6 +78,8 @@ def machine_learning_curated(step: AssetStep) -> Build:
         built.metadata = {**built.metadata, **signals.curated_pictures(step, published)}
         return built
     metadata["pictures"] = "drawn on full builds only: they profile the whole table"
+    if follower.inputs_unchanged:
+        return follower.unchanged(metadata)
     changes = follower.changed(*inputs)
     # Customers whose curated record changed, and those some removed readings belonged to
     # (by their record then or now): their rows are recomputed.

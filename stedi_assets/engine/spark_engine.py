@@ -113,7 +113,7 @@ class SparkEngine:
 
     def stage(self, sql: str, relations: Mapping[str, Relation], lake: Lake, spec: TableSpec) -> Staged:
         """Each executor task with rows writes its share as one data file with the lake's own
-        writer (lake/delta.py `write_data_file`, not Spark's: docs/spark.md) and sends back only
+        writer (lake/data_files.py `write_data_file`, not Spark's: docs/spark.md) and sends back only
         its AddAction. A file of a task Spark retried is named by no commit: vacuum deletes it."""
         frame = self._sql(sql, relations)
 
@@ -171,7 +171,7 @@ def _writer(spec: TableSpec, root: str, options: dict[str, str]):
     def write(batches):
         import itertools
 
-        from stedi_assets.lake.delta import write_data_file
+        from stedi_assets.lake.data_files import write_data_file
 
         with_rows = (batch for batch in batches if batch.num_rows)
         first = next(with_rows, None)

@@ -173,7 +173,7 @@ def _parse_fast(data: Data, source_file: str, table: Table, columns: list[Column
     view = np.frombuffer(data, dtype=np.uint8)
     if view.max(initial=0) >= 0x80:  # not ASCII: pyarrow reads strings that are not UTF-8 as they are
         try:
-            memoryview(data).tobytes().decode("utf-8")
+            str(memoryview(data), "utf-8")  # decoded in place, no copy of the chunk
         except UnicodeDecodeError:
             return None
     starts, ends, non_blank = _lines_of(view)

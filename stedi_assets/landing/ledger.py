@@ -12,16 +12,18 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from stedi_assets.lake.delta import Lake, Snapshot
 from stedi_assets.lake.errors import TableNotPublishedError
 from stedi_assets.lake.store import Entry
-from stedi_assets.landing.ingest import Ingested
 from stedi_assets.landing.source import STATUS, LandingSource
 from stedi_assets.tables import Table
+
+if TYPE_CHECKING:
+    from stedi_assets.landing.ingest import Ingested
 
 
 @dataclass(frozen=True)

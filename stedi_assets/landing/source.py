@@ -37,12 +37,13 @@ class LandingSource:
         return self.store().uri(self._folder(source))
 
     def survey(
-        self, source: str, recorded: Mapping[str, Mapping[str, Any]] | None = None
+        self, source: str, recorded: Mapping[str, Mapping[str, Any]] | None = None, hashed: bool = True
     ) -> tuple[dict[str, Entry], dict[str, str]]:
         """One listing of a source: the files that are read (`entries`, each with its content
         hash), and every other file under its folder with why it is not read. A local file whose
         STATUS is the one `recorded` (ledger rows by file) keeps its recorded hash, so that a tick
-        does not read the whole source: why that is safe, docs/ingestion.md, "What is re-read"."""
+        does not read the whole source: why that is safe, docs/ingestion.md, "What is re-read".
+        Without `hashed`, entries as listed (for a reader that reads every file anyway)."""
         store = self.store()
         entries, skipped = {}, {}
         recorded = recorded or {}
@@ -51,6 +52,8 @@ class LandingSource:
             reason = entry.unreadable or skip_reason(key)
             if reason is not None:
                 skipped[key] = reason
+            elif not hashed:
+                entries[key] = entry
             elif _unchanged(entry, recorded.get(key)):
                 entries[key] = replace(entry, etag=recorded[key]["etag"])
             else:
@@ -71,7 +74,7 @@ class LandingSource:
     def read_all(self, source: str) -> Iterator[tuple[str, pa.Buffer]]:
         """Every JSON file of one source and its bytes, in a stable order."""
         store = self.store()
-        for key in self.survey(source)[0]:
+        for key in self.survey(source, hashed=False)[0]:
             yield key, read_buffer(store, key)
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from stedi_assets.lake.aws import AwsAccess
+
 
 class AwsConfig(dg.Config):
     """Retries and timeouts of every S3 and Glue call (lake/aws.py's AwsAccess). Not dagster-aws's
@@ -11,3 +13,6 @@ class AwsConfig(dg.Config):
     max_attempts: int = 5  # the first call included
     timeout_seconds: float = 30.0
     anonymous: bool = False  # unsigned requests: reads of a public bucket without credentials
+
+    def access(self, **policy: object) -> AwsAccess:
+        return AwsAccess(**self.model_dump(), **policy)  # type: ignore[arg-type]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.lake.connect import open_lake
 from stedi_assets.lake.delta import Lake
 from stedi_assets.resources.aws import AwsConfig
@@ -20,6 +19,6 @@ class LakeResource(dg.ConfigurableResource):
     unconditional_writes_setting: str = "allow_unconditional_writes"
 
     def lake(self) -> Lake:
-        access = AwsAccess(**self.aws.model_dump(), allow_unconditional_writes=self.allow_unconditional_writes,
+        access = self.aws.access(allow_unconditional_writes=self.allow_unconditional_writes,
                            unconditional_writes_setting=self.unconditional_writes_setting)
         return open_lake(self.root, access, self.glue_database)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from stedi_assets.lake.aws import AwsAccess
 from stedi_assets.landing.source import LandingSource
 from stedi_assets.resources.aws import AwsConfig
 
@@ -16,4 +15,4 @@ class LandingSourceResource(dg.ConfigurableResource):
     aws: AwsConfig = AwsConfig()
 
     def create_resource(self, context: dg.InitResourceContext) -> LandingSource:
-        return LandingSource(self.root, dict(self.prefixes), AwsAccess(**self.aws.model_dump()))
+        return LandingSource(self.root, dict(self.prefixes), self.aws.access())

@@ -68,6 +68,8 @@ def accelerometer_trusted(step: AssetStep) -> Build:
     if not follower.usable:
         # Met by construction: checks.ACCELEROMETER_TRUSTED_AUDIT's reading_unique.
         return follower.full(everything(), metadata, built_with=rules.ACCELEROMETER_TRUSTED)
+    if follower.inputs_unchanged:
+        return follower.unchanged(metadata)
     changes = follower.changed("accelerometer_landing", "customer_trusted")
     # Customers whose consent changed, and the users of removed landing rows (another copy of
     # a removed reading may remain: DISTINCT): their readings are recomputed.
@@ -105,6 +107,8 @@ def step_trainer_trusted(step: AssetStep) -> Build:
 
     if not follower.usable:
         return follower.full(everything(), metadata)
+    if follower.inputs_unchanged:
+        return follower.unchanged(metadata)
     changes = follower.changed("step_trainer_landing", *inputs)
     # Serial numbers whose curated owner, consent or registrations changed, those of removed
     # landing rows, and shared ones whose owner's phone readings changed (on a shared serial
